@@ -1,0 +1,404 @@
+//! Why: the REST API under `/api/v1`, the only door the web app uses, with the same checks
+//! for every client. Authentication is decided once, in the `Auth` extractor: a bearer API
+//! token, or a session cookie plus the session's CSRF token on anything that changes state.
+//! `ROUTES` lists every route once; the OpenAPI document is generated from it and the
+//! authorization-matrix test walks it, so undocumented or untested routes stand out.
+
+pub mod admin;
+pub mod auth;
+pub mod openapi;
+pub mod vault;
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch, post, put};
+use axum::Router;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::identity::sessions::{self, COOKIE};
+use crate::identity::Principal;
+
+/// One API route: method, path (axum syntax), summary, tag, who may call it, body fields.
+pub struct RouteDoc {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub tag: &'static str,
+    pub access: &'static str,
+    pub body: &'static [(&'static str, &'static str)],
+}
+
+macro_rules! r {
+    ($m:literal, $p:literal, $s:literal, $t:literal, $a:literal) => {
+        RouteDoc { method: $m, path: $p, summary: $s, tag: $t, access: $a, body: &[] }
+    };
+    ($m:literal, $p:literal, $s:literal, $t:literal, $a:literal, [$(($f:literal, $ty:literal)),*]) => {
+        RouteDoc { method: $m, path: $p, summary: $s, tag: $t, access: $a, body: &[$(($f, $ty)),*] }
+    };
+}
+
+pub const ROUTES: &[RouteDoc] = &[
+    r!("GET", "/api/v1/health", "Liveness check", "meta", "public"),
+    r!("GET", "/api/v1/openapi.json", "This document", "meta", "public"),
+    r!("POST", "/api/v1/auth/login", "Log in with user name and password; sets the session cookie", "auth", "public", [("username", "string"), ("password", "string")]),
+    r!("POST", "/api/v1/auth/logout", "End the current web session", "auth", "session"),
+    r!("GET", "/api/v1/auth/me", "The current user, session state and CSRF token", "auth", "session (also while 2FA or a password change is pending)"),
+    r!("POST", "/api/v1/auth/password", "Change your own password", "auth", "session (also while a password change is pending)", [("current_password", "string"), ("new_password", "string")]),
+    r!("POST", "/api/v1/auth/totp", "Give the TOTP or recovery code that completes a login", "auth", "session waiting for 2FA", [("code", "string")]),
+    r!("POST", "/api/v1/auth/totp/enroll", "Start TOTP enrolment: returns the otpauth URI (shown once)", "auth", "any user"),
+    r!("POST", "/api/v1/auth/totp/confirm", "Confirm enrolment with a code; returns recovery codes (shown once)", "auth", "any user", [("code", "string")]),
+    r!("POST", "/api/v1/auth/totp/disable", "Turn off your own 2FA (needs your password)", "auth", "any user", [("password", "string")]),
+    r!("GET", "/api/v1/tokens", "Your API tokens", "tokens", "any user"),
+    r!("POST", "/api/v1/tokens", "Create an API token (the token is shown once)", "tokens", "any user", [("name", "string"), ("expires_in_days", "integer")]),
+    r!("DELETE", "/api/v1/tokens/{id}", "Revoke one of your API tokens", "tokens", "any user"),
+    r!("GET", "/api/v1/users", "Users (administrators see everything; others a directory)", "users", "any user"),
+    r!("POST", "/api/v1/users", "Create a user; returns a one-time password unless one is given", "users", "administrator", [("username", "string"), ("full_name", "string"), ("email", "string"), ("role", "string"), ("super_admin", "boolean"), ("password", "string")]),
+    r!("GET", "/api/v1/users/{id}", "One user", "users", "administrator, or the user"),
+    r!("PATCH", "/api/v1/users/{id}", "Change a user (role, scope, lock, name, e-mail)", "users", "administrator; users their own name and e-mail", [("full_name", "string"), ("email", "string"), ("role", "string"), ("super_admin", "boolean"), ("disabled", "boolean")]),
+    r!("DELETE", "/api/v1/users/{id}", "Delete a user (never yourself)", "users", "administrator"),
+    r!("POST", "/api/v1/users/{id}/unlock", "Clear a lockout or an administrator lock", "users", "administrator"),
+    r!("POST", "/api/v1/users/{id}/reset-password", "Set a new one-time password (returned once)", "users", "administrator"),
+    r!("POST", "/api/v1/users/{id}/reset-mfa", "Turn off a user's 2FA (lost phone)", "users", "administrator"),
+    r!("GET", "/api/v1/user-groups", "User groups", "users", "any user"),
+    r!("POST", "/api/v1/user-groups", "Create a user group", "users", "administrator", [("name", "string"), ("description", "string"), ("member_ids", "array")]),
+    r!("GET", "/api/v1/user-groups/{id}", "One user group", "users", "any user"),
+    r!("PATCH", "/api/v1/user-groups/{id}", "Change a user group and its members", "users", "administrator", [("name", "string"), ("description", "string"), ("member_ids", "array")]),
+    r!("DELETE", "/api/v1/user-groups/{id}", "Delete a user group", "users", "administrator"),
+    r!("GET", "/api/v1/resources", "Resources you can see", "vault", "any user"),
+    r!("POST", "/api/v1/resources", "Add a resource (you own it)", "vault", "administrator, password administrator", [("name", "string"), ("host", "string"), ("resource_type", "string"), ("description", "string"), ("tags", "array"), ("ports", "object"), ("policy_id", "string")]),
+    r!("GET", "/api/v1/resources/{id}", "One resource", "vault", "any access to it"),
+    r!("PATCH", "/api/v1/resources/{id}", "Change a resource", "vault", "manage", [("name", "string"), ("host", "string"), ("resource_type", "string"), ("description", "string"), ("tags", "array"), ("ports", "object"), ("policy_id", "string")]),
+    r!("DELETE", "/api/v1/resources/{id}", "Delete a resource and its accounts", "vault", "manage"),
+    r!("GET", "/api/v1/resources/{id}/accounts", "Accounts of a resource you can use", "vault", "any access to it"),
+    r!("POST", "/api/v1/resources/{id}/accounts", "Add an account to a resource", "vault", "modify", [("username", "string"), ("secret_kind", "string"), ("secret", "string"), ("passphrase", "string"), ("generate", "boolean"), ("notes", "string")]),
+    r!("GET", "/api/v1/resource-groups", "Resource groups you can see", "vault", "any user"),
+    r!("POST", "/api/v1/resource-groups", "Create a resource group", "vault", "administrator, password administrator", [("name", "string"), ("description", "string"), ("resource_ids", "array")]),
+    r!("GET", "/api/v1/resource-groups/{id}", "One resource group", "vault", "any access to it"),
+    r!("PATCH", "/api/v1/resource-groups/{id}", "Change a resource group", "vault", "manage", [("name", "string"), ("description", "string"), ("resource_ids", "array")]),
+    r!("DELETE", "/api/v1/resource-groups/{id}", "Delete a resource group", "vault", "manage"),
+    r!("GET", "/api/v1/accounts", "Accounts you can use (never their secrets)", "vault", "any user"),
+    r!("GET", "/api/v1/accounts/{id}", "One account (never its secret)", "vault", "connect"),
+    r!("PATCH", "/api/v1/accounts/{id}", "Change an account's user name or notes", "vault", "modify", [("username", "string"), ("notes", "string")]),
+    r!("DELETE", "/api/v1/accounts/{id}", "Delete an account", "vault", "manage"),
+    r!("POST", "/api/v1/accounts/{id}/reveal", "Reveal the secret: needs a reason; audited", "vault", "view", [("reason", "string")]),
+    r!("PUT", "/api/v1/accounts/{id}/secret", "Replace the secret (given or generated from the policy)", "vault", "modify", [("secret_kind", "string"), ("secret", "string"), ("passphrase", "string"), ("generate", "boolean")]),
+    r!("GET", "/api/v1/accounts/{id}/history", "Who changed the secret, when, from where", "vault", "view"),
+    r!("GET", "/api/v1/shares", "Who an object is shared with (?object_kind=&object_id=)", "vault", "manage"),
+    r!("POST", "/api/v1/shares", "Share an account, resource or resource group", "vault", "manage", [("subject_kind", "string"), ("subject_id", "string"), ("object_kind", "string"), ("object_id", "string"), ("level", "string")]),
+    r!("DELETE", "/api/v1/shares/{id}", "Revoke a share", "vault", "manage"),
+    r!("GET", "/api/v1/password-policies", "Password policies", "policies", "any user"),
+    r!("POST", "/api/v1/password-policies", "Create a password policy", "policies", "administrator, password administrator", [("name", "string"), ("min_length", "integer"), ("max_length", "integer"), ("min_lower", "integer"), ("min_upper", "integer"), ("min_digits", "integer"), ("min_special", "integer"), ("special_chars", "string"), ("start_with_letter", "integer"), ("history_depth", "integer"), ("max_age_days", "integer")]),
+    r!("PATCH", "/api/v1/password-policies/{id}", "Change a custom password policy", "policies", "administrator, password administrator", [("name", "string"), ("min_length", "integer"), ("max_length", "integer")]),
+    r!("DELETE", "/api/v1/password-policies/{id}", "Delete an unused custom password policy", "policies", "administrator, password administrator"),
+    r!("POST", "/api/v1/password-policies/{id}/generate", "A sample password that satisfies the policy", "policies", "any user"),
+    r!("GET", "/api/v1/audit", "Audit events, newest first (filters: actor, action, outcome, object, from, to, before, limit)", "audit", "administrator, password auditor"),
+    r!("GET", "/api/v1/audit/verify", "Check the audit chain; names the first bad row", "audit", "administrator, password auditor"),
+    r!("GET", "/api/v1/settings", "The running configuration (no secrets)", "settings", "administrator"),
+];
+
+pub fn router(app: App) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/v1/health",
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/auth/me", get(auth::me))
+        .route("/api/v1/auth/password", post(auth::change_password))
+        .route("/api/v1/auth/totp", post(auth::totp_verify))
+        .route("/api/v1/auth/totp/enroll", post(auth::totp_enroll))
+        .route("/api/v1/auth/totp/confirm", post(auth::totp_confirm))
+        .route("/api/v1/auth/totp/disable", post(auth::totp_disable))
+        .route(
+            "/api/v1/tokens",
+            get(auth::list_tokens).post(auth::create_token),
+        )
+        .route("/api/v1/tokens/{id}", delete(auth::delete_token))
+        .route(
+            "/api/v1/users",
+            get(admin::list_users).post(admin::create_user),
+        )
+        .route(
+            "/api/v1/users/{id}",
+            get(admin::get_user)
+                .patch(admin::update_user)
+                .delete(admin::delete_user),
+        )
+        .route("/api/v1/users/{id}/unlock", post(admin::unlock_user))
+        .route(
+            "/api/v1/users/{id}/reset-password",
+            post(admin::reset_password),
+        )
+        .route("/api/v1/users/{id}/reset-mfa", post(admin::reset_mfa))
+        .route(
+            "/api/v1/user-groups",
+            get(admin::list_groups).post(admin::create_group),
+        )
+        .route(
+            "/api/v1/user-groups/{id}",
+            get(admin::get_group)
+                .patch(admin::update_group)
+                .delete(admin::delete_group),
+        )
+        .route(
+            "/api/v1/resources",
+            get(vault::list_resources).post(vault::create_resource),
+        )
+        .route(
+            "/api/v1/resources/{id}",
+            get(vault::get_resource)
+                .patch(vault::update_resource)
+                .delete(vault::delete_resource),
+        )
+        .route(
+            "/api/v1/resources/{id}/accounts",
+            get(vault::resource_accounts).post(vault::create_account),
+        )
+        .route(
+            "/api/v1/resource-groups",
+            get(vault::list_rgroups).post(vault::create_rgroup),
+        )
+        .route(
+            "/api/v1/resource-groups/{id}",
+            get(vault::get_rgroup)
+                .patch(vault::update_rgroup)
+                .delete(vault::delete_rgroup),
+        )
+        .route("/api/v1/accounts", get(vault::list_accounts))
+        .route(
+            "/api/v1/accounts/{id}",
+            get(vault::get_account)
+                .patch(vault::update_account)
+                .delete(vault::delete_account),
+        )
+        .route("/api/v1/accounts/{id}/reveal", post(vault::reveal))
+        .route("/api/v1/accounts/{id}/secret", put(vault::set_secret))
+        .route("/api/v1/accounts/{id}/history", get(vault::history))
+        .route(
+            "/api/v1/shares",
+            get(vault::list_shares).post(vault::grant_share),
+        )
+        .route("/api/v1/shares/{id}", delete(vault::revoke_share))
+        .route(
+            "/api/v1/password-policies",
+            get(admin::list_policies).post(admin::create_policy),
+        )
+        .route(
+            "/api/v1/password-policies/{id}",
+            patch(admin::update_policy).delete(admin::delete_policy),
+        )
+        .route(
+            "/api/v1/password-policies/{id}/generate",
+            post(admin::generate_password),
+        )
+        .route("/api/v1/audit", get(admin::audit_list))
+        .route("/api/v1/audit/verify", get(admin::audit_verify))
+        .route("/api/v1/settings", get(admin::settings))
+        .route("/api/{*rest}", axum::routing::any(no_route))
+        .with_state(app);
+    api.fallback(crate::web_assets::serve)
+        .layer(axum::middleware::from_fn(security_headers))
+}
+
+async fn no_route() -> Response {
+    (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "error": { "code": "no_route", "message": "There is no such API route; see /api/v1/openapi.json", "field": null } }))).into_response()
+}
+
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let is_api = req.uri().path().starts_with("/api/");
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
+        h.insert(k, header::HeaderValue::from_static(v));
+    };
+    set(h, "strict-transport-security", "max-age=31536000");
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "x-frame-options", "DENY");
+    set(h, "referrer-policy", "no-referrer");
+    set(h, "content-security-policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+    if is_api {
+        set(h, "cache-control", "no-store");
+    }
+    res
+}
+
+/// The client's address as the audit log records it.
+pub fn client_addr(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The client's address, for handlers that run before authentication (login).
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(client_addr(parts)))
+    }
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == name).then(|| v.to_string())
+        })
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Authentication state of a request, before the "fully logged in" check.
+pub struct AnyAuth {
+    pub principal: Principal,
+    pub session: Option<SessionMeta>,
+    pub user: crate::identity::users::UserRow,
+}
+
+pub struct SessionMeta {
+    pub id: String,
+    pub csrf: String,
+    pub mfa_pending: bool,
+}
+
+impl AnyAuth {
+    pub fn must_change_password(&self) -> bool {
+        self.user.must_change_password == 1
+    }
+}
+
+impl FromRequestParts<App> for AnyAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let addr = client_addr(parts);
+        if let Some(token) = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        {
+            let user = sessions::from_bearer(app, token.trim()).await?;
+            return Ok(AnyAuth {
+                principal: sessions::principal(&user, &addr),
+                session: None,
+                user,
+            });
+        }
+        let cookie = cookie_value(&parts.headers, COOKIE)
+            .ok_or_else(|| ApiError::Unauthenticated("You are not logged in.".into()))?;
+        let s = sessions::from_cookie(app, &cookie).await?;
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            let sent = parts
+                .headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !constant_time_eq(sent, &s.csrf) {
+                return Err(ApiError::forbidden("Missing or wrong CSRF token (X-CSRF-Token header). Reload the page and try again."));
+            }
+            if let (Some(origin), Some(host)) = (
+                parts
+                    .headers
+                    .get(header::ORIGIN)
+                    .and_then(|v| v.to_str().ok()),
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|v| v.to_str().ok()),
+            ) {
+                if origin != format!("https://{host}") {
+                    return Err(ApiError::forbidden("Cross-origin request refused."));
+                }
+            }
+        }
+        Ok(AnyAuth {
+            principal: sessions::principal(&s.user, &addr),
+            session: Some(SessionMeta {
+                id: s.id,
+                csrf: s.csrf,
+                mfa_pending: s.mfa_pending,
+            }),
+            user: s.user,
+        })
+    }
+}
+
+/// A fully logged-in caller: second factor done, no password change pending.
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<App> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let a = AnyAuth::from_request_parts(parts, app).await?;
+        if a.session.as_ref().is_some_and(|s| s.mfa_pending) {
+            return Err(ApiError::Unauthenticated(
+                "Enter your two-factor code to finish logging in.".into(),
+            ));
+        }
+        if a.must_change_password() {
+            return Err(ApiError::forbidden(
+                "You must change your password before doing anything else.",
+            ));
+        }
+        Ok(Auth(a.principal))
+    }
+}
+
+/// JSON body extractor whose errors are 400s that say what is wrong (and name the field
+/// when serde can), instead of axum's plain-text rejections.
+pub struct Body<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| ApiError::invalid("The request body could not be read (too large?)."))?;
+        let bytes = if bytes.is_empty() {
+            axum::body::Bytes::from_static(b"{}")
+        } else {
+            bytes
+        };
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error_lite(&mut de) {
+            Ok(v) => Ok(Body(v)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn serde_path_to_error_lite<T: serde::de::DeserializeOwned>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
+) -> Result<T, ApiError> {
+    T::deserialize(de).map_err(|e| {
+        let msg = e.to_string();
+        // serde names the offending field in backticks for unknown/missing fields.
+        let field = msg.split('`').nth(1).map(|s| s.to_string());
+        let clean = msg.split(" at line").next().unwrap_or(&msg).to_string();
+        ApiError::Invalid {
+            field,
+            message: format!("The request body is not valid: {clean}."),
+        }
+    })
+}

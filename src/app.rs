@@ -1,0 +1,19 @@
+//! Why: the state every request handler, CLI command and benchmark shares, built once at
+//! start-up. Cheap to clone (everything inside is shared).
+
+use std::sync::Arc;
+
+use crate::audit::Audit;
+use crate::config::Config;
+use crate::db::Database;
+use crate::identity::sessions::LoginLimiter;
+use crate::vault::keys::Crypto;
+
+#[derive(Clone)]
+pub struct App {
+    pub db: Database,
+    pub crypto: Arc<Crypto>,
+    pub audit: Audit,
+    pub config: Arc<Config>,
+    pub limiter: Arc<LoginLimiter>,
+}

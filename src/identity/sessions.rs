@@ -1,0 +1,398 @@
+//! Why: web logins and API tokens turn a request into a `Principal`. Cookies are opaque
+//! random values stored only as hashes; each web session carries its own CSRF token; failed
+//! logins are throttled per address and lock the account for a while after too many tries;
+//! idle sessions expire. A session waiting for its TOTP code, or whose user must change the
+//! password, can do nothing else.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::users::{self, UserRow};
+use super::{passwords, totp, Principal};
+use crate::app::App;
+use crate::audit::{Actor, Event, Outcome};
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+
+pub const COOKIE: &str = "pc_session";
+
+/// Per-address throttle for login attempts (successful or not): a token bucket.
+pub struct LoginLimiter {
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    per_minute: f64,
+}
+
+impl LoginLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        LoginLimiter {
+            buckets: Mutex::new(HashMap::new()),
+            per_minute: per_minute as f64,
+        }
+    }
+
+    pub fn allow(&self, addr: &str) -> bool {
+        let Ok(mut map) = self.buckets.lock() else {
+            return true;
+        };
+        let now = Instant::now();
+        if map.len() > 10_000 {
+            map.retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(120));
+        }
+        let (tokens, last) = map
+            .entry(addr.to_string())
+            .or_insert((self.per_minute, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_minute / 60.0)
+            .min(self.per_minute);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub struct LoginOutcome {
+    pub cookie: String,
+    pub csrf: String,
+    pub user: UserRow,
+    pub mfa_required: bool,
+}
+
+/// Checks a user name and password. Every outcome is audited.
+pub async fn login(
+    app: &App,
+    username: &str,
+    password: &str,
+    addr: &str,
+) -> ApiResult<LoginOutcome> {
+    let anon = Actor {
+        id: String::new(),
+        name: username.chars().take(64).collect(),
+        addr: addr.to_string(),
+    };
+    if !app.limiter.allow(addr) {
+        audit_login(app, &anon, "", Outcome::Denied, "rate limited").await?;
+        return Err(ApiError::TooMany(
+            "Too many login attempts from your address. Wait a minute and try again.".into(),
+        ));
+    }
+    let Some(user) = users::by_name(app, username).await? else {
+        passwords::verify(password, passwords::dummy_hash());
+        audit_login(app, &anon, "", Outcome::Failed, "unknown user").await?;
+        return Err(ApiError::Unauthenticated(
+            "Wrong user name or password.".into(),
+        ));
+    };
+    let actor = Actor {
+        id: user.id.clone(),
+        name: user.username.clone(),
+        addr: addr.to_string(),
+    };
+    let now = db::now_ms();
+    if user.disabled == 1 {
+        audit_login(
+            app,
+            &actor,
+            &user.id,
+            Outcome::Denied,
+            "user is locked by an administrator",
+        )
+        .await?;
+        return Err(ApiError::forbidden(
+            "This user is locked. Ask an administrator to unlock it.",
+        ));
+    }
+    if user.locked_until > now {
+        audit_login(app, &actor, &user.id, Outcome::Denied, "temporary lockout").await?;
+        let mins = ((user.locked_until - now) / 60_000) + 1;
+        return Err(ApiError::forbidden(format!(
+            "Too many failed logins: this user is locked for {mins} more minute(s)."
+        )));
+    }
+    if !passwords::verify(password, &user.password_hash) {
+        let failures = user.failed_logins + 1;
+        let lock = failures >= app.config.login_max_failures as i64;
+        let mut tx = app.db.begin_write().await?;
+        sqlx::query("UPDATE users SET failed_logins = $1, locked_until = $2 WHERE id = $3")
+            .bind(if lock { 0 } else { failures })
+            .bind(if lock {
+                now + app.config.login_lockout.as_millis() as i64
+            } else {
+                user.locked_until
+            })
+            .bind(&user.id)
+            .execute(tx.conn())
+            .await?;
+        let why = if lock {
+            "wrong password; user locked temporarily"
+        } else {
+            "wrong password"
+        };
+        append_login(app, &mut tx, &actor, &user.id, Outcome::Failed, why).await?;
+        tx.commit().await?;
+        return Err(ApiError::Unauthenticated(
+            "Wrong user name or password.".into(),
+        ));
+    }
+    let cookie = passwords::random_token(32);
+    let csrf = passwords::random_token(24);
+    let mfa = user.totp_enabled == 1;
+    let mut tx = app.db.begin_write().await?;
+    sqlx::query("UPDATE users SET failed_logins = 0, locked_until = 0 WHERE id = $1")
+        .bind(&user.id)
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("INSERT INTO web_sessions (id, user_id, csrf_token, mfa_pending, client_addr, created_at, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $6)")
+        .bind(passwords::sha256_hex(&cookie))
+        .bind(&user.id)
+        .bind(&csrf)
+        .bind(db::b(mfa))
+        .bind(addr)
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+    append_login(
+        app,
+        &mut tx,
+        &actor,
+        &user.id,
+        Outcome::Ok,
+        if mfa {
+            "password ok; TOTP code required"
+        } else {
+            "password ok"
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(LoginOutcome {
+        cookie,
+        csrf,
+        user,
+        mfa_required: mfa,
+    })
+}
+
+async fn audit_login(
+    app: &App,
+    actor: &Actor,
+    user_id: &str,
+    outcome: Outcome,
+    why: &str,
+) -> ApiResult<()> {
+    let mut tx = app.db.begin_write().await?;
+    append_login(app, &mut tx, actor, user_id, outcome, why).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn append_login(
+    app: &App,
+    tx: &mut db::WriteTx,
+    actor: &Actor,
+    user_id: &str,
+    outcome: Outcome,
+    why: &str,
+) -> ApiResult<()> {
+    app.audit
+        .append_in(
+            tx,
+            Event {
+                actor,
+                action: "auth.login",
+                outcome,
+                object_kind: "user",
+                object_id: user_id,
+                object_name: &actor.name,
+                detail: serde_json::json!({ "reason": why }),
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// A live web session, as found from its cookie.
+pub struct WebSession {
+    pub id: String,
+    pub csrf: String,
+    pub mfa_pending: bool,
+    pub user: UserRow,
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id: String,
+    user_id: String,
+    csrf_token: String,
+    mfa_pending: i64,
+    last_seen: i64,
+}
+
+pub async fn from_cookie(app: &App, cookie: &str) -> ApiResult<WebSession> {
+    let expired = || {
+        ApiError::Unauthenticated(
+            "You are not logged in, or your login expired. Log in again.".into(),
+        )
+    };
+    let id = passwords::sha256_hex(cookie);
+    let row = sqlx::query_as::<_, SessionRow>(
+        "SELECT id, user_id, csrf_token, mfa_pending, last_seen FROM web_sessions WHERE id = $1",
+    )
+    .bind(&id)
+    .fetch_optional(&app.db.pool)
+    .await?
+    .ok_or_else(expired)?;
+    let now = db::now_ms();
+    let idle = app.config.session_idle_timeout.as_millis() as i64;
+    if now - row.last_seen > idle {
+        sqlx::query("DELETE FROM web_sessions WHERE id = $1")
+            .bind(&id)
+            .execute(&app.db.pool)
+            .await?;
+        return Err(expired());
+    }
+    // Refresh last_seen at most every idle/8 (and at least every 15 s) to spare writes.
+    if now - row.last_seen > (idle / 8).min(15_000) {
+        let mut tx = app.db.begin_write().await?;
+        sqlx::query("UPDATE web_sessions SET last_seen = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&id)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+    }
+    let user = users::by_id(app, &row.user_id)
+        .await
+        .map_err(|_| expired())?;
+    if user.disabled == 1 {
+        return Err(ApiError::Unauthenticated(
+            "This user was locked by an administrator.".into(),
+        ));
+    }
+    Ok(WebSession {
+        id: row.id,
+        csrf: row.csrf_token,
+        mfa_pending: row.mfa_pending == 1,
+        user,
+    })
+}
+
+pub async fn from_bearer(app: &App, token: &str) -> ApiResult<UserRow> {
+    let bad = || {
+        ApiError::Unauthenticated(
+            "The API token is not valid (unknown, revoked or expired).".into(),
+        )
+    };
+    let row: Option<(String, String, Option<i64>)> =
+        sqlx::query_as("SELECT id, user_id, expires_at FROM api_tokens WHERE token_hash = $1")
+            .bind(passwords::sha256_hex(token))
+            .fetch_optional(&app.db.pool)
+            .await?;
+    let (tid, user_id, expires) = row.ok_or_else(bad)?;
+    let now = db::now_ms();
+    if expires.is_some_and(|e| e <= now) {
+        return Err(bad());
+    }
+    let user = users::by_id(app, &user_id).await.map_err(|_| bad())?;
+    if user.disabled == 1 || user.must_change_password == 1 {
+        return Err(ApiError::Unauthenticated(
+            "The token's user is locked or must change the password first.".into(),
+        ));
+    }
+    let mut tx = app.db.begin_write().await?;
+    sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(tid)
+        .execute(tx.conn())
+        .await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+pub fn principal(user: &UserRow, addr: &str) -> Principal {
+    Principal {
+        user_id: user.id.clone(),
+        username: user.username.clone(),
+        role: user.role(),
+        super_admin: user.super_admin == 1,
+        addr: addr.to_string(),
+    }
+}
+
+/// Completes a login that waits for its second factor: a TOTP code or an unused recovery code.
+pub async fn complete_mfa(
+    app: &App,
+    session: &WebSession,
+    code: &str,
+    addr: &str,
+) -> ApiResult<()> {
+    let user = &session.user;
+    let actor = Actor {
+        id: user.id.clone(),
+        name: user.username.clone(),
+        addr: addr.to_string(),
+    };
+    if !app.limiter.allow(addr) {
+        return Err(ApiError::TooMany(
+            "Too many attempts from your address. Wait a minute and try again.".into(),
+        ));
+    }
+    let seed = match &user.totp_secret_enc {
+        Some(enc) => Some(
+            app.crypto
+                .open(&format!("users/{}/totp", user.id), enc)
+                .map_err(|e| anyhow::anyhow!("totp seed: {e}"))?,
+        ),
+        None => None,
+    };
+    let mut method = "totp";
+    let mut ok = seed
+        .as_ref()
+        .and_then(|s| totp::check(s, code, totp::now_secs()))
+        .is_some();
+    let mut remaining: Option<Vec<String>> = None;
+    if !ok {
+        let mut codes: Vec<String> = serde_json::from_str(&user.recovery_codes).unwrap_or_default();
+        let h = passwords::sha256_hex(code.trim());
+        if let Some(i) = codes.iter().position(|c| *c == h) {
+            codes.remove(i);
+            ok = true;
+            method = "recovery code";
+            remaining = Some(codes);
+        }
+    }
+    let mut tx = app.db.begin_write().await?;
+    if ok {
+        sqlx::query("UPDATE web_sessions SET mfa_pending = 0 WHERE id = $1")
+            .bind(&session.id)
+            .execute(tx.conn())
+            .await?;
+        if let Some(codes) = &remaining {
+            sqlx::query("UPDATE users SET recovery_codes = $1 WHERE id = $2")
+                .bind(serde_json::to_string(codes).unwrap_or_else(|_| "[]".into()))
+                .bind(&user.id)
+                .execute(tx.conn())
+                .await?;
+        }
+    }
+    app.audit
+        .append_in(&mut tx, Event {
+            actor: &actor,
+            action: "auth.mfa",
+            outcome: if ok { Outcome::Ok } else { Outcome::Failed },
+            object_kind: "user",
+            object_id: &user.id,
+            object_name: &user.username,
+            detail: serde_json::json!({ "method": method, "recovery_codes_left": remaining.as_ref().map(|c| c.len()) }),
+        })
+        .await?;
+    tx.commit().await?;
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::field("code", "That code is not valid. Enter the current 6-digit code from your authenticator app, or a recovery code."))
+    }
+}

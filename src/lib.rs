@@ -1,0 +1,15 @@
+//! Portcullis server library: configuration, vault, identity, audit and the HTTP API. The
+//! `portcullis` binary (src/main.rs) is a thin CLI over it; benchmarks and tests use it too.
+//! See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod app;
+pub mod audit;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod identity;
+pub mod server;
+pub mod tls;
+pub mod vault;
+pub mod web_assets;

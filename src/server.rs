@@ -1,0 +1,313 @@
+//! Why: start-up in one readable sequence: configuration -> data directory -> database and
+//! migrations -> vault keys (refusing a wrong or missing key, never re-initialising data) ->
+//! audit chain -> built-in policies -> bootstrap administrator -> HTTPS. The CLI commands that
+//! need the vault (`audit verify`) open it through the same `open_app`.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::audit::{self, Actor, Audit, Event, Outcome};
+use crate::config::Config;
+use crate::db::{self, Database};
+use crate::identity::sessions::LoginLimiter;
+use crate::vault::keys::{self, KeyError, OpenOutcome};
+use crate::vault::policy::Policy;
+
+/// Non-secret view of the configuration (for the settings page and the config-change audit).
+pub fn config_summary(cfg: &Config) -> Value {
+    json!({
+        "config_file": cfg.config_file.as_ref().map(|p| p.display().to_string()),
+        "data_dir": cfg.data_dir.display().to_string(),
+        "listen": cfg.listen.to_string(),
+        "database": redact_db_url(&cfg.database_url),
+        "master_key_file": cfg.master_key_file.display().to_string(),
+        "tls_cert": cfg.tls_cert.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "generated self-signed".into()),
+        "strict": cfg.strict,
+        "log": cfg.log,
+        "session_idle_timeout_secs": cfg.session_idle_timeout.as_secs(),
+        "login_max_failures": cfg.login_max_failures,
+        "login_lockout_secs": cfg.login_lockout.as_secs(),
+        "syslog": cfg.syslog.as_ref().map(|s| format!("{s:?}")),
+    })
+}
+
+/// `postgres://user:pass@host/db` -> `postgres://user:***@host/db`.
+pub fn redact_db_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub struct Opened {
+    pub app: App,
+    pub key_outcome: OpenOutcome,
+}
+
+/// Opens everything the server needs. `progress` receives human-readable steps.
+pub async fn open_app(cfg: Config, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Opened> {
+    if cfg.strict && cfg.master_key_inside_data_dir() {
+        return Err(KeyError::InsideDataDir {
+            key: cfg.master_key_file.clone(),
+            data_dir: cfg.data_dir.clone(),
+        }
+        .into());
+    }
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create data directory {}: {e}",
+            cfg.data_dir.display()
+        )
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let db = Database::open(&cfg.database_url).await?;
+    let (crypto, master, key_outcome) =
+        keys::open(&db.pool, &cfg.master_key_file, progress).await?;
+    progress(&format!(
+        "vault opened with master key {} ({})",
+        master.id,
+        cfg.master_key_file.display()
+    ));
+    let syslog = cfg.syslog.clone().map(audit::syslog::Forwarder::start);
+    let audit = Audit::new(db.clone(), *crypto.audit_key(), syslog);
+    audit.init().await?;
+    seed_policies(&db).await?;
+    let app = App {
+        db,
+        crypto: Arc::new(crypto),
+        audit,
+        config: Arc::new(cfg),
+        limiter: Arc::new(LoginLimiter::new(30)),
+    };
+    Ok(Opened { app, key_outcome })
+}
+
+async fn seed_policies(db: &Database) -> anyhow::Result<()> {
+    let mut tx = db.begin_write().await?;
+    for p in Policy::builtins() {
+        let exists: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM password_policies WHERE id = $1")
+                .bind(&p.id)
+                .fetch_optional(tx.conn())
+                .await?;
+        if exists.is_none() {
+            sqlx::query(crate::db::sql(format!("INSERT INTO password_policies ({}) VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)", crate::vault::policy::COLUMNS)))
+                .bind(&p.id)
+                .bind(&p.name)
+                .bind(p.min_length)
+                .bind(p.max_length)
+                .bind(p.min_lower)
+                .bind(p.min_upper)
+                .bind(p.min_digits)
+                .bind(p.min_special)
+                .bind(&p.special_chars)
+                .bind(p.start_with_letter)
+                .bind(p.history_depth)
+                .bind(p.max_age_days)
+                .bind(db::now_ms())
+                .execute(tx.conn())
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Audits a configuration that differs from the one the server last started with.
+async fn audit_config_change(app: &App) -> anyhow::Result<()> {
+    let now = config_summary(&app.config);
+    let prev: Option<(String,)> =
+        sqlx::query_as("SELECT value FROM settings WHERE key = 'last_config'")
+            .fetch_optional(&app.db.pool)
+            .await?;
+    let prev: Value = prev
+        .and_then(|(v,)| serde_json::from_str(&v).ok())
+        .unwrap_or(Value::Null);
+    if prev == now {
+        return Ok(());
+    }
+    let changed: Vec<String> = match (&prev, &now) {
+        (Value::Object(a), Value::Object(b)) => b
+            .keys()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .cloned()
+            .collect(),
+        _ => vec!["(first start)".into()],
+    };
+    let mut tx = app.db.begin_write().await?;
+    sqlx::query("DELETE FROM settings WHERE key = 'last_config'")
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("INSERT INTO settings (key, value, updated_at) VALUES ('last_config', $1, $2)")
+        .bind(now.to_string())
+        .bind(db::now_ms())
+        .execute(tx.conn())
+        .await?;
+    app.audit
+        .append_in(
+            &mut tx,
+            Event {
+                actor: &Actor::system(),
+                action: "config.change",
+                outcome: Outcome::Ok,
+                object_kind: "config",
+                object_id: "",
+                object_name: "",
+                detail: json!({ "changed": changed, "from": prev, "to": now }),
+            },
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `portcullis serve`.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let tls = crate::tls::ensure(&cfg)?;
+    let mut progress = |m: &str| tracing::info!("{m}");
+    let Opened { app, key_outcome } = open_app(cfg, &mut progress).await?;
+    match key_outcome {
+        OpenOutcome::Initialised {
+            generated_key: true,
+        } => {
+            tracing::warn!(path = %app.config.master_key_file.display(), "generated a new master key; back it up and keep it apart from the data directory")
+        }
+        OpenOutcome::RotationCompleted => {
+            app.audit
+                .append(Event {
+                    actor: &Actor::system(),
+                    action: "key.rotate.resume",
+                    outcome: Outcome::Ok,
+                    object_kind: "key",
+                    object_id: "",
+                    object_name: "",
+                    detail: json!({}),
+                })
+                .await?;
+        }
+        _ => {}
+    }
+    audit_config_change(&app).await?;
+    if let Some(pw) = crate::identity::users::bootstrap_admin(&app)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+    {
+        // Printed once, to the console only (not through the logger): the operator's first login.
+        eprintln!("\n================================================================");
+        eprintln!(" First start: created user `admin` with one-time password:");
+        eprintln!("     {pw}");
+        eprintln!(" Log in and choose a new password. This is shown only once.");
+        eprintln!("================================================================\n");
+    }
+    if tls.generated {
+        tracing::info!(cert = %tls.cert.display(), "generated a self-signed TLS certificate");
+    }
+    app.audit
+        .append(Event {
+            actor: &Actor::system(),
+            action: "server.start",
+            outcome: Outcome::Ok,
+            object_kind: "server",
+            object_id: "",
+            object_name: "",
+            detail: json!({ "version": env!("CARGO_PKG_VERSION") }),
+        })
+        .await?;
+
+    let rustls_cfg = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot load TLS certificate/key ({} / {}): {e}",
+                tls.cert.display(),
+                tls.key.display()
+            )
+        })?;
+    let listener = std::net::TcpListener::bind(app.config.listen).map_err(|e| {
+        anyhow::anyhow!(
+            "invalid setting `listen`: cannot listen on {}: {e}",
+            app.config.listen
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to find the port when listen uses port 0.
+    tracing::info!("listening on https://{addr}");
+    println!("portcullis listening on https://{addr}");
+    let handle = axum_server::Handle::new();
+    let h2 = handle.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        h2.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    let router = crate::api::router(app.clone());
+    axum_server::from_tcp_rustls(listener, rustls_cfg)?
+        .handle(handle)
+        .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .await?;
+    Ok(())
+}
+
+/// `portcullis key rotate`.
+pub async fn rotate_key(cfg: Config) -> anyhow::Result<()> {
+    let db = Database::open(&cfg.database_url).await?;
+    let mut say = |m: &str| println!("{m}");
+    if db.backend == db::Backend::Sqlite {
+        let snap = cfg
+            .data_dir
+            .join("backups")
+            .join(format!("before-key-rotation-{}.db", db::now_ms()));
+        std::fs::create_dir_all(snap.parent().unwrap_or(&cfg.data_dir))?;
+        sqlx::query(crate::db::sql(format!(
+            "VACUUM INTO '{}'",
+            snap.display().to_string().replace('\'', "''")
+        )))
+        .execute(&db.pool)
+        .await?;
+        say(&format!(
+            "snapshot of the database written to {}",
+            snap.display()
+        ));
+    } else {
+        say("PostgreSQL: take your usual backup before rotating (no automatic snapshot)");
+    }
+    let (old, new) = keys::rotate(&db.pool, &cfg.master_key_file, &mut say).await?;
+    let Opened { app, .. } = open_app(cfg, &mut |_| {}).await?;
+    app.audit
+        .append(Event {
+            actor: &Actor::cli(),
+            action: "key.rotate",
+            outcome: Outcome::Ok,
+            object_kind: "key",
+            object_id: &new,
+            object_name: "",
+            detail: json!({ "old_key": old, "new_key": new }),
+        })
+        .await?;
+    say(&format!("master key rotated: {old} -> {new}"));
+    Ok(())
+}
+
+/// `portcullis audit verify`: exit status 0 when the chain is intact.
+pub async fn verify_audit(cfg: Config) -> anyhow::Result<bool> {
+    let Opened { app, .. } = open_app(cfg, &mut |_| {}).await?;
+    let report = app.audit.verify().await?;
+    match &report.problem {
+        None => println!("audit log intact: {} rows verified", report.rows_checked),
+        Some(p) => println!(
+            "AUDIT LOG TAMPERED: {} (first bad row: {}, {} rows verified before it)",
+            p.message, p.seq, report.rows_checked
+        ),
+    }
+    Ok(report.ok)
+}

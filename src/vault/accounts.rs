@@ -1,0 +1,631 @@
+//! Why: accounts hold the secrets. This module is the only code that seals and opens them:
+//! listing shows metadata only; `reveal` (View level, a reason, audited before the secret is
+//! returned) is the one way out to a person; Connect-level users can use an account through
+//! the gateway without ever being able to read it.
+
+use serde::{Deserialize, Serialize};
+
+use super::policy::{self, Policy};
+use super::resources::{self, audit, denied, require, unique_or, ResourceRow};
+use super::{check_text, AccessView};
+use crate::app::App;
+use crate::audit::{Event, Outcome};
+use crate::db::{self, WriteTx};
+use crate::error::{ApiError, ApiResult};
+use crate::identity::{Level, Principal};
+use gateway::Secret;
+
+#[derive(Clone, sqlx::FromRow)]
+pub struct AccountRow {
+    pub id: String,
+    pub resource_id: String,
+    pub username: String,
+    pub secret_kind: String,
+    pub secret_enc: String,
+    pub passphrase_enc: Option<String>,
+    pub notes: String,
+    pub secret_changed_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub const COLUMNS: &str = "id, resource_id, username, secret_kind, secret_enc, passphrase_enc, notes, secret_changed_at, created_at, updated_at";
+
+/// What anyone with access sees of an account: never the secret.
+#[derive(Serialize)]
+pub struct AccountView {
+    pub id: String,
+    pub resource_id: String,
+    pub resource_name: String,
+    pub resource_type: String,
+    pub host: String,
+    pub username: String,
+    pub secret_kind: String,
+    pub has_passphrase: bool,
+    pub notes: String,
+    pub secret_changed_at: String,
+    /// True when the resource's policy has a maximum age and the secret is older.
+    pub secret_expired: bool,
+    pub access: Level,
+    pub created_at: String,
+}
+
+pub fn secret_context(id: &str) -> String {
+    format!("accounts/{id}/secret")
+}
+fn passphrase_context(id: &str) -> String {
+    format!("accounts/{id}/passphrase")
+}
+fn history_context(id: &str) -> String {
+    format!("password_history/{id}/secret")
+}
+
+fn view(a: &AccountRow, r: &ResourceRow, access: Level, max_age_days: i64) -> AccountView {
+    AccountView {
+        id: a.id.clone(),
+        resource_id: r.id.clone(),
+        resource_name: r.name.clone(),
+        resource_type: r.resource_type.clone(),
+        host: r.host.clone(),
+        username: a.username.clone(),
+        secret_kind: a.secret_kind.clone(),
+        has_passphrase: a.passphrase_enc.is_some(),
+        notes: a.notes.clone(),
+        secret_changed_at: db::rfc3339(a.secret_changed_at),
+        secret_expired: max_age_days > 0
+            && db::now_ms() - a.secret_changed_at > max_age_days * 86_400_000,
+        access,
+        created_at: db::rfc3339(a.created_at),
+    }
+}
+
+async fn load_policy(app: &App, id: &str) -> ApiResult<Policy> {
+    sqlx::query_as::<_, Policy>(crate::db::sql(format!(
+        "SELECT {} FROM password_policies WHERE id = $1",
+        policy::COLUMNS
+    )))
+    .bind(id)
+    .fetch_optional(&app.db.pool)
+    .await?
+    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("resource refers to a missing policy {id}")))
+}
+
+async fn get(app: &App, id: &str) -> ApiResult<AccountRow> {
+    sqlx::query_as::<_, AccountRow>(crate::db::sql(format!(
+        "SELECT {COLUMNS} FROM accounts WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&app.db.pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found("account"))
+}
+
+/// The account, its resource and the caller's level; 404 when the caller has no access.
+pub async fn get_for(
+    app: &App,
+    p: &Principal,
+    id: &str,
+) -> ApiResult<(AccountRow, ResourceRow, Level)> {
+    let a = get(app, id).await?;
+    let r = resources::get(app, &a.resource_id).await?;
+    match super::level_on(app, p, &r.owner_id, Some(&a.id), &r.id).await? {
+        Some(l) => Ok((a, r, l)),
+        None => Err(ApiError::not_found("account")),
+    }
+}
+
+pub async fn show(app: &App, p: &Principal, id: &str) -> ApiResult<AccountView> {
+    let (a, r, l) = get_for(app, p, id).await?;
+    let pol = load_policy(app, &r.policy_id).await?;
+    Ok(view(&a, &r, l, pol.max_age_days))
+}
+
+/// Every account the caller can at least connect with, optionally of one resource.
+pub async fn list(
+    app: &App,
+    p: &Principal,
+    resource_id: Option<&str>,
+) -> ApiResult<Vec<AccountView>> {
+    let accounts = sqlx::query_as::<_, AccountRow>(crate::db::sql(format!(
+        "SELECT {COLUMNS} FROM accounts ORDER BY username"
+    )))
+    .fetch_all(&app.db.pool)
+    .await?;
+    let res: Vec<ResourceRow> = sqlx::query_as(crate::db::sql(format!(
+        "SELECT {} FROM resources",
+        resources::COLUMNS
+    )))
+    .fetch_all(&app.db.pool)
+    .await?;
+    let pols: Vec<Policy> = sqlx::query_as(crate::db::sql(format!(
+        "SELECT {} FROM password_policies",
+        policy::COLUMNS
+    )))
+    .fetch_all(&app.db.pool)
+    .await?;
+    let access = AccessView::load(app, p).await?;
+    let mut out = Vec::new();
+    for a in &accounts {
+        if resource_id.is_some_and(|rid| rid != a.resource_id) {
+            continue;
+        }
+        let Some(r) = res.iter().find(|r| r.id == a.resource_id) else {
+            continue;
+        };
+        if let Some(l) = access.level(p, &r.owner_id, Some(&a.id), &r.id) {
+            let age = pols
+                .iter()
+                .find(|x| x.id == r.policy_id)
+                .map(|x| x.max_age_days)
+                .unwrap_or(0);
+            out.push(view(a, r, l, age));
+        }
+    }
+    out.sort_by(|x, y| {
+        (x.resource_name.as_str(), x.username.as_str())
+            .cmp(&(y.resource_name.as_str(), y.username.as_str()))
+    });
+    Ok(out)
+}
+
+/// Input for creating or changing an account. `secret` and `passphrase` are taken into a
+/// `Secret` at once; the request struct is dropped (and zeroized) right after.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AccountInput {
+    pub username: Option<String>,
+    pub secret_kind: Option<String>,
+    pub secret: Option<String>,
+    pub passphrase: Option<String>,
+    /// Generate the password from the resource's policy instead of giving one.
+    #[serde(default)]
+    pub generate: bool,
+    pub notes: Option<String>,
+}
+
+impl Drop for AccountInput {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        if let Some(s) = self.secret.as_mut() {
+            s.zeroize();
+        }
+        if let Some(s) = self.passphrase.as_mut() {
+            s.zeroize();
+        }
+    }
+}
+
+fn validate_account_username(u: &str) -> ApiResult<()> {
+    check_text("username", u, 1, 128)?;
+    if u.chars().any(|c| c.is_whitespace()) {
+        return Err(ApiError::field("username", "must not contain spaces"));
+    }
+    Ok(())
+}
+
+/// Decides the new secret (given or generated) and checks it against kind and policy.
+fn new_secret(input: &mut AccountInput, kind: &str, pol: &Policy) -> ApiResult<Secret> {
+    if input.generate {
+        if kind != "password" {
+            return Err(ApiError::field(
+                "generate",
+                "only passwords can be generated",
+            ));
+        }
+        return Ok(Secret::from(pol.generate()));
+    }
+    let Some(s) = input.secret.take() else {
+        return Err(ApiError::field(
+            "secret",
+            "enter the password or private key, or ask for a generated password",
+        ));
+    };
+    let secret = Secret::from(s);
+    match kind {
+        "password" => {
+            let text = secret.expose_str().unwrap_or("");
+            let v = pol.violations(text);
+            if !v.is_empty() {
+                return Err(ApiError::field(
+                    "secret",
+                    format!(
+                        "The password does not meet the {} policy: it {}.",
+                        pol.name,
+                        v.join("; it ")
+                    ),
+                ));
+            }
+        }
+        _ => {
+            let text = secret.expose_str().unwrap_or("");
+            if !(text.trim_start().starts_with("-----BEGIN") && text.contains("PRIVATE KEY-----")) {
+                return Err(ApiError::field("secret", "an SSH private key must be in PEM/OpenSSH format (-----BEGIN ... PRIVATE KEY-----)"));
+            }
+            if secret.len() > 16 * 1024 {
+                return Err(ApiError::field(
+                    "secret",
+                    "the private key is too large (16 KiB at most)",
+                ));
+            }
+        }
+    }
+    Ok(secret)
+}
+
+pub async fn create(
+    app: &App,
+    p: &Principal,
+    resource_id: &str,
+    mut input: AccountInput,
+) -> ApiResult<AccountView> {
+    let (r, level) = resources::get_for(app, p, resource_id).await?;
+    if let Err(e) = require(level, Level::Modify, "add accounts to this resource") {
+        return Err(denied(app, p, "account.create", "resource", &r.id, &r.name, e).await);
+    }
+    let username = input
+        .username
+        .clone()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    validate_account_username(&username)?;
+    let kind = input
+        .secret_kind
+        .clone()
+        .unwrap_or_else(|| "password".into());
+    if kind != "password" && kind != "ssh_key" {
+        return Err(ApiError::field(
+            "secret_kind",
+            "must be password or ssh_key",
+        ));
+    }
+    let notes = input.notes.clone().unwrap_or_default();
+    check_text("notes", &notes, 0, 4000)?;
+    let pol = load_policy(app, &r.policy_id).await?;
+    let secret = new_secret(&mut input, &kind, &pol)?;
+    let passphrase = input
+        .passphrase
+        .take()
+        .filter(|s| !s.is_empty())
+        .map(Secret::from);
+    if passphrase.is_some() && kind != "ssh_key" {
+        return Err(ApiError::field(
+            "passphrase",
+            "only SSH private keys have a passphrase",
+        ));
+    }
+    let id = db::new_id();
+    let now = db::now_ms();
+    let mut tx = app.db.begin_write().await?;
+    let res = sqlx::query(crate::db::sql(format!(
+        "INSERT INTO accounts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)"
+    )))
+    .bind(&id)
+    .bind(&r.id)
+    .bind(&username)
+    .bind(&kind)
+    .bind(app.crypto.seal(&secret_context(&id), secret.expose()))
+    .bind(
+        passphrase
+            .as_ref()
+            .map(|s| app.crypto.seal(&passphrase_context(&id), s.expose())),
+    )
+    .bind(&notes)
+    .bind(now)
+    .execute(tx.conn())
+    .await;
+    unique_or(
+        res,
+        "username",
+        &format!("{} already has an account named {username}", r.name),
+    )?;
+    audit(
+        app,
+        &mut tx,
+        p,
+        "account.create",
+        &id,
+        &format!("{username}@{}", r.name),
+        serde_json::json!({ "kind": kind, "generated": input.generate }),
+    )
+    .await?;
+    tx.commit().await?;
+    show(app, p, &id).await
+}
+
+pub async fn update(
+    app: &App,
+    p: &Principal,
+    id: &str,
+    input: AccountInput,
+) -> ApiResult<AccountView> {
+    let (a, r, level) = get_for(app, p, id).await?;
+    if let Err(e) = require(Some(level), Level::Modify, "change this account") {
+        return Err(denied(app, p, "account.update", "account", &a.id, &a.username, e).await);
+    }
+    if input.secret.is_some() || input.generate || input.passphrase.is_some() {
+        return Err(ApiError::field(
+            "secret",
+            "change the secret with PUT /api/v1/accounts/{id}/secret",
+        ));
+    }
+    let username = input
+        .username
+        .clone()
+        .map(|u| u.trim().to_string())
+        .unwrap_or(a.username.clone());
+    validate_account_username(&username)?;
+    let notes = input.notes.clone().unwrap_or(a.notes.clone());
+    check_text("notes", &notes, 0, 4000)?;
+    let mut tx = app.db.begin_write().await?;
+    let res =
+        sqlx::query("UPDATE accounts SET username = $1, notes = $2, updated_at = $3 WHERE id = $4")
+            .bind(&username)
+            .bind(&notes)
+            .bind(db::now_ms())
+            .bind(&a.id)
+            .execute(tx.conn())
+            .await;
+    unique_or(
+        res,
+        "username",
+        &format!("{} already has an account named {username}", r.name),
+    )?;
+    audit(
+        app,
+        &mut tx,
+        p,
+        "account.update",
+        &a.id,
+        &format!("{username}@{}", r.name),
+        serde_json::json!({ "previous_username": a.username }),
+    )
+    .await?;
+    tx.commit().await?;
+    show(app, p, id).await
+}
+
+pub async fn delete(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
+    let (a, r, level) = get_for(app, p, id).await?;
+    if let Err(e) = require(Some(level), Level::Manage, "delete this account") {
+        return Err(denied(app, p, "account.delete", "account", &a.id, &a.username, e).await);
+    }
+    let mut tx = app.db.begin_write().await?;
+    sqlx::query("DELETE FROM shares WHERE object_kind = 'account' AND object_id = $1")
+        .bind(&a.id)
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("DELETE FROM accounts WHERE id = $1")
+        .bind(&a.id)
+        .execute(tx.conn())
+        .await?;
+    audit(
+        app,
+        &mut tx,
+        p,
+        "account.delete",
+        &a.id,
+        &format!("{}@{}", a.username, r.name),
+        serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Replaces the secret; the old one moves to the password history (re-sealed to the history
+/// row, as ciphertexts are bound to their row). Refuses a secret found in the last
+/// `history_depth` versions.
+pub async fn set_secret(
+    app: &App,
+    p: &Principal,
+    id: &str,
+    mut input: AccountInput,
+) -> ApiResult<AccountView> {
+    let (a, r, level) = get_for(app, p, id).await?;
+    if let Err(e) = require(Some(level), Level::Modify, "change this account's secret") {
+        return Err(denied(
+            app,
+            p,
+            "account.secret.change",
+            "account",
+            &a.id,
+            &a.username,
+            e,
+        )
+        .await);
+    }
+    let kind = input.secret_kind.clone().unwrap_or(a.secret_kind.clone());
+    if kind != "password" && kind != "ssh_key" {
+        return Err(ApiError::field(
+            "secret_kind",
+            "must be password or ssh_key",
+        ));
+    }
+    let pol = load_policy(app, &r.policy_id).await?;
+    let secret = new_secret(&mut input, &kind, &pol)?;
+    let passphrase = input
+        .passphrase
+        .take()
+        .filter(|s| !s.is_empty())
+        .map(Secret::from);
+    let old = open(app, &secret_context(&a.id), &a.secret_enc)?;
+    if pol.history_depth > 0 {
+        if old.ct_eq(secret.expose()) {
+            return Err(ApiError::field(
+                "secret",
+                "the new secret is the same as the current one",
+            ));
+        }
+        let hist: Vec<(String, String)> = sqlx::query_as("SELECT id, secret_enc FROM password_history WHERE account_id = $1 ORDER BY changed_at DESC")
+            .bind(&a.id)
+            .fetch_all(&app.db.pool)
+            .await?;
+        for (hid, enc) in hist.iter().take((pol.history_depth - 1).max(0) as usize) {
+            if open(app, &history_context(hid), enc)?.ct_eq(secret.expose()) {
+                return Err(ApiError::field(
+                    "secret",
+                    format!(
+                        "the {} policy forbids reusing any of the last {} secrets",
+                        pol.name, pol.history_depth
+                    ),
+                ));
+            }
+        }
+    }
+    let hid = db::new_id();
+    let now = db::now_ms();
+    let mut tx = app.db.begin_write().await?;
+    sqlx::query("INSERT INTO password_history (id, account_id, secret_kind, secret_enc, changed_by, client_addr, changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(&hid)
+        .bind(&a.id)
+        .bind(&a.secret_kind)
+        .bind(app.crypto.seal(&history_context(&hid), old.expose()))
+        .bind(&p.username)
+        .bind(&p.addr)
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("UPDATE accounts SET secret_kind = $1, secret_enc = $2, passphrase_enc = $3, secret_changed_at = $4, updated_at = $4 WHERE id = $5")
+        .bind(&kind)
+        .bind(app.crypto.seal(&secret_context(&a.id), secret.expose()))
+        .bind(passphrase.as_ref().map(|s| app.crypto.seal(&passphrase_context(&a.id), s.expose())))
+        .bind(now)
+        .bind(&a.id)
+        .execute(tx.conn())
+        .await?;
+    audit(
+        app,
+        &mut tx,
+        p,
+        "account.secret.change",
+        &a.id,
+        &format!("{}@{}", a.username, r.name),
+        serde_json::json!({ "kind": kind, "generated": input.generate }),
+    )
+    .await?;
+    tx.commit().await?;
+    show(app, p, id).await
+}
+
+fn open(app: &App, context: &str, enc: &str) -> ApiResult<Secret> {
+    app.crypto
+        .open(context, enc)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{context}: {e}")))
+}
+
+pub struct Revealed {
+    pub kind: String,
+    pub secret: Secret,
+    pub passphrase: Option<Secret>,
+}
+
+/// Returns the secret to a person with View access who gave a reason. The audit record is
+/// committed before the secret is returned: no reveal without its trace.
+pub async fn reveal(app: &App, p: &Principal, id: &str, reason: &str) -> ApiResult<Revealed> {
+    let (a, r, level) = get_for(app, p, id).await?;
+    let name = format!("{}@{}", a.username, r.name);
+    if let Err(e) = require(Some(level), Level::View, "see this account's secret") {
+        return Err(denied(app, p, "account.reveal", "account", &a.id, &name, e).await);
+    }
+    let reason = reason.trim();
+    if reason.chars().count() < 3 || reason.chars().count() > 500 {
+        return Err(ApiError::field(
+            "reason",
+            "say why you need the secret (3-500 characters); it is recorded in the audit log",
+        ));
+    }
+    let opened = open(app, &secret_context(&a.id), &a.secret_enc).and_then(|s| {
+        let pp = match &a.passphrase_enc {
+            Some(enc) => Some(open(app, &passphrase_context(&a.id), enc)?),
+            None => None,
+        };
+        Ok((s, pp))
+    });
+    let mut tx = app.db.begin_write().await?;
+    let outcome = if opened.is_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    };
+    let detail = match &opened {
+        Ok(_) => serde_json::json!({ "reason": reason }),
+        Err(_) => {
+            serde_json::json!({ "reason": reason, "error": "stored secret failed its integrity check" })
+        }
+    };
+    append(
+        app,
+        &mut tx,
+        p,
+        "account.reveal",
+        outcome,
+        &a.id,
+        &name,
+        detail,
+    )
+    .await?;
+    tx.commit().await?;
+    let (secret, passphrase) = opened?;
+    Ok(Revealed {
+        kind: a.secret_kind,
+        secret,
+        passphrase,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn append(
+    app: &App,
+    tx: &mut WriteTx,
+    p: &Principal,
+    action: &str,
+    outcome: Outcome,
+    id: &str,
+    name: &str,
+    detail: serde_json::Value,
+) -> ApiResult<()> {
+    app.audit
+        .append_in(
+            tx,
+            Event {
+                actor: &p.actor(),
+                action,
+                outcome,
+                object_kind: "account",
+                object_id: id,
+                object_name: name,
+                detail,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+pub struct HistoryView {
+    pub id: String,
+    pub secret_kind: String,
+    pub changed_by: String,
+    pub client_addr: String,
+    #[serde(skip)]
+    pub changed_at: i64,
+}
+
+/// Who changed the secret, when and from where (the old secrets themselves stay sealed).
+pub async fn history(app: &App, p: &Principal, id: &str) -> ApiResult<Vec<serde_json::Value>> {
+    let (a, _r, level) = get_for(app, p, id).await?;
+    require(
+        Some(level),
+        Level::View,
+        "see this account's password history",
+    )?;
+    let rows = sqlx::query_as::<_, HistoryView>("SELECT id, secret_kind, changed_by, client_addr, changed_at FROM password_history WHERE account_id = $1 ORDER BY changed_at DESC")
+        .bind(&a.id)
+        .fetch_all(&app.db.pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|h| serde_json::json!({ "id": h.id, "secret_kind": h.secret_kind, "changed_by": h.changed_by, "client_addr": h.client_addr, "changed_at": db::rfc3339(h.changed_at) }))
+        .collect())
+}
