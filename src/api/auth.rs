@@ -328,7 +328,8 @@ pub async fn totp_disable(
 }
 
 pub async fn list_tokens(State(app): State<App>, Auth(p): Auth) -> ApiResult<Json<Value>> {
-    let rows: Vec<(String, String, String, i64, Option<i64>, Option<i64>)> =
+    type TokenRow = (String, String, String, i64, Option<i64>, Option<i64>);
+    let rows: Vec<TokenRow> =
         sqlx::query_as("SELECT id, name, prefix, created_at, expires_at, last_used_at FROM api_tokens WHERE user_id = $1 ORDER BY created_at DESC")
             .bind(&p.user_id)
             .fetch_all(&app.db.pool)

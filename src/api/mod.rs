@@ -381,24 +381,25 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
             bytes
         };
         let mut de = serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error_lite(&mut de) {
-            Ok(v) => Ok(Body(v)),
-            Err(e) => Err(e),
-        }
+        serde_path_to_error::deserialize(&mut de)
+            .map(Body)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let msg = e.inner().to_string();
+                let clean = msg.split(" at line").next().unwrap_or(&msg).to_string();
+                // A missing field is reported at its parent ("."): name the field itself.
+                let named = (clean.starts_with("unknown field")
+                    || clean.starts_with("missing field"))
+                .then(|| clean.split('`').nth(1).map(str::to_string))
+                .flatten();
+                let field = match (named, path.as_str()) {
+                    (named, ".") => named,
+                    (_, p) => Some(p.to_string()),
+                };
+                ApiError::Invalid {
+                    field,
+                    message: format!("The request body is not valid: {clean}."),
+                }
+            })
     }
-}
-
-fn serde_path_to_error_lite<T: serde::de::DeserializeOwned>(
-    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
-) -> Result<T, ApiError> {
-    T::deserialize(de).map_err(|e| {
-        let msg = e.to_string();
-        // serde names the offending field in backticks for unknown/missing fields.
-        let field = msg.split('`').nth(1).map(|s| s.to_string());
-        let clean = msg.split(" at line").next().unwrap_or(&msg).to_string();
-        ApiError::Invalid {
-            field,
-            message: format!("The request body is not valid: {clean}."),
-        }
-    })
 }

@@ -615,7 +615,7 @@ async fn check_members(app: &App, p: &Principal, ids: &[String]) -> ApiResult<()
             .await
             .map_err(|_| ApiError::field("resource_ids", format!("no resource with id {rid}")))?;
         let level = super::level_on(app, p, &r.owner_id, None, &r.id).await?;
-        if !level.is_some_and(|l| l >= Level::Manage) {
+        if level.is_none_or(|l| l < Level::Manage) {
             return Err(ApiError::forbidden(format!(
                 "You need manage access to resource {} to put it in a group.",
                 r.name

@@ -1,0 +1,15 @@
+//! Integration tests: the real `portcullis` binary over HTTPS, against SQLite and a private
+//! PostgreSQL cluster. One test binary (faster to link); modules by concern.
+
+#[path = "../support/postgres.rs"]
+mod postgres_cluster;
+
+mod harness;
+
+mod audit;
+mod auth;
+mod authz_matrix;
+mod canary;
+mod keys;
+mod startup;
+mod vault;

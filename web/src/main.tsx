@@ -1,0 +1,97 @@
+// Why: the app shell: who is logged in, which step of login they are at, and a hash router
+// for the pages. Navigation shows only what the user's role allows; the server enforces it.
+import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import { api, ApiError, Me, ROLES, setCsrf } from './api';
+import { ChangePassword, Login, MfaStep } from './pages/login';
+import { Accounts, ResourceDetail, ResourceGroups, Resources } from './pages/vault';
+import { Audit, Policies, UserGroups, Users } from './pages/admin';
+import { Profile } from './pages/profile';
+
+function useHash(): string {
+  const [hash, setHash] = useState(location.hash || '#/accounts');
+  useEffect(() => {
+    const f = () => setHash(location.hash || '#/accounts');
+    window.addEventListener('hashchange', f);
+    return () => window.removeEventListener('hashchange', f);
+  }, []);
+  return hash;
+}
+
+function App() {
+  const [me, setMe] = useState<Me | null | undefined>(undefined);
+  const [message, setMessage] = useState<string | undefined>();
+  const hash = useHash();
+  const refresh = async () => {
+    try {
+      const m = await api<Me>('GET', '/auth/me');
+      setCsrf(m.csrf_token);
+      setMe(m);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401 && me) setMessage(e.message);
+      setMe(null);
+    }
+  };
+  useEffect(() => { refresh(); }, []);
+  // Any 401 from a page means the login expired (idle timeout): go back to the login form.
+  useEffect(() => {
+    const f = (e: PromiseRejectionEvent) => {
+      if (e.reason instanceof ApiError && e.reason.status === 401) { setMessage('Your login expired. Log in again.'); setMe(null); }
+    };
+    window.addEventListener('unhandledrejection', f);
+    return () => window.removeEventListener('unhandledrejection', f);
+  }, []);
+  const logout = async () => {
+    try { await api('POST', '/auth/logout'); } catch { /* already gone */ }
+    setCsrf(null);
+    setMe(null);
+    setMessage('You are logged out.');
+  };
+  if (me === undefined) return <div class="center">Loading…</div>;
+  if (me === null) return <Login message={message} onDone={(m) => { setMessage(undefined); setMe(m); }} />;
+  if (me.mfa_pending) return <MfaStep onDone={(m) => setMe(m)} onCancel={logout} />;
+  if (me.must_change_password) return <ChangePassword me={me} forced onDone={refresh} />;
+
+  const caps = me.capabilities;
+  const nav: [string, string, boolean][] = [
+    ['#/accounts', 'Connect', true],
+    ['#/resources', 'Resources', true],
+    ['#/resource-groups', 'Resource groups', true],
+    ['#/users', 'Users', caps.manage_users],
+    ['#/user-groups', 'User groups', caps.manage_users],
+    ['#/policies', 'Password policies', true],
+    ['#/audit', 'Audit', caps.read_audit],
+    ['#/profile', 'My profile', true],
+  ];
+  const [path, id] = hash.replace(/^#\//, '').split('/');
+  let page;
+  switch (path) {
+    case 'resources': page = id ? <ResourceDetail id={id} me={me} /> : <Resources me={me} />; break;
+    case 'resource-groups': page = <ResourceGroups me={me} />; break;
+    case 'users': page = <Users me={me} />; break;
+    case 'user-groups': page = <UserGroups />; break;
+    case 'policies': page = <Policies me={me} />; break;
+    case 'audit': page = <Audit />; break;
+    case 'profile': page = <Profile me={me} onChange={refresh} />; break;
+    default: page = <Accounts me={me} />;
+  }
+  return (
+    <div class="shell">
+      <nav>
+        <div class="brand">Portcullis</div>
+        {nav.filter(([, , show]) => show).map(([href, label]) => (
+          <a href={href} class={hash.startsWith(href) ? 'active' : ''}>{label}</a>
+        ))}
+        <div class="whoami">
+          <div data-testid="whoami">{me.user.username}</div>
+          <div class="muted">{ROLES[me.user.role ?? ''] ?? me.user.role}{me.user.super_admin ? ' · super admin' : ''}</div>
+          <button class="link" onClick={logout}>Log out</button>
+        </div>
+      </nav>
+      <main>{page}</main>
+    </div>
+  );
+}
+
+const root = document.getElementById('app');
+if (root) render(<App />, root);

@@ -1,0 +1,109 @@
+// Why: the few building blocks every page uses — a sortable, filterable table; form fields
+// that show their own error; a modal; notices — so pages stay short and behave alike.
+import { ComponentChildren } from 'preact';
+import { useMemo, useState } from 'preact/hooks';
+import { ApiError } from './api';
+
+export interface Column<T> {
+  key: string;
+  label: string;
+  render?: (row: T) => ComponentChildren;
+  value?: (row: T) => string | number;
+}
+
+export function Table<T>(props: { rows: T[]; columns: Column<T>[]; rowKey: (r: T) => string; empty?: string; filter?: boolean; testid?: string; onRow?: (r: T) => void }) {
+  const [sortKey, setSortKey] = useState<string | null>(null);
+  const [asc, setAsc] = useState(true);
+  const [q, setQ] = useState('');
+  const valueOf = (c: Column<T>, r: T): string | number => (c.value ? c.value(r) : String((r as any)[c.key] ?? ''));
+  const rows = useMemo(() => {
+    const needle = q.trim().toLowerCase();
+    let out = needle ? props.rows.filter((r) => props.columns.some((c) => String(valueOf(c, r)).toLowerCase().includes(needle))) : props.rows.slice();
+    const col = props.columns.find((c) => c.key === sortKey);
+    if (col) {
+      out.sort((a, b) => {
+        const x = valueOf(col, a), y = valueOf(col, b);
+        const cmp = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y), undefined, { numeric: true });
+        return asc ? cmp : -cmp;
+      });
+    }
+    return out;
+  }, [props.rows, sortKey, asc, q]);
+  return (
+    <div class="table-wrap" data-testid={props.testid}>
+      {props.filter !== false && (
+        <input class="filter" type="search" placeholder="Filter…" value={q} onInput={(e) => setQ((e.target as HTMLInputElement).value)} aria-label="Filter rows" />
+      )}
+      <table>
+        <thead>
+          <tr>
+            {props.columns.map((c) => (
+              <th key={c.key} class={c.key === sortKey ? (asc ? 'sorted asc' : 'sorted desc') : ''}
+                onClick={() => { if (sortKey === c.key) setAsc(!asc); else { setSortKey(c.key); setAsc(true); } }}>
+                {c.label}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {rows.length === 0 && (
+            <tr><td class="empty" colSpan={props.columns.length}>{q ? 'Nothing matches the filter.' : props.empty ?? 'Nothing here yet.'}</td></tr>
+          )}
+          {rows.map((r) => (
+            <tr key={props.rowKey(r)} class={props.onRow ? 'clickable' : ''} onClick={props.onRow ? () => props.onRow!(r) : undefined}>
+              {props.columns.map((c) => <td key={c.key}>{c.render ? c.render(r) : String((r as any)[c.key] ?? '')}</td>)}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <div class="count">{rows.length} of {props.rows.length}</div>
+    </div>
+  );
+}
+
+export type Errors = Record<string, string | undefined>;
+
+export function Field(props: { label: string; name: string; errors?: Errors; hint?: string; children: ComponentChildren }) {
+  const err = props.errors?.[props.name];
+  return (
+    <label class={'field' + (err ? ' has-error' : '')}>
+      <span class="label">{props.label}</span>
+      {props.children}
+      {err ? <span class="error" role="alert" data-field={props.name}>{err}</span> : props.hint ? <span class="hint">{props.hint}</span> : null}
+    </label>
+  );
+}
+
+export function Modal(props: { title: string; onClose: () => void; children: ComponentChildren }) {
+  return (
+    <div class="modal-backdrop" onClick={(e) => { if (e.target === e.currentTarget) props.onClose(); }}>
+      <div class="modal" role="dialog" aria-label={props.title}>
+        <header><h2>{props.title}</h2><button class="link" onClick={props.onClose} aria-label="Close">✕</button></header>
+        {props.children}
+      </div>
+    </div>
+  );
+}
+
+export function Notice(props: { kind: 'error' | 'ok' | 'info'; children: ComponentChildren }) {
+  return <div class={'notice ' + props.kind} role={props.kind === 'error' ? 'alert' : 'status'}>{props.children}</div>;
+}
+
+/** Turns an API error into per-field errors (when the server named a field) or a general one. */
+export function errorsFrom(e: unknown): Errors {
+  if (e instanceof ApiError) {
+    if (e.field) return { [e.field]: e.message };
+    return { _: e.message };
+  }
+  return { _: String(e) };
+}
+
+export function inputValue(e: Event): string {
+  return (e.target as HTMLInputElement).value;
+}
+
+export function when(iso: string | null | undefined): string {
+  if (!iso) return '';
+  const d = new Date(iso);
+  return isNaN(d.getTime()) ? iso : d.toLocaleString();
+}
