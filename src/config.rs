@@ -405,7 +405,7 @@ fn load_file(
 ) -> Result<(FileConfig, Option<PathBuf>), ConfigError> {
     let (path, origin, required) = if let Some(p) = &flags.config {
         (p.clone(), Origin::Flag("config"), true)
-    } else if let Some(p) = env.get("PORTCULLIS_CONFIG") {
+    } else if let Some(p) = env.get("PORTCULLIS_CONFIG").filter(|p| !p.is_empty()) {
         (PathBuf::from(p), Origin::Env("PORTCULLIS_CONFIG"), true)
     } else {
         (PathBuf::from("portcullis.toml"), Origin::Default, false)

@@ -46,6 +46,8 @@ function App() {
     setCsrf(null);
     setMe(null);
     setMessage('You are logged out.');
+    // The next person to log in on this tab starts from the start page, not our last one.
+    location.hash = '#/accounts';
   };
   if (me === undefined) return <div class="center">Loading…</div>;
   if (me === null) return <Login message={message} onDone={(m) => { setMessage(undefined); setMe(m); }} />;
