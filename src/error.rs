@@ -29,7 +29,14 @@ pub enum ApiError {
     TooMany(String),
     /// 500: our fault; details go to the log only.
     Internal(anyhow::Error),
+    /// An error whose refusal was already written to the audit log by the code that raised
+    /// it (with object details); the generic rejected-request audit skips it.
+    Audited(Box<ApiError>),
 }
+
+/// Response marker: this rejection is already in the audit log.
+#[derive(Clone, Copy)]
+pub struct AlreadyAudited;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
@@ -67,6 +74,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Audited(inner) => inner.status(),
         }
     }
 }
@@ -87,6 +95,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let (code, message, field) = match self {
+            ApiError::Audited(inner) => {
+                let mut res = inner.into_response();
+                res.extensions_mut().insert(AlreadyAudited);
+                return res;
+            }
             ApiError::Invalid { field, message } => ("invalid", message, field),
             ApiError::Unauthenticated(m) => ("unauthenticated", m, None),
             ApiError::Forbidden(m) => ("forbidden", m, None),

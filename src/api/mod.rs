@@ -202,9 +202,81 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/audit/verify", get(admin::audit_verify))
         .route("/api/v1/settings", get(admin::settings))
         .route("/api/{*rest}", axum::routing::any(no_route))
-        .with_state(app);
-    api.fallback(crate::web_assets::serve)
+        .with_state(app.clone());
+    api.layer(axum::middleware::from_fn_with_state(app, audit_rejections))
+        .fallback(crate::web_assets::serve)
         .layer(axum::middleware::from_fn(security_headers))
+}
+
+/// Bad input loses nothing and leaves a trace: every refused state-changing API request
+/// (400, 403, 409, 429) is audited with who, the route, the status and the error (never the
+/// body). Logins audit themselves; refusals already audited with object details are marked
+/// `AlreadyAudited` and skipped.
+async fn audit_rejections(
+    axum::extract::State(app): axum::extract::State<App>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let headers = req.headers().clone();
+    let addr = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let res = next.run(req).await;
+    let status = res.status().as_u16();
+    if method == Method::GET
+        || method == Method::HEAD
+        || !matches!(status, 400 | 403 | 409 | 429)
+        || path == "/api/v1/auth/login"
+        || res
+            .extensions()
+            .get::<crate::error::AlreadyAudited>()
+            .is_some()
+    {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let err: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let mut actor = crate::audit::Actor {
+        id: String::new(),
+        name: "anonymous".into(),
+        addr,
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let user = match (bearer, cookie_value(&headers, COOKIE)) {
+        (Some(t), _) => sessions::from_bearer(&app, t.trim()).await.ok(),
+        (None, Some(c)) => sessions::from_cookie(&app, &c).await.ok().map(|s| s.user),
+        _ => None,
+    };
+    if let Some(u) = user {
+        actor.id = u.id;
+        actor.name = u.username;
+    }
+    let appended = app
+        .audit
+        .append(crate::audit::Event {
+            actor: &actor,
+            action: "request.rejected",
+            outcome: if status == 400 || status == 409 { crate::audit::Outcome::Failed } else { crate::audit::Outcome::Denied },
+            object_kind: "route",
+            object_id: "",
+            object_name: &format!("{method} {path}"),
+            detail: serde_json::json!({ "status": status, "code": err["error"]["code"], "field": err["error"]["field"], "message": err["error"]["message"] }),
+        })
+        .await;
+    if let Err(e) = appended {
+        tracing::error!(error = %e, "could not audit a rejected request");
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 async fn no_route() -> Response {
@@ -364,6 +436,22 @@ impl FromRequestParts<App> for Auth {
     }
 }
 
+/// serde's type errors quote the offending value (`invalid type: string "...", expected a
+/// boolean`). That value may be a secret typed into the wrong field, so only the expectation
+/// is kept.
+fn scrub_serde_message(msg: &str) -> String {
+    if msg.starts_with("invalid type")
+        || msg.starts_with("invalid value")
+        || msg.starts_with("invalid length")
+    {
+        if let Some((_, expected)) = msg.split_once(", expected ") {
+            return format!("wrong type or value, expected {expected}");
+        }
+        return "wrong type or value".into();
+    }
+    msg.to_string()
+}
+
 /// JSON body extractor whose errors are 400s that say what is wrong (and name the field
 /// when serde can), instead of axum's plain-text rejections.
 pub struct Body<T>(pub T);
@@ -386,7 +474,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
             .map_err(|e| {
                 let path = e.path().to_string();
                 let msg = e.inner().to_string();
-                let clean = msg.split(" at line").next().unwrap_or(&msg).to_string();
+                let clean = scrub_serde_message(msg.split(" at line").next().unwrap_or(&msg));
                 // A missing field is reported at its parent ("."): name the field itself.
                 let named = (clean.starts_with("unknown field")
                     || clean.starts_with("missing field"))

@@ -379,7 +379,7 @@ pub async fn denied(
         })
         .await;
     match r {
-        Ok(_) => err,
+        Ok(_) => ApiError::Audited(Box::new(err)),
         Err(e) => e.into(),
     }
 }

@@ -59,6 +59,15 @@ async fn canary_secrets_never_leak() {
             )
             .await;
         assert_eq!(dup.status, 409);
+        // A secret typed into a field of the wrong type must not be quoted back by the parser.
+        let typo = admin
+            .call(
+                "POST",
+                &format!("/resources/{rid}/accounts"),
+                json!({ "username": "typo", "generate": CANARY }),
+            )
+            .await;
+        assert_eq!((typo.status, typo.error_field()), (400, Some("generate")));
         admin.call("POST", "/shares", json!({ "subject_kind": "user", "subject_id": uid, "object_kind": "account", "object_id": aid, "level": "connect" })).await.ok();
         // Everything a user or admin would browse.
         for path in [
@@ -94,6 +103,8 @@ async fn canary_secrets_never_leak() {
             .await
             .ok();
         admin.get(&format!("/accounts/{aid}/history")).await;
+        // The audit log, including the rejected requests above, is browsable too.
+        admin.get("/audit?limit=1000").await.ok();
 
         // The one allowed exit: reveal, by someone with View, with a reason.
         let revealer = server.client();

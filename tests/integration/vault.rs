@@ -383,6 +383,22 @@ async fn bad_input_gets_a_clear_4xx_and_never_a_500() {
             );
         }
     }
+    // Each refusal is in the audit log, with the route, status and field (never the body).
+    let rejected = admin
+        .get("/audit?action=request.rejected&limit=1000")
+        .await
+        .ok();
+    let rows = rejected.as_array().unwrap();
+    assert!(
+        rows.iter().any(|e| e["detail"]["field"] == "host"
+            && e["detail"]["status"] == 400
+            && e["object_name"] == "POST /api/v1/resources"
+            && e["actor"] == "admin"),
+        "{rejected}"
+    );
+    assert!(rows
+        .iter()
+        .any(|e| e["detail"]["status"] == 409 && e["detail"]["field"] == "name"));
     let raw = admin.raw("POST", "/resources", None, true).await;
     assert!(
         raw.status == 400 && raw.error_field() == Some("name"),

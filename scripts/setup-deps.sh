@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Why: a fresh Debian machine has only Rust, Node/npm, Python and the PostgreSQL 15 binaries.
+# This installs what the project needs beyond that (system packages for tests, npm packages
+# for the web app and the browser tests), and skips whatever is already there.
+#   scripts/setup-deps.sh run    -> what `scripts/run.sh` needs
+#   scripts/setup-deps.sh test   -> what `scripts/test.sh` needs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-run}"
+
+need_apt=()
+if [ "$mode" = test ]; then
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+  [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
+  command -v setpriv >/dev/null || need_apt+=(util-linux)
+fi
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+  echo "==> installing Debian packages: ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+npm_install() { # dir
+  if [ ! -d "$1/node_modules" ] || [ "$1/package-lock.json" -nt "$1/node_modules/.package-lock.json" ]; then
+    echo "==> npm ci in $1"
+    (cd "$1" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+npm_install web
+[ "$mode" = test ] && npm_install tests/e2e
+echo "==> building the web app"
+(cd web && npm run --silent build)
