@@ -1,8 +1,10 @@
-//! Benchmark: audited secret reveals per second (share-based authorization + AES-GCM decrypt
-//! + hash-chained audit append, committed), with p50/p99 latency, on SQLite and PostgreSQL.
+//! Benchmark: audited secret reveals per second (share-based authorization, AES-GCM decrypt,
+//! hash-chained audit append, committed), with p50/p99 latency, on SQLite and PostgreSQL.
 //! Run with `cargo bench --bench reveal` (see bench/README.md). Not a test: it asserts
 //! nothing; it prints the figures next to the target.
 
+// Shared with the tests; the benchmark uses only part of it.
+#[allow(dead_code)]
 #[path = "../tests/support/postgres.rs"]
 mod postgres_cluster;
 
@@ -42,7 +44,7 @@ async fn run(database_url: &str, data: &std::path::Path) -> anyhow::Result<Figur
             email: String::new(),
             role: Role::Administrator,
             super_admin: false,
-            password: Some("bench owner passphrase".into()),
+            password: Some("benchmark passphrase one".into()),
         },
     )
     .await
@@ -57,7 +59,7 @@ async fn run(database_url: &str, data: &std::path::Path) -> anyhow::Result<Figur
             email: String::new(),
             role: Role::PasswordUser,
             super_admin: false,
-            password: Some("bench reader passphrase".into()),
+            password: Some("benchmark passphrase two".into()),
         },
     )
     .await
@@ -138,8 +140,8 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     println!("Audited secret reveals (authz + decrypt + audit append), {TASKS} concurrent callers, {REVEALS} reveals, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
     println!(
-        "{:<12} {:>12} {:>10} {:>10}   {}",
-        "store", "reveals/s", "p50", "p99", "target / peer"
+        "{:<12} {:>12} {:>10} {:>10}   target / peer",
+        "store", "reveals/s", "p50", "p99"
     );
     for store in ["sqlite", "postgres"] {
         let dir = tempfile::tempdir()?;

@@ -27,6 +27,7 @@ CREATE TABLE users (
     locked_until         BIGINT NOT NULL,
     totp_secret_enc      TEXT,
     totp_enabled         BIGINT NOT NULL,
+    totp_last_step       BIGINT NOT NULL,   -- last accepted TOTP time step (no replays)
     recovery_codes       TEXT NOT NULL,   -- JSON array of SHA-256 hashes of unused codes
     created_at           BIGINT NOT NULL,
     updated_at           BIGINT NOT NULL

@@ -250,6 +250,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         h2.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
     });
+    let janitor = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = crate::identity::sessions::purge_idle(&janitor).await {
+                tracing::warn!(error = %e, "could not purge idle web sessions");
+            }
+        }
+    });
     let router = crate::api::router(app.clone());
     axum_server::from_tcp_rustls(listener, rustls_cfg)?
         .handle(handle)

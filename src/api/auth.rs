@@ -259,19 +259,22 @@ pub async fn totp_confirm(
         .crypto
         .open(&format!("users/{}/totp", p.user_id), enc)
         .map_err(|e| anyhow::anyhow!("totp seed: {e}"))?;
-    if totp::check(&seed, &input.code, totp::now_secs()).is_none() {
+    let Some(step) = totp::check(&seed, &input.code, totp::now_secs()) else {
         return Err(ApiError::field("code", "That code does not match. Check the time on your phone and enter the current 6-digit code."));
-    }
+    };
     let codes: Vec<String> = (0..10)
         .map(|_| passwords::random_token(8).replace(['-', '_'], "x")[..10].to_lowercase())
         .collect();
     let hashes: Vec<String> = codes.iter().map(|c| passwords::sha256_hex(c)).collect();
     let mut tx = app.db.begin_write().await?;
-    sqlx::query("UPDATE users SET totp_enabled = 1, recovery_codes = $1 WHERE id = $2")
-        .bind(serde_json::to_string(&hashes).unwrap_or_else(|_| "[]".into()))
-        .bind(&p.user_id)
-        .execute(tx.conn())
-        .await?;
+    sqlx::query(
+        "UPDATE users SET totp_enabled = 1, totp_last_step = $1, recovery_codes = $2 WHERE id = $3",
+    )
+    .bind(step as i64)
+    .bind(serde_json::to_string(&hashes).unwrap_or_else(|_| "[]".into()))
+    .bind(&p.user_id)
+    .execute(tx.conn())
+    .await?;
     app.audit
         .append_in(
             &mut tx,

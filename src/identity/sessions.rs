@@ -286,12 +286,14 @@ pub async fn from_bearer(app: &App, token: &str) -> ApiResult<UserRow> {
             "The API token is not valid (unknown, revoked or expired).".into(),
         )
     };
-    let row: Option<(String, String, Option<i64>)> =
-        sqlx::query_as("SELECT id, user_id, expires_at FROM api_tokens WHERE token_hash = $1")
-            .bind(passwords::sha256_hex(token))
-            .fetch_optional(&app.db.pool)
-            .await?;
-    let (tid, user_id, expires) = row.ok_or_else(bad)?;
+    type TokenRow = (String, String, Option<i64>, Option<i64>);
+    let row: Option<TokenRow> = sqlx::query_as(
+        "SELECT id, user_id, expires_at, last_used_at FROM api_tokens WHERE token_hash = $1",
+    )
+    .bind(passwords::sha256_hex(token))
+    .fetch_optional(&app.db.pool)
+    .await?;
+    let (tid, user_id, expires, last_used) = row.ok_or_else(bad)?;
     let now = db::now_ms();
     if expires.is_some_and(|e| e <= now) {
         return Err(bad());
@@ -302,14 +304,31 @@ pub async fn from_bearer(app: &App, token: &str) -> ApiResult<UserRow> {
             "The token's user is locked or must change the password first.".into(),
         ));
     }
-    let mut tx = app.db.begin_write().await?;
-    sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
-        .bind(now)
-        .bind(tid)
-        .execute(tx.conn())
-        .await?;
-    tx.commit().await?;
+    // "Last used" is shown to a minute's precision; this spares a write per API call.
+    if last_used.is_none_or(|t| now - t > 60_000) {
+        let mut tx = app.db.begin_write().await?;
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(tid)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+    }
     Ok(user)
+}
+
+/// Deletes web sessions idle for longer than the timeout (they would be refused anyway);
+/// run periodically by the server so abandoned sessions do not pile up.
+pub async fn purge_idle(app: &App) -> Result<u64, sqlx::Error> {
+    let cutoff = db::now_ms() - app.config.session_idle_timeout.as_millis() as i64;
+    let mut tx = app.db.begin_write().await?;
+    let n = sqlx::query("DELETE FROM web_sessions WHERE last_seen < $1")
+        .bind(cutoff)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(n)
 }
 
 pub fn principal(user: &UserRow, addr: &str) -> Principal {
@@ -349,12 +368,16 @@ pub async fn complete_mfa(
         None => None,
     };
     let mut method = "totp";
-    let mut ok = seed
+    // A code is accepted once: its time step must be newer than the last one used.
+    let step = seed
         .as_ref()
-        .and_then(|s| totp::check(s, code, totp::now_secs()))
-        .is_some();
+        .and_then(|s| totp::check(s, code, totp::now_secs()));
+    let mut ok = step.is_some_and(|st| st as i64 > user.totp_last_step);
+    if step.is_some() && !ok {
+        method = "totp (replayed code refused)";
+    }
     let mut remaining: Option<Vec<String>> = None;
-    if !ok {
+    if !ok && step.is_none() {
         let mut codes: Vec<String> = serde_json::from_str(&user.recovery_codes).unwrap_or_default();
         let h = passwords::sha256_hex(code.trim());
         if let Some(i) = codes.iter().position(|c| *c == h) {
@@ -370,6 +393,13 @@ pub async fn complete_mfa(
             .bind(&session.id)
             .execute(tx.conn())
             .await?;
+        if let (Some(st), None) = (step, &remaining) {
+            sqlx::query("UPDATE users SET totp_last_step = $1 WHERE id = $2")
+                .bind(st as i64)
+                .bind(&user.id)
+                .execute(tx.conn())
+                .await?;
+        }
         if let Some(codes) = &remaining {
             sqlx::query("UPDATE users SET recovery_codes = $1 WHERE id = $2")
                 .bind(serde_json::to_string(codes).unwrap_or_else(|_| "[]".into()))

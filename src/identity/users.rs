@@ -25,12 +25,13 @@ pub struct UserRow {
     pub locked_until: i64,
     pub totp_secret_enc: Option<String>,
     pub totp_enabled: i64,
+    pub totp_last_step: i64,
     pub recovery_codes: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-pub const USER_COLUMNS: &str = "id, username, full_name, email, password_hash, role, super_admin, must_change_password, disabled, failed_logins, locked_until, totp_secret_enc, totp_enabled, recovery_codes, created_at, updated_at";
+pub const USER_COLUMNS: &str = "id, username, full_name, email, password_hash, role, super_admin, must_change_password, disabled, failed_logins, locked_until, totp_secret_enc, totp_enabled, totp_last_step, recovery_codes, created_at, updated_at";
 
 /// What the API shows of a user. No hashes, no TOTP seed.
 #[derive(Serialize, Clone, Debug)]
@@ -169,8 +170,8 @@ pub async fn create(
     let now = db::now_ms();
     let mut tx = app.db.begin_write().await?;
     let res = sqlx::query(
-        "INSERT INTO users (id, username, full_name, email, password_hash, role, super_admin, must_change_password, disabled, failed_logins, locked_until, totp_secret_enc, totp_enabled, recovery_codes, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, 0, 0, 0, NULL, 0, '[]', $8, $8)",
+        "INSERT INTO users (id, username, full_name, email, password_hash, role, super_admin, must_change_password, disabled, failed_logins, locked_until, totp_secret_enc, totp_enabled, totp_last_step, recovery_codes, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, 0, 0, 0, NULL, 0, 0, '[]', $8, $8)",
     )
     .bind(&id)
     .bind(&u.username)

@@ -143,21 +143,23 @@ pub async fn list(
     )))
     .fetch_all(&app.db.pool)
     .await?;
+    let res: std::collections::HashMap<&str, &ResourceRow> =
+        res.iter().map(|r| (r.id.as_str(), r)).collect();
+    let pols: std::collections::HashMap<&str, i64> = pols
+        .iter()
+        .map(|x| (x.id.as_str(), x.max_age_days))
+        .collect();
     let access = AccessView::load(app, p).await?;
     let mut out = Vec::new();
     for a in &accounts {
         if resource_id.is_some_and(|rid| rid != a.resource_id) {
             continue;
         }
-        let Some(r) = res.iter().find(|r| r.id == a.resource_id) else {
+        let Some(r) = res.get(a.resource_id.as_str()) else {
             continue;
         };
         if let Some(l) = access.level(p, &r.owner_id, Some(&a.id), &r.id) {
-            let age = pols
-                .iter()
-                .find(|x| x.id == r.policy_id)
-                .map(|x| x.max_age_days)
-                .unwrap_or(0);
+            let age = pols.get(r.policy_id.as_str()).copied().unwrap_or(0);
             out.push(view(a, r, l, age));
         }
     }

@@ -157,22 +157,24 @@ pub async fn list(app: &App, p: &Principal) -> ApiResult<Vec<ResourceView>> {
     .fetch_all(&app.db.pool)
     .await?;
     let access = AccessView::load(app, p).await?;
-    let account_ids: Vec<(String, String)> = if p.super_admin {
-        Vec::new()
-    } else {
-        sqlx::query_as("SELECT id, resource_id FROM accounts")
+    let mut accounts_of: std::collections::HashMap<String, Vec<String>> =
+        std::collections::HashMap::new();
+    if !p.super_admin {
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, resource_id FROM accounts")
             .fetch_all(&app.db.pool)
-            .await?
-    };
+            .await?;
+        for (id, rid) in rows {
+            accounts_of.entry(rid).or_default().push(id);
+        }
+    }
     Ok(rows
         .into_iter()
         .filter_map(|r| {
             let level = access.level(p, &r.owner_id, None, &r.id);
-            let ids: Vec<&str> = account_ids
-                .iter()
-                .filter(|(_, rid)| *rid == r.id)
-                .map(|(id, _)| id.as_str())
-                .collect();
+            let ids: Vec<&str> = accounts_of
+                .get(&r.id)
+                .map(|v| v.iter().map(String::as_str).collect())
+                .unwrap_or_default();
             (level.is_some() || access.has_account_share_in(&ids)).then(|| r.view(level))
         })
         .collect())

@@ -18,12 +18,13 @@ fn base32_decode(s: &str) -> Vec<u8> {
     out
 }
 
-fn code_now(seed: &[u8]) -> String {
+/// The code for the current 30 s step, plus `ahead` steps (the server accepts one step of skew).
+fn code_now(seed: &[u8], ahead: u64) -> String {
     let seed = gateway::Secret::new(seed.to_vec());
     let now = portcullis::identity::totp::now_secs();
     format!(
         "{:06}",
-        portcullis::identity::totp::code_at(&seed, now / 30)
+        portcullis::identity::totp::code_at(&seed, now / 30 + ahead)
     )
 }
 
@@ -183,7 +184,7 @@ async fn totp_enrolment_login_and_recovery_codes() {
         .call(
             "POST",
             "/auth/totp/confirm",
-            json!({ "code": code_now(&seed) }),
+            json!({ "code": code_now(&seed, 0) }),
         )
         .await
         .ok();
@@ -204,10 +205,31 @@ async fn totp_enrolment_login_and_recovery_codes() {
         .call("POST", "/auth/totp", json!({ "code": "123456" }))
         .await;
     assert_eq!((wrong.status, wrong.error_field()), (400, Some("code")));
-    c.call("POST", "/auth/totp", json!({ "code": code_now(&seed) }))
+    // The code used to confirm enrolment cannot be used again (no replay within its window);
+    // the next step's code is accepted.
+    let replay = c
+        .call("POST", "/auth/totp", json!({ "code": code_now(&seed, 0) }))
+        .await;
+    assert_eq!(
+        (replay.status, replay.error_field()),
+        (400, Some("code")),
+        "a TOTP code was accepted twice"
+    );
+    let next = code_now(&seed, 1);
+    c.call("POST", "/auth/totp", json!({ "code": next }))
         .await
         .ok();
     c.get("/resources").await.ok();
+    let again = server.client();
+    again.login_ok("alice", USER_PASSWORD).await;
+    assert_eq!(
+        again
+            .call("POST", "/auth/totp", json!({ "code": next }))
+            .await
+            .status,
+        400,
+        "replayed code accepted"
+    );
 
     // A recovery code works exactly once.
     for (i, expect_ok) in [(0, true), (1, false)] {
