@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod audited;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -11,12 +11,12 @@ use serde_json::{json, Value};
 use super::{Auth, Body};
 use crate::app::App;
 use crate::audit::{Event, Filter, Outcome};
+use crate::audited::{audit, denied, exec_audited, unique_or};
 use crate::db::{self, b};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::users::{self, NewUser, UserRow};
 use crate::identity::{passwords, Principal, Role};
 use crate::vault::policy::{self, Policy};
-use crate::vault::resources::{audit, denied, unique_or};
 
 async fn require_admin(app: &App, p: &Principal, action: &str) -> ApiResult<()> {
     if p.role.can_manage_users() {
@@ -68,10 +68,19 @@ pub struct CreateUser {
     password: Option<String>,
 }
 
+impl Drop for CreateUser {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        if let Some(p) = self.password.as_mut() {
+            p.zeroize();
+        }
+    }
+}
+
 pub async fn create_user(
     State(app): State<App>,
     Auth(p): Auth,
-    Body(input): Body<CreateUser>,
+    Body(mut input): Body<CreateUser>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&app, &p, "user.create").await?;
     let role = Role::parse(&input.role).ok_or_else(|| {
@@ -86,11 +95,11 @@ pub async fn create_user(
         Some(&p),
         NewUser {
             username: input.username.trim().to_string(),
-            full_name: input.full_name,
-            email: input.email,
+            full_name: std::mem::take(&mut input.full_name),
+            email: std::mem::take(&mut input.email),
             role,
             super_admin: input.super_admin,
-            password: input.password,
+            password: input.password.take(),
         },
     )
     .await?;
@@ -255,26 +264,19 @@ pub async fn delete_user(
         )
         .await);
     }
-    let mut tx = app.db.begin_write().await?;
-    sqlx::query("DELETE FROM shares WHERE subject_kind = 'user' AND subject_id = $1")
-        .bind(&id)
-        .execute(tx.conn())
-        .await?;
-    sqlx::query("DELETE FROM users WHERE id = $1")
-        .bind(&id)
-        .execute(tx.conn())
-        .await?;
-    audit(
+    exec_audited(
         &app,
-        &mut tx,
         &p,
-        "user.delete",
+        &[
+            "DELETE FROM shares WHERE subject_kind = 'user' AND subject_id = $1",
+            "DELETE FROM users WHERE id = $1",
+        ],
         &id,
+        "user.delete",
         &target.username,
         json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(Json(json!({ "ok": true })))
 }
 
@@ -314,22 +316,16 @@ pub async fn unlock_user(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let target = admin_action_on(&app, &p, &id, "user.unlock").await?;
-    let mut tx = app.db.begin_write().await?;
-    sqlx::query("UPDATE users SET disabled = 0, failed_logins = 0, locked_until = 0 WHERE id = $1")
-        .bind(&id)
-        .execute(tx.conn())
-        .await?;
-    audit(
+    exec_audited(
         &app,
-        &mut tx,
         &p,
-        "user.unlock",
+        &["UPDATE users SET disabled = 0, failed_logins = 0, locked_until = 0 WHERE id = $1"],
         &id,
+        "user.unlock",
         &target.username,
         json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(Json(json!(users::by_id(&app, &id).await?.view())))
 }
 
@@ -366,19 +362,7 @@ pub async fn reset_mfa(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let target = admin_action_on(&app, &p, &id, "user.mfa.reset").await?;
-    let mut tx = app.db.begin_write().await?;
-    sqlx::query("UPDATE users SET totp_enabled = 0, totp_secret_enc = NULL, recovery_codes = '[]' WHERE id = $1").bind(&id).execute(tx.conn()).await?;
-    audit(
-        &app,
-        &mut tx,
-        &p,
-        "user.mfa.reset",
-        &id,
-        &target.username,
-        json!({}),
-    )
-    .await?;
-    tx.commit().await?;
+    exec_audited(&app, &p, &["UPDATE users SET totp_enabled = 0, totp_secret_enc = NULL, recovery_codes = '[]' WHERE id = $1"], &id, "user.mfa.reset", &target.username, json!({})).await?;
     Ok(Json(json!(users::by_id(&app, &id).await?.view())))
 }
 
@@ -549,26 +533,19 @@ pub async fn delete_group(
 ) -> ApiResult<Json<Value>> {
     require_admin(&app, &p, "user_group.delete").await?;
     let current = group_json(&app, &id).await?;
-    let mut tx = app.db.begin_write().await?;
-    sqlx::query("DELETE FROM shares WHERE subject_kind = 'group' AND subject_id = $1")
-        .bind(&id)
-        .execute(tx.conn())
-        .await?;
-    sqlx::query("DELETE FROM user_groups WHERE id = $1")
-        .bind(&id)
-        .execute(tx.conn())
-        .await?;
-    audit(
+    exec_audited(
         &app,
-        &mut tx,
         &p,
-        "user_group.delete",
+        &[
+            "DELETE FROM shares WHERE subject_kind = 'group' AND subject_id = $1",
+            "DELETE FROM user_groups WHERE id = $1",
+        ],
         &id,
+        "user_group.delete",
         current["name"].as_str().unwrap_or(""),
         json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(Json(json!({ "ok": true })))
 }
 
@@ -725,22 +702,16 @@ pub async fn delete_policy(
             message: format!("{n} resource(s) use this policy; move them to another policy first."),
         });
     }
-    let mut tx = app.db.begin_write().await?;
-    sqlx::query("DELETE FROM password_policies WHERE id = $1")
-        .bind(&id)
-        .execute(tx.conn())
-        .await?;
-    audit(
+    exec_audited(
         &app,
-        &mut tx,
         &p,
-        "policy.delete",
+        &["DELETE FROM password_policies WHERE id = $1"],
         &id,
+        "policy.delete",
         &current.name,
         json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(Json(json!({ "ok": true })))
 }
 

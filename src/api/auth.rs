@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::{AnyAuth, Auth, Body, ClientAddr};
 use crate::app::App;
 use crate::audit::{Event, Outcome};
+use crate::audited::audit_self;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::sessions::{self, COOKIE};
@@ -78,20 +79,15 @@ pub async fn logout(State(app): State<App>, a: AnyAuth) -> ApiResult<Response> {
             .bind(&s.id)
             .execute(tx.conn())
             .await?;
-        app.audit
-            .append_in(
-                &mut tx,
-                Event {
-                    actor: &a.principal.actor(),
-                    action: "auth.logout",
-                    outcome: Outcome::Ok,
-                    object_kind: "user",
-                    object_id: &a.user.id,
-                    object_name: &a.user.username,
-                    detail: json!({}),
-                },
-            )
-            .await?;
+        audit_self(
+            &app,
+            &mut tx,
+            &a.principal.actor(),
+            "auth.logout",
+            Outcome::Ok,
+            json!({}),
+        )
+        .await?;
         tx.commit().await?;
     }
     let mut res = Json(json!({ "ok": true })).into_response();
@@ -171,20 +167,15 @@ pub async fn change_password(
         .bind(a.session.as_ref().map(|s| s.id.as_str()).unwrap_or(""))
         .execute(tx.conn())
         .await?;
-    app.audit
-        .append_in(
-            &mut tx,
-            Event {
-                actor: &a.principal.actor(),
-                action: "auth.password.change",
-                outcome: Outcome::Ok,
-                object_kind: "user",
-                object_id: &a.user.id,
-                object_name: &a.user.username,
-                detail: json!({}),
-            },
-        )
-        .await?;
+    audit_self(
+        &app,
+        &mut tx,
+        &a.principal.actor(),
+        "auth.password.change",
+        Outcome::Ok,
+        json!({}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(json!({ "ok": true })))
 }
@@ -275,20 +266,15 @@ pub async fn totp_confirm(
     .bind(&p.user_id)
     .execute(tx.conn())
     .await?;
-    app.audit
-        .append_in(
-            &mut tx,
-            Event {
-                actor: &p.actor(),
-                action: "auth.mfa.enable",
-                outcome: Outcome::Ok,
-                object_kind: "user",
-                object_id: &p.user_id,
-                object_name: &p.username,
-                detail: json!({}),
-            },
-        )
-        .await?;
+    audit_self(
+        &app,
+        &mut tx,
+        &p.actor(),
+        "auth.mfa.enable",
+        Outcome::Ok,
+        json!({}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(json!({ "recovery_codes": codes })))
 }
@@ -297,6 +283,13 @@ pub async fn totp_confirm(
 #[serde(deny_unknown_fields)]
 pub struct PasswordOnly {
     password: String,
+}
+
+impl Drop for PasswordOnly {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.password.zeroize();
+    }
 }
 
 pub async fn totp_disable(
@@ -312,20 +305,15 @@ pub async fn totp_disable(
     }
     let mut tx = app.db.begin_write().await?;
     sqlx::query("UPDATE users SET totp_enabled = 0, totp_secret_enc = NULL, recovery_codes = '[]' WHERE id = $1").bind(&a.user.id).execute(tx.conn()).await?;
-    app.audit
-        .append_in(
-            &mut tx,
-            Event {
-                actor: &a.principal.actor(),
-                action: "auth.mfa.disable",
-                outcome: Outcome::Ok,
-                object_kind: "user",
-                object_id: &a.user.id,
-                object_name: &a.user.username,
-                detail: json!({}),
-            },
-        )
-        .await?;
+    audit_self(
+        &app,
+        &mut tx,
+        &a.principal.actor(),
+        "auth.mfa.disable",
+        Outcome::Ok,
+        json!({}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(json!({ "ok": true })))
 }

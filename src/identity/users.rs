@@ -155,7 +155,7 @@ pub async fn create(
             }
         }
     }
-    let (password, generated) = match u.password {
+    let (mut password, generated) = match u.password {
         Some(p) => {
             passwords::check_login_password_strength(&p, &u.username)
                 .map_err(|m| ApiError::field("password", m))?;
@@ -166,6 +166,11 @@ pub async fn create(
             (p.clone(), Some(p))
         }
     };
+    let password_hash = passwords::hash(&password);
+    {
+        use zeroize::Zeroize;
+        password.zeroize();
+    }
     let id = db::new_id();
     let now = db::now_ms();
     let mut tx = app.db.begin_write().await?;
@@ -177,7 +182,7 @@ pub async fn create(
     .bind(&u.username)
     .bind(&u.full_name)
     .bind(&u.email)
-    .bind(passwords::hash(&password))
+    .bind(&password_hash)
     .bind(u.role.as_str())
     .bind(b(u.super_admin))
     .bind(now)

@@ -6,11 +6,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::policy::{self, Policy};
-use super::resources::{self, audit, denied, require, unique_or, ResourceRow};
+use super::resources::{self, require, ResourceRow};
 use super::{check_text, AccessView};
 use crate::app::App;
-use crate::audit::{Event, Outcome};
-use crate::db::{self, WriteTx};
+use crate::audit::Outcome;
+use crate::audited::{audit, audit_outcome, denied, exec_audited, unique_or};
+use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{Level, Principal};
 use gateway::Secret;
@@ -392,26 +393,19 @@ pub async fn delete(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
     if let Err(e) = require(Some(level), Level::Manage, "delete this account") {
         return Err(denied(app, p, "account.delete", "account", &a.id, &a.username, e).await);
     }
-    let mut tx = app.db.begin_write().await?;
-    sqlx::query("DELETE FROM shares WHERE object_kind = 'account' AND object_id = $1")
-        .bind(&a.id)
-        .execute(tx.conn())
-        .await?;
-    sqlx::query("DELETE FROM accounts WHERE id = $1")
-        .bind(&a.id)
-        .execute(tx.conn())
-        .await?;
-    audit(
+    exec_audited(
         app,
-        &mut tx,
         p,
-        "account.delete",
+        &[
+            "DELETE FROM shares WHERE object_kind = 'account' AND object_id = $1",
+            "DELETE FROM accounts WHERE id = $1",
+        ],
         &a.id,
+        "account.delete",
         &format!("{}@{}", a.username, r.name),
         serde_json::json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -556,7 +550,7 @@ pub async fn reveal(app: &App, p: &Principal, id: &str, reason: &str) -> ApiResu
             serde_json::json!({ "reason": reason, "error": "stored secret failed its integrity check" })
         }
     };
-    append(
+    audit_outcome(
         app,
         &mut tx,
         p,
@@ -576,42 +570,13 @@ pub async fn reveal(app: &App, p: &Principal, id: &str, reason: &str) -> ApiResu
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn append(
-    app: &App,
-    tx: &mut WriteTx,
-    p: &Principal,
-    action: &str,
-    outcome: Outcome,
-    id: &str,
-    name: &str,
-    detail: serde_json::Value,
-) -> ApiResult<()> {
-    app.audit
-        .append_in(
-            tx,
-            Event {
-                actor: &p.actor(),
-                action,
-                outcome,
-                object_kind: "account",
-                object_id: id,
-                object_name: name,
-                detail,
-            },
-        )
-        .await?;
-    Ok(())
-}
-
-#[derive(Serialize, sqlx::FromRow)]
-pub struct HistoryView {
-    pub id: String,
-    pub secret_kind: String,
-    pub changed_by: String,
-    pub client_addr: String,
-    #[serde(skip)]
-    pub changed_at: i64,
+#[derive(sqlx::FromRow)]
+struct HistoryRow {
+    id: String,
+    secret_kind: String,
+    changed_by: String,
+    client_addr: String,
+    changed_at: i64,
 }
 
 /// Who changed the secret, when and from where (the old secrets themselves stay sealed).
@@ -622,7 +587,7 @@ pub async fn history(app: &App, p: &Principal, id: &str) -> ApiResult<Vec<serde_
         Level::View,
         "see this account's password history",
     )?;
-    let rows = sqlx::query_as::<_, HistoryView>("SELECT id, secret_kind, changed_by, client_addr, changed_at FROM password_history WHERE account_id = $1 ORDER BY changed_at DESC")
+    let rows = sqlx::query_as::<_, HistoryRow>("SELECT id, secret_kind, changed_by, client_addr, changed_at FROM password_history WHERE account_id = $1 ORDER BY changed_at DESC")
         .bind(&a.id)
         .fetch_all(&app.db.pool)
         .await?;

@@ -216,7 +216,8 @@ impl Crypto {
         }
     }
 
-    /// For tests and benchmarks: a vault crypto with fresh random keys and no database.
+    /// For unit tests: a vault crypto with fresh random keys and no database.
+    #[cfg(test)]
     pub fn ephemeral() -> Crypto {
         let mut data_keys = HashMap::new();
         data_keys.insert("s".to_string(), KeyBytes::random());

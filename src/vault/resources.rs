@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_text, AccessView};
 use crate::app::App;
-use crate::audit::{Event, Outcome};
+use crate::audited::{audit, denied, exec_audited, unique_or};
 use crate::db::{self, WriteTx};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{Level, Principal};
@@ -319,73 +319,6 @@ fn default_ports(rtype: &str) -> PortsInput {
     }
 }
 
-pub fn unique_or(
-    res: Result<sqlx::any::AnyQueryResult, sqlx::Error>,
-    field: &str,
-    msg: &str,
-) -> ApiResult<()> {
-    match res {
-        Ok(_) => Ok(()),
-        Err(e) if db::is_unique_violation(&e) => Err(ApiError::conflict(field, msg)),
-        Err(e) => Err(e.into()),
-    }
-}
-
-pub async fn audit(
-    app: &App,
-    tx: &mut WriteTx,
-    p: &Principal,
-    action: &str,
-    id: &str,
-    name: &str,
-    detail: serde_json::Value,
-) -> ApiResult<()> {
-    let kind = action.split('.').next().unwrap_or("object");
-    app.audit
-        .append_in(
-            tx,
-            Event {
-                actor: &p.actor(),
-                action,
-                outcome: Outcome::Ok,
-                object_kind: kind,
-                object_id: id,
-                object_name: name,
-                detail,
-            },
-        )
-        .await?;
-    Ok(())
-}
-
-/// Records a refused action (a 403) in the audit log, then returns the refusal.
-pub async fn denied(
-    app: &App,
-    p: &Principal,
-    action: &str,
-    kind: &str,
-    id: &str,
-    name: &str,
-    err: ApiError,
-) -> ApiError {
-    let r = app
-        .audit
-        .append(Event {
-            actor: &p.actor(),
-            action,
-            outcome: Outcome::Denied,
-            object_kind: kind,
-            object_id: id,
-            object_name: name,
-            detail: serde_json::json!({}),
-        })
-        .await;
-    match r {
-        Ok(_) => ApiError::Audited(Box::new(err)),
-        Err(e) => e.into(),
-    }
-}
-
 pub async fn update(
     app: &App,
     p: &Principal,
@@ -478,26 +411,7 @@ pub async fn delete(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
     if let Err(e) = require(level, Level::Manage, "delete this resource") {
         return Err(denied(app, p, "resource.delete", "resource", &r.id, &r.name, e).await);
     }
-    let mut tx = app.db.begin_write().await?;
-    sqlx::query("DELETE FROM shares WHERE (object_kind = 'resource' AND object_id = $1) OR (object_kind = 'account' AND object_id IN (SELECT id FROM accounts WHERE resource_id = $1))")
-        .bind(&r.id)
-        .execute(tx.conn())
-        .await?;
-    sqlx::query("DELETE FROM resources WHERE id = $1")
-        .bind(&r.id)
-        .execute(tx.conn())
-        .await?;
-    audit(
-        app,
-        &mut tx,
-        p,
-        "resource.delete",
-        &r.id,
-        &r.name,
-        serde_json::json!({}),
-    )
-    .await?;
-    tx.commit().await?;
+    exec_audited(app, p, &["DELETE FROM shares WHERE (object_kind = 'resource' AND object_id = $1) OR (object_kind = 'account' AND object_id IN (SELECT id FROM accounts WHERE resource_id = $1))", "DELETE FROM resources WHERE id = $1"], &r.id, "resource.delete", &r.name, serde_json::json!({})).await?;
     Ok(())
 }
 
@@ -757,25 +671,18 @@ pub async fn delete_group(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
         )
         .await);
     }
-    let mut tx = app.db.begin_write().await?;
-    sqlx::query("DELETE FROM shares WHERE object_kind = 'resource_group' AND object_id = $1")
-        .bind(&g.id)
-        .execute(tx.conn())
-        .await?;
-    sqlx::query("DELETE FROM resource_groups WHERE id = $1")
-        .bind(&g.id)
-        .execute(tx.conn())
-        .await?;
-    audit(
+    exec_audited(
         app,
-        &mut tx,
         p,
-        "resource_group.delete",
+        &[
+            "DELETE FROM shares WHERE object_kind = 'resource_group' AND object_id = $1",
+            "DELETE FROM resource_groups WHERE id = $1",
+        ],
         &g.id,
+        "resource_group.delete",
         &g.name,
         serde_json::json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }

@@ -4,8 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::resources::{self, audit, denied, require};
+use super::resources::{self, require};
 use crate::app::App;
+use crate::audited::{audit, denied};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{Level, Principal};

@@ -28,6 +28,7 @@ export async function startServer() {
     };
     child.stdout.on('data', check);
     child.on('exit', (code) => { clearTimeout(t); fail(new Error(`server exited ${code}:\n${err}`)); });
+    child.on('error', (e) => { clearTimeout(t); fail(new Error(`cannot start ${BIN}: ${e.message}`)); });
   });
   const password = err.match(/one-time password:\s*(\S+)/)?.[1];
   return {

@@ -294,6 +294,27 @@ async fn api_tokens_authenticate_and_can_be_revoked() {
         .await
         .ok();
     assert_eq!(bot.get("/resources").await.status, 401);
+    // An expired token is refused.
+    let t2 = admin
+        .call(
+            "POST",
+            "/tokens",
+            json!({ "name": "short-lived", "expires_in_days": 1 }),
+        )
+        .await
+        .ok();
+    let short = admin.with_token(t2["token"].as_str().unwrap());
+    short.get("/resources").await.ok();
+    site.raw_sql(&format!(
+        "UPDATE api_tokens SET expires_at = 1 WHERE id = '{}'",
+        t2["id"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(
+        short.get("/resources").await.status,
+        401,
+        "an expired token still works"
+    );
 }
 
 #[tokio::test]

@@ -426,6 +426,32 @@ impl Client {
         self.login(user, password).await.ok()
     }
 
+    /// Adds a resource (Strong policy, SSH) and returns its id.
+    pub async fn resource(&self, name: &str) -> String {
+        let r = self
+            .call(
+                "POST",
+                "/resources",
+                json!({ "name": name, "host": "10.3.0.1" }),
+            )
+            .await
+            .ok();
+        r["id"].as_str().expect("resource id").to_string()
+    }
+
+    /// Adds a password account to a resource and returns its id.
+    pub async fn account(&self, resource_id: &str, username: &str, secret: &str) -> String {
+        let a = self
+            .call(
+                "POST",
+                &format!("/resources/{resource_id}/accounts"),
+                json!({ "username": username, "secret": secret }),
+            )
+            .await
+            .ok();
+        a["id"].as_str().expect("account id").to_string()
+    }
+
     /// Every response body this client (and its clones) received.
     pub fn transcript(&self) -> String {
         self.seen.lock().unwrap().join("\n")

@@ -12,24 +12,10 @@ const SECRET: &str = "Rotation-Canary-9876!x";
 async fn seed(site: &Site) -> String {
     let mut server = site.start();
     let admin = server.admin().await;
-    let r = admin
-        .call(
-            "POST",
-            "/resources",
-            json!({ "name": "rot", "host": "10.2.0.1" }),
-        )
-        .await
-        .ok();
-    let a = admin
-        .call(
-            "POST",
-            &format!("/resources/{}/accounts", r["id"].as_str().unwrap()),
-            json!({ "username": "svc", "secret": SECRET }),
-        )
-        .await
-        .ok();
+    let rid = admin.resource("rot").await;
+    let account = admin.account(&rid, "svc", SECRET).await;
     server.kill();
-    a["id"].as_str().unwrap().to_string()
+    account
 }
 
 async fn reveal_after_restart(site: &Site, account: &str) -> String {

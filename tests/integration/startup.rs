@@ -169,22 +169,8 @@ async fn missing_or_wrong_master_key_refuses_start_and_touches_nothing() {
         let site = Site::new(backend);
         let mut server = site.start();
         let admin = server.admin().await;
-        let r = admin
-            .call(
-                "POST",
-                "/resources",
-                json!({ "name": "db1", "host": "10.0.0.9" }),
-            )
-            .await
-            .ok();
-        let a = admin
-            .call(
-                "POST",
-                &format!("/resources/{}/accounts", r["id"].as_str().unwrap()),
-                json!({ "username": "root", "secret": "Kept-Secret-1234!x" }),
-            )
-            .await
-            .ok();
+        let rid = admin.resource("db1").await;
+        let account = admin.account(&rid, "root", "Kept-Secret-1234!x").await;
         server.kill();
 
         let key = site.key_file.clone();
@@ -249,7 +235,7 @@ async fn missing_or_wrong_master_key_refuses_start_and_touches_nothing() {
         let s = c
             .call(
                 "POST",
-                &format!("/accounts/{}/reveal", a["id"].as_str().unwrap()),
+                &format!("/accounts/{account}/reveal"),
                 json!({ "reason": "check after restore" }),
             )
             .await
@@ -326,4 +312,49 @@ async fn openapi_documents_every_route_and_every_documented_route_exists() {
         c.get("/no/such/thing").await.body["error"]["code"],
         "no_route"
     );
+}
+
+#[tokio::test]
+async fn serves_the_operators_certificate_when_given() {
+    let site = Site::new(Backend::Sqlite);
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = site.dir.path().join("op-cert.pem");
+    let key = site.dir.path().join("op-key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let server = site.start_with(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(
+        !site.data_dir().join("tls/cert.pem").exists(),
+        "a certificate was generated although one was given"
+    );
+    // A client that trusts only the operator's certificate (and checks it) can connect.
+    let port = server.url.rsplit(':').next().unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap()])
+        .resolve("localhost", format!("127.0.0.1:{port}").parse().unwrap())
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://localhost:{port}/api/v1/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A missing key file is a named configuration error.
+    let out = site.cli(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        "/nonexistent/key.pem",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("tls_key"), "{err}");
 }

@@ -5,34 +5,6 @@ use serde_json::{json, Value};
 
 use crate::harness::{Backend, Client, Site, BACKENDS};
 
-async fn resource(admin: &Client, name: &str) -> String {
-    admin
-        .call(
-            "POST",
-            "/resources",
-            json!({ "name": name, "host": "10.3.0.1" }),
-        )
-        .await
-        .ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-async fn account(admin: &Client, rid: &str, user: &str, secret: &str) -> String {
-    admin
-        .call(
-            "POST",
-            &format!("/resources/{rid}/accounts"),
-            json!({ "username": user, "secret": secret }),
-        )
-        .await
-        .ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn share(
     admin: &Client,
     subject_kind: &str,
@@ -59,9 +31,9 @@ async fn most_specific_share_wins_and_own_share_beats_group() {
         .await
         .ok();
     let gid = g["id"].as_str().unwrap();
-    let rid = resource(&admin, "srv").await;
-    let a1 = account(&admin, &rid, "root", "Sup3r-Secret-Value!a").await;
-    let a2 = account(&admin, &rid, "deploy", "Sup3r-Secret-Value!b").await;
+    let rid = admin.resource("srv").await;
+    let a1 = admin.account(&rid, "root", "Sup3r-Secret-Value!a").await;
+    let a2 = admin.account(&rid, "deploy", "Sup3r-Secret-Value!b").await;
     let reveal = |a: String| {
         let user = user.clone();
         async move {
@@ -146,9 +118,9 @@ async fn ciphertext_moved_to_another_row_does_not_decrypt() {
         let site = Site::new(backend);
         let server = site.start();
         let admin = server.admin().await;
-        let rid = resource(&admin, "bind").await;
-        let a = account(&admin, &rid, "a", "Value-For-Row-A1!x").await;
-        let b = account(&admin, &rid, "b", "Value-For-Row-B1!x").await;
+        let rid = admin.resource("bind").await;
+        let a = admin.account(&rid, "a", "Value-For-Row-A1!x").await;
+        let b = admin.account(&rid, "b", "Value-For-Row-B1!x").await;
         site.raw_sql(&format!("UPDATE accounts SET secret_enc = (SELECT secret_enc FROM accounts WHERE id = '{a}') WHERE id = '{b}'")).await;
         let r = admin
             .call(
@@ -190,8 +162,8 @@ async fn secret_changes_keep_history_and_follow_the_policy() {
         let site = Site::new(backend);
         let server = site.start();
         let admin = server.admin().await;
-        let rid = resource(&admin, "hist").await; // Strong policy by default
-        let a = account(&admin, &rid, "app", "First-Password-123!x").await;
+        let rid = admin.resource("hist").await; // Strong policy by default
+        let a = admin.account(&rid, "app", "First-Password-123!x").await;
         let weak = admin
             .call(
                 "PUT",
@@ -257,7 +229,7 @@ async fn bad_input_gets_a_clear_4xx_and_never_a_500() {
     let site = Site::new(Backend::Sqlite);
     let server = site.start();
     let admin = server.admin().await;
-    let rid = resource(&admin, "dup").await;
+    let rid = admin.resource("dup").await;
     let cases: Vec<(&str, String, Value, u16, Option<&str>)> = vec![
         (
             "POST",

@@ -1,0 +1,142 @@
+//! Why: every change to the vault or to users is written together with its audit record, and
+//! every refusal leaves one too. These helpers are the few shapes that takes, so handlers do
+//! not each repeat "begin, write, audit, commit".
+
+use crate::app::App;
+use crate::audit::{Actor, Event, Outcome};
+use crate::db::{self, WriteTx};
+use crate::error::{ApiError, ApiResult};
+use crate::identity::Principal;
+
+/// Appends an `ok` event for `action` on an object inside `tx`. The object kind is the
+/// action's first word (`resource.create` -> `resource`).
+pub async fn audit(
+    app: &App,
+    tx: &mut WriteTx,
+    p: &Principal,
+    action: &str,
+    id: &str,
+    name: &str,
+    detail: serde_json::Value,
+) -> ApiResult<()> {
+    audit_outcome(app, tx, p, action, Outcome::Ok, id, name, detail).await
+}
+
+/// Like `audit`, for events whose outcome may be a failure (e.g. a reveal that could not
+/// decrypt).
+#[allow(clippy::too_many_arguments)]
+pub async fn audit_outcome(
+    app: &App,
+    tx: &mut WriteTx,
+    p: &Principal,
+    action: &str,
+    outcome: Outcome,
+    id: &str,
+    name: &str,
+    detail: serde_json::Value,
+) -> ApiResult<()> {
+    let kind = action.split('.').next().unwrap_or("object");
+    app.audit
+        .append_in(
+            tx,
+            Event {
+                actor: &p.actor(),
+                action,
+                outcome,
+                object_kind: kind,
+                object_id: id,
+                object_name: name,
+                detail,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// Runs `statements` (each taking the object id as `$1`) and the audit record in one
+/// transaction.
+pub async fn exec_audited(
+    app: &App,
+    p: &Principal,
+    statements: &[&'static str],
+    id: &str,
+    action: &str,
+    name: &str,
+    detail: serde_json::Value,
+) -> ApiResult<()> {
+    let mut tx = app.db.begin_write().await?;
+    for sql in statements {
+        sqlx::query(*sql).bind(id).execute(tx.conn()).await?;
+    }
+    audit(app, &mut tx, p, action, id, name, detail).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Appends an event about the acting user's own account (logout, password change, 2FA).
+pub async fn audit_self(
+    app: &App,
+    tx: &mut WriteTx,
+    actor: &Actor,
+    action: &str,
+    outcome: Outcome,
+    detail: serde_json::Value,
+) -> ApiResult<()> {
+    app.audit
+        .append_in(
+            tx,
+            Event {
+                actor,
+                action,
+                outcome,
+                object_kind: "user",
+                object_id: &actor.id,
+                object_name: &actor.name,
+                detail,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records a refused action in the audit log (with the object it concerned), then returns the
+/// refusal marked as audited so the generic rejected-request record is not written twice.
+pub async fn denied(
+    app: &App,
+    p: &Principal,
+    action: &str,
+    kind: &str,
+    id: &str,
+    name: &str,
+    err: ApiError,
+) -> ApiError {
+    let r = app
+        .audit
+        .append(Event {
+            actor: &p.actor(),
+            action,
+            outcome: Outcome::Denied,
+            object_kind: kind,
+            object_id: id,
+            object_name: name,
+            detail: serde_json::json!({}),
+        })
+        .await;
+    match r {
+        Ok(_) => ApiError::Audited(Box::new(err)),
+        Err(e) => e.into(),
+    }
+}
+
+/// Maps a unique-constraint violation to a 409 naming the field.
+pub fn unique_or(
+    res: Result<sqlx::any::AnyQueryResult, sqlx::Error>,
+    field: &str,
+    msg: &str,
+) -> ApiResult<()> {
+    match res {
+        Ok(_) => Ok(()),
+        Err(e) if db::is_unique_violation(&e) => Err(ApiError::conflict(field, msg)),
+        Err(e) => Err(e.into()),
+    }
+}
