@@ -180,12 +180,9 @@ async fn totp_enrolment_login_and_recovery_codes() {
         .call("POST", "/auth/totp/confirm", json!({ "code": "000000" }))
         .await;
     assert_eq!((bad.status, bad.error_field()), (400, Some("code")));
+    let confirmed = code_now(&seed, 0);
     let codes = alice
-        .call(
-            "POST",
-            "/auth/totp/confirm",
-            json!({ "code": code_now(&seed, 0) }),
-        )
+        .call("POST", "/auth/totp/confirm", json!({ "code": confirmed }))
         .await
         .ok();
     let codes: Vec<String> = codes["recovery_codes"]
@@ -208,7 +205,7 @@ async fn totp_enrolment_login_and_recovery_codes() {
     // The code used to confirm enrolment cannot be used again (no replay within its window);
     // the next step's code is accepted.
     let replay = c
-        .call("POST", "/auth/totp", json!({ "code": code_now(&seed, 0) }))
+        .call("POST", "/auth/totp", json!({ "code": confirmed }))
         .await;
     assert_eq!(
         (replay.status, replay.error_field()),
