@@ -1,10 +1,16 @@
 //! Live sessions: session broker, protocol adapters (SSH, Telnet, RDP), hop chains and
 //! viewers. This crate knows nothing about HTTP routing beyond what a session needs.
 //!
-//! Today it holds the one type every layer shares: [`Secret`], the only way a credential
-//! travels from the vault to a protocol adapter. The broker and adapters arrive with the
-//! session issues; see ARCHITECTURE.md for the plan.
+//! Built so far: the typed session event stream (`event`), the protocol adapter trait over a
+//! byte stream (`adapter`), the server-side terminal screen (`screen`) and the broker that
+//! owns live sessions and fans their events out (`broker`), plus `Secret`, the only way a
+//! credential travels from the vault to an adapter. The SSH adapter, the WebSocket endpoint
+//! and the browser terminal are the rest of issue 3; see ARCHITECTURE.md.
 
+pub mod adapter;
+pub mod broker;
+pub mod event;
+pub mod screen;
 pub mod secret;
 
 pub use secret::Secret;

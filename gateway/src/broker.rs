@@ -1,0 +1,469 @@
+//! Why: the broker owns every live session. Each session runs its adapter on a task; a pump
+//! task applies the adapter's events to the server-side screen and fans them out to any
+//! number of subscribers (the owner's browser, observers, the recorder) through a bounded
+//! broadcast channel. A subscriber that falls behind is not waited for and does not grow
+//! memory: it is told to resynchronise and gets a fresh screen snapshot instead of the events
+//! it missed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, mpsc};
+
+use crate::adapter::{AdapterIo, ProtocolAdapter, TargetStream};
+use crate::event::{ClientInput, Lifecycle, Protocol, SessionEvent};
+use crate::screen::{ScreenSnapshot, TerminalScreen};
+
+/// What the API and the live-sessions page show about a session.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub owner_id: String,
+    pub owner_name: String,
+    pub account_id: String,
+    pub account_name: String,
+    pub resource_id: String,
+    pub resource_name: String,
+    pub protocol: Protocol,
+    /// The hops from the gateway to the target (empty: direct).
+    pub path: Vec<String>,
+    pub client_addr: String,
+    pub started_at_ms: i64,
+    /// connecting | connected | ended | failed
+    pub state: String,
+    pub bytes_from_target: u64,
+    pub bytes_to_target: u64,
+}
+
+/// How many events a subscriber may fall behind before it is resynchronised.
+pub const DEFAULT_BACKLOG: usize = 1024;
+
+pub struct LiveSession {
+    info: Mutex<SessionInfo>,
+    /// The screen and the broadcast sender live under one lock, so that a snapshot and a new
+    /// subscription taken together are exactly consistent (no event lost or seen twice).
+    state: Mutex<Shared>,
+    input: mpsc::Sender<ClientInput>,
+    bytes_from_target: AtomicU64,
+    bytes_to_target: AtomicU64,
+}
+
+struct Shared {
+    screen: TerminalScreen,
+    events: Option<broadcast::Sender<SessionEvent>>,
+}
+
+/// What a subscriber receives.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Event(SessionEvent),
+    /// The subscriber fell behind (or just joined): redraw from this snapshot, then continue
+    /// with the events that follow.
+    Resync(ScreenSnapshot),
+    /// The session is over and every event has been delivered.
+    Closed,
+}
+
+pub struct Subscription {
+    session: Arc<LiveSession>,
+    rx: Option<broadcast::Receiver<SessionEvent>>,
+}
+
+impl Subscription {
+    pub async fn next(&mut self) -> Delivery {
+        let Some(rx) = self.rx.as_mut() else {
+            return Delivery::Closed;
+        };
+        match rx.recv().await {
+            Ok(ev) => Delivery::Event(ev),
+            Err(broadcast::error::RecvError::Closed) => Delivery::Closed,
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let (snapshot, rx) = self.session.snapshot_and_subscribe();
+                self.rx = rx;
+                Delivery::Resync(snapshot)
+            }
+        }
+    }
+}
+
+impl LiveSession {
+    pub fn info(&self) -> SessionInfo {
+        let mut info = self
+            .info
+            .lock()
+            .map(|i| i.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        info.bytes_from_target = self.bytes_from_target.load(Ordering::Relaxed);
+        info.bytes_to_target = self.bytes_to_target.load(Ordering::Relaxed);
+        info
+    }
+
+    pub fn id(&self) -> String {
+        self.info().id
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn snapshot_and_subscribe(
+        &self,
+    ) -> (ScreenSnapshot, Option<broadcast::Receiver<SessionEvent>>) {
+        let shared = self.lock();
+        (
+            shared.screen.snapshot(),
+            shared.events.as_ref().map(|s| s.subscribe()),
+        )
+    }
+
+    /// Subscribes; the first delivery is always a `Resync` with the current screen.
+    pub fn subscribe(self: &Arc<Self>) -> (ScreenSnapshot, Subscription) {
+        let (snapshot, rx) = self.snapshot_and_subscribe();
+        (
+            snapshot,
+            Subscription {
+                session: self.clone(),
+                rx,
+            },
+        )
+    }
+
+    /// Sends input to the target. Waits when the adapter is busy (bounded queue); fails
+    /// once the session is over.
+    pub async fn send_input(&self, input: ClientInput) -> Result<(), SessionGone> {
+        if let ClientInput::Data(d) = &input {
+            self.bytes_to_target
+                .fetch_add(d.len() as u64, Ordering::Relaxed);
+        }
+        self.input.send(input).await.map_err(|_| SessionGone)
+    }
+
+    fn apply(&self, ev: SessionEvent) {
+        match &ev {
+            SessionEvent::Output(b) => {
+                self.bytes_from_target
+                    .fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+            SessionEvent::Lifecycle(l) => {
+                let state = match l {
+                    Lifecycle::Connecting => "connecting",
+                    Lifecycle::Connected => "connected",
+                    Lifecycle::Ended { .. } => "ended",
+                    Lifecycle::Failed { .. } => "failed",
+                };
+                if let Ok(mut info) = self.info.lock() {
+                    info.state = state.to_string();
+                }
+            }
+            _ => {}
+        }
+        let mut shared = self.lock();
+        match &ev {
+            SessionEvent::Output(b) => shared.screen.process(b),
+            SessionEvent::Resize { cols, rows } => shared.screen.resize(*cols, *rows),
+            _ => {}
+        }
+        if let Some(tx) = &shared.events {
+            // No receivers is fine: events still shape the screen for later subscribers.
+            let _ = tx.send(ev);
+        }
+    }
+
+    fn close(&self) {
+        self.lock().events = None;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the session has ended")]
+pub struct SessionGone;
+
+/// Every live session of this gateway.
+pub struct Broker {
+    sessions: Mutex<HashMap<String, Arc<LiveSession>>>,
+    backlog: usize,
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Broker::new(DEFAULT_BACKLOG)
+    }
+}
+
+impl Broker {
+    pub fn new(backlog: usize) -> Broker {
+        Broker {
+            sessions: Mutex::new(HashMap::new()),
+            backlog: backlog.max(1),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LiveSession>>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a session: runs `adapter` over `target` and publishes its events. The session
+    /// is listed until its adapter returns and every event has been published.
+    pub fn start(
+        self: &Arc<Self>,
+        info: SessionInfo,
+        adapter: Box<dyn ProtocolAdapter>,
+        target: TargetStream,
+        cols: u16,
+        rows: u16,
+    ) -> Arc<LiveSession> {
+        let (event_tx, mut event_rx) = mpsc::channel::<SessionEvent>(256);
+        let (input_tx, input_rx) = mpsc::channel::<ClientInput>(256);
+        let (broadcast_tx, _) = broadcast::channel(self.backlog);
+        let id = info.id.clone();
+        let session = Arc::new(LiveSession {
+            info: Mutex::new(info),
+            state: Mutex::new(Shared {
+                screen: TerminalScreen::new(cols, rows),
+                events: Some(broadcast_tx),
+            }),
+            input: input_tx,
+            bytes_from_target: AtomicU64::new(0),
+            bytes_to_target: AtomicU64::new(0),
+        });
+        self.map().insert(id.clone(), session.clone());
+        let run = adapter.run(
+            target,
+            AdapterIo {
+                events: event_tx,
+                input: input_rx,
+                cols,
+                rows,
+            },
+        );
+        tokio::spawn(run);
+        let (broker, s) = (self.clone(), session.clone());
+        tokio::spawn(async move {
+            // Ends when the adapter has returned and dropped its event sender.
+            while let Some(ev) = event_rx.recv().await {
+                s.apply(ev);
+            }
+            s.close();
+            broker.map().remove(&id);
+        });
+        session
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<LiveSession>> {
+        self.map().get(id).cloned()
+    }
+
+    pub fn list(&self) -> Vec<SessionInfo> {
+        let mut v: Vec<SessionInfo> = self.map().values().map(|s| s.info()).collect();
+        v.sort_by_key(|i| i.started_at_ms);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::adapter::AdapterFuture;
+
+    /// A minimal adapter for exercising the broker: bytes from the target become Output,
+    /// Data input is written to the target, and the session ends when the target closes.
+    struct RawAdapter;
+
+    impl ProtocolAdapter for RawAdapter {
+        fn protocol(&self) -> Protocol {
+            Protocol::Telnet
+        }
+        fn run(self: Box<Self>, mut target: TargetStream, mut io: AdapterIo) -> AdapterFuture {
+            Box::pin(async move {
+                let _ = io
+                    .events
+                    .send(SessionEvent::Lifecycle(Lifecycle::Connected))
+                    .await;
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    tokio::select! {
+                        n = target.read(&mut buf) => match n {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => { if io.events.send(SessionEvent::Output(buf[..n].into())).await.is_err() { return; } }
+                        },
+                        Some(input) = io.input.recv() => match input {
+                            ClientInput::Data(d) => { let _ = target.write_all(&d).await; }
+                            ClientInput::Resize { cols, rows } => { let _ = io.events.send(SessionEvent::Resize { cols, rows }).await; }
+                        },
+                    }
+                }
+                let _ = io
+                    .events
+                    .send(SessionEvent::Lifecycle(Lifecycle::Ended {
+                        reason: "target closed".into(),
+                        exit_status: None,
+                    }))
+                    .await;
+            })
+        }
+    }
+
+    fn info(id: &str) -> SessionInfo {
+        SessionInfo {
+            id: id.into(),
+            owner_id: "u".into(),
+            owner_name: "alice".into(),
+            account_id: "a".into(),
+            account_name: "root".into(),
+            resource_id: "r".into(),
+            resource_name: "srv".into(),
+            protocol: Protocol::Telnet,
+            path: vec![],
+            client_addr: "127.0.0.1".into(),
+            started_at_ms: 0,
+            state: "connecting".into(),
+            bytes_from_target: 0,
+            bytes_to_target: 0,
+        }
+    }
+
+    async fn next_output(sub: &mut Subscription) -> Vec<u8> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), sub.next())
+                .await
+                .expect("delivery")
+            {
+                Delivery::Event(SessionEvent::Output(b)) => return b.to_vec(),
+                Delivery::Closed => panic!("closed"),
+                _ => continue,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn fans_out_input_and_output_and_late_joiners_get_the_screen() {
+        let broker = Arc::new(Broker::default());
+        let (gateway_side, mut target_side) = tokio::io::duplex(64 * 1024);
+        let s = broker.start(
+            info("s1"),
+            Box::new(RawAdapter),
+            Box::new(gateway_side),
+            80,
+            24,
+        );
+        let (_, mut owner) = s.subscribe();
+        s.send_input(ClientInput::Data(b"ls\r".to_vec()))
+            .await
+            .unwrap();
+        let mut got = [0u8; 3];
+        target_side.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ls\r");
+        target_side.write_all(b"file1  file2\r\n$ ").await.unwrap();
+        assert_eq!(next_output(&mut owner).await, b"file1  file2\r\n$ ");
+        // A viewer joining now sees the screen at once, not a blank terminal.
+        let (snap, _viewer) = s.subscribe();
+        let mut fresh = TerminalScreen::new(snap.cols, snap.rows);
+        fresh.process(&snap.data);
+        assert!(fresh.text().contains("file1  file2"));
+        assert_eq!(broker.list().len(), 1);
+        assert_eq!(broker.list()[0].state, "connected");
+        assert_eq!(broker.list()[0].bytes_to_target, 3);
+        // The target closes: subscribers get the end, then Closed; the session is gone.
+        drop(target_side);
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), owner.next())
+                .await
+                .unwrap()
+            {
+                Delivery::Closed => break,
+                Delivery::Event(SessionEvent::Lifecycle(Lifecycle::Ended { reason, .. })) => {
+                    assert_eq!(reason, "target closed")
+                }
+                _ => {}
+            }
+        }
+        for _ in 0..100 {
+            if broker.list().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(broker.list().is_empty());
+        assert!(s
+            .send_input(ClientInput::Data(b"x".to_vec()))
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_is_resynchronised_and_never_stalls_the_others() {
+        let broker = Arc::new(Broker::new(8));
+        let (gateway_side, mut target_side) = tokio::io::duplex(1024 * 1024);
+        let s = broker.start(
+            info("s2"),
+            Box::new(RawAdapter),
+            Box::new(gateway_side),
+            80,
+            24,
+        );
+        let (_, mut slow) = s.subscribe(); // never reads until the end
+        let (_, mut fast) = s.subscribe();
+        // 200 separate chunks, far more than the backlog of 8.
+        let mut received = 0usize;
+        for i in 0..200 {
+            target_side
+                .write_all(format!("line {i}\r\n").as_bytes())
+                .await
+                .unwrap();
+            received += next_output(&mut fast).await.len();
+        }
+        assert!(received > 0, "the fast subscriber kept up");
+        // The slow one is told to resync, with the current screen, not handed 200 events.
+        match tokio::time::timeout(Duration::from_secs(5), slow.next())
+            .await
+            .unwrap()
+        {
+            Delivery::Resync(snap) => {
+                let mut fresh = TerminalScreen::new(snap.cols, snap.rows);
+                fresh.process(&snap.data);
+                assert!(fresh.text().contains("line 199"), "{}", fresh.text());
+            }
+            other => panic!("expected a resync, got {other:?}"),
+        }
+        // After the resync it continues with live events.
+        target_side.write_all(b"after\r\n").await.unwrap();
+        assert_eq!(next_output(&mut slow).await, b"after\r\n");
+    }
+
+    #[tokio::test]
+    async fn resize_reaches_the_screen() {
+        let broker = Arc::new(Broker::default());
+        let (gateway_side, _target_side) = tokio::io::duplex(1024);
+        let s = broker.start(
+            info("s3"),
+            Box::new(RawAdapter),
+            Box::new(gateway_side),
+            80,
+            24,
+        );
+        let (_, mut sub) = s.subscribe();
+        s.send_input(ClientInput::Resize {
+            cols: 132,
+            rows: 50,
+        })
+        .await
+        .unwrap();
+        loop {
+            if let Delivery::Event(SessionEvent::Resize { cols, rows }) =
+                tokio::time::timeout(Duration::from_secs(5), sub.next())
+                    .await
+                    .unwrap()
+            {
+                assert_eq!((cols, rows), (132, 50));
+                break;
+            }
+        }
+        assert_eq!((s.subscribe().0.cols, s.subscribe().0.rows), (132, 50));
+    }
+}

@@ -1,0 +1,89 @@
+//! Why: one typed stream of session events for every protocol, so the owner's browser, the
+//! observers and the recorder are all plain subscribers of the same thing. Terminal output
+//! and graphical frame updates are both first-class variants; nothing downstream needs to
+//! know which protocol produced them.
+
+use std::sync::Arc;
+
+/// Which protocol a session speaks to its target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Ssh,
+    Telnet,
+    Rdp,
+}
+
+/// A rectangle of a graphical session's framebuffer that changed, already encoded for the
+/// browser (the RDP issue decides the encodings; the type is ready for it now).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameRect {
+    pub x: u16,
+    pub y: u16,
+    pub width: u16,
+    pub height: u16,
+    /// e.g. "png", "jpeg", "raw-rgba"
+    pub encoding: &'static str,
+    pub data: Arc<[u8]>,
+}
+
+/// Where a session is in its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    Connecting,
+    Connected,
+    /// The session ended; `reason` is shown to the user as is.
+    Ended {
+        reason: String,
+        exit_status: Option<u32>,
+    },
+    /// It failed; `kind` is machine-readable, `message` is for people (no secrets, no traces).
+    Failed {
+        kind: FailureKind,
+        message: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    Unreachable,
+    TimedOut,
+    AuthenticationFailed,
+    HostKeyMismatch,
+    HostKeyUnknown,
+    PermissionDenied,
+    Terminated,
+    Protocol,
+}
+
+/// Something that happened in a session, in the order it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// Bytes the target sent to the terminal.
+    Output(Arc<[u8]>),
+    /// Changed regions of a graphical session's screen.
+    Frame(Arc<[FrameRect]>),
+    /// The terminal (cols x rows) or desktop (pixels) size changed.
+    Resize {
+        cols: u16,
+        rows: u16,
+    },
+    /// What a participant typed. `redacted` is set when the target was not echoing (a
+    /// password prompt): the recorder keeps the length, never the bytes.
+    Input {
+        by: String,
+        data: Arc<[u8]>,
+        redacted: bool,
+    },
+    Lifecycle(Lifecycle),
+    /// A note in the session's timeline (join, leave, control handed over, ...).
+    Marker(String),
+}
+
+/// What a participant sends into a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientInput {
+    Data(Vec<u8>),
+    Resize { cols: u16, rows: u16 },
+}

@@ -1,0 +1,87 @@
+//! Why: the server keeps the current screen of every terminal session, so a browser that
+//! reconnects, or a viewer that joins late or falls behind, is shown the screen at once
+//! instead of a blank terminal or an unbounded replay.
+
+use std::num::NonZeroU16;
+
+fn nz(n: u16) -> NonZeroU16 {
+    NonZeroU16::new(n).unwrap_or(NonZeroU16::MIN)
+}
+
+/// A terminal screen, fed with everything the target prints.
+pub struct TerminalScreen {
+    parser: vt100::Parser,
+}
+
+/// Enough to redraw the screen in a fresh terminal: resize it to `cols` x `rows`, then write
+/// `data` (escape sequences that clear, paint every cell and place the cursor).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScreenSnapshot {
+    pub cols: u16,
+    pub rows: u16,
+    pub data: Vec<u8>,
+}
+
+impl TerminalScreen {
+    pub fn new(cols: u16, rows: u16) -> Self {
+        TerminalScreen {
+            parser: vt100::Parser::new(nz(rows), nz(cols), 0),
+        }
+    }
+
+    pub fn process(&mut self, bytes: &[u8]) {
+        self.parser.process(bytes);
+    }
+
+    pub fn resize(&mut self, cols: u16, rows: u16) {
+        self.parser.screen_mut().set_size(nz(rows), nz(cols));
+    }
+
+    pub fn size(&self) -> (u16, u16) {
+        let (rows, cols) = self.parser.screen().size();
+        (cols.get(), rows.get())
+    }
+
+    pub fn snapshot(&self) -> ScreenSnapshot {
+        let screen = self.parser.screen();
+        let (rows, cols) = screen.size();
+        let mut data = b"\x1b[H\x1b[2J".to_vec();
+        data.extend_from_slice(screen.contents_formatted().as_bytes());
+        ScreenSnapshot {
+            cols: cols.get(),
+            rows: rows.get(),
+            data,
+        }
+    }
+
+    /// The screen's visible text (for tests and search).
+    pub fn text(&self) -> String {
+        self.parser.screen().contents()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_redraws_the_same_screen() {
+        let mut s = TerminalScreen::new(40, 10);
+        s.process(b"$ echo hi\r\nhi\r\n\x1b[31mred\x1b[0m $ ");
+        let snap = s.snapshot();
+        assert_eq!((snap.cols, snap.rows), (40, 10));
+        let mut fresh = TerminalScreen::new(snap.cols, snap.rows);
+        fresh.process(b"garbage that must be cleared");
+        fresh.process(&snap.data);
+        assert_eq!(fresh.text(), s.text());
+        assert!(fresh.text().contains("hi\nred $"));
+    }
+
+    #[test]
+    fn resize_changes_the_size() {
+        let mut s = TerminalScreen::new(80, 24);
+        s.resize(120, 40);
+        assert_eq!(s.size(), (120, 40));
+        assert_eq!((s.snapshot().cols, s.snapshot().rows), (120, 40));
+    }
+}
