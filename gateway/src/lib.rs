@@ -12,5 +12,6 @@ pub mod broker;
 pub mod event;
 pub mod screen;
 pub mod secret;
+pub mod ssh;
 
 pub use secret::Secret;

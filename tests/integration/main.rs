@@ -4,6 +4,9 @@
 #[path = "../support/postgres.rs"]
 mod postgres_cluster;
 
+#[path = "../support/sshd.rs"]
+mod sshd_server;
+
 mod harness;
 
 mod audit;
@@ -11,5 +14,6 @@ mod auth;
 mod authz_matrix;
 mod canary;
 mod keys;
+mod ssh;
 mod startup;
 mod vault;

@@ -1,0 +1,392 @@
+//! Why: the SSH protocol adapter. It logs in to the target with the vault's credential
+//! (password, keyboard-interactive answered with the password, or a private key with an
+//! optional passphrase), checks the target's host key against the pin for the resource, opens
+//! an `xterm-256color` PTY and shell, and turns the channel into session events. It runs over
+//! any byte stream, so a landing-server tunnel can stand in for the TCP socket later.
+//!
+//! Secrets: the credential arrives as `Secret`s and is exposed only to build russh's
+//! authentication request (russh copies it into its own buffers for the duration of the
+//! call; that copy is outside our control and is the one known exception).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::client;
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::ChannelMsg;
+use tokio::sync::oneshot;
+
+use crate::adapter::{AdapterFuture, AdapterIo, ProtocolAdapter, TargetStream};
+use crate::event::{ClientInput, FailureKind, Lifecycle, Protocol, SessionEvent};
+use crate::Secret;
+
+pub enum SshCredential {
+    Password(Secret),
+    PrivateKey {
+        pem: Secret,
+        passphrase: Option<Secret>,
+    },
+}
+
+/// What to accept as the target's host key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// Only this fingerprint (`SHA256:...`).
+    Pinned(String),
+    /// No pin yet: accept the key and report it so the caller pins it (audited).
+    TrustOnFirstUse,
+    /// No pin yet: refuse and report the key so an administrator can approve it.
+    RequireApproval,
+}
+
+/// What the adapter saw of the host key, reported once per connection attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostKeyObservation {
+    /// The key matched the pin.
+    Matched(String),
+    /// First contact, accepted under trust-on-first-use: pin this fingerprint.
+    TrustedOnFirstUse(String),
+    /// First contact, refused until an administrator approves this fingerprint.
+    AwaitingApproval(String),
+    /// The key changed: refused.
+    Mismatch { pinned: String, presented: String },
+}
+
+pub struct SshTarget {
+    pub username: String,
+    pub credential: SshCredential,
+    pub host_key: HostKeyPolicy,
+    /// `host:port` as the user knows it, for messages.
+    pub label: String,
+    pub handshake_timeout: Duration,
+}
+
+pub struct SshAdapter {
+    target: SshTarget,
+    report: oneshot::Sender<HostKeyObservation>,
+}
+
+impl SshAdapter {
+    /// The receiver gets the host-key observation as soon as the key was checked.
+    pub fn new(target: SshTarget) -> (SshAdapter, oneshot::Receiver<HostKeyObservation>) {
+        let (tx, rx) = oneshot::channel();
+        (SshAdapter { target, report: tx }, rx)
+    }
+}
+
+/// `SHA256:<base64>` as OpenSSH prints it.
+pub fn fingerprint(key: &russh::keys::PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+struct Client {
+    policy: HostKeyPolicy,
+    report: Option<oneshot::Sender<HostKeyObservation>>,
+    /// Why the key was refused, for the error message.
+    refused: Arc<std::sync::Mutex<Option<HostKeyObservation>>>,
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let presented = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => fingerprint(key),
+            PublicKeyOrCertificate::Certificate(c) => {
+                c.public_key().fingerprint(HashAlg::Sha256).to_string()
+            }
+        };
+        let (obs, ok) = match &self.policy {
+            HostKeyPolicy::Pinned(p) if *p == presented => {
+                (HostKeyObservation::Matched(presented), true)
+            }
+            HostKeyPolicy::Pinned(p) => (
+                HostKeyObservation::Mismatch {
+                    pinned: p.clone(),
+                    presented,
+                },
+                false,
+            ),
+            HostKeyPolicy::TrustOnFirstUse => {
+                (HostKeyObservation::TrustedOnFirstUse(presented), true)
+            }
+            HostKeyPolicy::RequireApproval => {
+                (HostKeyObservation::AwaitingApproval(presented), false)
+            }
+        };
+        if !ok {
+            if let Ok(mut r) = self.refused.lock() {
+                *r = Some(obs.clone());
+            }
+        }
+        if let Some(tx) = self.report.take() {
+            let _ = tx.send(obs);
+        }
+        Ok(ok)
+    }
+}
+
+async fn fail(io: &AdapterIo, kind: FailureKind, message: String) {
+    let _ = io
+        .events
+        .send(SessionEvent::Lifecycle(Lifecycle::Failed { kind, message }))
+        .await;
+}
+
+impl ProtocolAdapter for SshAdapter {
+    fn protocol(&self) -> Protocol {
+        Protocol::Ssh
+    }
+
+    fn run(self: Box<Self>, target: TargetStream, io: AdapterIo) -> AdapterFuture {
+        Box::pin(async move {
+            let SshAdapter { target: t, report } = *self;
+            run(t, report, target, io).await;
+        })
+    }
+}
+
+async fn run(
+    t: SshTarget,
+    report: oneshot::Sender<HostKeyObservation>,
+    stream: TargetStream,
+    mut io: AdapterIo,
+) {
+    let _ = io
+        .events
+        .send(SessionEvent::Lifecycle(Lifecycle::Connecting))
+        .await;
+    let refused = Arc::new(std::sync::Mutex::new(None));
+    let handler = Client {
+        policy: t.host_key.clone(),
+        report: Some(report),
+        refused: refused.clone(),
+    };
+    let config = Arc::new(client::Config {
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 3,
+        ..Default::default()
+    });
+    let mut handle = match tokio::time::timeout(
+        t.handshake_timeout,
+        client::connect_stream(config, stream, handler),
+    )
+    .await
+    {
+        Err(_) => {
+            return fail(
+                &io,
+                FailureKind::TimedOut,
+                format!(
+                    "{} did not complete the SSH handshake within {} s",
+                    t.label,
+                    t.handshake_timeout.as_secs()
+                ),
+            )
+            .await
+        }
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            let why = refused.lock().ok().and_then(|r| r.clone());
+            return match why {
+                Some(HostKeyObservation::Mismatch { pinned, presented }) => {
+                    fail(&io, FailureKind::HostKeyMismatch, format!("The host key of {} has changed: pinned {pinned}, presented {presented}. The connection was refused; an administrator must check the server and re-pin its key.", t.label)).await
+                }
+                Some(HostKeyObservation::AwaitingApproval(fp)) => {
+                    fail(&io, FailureKind::HostKeyUnknown, format!("{} presented host key {fp}, which no administrator has approved yet.", t.label)).await
+                }
+                _ => fail(&io, FailureKind::Protocol, format!("The SSH handshake with {} failed: {e}", t.label)).await,
+            };
+        }
+    };
+
+    match authenticate(&mut handle, &t).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return fail(&io, FailureKind::AuthenticationFailed, format!("{} refused the vault's credential for {}. The stored secret is probably out of date: verify or rotate it.", t.label, t.username)).await;
+        }
+        Err(msg) => return fail(&io, FailureKind::AuthenticationFailed, msg).await,
+    }
+
+    let channel = match handle.channel_open_session().await {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(
+                &io,
+                FailureKind::PermissionDenied,
+                format!(
+                    "{} refused to open a session for {}: {e}",
+                    t.label, t.username
+                ),
+            )
+            .await
+        }
+    };
+    let opened = async {
+        channel
+            .request_pty(
+                true,
+                "xterm-256color",
+                io.cols as u32,
+                io.rows as u32,
+                0,
+                0,
+                &[],
+            )
+            .await?;
+        channel.request_shell(true).await
+    };
+    if let Err(e) = opened.await {
+        return fail(
+            &io,
+            FailureKind::PermissionDenied,
+            format!("{} refused a terminal for {}: {e}", t.label, t.username),
+        )
+        .await;
+    }
+    let _ = io
+        .events
+        .send(SessionEvent::Lifecycle(Lifecycle::Connected))
+        .await;
+
+    let mut channel = channel;
+    let mut exit_status = None;
+    let reason = loop {
+        tokio::select! {
+            msg = channel.wait() => match msg {
+                Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
+                    let delivered = io.events.send(SessionEvent::Output(data.as_ref().into())).await;
+                    if delivered.is_err() {
+                        break "the gateway closed the session".to_string();
+                    }
+                }
+                Some(ChannelMsg::ExitStatus { exit_status: s }) => exit_status = Some(s),
+                // OpenSSH sends the exit status after EOF: keep reading until Close.
+                Some(ChannelMsg::Eof) => {}
+                Some(ChannelMsg::Close) | None => break match exit_status {
+                    Some(s) => format!("The shell on {} exited with status {s}.", t.label),
+                    None => format!("{} closed the connection.", t.label),
+                },
+                _ => {}
+            },
+            input = io.input.recv() => match input {
+                Some(ClientInput::Data(d)) => {
+                    if let Err(e) = channel.data(&d[..]).await {
+                        break format!("Sending to {} failed: {e}", t.label);
+                    }
+                }
+                Some(ClientInput::Resize { cols, rows }) => {
+                    let _ = channel.window_change(cols as u32, rows as u32, 0, 0).await;
+                    let _ = io.events.send(SessionEvent::Resize { cols, rows }).await;
+                }
+                None => break "The session was closed by the gateway.".to_string(),
+            },
+        }
+    };
+    let _ = handle
+        .disconnect(russh::Disconnect::ByApplication, "", "en")
+        .await;
+    let _ = io
+        .events
+        .send(SessionEvent::Lifecycle(Lifecycle::Ended {
+            reason,
+            exit_status,
+        }))
+        .await;
+}
+
+/// `Ok(false)`: the target refused the credential; `Err`: the credential itself is unusable.
+async fn authenticate(handle: &mut client::Handle<Client>, t: &SshTarget) -> Result<bool, String> {
+    let user = t.username.clone();
+    let protocol_error = |e: russh::Error| format!("Authentication with {} failed: {e}", t.label);
+    match &t.credential {
+        SshCredential::Password(pw) => {
+            let text = pw
+                .expose_str()
+                .ok_or_else(|| "The vault's password is not valid text.".to_string())?;
+            if handle
+                .authenticate_password(user.clone(), text)
+                .await
+                .map_err(protocol_error)?
+                .success()
+            {
+                return Ok(true);
+            }
+            // Many servers (PAM) offer keyboard-interactive instead: answer hidden prompts
+            // with the password, visible ones with nothing, for a few rounds.
+            let mut reply = handle
+                .authenticate_keyboard_interactive_start(user, None)
+                .await
+                .map_err(protocol_error)?;
+            for _ in 0..3 {
+                match reply {
+                    client::KeyboardInteractiveAuthResponse::Success => return Ok(true),
+                    client::KeyboardInteractiveAuthResponse::Failure { .. } => return Ok(false),
+                    client::KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => {
+                        let answers = prompts
+                            .iter()
+                            .map(|p| {
+                                if p.echo {
+                                    String::new()
+                                } else {
+                                    text.to_string()
+                                }
+                            })
+                            .collect();
+                        reply = handle
+                            .authenticate_keyboard_interactive_respond(answers)
+                            .await
+                            .map_err(protocol_error)?;
+                    }
+                }
+            }
+            Ok(false)
+        }
+        SshCredential::PrivateKey { pem, passphrase } => {
+            let pem = pem
+                .expose_str()
+                .ok_or_else(|| "The vault's private key is not valid text.".to_string())?;
+            let pass = passphrase.as_ref().and_then(|p| p.expose_str());
+            let key = russh::keys::decode_secret_key(pem, pass)
+                .map_err(|_| "The vault's private key cannot be read (wrong passphrase, or not an OpenSSH/PEM key).".to_string())?;
+            let hash = handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(protocol_error)?
+                .flatten();
+            let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+            Ok(handle
+                .authenticate_publickey(user, key)
+                .await
+                .map_err(protocol_error)?
+                .success())
+        }
+    }
+}
+
+/// Opens the TCP connection to a target, with the errors a user should see.
+pub async fn connect_tcp(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<TargetStream, (FailureKind, String)> {
+    let label = format!("{host}:{port}");
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await {
+        Err(_) => Err((
+            FailureKind::TimedOut,
+            format!("{label} did not answer within {} s.", timeout.as_secs()),
+        )),
+        Ok(Err(e)) => Err((
+            FailureKind::Unreachable,
+            format!("{label} cannot be reached: {e}."),
+        )),
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(Box::new(s))
+        }
+    }
+}
