@@ -7,7 +7,9 @@ use crate::audit::Audit;
 use crate::config::Config;
 use crate::db::Database;
 use crate::identity::sessions::LoginLimiter;
+use crate::sessions::SessionDesk;
 use crate::vault::keys::Crypto;
+use gateway::broker::Broker;
 
 #[derive(Clone)]
 pub struct App {
@@ -16,4 +18,7 @@ pub struct App {
     pub audit: Audit,
     pub config: Arc<Config>,
     pub limiter: Arc<LoginLimiter>,
+    /// Every live session (gateway crate) and the server's bookkeeping about them.
+    pub broker: Arc<Broker>,
+    pub desk: Arc<SessionDesk>,
 }

@@ -54,6 +54,8 @@ pub struct FileConfig {
     pub login_max_failures: Option<u32>,
     pub login_lockout: Option<String>,
     pub syslog: Option<String>,
+    pub host_key_policy: Option<String>,
+    pub session_reattach_grace: Option<String>,
 }
 
 /// Values given on the command line (already parsed by clap). `None` means "not given".
@@ -92,6 +94,16 @@ pub struct Config {
     pub login_max_failures: u32,
     pub login_lockout: Duration,
     pub syslog: Option<SyslogTarget>,
+    /// First contact with an SSH host key: trust it (and pin it), or wait for approval.
+    pub host_key_policy: HostKeyFirstUse,
+    /// How long a session survives its browser going away before it is ended.
+    pub session_reattach_grace: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostKeyFirstUse {
+    Trust,
+    Approve,
 }
 
 /// Every setting with its environment variable and meaning; printed by `--help` and in the
@@ -169,6 +181,18 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
         "off",
         "forward audit events: udp://HOST:PORT or tcp://HOST:PORT",
     ),
+    (
+        "host_key_policy",
+        "PORTCULLIS_HOST_KEY_POLICY",
+        "tofu",
+        "first SSH contact: tofu (pin and audit) or approve (an admin approves)",
+    ),
+    (
+        "session_reattach_grace",
+        "PORTCULLIS_SESSION_REATTACH_GRACE",
+        "60s",
+        "how long a session waits for its browser to come back",
+    ),
 ];
 
 /// A raw setting value and where it came from, before it is parsed.
@@ -207,6 +231,8 @@ impl Config {
             );
             put("login_lockout", file.login_lockout);
             put("syslog", file.syslog);
+            put("host_key_policy", file.host_key_policy);
+            put("session_reattach_grace", file.session_reattach_grace);
         }
         // Layer 2: environment variables.
         for (name, var, _, _) in SETTINGS {
@@ -365,6 +391,16 @@ impl Config {
             None => None,
         };
 
+        let host_key_policy = match get("host_key_policy") {
+            Some(r) => match r.value.as_str() {
+                "tofu" => HostKeyFirstUse::Trust,
+                "approve" => HostKeyFirstUse::Approve,
+                _ => return Err(err("host_key_policy", r, "must be tofu or approve".into())),
+            },
+            None => HostKeyFirstUse::Trust,
+        };
+        let session_reattach_grace = duration("session_reattach_grace", Duration::from_secs(60))?;
+
         Ok(Config {
             config_file: file_path,
             data_dir,
@@ -379,6 +415,8 @@ impl Config {
             login_max_failures,
             login_lockout,
             syslog,
+            host_key_policy,
+            session_reattach_grace,
         })
     }
 

@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod identity;
 pub mod server;
+pub mod sessions;
 pub mod tls;
 pub mod vault;
 pub mod web_assets;

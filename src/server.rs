@@ -88,6 +88,8 @@ pub async fn open_app(cfg: Config, progress: &mut dyn FnMut(&str)) -> anyhow::Re
         audit,
         config: Arc::new(cfg),
         limiter: Arc::new(LoginLimiter::new(30)),
+        broker: Arc::new(gateway::broker::Broker::default()),
+        desk: Arc::new(crate::sessions::SessionDesk::default()),
     };
     Ok(Opened { app, key_outcome })
 }

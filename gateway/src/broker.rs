@@ -41,12 +41,25 @@ pub const DEFAULT_BACKLOG: usize = 1024;
 
 pub struct LiveSession {
     info: Mutex<SessionInfo>,
+    /// The last lifecycle event, for whoever arrives after it was published.
+    lifecycle: Mutex<Option<Lifecycle>>,
     /// The screen and the broadcast sender live under one lock, so that a snapshot and a new
     /// subscription taken together are exactly consistent (no event lost or seen twice).
     state: Mutex<Shared>,
     input: mpsc::Sender<ClientInput>,
     bytes_from_target: AtomicU64,
     bytes_to_target: AtomicU64,
+    /// Browsers of the owner currently attached (a reload detaches, then re-attaches).
+    attached: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts an attached browser while alive.
+pub struct Attachment(Arc<LiveSession>);
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        self.0.attached.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 struct Shared {
@@ -97,6 +110,21 @@ impl LiveSession {
         info.bytes_from_target = self.bytes_from_target.load(Ordering::Relaxed);
         info.bytes_to_target = self.bytes_to_target.load(Ordering::Relaxed);
         info
+    }
+
+    /// Marks an owner's browser as attached until the returned guard is dropped.
+    pub fn attach(self: &Arc<Self>) -> Attachment {
+        self.attached.fetch_add(1, Ordering::SeqCst);
+        Attachment(self.clone())
+    }
+
+    pub fn attached(&self) -> usize {
+        self.attached.load(Ordering::SeqCst)
+    }
+
+    /// The most recent lifecycle event (connecting, connected, ended, failed).
+    pub fn lifecycle(&self) -> Option<Lifecycle> {
+        self.lifecycle.lock().ok().and_then(|l| l.clone())
     }
 
     pub fn id(&self) -> String {
@@ -154,6 +182,9 @@ impl LiveSession {
                 };
                 if let Ok(mut info) = self.info.lock() {
                     info.state = state.to_string();
+                }
+                if let Ok(mut last) = self.lifecycle.lock() {
+                    *last = Some(l.clone());
                 }
             }
             _ => {}
@@ -219,6 +250,7 @@ impl Broker {
         let id = info.id.clone();
         let session = Arc::new(LiveSession {
             info: Mutex::new(info),
+            lifecycle: Mutex::new(None),
             state: Mutex::new(Shared {
                 screen: TerminalScreen::new(cols, rows),
                 events: Some(broadcast_tx),
@@ -226,6 +258,7 @@ impl Broker {
             input: input_tx,
             bytes_from_target: AtomicU64::new(0),
             bytes_to_target: AtomicU64::new(0),
+            attached: std::sync::atomic::AtomicUsize::new(0),
         });
         self.map().insert(id.clone(), session.clone());
         let run = adapter.run(
@@ -295,6 +328,7 @@ mod tests {
                         Some(input) = io.input.recv() => match input {
                             ClientInput::Data(d) => { let _ = target.write_all(&d).await; }
                             ClientInput::Resize { cols, rows } => { let _ = io.events.send(SessionEvent::Resize { cols, rows }).await; }
+                            ClientInput::Terminate { .. } => break,
                         },
                     }
                 }

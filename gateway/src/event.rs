@@ -85,5 +85,12 @@ pub enum SessionEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientInput {
     Data(Vec<u8>),
-    Resize { cols: u16, rows: u16 },
+    Resize {
+        cols: u16,
+        rows: u16,
+    },
+    /// End the session (logout, lock, timeout, administrator); `reason` is shown to viewers.
+    Terminate {
+        reason: String,
+    },
 }

@@ -283,6 +283,7 @@ async fn run(
                     let _ = channel.window_change(cols as u32, rows as u32, 0, 0).await;
                     let _ = io.events.send(SessionEvent::Resize { cols, rows }).await;
                 }
+                Some(ClientInput::Terminate { reason }) => break reason,
                 None => break "The session was closed by the gateway.".to_string(),
             },
         }

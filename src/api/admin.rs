@@ -230,6 +230,15 @@ pub async fn update_user(
     )
     .await?;
     tx.commit().await?;
+    if disabled {
+        let who = id.clone();
+        crate::sessions::terminate_where(
+            &app,
+            "Your user was locked by an administrator; the session was ended.",
+            move |info, _| info.owner_id == who,
+        )
+        .await;
+    }
     Ok(Json(json!(users::by_id(&app, &id).await?.view())))
 }
 

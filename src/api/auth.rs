@@ -90,6 +90,14 @@ pub async fn logout(State(app): State<App>, a: AnyAuth) -> ApiResult<Response> {
         .await?;
         tx.commit().await?;
     }
+    if let Some(s) = &a.session {
+        crate::sessions::terminate_where(
+            &app,
+            "You logged out; the session was ended.",
+            |_, web| web == Some(s.id.as_str()),
+        )
+        .await;
+    }
     let mut res = Json(json!({ "ok": true })).into_response();
     res.headers_mut()
         .insert(header::SET_COOKIE, session_cookie("", Some(0)));

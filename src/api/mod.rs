@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod live;
 pub mod openapi;
 pub mod vault;
 
@@ -99,6 +100,10 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("GET", "/api/v1/audit", "Audit events, newest first (filters: actor, action, outcome, object, from, to, before, limit)", "audit", "administrator, password auditor"),
     r!("GET", "/api/v1/audit/verify", "Check the audit chain; names the first bad row", "audit", "administrator, password auditor"),
     r!("GET", "/api/v1/settings", "The running configuration (no secrets)", "settings", "administrator"),
+    r!("GET", "/api/v1/sessions", "Live sessions (administrators and auditors: all; others: their own)", "sessions", "any user"),
+    r!("POST", "/api/v1/sessions", "A single-use launch ticket (30 s) to open a session with an account", "sessions", "connect, from a web login", [("account_id", "string"), ("cols", "integer"), ("rows", "integer")]),
+    r!("POST", "/api/v1/sessions/{id}/attach", "A launch ticket to re-attach to your own live session", "sessions", "the session's owner, from a web login"),
+    r!("GET", "/api/v1/sessions/ws", "The session WebSocket (?ticket=...); see docs/websocket-protocol.md", "sessions", "the ticket's web login, same origin"),
 ];
 
 pub fn router(app: App) -> Router {
@@ -201,6 +206,12 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/audit", get(admin::audit_list))
         .route("/api/v1/audit/verify", get(admin::audit_verify))
         .route("/api/v1/settings", get(admin::settings))
+        .route(
+            "/api/v1/sessions",
+            get(live::list).post(live::launch_ticket),
+        )
+        .route("/api/v1/sessions/{id}/attach", post(live::attach_ticket))
+        .route("/api/v1/sessions/ws", get(live::socket))
         .route("/api/{*rest}", axum::routing::any(no_route))
         .with_state(app.clone());
     api.layer(axum::middleware::from_fn_with_state(app, audit_rejections))

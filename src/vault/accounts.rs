@@ -596,3 +596,28 @@ pub async fn history(app: &App, p: &Principal, id: &str) -> ApiResult<Vec<serde_
         .map(|h| serde_json::json!({ "id": h.id, "secret_kind": h.secret_kind, "changed_by": h.changed_by, "client_addr": h.client_addr, "changed_at": db::rfc3339(h.changed_at) }))
         .collect())
 }
+
+/// What the gateway needs to log in with an account: its resource and its secret, opened
+/// for a caller with at least Connect. The secret goes to the protocol adapter, never to the
+/// caller; the session's own audit records (start/end) cover its use.
+pub struct SessionCredential {
+    pub account: AccountRow,
+    pub resource: ResourceRow,
+    pub secret: Secret,
+    pub passphrase: Option<Secret>,
+}
+
+pub async fn open_for_session(app: &App, p: &Principal, id: &str) -> ApiResult<SessionCredential> {
+    let (a, r, _level) = get_for(app, p, id).await?;
+    let secret = open(app, &secret_context(&a.id), &a.secret_enc)?;
+    let passphrase = match &a.passphrase_enc {
+        Some(enc) => Some(open(app, &passphrase_context(&a.id), enc)?),
+        None => None,
+    };
+    Ok(SessionCredential {
+        account: a,
+        resource: r,
+        secret,
+        passphrase,
+    })
+}

@@ -317,6 +317,25 @@ const TABLE: &[Row] = &[
     row("GET", "/api/v1/audit", Fx::None, none, "yynyn"),
     row("GET", "/api/v1/audit/verify", Fx::None, none, "yynyn"),
     row("GET", "/api/v1/settings", Fx::None, none, "yynnn"),
+    row("GET", "/api/v1/sessions", Fx::None, none, "yyyyy"),
+    // A launch ticket needs Connect on the account: every test user has it on the fixture.
+    row(
+        "POST",
+        "/api/v1/sessions",
+        Fx::Account,
+        |i| json!({ "account_id": i.id }),
+        "yyyyy",
+    ),
+    // Nobody can attach to a session that is not their own (here: none exists).
+    row(
+        "POST",
+        "/api/v1/sessions/{id}/attach",
+        Fx::None,
+        none,
+        "nnnnn",
+    ),
+    // Without a ticket and an upgrade request the socket is refused after authentication.
+    row("GET", "/api/v1/sessions/ws", Fx::None, none, "rrrrr"),
 ];
 
 const PUBLIC: &[&str] = &[
@@ -526,7 +545,14 @@ async fn every_route_times_every_role() {
             }
             let path = format!(
                 "{}{}",
-                row.path.replace("{id}", &ids.id),
+                row.path.replace(
+                    "{id}",
+                    if ids.id.is_empty() {
+                        "no-such-object"
+                    } else {
+                        &ids.id
+                    }
+                ),
                 row.query.replace("{resource}", &ids.resource)
             )
             .replacen("/api/v1", "", 1);

@@ -14,6 +14,7 @@ mod auth;
 mod authz_matrix;
 mod canary;
 mod keys;
+mod live;
 mod ssh;
 mod startup;
 mod vault;

@@ -1,0 +1,293 @@
+//! Why: the browser's way into a live session. The web app asks for a single-use launch
+//! ticket (Connect access checked here), then opens the session WebSocket on the same HTTPS
+//! port with it. The socket carries terminal bytes as binary frames and a small JSON control
+//! vocabulary as text frames (docs/websocket-protocol.md).
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{AnyAuth, Auth, Body};
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+use crate::sessions::{self, TicketFor};
+use gateway::broker::{Delivery, LiveSession};
+use gateway::event::{ClientInput, Lifecycle, SessionEvent};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchInput {
+    account_id: String,
+    #[serde(default = "default_cols")]
+    cols: u16,
+    #[serde(default = "default_rows")]
+    rows: u16,
+}
+
+fn default_cols() -> u16 {
+    80
+}
+fn default_rows() -> u16 {
+    24
+}
+
+fn web_login(a: &AnyAuth) -> ApiResult<String> {
+    match &a.session {
+        Some(s) if !s.mfa_pending && a.user.must_change_password == 0 => Ok(s.id.clone()),
+        Some(_) => Err(ApiError::forbidden("Finish logging in first.")),
+        None => Err(ApiError::forbidden(
+            "Sessions are opened from a logged-in browser, not with an API token.",
+        )),
+    }
+}
+
+fn ticket_reply(ticket: String) -> Json<Value> {
+    Json(
+        json!({ "ticket": ticket, "url": format!("/api/v1/sessions/ws?ticket={ticket}"), "expires_in_s": sessions::TICKET_TTL.as_secs() }),
+    )
+}
+
+/// `POST /api/v1/sessions`: a ticket to open a new session with an account (Connect).
+pub async fn launch_ticket(
+    State(app): State<App>,
+    a: AnyAuth,
+    Body(input): Body<LaunchInput>,
+) -> ApiResult<Json<Value>> {
+    let web = web_login(&a)?;
+    if !(2..=1000).contains(&input.cols) || !(2..=1000).contains(&input.rows) {
+        return Err(ApiError::field(
+            "cols",
+            "the terminal size must be between 2 and 1000 columns and rows",
+        ));
+    }
+    // Connect (or more) on the account is what a session needs; 404 if not shared.
+    crate::vault::accounts::show(&app, &a.principal, &input.account_id).await?;
+    let t = app.desk.issue(
+        &a.principal.user_id,
+        &web,
+        TicketFor::NewSession {
+            account_id: input.account_id,
+            cols: input.cols,
+            rows: input.rows,
+        },
+    );
+    Ok(ticket_reply(t))
+}
+
+/// `POST /api/v1/sessions/{id}/attach`: a ticket to re-attach to one of your own sessions
+/// (after a reload or a network drop).
+pub async fn attach_ticket(
+    State(app): State<App>,
+    a: AnyAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let web = web_login(&a)?;
+    match app.broker.get(&id) {
+        Some(s) if s.info().owner_id == a.principal.user_id => {}
+        _ => return Err(ApiError::not_found("live session")),
+    }
+    let t = app.desk.issue(
+        &a.principal.user_id,
+        &web,
+        TicketFor::Attach { session_id: id },
+    );
+    Ok(ticket_reply(t))
+}
+
+/// `GET /api/v1/sessions`: live sessions (administrators and auditors: all; others: own).
+pub async fn list(State(app): State<App>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+    let all = p.role.can_manage_users() || p.role.can_read_audit();
+    let rows: Vec<_> = app
+        .broker
+        .list()
+        .into_iter()
+        .filter(|s| all || s.owner_id == p.user_id)
+        .collect();
+    Ok(Json(json!(rows)))
+}
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    ticket: String,
+}
+
+/// `GET /api/v1/sessions/ws?ticket=...`: the session WebSocket.
+pub async fn socket(
+    State(app): State<App>,
+    a: AnyAuth,
+    headers: HeaderMap,
+    Query(q): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if origin != format!("https://{host}") {
+        return ApiError::forbidden("Cross-origin WebSocket refused.").into_response();
+    }
+    let web = match web_login(&a) {
+        Ok(w) => w,
+        Err(e) => return e.into_response(),
+    };
+    let Some(ticket) = app.desk.take(&q.ticket) else {
+        return ApiError::forbidden(
+            "The launch ticket is unknown, used or expired. Open the session again.",
+        )
+        .into_response();
+    };
+    if ticket.user_id != a.principal.user_id || ticket.web_session_id != web {
+        return ApiError::forbidden("This launch ticket belongs to another login.").into_response();
+    }
+    ws.on_upgrade(move |socket| serve_socket(app, a, web, ticket.purpose, socket))
+}
+
+async fn send_json(ws: &mut WebSocket, v: Value) -> bool {
+    ws.send(Message::Text(v.to_string().into())).await.is_ok()
+}
+
+fn lifecycle_json(l: &Lifecycle) -> Value {
+    match l {
+        Lifecycle::Connecting => json!({ "type": "status", "state": "connecting" }),
+        Lifecycle::Connected => json!({ "type": "status", "state": "connected" }),
+        Lifecycle::Ended {
+            reason,
+            exit_status,
+        } => json!({ "type": "exit", "reason": reason, "exit_status": exit_status }),
+        Lifecycle::Failed { kind, message } => {
+            json!({ "type": "error", "kind": kind, "message": message })
+        }
+    }
+}
+
+async fn serve_socket(app: App, a: AnyAuth, web: String, purpose: TicketFor, mut ws: WebSocket) {
+    let session = match purpose {
+        TicketFor::NewSession {
+            account_id,
+            cols,
+            rows,
+        } => {
+            let _ = send_json(&mut ws, json!({ "type": "status", "state": "connecting" })).await;
+            match sessions::launch(&app, &a.principal, &web, &account_id, cols, rows).await {
+                Ok(s) => s,
+                Err(f) => {
+                    let _ = send_json(
+                        &mut ws,
+                        json!({ "type": "error", "kind": f.kind, "message": f.message }),
+                    )
+                    .await;
+                    let _ = ws.send(Message::Close(None)).await;
+                    return;
+                }
+            }
+        }
+        TicketFor::Attach { session_id } => match app.broker.get(&session_id) {
+            Some(s) => s,
+            None => {
+                let _ = send_json(&mut ws, json!({ "type": "exit", "reason": "The session has already ended.", "exit_status": null })).await;
+                let _ = ws.send(Message::Close(None)).await;
+                return;
+            }
+        },
+    };
+    pump(&app, &session, &mut ws).await;
+    let _ = ws.send(Message::Close(None)).await;
+    // If the browser went away but the session lives on, give it the grace period to come
+    // back (reload, network drop), then end it.
+    if session
+        .lifecycle()
+        .is_some_and(|l| matches!(l, Lifecycle::Connected | Lifecycle::Connecting))
+    {
+        let grace = app.config.session_reattach_grace;
+        let id = session.id();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if session.attached() == 0 {
+                let reason = format!(
+                    "The browser did not come back within {} s; the session was ended.",
+                    grace.as_secs()
+                );
+                let _ = session.send_input(ClientInput::Terminate { reason }).await;
+                tracing::info!(session = %id, "ended a session left without its browser");
+            }
+        });
+    }
+}
+
+/// Moves events to the browser and input to the session until either side ends.
+async fn pump(_app: &App, session: &std::sync::Arc<LiveSession>, ws: &mut WebSocket) {
+    let _guard = session.attach();
+    let (snapshot, mut sub) = session.subscribe();
+    let info = session.info();
+    let hello = json!({ "type": "session", "id": info.id, "account": info.account_name, "resource": info.resource_name, "protocol": info.protocol, "started_at_ms": info.started_at_ms });
+    if !send_json(ws, hello).await {
+        return;
+    }
+    if let Some(l) = session.lifecycle() {
+        if !send_json(ws, lifecycle_json(&l)).await {
+            return;
+        }
+    }
+    if !send_snapshot(ws, snapshot).await {
+        return;
+    }
+    loop {
+        tokio::select! {
+            d = sub.next() => match d {
+                Delivery::Event(SessionEvent::Output(b)) => {
+                    if ws.send(Message::Binary(b.to_vec().into())).await.is_err() { return; }
+                }
+                Delivery::Event(SessionEvent::Resize { cols, rows }) => {
+                    if !send_json(ws, json!({ "type": "resize", "cols": cols, "rows": rows })).await { return; }
+                }
+                Delivery::Event(SessionEvent::Lifecycle(l)) => {
+                    if !send_json(ws, lifecycle_json(&l)).await { return; }
+                }
+                Delivery::Resync(s) => {
+                    if !send_snapshot(ws, s).await { return; }
+                }
+                Delivery::Closed => return,
+                Delivery::Event(_) => {}
+            },
+            m = ws.recv() => match m {
+                Some(Ok(Message::Binary(b))) => {
+                    if session.send_input(ClientInput::Data(b.to_vec())).await.is_err() { return; }
+                }
+                Some(Ok(Message::Text(t))) => {
+                    if let Some((cols, rows)) = parse_resize(t.as_str()) {
+                        if session.send_input(ClientInput::Resize { cols, rows }).await.is_err() { return; }
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn send_snapshot(ws: &mut WebSocket, s: gateway::screen::ScreenSnapshot) -> bool {
+    send_json(
+        ws,
+        json!({ "type": "snapshot", "cols": s.cols, "rows": s.rows }),
+    )
+    .await
+        && ws.send(Message::Binary(s.data.into())).await.is_ok()
+}
+
+fn parse_resize(text: &str) -> Option<(u16, u16)> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    if v["type"] != "resize" {
+        return None;
+    }
+    let cols = u16::try_from(v["cols"].as_u64()?).ok()?;
+    let rows = u16::try_from(v["rows"].as_u64()?).ok()?;
+    ((2..=1000).contains(&cols) && (2..=1000).contains(&rows)).then_some((cols, rows))
+}

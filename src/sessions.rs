@@ -1,0 +1,351 @@
+//! Why: where the vault meets the gateway. Launching a session checks the caller's Connect
+//! access, opens the account's secret for the protocol adapter (the caller never gets it),
+//! applies the resource's host-key pin, starts the session in the broker and audits its
+//! start, host-key decisions and end. Launch tickets bind a WebSocket to the user, the web
+//! login and the account, are single-use and live 30 seconds.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gateway::broker::{Delivery, LiveSession, SessionInfo};
+use gateway::event::{ClientInput, FailureKind, Lifecycle, Protocol};
+use gateway::ssh::{
+    connect_tcp, HostKeyObservation, HostKeyPolicy, SshAdapter, SshCredential, SshTarget,
+};
+use serde_json::json;
+
+use crate::app::App;
+use crate::audit::{Actor, Event, Outcome};
+use crate::config::HostKeyFirstUse;
+use crate::db;
+use crate::error::ApiError;
+use crate::identity::passwords;
+use crate::identity::Principal;
+use crate::vault::accounts;
+
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+
+pub enum TicketFor {
+    NewSession {
+        account_id: String,
+        cols: u16,
+        rows: u16,
+    },
+    Attach {
+        session_id: String,
+    },
+}
+
+pub struct Ticket {
+    pub user_id: String,
+    pub web_session_id: String,
+    pub purpose: TicketFor,
+    expires: Instant,
+}
+
+/// Sessions' server-side bookkeeping: tickets, and which web login owns which session.
+#[derive(Default)]
+pub struct SessionDesk {
+    tickets: Mutex<HashMap<String, Ticket>>,
+    web_login_of: Mutex<HashMap<String, String>>,
+}
+
+impl SessionDesk {
+    pub fn issue(&self, user_id: &str, web_session_id: &str, purpose: TicketFor) -> String {
+        let token = passwords::random_token(32);
+        let now = Instant::now();
+        if let Ok(mut t) = self.tickets.lock() {
+            t.retain(|_, v| v.expires > now);
+            t.insert(
+                token.clone(),
+                Ticket {
+                    user_id: user_id.into(),
+                    web_session_id: web_session_id.into(),
+                    purpose,
+                    expires: now + TICKET_TTL,
+                },
+            );
+        }
+        token
+    }
+
+    /// Takes a ticket (single use). `None` if unknown or expired.
+    pub fn take(&self, token: &str) -> Option<Ticket> {
+        let t = self.tickets.lock().ok()?.remove(token)?;
+        (t.expires > Instant::now()).then_some(t)
+    }
+
+    pub fn web_login_of(&self, session_id: &str) -> Option<String> {
+        self.web_login_of.lock().ok()?.get(session_id).cloned()
+    }
+
+    fn bind(&self, session_id: &str, web_session_id: &str) {
+        if let Ok(mut m) = self.web_login_of.lock() {
+            m.insert(session_id.into(), web_session_id.into());
+        }
+    }
+
+    fn forget(&self, session_id: &str) {
+        if let Ok(mut m) = self.web_login_of.lock() {
+            m.remove(session_id);
+        }
+    }
+}
+
+/// Ends every live session that matches `which`, with `reason` shown to its viewers.
+pub async fn terminate_where(
+    app: &App,
+    reason: &str,
+    which: impl Fn(&SessionInfo, Option<&str>) -> bool,
+) -> usize {
+    let mut n = 0;
+    for info in app.broker.list() {
+        let web = app.desk.web_login_of(&info.id);
+        if which(&info, web.as_deref()) {
+            if let Some(s) = app.broker.get(&info.id) {
+                if s.send_input(ClientInput::Terminate {
+                    reason: reason.into(),
+                })
+                .await
+                .is_ok()
+                {
+                    n += 1;
+                }
+            }
+        }
+    }
+    n
+}
+
+async fn audit_event(
+    app: &App,
+    actor: &Actor,
+    action: &str,
+    outcome: Outcome,
+    info: &SessionInfo,
+    detail: serde_json::Value,
+) {
+    let r = app
+        .audit
+        .append(Event {
+            actor,
+            action,
+            outcome,
+            object_kind: "session",
+            object_id: &info.id,
+            object_name: &format!("{}@{}", info.account_name, info.resource_name),
+            detail,
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, action, "could not audit a session event");
+    }
+}
+
+/// Failure before the session exists (no such account, no SSH port, unreachable): audited
+/// and returned for the WebSocket to show.
+pub struct LaunchFailure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+/// Starts an SSH session for `p` with `account_id`. Called after the WebSocket is open, so
+/// every failure can be shown to the user in plain words.
+pub async fn launch(
+    app: &App,
+    p: &Principal,
+    web_session_id: &str,
+    account_id: &str,
+    cols: u16,
+    rows: u16,
+) -> Result<Arc<LiveSession>, LaunchFailure> {
+    let fail = |kind, message: String| LaunchFailure { kind, message };
+    let cred = accounts::open_for_session(app, p, account_id)
+        .await
+        .map_err(|e| match e {
+            ApiError::NotFound(_) => fail(
+                FailureKind::PermissionDenied,
+                "That account does not exist or is not shared with you.".into(),
+            ),
+            _ => fail(
+                FailureKind::Protocol,
+                "The account's credential could not be opened; the event was logged.".into(),
+            ),
+        })?;
+    let r = &cred.resource;
+    let Some(port) = r.ssh_port else {
+        return Err(fail(
+            FailureKind::Protocol,
+            format!("{} has no SSH port configured.", r.name),
+        ));
+    };
+    let info = SessionInfo {
+        id: db::new_id(),
+        owner_id: p.user_id.clone(),
+        owner_name: p.username.clone(),
+        account_id: cred.account.id.clone(),
+        account_name: cred.account.username.clone(),
+        resource_id: r.id.clone(),
+        resource_name: r.name.clone(),
+        protocol: Protocol::Ssh,
+        path: vec![],
+        client_addr: p.addr.clone(),
+        started_at_ms: db::now_ms(),
+        state: "connecting".into(),
+        bytes_from_target: 0,
+        bytes_to_target: 0,
+    };
+    let pinned: Option<(String, String)> =
+        sqlx::query_as("SELECT fingerprint, status FROM host_keys WHERE resource_id = $1")
+            .bind(&r.id)
+            .fetch_optional(&app.db.pool)
+            .await
+            .map_err(|_| {
+                fail(
+                    FailureKind::Protocol,
+                    "The gateway's database is unavailable.".into(),
+                )
+            })?;
+    let policy = match (pinned, app.config.host_key_policy) {
+        (Some((fp, status)), _) if status == "pinned" => HostKeyPolicy::Pinned(fp),
+        (_, HostKeyFirstUse::Trust) => HostKeyPolicy::TrustOnFirstUse,
+        (_, HostKeyFirstUse::Approve) => HostKeyPolicy::RequireApproval,
+    };
+    let actor = p.actor();
+    let stream = match connect_tcp(&r.host, port as u16, Duration::from_secs(5)).await {
+        Ok(s) => s,
+        Err((kind, message)) => {
+            audit_event(
+                app,
+                &actor,
+                "session.start",
+                Outcome::Failed,
+                &info,
+                json!({ "error": message }),
+            )
+            .await;
+            return Err(fail(kind, message));
+        }
+    };
+    let credential = match cred.account.secret_kind.as_str() {
+        "ssh_key" => SshCredential::PrivateKey {
+            pem: cred.secret,
+            passphrase: cred.passphrase,
+        },
+        _ => SshCredential::Password(cred.secret),
+    };
+    let (adapter, host_key) = SshAdapter::new(SshTarget {
+        username: cred.account.username.clone(),
+        credential,
+        host_key: policy,
+        label: format!("{} ({}:{port})", r.name, r.host),
+        handshake_timeout: Duration::from_secs(15),
+    });
+    let session = app
+        .broker
+        .start(info.clone(), Box::new(adapter), stream, cols, rows);
+    app.desk.bind(&info.id, web_session_id);
+    audit_event(
+        app,
+        &actor,
+        "session.start",
+        Outcome::Ok,
+        &info,
+        json!({ "protocol": "ssh", "host": r.host, "port": port }),
+    )
+    .await;
+    tokio::spawn(record_host_key(
+        app.clone(),
+        actor.clone(),
+        info.clone(),
+        host_key,
+    ));
+    tokio::spawn(watch_end(app.clone(), actor, session.clone()));
+    Ok(session)
+}
+
+/// Pins a first-use key, records one awaiting approval, and raises an alert on a mismatch.
+async fn record_host_key(
+    app: App,
+    actor: Actor,
+    info: SessionInfo,
+    rx: tokio::sync::oneshot::Receiver<HostKeyObservation>,
+) {
+    let Ok(obs) = rx.await else { return };
+    let (status, fp, action, outcome, detail) = match &obs {
+        HostKeyObservation::Matched(_) => return,
+        HostKeyObservation::TrustedOnFirstUse(fp) => (
+            "pinned",
+            fp.clone(),
+            "hostkey.pin",
+            Outcome::Ok,
+            json!({ "fingerprint": fp, "policy": "trust on first use" }),
+        ),
+        HostKeyObservation::AwaitingApproval(fp) => (
+            "pending",
+            fp.clone(),
+            "hostkey.pending",
+            Outcome::Denied,
+            json!({ "fingerprint": fp }),
+        ),
+        HostKeyObservation::Mismatch { pinned, presented } => {
+            tracing::warn!(resource = %info.resource_name, %pinned, %presented, "SSH host key mismatch: connection refused");
+            audit_event(
+                &app,
+                &actor,
+                "hostkey.mismatch",
+                Outcome::Failed,
+                &info,
+                json!({ "pinned": pinned, "presented": presented, "alert": true }),
+            )
+            .await;
+            return;
+        }
+    };
+    let res = async {
+        let mut tx = app.db.begin_write().await?;
+        sqlx::query("DELETE FROM host_keys WHERE resource_id = $1").bind(&info.resource_id).execute(tx.conn()).await?;
+        sqlx::query("INSERT INTO host_keys (resource_id, fingerprint, status, decided_by, updated_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&info.resource_id)
+            .bind(&fp)
+            .bind(status)
+            .bind(&actor.name)
+            .bind(db::now_ms())
+            .execute(tx.conn())
+            .await?;
+        app.audit
+            .append_in(&mut tx, Event { actor: &actor, action, outcome, object_kind: "resource", object_id: &info.resource_id, object_name: &info.resource_name, detail })
+            .await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = res {
+        tracing::error!(error = %e, "could not record a host key");
+    }
+}
+
+/// Waits for the session to end and audits it (duration, bytes, how it ended).
+async fn watch_end(app: App, actor: Actor, session: Arc<LiveSession>) {
+    let (_, mut sub) = session.subscribe();
+    while sub.next().await != Delivery::Closed {}
+    let end = session.lifecycle();
+    let info = session.info();
+    app.desk.forget(&info.id);
+    let duration_s = (db::now_ms() - info.started_at_ms) / 1000;
+    let (outcome, how) = match end {
+        Some(Lifecycle::Failed { kind, message }) => (
+            Outcome::Failed,
+            json!({ "failure": kind, "message": message }),
+        ),
+        Some(Lifecycle::Ended {
+            reason,
+            exit_status,
+        }) => (
+            Outcome::Ok,
+            json!({ "reason": reason, "exit_status": exit_status }),
+        ),
+        _ => (Outcome::Ok, json!({ "reason": "closed" })),
+    };
+    audit_event(&app, &actor, "session.end", outcome, &info, json!({ "duration_s": duration_s, "bytes_from_target": info.bytes_from_target, "bytes_to_target": info.bytes_to_target, "end": how })).await;
+}

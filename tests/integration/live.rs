@@ -1,0 +1,315 @@
+//! Browser-path SSH sessions through the real binary: login, launch ticket, the session
+//! WebSocket over HTTPS, a real sshd. Also: every byte the "browser" receives is checked for
+//! the account's password (canary), and logout ends the session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::harness::{Backend, Client, Server, Site};
+use crate::sshd_server::sshd;
+
+const PASSWORD: &str = "Live-Canary-Pw-7731!";
+
+struct Tls {
+    cert_pem: String,
+}
+
+/// A server started with an operator certificate for `localhost`, so the WebSocket client
+/// can verify TLS properly.
+fn start(site: &Site) -> (Server, Tls) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = site.dir.path().join("ws-cert.pem");
+    let key = site.dir.path().join("ws-key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let server = site.start_with(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    (
+        server,
+        Tls {
+            cert_pem: ck.cert.pem(),
+        },
+    )
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+async fn open_ws(server: &Server, tls: &Tls, cookie: &str, ticket_url: &str) -> Ws {
+    let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    let der = rustls::pki_types::pem::PemObject::from_pem_slice(tls.cert_pem.as_bytes()).unwrap();
+    roots.add(der).unwrap();
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let mut req = format!("wss://localhost:{port}{ticket_url}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    req.headers_mut().insert(
+        "origin",
+        format!("https://localhost:{port}").parse().unwrap(),
+    );
+    let (ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    ws
+}
+
+/// Everything received, as raw bytes (binary frames) and JSON (text frames).
+#[derive(Default)]
+struct Received {
+    raw: Vec<u8>,
+    terminal: Vec<u8>,
+    controls: Vec<Value>,
+}
+
+async fn read_until(ws: &mut Ws, got: &mut Received, what: &str, done: impl Fn(&Received) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done(got) {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "timed out waiting for {what}: {:?} / {}",
+                    got.controls,
+                    String::from_utf8_lossy(&got.terminal)
+                )
+            });
+        match msg {
+            Some(Ok(Message::Binary(b))) => {
+                got.raw.extend_from_slice(&b);
+                got.terminal.extend_from_slice(&b);
+            }
+            Some(Ok(Message::Text(t))) => {
+                got.raw.extend_from_slice(t.as_bytes());
+                got.controls.push(serde_json::from_str(t.as_str()).unwrap());
+            }
+            Some(Ok(_)) => {}
+            _ => panic!("socket closed while waiting for {what}: {:?}", got.controls),
+        }
+    }
+}
+
+fn terminal_has(got: &Received, s: &str) -> bool {
+    String::from_utf8_lossy(&got.terminal).contains(s)
+}
+
+/// True when the rendered screen (as a browser terminal would show it) has this line.
+fn screen_has_line(got: &Received, line: &str) -> bool {
+    let mut screen = gateway::screen::TerminalScreen::new(120, 40);
+    screen.process(&got.terminal);
+    screen.text().lines().any(|l| l.trim_end() == line)
+}
+
+async fn setup(admin: &Client, user: &str) -> String {
+    let r = admin.call("POST", "/resources", json!({ "name": "sshd-box", "host": "127.0.0.1", "ports": { "ssh": sshd().port }, "policy_id": "policy-low" })).await.ok();
+    admin
+        .account(r["id"].as_str().unwrap(), user, PASSWORD)
+        .await
+}
+
+fn cookie_of(login: &crate::harness::Reply) -> String {
+    let set = login.headers.get("set-cookie").unwrap().to_str().unwrap();
+    set.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn browser_path_session_runs_commands_is_audited_and_ends_on_logout() {
+    let s = sshd();
+    let user = s.user(PASSWORD);
+    let site = Site::new(Backend::Sqlite);
+    let (server, tls) = start(&site);
+    let admin = server.admin().await;
+    let account = setup(&admin, &user).await;
+    // The engineer: Connect only.
+    let (_eng, eng_id) = server.user(&admin, "engineer", "password_user").await;
+    admin.call("POST", "/shares", json!({ "subject_kind": "user", "subject_id": eng_id, "object_kind": "account", "object_id": account, "level": "connect" })).await.ok();
+    let eng = server.client();
+    let login = eng.login("engineer", crate::harness::USER_PASSWORD).await;
+    let cookie = cookie_of(&login);
+
+    // API tokens cannot open sessions; tickets are single-use.
+    let t = eng
+        .call(
+            "POST",
+            "/sessions",
+            json!({ "account_id": account, "cols": 100, "rows": 30 }),
+        )
+        .await
+        .ok();
+    let url = t["url"].as_str().unwrap().to_string();
+    let mut ws = open_ws(&server, &tls, &cookie, &url).await;
+    let mut got = Received::default();
+    // Type at the prompt, as a person would (a shell may drop type-ahead while starting).
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    ws.send(Message::Binary(b"echo $((6*7))\r".to_vec().into()))
+        .await
+        .unwrap();
+    read_until(&mut ws, &mut got, "42", |g| screen_has_line(g, "42")).await;
+    assert!(
+        got.controls
+            .iter()
+            .any(|c| c["type"] == "status" && c["state"] == "connected"),
+        "{:?}",
+        got.controls
+    );
+    assert!(got
+        .controls
+        .iter()
+        .any(|c| c["type"] == "session" && c["resource"] == "sshd-box"));
+
+    // Resize follows the browser.
+    ws.send(Message::Text(
+        json!({ "type": "resize", "cols": 120, "rows": 40 })
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Binary(b"stty size\r".to_vec().into()))
+        .await
+        .unwrap();
+    read_until(&mut ws, &mut got, "stty", |g| screen_has_line(g, "40 120")).await;
+
+    // Listed as live, for the engineer and the admin.
+    let live = eng.get("/sessions").await.ok();
+    assert_eq!(live.as_array().unwrap().len(), 1, "{live}");
+    assert_eq!(live[0]["owner_name"], "engineer");
+    assert_eq!(
+        admin.get("/sessions").await.ok().as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(admin.get("/sessions").await.ok()[0]["state"], "connected");
+
+    // A used ticket does not open a second socket.
+    let again = server
+        .client()
+        .raw("GET", &url.replacen("/api/v1", "", 1), None, false)
+        .await;
+    assert!(
+        again.status == 401 || again.status == 403,
+        "{:?}",
+        again.body
+    );
+
+    // Logout ends the session; the browser is told why.
+    eng.call("POST", "/auth/logout", json!({})).await.ok();
+    read_until(&mut ws, &mut got, "exit", |g| {
+        g.controls.iter().any(|c| c["type"] == "exit")
+    })
+    .await;
+    let exit = got.controls.iter().find(|c| c["type"] == "exit").unwrap();
+    assert!(
+        exit["reason"].as_str().unwrap().contains("logged out"),
+        "{exit}"
+    );
+
+    // Audited: start, host key pinned on first use, end with duration.
+    let mut audit = Value::Null;
+    for _ in 0..50 {
+        audit = admin.get("/audit?action=session&limit=50").await.ok();
+        if audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "session.end")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = audit.as_array().unwrap();
+    assert!(
+        rows.iter().any(|e| e["action"] == "session.start"
+            && e["actor"] == "engineer"
+            && e["outcome"] == "ok"),
+        "{audit}"
+    );
+    let end = rows
+        .iter()
+        .find(|e| e["action"] == "session.end")
+        .expect("session.end audited");
+    assert!(end["detail"]["duration_s"].is_number());
+    let pins = admin.get("/audit?action=hostkey.pin").await.ok();
+    assert_eq!(pins[0]["detail"]["fingerprint"], s.fingerprint.as_str());
+
+    // Canary: the password never reached the "browser" (frames, API responses) or the log.
+    for form in [
+        PASSWORD.as_bytes().to_vec(),
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, PASSWORD).into_bytes(),
+    ] {
+        assert!(
+            !got.raw.windows(form.len()).any(|w| w == form.as_slice()),
+            "password in a WebSocket frame"
+        );
+        assert!(
+            !eng.transcript()
+                .as_bytes()
+                .windows(form.len())
+                .any(|w| w == form.as_slice()),
+            "password in an API response"
+        );
+        assert!(
+            !server
+                .log()
+                .as_bytes()
+                .windows(form.len())
+                .any(|w| w == form.as_slice()),
+            "password in the server log"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_vault_password_is_shown_as_a_clear_error() {
+    let s = sshd();
+    let user = s.user("The-Real-Passw0rd!");
+    let site = Site::new(Backend::Sqlite);
+    let (server, tls) = start(&site);
+    let admin = server.admin().await;
+    let account = setup(&admin, &user).await; // stores PASSWORD, which is not the user's
+    let login = server.client();
+    let reply = login.login("admin", crate::harness::ADMIN_PASSWORD).await;
+    let t = login
+        .call("POST", "/sessions", json!({ "account_id": account }))
+        .await
+        .ok();
+    let mut ws = open_ws(
+        &server,
+        &tls,
+        &cookie_of(&reply),
+        t["url"].as_str().unwrap(),
+    )
+    .await;
+    let mut got = Received::default();
+    read_until(&mut ws, &mut got, "error", |g| {
+        g.controls.iter().any(|c| c["type"] == "error")
+    })
+    .await;
+    let err = got.controls.iter().find(|c| c["type"] == "error").unwrap();
+    assert_eq!(err["kind"], "authentication_failed", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("verify or rotate"),
+        "{err}"
+    );
+}
