@@ -17,3 +17,4 @@ await esbuild.build({
   logLevel: 'info',
 });
 copyFileSync('index.html', 'dist/index.html');
+copyFileSync('node_modules/@xterm/xterm/css/xterm.css', 'dist/xterm.css');

@@ -305,7 +305,9 @@ async fn security_headers(req: axum::extract::Request, next: axum::middleware::N
     set(h, "x-content-type-options", "nosniff");
     set(h, "x-frame-options", "DENY");
     set(h, "referrer-policy", "no-referrer");
-    set(h, "content-security-policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+    // Scripts only from this origin. Inline *styles* are allowed because xterm.js injects its
+    // colour theme as a <style> element; style injection cannot run code.
+    set(h, "content-security-policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
     if is_api {
         set(h, "cache-control", "no-store");
     }

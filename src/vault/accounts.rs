@@ -40,6 +40,8 @@ pub struct AccountView {
     pub resource_name: String,
     pub resource_type: String,
     pub host: String,
+    /// The resource's SSH port: sessions can be opened when set.
+    pub ssh_port: Option<i64>,
     pub username: String,
     pub secret_kind: String,
     pub has_passphrase: bool,
@@ -68,6 +70,7 @@ fn view(a: &AccountRow, r: &ResourceRow, access: Level, max_age_days: i64) -> Ac
         resource_name: r.name.clone(),
         resource_type: r.resource_type.clone(),
         host: r.host.clone(),
+        ssh_port: r.ssh_port,
         username: a.username.clone(),
         secret_kind: a.secret_kind.clone(),
         has_passphrase: a.passphrase_enc.is_some(),

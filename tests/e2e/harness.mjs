@@ -1,7 +1,7 @@
 // Why: browser tests need the real server and a real browser. This starts the portcullis
 // binary on 127.0.0.1 with a throw-away data directory, reads its port and bootstrap password,
 // and launches Debian's chromium headless (no browser downloads: peers.md).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -46,4 +46,38 @@ export async function launchBrowser() {
       '--disable-component-update', '--disable-sync'],
   });
   return { browser, close: () => browser.close() };
+}
+
+const SSHD_SH = join(ROOT, 'tests/support/sshd.sh');
+
+/// A private sshd on 127.0.0.1 for this test process (tests/support/sshd.sh, shared with the
+/// Rust tests), cleaned up by its watchdog when this process exits.
+export function startSshd() {
+  const dir = join(tmpdir(), `portcullis-e2e-sshd-${process.pid}`);
+  const out = execFileSync('sh', [SSHD_SH, 'start', dir, String(process.pid)]).toString().trim();
+  const [port, fingerprint] = out.split(/\s+/);
+  let n = 0;
+  return {
+    port: Number(port), fingerprint,
+    user(password) {
+      const name = `pce${process.pid}u${n++}`;
+      execFileSync('sh', [SSHD_SH, 'user', dir, name, password]);
+      return name;
+    },
+  };
+}
+
+/// Logs in through the API of a browser context (sharing its cookies) and returns a helper
+/// that sends JSON with the CSRF header.
+export async function apiSession(ctx, url, username, password) {
+  const r = await ctx.request.post(`${url}/api/v1/auth/login`, { data: { username, password } });
+  if (!r.ok()) throw new Error(`login ${r.status()}: ${await r.text()}`);
+  let csrf = (await r.json()).csrf_token;
+  const call = async (method, path, data) => {
+    const res = await ctx.request.fetch(`${url}/api/v1${path}`, { method, data, headers: { 'x-csrf-token': csrf } });
+    const body = await res.json().catch(() => null);
+    if (!res.ok()) throw new Error(`${method} ${path} -> ${res.status()}: ${JSON.stringify(body)}`);
+    return body;
+  };
+  return { call };
 }

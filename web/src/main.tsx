@@ -7,6 +7,7 @@ import { ChangePassword, Login, MfaStep } from './pages/login';
 import { Accounts, ResourceDetail, ResourceGroups, Resources } from './pages/vault';
 import { Audit, Policies, UserGroups, Users } from './pages/admin';
 import { Profile } from './pages/profile';
+import { TerminalPage } from './pages/terminal';
 
 function useHash(): string {
   const [hash, setHash] = useState(location.hash || '#/accounts');
@@ -53,6 +54,9 @@ function App() {
   if (me === null) return <Login message={message} onDone={(m) => { setMessage(undefined); setMe(m); }} />;
   if (me.mfa_pending) return <MfaStep onDone={(m) => setMe(m)} onCancel={logout} />;
   if (me.must_change_password) return <ChangePassword me={me} forced onDone={refresh} />;
+
+  // A session tab: the terminal alone, without the navigation.
+  if (hash.startsWith('#/terminal/')) return <TerminalPage accountId={hash.slice('#/terminal/'.length)} />;
 
   const caps = me.capabilities;
   const nav: [string, string, boolean][] = [

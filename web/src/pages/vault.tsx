@@ -31,7 +31,12 @@ export function Accounts(props: { me: Me }) {
             { key: 'resource_type', label: 'Type', render: (a) => TYPES[a.resource_type] ?? a.resource_type },
             { key: 'username', label: 'Account' },
             { key: 'access', label: 'Your access', render: (a) => levelBadge(a.access) },
-            { key: 'actions', label: '', value: () => '', render: (a) => atLeast(a.access, 'view') ? <button onClick={() => setReveal(a)}>Reveal…</button> : <span class="muted">secret hidden</span> },
+            { key: 'actions', label: '', value: () => '', render: (a) => (
+              <div class="actions">
+                {a.ssh_port ? <a class="button primary" href={'#/terminal/' + a.id} target="_blank" rel="noopener" data-testid="connect">Connect</a> : <span class="muted">no SSH port</span>}
+                {atLeast(a.access, 'view') ? <button onClick={() => setReveal(a)}>Reveal…</button> : <span class="muted">secret hidden</span>}
+              </div>
+            ) },
           ]} />
       )}
       {reveal && <RevealDialog account={reveal} onClose={() => setReveal(null)} />}

@@ -1,0 +1,67 @@
+#!/bin/sh
+# Why: one private OpenSSH server for tests, shared by the Rust harness (tests/support/sshd.rs)
+# and the browser tests (tests/e2e/harness.mjs). It listens on 127.0.0.1 only; test users are
+# real local users (sshd authenticates through PAM). A watchdog stops sshd and deletes the
+# users and files when the owning test process exits, even if it crashed.
+#
+#   sshd.sh start DIR OWNER_PID      -> prints "PORT SHA256:fingerprint"
+#   sshd.sh user DIR NAME PASSWORD   -> creates the user (bash login shell, home directory)
+#   sshd.sh key DIR USER PASSPHRASE  -> authorizes a new ed25519 key, prints its private key file
+set -eu
+cmd=$1; dir=$2
+
+case "$cmd" in
+start)
+  owner=$3
+  [ -x /usr/sbin/sshd ] || { echo "/usr/sbin/sshd not found (apt package openssh-server)" >&2; exit 1; }
+  mkdir -p "$dir/keys" /run/sshd
+  : > "$dir/users"
+  ssh-keygen -q -t ed25519 -N '' -f "$dir/host_ed25519"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  cat > "$dir/sshd_config" <<CONF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $dir/host_ed25519
+PidFile $dir/sshd.pid
+PasswordAuthentication yes
+KbdInteractiveAuthentication yes
+UsePAM yes
+PubkeyAuthentication yes
+AuthorizedKeysFile $dir/keys/%u
+StrictModes no
+PermitRootLogin no
+AllowTcpForwarding yes
+X11Forwarding no
+PrintMotd no
+LogLevel VERBOSE
+CONF
+  /usr/sbin/sshd -t -f "$dir/sshd_config"
+  nohup sh -c "/usr/sbin/sshd -D -e -f '$dir/sshd_config' >'$dir/sshd.log' 2>&1 & P=\$!
+    while kill -0 $owner 2>/dev/null && kill -0 \$P 2>/dev/null; do sleep 1; done
+    kill \$P 2>/dev/null; wait \$P 2>/dev/null
+    for u in \$(cat '$dir/users'); do
+      pkill -KILL -u \"\$u\" 2>/dev/null
+      for try in 1 2 3 4 5 6 7 8 9 10; do userdel -r \"\$u\" 2>/dev/null && break; sleep 0.3; done
+    done
+    rm -rf '$dir'" >/dev/null 2>&1 &
+  i=0
+  until python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; do
+    i=$((i + 1)); [ $i -lt 200 ] || { cat "$dir/sshd.log" >&2; exit 1; }; sleep 0.05
+  done
+  echo "$port $(ssh-keygen -l -E sha256 -f "$dir/host_ed25519.pub" | awk '{print $2}')"
+  ;;
+user)
+  name=$3; password=$4
+  echo "$name" >> "$dir/users"
+  useradd -m -s /bin/bash "$name"
+  echo "$name:$password" | chpasswd
+  ;;
+key)
+  user=$3; passphrase=$4
+  ssh-keygen -q -t ed25519 -N "$passphrase" -C "$user" -f "$dir/id_$user"
+  cp "$dir/id_$user.pub" "$dir/keys/$user"
+  echo "$dir/id_$user"
+  ;;
+*)
+  echo "usage: sshd.sh start|user|key DIR ..." >&2; exit 2 ;;
+esac

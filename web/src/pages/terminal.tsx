@@ -1,0 +1,138 @@
+// Why: the session tab. It asks the API for a launch ticket (or, after a reload, a ticket to
+// re-attach to the same live session), opens the session WebSocket and drives an xterm.js
+// terminal that fills the tab. Protocol: docs/websocket-protocol.md. The credential never
+// comes here: the gateway logs in; this page only sees the terminal.
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { Terminal } from '@xterm/xterm';
+import { FitAddon } from '@xterm/addon-fit';
+import { api, ApiError } from '../api';
+
+type Phase = { kind: 'starting' } | { kind: 'connecting' } | { kind: 'connected' } | { kind: 'ended'; title: string; message: string };
+
+const storageKey = (accountId: string) => `portcullis.session.${accountId}`;
+
+async function ticketFor(accountId: string, cols: number, rows: number): Promise<{ url: string }> {
+  // A reloaded tab goes back to its live session instead of starting another one.
+  const previous = sessionStorage.getItem(storageKey(accountId));
+  if (previous) {
+    try {
+      return await api('POST', `/sessions/${previous}/attach`);
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 404)) throw e;
+      sessionStorage.removeItem(storageKey(accountId));
+    }
+  }
+  return api('POST', '/sessions', { account_id: accountId, cols, rows });
+}
+
+export function TerminalPage(props: { accountId: string }) {
+  const host = useRef<HTMLDivElement>(null);
+  const [phase, setPhase] = useState<Phase>({ kind: 'starting' });
+  const [title, setTitle] = useState('');
+  const [started, setStarted] = useState<number | null>(null);
+  const [now, setNow] = useState(Date.now());
+  const [attempt, setAttempt] = useState(0);
+
+  useEffect(() => {
+    const t = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(t);
+  }, []);
+
+  useEffect(() => {
+    if (!host.current) return;
+    const term = new Terminal({ cursorBlink: true, fontSize: 14, scrollback: 5000, allowProposedApi: false });
+    const fit = new FitAddon();
+    term.loadAddon(fit);
+    term.open(host.current);
+    fit.fit();
+    term.focus();
+    let ws: WebSocket | null = null;
+    let snapshotNext = false;
+    let closedByUs = false;
+    const encoder = new TextEncoder();
+    const sendResize = () => ws?.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
+    const onWindowResize = () => { fit.fit(); sendResize(); };
+    window.addEventListener('resize', onWindowResize);
+    const data = term.onData((d) => ws?.readyState === WebSocket.OPEN && ws.send(encoder.encode(d)));
+    const binary = term.onBinary((d) => ws?.readyState === WebSocket.OPEN && ws.send(Uint8Array.from(d, (c) => c.charCodeAt(0))));
+
+    (async () => {
+      let ticket: { url: string };
+      try {
+        ticket = await ticketFor(props.accountId, term.cols, term.rows);
+      } catch (e) {
+        setPhase({ kind: 'ended', title: 'Cannot open the session', message: e instanceof Error ? e.message : String(e) });
+        return;
+      }
+      setPhase({ kind: 'connecting' });
+      ws = new WebSocket(`wss://${location.host}${ticket.url}`);
+      ws.binaryType = 'arraybuffer';
+      ws.onmessage = (ev) => {
+        if (typeof ev.data !== 'string') {
+          if (snapshotNext) { term.reset(); snapshotNext = false; }
+          term.write(new Uint8Array(ev.data as ArrayBuffer));
+          return;
+        }
+        const m = JSON.parse(ev.data);
+        switch (m.type) {
+          case 'session':
+            sessionStorage.setItem(storageKey(props.accountId), m.id);
+            setTitle(`${m.account}@${m.resource}`);
+            setStarted(m.started_at_ms);
+            document.title = `${m.account}@${m.resource} — Portcullis`;
+            break;
+          case 'status':
+            setPhase({ kind: m.state === 'connected' ? 'connected' : 'connecting' });
+            if (m.state === 'connected') sendResize();
+            break;
+          case 'snapshot':
+            snapshotNext = true;
+            break;
+          case 'error':
+            sessionStorage.removeItem(storageKey(props.accountId));
+            setPhase({ kind: 'ended', title: 'The session could not continue', message: m.message });
+            break;
+          case 'exit':
+            sessionStorage.removeItem(storageKey(props.accountId));
+            setPhase({ kind: 'ended', title: 'Session ended', message: m.reason });
+            break;
+        }
+      };
+      ws.onclose = () => {
+        if (closedByUs) return;
+        setPhase((p) => (p.kind === 'ended' ? p : { kind: 'ended', title: 'Connection lost', message: 'The connection to the gateway was lost. Reconnect to return to your session (it waits for you for a minute).' }));
+      };
+    })();
+
+    return () => {
+      closedByUs = true;
+      window.removeEventListener('resize', onWindowResize);
+      data.dispose();
+      binary.dispose();
+      ws?.close();
+      term.dispose();
+    };
+  }, [props.accountId, attempt]);
+
+  const elapsed = started ? Math.max(0, Math.floor((now - started) / 1000)) : 0;
+  const clock = `${Math.floor(elapsed / 3600)}:${String(Math.floor(elapsed / 60) % 60).padStart(2, '0')}:${String(elapsed % 60).padStart(2, '0')}`;
+  return (
+    <div class="terminal-page">
+      <div class="terminal-bar" data-testid="terminal-bar">
+        <b>{title || 'Portcullis session'}</b>
+        <span class={'badge state-' + phase.kind} data-testid="session-state">{phase.kind}</span>
+        {started && <span class="muted">connected {clock}</span>}
+        <span class="spacer" />
+        <a href="#/accounts">Back to Connect</a>
+      </div>
+      <div class="terminal-host" ref={host} data-testid="terminal" />
+      {phase.kind === 'ended' && (
+        <div class="terminal-end" role="alert" data-testid="session-ended">
+          <h2>{phase.title}</h2>
+          <p>{phase.message}</p>
+          <button class="primary" onClick={() => setAttempt(attempt + 1)}>Reconnect</button>
+        </div>
+      )}
+    </div>
+  );
+}
