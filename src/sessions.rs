@@ -349,3 +349,42 @@ async fn watch_end(app: App, actor: Actor, session: Arc<LiveSession>) {
     };
     audit_event(&app, &actor, "session.end", outcome, &info, json!({ "duration_s": duration_s, "bytes_from_target": info.bytes_from_target, "bytes_to_target": info.bytes_to_target, "end": how })).await;
 }
+
+/// Ends live sessions whose owner no longer has access to the account (a share revoked, a
+/// group membership removed, the account deleted). Called after every change of that kind.
+pub async fn end_sessions_without_access(app: &App) {
+    for info in app.broker.list() {
+        let Ok(user) = crate::identity::users::by_id(app, &info.owner_id).await else {
+            continue;
+        };
+        let p = crate::identity::sessions::principal(&user, &info.client_addr);
+        if accounts::get_for(app, &p, &info.account_id).await.is_err() {
+            if let Some(s) = app.broker.get(&info.id) {
+                let _ = s
+                    .send_input(ClientInput::Terminate {
+                        reason: "Your access to this account was removed; the session was ended."
+                            .into(),
+                    })
+                    .await;
+            }
+        }
+    }
+}
+
+#[derive(serde::Serialize, sqlx::FromRow)]
+pub struct HostKeyRow {
+    pub resource_id: String,
+    pub resource_name: String,
+    pub fingerprint: String,
+    pub status: String,
+    pub decided_by: String,
+    pub updated_at: i64,
+}
+
+pub async fn host_keys(app: &App) -> Result<Vec<HostKeyRow>, sqlx::Error> {
+    sqlx::query_as::<_, HostKeyRow>(
+        "SELECT h.resource_id, r.name AS resource_name, h.fingerprint, h.status, h.decided_by, h.updated_at FROM host_keys h JOIN resources r ON r.id = h.resource_id ORDER BY r.name",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+}

@@ -532,6 +532,7 @@ pub async fn update_group(
     )
     .await?;
     tx.commit().await?;
+    crate::sessions::end_sessions_without_access(&app).await;
     Ok(Json(group_json(&app, &id).await?))
 }
 
@@ -555,6 +556,7 @@ pub async fn delete_group(
         json!({}),
     )
     .await?;
+    crate::sessions::end_sessions_without_access(&app).await;
     Ok(Json(json!({ "ok": true })))
 }
 

@@ -291,3 +291,106 @@ fn parse_resize(text: &str) -> Option<(u16, u16)> {
     let rows = u16::try_from(v["rows"].as_u64()?).ok()?;
     ((2..=1000).contains(&cols) && (2..=1000).contains(&rows)).then_some((cols, rows))
 }
+
+async fn require_admin(app: &App, p: &crate::identity::Principal, action: &str) -> ApiResult<()> {
+    if p.role.can_manage_users() {
+        return Ok(());
+    }
+    Err(crate::audited::denied(
+        app,
+        p,
+        action,
+        "resource",
+        "",
+        "",
+        ApiError::forbidden("Only administrators manage SSH host keys."),
+    )
+    .await)
+}
+
+/// `GET /api/v1/host-keys`: pinned and pending host keys.
+pub async fn host_keys(State(app): State<App>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+    require_admin(&app, &p, "hostkey.read").await?;
+    let rows = sessions::host_keys(&app).await?;
+    Ok(Json(json!(rows
+        .into_iter()
+        .map(|h| json!({ "resource_id": h.resource_id, "resource_name": h.resource_name, "fingerprint": h.fingerprint, "status": h.status, "decided_by": h.decided_by, "updated_at": crate::db::rfc3339(h.updated_at) }))
+        .collect::<Vec<_>>())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveInput {
+    fingerprint: String,
+}
+
+/// `POST /api/v1/host-keys/{resource_id}/approve`: pin this fingerprint (approve a pending
+/// key, or pin one checked out of band).
+pub async fn approve_host_key(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(resource_id): Path<String>,
+    Body(input): Body<ApproveInput>,
+) -> ApiResult<Json<Value>> {
+    require_admin(&app, &p, "hostkey.approve").await?;
+    let fp = input.fingerprint.trim().to_string();
+    if !fp.starts_with("SHA256:")
+        || fp.len() < 20
+        || fp.len() > 80
+        || fp.contains(char::is_whitespace)
+    {
+        return Err(ApiError::field(
+            "fingerprint",
+            "must be an OpenSSH SHA256 fingerprint such as SHA256:AbC... (ssh-keygen -lf)",
+        ));
+    }
+    let r = crate::vault::resources::get(&app, &resource_id).await?;
+    let mut tx = app.db.begin_write().await?;
+    sqlx::query("DELETE FROM host_keys WHERE resource_id = $1")
+        .bind(&r.id)
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("INSERT INTO host_keys (resource_id, fingerprint, status, decided_by, updated_at) VALUES ($1, $2, 'pinned', $3, $4)")
+        .bind(&r.id)
+        .bind(&fp)
+        .bind(&p.username)
+        .bind(crate::db::now_ms())
+        .execute(tx.conn())
+        .await?;
+    crate::audited::audit(
+        &app,
+        &mut tx,
+        &p,
+        "hostkey.approve",
+        &r.id,
+        &r.name,
+        json!({ "fingerprint": fp }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(
+        json!({ "resource_id": r.id, "fingerprint": fp, "status": "pinned" }),
+    ))
+}
+
+/// `DELETE /api/v1/host-keys/{resource_id}`: forget the pin; the next connection is a first
+/// contact again (pinned on use, or held for approval, by `host_key_policy`).
+pub async fn forget_host_key(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(resource_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    require_admin(&app, &p, "hostkey.forget").await?;
+    let r = crate::vault::resources::get(&app, &resource_id).await?;
+    crate::audited::exec_audited(
+        &app,
+        &p,
+        &["DELETE FROM host_keys WHERE resource_id = $1"],
+        &r.id,
+        "hostkey.forget",
+        &r.name,
+        json!({}),
+    )
+    .await?;
+    Ok(Json(json!({ "ok": true })))
+}

@@ -103,6 +103,9 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("GET", "/api/v1/sessions", "Live sessions (administrators and auditors: all; others: their own)", "sessions", "any user"),
     r!("POST", "/api/v1/sessions", "A single-use launch ticket (30 s) to open a session with an account", "sessions", "connect, from a web login", [("account_id", "string"), ("cols", "integer"), ("rows", "integer")]),
     r!("POST", "/api/v1/sessions/{id}/attach", "A launch ticket to re-attach to your own live session", "sessions", "the session's owner, from a web login"),
+    r!("GET", "/api/v1/host-keys", "Pinned and pending SSH host keys", "sessions", "administrator"),
+    r!("POST", "/api/v1/host-keys/{id}/approve", "Pin a fingerprint for a resource (approve a pending key)", "sessions", "administrator", [("fingerprint", "string")]),
+    r!("DELETE", "/api/v1/host-keys/{id}", "Forget a resource's pin (re-pin on next contact)", "sessions", "administrator"),
     r!("GET", "/api/v1/sessions/ws", "The session WebSocket (?ticket=...); see docs/websocket-protocol.md", "sessions", "the ticket's web login, same origin"),
 ];
 
@@ -212,6 +215,12 @@ pub fn router(app: App) -> Router {
         )
         .route("/api/v1/sessions/{id}/attach", post(live::attach_ticket))
         .route("/api/v1/sessions/ws", get(live::socket))
+        .route("/api/v1/host-keys", get(live::host_keys))
+        .route(
+            "/api/v1/host-keys/{id}/approve",
+            post(live::approve_host_key),
+        )
+        .route("/api/v1/host-keys/{id}", delete(live::forget_host_key))
         .route("/api/{*rest}", axum::routing::any(no_route))
         .with_state(app.clone());
     api.layer(axum::middleware::from_fn_with_state(app, audit_rejections))

@@ -409,6 +409,7 @@ pub async fn delete(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
         serde_json::json!({}),
     )
     .await?;
+    crate::sessions::end_sessions_without_access(app).await;
     Ok(())
 }
 

@@ -412,6 +412,7 @@ pub async fn delete(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
         return Err(denied(app, p, "resource.delete", "resource", &r.id, &r.name, e).await);
     }
     exec_audited(app, p, &["DELETE FROM shares WHERE (object_kind = 'resource' AND object_id = $1) OR (object_kind = 'account' AND object_id IN (SELECT id FROM accounts WHERE resource_id = $1))", "DELETE FROM resources WHERE id = $1"], &r.id, "resource.delete", &r.name, serde_json::json!({})).await?;
+    crate::sessions::end_sessions_without_access(app).await;
     Ok(())
 }
 
@@ -654,6 +655,7 @@ pub async fn update_group(
     )
     .await?;
     tx.commit().await?;
+    crate::sessions::end_sessions_without_access(app).await;
     get_group(app, p, id).await
 }
 
@@ -684,5 +686,6 @@ pub async fn delete_group(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
         serde_json::json!({}),
     )
     .await?;
+    crate::sessions::end_sessions_without_access(app).await;
     Ok(())
 }

@@ -171,5 +171,6 @@ pub async fn revoke(app: &App, p: &Principal, share_id: &str) -> ApiResult<()> {
     )
     .await?;
     tx.commit().await?;
+    crate::sessions::end_sessions_without_access(app).await;
     Ok(())
 }

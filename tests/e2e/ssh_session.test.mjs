@@ -49,6 +49,11 @@ test('Connect opens a logged-in SSH terminal; reload keeps the shell; the passwo
     await waitForLine(tab, '42');
     assert.match(await tab.textContent('[data-testid=terminal-bar]'), new RegExp(`${target}@lab-sshd`));
 
+    // The live-sessions page lists it, and updates by itself.
+    await page.goto(`${server.url}/#/sessions`);
+    await page.waitForSelector(`[data-testid=live-sessions] td:has-text("${target}@lab-sshd")`);
+    assert.match(await page.textContent('[data-testid=live-sessions]'), /connected/);
+
     // Set a variable, reload the tab: the same shell comes back.
     await tab.keyboard.type('export PCV=still-the-same-shell');
     await tab.keyboard.press('Enter');

@@ -336,6 +336,21 @@ const TABLE: &[Row] = &[
     ),
     // Without a ticket and an upgrade request the socket is refused after authentication.
     row("GET", "/api/v1/sessions/ws", Fx::None, none, "rrrrr"),
+    row("GET", "/api/v1/host-keys", Fx::None, none, "yynnn"),
+    row(
+        "POST",
+        "/api/v1/host-keys/{id}/approve",
+        Fx::Resource,
+        |_| json!({ "fingerprint": "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s" }),
+        "yynnn",
+    ),
+    row(
+        "DELETE",
+        "/api/v1/host-keys/{id}",
+        Fx::Resource,
+        none,
+        "yynnn",
+    ),
 ];
 
 const PUBLIC: &[&str] = &[

@@ -313,3 +313,151 @@ async fn a_wrong_vault_password_is_shown_as_a_clear_error() {
         "{err}"
     );
 }
+
+async fn open_session(
+    server: &Server,
+    tls: &Tls,
+    who: &Client,
+    cookie: &str,
+    account: &str,
+) -> (Ws, Received) {
+    let t = who
+        .call("POST", "/sessions", json!({ "account_id": account }))
+        .await
+        .ok();
+    let ws = open_ws(server, tls, cookie, t["url"].as_str().unwrap()).await;
+    (ws, Received::default())
+}
+
+#[tokio::test]
+async fn revoking_the_connect_share_ends_the_session() {
+    let s = sshd();
+    let user = s.user(PASSWORD);
+    let site = Site::new(Backend::Sqlite);
+    let (server, tls) = start(&site);
+    let admin = server.admin().await;
+    let account = setup(&admin, &user).await;
+    let (_e, eng_id) = server.user(&admin, "engineer", "password_user").await;
+    let share = admin.call("POST", "/shares", json!({ "subject_kind": "user", "subject_id": eng_id, "object_kind": "account", "object_id": account, "level": "connect" })).await.ok();
+    let eng = server.client();
+    let cookie = cookie_of(&eng.login("engineer", crate::harness::USER_PASSWORD).await);
+    let (mut ws, mut got) = open_session(&server, &tls, &eng, &cookie, &account).await;
+    read_until(&mut ws, &mut got, "connected", |g| {
+        g.controls.iter().any(|c| c["state"] == "connected")
+    })
+    .await;
+    admin
+        .call(
+            "DELETE",
+            &format!("/shares/{}", share["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await
+        .ok();
+    read_until(&mut ws, &mut got, "exit", |g| {
+        g.controls.iter().any(|c| c["type"] == "exit")
+    })
+    .await;
+    let exit = got.controls.iter().find(|c| c["type"] == "exit").unwrap();
+    assert!(
+        exit["reason"]
+            .as_str()
+            .unwrap()
+            .contains("access to this account was removed"),
+        "{exit}"
+    );
+}
+
+#[tokio::test]
+async fn host_keys_wait_for_approval_are_pinned_and_a_changed_key_is_refused_and_alerted() {
+    let s = sshd();
+    let user = s.user(PASSWORD);
+    let mut site = Site::new(Backend::Sqlite);
+    site.env
+        .push(("PORTCULLIS_HOST_KEY_POLICY".into(), "approve".into()));
+    let (server, tls) = start(&site);
+    let admin = server.admin().await;
+    let account = setup(&admin, &user).await;
+    let c = server.client();
+    let cookie = cookie_of(&c.login("admin", crate::harness::ADMIN_PASSWORD).await);
+    let error_of = |got: &Received| got.controls.iter().find(|c| c["type"] == "error").cloned();
+
+    // First contact under "approve": refused, and the key waits for an administrator.
+    let (mut ws, mut got) = open_session(&server, &tls, &c, &cookie, &account).await;
+    read_until(&mut ws, &mut got, "error", |g| error_of(g).is_some()).await;
+    assert_eq!(error_of(&got).unwrap()["kind"], "host_key_unknown");
+    let mut keys = Value::Null;
+    for _ in 0..50 {
+        keys = admin.get("/host-keys").await.ok();
+        if !keys.as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(keys[0]["status"], "pending", "{keys}");
+    assert_eq!(keys[0]["fingerprint"], s.fingerprint.as_str());
+    let rid = keys[0]["resource_id"].as_str().unwrap().to_string();
+
+    // Approved: the next session connects.
+    admin
+        .call(
+            "POST",
+            &format!("/host-keys/{rid}/approve"),
+            json!({ "fingerprint": s.fingerprint }),
+        )
+        .await
+        .ok();
+    let (mut ws, mut got) = open_session(&server, &tls, &c, &cookie, &account).await;
+    read_until(&mut ws, &mut got, "connected", |g| {
+        g.controls.iter().any(|c| c["state"] == "connected")
+    })
+    .await;
+    drop(ws);
+
+    // A pin that no longer matches: refused with both fingerprints, and an audit alert.
+    let other = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
+    admin
+        .call(
+            "POST",
+            &format!("/host-keys/{rid}/approve"),
+            json!({ "fingerprint": other }),
+        )
+        .await
+        .ok();
+    let (mut ws, mut got) = open_session(&server, &tls, &c, &cookie, &account).await;
+    read_until(&mut ws, &mut got, "error", |g| error_of(g).is_some()).await;
+    let err = error_of(&got).unwrap();
+    assert_eq!(err["kind"], "host_key_mismatch");
+    let msg = err["message"].as_str().unwrap();
+    assert!(msg.contains(other) && msg.contains(&s.fingerprint), "{msg}");
+    let mut alerts = Value::Null;
+    for _ in 0..50 {
+        alerts = admin.get("/audit?action=hostkey.mismatch").await.ok();
+        if !alerts.as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(alerts[0]["detail"]["alert"], true, "{alerts}");
+
+    // Forgetting the pin makes the next contact a first contact again.
+    admin
+        .call("DELETE", &format!("/host-keys/{rid}"), json!({}))
+        .await
+        .ok();
+    let bad = admin
+        .call(
+            "POST",
+            &format!("/host-keys/{rid}/approve"),
+            json!({ "fingerprint": "not a fingerprint" }),
+        )
+        .await;
+    assert_eq!((bad.status, bad.error_field()), (400, Some("fingerprint")));
+    assert!(admin
+        .get("/host-keys")
+        .await
+        .ok()
+        .as_array()
+        .unwrap()
+        .is_empty());
+}

@@ -8,6 +8,7 @@ import { Accounts, ResourceDetail, ResourceGroups, Resources } from './pages/vau
 import { Audit, Policies, UserGroups, Users } from './pages/admin';
 import { Profile } from './pages/profile';
 import { TerminalPage } from './pages/terminal';
+import { LiveSessions } from './pages/live';
 
 function useHash(): string {
   const [hash, setHash] = useState(location.hash || '#/accounts');
@@ -61,6 +62,7 @@ function App() {
   const caps = me.capabilities;
   const nav: [string, string, boolean][] = [
     ['#/accounts', 'Connect', true],
+    ['#/sessions', 'Live sessions', true],
     ['#/resources', 'Resources', true],
     ['#/resource-groups', 'Resource groups', true],
     ['#/users', 'Users', caps.manage_users],
@@ -78,6 +80,7 @@ function App() {
     case 'user-groups': page = <UserGroups />; break;
     case 'policies': page = <Policies me={me} />; break;
     case 'audit': page = <Audit />; break;
+    case 'sessions': page = <LiveSessions />; break;
     case 'profile': page = <Profile me={me} onChange={refresh} />; break;
     default: page = <Accounts me={me} />;
   }

@@ -216,6 +216,7 @@ export function ResourceDetail(props: { id: string; me: Me }) {
         <dt>Ports</dt><dd>{Object.entries(r.ports).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(' · ') || '—'}</dd>
         <dt>Your access</dt><dd>{levelBadge(r.access)}</dd>
         {r.description && <><dt>Description</dt><dd>{r.description}</dd></>}
+        {props.me.capabilities.manage_users && r.ports.ssh && <><dt>SSH host key</dt><dd><HostKey resourceId={r.id} /></dd></>}
       </dl>
       <div class="title-row">
         <h2>Accounts</h2>
@@ -419,5 +420,28 @@ function GroupForm(props: { group?: ResourceGroup; resources: Resource[]; onSave
       </Field>
       <button class="primary" type="submit">Save</button>
     </form>
+  );
+}
+
+interface HostKeyRow { resource_id: string; fingerprint: string; status: string; decided_by: string; updated_at: string }
+
+/** The resource's SSH host-key pin, for administrators: approve a pending key, or forget the
+ *  pin so the next connection pins again. */
+function HostKey(props: { resourceId: string }) {
+  const [row, setRow] = useState<HostKeyRow | null | undefined>(undefined);
+  const [err, setErr] = useState<string | null>(null);
+  const load = () => api<HostKeyRow[]>('GET', '/host-keys').then((rows) => setRow(rows.find((h) => h.resource_id === props.resourceId) ?? null)).catch((e) => setErr(errorsFrom(e)._ ?? String(e)));
+  useEffect(() => { load(); }, [props.resourceId]);
+  if (err) return <span class="muted">{err}</span>;
+  if (row === undefined) return <span class="muted">…</span>;
+  if (row === null) return <span class="muted" data-testid="host-key">not pinned yet: the first connection decides (see host_key_policy)</span>;
+  const act = async (method: string, path: string, body?: unknown) => { try { await api(method, path, body); load(); } catch (e) { setErr(errorsFrom(e)._ ?? String(e)); } };
+  return (
+    <span data-testid="host-key">
+      <code>{row.fingerprint}</code> <span class={'badge ' + (row.status === 'pending' ? 'warn' : 'level-view')}>{row.status}</span>{' '}
+      <span class="muted">by {row.decided_by}, {when(row.updated_at)}</span>{' '}
+      {row.status === 'pending' && <button onClick={() => act('POST', `/host-keys/${row.resource_id}/approve`, { fingerprint: row.fingerprint })}>Approve</button>}
+      <button onClick={() => confirm('Forget this pin? The next connection will pin the key the server presents then.') && act('DELETE', `/host-keys/${row.resource_id}`)}>Forget (re-pin)</button>
+    </span>
   );
 }
