@@ -151,8 +151,37 @@ pub struct LaunchFailure {
 }
 
 /// Starts an SSH session for `p` with `account_id`. Called after the WebSocket is open, so
-/// every failure can be shown to the user in plain words.
+/// every failure can be shown to the user in plain words; every failure is audited.
 pub async fn launch(
+    app: &App,
+    p: &Principal,
+    web_session_id: &str,
+    account_id: &str,
+    cols: u16,
+    rows: u16,
+) -> Result<Arc<LiveSession>, LaunchFailure> {
+    let result = try_launch(app, p, web_session_id, account_id, cols, rows).await;
+    if let Err(f) = &result {
+        let r = app
+            .audit
+            .append(Event {
+                actor: &p.actor(),
+                action: "session.start",
+                outcome: Outcome::Failed,
+                object_kind: "account",
+                object_id: account_id,
+                object_name: "",
+                detail: json!({ "failure": f.kind, "message": f.message }),
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "could not audit a failed session start");
+        }
+    }
+    result
+}
+
+async fn try_launch(
     app: &App,
     p: &Principal,
     web_session_id: &str,
@@ -215,18 +244,7 @@ pub async fn launch(
     let actor = p.actor();
     let stream = match connect_tcp(&r.host, port as u16, Duration::from_secs(5)).await {
         Ok(s) => s,
-        Err((kind, message)) => {
-            audit_event(
-                app,
-                &actor,
-                "session.start",
-                Outcome::Failed,
-                &info,
-                json!({ "error": message }),
-            )
-            .await;
-            return Err(fail(kind, message));
-        }
+        Err((kind, message)) => return Err(fail(kind, message)),
     };
     let credential = match cred.account.secret_kind.as_str() {
         "ssh_key" => SshCredential::PrivateKey {

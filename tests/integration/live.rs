@@ -312,6 +312,55 @@ async fn a_wrong_vault_password_is_shown_as_a_clear_error() {
             .contains("verify or rotate"),
         "{err}"
     );
+
+    // A resource without an SSH port: a clear error, and a failed start in the audit log.
+    let r = admin.call("POST", "/resources", json!({ "name": "rdp-only", "host": "127.0.0.1", "resource_type": "windows", "policy_id": "policy-low" })).await.ok();
+    let acc = admin
+        .account(r["id"].as_str().unwrap(), "Administrator", "Whatever-Pw-1")
+        .await;
+    let t = login
+        .call("POST", "/sessions", json!({ "account_id": acc }))
+        .await
+        .ok();
+    let mut ws = open_ws(
+        &server,
+        &tls,
+        &cookie_of(&reply),
+        t["url"].as_str().unwrap(),
+    )
+    .await;
+    let mut got = Received::default();
+    read_until(&mut ws, &mut got, "error", |g| {
+        g.controls.iter().any(|c| c["type"] == "error")
+    })
+    .await;
+    let err = got.controls.iter().find(|c| c["type"] == "error").unwrap();
+    assert!(
+        err["message"].as_str().unwrap().contains("no SSH port"),
+        "{err}"
+    );
+    let mut audit = Value::Null;
+    for _ in 0..50 {
+        audit = admin.get("/audit?action=session&outcome=failed").await.ok();
+        if audit.as_array().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = audit.as_array().unwrap();
+    assert!(
+        rows.iter().any(|e| e["action"] == "session.start"
+            && e["detail"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("no SSH port")),
+        "{audit}"
+    );
+    assert!(
+        rows.iter().any(|e| e["action"] == "session.end"
+            && e["detail"]["end"]["failure"] == "authentication_failed"),
+        "{audit}"
+    );
 }
 
 async fn open_session(
