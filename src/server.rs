@@ -263,7 +263,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
     });
     let router = crate::api::router(app.clone());
-    axum_server::from_tcp_rustls(listener, rustls_cfg)?
+    // TCP_NODELAY on every accepted connection: keystrokes are tiny writes, and Nagle's
+    // algorithm with delayed ACKs would hold some of them for ~40 ms.
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_cfg)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    axum_server::from_tcp(listener)?
+        .acceptor(acceptor)
         .handle(handle)
         .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await?;

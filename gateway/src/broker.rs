@@ -37,7 +37,7 @@ pub struct SessionInfo {
 }
 
 /// How many events a subscriber may fall behind before it is resynchronised.
-pub const DEFAULT_BACKLOG: usize = 1024;
+pub const DEFAULT_BACKLOG: usize = 256;
 
 pub struct LiveSession {
     info: Mutex<SessionInfo>,

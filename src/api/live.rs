@@ -147,7 +147,10 @@ pub async fn socket(
     if ticket.user_id != a.principal.user_id || ticket.web_session_id != web {
         return ApiError::forbidden("This launch ticket belongs to another login.").into_response();
     }
-    ws.on_upgrade(move |socket| serve_socket(app, a, web, ticket.purpose, socket))
+    // Browsers send keystrokes and small control messages: a 16 KiB read buffer (instead of
+    // axum's 128 KiB default) keeps idle sessions small.
+    ws.read_buffer_size(16 * 1024)
+        .on_upgrade(move |socket| serve_socket(app, a, web, ticket.purpose, socket))
 }
 
 async fn send_json(ws: &mut WebSocket, v: Value) -> bool {

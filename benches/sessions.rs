@@ -1,0 +1,383 @@
+//! Benchmark for browser SSH sessions (issue 3), side by side with a direct SSH client, on
+//! loopback against the private test sshd:
+//!   (a) keystroke echo round trip: WebSocket client -> gateway -> sshd, vs a direct russh
+//!       client; p50 and p99;
+//!   (b) bulk output (~200 MB of base64 through the PTY): gateway vs direct throughput;
+//!   (c) N concurrent idle sessions: gateway memory per session and idle CPU.
+//! Run with `cargo bench --bench sessions` (release build of the real server binary). It
+//! prints figures; it asserts nothing.
+
+#[allow(dead_code)]
+#[path = "../tests/support/sshd.rs"]
+mod sshd_server;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use russh::keys::PublicKeyOrCertificate;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const PASSWORD: &str = "Bench-Passw0rd!";
+const KEYSTROKES: usize = 400;
+// The end marker is computed by the shell so that the echoed command line cannot match it.
+const BULK_CMD: &str = "head -c 150000000 /dev/zero | base64 -w 100; echo BULK-$((40+2))-DONE";
+const BULK_END: &[u8] = b"BULK-42-DONE\r\n";
+const IDLE_SESSIONS: usize = 500;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+struct Gateway {
+    child: std::process::Child,
+    port: u16,
+    cert_pem: String,
+    cookie: String,
+    http: reqwest::Client,
+    csrf: String,
+    account: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_gateway(ssh_port: u16, ssh_user: &str) -> anyhow::Result<Gateway> {
+    let dir = tempfile::tempdir()?;
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    std::fs::write(dir.path().join("c.pem"), ck.cert.pem())?;
+    std::fs::write(dir.path().join("k.pem"), ck.signing_key.serialize_pem())?;
+    let out = dir.path().join("out");
+    let err = dir.path().join("err");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "--data-dir",
+            dir.path().join("d").to_str().unwrap_or_default(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--tls-cert",
+            dir.path().join("c.pem").to_str().unwrap_or_default(),
+            "--tls-key",
+            dir.path().join("k.pem").to_str().unwrap_or_default(),
+            "serve",
+        ])
+        .env("PORTCULLIS_LOG", "warn")
+        .stdout(std::fs::File::create(&out)?)
+        .stderr(std::fs::File::create(&err)?)
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let port: u16 = loop {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        if let Some(rest) = text.split("listening on https://127.0.0.1:").nth(1) {
+            break rest.trim().parse()?;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "gateway did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let otp = std::fs::read_to_string(&err)?
+        .split("one-time password:")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_default()
+        .to_string();
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .cookie_store(true)
+        .build()?;
+    let base = format!("https://127.0.0.1:{port}/api/v1");
+    let login = http
+        .post(format!("{base}/auth/login"))
+        .json(&json!({ "username": "admin", "password": otp }))
+        .send()
+        .await?;
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let me: Value = login.json().await?;
+    let csrf = me["csrf_token"].as_str().unwrap_or_default().to_string();
+    let post = |path: &str, body: Value| {
+        http.post(format!("{base}{path}"))
+            .header("x-csrf-token", &csrf)
+            .json(&body)
+            .send()
+    };
+    post(
+        "/auth/password",
+        json!({ "current_password": otp, "new_password": "benchmark operator passphrase" }),
+    )
+    .await?;
+    let r: Value = post("/resources", json!({ "name": "bench", "host": "127.0.0.1", "ports": { "ssh": ssh_port }, "policy_id": "policy-low" })).await?.json().await?;
+    let a: Value = post(
+        &format!(
+            "/resources/{}/accounts",
+            r["id"].as_str().unwrap_or_default()
+        ),
+        json!({ "username": ssh_user, "secret": PASSWORD }),
+    )
+    .await?
+    .json()
+    .await?;
+    Ok(Gateway {
+        child,
+        port,
+        cert_pem: ck.cert.pem(),
+        cookie,
+        http,
+        csrf,
+        account: a["id"].as_str().unwrap_or_default().to_string(),
+        _dir: dir,
+    })
+}
+
+async fn open_ws(g: &Gateway) -> anyhow::Result<Ws> {
+    let t: Value = g
+        .http
+        .post(format!("https://127.0.0.1:{}/api/v1/sessions", g.port))
+        .header("x-csrf-token", &g.csrf)
+        .json(&json!({ "account_id": g.account, "cols": 120, "rows": 40 }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::pem::PemObject::from_pem_slice(
+        g.cert_pem.as_bytes(),
+    )?)?;
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", g.port)).await?;
+    tcp.set_nodelay(true)?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(rustls::pki_types::ServerName::try_from("localhost")?, tcp)
+        .await?;
+    let mut req = format!(
+        "wss://localhost:{}{}",
+        g.port,
+        t["url"].as_str().unwrap_or_default()
+    )
+    .into_client_request()?;
+    req.headers_mut().insert("cookie", g.cookie.parse()?);
+    req.headers_mut()
+        .insert("origin", format!("https://localhost:{}", g.port).parse()?);
+    let (ws, _) = tokio_tungstenite::client_async(req, tls).await?;
+    Ok(ws)
+}
+
+/// Reads binary frames until `marker` has been seen; returns the bytes read.
+async fn ws_until(ws: &mut Ws, marker: &[u8]) -> anyhow::Result<usize> {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut n = 0;
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(120), ws.next()).await? {
+        if let Message::Binary(b) = m? {
+            n += b.len();
+            tail.extend_from_slice(&b);
+            if tail.windows(marker.len()).any(|w| w == marker) {
+                return Ok(n);
+            }
+            let keep = tail.len().saturating_sub(marker.len());
+            tail.drain(..keep);
+        }
+    }
+    anyhow::bail!(
+        "session closed before {:?}",
+        String::from_utf8_lossy(marker)
+    )
+}
+
+struct Direct {
+    channel: russh::Channel<russh::client::Msg>,
+    _handle: russh::client::Handle<AcceptAll>,
+}
+
+struct AcceptAll;
+impl russh::client::Handler for AcceptAll {
+    type Error = russh::Error;
+    async fn check_server_key(&mut self, _: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+async fn direct(port: u16, user: &str) -> anyhow::Result<Direct> {
+    let cfg = Arc::new(russh::client::Config {
+        inactivity_timeout: None,
+        ..Default::default()
+    });
+    let mut handle = russh::client::connect(cfg, ("127.0.0.1", port), AcceptAll).await?;
+    let mut reply = handle
+        .authenticate_keyboard_interactive_start(user, None)
+        .await?;
+    for _ in 0..3 {
+        if let russh::client::KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } = reply {
+            reply = handle
+                .authenticate_keyboard_interactive_respond(
+                    prompts.iter().map(|_| PASSWORD.to_string()).collect(),
+                )
+                .await?;
+        } else {
+            break;
+        }
+    }
+    let channel = handle.channel_open_session().await?;
+    channel
+        .request_pty(true, "xterm-256color", 120, 40, 0, 0, &[])
+        .await?;
+    channel.request_shell(true).await?;
+    Ok(Direct {
+        channel,
+        _handle: handle,
+    })
+}
+
+async fn direct_until(d: &mut Direct, marker: &[u8]) -> anyhow::Result<usize> {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut n = 0;
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(120), d.channel.wait()).await? {
+        if let russh::ChannelMsg::Data { data } = m {
+            n += data.len();
+            tail.extend_from_slice(&data);
+            if tail.windows(marker.len()).any(|w| w == marker) {
+                return Ok(n);
+            }
+            let keep = tail.len().saturating_sub(marker.len());
+            tail.drain(..keep);
+        }
+    }
+    anyhow::bail!("direct session closed")
+}
+
+fn pct(v: &mut [Duration], p: usize) -> f64 {
+    v.sort();
+    v[(v.len() * p / 100).min(v.len() - 1)].as_secs_f64() * 1e6
+}
+
+fn proc_stat(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(") ")
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = fields
+        .get(11)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    (rss_kib, ticks)
+}
+
+async fn run() -> anyhow::Result<()> {
+    let sshd = sshd_server::sshd();
+    let user = sshd.user(PASSWORD);
+    let g = start_gateway(sshd.port, &user).await?;
+    println!(
+        "Browser SSH sessions vs direct SSH, loopback, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+
+    // (a) keystroke echo round trip.
+    let mut ws = open_ws(&g).await?;
+    ws.send(Message::Binary(b"PS1='READY> '\r".to_vec().into()))
+        .await?;
+    ws_until(&mut ws, b"READY> ").await?;
+    let mut d = direct(sshd.port, &user).await?;
+    d.channel.data(&b"PS1='READY> '\r"[..]).await?;
+    direct_until(&mut d, b"READY> ").await?;
+    let (mut gw, mut dr) = (Vec::new(), Vec::new());
+    for i in 0..KEYSTROKES {
+        let key = [b'a' + (i % 26) as u8];
+        let t = Instant::now();
+        ws.send(Message::Binary(key.to_vec().into())).await?;
+        ws_until(&mut ws, &key).await?;
+        gw.push(t.elapsed());
+        let t = Instant::now();
+        d.channel.data(&key[..]).await?;
+        direct_until(&mut d, &key).await?;
+        dr.push(t.elapsed());
+        if i % 50 == 49 {
+            ws.send(Message::Binary(b"\x15".to_vec().into())).await?; // ^U clears the line
+            d.channel.data(&b"\x15"[..]).await?;
+        }
+    }
+    let (g50, g99, d50, d99) = (
+        pct(&mut gw, 50),
+        pct(&mut gw, 99),
+        pct(&mut dr, 50),
+        pct(&mut dr, 99),
+    );
+    println!("(a) keystroke echo, {KEYSTROKES} keys      gateway p50 {g50:>7.0} us  p99 {g99:>7.0} us | direct p50 {d50:>7.0} us  p99 {d99:>7.0} us | added at p99: {:.0} us (target <= 1000 us)", g99 - d99);
+
+    // (b) bulk output.
+    ws.send(Message::Binary(b"\x15clear\r".to_vec().into()))
+        .await?;
+    ws_until(&mut ws, b"READY> ").await?;
+    let t = Instant::now();
+    ws.send(Message::Binary(format!("{BULK_CMD}\r").into_bytes().into()))
+        .await?;
+    let n_gw = ws_until(&mut ws, BULK_END).await?;
+    let gw_s = t.elapsed().as_secs_f64();
+    d.channel.data(&b"\x15clear\r"[..]).await?;
+    direct_until(&mut d, b"READY> ").await?;
+    let t = Instant::now();
+    d.channel.data(format!("{BULK_CMD}\r").as_bytes()).await?;
+    let n_d = direct_until(&mut d, BULK_END).await?;
+    let d_s = t.elapsed().as_secs_f64();
+    let (gw_mbs, d_mbs) = (n_gw as f64 / gw_s / 1e6, n_d as f64 / d_s / 1e6);
+    println!("(b) bulk output, {:.0} MB           gateway {gw_mbs:>7.1} MB/s | direct {d_mbs:>7.1} MB/s | ratio {:.2} (target >= 0.80)", n_gw as f64 / 1e6, gw_mbs / d_mbs);
+    drop(ws);
+
+    // (c) idle sessions.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = g.child.id();
+    let (rss0, _) = proc_stat(pid);
+    let mut idle = Vec::new();
+    for _ in 0..IDLE_SESSIONS {
+        let mut ws = open_ws(&g).await?;
+        ws_until(&mut ws, b"$ ").await?;
+        idle.push(ws);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (rss1, ticks0) = proc_stat(pid);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (_, ticks1) = proc_stat(pid);
+    let per_session_kib = (rss1.saturating_sub(rss0)) as f64 / IDLE_SESSIONS as f64;
+    let cpu_pct = (ticks1 - ticks0) as f64 / 100.0 / 10.0 * 100.0;
+    println!("(c) {IDLE_SESSIONS} idle sessions             gateway RSS +{:.1} MiB = {per_session_kib:.0} KiB/session (target <= 256 KiB) | idle CPU {cpu_pct:.2}% of one core", (rss1 - rss0) as f64 / 1024.0);
+    drop(idle);
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
