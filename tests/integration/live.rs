@@ -286,24 +286,8 @@ async fn a_wrong_vault_password_is_shown_as_a_clear_error() {
     let admin = server.admin().await;
     let account = setup(&admin, &user).await; // stores PASSWORD, which is not the user's
     let login = server.client();
-    let reply = login.login("admin", crate::harness::ADMIN_PASSWORD).await;
-    let t = login
-        .call("POST", "/sessions", json!({ "account_id": account }))
-        .await
-        .ok();
-    let mut ws = open_ws(
-        &server,
-        &tls,
-        &cookie_of(&reply),
-        t["url"].as_str().unwrap(),
-    )
-    .await;
-    let mut got = Received::default();
-    read_until(&mut ws, &mut got, "error", |g| {
-        g.controls.iter().any(|c| c["type"] == "error")
-    })
-    .await;
-    let err = got.controls.iter().find(|c| c["type"] == "error").unwrap();
+    let cookie = cookie_of(&login.login("admin", crate::harness::ADMIN_PASSWORD).await);
+    let err = first_error(&server, &tls, &login, &cookie, &account).await;
     assert_eq!(err["kind"], "authentication_failed", "{err}");
     assert!(
         err["message"]
@@ -318,23 +302,7 @@ async fn a_wrong_vault_password_is_shown_as_a_clear_error() {
     let acc = admin
         .account(r["id"].as_str().unwrap(), "Administrator", "Whatever-Pw-1")
         .await;
-    let t = login
-        .call("POST", "/sessions", json!({ "account_id": acc }))
-        .await
-        .ok();
-    let mut ws = open_ws(
-        &server,
-        &tls,
-        &cookie_of(&reply),
-        t["url"].as_str().unwrap(),
-    )
-    .await;
-    let mut got = Received::default();
-    read_until(&mut ws, &mut got, "error", |g| {
-        g.controls.iter().any(|c| c["type"] == "error")
-    })
-    .await;
-    let err = got.controls.iter().find(|c| c["type"] == "error").unwrap();
+    let err = first_error(&server, &tls, &login, &cookie, &acc).await;
     assert!(
         err["message"].as_str().unwrap().contains("no SSH port"),
         "{err}"
@@ -361,6 +329,25 @@ async fn a_wrong_vault_password_is_shown_as_a_clear_error() {
             && e["detail"]["end"]["failure"] == "authentication_failed"),
         "{audit}"
     );
+}
+
+/// Opens a session with `account` and returns the first `error` control message.
+async fn first_error(
+    server: &Server,
+    tls: &Tls,
+    who: &Client,
+    cookie: &str,
+    account: &str,
+) -> Value {
+    let (mut ws, mut got) = open_session(server, tls, who, cookie, account).await;
+    read_until(&mut ws, &mut got, "an error", |g| {
+        g.controls.iter().any(|c| c["type"] == "error")
+    })
+    .await;
+    got.controls
+        .into_iter()
+        .find(|c| c["type"] == "error")
+        .unwrap_or_default()
 }
 
 async fn open_session(
