@@ -74,14 +74,14 @@ pub async fn login(
         addr: addr.to_string(),
     };
     if !app.limiter.allow(addr) {
-        audit_login(app, &anon, "", Outcome::Denied, "rate limited").await?;
+        audit_login(app, &anon, Outcome::Denied, "rate limited").await?;
         return Err(ApiError::TooMany(
             "Too many login attempts from your address. Wait a minute and try again.".into(),
         ));
     }
     let Some(user) = users::by_name(app, username).await? else {
         passwords::verify(password, passwords::dummy_hash());
-        audit_login(app, &anon, "", Outcome::Failed, "unknown user").await?;
+        audit_login(app, &anon, Outcome::Failed, "unknown user").await?;
         return Err(ApiError::Unauthenticated(
             "Wrong user name or password.".into(),
         ));
@@ -96,7 +96,6 @@ pub async fn login(
         audit_login(
             app,
             &actor,
-            &user.id,
             Outcome::Denied,
             "user is locked by an administrator",
         )
@@ -106,7 +105,7 @@ pub async fn login(
         ));
     }
     if user.locked_until > now {
-        audit_login(app, &actor, &user.id, Outcome::Denied, "temporary lockout").await?;
+        audit_login(app, &actor, Outcome::Denied, "temporary lockout").await?;
         let mins = ((user.locked_until - now) / 60_000) + 1;
         return Err(ApiError::forbidden(format!(
             "Too many failed logins: this user is locked for {mins} more minute(s)."
@@ -131,7 +130,7 @@ pub async fn login(
         } else {
             "wrong password"
         };
-        append_login(app, &mut tx, &actor, &user.id, Outcome::Failed, why).await?;
+        append_login(app, &mut tx, &actor, Outcome::Failed, why).await?;
         tx.commit().await?;
         return Err(ApiError::Unauthenticated(
             "Wrong user name or password.".into(),
@@ -158,7 +157,6 @@ pub async fn login(
         app,
         &mut tx,
         &actor,
-        &user.id,
         Outcome::Ok,
         if mfa {
             "password ok; TOTP code required"
@@ -176,15 +174,9 @@ pub async fn login(
     })
 }
 
-async fn audit_login(
-    app: &App,
-    actor: &Actor,
-    user_id: &str,
-    outcome: Outcome,
-    why: &str,
-) -> ApiResult<()> {
+async fn audit_login(app: &App, actor: &Actor, outcome: Outcome, why: &str) -> ApiResult<()> {
     let mut tx = app.db.begin_write().await?;
-    append_login(app, &mut tx, actor, user_id, outcome, why).await?;
+    append_login(app, &mut tx, actor, outcome, why).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -193,25 +185,18 @@ async fn append_login(
     app: &App,
     tx: &mut db::WriteTx,
     actor: &Actor,
-    user_id: &str,
     outcome: Outcome,
     why: &str,
 ) -> ApiResult<()> {
-    app.audit
-        .append_in(
-            tx,
-            Event {
-                actor,
-                action: "auth.login",
-                outcome,
-                object_kind: "user",
-                object_id: user_id,
-                object_name: &actor.name,
-                detail: serde_json::json!({ "reason": why }),
-            },
-        )
-        .await?;
-    Ok(())
+    crate::audited::audit_self(
+        app,
+        tx,
+        actor,
+        "auth.login",
+        outcome,
+        serde_json::json!({ "reason": why }),
+    )
+    .await
 }
 
 /// A live web session, as found from its cookie.

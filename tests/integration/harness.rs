@@ -128,6 +128,30 @@ impl Site {
         server
     }
 
+    /// Starts the server with an operator-supplied certificate for `localhost` (instead of
+    /// the generated one), so clients can verify TLS properly.
+    pub fn start_with_operator_cert(&self) -> (Server, OperatorCert) {
+        let ck =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+        let cert = self.dir.path().join("operator-cert.pem");
+        let key = self.dir.path().join("operator-key.pem");
+        std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+        std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
+        let server = self.start_with(&[
+            "--tls-cert",
+            cert.to_str().unwrap_or_default(),
+            "--tls-key",
+            key.to_str().unwrap_or_default(),
+        ]);
+        (
+            server,
+            OperatorCert {
+                pem: ck.cert.pem(),
+                cert,
+            },
+        )
+    }
+
     /// Runs a one-shot CLI command (`key rotate`, `audit verify`, ...) against this site.
     /// Fails the test if the command runs longer than a minute (a `serve` that should have
     /// been refused would otherwise hang the suite).
@@ -224,6 +248,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
             }
         }
     }
+}
+
+pub struct OperatorCert {
+    pub pem: String,
+    pub cert: PathBuf,
 }
 
 pub struct Server {

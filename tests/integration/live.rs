@@ -22,23 +22,8 @@ struct Tls {
 /// A server started with an operator certificate for `localhost`, so the WebSocket client
 /// can verify TLS properly.
 fn start(site: &Site) -> (Server, Tls) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert = site.dir.path().join("ws-cert.pem");
-    let key = site.dir.path().join("ws-key.pem");
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-    let server = site.start_with(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
-    (
-        server,
-        Tls {
-            cert_pem: ck.cert.pem(),
-        },
-    )
+    let (server, op) = site.start_with_operator_cert();
+    (server, Tls { cert_pem: op.pem })
 }
 
 type Ws =
@@ -130,20 +115,48 @@ fn cookie_of(login: &crate::harness::Reply) -> String {
     set.split(';').next().unwrap().to_string()
 }
 
-#[tokio::test]
-async fn browser_path_session_runs_commands_is_audited_and_ends_on_logout() {
-    let s = sshd();
-    let user = s.user(PASSWORD);
+/// An sshd user, a server with an account for it, and a logged-in Password User
+/// ("engineer") who has Connect on that account.
+struct EngineerWorld {
+    server: Server,
+    tls: Tls,
+    admin: Client,
+    account: String,
+    share: Value,
+    eng: Client,
+    cookie: String,
+    // Last: dropped after the server is stopped.
+    _site: Site,
+}
+
+async fn engineer_with_connect() -> EngineerWorld {
+    let user = sshd().user(PASSWORD);
     let site = Site::new(Backend::Sqlite);
     let (server, tls) = start(&site);
     let admin = server.admin().await;
     let account = setup(&admin, &user).await;
-    // The engineer: Connect only.
-    let (_eng, eng_id) = server.user(&admin, "engineer", "password_user").await;
-    admin.call("POST", "/shares", json!({ "subject_kind": "user", "subject_id": eng_id, "object_kind": "account", "object_id": account, "level": "connect" })).await.ok();
+    let (_, eng_id) = server.user(&admin, "engineer", "password_user").await;
+    let share = admin.call("POST", "/shares", json!({ "subject_kind": "user", "subject_id": eng_id, "object_kind": "account", "object_id": account, "level": "connect" })).await.ok();
     let eng = server.client();
-    let login = eng.login("engineer", crate::harness::USER_PASSWORD).await;
-    let cookie = cookie_of(&login);
+    let cookie = cookie_of(&eng.login("engineer", crate::harness::USER_PASSWORD).await);
+    EngineerWorld {
+        _site: site,
+        server,
+        tls,
+        admin,
+        account,
+        share,
+        eng,
+        cookie,
+    }
+}
+
+#[tokio::test]
+async fn browser_path_session_runs_commands_is_audited_and_ends_on_logout() {
+    let s = sshd();
+    let w = engineer_with_connect().await;
+    let (server, tls, admin, account, eng, cookie) =
+        (&w.server, &w.tls, &w.admin, &w.account, &w.eng, &w.cookie);
 
     // API tokens cannot open sessions; tickets are single-use.
     let t = eng
@@ -155,7 +168,7 @@ async fn browser_path_session_runs_commands_is_audited_and_ends_on_logout() {
         .await
         .ok();
     let url = t["url"].as_str().unwrap().to_string();
-    let mut ws = open_ws(&server, &tls, &cookie, &url).await;
+    let mut ws = open_ws(server, tls, cookie, &url).await;
     let mut got = Received::default();
     // Type at the prompt, as a person would (a shell may drop type-ahead while starting).
     read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
@@ -367,17 +380,11 @@ async fn open_session(
 
 #[tokio::test]
 async fn revoking_the_connect_share_ends_the_session() {
-    let s = sshd();
-    let user = s.user(PASSWORD);
-    let site = Site::new(Backend::Sqlite);
-    let (server, tls) = start(&site);
-    let admin = server.admin().await;
-    let account = setup(&admin, &user).await;
-    let (_e, eng_id) = server.user(&admin, "engineer", "password_user").await;
-    let share = admin.call("POST", "/shares", json!({ "subject_kind": "user", "subject_id": eng_id, "object_kind": "account", "object_id": account, "level": "connect" })).await.ok();
-    let eng = server.client();
-    let cookie = cookie_of(&eng.login("engineer", crate::harness::USER_PASSWORD).await);
-    let (mut ws, mut got) = open_session(&server, &tls, &eng, &cookie, &account).await;
+    let w = engineer_with_connect().await;
+    let (server, tls, admin, account, eng, cookie) =
+        (&w.server, &w.tls, &w.admin, &w.account, &w.eng, &w.cookie);
+    let share = &w.share;
+    let (mut ws, mut got) = open_session(server, tls, eng, cookie, account).await;
     read_until(&mut ws, &mut got, "connected", |g| {
         g.controls.iter().any(|c| c["state"] == "connected")
     })

@@ -317,17 +317,8 @@ async fn openapi_documents_every_route_and_every_documented_route_exists() {
 #[tokio::test]
 async fn serves_the_operators_certificate_when_given() {
     let site = Site::new(Backend::Sqlite);
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert = site.dir.path().join("op-cert.pem");
-    let key = site.dir.path().join("op-key.pem");
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-    let server = site.start_with(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
+    let (server, op) = site.start_with_operator_cert();
+    let cert = op.cert.clone();
     assert!(
         !site.data_dir().join("tls/cert.pem").exists(),
         "a certificate was generated although one was given"
@@ -335,7 +326,7 @@ async fn serves_the_operators_certificate_when_given() {
     // A client that trusts only the operator's certificate (and checks it) can connect.
     let port = server.url.rsplit(':').next().unwrap();
     let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap()])
+        .tls_certs_only([reqwest::Certificate::from_pem(op.pem.as_bytes()).unwrap()])
         .resolve("localhost", format!("127.0.0.1:{port}").parse().unwrap())
         .build()
         .unwrap();

@@ -2,7 +2,7 @@
 // that show their own error; a modal; notices — so pages stay short and behave alike.
 import { ComponentChildren } from 'preact';
 import { useMemo, useState } from 'preact/hooks';
-import { ApiError } from './api';
+import { api, ApiError } from './api';
 
 export interface Column<T> {
   key: string;
@@ -106,4 +106,42 @@ export function when(iso: string | null | undefined): string {
   if (!iso) return '';
   const d = new Date(iso);
   return isNaN(d.getTime()) ? iso : d.toLocaleString();
+}
+
+/** A named group with a description and a checklist of members (user groups, resource
+ *  groups). Creates (POST `path`) or updates (PATCH `path`) and sends the members under
+ *  `membersField`. */
+export function GroupForm(props: {
+  path: string; method: 'POST' | 'PATCH'; name?: string; description?: string; selected?: string[];
+  membersField: string; membersLabel: string; choices: { id: string; label: string }[]; onSaved: () => void;
+}) {
+  const [name, setName] = useState(props.name ?? '');
+  const [description, setDescription] = useState(props.description ?? '');
+  const [ids, setIds] = useState<string[]>(props.selected ?? []);
+  const [errors, setErrors] = useState<Errors>({});
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (!name.trim()) return setErrors({ name: 'Give the group a name.' });
+    try {
+      await api(props.method, props.path, { name: name.trim(), description, [props.membersField]: ids });
+      props.onSaved();
+    } catch (err) {
+      setErrors(errorsFrom(err));
+    }
+  };
+  return (
+    <form onSubmit={submit} noValidate>
+      {errors._ && <Notice kind="error">{errors._}</Notice>}
+      <Field label="Name" name="name" errors={errors}><input name="name" value={name} onInput={(e) => setName(inputValue(e))} /></Field>
+      <Field label="Description" name="description" errors={errors}><input name="description" value={description} onInput={(e) => setDescription(inputValue(e))} /></Field>
+      <Field label={props.membersLabel} name={props.membersField} errors={errors}>
+        <div class="checklist">
+          {props.choices.map((c) => (
+            <label class="check"><input type="checkbox" checked={ids.includes(c.id)} onChange={(e) => setIds((e.target as HTMLInputElement).checked ? [...ids, c.id] : ids.filter((x) => x !== c.id))} /> {c.label}</label>
+          ))}
+        </div>
+      </Field>
+      <button class="primary" type="submit">Save</button>
+    </form>
+  );
 }

@@ -1,7 +1,7 @@
 // Why: administration pages: users and roles, user groups, password policies, the audit log.
 import { useEffect, useState } from 'preact/hooks';
 import { api, Group, Me, Policy, ROLES, User } from '../api';
-import { Errors, errorsFrom, Field, inputValue, Modal, Notice, Table, when } from '../ui';
+import { Errors, errorsFrom, Field, GroupForm, inputValue, Modal, Notice, Table, when } from '../ui';
 
 function useList<T>(path: string): [T[] | null, string | null, () => void] {
   const [rows, setRows] = useState<T[] | null>(null);
@@ -135,44 +135,16 @@ export function UserGroups() {
       )}
       {editing && (
         <Modal title={editing === 'new' ? 'New user group' : `Edit ${editing.name}`} onClose={() => setEditing(null)}>
-          <UserGroupForm group={editing === 'new' ? undefined : editing} users={users ?? []} onSaved={() => { setEditing(null); reload(); }} />
+          <GroupForm method={editing === 'new' ? 'POST' : 'PATCH'} path={editing === 'new' ? '/user-groups' : `/user-groups/${editing.id}`}
+            name={editing === 'new' ? '' : editing.name} description={editing === 'new' ? '' : editing.description} selected={editing === 'new' ? [] : editing.member_ids}
+            membersField="member_ids" membersLabel="Members" choices={(users ?? []).map((u) => ({ id: u.id, label: u.username }))}
+            onSaved={() => { setEditing(null); reload(); }} />
         </Modal>
       )}
     </section>
   );
 }
 
-function UserGroupForm(props: { group?: Group; users: User[]; onSaved: () => void }) {
-  const [name, setName] = useState(props.group?.name ?? '');
-  const [description, setDescription] = useState(props.group?.description ?? '');
-  const [ids, setIds] = useState<string[]>(props.group?.member_ids ?? []);
-  const [errors, setErrors] = useState<Errors>({});
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    if (!name.trim()) return setErrors({ name: 'Give the group a name.' });
-    try {
-      await api(props.group ? 'PATCH' : 'POST', props.group ? `/user-groups/${props.group.id}` : '/user-groups', { name: name.trim(), description, member_ids: ids });
-      props.onSaved();
-    } catch (err) {
-      setErrors(errorsFrom(err));
-    }
-  };
-  return (
-    <form onSubmit={submit} noValidate>
-      {errors._ && <Notice kind="error">{errors._}</Notice>}
-      <Field label="Name" name="name" errors={errors}><input name="name" value={name} onInput={(e) => setName(inputValue(e))} /></Field>
-      <Field label="Description" name="description" errors={errors}><input name="description" value={description} onInput={(e) => setDescription(inputValue(e))} /></Field>
-      <Field label="Members" name="member_ids" errors={errors}>
-        <div class="checklist">
-          {props.users.map((u) => (
-            <label class="check"><input type="checkbox" checked={ids.includes(u.id)} onChange={(e) => setIds((e.target as HTMLInputElement).checked ? [...ids, u.id] : ids.filter((x) => x !== u.id))} /> {u.username}</label>
-          ))}
-        </div>
-      </Field>
-      <button class="primary" type="submit">Save</button>
-    </form>
-  );
-}
 
 const POLICY_FIELDS: [keyof Policy, string][] = [
   ['min_length', 'Minimum length'], ['max_length', 'Maximum length'], ['min_lower', 'Lower-case letters'], ['min_upper', 'Upper-case letters'],

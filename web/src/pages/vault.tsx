@@ -3,7 +3,7 @@
 // action, which asks for a reason and is shown only to users with View access or more.
 import { useEffect, useState } from 'preact/hooks';
 import { Account, api, atLeast, Group, Level, LEVELS, Me, Policy, Resource, ResourceGroup, Share, TYPES, User } from '../api';
-import { Errors, errorsFrom, Field, inputValue, Modal, Notice, Table, when } from '../ui';
+import { Errors, errorsFrom, Field, GroupForm, inputValue, Modal, Notice, Table, when } from '../ui';
 
 function useLoad<T>(path: string, deps: unknown[] = []): [T | null, string | null, () => void] {
   const [data, setData] = useState<T | null>(null);
@@ -383,7 +383,11 @@ export function ResourceGroups(props: { me: Me }) {
       )}
       {editing && (
         <Modal title={editing === 'new' ? 'New resource group' : `Edit ${editing.name}`} onClose={() => setEditing(null)}>
-          <GroupForm group={editing === 'new' ? undefined : editing} resources={resources ?? []} onSaved={() => { setEditing(null); reload(); }} />
+          <GroupForm method={editing === 'new' ? 'POST' : 'PATCH'} path={editing === 'new' ? '/resource-groups' : `/resource-groups/${editing.id}`}
+            name={editing === 'new' ? '' : editing.name} description={editing === 'new' ? '' : editing.description} selected={editing === 'new' ? [] : editing.resource_ids}
+            membersField="resource_ids" membersLabel="Resources"
+            choices={(resources ?? []).filter((r) => atLeast(r.access, 'manage')).map((r) => ({ id: r.id, label: r.name }))}
+            onSaved={() => { setEditing(null); reload(); }} />
         </Modal>
       )}
       {sharing && <ShareDialog kind="resource_group" id={sharing.id} name={sharing.name} onClose={() => setSharing(null)} />}
@@ -391,37 +395,6 @@ export function ResourceGroups(props: { me: Me }) {
   );
 }
 
-function GroupForm(props: { group?: ResourceGroup; resources: Resource[]; onSaved: () => void }) {
-  const [name, setName] = useState(props.group?.name ?? '');
-  const [description, setDescription] = useState(props.group?.description ?? '');
-  const [ids, setIds] = useState<string[]>(props.group?.resource_ids ?? []);
-  const [errors, setErrors] = useState<Errors>({});
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    if (!name.trim()) return setErrors({ name: 'Give the group a name.' });
-    try {
-      await api(props.group ? 'PATCH' : 'POST', props.group ? `/resource-groups/${props.group.id}` : '/resource-groups', { name: name.trim(), description, resource_ids: ids });
-      props.onSaved();
-    } catch (err) {
-      setErrors(errorsFrom(err));
-    }
-  };
-  return (
-    <form onSubmit={submit} noValidate>
-      {errors._ && <Notice kind="error">{errors._}</Notice>}
-      <Field label="Name" name="name" errors={errors}><input name="name" value={name} onInput={(e) => setName(inputValue(e))} /></Field>
-      <Field label="Description" name="description" errors={errors}><input name="description" value={description} onInput={(e) => setDescription(inputValue(e))} /></Field>
-      <Field label="Resources" name="resource_ids" errors={errors}>
-        <div class="checklist">
-          {props.resources.filter((r) => atLeast(r.access, 'manage')).map((r) => (
-            <label class="check"><input type="checkbox" checked={ids.includes(r.id)} onChange={(e) => setIds((e.target as HTMLInputElement).checked ? [...ids, r.id] : ids.filter((x) => x !== r.id))} /> {r.name}</label>
-          ))}
-        </div>
-      </Field>
-      <button class="primary" type="submit">Save</button>
-    </form>
-  );
-}
 
 interface HostKeyRow { resource_id: string; fingerprint: string; status: string; decided_by: string; updated_at: string }
 
