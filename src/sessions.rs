@@ -309,6 +309,23 @@ async fn record_host_key(
         ),
         HostKeyObservation::Mismatch { pinned, presented } => {
             tracing::warn!(resource = %info.resource_name, %pinned, %presented, "SSH host key mismatch: connection refused");
+            // Kept for the administrator to compare and, if it checks out, accept.
+            let offered = async {
+                let mut tx = app.db.begin_write().await?;
+                sqlx::query(
+                    "UPDATE host_keys SET offered_fingerprint = $1, offered_at = $2 WHERE resource_id = $3 AND fingerprint = $4",
+                )
+                .bind(presented)
+                .bind(db::now_ms())
+                .bind(&info.resource_id)
+                .bind(pinned)
+                .execute(tx.conn())
+                .await?;
+                tx.commit().await
+            };
+            if let Err(e) = offered.await {
+                tracing::error!(error = %e, "could not record the offered host key");
+            }
             audit_event(
                 &app,
                 &actor,
@@ -397,11 +414,14 @@ pub struct HostKeyRow {
     pub status: String,
     pub decided_by: String,
     pub updated_at: i64,
+    /// A different key the target presented since (the connection was refused).
+    pub offered_fingerprint: Option<String>,
+    pub offered_at: Option<i64>,
 }
 
 pub async fn host_keys(app: &App) -> Result<Vec<HostKeyRow>, sqlx::Error> {
     sqlx::query_as::<_, HostKeyRow>(
-        "SELECT h.resource_id, r.name AS resource_name, h.fingerprint, h.status, h.decided_by, h.updated_at FROM host_keys h JOIN resources r ON r.id = h.resource_id ORDER BY r.name",
+        "SELECT h.resource_id, r.name AS resource_name, h.fingerprint, h.status, h.decided_by, h.updated_at, h.offered_fingerprint, h.offered_at FROM host_keys h JOIN resources r ON r.id = h.resource_id ORDER BY r.name",
     )
     .fetch_all(&app.db.pool)
     .await

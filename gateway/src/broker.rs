@@ -91,12 +91,25 @@ impl Subscription {
         match rx.recv().await {
             Ok(ev) => Delivery::Event(ev),
             Err(broadcast::error::RecvError::Closed) => Delivery::Closed,
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                let (snapshot, rx) = self.session.snapshot_and_subscribe();
-                self.rx = rx;
-                Delivery::Resync(snapshot)
-            }
+            Err(broadcast::error::RecvError::Lagged(_)) => self.resync(),
         }
+    }
+
+    /// The next delivery if one is ready now, without waiting (for batching frames).
+    pub fn try_next(&mut self) -> Option<Delivery> {
+        let rx = self.rx.as_mut()?;
+        match rx.try_recv() {
+            Ok(ev) => Some(Delivery::Event(ev)),
+            Err(broadcast::error::TryRecvError::Empty) => None,
+            Err(broadcast::error::TryRecvError::Closed) => Some(Delivery::Closed),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => Some(self.resync()),
+        }
+    }
+
+    fn resync(&mut self) -> Delivery {
+        let (snapshot, rx) = self.session.snapshot_and_subscribe();
+        self.rx = rx;
+        Delivery::Resync(snapshot)
     }
 }
 
@@ -273,9 +286,15 @@ impl Broker {
         tokio::spawn(run);
         let (broker, s) = (self.clone(), session.clone());
         tokio::spawn(async move {
-            // Ends when the adapter has returned and dropped its event sender.
-            while let Some(ev) = event_rx.recv().await {
-                s.apply(ev);
+            // Ends when the adapter has returned and dropped its event sender. Events are
+            // taken in batches and consecutive output chunks are merged: under bulk output
+            // this turns many small chunks into one screen update, one broadcast and one
+            // WebSocket frame per subscriber, while the adapter keeps reading the target.
+            let mut batch = Vec::with_capacity(64);
+            while event_rx.recv_many(&mut batch, 64).await > 0 {
+                for ev in coalesce_output(std::mem::take(&mut batch)) {
+                    s.apply(ev);
+                }
             }
             s.close();
             broker.map().remove(&id);
@@ -292,6 +311,50 @@ impl Broker {
         v.sort_by_key(|i| i.started_at_ms);
         v
     }
+}
+
+/// Largest merged output chunk: big enough to amortise per-event costs, small enough to keep
+/// a WebSocket frame and a screen update short.
+const MAX_MERGED_OUTPUT: usize = 64 * 1024;
+
+/// Merges runs of consecutive `Output` events (up to `MAX_MERGED_OUTPUT` bytes); every other
+/// event keeps its place in the order.
+fn coalesce_output(events: Vec<SessionEvent>) -> Vec<SessionEvent> {
+    fn flush(out: &mut Vec<SessionEvent>, run: &mut Vec<Arc<[u8]>>) {
+        match run.len() {
+            0 => {}
+            1 => out.extend(run.drain(..).map(SessionEvent::Output)),
+            _ => {
+                let mut merged = Vec::with_capacity(run.iter().map(|b| b.len()).sum());
+                for b in run.drain(..) {
+                    merged.extend_from_slice(&b);
+                }
+                out.push(SessionEvent::Output(merged.into()));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(events.len());
+    let mut run: Vec<Arc<[u8]>> = Vec::new();
+    let mut run_len = 0usize;
+    for ev in events {
+        match ev {
+            SessionEvent::Output(b) => {
+                if run_len + b.len() > MAX_MERGED_OUTPUT {
+                    flush(&mut out, &mut run);
+                    run_len = 0;
+                }
+                run_len += b.len();
+                run.push(b);
+            }
+            other => {
+                flush(&mut out, &mut run);
+                run_len = 0;
+                out.push(other);
+            }
+        }
+    }
+    flush(&mut out, &mut run);
+    out
 }
 
 #[cfg(test)]
@@ -468,6 +531,40 @@ mod tests {
         // After the resync it continues with live events.
         target_side.write_all(b"after\r\n").await.unwrap();
         assert_eq!(next_output(&mut slow).await, b"after\r\n");
+    }
+
+    #[test]
+    fn consecutive_output_is_merged_and_order_is_kept() {
+        let out = |b: &[u8]| SessionEvent::Output(b.into());
+        let merged = coalesce_output(vec![
+            out(b"ab"),
+            out(b"cd"),
+            SessionEvent::Resize { cols: 1, rows: 2 },
+            out(b"ef"),
+            SessionEvent::Marker("m".into()),
+        ]);
+        assert_eq!(
+            merged,
+            vec![
+                out(b"abcd"),
+                SessionEvent::Resize { cols: 1, rows: 2 },
+                out(b"ef"),
+                SessionEvent::Marker("m".into()),
+            ]
+        );
+        // A run larger than the cap is split, never reordered or truncated.
+        let merged = coalesce_output(vec![out(&[b'x'; 40 * 1024]), out(&[b'y'; 40 * 1024])]);
+        assert_eq!(merged.len(), 2);
+        let total: Vec<u8> = merged
+            .iter()
+            .flat_map(|e| match e {
+                SessionEvent::Output(b) => b.to_vec(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!(total.len(), 80 * 1024);
+        assert!(total[..40 * 1024].iter().all(|&c| c == b'x'));
+        assert!(total[40 * 1024..].iter().all(|&c| c == b'y'));
     }
 
     #[tokio::test]

@@ -45,8 +45,16 @@ impl TerminalScreen {
     pub fn snapshot(&self) -> ScreenSnapshot {
         let screen = self.parser.screen();
         let (rows, cols) = screen.size();
-        let mut data = b"\x1b[H\x1b[2J".to_vec();
-        data.extend_from_slice(screen.contents_formatted().as_bytes());
+        let mut data = Vec::new();
+        if screen.alternate_screen() {
+            // A full-screen program (vim, top): paint into the alternate screen, so leaving
+            // it restores the shell's screen as it does on a real terminal.
+            data.extend_from_slice(b"\x1b[?1049h");
+        }
+        data.extend_from_slice(b"\x1b[H\x1b[2J");
+        // Contents, attributes, cursor, and the input modes the browser must honour
+        // (application cursor keys, bracketed paste, mouse reporting).
+        data.extend_from_slice(screen.state_formatted().as_bytes());
         ScreenSnapshot {
             cols: cols.get(),
             rows: rows.get(),
@@ -75,6 +83,23 @@ mod tests {
         fresh.process(&snap.data);
         assert_eq!(fresh.text(), s.text());
         assert!(fresh.text().contains("hi\nred $"));
+    }
+
+    #[test]
+    fn snapshot_keeps_input_modes_and_the_alternate_screen() {
+        let mut s = TerminalScreen::new(40, 10);
+        s.process(b"shell line\r\n\x1b[?1049h\x1b[?1h\x1b[?2004h\x1b[?1000h\x1b[2Jin vim");
+        let mut fresh = TerminalScreen::new(40, 10);
+        fresh.process(&s.snapshot().data);
+        let (a, b) = (s.parser.screen(), fresh.parser.screen());
+        assert!(b.alternate_screen());
+        assert!(b.application_cursor() && b.bracketed_paste());
+        assert_eq!(b.mouse_protocol_mode(), a.mouse_protocol_mode());
+        assert_eq!(fresh.text(), s.text());
+        // Leaving the full-screen program returns to the normal screen. (Its old contents
+        // are not in the snapshot, which paints only what is visible: the shell redraws.)
+        fresh.process(b"\x1b[?1049l");
+        assert!(!fresh.parser.screen().alternate_screen());
     }
 
     #[test]

@@ -194,7 +194,7 @@ async fn run(
             let why = refused.lock().ok().and_then(|r| r.clone());
             return match why {
                 Some(HostKeyObservation::Mismatch { pinned, presented }) => {
-                    fail(&io, FailureKind::HostKeyMismatch, format!("The host key of {} has changed: pinned {pinned}, presented {presented}. The connection was refused; an administrator must check the server and re-pin its key.", t.label)).await
+                    fail(&io, FailureKind::HostKeyMismatch, format!("The host key of {} has changed: pinned {pinned}, presented {presented}. The connection was refused; an administrator must check the server and accept its new key on the resource's page.", t.label)).await
                 }
                 Some(HostKeyObservation::AwaitingApproval(fp)) => {
                     fail(&io, FailureKind::HostKeyUnknown, format!("{} presented host key {fp}, which no administrator has approved yet.", t.label)).await

@@ -15,7 +15,7 @@ use super::{AnyAuth, Auth, Body};
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::sessions::{self, TicketFor};
-use gateway::broker::{Delivery, LiveSession};
+use gateway::broker::{Delivery, LiveSession, Subscription};
 use gateway::event::{ClientInput, Lifecycle, SessionEvent};
 
 #[derive(Deserialize)]
@@ -244,22 +244,9 @@ async fn pump(_app: &App, session: &std::sync::Arc<LiveSession>, ws: &mut WebSoc
     }
     loop {
         tokio::select! {
-            d = sub.next() => match d {
-                Delivery::Event(SessionEvent::Output(b)) => {
-                    if ws.send(Message::Binary(b.to_vec().into())).await.is_err() { return; }
-                }
-                Delivery::Event(SessionEvent::Resize { cols, rows }) => {
-                    if !send_json(ws, json!({ "type": "resize", "cols": cols, "rows": rows })).await { return; }
-                }
-                Delivery::Event(SessionEvent::Lifecycle(l)) => {
-                    if !send_json(ws, lifecycle_json(&l)).await { return; }
-                }
-                Delivery::Resync(s) => {
-                    if !send_snapshot(ws, s).await { return; }
-                }
-                Delivery::Closed => return,
-                Delivery::Event(_) => {}
-            },
+            d = sub.next() => {
+                if !deliver(ws, &mut sub, d).await { return; }
+            }
             m = ws.recv() => match m {
                 Some(Ok(Message::Binary(b))) => {
                     if session.send_input(ClientInput::Data(b.to_vec())).await.is_err() { return; }
@@ -274,6 +261,45 @@ async fn pump(_app: &App, session: &std::sync::Arc<LiveSession>, ws: &mut WebSoc
             },
         }
     }
+}
+
+/// Largest WebSocket frame built from output that was already waiting.
+const MAX_FRAME: usize = 64 * 1024;
+
+/// Sends one delivery to the browser; `false` when the socket or the session is gone.
+/// Output that is already waiting behind it goes out in the same frame.
+async fn deliver(ws: &mut WebSocket, sub: &mut Subscription, first: Delivery) -> bool {
+    let mut pending = Some(first);
+    while let Some(d) = pending.take() {
+        let sent = match d {
+            Delivery::Event(SessionEvent::Output(b)) => {
+                let mut frame = b.to_vec();
+                while frame.len() < MAX_FRAME {
+                    match sub.try_next() {
+                        Some(Delivery::Event(SessionEvent::Output(more))) => {
+                            frame.extend_from_slice(&more)
+                        }
+                        other => {
+                            pending = other;
+                            break;
+                        }
+                    }
+                }
+                ws.send(Message::Binary(frame.into())).await.is_ok()
+            }
+            Delivery::Event(SessionEvent::Resize { cols, rows }) => {
+                send_json(ws, json!({ "type": "resize", "cols": cols, "rows": rows })).await
+            }
+            Delivery::Event(SessionEvent::Lifecycle(l)) => send_json(ws, lifecycle_json(&l)).await,
+            Delivery::Resync(s) => send_snapshot(ws, s).await,
+            Delivery::Closed => false,
+            Delivery::Event(_) => true,
+        };
+        if !sent {
+            return false;
+        }
+    }
+    true
 }
 
 async fn send_snapshot(ws: &mut WebSocket, s: gateway::screen::ScreenSnapshot) -> bool {
@@ -317,7 +343,7 @@ pub async fn host_keys(State(app): State<App>, Auth(p): Auth) -> ApiResult<Json<
     let rows = sessions::host_keys(&app).await?;
     Ok(Json(json!(rows
         .into_iter()
-        .map(|h| json!({ "resource_id": h.resource_id, "resource_name": h.resource_name, "fingerprint": h.fingerprint, "status": h.status, "decided_by": h.decided_by, "updated_at": crate::db::rfc3339(h.updated_at) }))
+        .map(|h| json!({ "resource_id": h.resource_id, "resource_name": h.resource_name, "fingerprint": h.fingerprint, "status": h.status, "decided_by": h.decided_by, "updated_at": crate::db::rfc3339(h.updated_at), "offered_fingerprint": h.offered_fingerprint, "offered_at": h.offered_at.map(crate::db::rfc3339) }))
         .collect::<Vec<_>>())))
 }
 

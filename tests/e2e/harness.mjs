@@ -2,7 +2,7 @@
 // binary on 127.0.0.1 with a throw-away data directory, reads its port and bootstrap password,
 // and launches Debian's chromium headless (no browser downloads: peers.md).
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -64,6 +64,15 @@ export function startSshd() {
       execFileSync('sh', [SSHD_SH, 'user', dir, name, password]);
       return name;
     },
+    /// Authorizes a new ed25519 key for `user`; returns the private key (OpenSSH PEM).
+    keyFor(user, passphrase) {
+      const file = execFileSync('sh', [SSHD_SH, 'key', dir, user, passphrase]).toString().trim();
+      return readFileSync(file, 'utf8');
+    },
+    /// Gives the server a new host key, as if it had been reinstalled; returns its fingerprint.
+    rekey() {
+      return execFileSync('sh', [SSHD_SH, 'rekey', dir]).toString().trim();
+    },
   };
 }
 
@@ -80,4 +89,43 @@ export async function apiSession(ctx, url, username, password) {
     return body;
   };
   return { call };
+}
+
+/// Waits until the terminal of `tab` shows a row that is exactly `line` (trimmed).
+export async function waitForLine(tab, line, timeout = 20000) {
+  await tab.waitForFunction((l) => {
+    const rows = document.querySelector('.xterm-rows');
+    return !!rows && rows.innerText.split('\n').some((r) => r.trim() === l);
+  }, line, { timeout });
+}
+
+/// Sets up the admin (new password) and a resource pointing at `sshd`; returns the admin API.
+export async function adminWithSshResource(ctx, server, sshd, name = 'lab-sshd') {
+  const admin = await apiSession(ctx, server.url, 'admin', server.password);
+  await admin.call('POST', '/auth/password', { current_password: server.password, new_password: 'operator passphrase one' });
+  const resource = await admin.call('POST', '/resources', { name, host: '127.0.0.1', ports: { ssh: sshd.port }, policy_id: 'policy-low' });
+  return { admin, resource };
+}
+
+/// Clicks Connect on the row of `username` in the Connect page `page`; returns the session tab
+/// once its terminal has been created (not necessarily connected).
+export async function clickConnect(ctx, page, username) {
+  const row = page.locator('[data-testid=accounts] tr', { hasText: username });
+  await row.waitFor();
+  const [tab] = await Promise.all([ctx.waitForEvent('page'), row.locator('[data-testid=connect]').click()]);
+  await tab.waitForSelector('[data-testid=terminal]');
+  return tab;
+}
+
+/// Waits for a connected session with a shell prompt, and focuses the terminal.
+export async function waitForShell(tab) {
+  await tab.waitForSelector('[data-testid=session-state]:has-text("connected")', { timeout: 20000 });
+  await tab.waitForFunction(() => (document.querySelector('.xterm-rows')?.innerText ?? '').includes('$'), null, { timeout: 20000 });
+  await tab.locator('[data-testid=terminal]').click();
+}
+
+/// Types a command line at the prompt and presses Enter.
+export async function run(tab, line) {
+  await tab.keyboard.type(line);
+  await tab.keyboard.press('Enter');
 }

@@ -482,6 +482,25 @@ async fn host_keys_wait_for_approval_are_pinned_and_a_changed_key_is_refused_and
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(alerts[0]["detail"]["alert"], true, "{alerts}");
+    // The presented key waits beside the pin for the administrator to compare and accept.
+    let keys = admin.get("/host-keys").await.ok();
+    assert_eq!(keys[0]["fingerprint"], other, "{keys}");
+    assert_eq!(
+        keys[0]["offered_fingerprint"],
+        s.fingerprint.as_str(),
+        "{keys}"
+    );
+    admin
+        .call(
+            "POST",
+            &format!("/host-keys/{rid}/approve"),
+            json!({ "fingerprint": s.fingerprint }),
+        )
+        .await
+        .ok();
+    let keys = admin.get("/host-keys").await.ok();
+    assert_eq!(keys[0]["fingerprint"], s.fingerprint.as_str(), "{keys}");
+    assert!(keys[0]["offered_fingerprint"].is_null(), "{keys}");
 
     // Forgetting the pin makes the next contact a first contact again.
     admin

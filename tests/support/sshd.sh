@@ -7,6 +7,7 @@
 #   sshd.sh start DIR OWNER_PID      -> prints "PORT SHA256:fingerprint"
 #   sshd.sh user DIR NAME PASSWORD   -> creates the user (bash login shell, home directory)
 #   sshd.sh key DIR USER PASSPHRASE  -> authorizes a new ed25519 key, prints its private key file
+#   sshd.sh rekey DIR                -> replaces the host key (sshd restarts), prints the new fingerprint
 set -eu
 cmd=$1; dir=$2
 
@@ -62,6 +63,20 @@ key)
   cp "$dir/id_$user.pub" "$dir/keys/$user"
   echo "$dir/id_$user"
   ;;
+rekey)
+  # The server "was reinstalled": a new host key, sshd re-executed by SIGHUP (same pid, so the
+  # watchdog keeps watching it). Prints the new fingerprint once sshd presents it.
+  port=$(awk '/^Port /{print $2}' "$dir/sshd_config")
+  rm -f "$dir/host_ed25519" "$dir/host_ed25519.pub"
+  ssh-keygen -q -t ed25519 -N '' -f "$dir/host_ed25519"
+  new=$(ssh-keygen -l -E sha256 -f "$dir/host_ed25519.pub" | awk '{print $2}')
+  kill -HUP "$(cat "$dir/sshd.pid")"
+  i=0
+  until [ "$(ssh-keyscan -T 2 -t ed25519 -p "$port" 127.0.0.1 2>/dev/null | ssh-keygen -l -E sha256 -f - 2>/dev/null | awk '{print $2}')" = "$new" ]; do
+    i=$((i + 1)); [ $i -lt 100 ] || { echo "sshd did not come back with the new key" >&2; cat "$dir/sshd.log" >&2; exit 1; }; sleep 0.1
+  done
+  echo "$new"
+  ;;
 *)
-  echo "usage: sshd.sh start|user|key DIR ..." >&2; exit 2 ;;
+  echo "usage: sshd.sh start|user|key|rekey DIR ..." >&2; exit 2 ;;
 esac

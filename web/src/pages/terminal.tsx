@@ -53,6 +53,23 @@ export function TerminalPage(props: { accountId: string }) {
     const sendResize = () => ws?.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
     const onWindowResize = () => { fit.fit(); sendResize(); };
     window.addEventListener('resize', onWindowResize);
+    // Ctrl+Shift+C / Ctrl+Shift+V copy and paste (plain Ctrl+C must stay an interrupt).
+    // Pasting through term.paste() honours the shell's bracketed-paste mode.
+    term.attachCustomKeyEventHandler((e) => {
+      if (e.type !== 'keydown' || !e.ctrlKey || !e.shiftKey) return true;
+      if (e.code === 'KeyC') {
+        const selected = term.getSelection();
+        if (selected) void navigator.clipboard?.writeText(selected);
+        e.preventDefault();
+        return false;
+      }
+      if (e.code === 'KeyV') {
+        void navigator.clipboard?.readText().then((t) => term.paste(t)).catch(() => undefined);
+        e.preventDefault();
+        return false;
+      }
+      return true;
+    });
     const data = term.onData((d) => ws?.readyState === WebSocket.OPEN && ws.send(encoder.encode(d)));
     const binary = term.onBinary((d) => ws?.readyState === WebSocket.OPEN && ws.send(Uint8Array.from(d, (c) => c.charCodeAt(0))));
 
@@ -122,6 +139,7 @@ export function TerminalPage(props: { accountId: string }) {
         <b>{title || 'Portcullis session'}</b>
         <span class={'badge state-' + phase.kind} data-testid="session-state">{phase.kind}</span>
         {started && <span class="muted">connected {clock}</span>}
+        <span class="muted" title="Select text with the mouse to copy it">Copy: Ctrl+Shift+C · Paste: Ctrl+Shift+V</span>
         <span class="spacer" />
         <a href="#/accounts">Back to Connect</a>
       </div>

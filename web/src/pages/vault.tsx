@@ -396,7 +396,7 @@ export function ResourceGroups(props: { me: Me }) {
 }
 
 
-interface HostKeyRow { resource_id: string; fingerprint: string; status: string; decided_by: string; updated_at: string }
+interface HostKeyRow { resource_id: string; fingerprint: string; status: string; decided_by: string; updated_at: string; offered_fingerprint: string | null; offered_at: string | null }
 
 /** The resource's SSH host-key pin, for administrators: approve a pending key, or forget the
  *  pin so the next connection pins again. */
@@ -415,6 +415,13 @@ function HostKey(props: { resourceId: string }) {
       <span class="muted">by {row.decided_by}, {when(row.updated_at)}</span>{' '}
       {row.status === 'pending' && <button onClick={() => act('POST', `/host-keys/${row.resource_id}/approve`, { fingerprint: row.fingerprint })}>Approve</button>}
       <button onClick={() => confirm('Forget this pin? The next connection will pin the key the server presents then.') && act('DELETE', `/host-keys/${row.resource_id}`)}>Forget (re-pin)</button>
+      {row.offered_fingerprint && (
+        <div class="notice error" data-testid="host-key-offered">
+          The server presented a <b>different key</b> {when(row.offered_at ?? '')}: <code>{row.offered_fingerprint}</code>.
+          Connections are refused until you check it with the server's owner (<code>ssh-keygen -lf</code> on its host key).{' '}
+          <button onClick={() => confirm(`Accept ${row.offered_fingerprint} as the new host key of this resource?`) && act('POST', `/host-keys/${row.resource_id}/approve`, { fingerprint: row.offered_fingerprint })}>Accept this key</button>
+        </div>
+      )}
     </span>
   );
 }
