@@ -1,0 +1,268 @@
+//! Why: everything a reader does with a recording file: walk its chunks without decrypting
+//! them (the index), check the chain and the signed manifest (verify), and decrypt the chunks
+//! needed to play from any moment (seek). It reads files that are still being written: a
+//! chunk cut short at the end is simply not there yet.
+
+use std::num::NonZeroU16;
+
+use crate::event::{decode_all, RecordedEvent, Timed};
+use crate::format::{decode_header, open_chunk, parse_chunk, sha256, ChunkInfo, RecordingHeader};
+use crate::manifest::SignedManifest;
+use crate::{FormatError, RecordingKey};
+
+pub struct Recording {
+    pub header: RecordingHeader,
+    header_hash: [u8; 32],
+    bytes: Vec<u8>,
+    /// The chunks that parse, in file order.
+    pub chunks: Vec<ChunkInfo>,
+    /// Bytes after the last whole chunk (a write cut short), or unparseable bytes.
+    pub trailing_bytes: usize,
+    /// Why parsing stopped before the end of the file, if it did for a reason other than a
+    /// cut-short write.
+    pub parse_problem: Option<String>,
+}
+
+/// What `verify` found. `ok()` when nothing is wrong; `complete` when a valid signed manifest
+/// closes the chain (otherwise the recording is *incomplete*: the server stopped mid-session,
+/// and everything up to the last whole chunk is still verified).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VerifyReport {
+    pub recording_id: String,
+    pub chunks: usize,
+    pub duration_ms: u64,
+    pub complete: bool,
+    /// The chunks were decrypted and decoded (a key was available).
+    pub decrypted: bool,
+    /// The first problem, naming the chunk.
+    pub problem: Option<String>,
+    pub bad_chunk: Option<u64>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+fn nz(n: u16) -> NonZeroU16 {
+    NonZeroU16::new(n).unwrap_or(NonZeroU16::MIN)
+}
+
+impl Recording {
+    pub fn parse(bytes: Vec<u8>) -> Result<Recording, FormatError> {
+        let (header, header_len) = decode_header(&bytes)?;
+        let header_hash = sha256(&bytes[..header_len]);
+        let mut chunks = Vec::new();
+        let mut at = header_len;
+        let mut parse_problem = None;
+        while at < bytes.len() {
+            match parse_chunk(&bytes, at) {
+                Ok(Some(c)) => {
+                    at += c.len;
+                    chunks.push(c);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    parse_problem = Some(format!("after chunk {}: {e}", chunks.len()));
+                    break;
+                }
+            }
+        }
+        Ok(Recording {
+            header,
+            header_hash,
+            trailing_bytes: bytes.len() - at,
+            bytes,
+            chunks,
+            parse_problem,
+        })
+    }
+
+    pub fn duration_ms(&self) -> u64 {
+        self.chunks.last().map(|c| c.t_last_ms).unwrap_or(0)
+    }
+
+    fn chunk_bytes(&self, c: &ChunkInfo) -> &[u8] {
+        &self.bytes[c.offset as usize..c.offset as usize + c.len]
+    }
+
+    /// Checks the chain; with `key`, that every chunk decrypts and decodes; with `manifest`,
+    /// its signature (against `trusted_key` when given) and that it closes this chain.
+    pub fn verify(
+        &self,
+        key: Option<&RecordingKey>,
+        manifest: Option<&SignedManifest>,
+        trusted_key: Option<&str>,
+    ) -> VerifyReport {
+        let mut report = VerifyReport {
+            recording_id: self.header.recording_id.clone(),
+            chunks: self.chunks.len(),
+            duration_ms: self.duration_ms(),
+            complete: false,
+            decrypted: key.is_some(),
+            problem: None,
+            bad_chunk: None,
+        };
+        let fail = |r: &mut VerifyReport, seq: u64, why: String| {
+            r.problem = Some(format!("chunk {seq}: {why}"));
+            r.bad_chunk = Some(seq);
+        };
+        let mut prev = self.header_hash;
+        for (i, c) in self.chunks.iter().enumerate() {
+            let i = i as u64;
+            if c.seq != i {
+                fail(
+                    &mut report,
+                    i,
+                    format!(
+                        "out of place: it says it is chunk {} (dropped, inserted or swapped)",
+                        c.seq
+                    ),
+                );
+                return report;
+            }
+            if c.prev_hash != prev {
+                let why = if i == 0 {
+                    "does not follow the file header (the header or this chunk was altered)"
+                        .to_string()
+                } else {
+                    format!(
+                        "does not follow chunk {} (that chunk, or this one, was altered)",
+                        i - 1
+                    )
+                };
+                fail(&mut report, i, why);
+                return report;
+            }
+            if let Some(k) = key {
+                match open_chunk(k, self.chunk_bytes(c))
+                    .and_then(|p| decode_all(&p).map_err(|e| e.to_string()))
+                {
+                    Ok(_) => {}
+                    Err(why) => {
+                        fail(&mut report, i, why);
+                        return report;
+                    }
+                }
+            }
+            prev = c.hash;
+        }
+        if let Some(p) = &self.parse_problem {
+            report.problem = Some(p.clone());
+            report.bad_chunk = Some(self.chunks.len() as u64);
+            return report;
+        }
+        match manifest {
+            None => {}
+            Some(m) => {
+                if let Err(why) = m.check(trusted_key) {
+                    report.problem = Some(format!("manifest: {why}"));
+                    return report;
+                }
+                let mf = &m.manifest;
+                if mf.recording_id != self.header.recording_id
+                    || mf.header_hash != hex::encode(self.header_hash)
+                {
+                    report.problem = Some("manifest: it belongs to another recording".into());
+                    return report;
+                }
+                if mf.chunks != self.chunks.len() as u64 || mf.final_hash != hex::encode(prev) {
+                    let n = self.chunks.len() as u64;
+                    report.problem = Some(format!(
+                        "manifest: it closes the chain after {} chunks, the file has {n} (chunks were removed from or added to the end)",
+                        mf.chunks
+                    ));
+                    report.bad_chunk = Some(mf.chunks.min(n));
+                    return report;
+                }
+                if self.trailing_bytes > 0 {
+                    report.problem =
+                        Some("bytes after the last chunk of a closed recording".into());
+                    return report;
+                }
+                report.complete = true;
+            }
+        }
+        report
+    }
+
+    /// Time -> chunk: the keyframe chunks, as (time of the keyframe, chunk index).
+    pub fn keyframe_index(&self) -> Vec<(u64, usize)> {
+        self.chunks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.keyframe)
+            .map(|(i, c)| (c.t_first_ms, i))
+            .collect()
+    }
+
+    /// Every event of chunk `i`.
+    pub fn chunk_events(&self, key: &RecordingKey, i: usize) -> Result<Vec<Timed>, FormatError> {
+        let c = self
+            .chunks
+            .get(i)
+            .ok_or_else(|| FormatError::Malformed(format!("no chunk {i}")))?;
+        let plain = open_chunk(key, self.chunk_bytes(c))
+            .map_err(|reason| FormatError::Chunk { seq: c.seq, reason })?;
+        decode_all(&plain)
+    }
+
+    /// Every event, in order.
+    pub fn events(&self, key: &RecordingKey) -> Result<Vec<Timed>, FormatError> {
+        let mut all = Vec::new();
+        for i in 0..self.chunks.len() {
+            all.extend(self.chunk_events(key, i)?);
+        }
+        Ok(all)
+    }
+
+    /// The events needed to show the terminal at `t_ms`: from the last keyframe at or before
+    /// it, up to `t_ms`. Decrypts only the chunks from that keyframe on.
+    pub fn events_for_seek(
+        &self,
+        key: &RecordingKey,
+        t_ms: u64,
+    ) -> Result<Vec<Timed>, FormatError> {
+        let start = self
+            .keyframe_index()
+            .into_iter()
+            .rfind(|(t, _)| *t <= t_ms)
+            .map(|(_, i)| i)
+            .unwrap_or(0);
+        let mut out = Vec::new();
+        for i in start..self.chunks.len() {
+            if self.chunks[i].t_first_ms > t_ms {
+                break;
+            }
+            out.extend(
+                self.chunk_events(key, i)?
+                    .into_iter()
+                    .filter(|e| e.t_ms <= t_ms),
+            );
+        }
+        Ok(out)
+    }
+
+    /// The terminal screen at `t_ms` (for terminal recordings).
+    pub fn screen_at(&self, key: &RecordingKey, t_ms: u64) -> Result<vt100::Parser, FormatError> {
+        let mut p = vt100::Parser::new(nz(self.header.rows), nz(self.header.cols), 0);
+        for e in self.events_for_seek(key, t_ms)? {
+            apply(&mut p, &e.event);
+        }
+        Ok(p)
+    }
+}
+
+/// Plays one event into a terminal model.
+pub fn apply(p: &mut vt100::Parser, e: &RecordedEvent) {
+    match e {
+        RecordedEvent::Output(b) => p.process(b),
+        RecordedEvent::Resize { cols, rows } => p.screen_mut().set_size(nz(*rows), nz(*cols)),
+        RecordedEvent::Keyframe { cols, rows, data } => {
+            *p = vt100::Parser::new(nz(*rows), nz(*cols), 0);
+            p.process(data);
+        }
+        _ => {}
+    }
+}

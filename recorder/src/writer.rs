@@ -1,0 +1,159 @@
+//! Why: turns a live event stream into sealed chunks, sans I/O: the caller decides when to
+//! flush (at least every second, for crash safety) and writes the returned bytes wherever the
+//! recording is stored. Keyframes start a new chunk, so seeking decrypts one chunk and plays
+//! forward from its keyframe.
+
+use crate::event::{encode, RecordedEvent, Timed};
+use crate::format::{encode_header, seal_chunk, sha256, ChunkSpec, RecordingHeader};
+use crate::manifest::Manifest;
+use crate::{FormatError, RecordingKey, FORMAT_VERSION};
+
+/// A keyframe at least this often (time) ...
+pub const KEYFRAME_EVERY_MS: u64 = 10_000;
+/// ... or after this much output, whichever comes first.
+pub const KEYFRAME_EVERY_BYTES: u64 = 256 * 1024;
+/// A chunk is sealed once its events reach this size, even before the next flush.
+pub const MAX_CHUNK_PLAINTEXT: usize = 1024 * 1024;
+
+pub struct RecordingWriter {
+    key: RecordingKey,
+    recording_id: String,
+    session_id: String,
+    started_at_ms: i64,
+    header_hash: [u8; 32],
+    prev_hash: [u8; 32],
+    next_seq: u64,
+    pending: Vec<u8>,
+    pending_span: Option<(u64, u64)>,
+    pending_keyframe: bool,
+    last_keyframe: Option<u64>,
+    output_since_keyframe: u64,
+    output_bytes: u64,
+    last_t: u64,
+}
+
+impl RecordingWriter {
+    /// Starts a recording; returns the writer and the file header to store first.
+    pub fn new(header: &RecordingHeader, key: RecordingKey) -> (RecordingWriter, Vec<u8>) {
+        let mut header = header.clone();
+        header.format_version = FORMAT_VERSION;
+        let bytes = encode_header(&header);
+        let header_hash = sha256(&bytes);
+        (
+            RecordingWriter {
+                key,
+                recording_id: header.recording_id,
+                session_id: header.session_id,
+                started_at_ms: header.started_at_ms,
+                header_hash,
+                prev_hash: header_hash,
+                next_seq: 0,
+                pending: Vec::new(),
+                pending_span: None,
+                pending_keyframe: false,
+                last_keyframe: None,
+                output_since_keyframe: 0,
+                output_bytes: 0,
+                last_t: 0,
+            },
+            bytes,
+        )
+    }
+
+    /// Whether the caller should push a keyframe (a full screen) before its next event at
+    /// `t_ms`.
+    pub fn needs_keyframe(&self, t_ms: u64) -> bool {
+        match self.last_keyframe {
+            None => true,
+            Some(k) => {
+                t_ms.saturating_sub(k) >= KEYFRAME_EVERY_MS
+                    || self.output_since_keyframe >= KEYFRAME_EVERY_BYTES
+            }
+        }
+    }
+
+    /// Adds one event. Returns sealed chunk bytes to store when the event closed a chunk
+    /// (a keyframe starts a new one; a full chunk is sealed).
+    pub fn push(&mut self, e: Timed) -> Result<Option<Vec<u8>>, FormatError> {
+        let mut sealed = None;
+        let t = e.t_ms.max(self.last_t);
+        if matches!(e.event, RecordedEvent::Keyframe { .. }) {
+            sealed = self.flush()?;
+            self.pending_keyframe = true;
+            self.last_keyframe = Some(t);
+            self.output_since_keyframe = 0;
+        }
+        if let RecordedEvent::Output(b) = &e.event {
+            self.output_since_keyframe += b.len() as u64;
+            self.output_bytes += b.len() as u64;
+        }
+        self.last_t = t;
+        encode(&Timed { t_ms: t, ..e }, &mut self.pending);
+        self.pending_span = Some(match self.pending_span {
+            None => (t, t),
+            Some((first, _)) => (first, t),
+        });
+        if self.pending.len() >= MAX_CHUNK_PLAINTEXT {
+            if let Some(more) = self.flush()? {
+                sealed = Some(match sealed {
+                    Some(mut s) => {
+                        s.extend_from_slice(&more);
+                        s
+                    }
+                    None => more,
+                });
+            }
+        }
+        Ok(sealed)
+    }
+
+    /// Seals the events pushed since the last chunk, if any.
+    pub fn flush(&mut self) -> Result<Option<Vec<u8>>, FormatError> {
+        let Some((first, last)) = self.pending_span.take() else {
+            return Ok(None);
+        };
+        let (bytes, hash) = seal_chunk(
+            &self.key,
+            ChunkSpec {
+                seq: self.next_seq,
+                t_first_ms: first,
+                t_last_ms: last,
+                keyframe: self.pending_keyframe,
+                prev_hash: self.prev_hash,
+                plaintext: &self.pending,
+            },
+        )?;
+        self.pending.clear();
+        self.pending_keyframe = false;
+        self.prev_hash = hash;
+        self.next_seq += 1;
+        Ok(Some(bytes))
+    }
+
+    /// Ends the recording: the last chunk (if any) and the manifest to sign.
+    pub fn finish(
+        mut self,
+        ended_at_ms: i64,
+        end_reason: &str,
+    ) -> Result<(Option<Vec<u8>>, Manifest), FormatError> {
+        let last = self.flush()?;
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            recording_id: self.recording_id.clone(),
+            session_id: self.session_id.clone(),
+            chunks: self.next_seq,
+            header_hash: hex::encode(self.header_hash),
+            final_hash: hex::encode(self.prev_hash),
+            started_at_ms: self.started_at_ms,
+            ended_at_ms,
+            duration_ms: self.last_t,
+            output_bytes: self.output_bytes,
+            end_reason: end_reason.to_string(),
+        };
+        Ok((last, manifest))
+    }
+
+    pub fn chunks_sealed(&self) -> u64 {
+        self.next_seq
+    }
+}
