@@ -21,4 +21,6 @@ pub struct App {
     /// Every live session (gateway crate) and the server's bookkeeping about them.
     pub broker: Arc<Broker>,
     pub desk: Arc<SessionDesk>,
+    /// The recording store and the manifest signing key.
+    pub recordings: Arc<crate::recordings::Recordings>,
 }

@@ -56,6 +56,11 @@ pub struct FileConfig {
     pub syslog: Option<String>,
     pub host_key_policy: Option<String>,
     pub session_reattach_grace: Option<String>,
+    pub record_terminal_sessions: Option<bool>,
+    pub record_graphical_sessions: Option<bool>,
+    pub record_input: Option<bool>,
+    pub recording_failure: Option<String>,
+    pub recording_retention: Option<String>,
 }
 
 /// Values given on the command line (already parsed by clap). `None` means "not given".
@@ -98,6 +103,23 @@ pub struct Config {
     pub host_key_policy: HostKeyFirstUse,
     /// How long a session survives its browser going away before it is ended.
     pub session_reattach_grace: Duration,
+    /// Global recording toggles ("record CLI sessions", "record graphical sessions").
+    pub record_terminal_sessions: bool,
+    pub record_graphical_sessions: bool,
+    /// Keystrokes go into recordings (redacted at password prompts).
+    pub record_input: bool,
+    /// What a session does when its recording cannot be written.
+    pub recording_failure: RecordingFailure,
+    /// Recordings older than this are purged (None: kept forever).
+    pub recording_retention: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordingFailure {
+    /// End the session with a clear message (default: no unrecorded privileged work).
+    Terminate,
+    /// Keep the session going, unrecorded, and raise an audit alert.
+    Continue,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,6 +215,36 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
         "60s",
         "how long a session waits for its browser to come back",
     ),
+    (
+        "record_terminal_sessions",
+        "PORTCULLIS_RECORD_TERMINAL_SESSIONS",
+        "true",
+        "record SSH and Telnet sessions",
+    ),
+    (
+        "record_graphical_sessions",
+        "PORTCULLIS_RECORD_GRAPHICAL_SESSIONS",
+        "true",
+        "record RDP sessions",
+    ),
+    (
+        "record_input",
+        "PORTCULLIS_RECORD_INPUT",
+        "true",
+        "record keystrokes too (redacted at password prompts)",
+    ),
+    (
+        "recording_failure",
+        "PORTCULLIS_RECORDING_FAILURE",
+        "terminate",
+        "when a recording cannot be written: terminate the session, or continue (and alert)",
+    ),
+    (
+        "recording_retention",
+        "PORTCULLIS_RECORDING_RETENTION",
+        "forever",
+        "purge recordings older than this (e.g. 90d), or forever",
+    ),
 ];
 
 /// A raw setting value and where it came from, before it is parsed.
@@ -233,6 +285,17 @@ impl Config {
             put("syslog", file.syslog);
             put("host_key_policy", file.host_key_policy);
             put("session_reattach_grace", file.session_reattach_grace);
+            put(
+                "record_terminal_sessions",
+                file.record_terminal_sessions.map(|b| b.to_string()),
+            );
+            put(
+                "record_graphical_sessions",
+                file.record_graphical_sessions.map(|b| b.to_string()),
+            );
+            put("record_input", file.record_input.map(|b| b.to_string()));
+            put("recording_failure", file.recording_failure);
+            put("recording_retention", file.recording_retention);
         }
         // Layer 2: environment variables.
         for (name, var, _, _) in SETTINGS {
@@ -400,6 +463,36 @@ impl Config {
             None => HostKeyFirstUse::Trust,
         };
         let session_reattach_grace = duration("session_reattach_grace", Duration::from_secs(60))?;
+        let flag = |k: &str| -> Result<bool, ConfigError> {
+            match get(k) {
+                Some(r) => {
+                    parse_bool(&r.value).ok_or_else(|| err(k, r, "must be true or false".into()))
+                }
+                None => Ok(true),
+            }
+        };
+        let record_terminal_sessions = flag("record_terminal_sessions")?;
+        let record_graphical_sessions = flag("record_graphical_sessions")?;
+        let record_input = flag("record_input")?;
+        let recording_failure = match get("recording_failure") {
+            Some(r) => match r.value.as_str() {
+                "terminate" => RecordingFailure::Terminate,
+                "continue" => RecordingFailure::Continue,
+                _ => {
+                    return Err(err(
+                        "recording_failure",
+                        r,
+                        "must be terminate or continue".into(),
+                    ))
+                }
+            },
+            None => RecordingFailure::Terminate,
+        };
+        let recording_retention = match get("recording_retention") {
+            Some(r) if r.value == "forever" => None,
+            Some(_) => Some(duration("recording_retention", Duration::ZERO)?),
+            None => None,
+        };
 
         Ok(Config {
             config_file: file_path,
@@ -417,6 +510,11 @@ impl Config {
             syslog,
             host_key_policy,
             session_reattach_grace,
+            record_terminal_sessions,
+            record_graphical_sessions,
+            record_input,
+            recording_failure,
+            recording_retention,
         })
     }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod identity;
+pub mod recordings;
 pub mod server;
 pub mod sessions;
 pub mod tls;

@@ -58,6 +58,25 @@ enum Command {
         #[command(subcommand)]
         op: AuditOp,
     },
+    /// Session recording operations
+    Recording {
+        #[command(subcommand)]
+        op: RecordingOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecordingOp {
+    /// Check a recording's chain, manifest signature and (with the server's keys) that every
+    /// chunk decrypts; names the first bad chunk. TARGET: a recording id (uses this server's
+    /// data), a .pcr file (manifest next to it), or an exported .bundle.json (offline)
+    Verify {
+        target: String,
+        /// The server's recording public key (base64) to check the signature against; see
+        /// GET /api/v1/recordings/signing-key
+        #[arg(long)]
+        public_key: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,6 +147,9 @@ fn main() -> ExitCode {
             Command::Audit {
                 op: AuditOp::Verify,
             } => portcullis::server::verify_audit(cfg).await,
+            Command::Recording {
+                op: RecordingOp::Verify { target, public_key },
+            } => portcullis::recordings::verify_cli(cfg, &target, public_key.as_deref()).await,
         }
     });
     match result {

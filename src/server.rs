@@ -82,6 +82,7 @@ pub async fn open_app(cfg: Config, progress: &mut dyn FnMut(&str)) -> anyhow::Re
     let audit = Audit::new(db.clone(), *crypto.audit_key(), syslog);
     audit.init().await?;
     seed_policies(&db).await?;
+    let recordings = crate::recordings::Recordings::open(&db, &crypto, &cfg.data_dir).await?;
     let app = App {
         db,
         crypto: Arc::new(crypto),
@@ -90,6 +91,7 @@ pub async fn open_app(cfg: Config, progress: &mut dyn FnMut(&str)) -> anyhow::Re
         limiter: Arc::new(LoginLimiter::new(30)),
         broker: Arc::new(gateway::broker::Broker::default()),
         desk: Arc::new(crate::sessions::SessionDesk::default()),
+        recordings: Arc::new(recordings),
     };
     Ok(Opened { app, key_outcome })
 }
@@ -200,6 +202,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         _ => {}
     }
     audit_config_change(&app).await?;
+    let interrupted = crate::recordings::recover_interrupted(&app).await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            count = interrupted,
+            "recordings cut off by the last stop are marked incomplete"
+        );
+    }
     if let Some(pw) = crate::identity::users::bootstrap_admin(&app)
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?

@@ -224,7 +224,9 @@ async fn try_launch(
         state: "connecting".into(),
         bytes_from_target: 0,
         bytes_to_target: 0,
+        recording_id: None,
     };
+    let mut info = info;
     let pinned: Option<(String, String)> =
         sqlx::query_as("SELECT fingerprint, status FROM host_keys WHERE resource_id = $1")
             .bind(&r.id)
@@ -260,9 +262,40 @@ async fn try_launch(
         label: format!("{} ({}:{port})", r.name, r.host),
         handshake_timeout: Duration::from_secs(15),
     });
-    let session = app
-        .broker
-        .start(info.clone(), Box::new(adapter), stream, cols, rows);
+    // The recording exists before the session starts, so it holds every event.
+    let planned = match crate::recordings::plan(app, &info, cols, rows).await {
+        Ok(p) => p,
+        Err(why) => match app.config.recording_failure {
+            crate::config::RecordingFailure::Terminate => {
+                return Err(fail(
+                    FailureKind::Protocol,
+                    format!("The session cannot be recorded ({why}), and this gateway does not allow unrecorded sessions."),
+                ))
+            }
+            crate::config::RecordingFailure::Continue => {
+                audit_event(app, &actor, "recording.failed", Outcome::Failed, &info, json!({ "error": why, "alert": true, "policy": "continue" })).await;
+                None
+            }
+        },
+    };
+    info.recording_id = planned.as_ref().map(|p| p.id.clone());
+    let keyframes = planned.as_ref().map(|_| {
+        (
+            Duration::from_millis(recorder::writer::KEYFRAME_EVERY_MS),
+            recorder::writer::KEYFRAME_EVERY_BYTES,
+        )
+    });
+    let (session, tap) = app.broker.start_tapped(
+        info.clone(),
+        Box::new(adapter),
+        stream,
+        cols,
+        rows,
+        keyframes,
+    );
+    if let (Some(planned), Some(tap)) = (planned, tap) {
+        crate::recordings::spawn_writer(app.clone(), actor.clone(), planned, tap, session.clone());
+    }
     app.desk.bind(&info.id, web_session_id);
     audit_event(
         app,
@@ -270,7 +303,7 @@ async fn try_launch(
         "session.start",
         Outcome::Ok,
         &info,
-        json!({ "protocol": "ssh", "host": r.host, "port": port }),
+        json!({ "protocol": "ssh", "host": r.host, "port": port, "recording_id": info.recording_id }),
     )
     .await;
     tokio::spawn(record_host_key(

@@ -34,6 +34,8 @@ pub struct SessionInfo {
     pub state: String,
     pub bytes_from_target: u64,
     pub bytes_to_target: u64,
+    /// The recording of this session, when it is recorded.
+    pub recording_id: Option<String>,
 }
 
 /// How many events a subscriber may fall behind before it is resynchronised.
@@ -65,6 +67,68 @@ impl Drop for Attachment {
 struct Shared {
     screen: TerminalScreen,
     events: Option<broadcast::Sender<SessionEvent>>,
+    tap: Option<TapSender>,
+}
+
+/// What the recorder receives: every event in order, and keyframes (full screens) taken by
+/// the pump at the right moments. A tap is never lagged or resynchronised: it is the one
+/// subscriber that must see everything.
+#[derive(Debug)]
+pub enum TapItem {
+    Event(SessionEvent),
+    Keyframe(ScreenSnapshot),
+    /// The recorder fell more than `MAX_TAP_QUEUE` bytes behind (storage too slow): the tap
+    /// was closed and the recording cannot be complete.
+    Overflowed,
+}
+
+/// How far the recorder may fall behind before its tap is closed.
+pub const MAX_TAP_QUEUE: usize = 64 * 1024 * 1024;
+
+/// The recorder's end of a tap.
+pub struct Tap {
+    rx: mpsc::UnboundedReceiver<(TapItem, usize, std::time::Instant)>,
+    queued: Arc<AtomicU64>,
+}
+
+impl Tap {
+    /// The next item and when it happened; `None` once the session is over and everything
+    /// was received.
+    pub async fn recv_timed(&mut self) -> Option<(TapItem, std::time::Instant)> {
+        let (item, size, at) = self.rx.recv().await?;
+        self.queued.fetch_sub(size as u64, Ordering::Relaxed);
+        Some((item, at))
+    }
+
+    pub async fn recv(&mut self) -> Option<TapItem> {
+        self.recv_timed().await.map(|(item, _)| item)
+    }
+}
+
+struct TapSender {
+    tx: mpsc::UnboundedSender<(TapItem, usize, std::time::Instant)>,
+    queued: Arc<AtomicU64>,
+    keyframe_every: std::time::Duration,
+    keyframe_bytes: u64,
+    last_keyframe: std::time::Instant,
+    bytes_since_keyframe: u64,
+}
+
+impl TapSender {
+    fn send(&self, item: TapItem, size: usize) -> bool {
+        self.queued.fetch_add(size as u64, Ordering::Relaxed);
+        self.tx
+            .send((item, size, std::time::Instant::now()))
+            .is_ok()
+    }
+}
+
+fn event_size(ev: &SessionEvent) -> usize {
+    match ev {
+        SessionEvent::Output(b) => b.len(),
+        SessionEvent::Input { data, .. } => data.len(),
+        _ => 64,
+    }
 }
 
 /// What a subscriber receives.
@@ -180,7 +244,40 @@ impl LiveSession {
         self.input.send(input).await.map_err(|_| SessionGone)
     }
 
-    fn apply(&self, ev: SessionEvent) {
+    /// Opens the recorder's tap: a keyframe of the current screen, then every event, with a
+    /// new keyframe whenever `keyframe_every` or `keyframe_bytes` of output have passed.
+    pub fn tap(&self, keyframe_every: std::time::Duration, keyframe_bytes: u64) -> Tap {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicU64::new(0));
+        let mut shared = self.lock();
+        let sender = TapSender {
+            tx,
+            queued: queued.clone(),
+            keyframe_every,
+            keyframe_bytes,
+            last_keyframe: std::time::Instant::now(),
+            bytes_since_keyframe: 0,
+        };
+        let snap = shared.screen.snapshot();
+        let size = snap.data.len();
+        sender.send(TapItem::Keyframe(snap), size);
+        shared.tap = Some(sender);
+        Tap { rx, queued }
+    }
+
+    /// Keystrokes from a participant: published as an `Input` event (marked redacted when
+    /// the screen shows a password prompt, so the recorder keeps only the length), then sent
+    /// to the target.
+    pub async fn type_input(&self, by: &str, data: Vec<u8>) -> Result<(), SessionGone> {
+        self.apply(SessionEvent::Input {
+            by: by.to_string(),
+            data: data.as_slice().into(),
+            redacted: false,
+        });
+        self.send_input(ClientInput::Data(data)).await
+    }
+
+    fn apply(&self, mut ev: SessionEvent) {
         match &ev {
             SessionEvent::Output(b) => {
                 self.bytes_from_target
@@ -203,10 +300,34 @@ impl LiveSession {
             _ => {}
         }
         let mut shared = self.lock();
-        match &ev {
+        match &mut ev {
             SessionEvent::Output(b) => shared.screen.process(b),
             SessionEvent::Resize { cols, rows } => shared.screen.resize(*cols, *rows),
+            SessionEvent::Input { redacted, .. } => *redacted = shared.screen.at_secret_prompt(),
             _ => {}
+        }
+        let shared = &mut *shared;
+        if let Some(tap) = &mut shared.tap {
+            let size = event_size(&ev);
+            if let SessionEvent::Output(b) = &ev {
+                tap.bytes_since_keyframe += b.len() as u64;
+            }
+            let mut open = tap.queued.load(Ordering::Relaxed) as usize <= MAX_TAP_QUEUE
+                && tap.send(TapItem::Event(ev.clone()), size);
+            if open
+                && (tap.bytes_since_keyframe >= tap.keyframe_bytes
+                    || tap.last_keyframe.elapsed() >= tap.keyframe_every)
+            {
+                let snap = shared.screen.snapshot();
+                let n = snap.data.len();
+                open = tap.send(TapItem::Keyframe(snap), n);
+                tap.last_keyframe = std::time::Instant::now();
+                tap.bytes_since_keyframe = 0;
+            }
+            if !open {
+                tap.send(TapItem::Overflowed, 0);
+                shared.tap = None;
+            }
         }
         if let Some(tx) = &shared.events {
             // No receivers is fine: events still shape the screen for later subscribers.
@@ -215,7 +336,9 @@ impl LiveSession {
     }
 
     fn close(&self) {
-        self.lock().events = None;
+        let mut shared = self.lock();
+        shared.events = None;
+        shared.tap = None;
     }
 }
 
@@ -257,6 +380,20 @@ impl Broker {
         cols: u16,
         rows: u16,
     ) -> Arc<LiveSession> {
+        self.start_tapped(info, adapter, target, cols, rows, None).0
+    }
+
+    /// Like `start`, with the recorder's tap opened before the adapter runs, so the
+    /// recording has every event from the first. `tap`: keyframe interval and output bytes.
+    pub fn start_tapped(
+        self: &Arc<Self>,
+        info: SessionInfo,
+        adapter: Box<dyn ProtocolAdapter>,
+        target: TargetStream,
+        cols: u16,
+        rows: u16,
+        tap: Option<(std::time::Duration, u64)>,
+    ) -> (Arc<LiveSession>, Option<Tap>) {
         let (event_tx, mut event_rx) = mpsc::channel::<SessionEvent>(256);
         let (input_tx, input_rx) = mpsc::channel::<ClientInput>(256);
         let (broadcast_tx, _) = broadcast::channel(self.backlog);
@@ -267,12 +404,14 @@ impl Broker {
             state: Mutex::new(Shared {
                 screen: TerminalScreen::new(cols, rows),
                 events: Some(broadcast_tx),
+                tap: None,
             }),
             input: input_tx,
             bytes_from_target: AtomicU64::new(0),
             bytes_to_target: AtomicU64::new(0),
             attached: std::sync::atomic::AtomicUsize::new(0),
         });
+        let tap = tap.map(|(every, bytes)| session.tap(every, bytes));
         self.map().insert(id.clone(), session.clone());
         let run = adapter.run(
             target,
@@ -299,7 +438,7 @@ impl Broker {
             s.close();
             broker.map().remove(&id);
         });
-        session
+        (session, tap)
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<LiveSession>> {
@@ -422,6 +561,7 @@ mod tests {
             state: "connecting".into(),
             bytes_from_target: 0,
             bytes_to_target: 0,
+            recording_id: None,
         }
     }
 
@@ -491,6 +631,93 @@ mod tests {
             .send_input(ClientInput::Data(b"x".to_vec()))
             .await
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn the_recorder_tap_gets_every_event_keyframes_and_redacted_secrets() {
+        let broker = Arc::new(Broker::new(4));
+        let (gateway_side, mut target_side) = tokio::io::duplex(1024 * 1024);
+        let s = broker.start(
+            info("s3"),
+            Box::new(RawAdapter),
+            Box::new(gateway_side),
+            80,
+            24,
+        );
+        let mut tap = s.tap(Duration::from_secs(3600), 1000);
+        // 300 chunks of output: far more than the broadcast backlog of 4, none lost.
+        let mut expected = Vec::new();
+        for i in 0..300 {
+            let line = format!("line {i}\r\n");
+            expected.extend_from_slice(line.as_bytes());
+            target_side.write_all(line.as_bytes()).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        target_side
+            .write_all(b"[sudo] password for alice: ")
+            .await
+            .unwrap();
+        let mut seen_prompt = false;
+        let (mut output, mut keyframes) = (Vec::new(), 0);
+        while !seen_prompt {
+            match tokio::time::timeout(Duration::from_secs(5), tap.recv())
+                .await
+                .unwrap()
+                .unwrap()
+            {
+                TapItem::Event(SessionEvent::Output(b)) => {
+                    output.extend_from_slice(&b);
+                    seen_prompt = output.ends_with(b"alice: ");
+                }
+                TapItem::Keyframe(_) => keyframes += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(&output[..expected.len()], &expected[..]);
+        // One at the start, then one per ~1000 bytes of output.
+        assert!(keyframes >= 1 + expected.len() / 1000 - 1, "{keyframes}");
+        // Typed at the prompt: published as redacted; after the prompt line: in clear.
+        s.type_input("alice", b"hunter2\r".to_vec()).await.unwrap();
+        target_side.write_all(b"\r\n$ ").await.unwrap();
+        let mut buf = [0u8; 8];
+        target_side.read_exact(&mut buf).await.unwrap();
+        loop {
+            if let TapItem::Event(SessionEvent::Input { redacted, .. }) =
+                tokio::time::timeout(Duration::from_secs(5), tap.recv())
+                    .await
+                    .unwrap()
+                    .unwrap()
+            {
+                assert!(redacted);
+                break;
+            }
+        }
+        // Wait for the new prompt to reach the screen before typing the next command.
+        loop {
+            if let TapItem::Event(SessionEvent::Output(b)) =
+                tokio::time::timeout(Duration::from_secs(5), tap.recv())
+                    .await
+                    .unwrap()
+                    .unwrap()
+            {
+                if b.ends_with(b"$ ") {
+                    break;
+                }
+            }
+        }
+        s.type_input("alice", b"ls\r".to_vec()).await.unwrap();
+        loop {
+            if let TapItem::Event(SessionEvent::Input { redacted, data, by }) =
+                tokio::time::timeout(Duration::from_secs(5), tap.recv())
+                    .await
+                    .unwrap()
+                    .unwrap()
+            {
+                assert!(!redacted);
+                assert_eq!((&data[..], by.as_str()), (&b"ls\r"[..], "alice"));
+                break;
+            }
+        }
     }
 
     #[tokio::test]

@@ -62,6 +62,30 @@ impl TerminalScreen {
         }
     }
 
+    /// Whether the cursor sits after a prompt for a secret (password, passphrase, one-time
+    /// code): what is typed now is not echoed and must not be recorded.
+    pub fn at_secret_prompt(&self) -> bool {
+        let screen = self.parser.screen();
+        let (row, col) = screen.cursor_position();
+        let before = screen.contents_between(row, 0, row, col).to_lowercase();
+        let line = before.trim_end();
+        if !line.ends_with(':') {
+            return false;
+        }
+        [
+            "password",
+            "passphrase",
+            "pass phrase",
+            "passcode",
+            "verification code",
+            "pin:",
+            "secret",
+            "token",
+        ]
+        .iter()
+        .any(|w| line.contains(w))
+    }
+
     /// The screen's visible text (for tests and search).
     pub fn text(&self) -> String {
         self.parser.screen().contents()
@@ -100,6 +124,23 @@ mod tests {
         // are not in the snapshot, which paints only what is visible: the shell redraws.)
         fresh.process(b"\x1b[?1049l");
         assert!(!fresh.parser.screen().alternate_screen());
+    }
+
+    #[test]
+    fn secret_prompts_are_recognised() {
+        let mut s = TerminalScreen::new(60, 5);
+        s.process(b"$ sudo -k id\r\n[sudo] password for alice: ");
+        assert!(s.at_secret_prompt());
+        s.process(b"\r\nuid=0(root)\r\n$ cat password.txt");
+        assert!(!s.at_secret_prompt(), "the word alone is not a prompt");
+        // It errs on the side of redacting: a line the user typed that looks like a prompt
+        // is treated as one.
+        s.process(b"\r\n$ echo Password:");
+        assert!(s.at_secret_prompt());
+        s.process(b"\r\nEnter passphrase for key '/k':");
+        assert!(s.at_secret_prompt());
+        s.process(b"\r\n$ ");
+        assert!(!s.at_secret_prompt());
     }
 
     #[test]

@@ -22,9 +22,11 @@ pub enum RecordedEvent {
         by: String,
         data: Vec<u8>,
     },
+    /// `submitted`: the keystrokes ended with Enter (the secret was sent).
     RedactedInput {
         by: String,
         len: u32,
+        submitted: bool,
     },
     Resize {
         cols: u16,
@@ -80,9 +82,10 @@ pub fn encode(e: &Timed, out: &mut Vec<u8>) {
             p.extend_from_slice(data);
             INPUT
         }
-        RecordedEvent::RedactedInput { by, len } => {
+        RecordedEvent::RedactedInput { by, len, submitted } => {
             put_str(&mut p, by);
             p.extend_from_slice(&len.to_be_bytes());
+            p.push(u8::from(*submitted));
             REDACTED_INPUT
         }
         RecordedEvent::Resize { cols, rows } => {
@@ -181,7 +184,9 @@ pub fn decode_all(mut b: &[u8]) -> Result<Vec<Timed>, FormatError> {
             }
             REDACTED_INPUT => {
                 let by = p.string()?;
-                RecordedEvent::RedactedInput { by, len: p.u32()? }
+                let len = p.u32()?;
+                let submitted = p.take(1)?[0] != 0;
+                RecordedEvent::RedactedInput { by, len, submitted }
             }
             RESIZE => RecordedEvent::Resize {
                 cols: p.u16()?,
@@ -235,6 +240,7 @@ mod tests {
             RecordedEvent::RedactedInput {
                 by: "alice".into(),
                 len: 9,
+                submitted: true,
             },
             RecordedEvent::Resize {
                 cols: 120,

@@ -71,3 +71,81 @@ pub fn asciicast(header: &RecordingHeader, events: &[Timed]) -> String {
     }
     out
 }
+
+/// The command lines typed in a terminal recording, with the time each was started: the
+/// player's side list. Backspace edits the line; escape sequences (arrow keys) are dropped;
+/// a line typed at a secret prompt shows as `[secret, N characters]`.
+pub fn typed_commands(events: &[Timed]) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut line = String::new();
+    let mut started: Option<u64> = None;
+    let mut secret_len = 0u32;
+    for e in events {
+        match &e.event {
+            RecordedEvent::Input { data, .. } => {
+                let mut i = 0;
+                while i < data.len() {
+                    let c = data[i];
+                    match c {
+                        b'\r' | b'\n' => {
+                            if secret_len > 0 {
+                                out.push((
+                                    started.unwrap_or(e.t_ms),
+                                    format!("[secret, {secret_len} characters]"),
+                                ));
+                            } else if !line.trim().is_empty() {
+                                out.push((started.unwrap_or(e.t_ms), line.trim().to_string()));
+                            }
+                            line.clear();
+                            started = None;
+                            secret_len = 0;
+                        }
+                        0x7f | 0x08 => {
+                            line.pop();
+                        }
+                        0x15 => line.clear(),
+                        0x1b => {
+                            // Skip an escape sequence: ESC [ ... final byte, or ESC O x.
+                            i += 1;
+                            if i < data.len() && (data[i] == b'[' || data[i] == b'O') {
+                                i += 1;
+                                while i < data.len() && !(0x40..=0x7e).contains(&data[i]) {
+                                    i += 1;
+                                }
+                            }
+                        }
+                        c if c >= 0x20 => {
+                            started.get_or_insert(e.t_ms);
+                            // UTF-8 continuation bytes are kept as they come.
+                            let end = (i + 1..data.len())
+                                .find(|&j| data[j] & 0xC0 != 0x80)
+                                .unwrap_or(data.len());
+                            line.push_str(&String::from_utf8_lossy(&data[i..end]));
+                            i = end;
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            RecordedEvent::RedactedInput { len, submitted, .. } => {
+                let t = *started.get_or_insert(e.t_ms);
+                // The Enter that submits the secret is redacted with it.
+                secret_len += if *submitted {
+                    len.saturating_sub(1)
+                } else {
+                    *len
+                };
+                line.clear();
+                if *submitted {
+                    out.push((t, format!("[secret, {secret_len} characters]")));
+                    started = None;
+                    secret_len = 0;
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}

@@ -275,3 +275,48 @@ fn asciicast_export_is_valid_and_keeps_split_characters_whole() {
     assert_eq!(lines[4], serde_json::json!([2.0, "r", "90x30"]));
     assert!(!cast.contains("secret"), "keystrokes are not exported");
 }
+
+#[test]
+fn typed_commands_are_listed_with_edits_applied_and_secrets_hidden() {
+    let input = |t: u64, d: &[u8]| Timed {
+        t_ms: t,
+        event: RecordedEvent::Input {
+            by: "a".into(),
+            data: d.to_vec(),
+        },
+    };
+    let events = vec![
+        input(1000, b"l"),
+        input(1100, b"sx"),
+        input(1200, b"\x7f -l\r"),
+        input(3000, b"sudo id\x1b[D\r"),
+        Timed {
+            t_ms: 3500,
+            event: RecordedEvent::RedactedInput {
+                by: "a".into(),
+                len: 3,
+                submitted: false,
+            },
+        },
+        Timed {
+            t_ms: 3600,
+            event: RecordedEvent::RedactedInput {
+                by: "a".into(),
+                len: 5,
+                submitted: true,
+            },
+        },
+        input(5000, b"   \r"),
+        input(6000, b"echo caf\xc3\xa9\r"),
+    ];
+    let cmds = recorder::export::typed_commands(&events);
+    assert_eq!(
+        cmds,
+        vec![
+            (1000, "ls -l".to_string()),
+            (3000, "sudo id".to_string()),
+            (3500, "[secret, 7 characters]".to_string()),
+            (6000, "echo café".to_string()),
+        ]
+    );
+}

@@ -201,7 +201,7 @@ async fn serve_socket(app: App, a: AnyAuth, web: String, purpose: TicketFor, mut
             }
         },
     };
-    pump(&app, &session, &mut ws).await;
+    pump(&a.principal.username, &session, &mut ws).await;
     let _ = ws.send(Message::Close(None)).await;
     // If the browser went away but the session lives on, give it the grace period to come
     // back (reload, network drop), then end it.
@@ -226,11 +226,11 @@ async fn serve_socket(app: App, a: AnyAuth, web: String, purpose: TicketFor, mut
 }
 
 /// Moves events to the browser and input to the session until either side ends.
-async fn pump(_app: &App, session: &std::sync::Arc<LiveSession>, ws: &mut WebSocket) {
+async fn pump(username: &str, session: &std::sync::Arc<LiveSession>, ws: &mut WebSocket) {
     let _guard = session.attach();
     let (snapshot, mut sub) = session.subscribe();
     let info = session.info();
-    let hello = json!({ "type": "session", "id": info.id, "account": info.account_name, "resource": info.resource_name, "protocol": info.protocol, "started_at_ms": info.started_at_ms });
+    let hello = json!({ "type": "session", "id": info.id, "account": info.account_name, "resource": info.resource_name, "protocol": info.protocol, "started_at_ms": info.started_at_ms, "recorded": info.recording_id.is_some() });
     if !send_json(ws, hello).await {
         return;
     }
@@ -249,7 +249,7 @@ async fn pump(_app: &App, session: &std::sync::Arc<LiveSession>, ws: &mut WebSoc
             }
             m = ws.recv() => match m {
                 Some(Ok(Message::Binary(b))) => {
-                    if session.send_input(ClientInput::Data(b.to_vec())).await.is_err() { return; }
+                    if session.type_input(username, b.to_vec()).await.is_err() { return; }
                 }
                 Some(Ok(Message::Text(t))) => {
                     if let Some((cols, rows)) = parse_resize(t.as_str()) {

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod live;
 pub mod openapi;
+pub mod recordings;
 pub mod vault;
 
 use std::net::SocketAddr;
@@ -107,6 +108,12 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("POST", "/api/v1/host-keys/{id}/approve", "Pin a fingerprint for a resource (approve a pending key)", "sessions", "administrator", [("fingerprint", "string")]),
     r!("DELETE", "/api/v1/host-keys/{id}", "Forget a resource's pin (re-pin on next contact)", "sessions", "administrator"),
     r!("GET", "/api/v1/sessions/ws", "The session WebSocket (?ticket=...); see docs/websocket-protocol.md", "sessions", "the ticket's web login, same origin"),
+    r!("GET", "/api/v1/recordings", "Session recordings, newest first (filters: user, resource, protocol, from, to, min_duration_s, limit)", "recordings", "administrators and auditors: all; others: their own"),
+    r!("GET", "/api/v1/recordings/signing-key", "The Ed25519 public key that signs recording manifests", "recordings", "any user"),
+    r!("GET", "/api/v1/recordings/{id}", "A recording: metadata, verification, seek index, typed commands", "recordings", "administrators and auditors; the session's user"),
+    r!("GET", "/api/v1/recordings/{id}/events", "The recording's events for the player; audited as a playback", "recordings", "administrators and auditors; the session's user"),
+    r!("GET", "/api/v1/recordings/{id}/cast", "The recording as an asciicast v2 download; audited as an export", "recordings", "administrators and auditors; the session's user"),
+    r!("GET", "/api/v1/recordings/{id}/bundle", "Signed bundle for offline `portcullis recording verify`; audited", "recordings", "administrators and auditors; the session's user"),
 ];
 
 pub fn router(app: App) -> Router {
@@ -221,6 +228,15 @@ pub fn router(app: App) -> Router {
             post(live::approve_host_key),
         )
         .route("/api/v1/host-keys/{id}", delete(live::forget_host_key))
+        .route("/api/v1/recordings", get(recordings::list))
+        .route(
+            "/api/v1/recordings/signing-key",
+            get(recordings::signing_key),
+        )
+        .route("/api/v1/recordings/{id}", get(recordings::detail))
+        .route("/api/v1/recordings/{id}/events", get(recordings::events))
+        .route("/api/v1/recordings/{id}/cast", get(recordings::cast))
+        .route("/api/v1/recordings/{id}/bundle", get(recordings::bundle))
         .route("/api/{*rest}", axum::routing::any(no_route))
         .with_state(app.clone());
     api.layer(axum::middleware::from_fn_with_state(app, audit_rejections))

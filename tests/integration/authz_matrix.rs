@@ -6,8 +6,9 @@
 //! Columns: super admin, administrator, password administrator, password auditor, password
 //! user. `y` = succeeds (2xx); `n` = refused (403, or 404 for objects the caller cannot see);
 //! `r` = passes authorization but the request needs out-of-band data (a TOTP code, the current
-//! password), so the answer is a 400 naming what is missing. Anonymous callers get 401 on
-//! everything but the public routes.
+//! password), so the answer is a 400 naming what is missing; `c` = passes authorization, then
+//! the object is found unusable (the fixture recording has no file): a 409 saying so.
+//! Anonymous callers get 401 on everything but the public routes.
 
 use serde_json::{json, Value};
 
@@ -24,6 +25,8 @@ enum Fx {
     Policy,
     Share,
     Token,
+    /// A recording of a session of the password user (a row without a file).
+    Recording,
 }
 
 #[derive(Default, Clone)]
@@ -351,6 +354,45 @@ const TABLE: &[Row] = &[
         none,
         "yynnn",
     ),
+    // Everyone may list: administrators and auditors see all, others their own.
+    row("GET", "/api/v1/recordings", Fx::Recording, none, "yyyyy"),
+    row(
+        "GET",
+        "/api/v1/recordings/signing-key",
+        Fx::None,
+        none,
+        "yyyyy",
+    ),
+    // The fixture belongs to the password user; the password administrator is not an
+    // auditor and gets a 404 (ids of others' recordings are not confirmed).
+    row(
+        "GET",
+        "/api/v1/recordings/{id}",
+        Fx::Recording,
+        none,
+        "yynyy",
+    ),
+    row(
+        "GET",
+        "/api/v1/recordings/{id}/events",
+        Fx::Recording,
+        none,
+        "ccncc",
+    ),
+    row(
+        "GET",
+        "/api/v1/recordings/{id}/cast",
+        Fx::Recording,
+        none,
+        "ccncc",
+    ),
+    row(
+        "GET",
+        "/api/v1/recordings/{id}/bundle",
+        Fx::Recording,
+        none,
+        "ccncc",
+    ),
 ];
 
 const PUBLIC: &[&str] = &[
@@ -366,6 +408,7 @@ struct Caller {
 }
 
 struct World {
+    site: &'static Site,
     server: Server,
     root: Client,
     callers: Vec<Caller>,
@@ -473,6 +516,16 @@ impl World {
                     .unwrap()
                     .to_string()
             }
+            Fx::Recording => {
+                ids.id = format!("rec{n}");
+                let owner = self.user_ids[3].clone();
+                self.site
+                    .raw_sql(&format!(
+                        "INSERT INTO recordings (id, session_id, user_id, user_name, account_id, account_name, resource_id, resource_name, protocol, client_addr, started_at, status) VALUES ('{}', 's{n}', '{owner}', 'passworduser', 'a', 'svc', 'r', 'box', 'ssh', '127.0.0.1', {n}, 'complete')",
+                        ids.id
+                    ))
+                    .await;
+            }
             Fx::Token => {
                 ids.id = caller
                     .call("POST", "/tokens", json!({ "name": format!("fxt{n}") }))
@@ -514,6 +567,7 @@ async fn world() -> World {
         user_ids.push(id);
     }
     World {
+        site,
         server,
         root,
         callers,
@@ -618,6 +672,7 @@ fn check(failures: &mut Vec<String>, row: &Row, who: &str, want: char, status: u
         'y' => (200..300).contains(&status),
         'n' => status == 403 || status == 404,
         'r' => status == 400,
+        'c' => status == 409,
         _ => false,
     };
     if !ok {

@@ -13,23 +13,23 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::harness::{Backend, Client, Server, Site};
 use crate::sshd_server::sshd;
 
-const PASSWORD: &str = "Live-Canary-Pw-7731!";
+pub(crate) const PASSWORD: &str = "Live-Canary-Pw-7731!";
 
-struct Tls {
-    cert_pem: String,
+pub(crate) struct Tls {
+    pub(crate) cert_pem: String,
 }
 
 /// A server started with an operator certificate for `localhost`, so the WebSocket client
 /// can verify TLS properly.
-fn start(site: &Site) -> (Server, Tls) {
+pub(crate) fn start(site: &Site) -> (Server, Tls) {
     let (server, op) = site.start_with_operator_cert();
     (server, Tls { cert_pem: op.pem })
 }
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
-async fn open_ws(server: &Server, tls: &Tls, cookie: &str, ticket_url: &str) -> Ws {
+pub(crate) async fn open_ws(server: &Server, tls: &Tls, cookie: &str, ticket_url: &str) -> Ws {
     let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
     let mut roots = rustls::RootCertStore::empty();
     let der = rustls::pki_types::pem::PemObject::from_pem_slice(tls.cert_pem.as_bytes()).unwrap();
@@ -59,13 +59,18 @@ async fn open_ws(server: &Server, tls: &Tls, cookie: &str, ticket_url: &str) -> 
 
 /// Everything received, as raw bytes (binary frames) and JSON (text frames).
 #[derive(Default)]
-struct Received {
-    raw: Vec<u8>,
-    terminal: Vec<u8>,
-    controls: Vec<Value>,
+pub(crate) struct Received {
+    pub(crate) raw: Vec<u8>,
+    pub(crate) terminal: Vec<u8>,
+    pub(crate) controls: Vec<Value>,
 }
 
-async fn read_until(ws: &mut Ws, got: &mut Received, what: &str, done: impl Fn(&Received) -> bool) {
+pub(crate) async fn read_until(
+    ws: &mut Ws,
+    got: &mut Received,
+    what: &str,
+    done: impl Fn(&Received) -> bool,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !done(got) {
         let msg = tokio::time::timeout_at(deadline, ws.next())
@@ -92,44 +97,44 @@ async fn read_until(ws: &mut Ws, got: &mut Received, what: &str, done: impl Fn(&
     }
 }
 
-fn terminal_has(got: &Received, s: &str) -> bool {
+pub(crate) fn terminal_has(got: &Received, s: &str) -> bool {
     String::from_utf8_lossy(&got.terminal).contains(s)
 }
 
 /// True when the rendered screen (as a browser terminal would show it) has this line.
-fn screen_has_line(got: &Received, line: &str) -> bool {
+pub(crate) fn screen_has_line(got: &Received, line: &str) -> bool {
     let mut screen = gateway::screen::TerminalScreen::new(120, 40);
     screen.process(&got.terminal);
     screen.text().lines().any(|l| l.trim_end() == line)
 }
 
-async fn setup(admin: &Client, user: &str) -> String {
+pub(crate) async fn setup(admin: &Client, user: &str) -> String {
     let r = admin.call("POST", "/resources", json!({ "name": "sshd-box", "host": "127.0.0.1", "ports": { "ssh": sshd().port }, "policy_id": "policy-low" })).await.ok();
     admin
         .account(r["id"].as_str().unwrap(), user, PASSWORD)
         .await
 }
 
-fn cookie_of(login: &crate::harness::Reply) -> String {
+pub(crate) fn cookie_of(login: &crate::harness::Reply) -> String {
     let set = login.headers.get("set-cookie").unwrap().to_str().unwrap();
     set.split(';').next().unwrap().to_string()
 }
 
 /// An sshd user, a server with an account for it, and a logged-in Password User
 /// ("engineer") who has Connect on that account.
-struct EngineerWorld {
-    server: Server,
-    tls: Tls,
-    admin: Client,
-    account: String,
-    share: Value,
-    eng: Client,
-    cookie: String,
+pub(crate) struct EngineerWorld {
+    pub(crate) server: Server,
+    pub(crate) tls: Tls,
+    pub(crate) admin: Client,
+    pub(crate) account: String,
+    pub(crate) share: Value,
+    pub(crate) eng: Client,
+    pub(crate) cookie: String,
     // Last: dropped after the server is stopped.
-    _site: Site,
+    pub(crate) _site: Site,
 }
 
-async fn engineer_with_connect() -> EngineerWorld {
+pub(crate) async fn engineer_with_connect() -> EngineerWorld {
     let user = sshd().user(PASSWORD);
     let site = Site::new(Backend::Sqlite);
     let (server, tls) = start(&site);
@@ -363,7 +368,7 @@ async fn first_error(
         .unwrap_or_default()
 }
 
-async fn open_session(
+pub(crate) async fn open_session(
     server: &Server,
     tls: &Tls,
     who: &Client,

@@ -15,6 +15,7 @@ mod authz_matrix;
 mod canary;
 mod keys;
 mod live;
+mod recordings;
 mod ssh;
 mod startup;
 mod vault;

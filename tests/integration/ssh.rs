@@ -33,6 +33,7 @@ fn info() -> SessionInfo {
         state: "connecting".into(),
         bytes_from_target: 0,
         bytes_to_target: 0,
+        recording_id: None,
     }
 }
 

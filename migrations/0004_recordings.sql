@@ -1,0 +1,34 @@
+-- Issue 4: one row per session recording (the file itself lives in the recording store).
+-- status: recording (being written) | complete (closed, manifest signed) | incomplete (the
+-- server stopped mid-session; verifies up to its last flushed chunk) | failed (storage failed).
+CREATE TABLE recordings (
+    id            TEXT PRIMARY KEY,
+    session_id    TEXT NOT NULL,
+    user_id       TEXT NOT NULL,
+    user_name     TEXT NOT NULL,
+    account_id    TEXT NOT NULL,
+    account_name  TEXT NOT NULL,
+    resource_id   TEXT NOT NULL,
+    resource_name TEXT NOT NULL,
+    protocol      TEXT NOT NULL,
+    client_addr   TEXT NOT NULL,
+    started_at    BIGINT NOT NULL,
+    ended_at      BIGINT,
+    duration_ms   BIGINT NOT NULL DEFAULT 0,
+    status        TEXT NOT NULL,
+    end_reason    TEXT,
+    size_bytes    BIGINT NOT NULL DEFAULT 0,
+    chunks        BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX recordings_started ON recordings (started_at);
+CREATE INDEX recordings_user ON recordings (user_id);
+
+-- Keys the server signs with (the recording manifest key). The private half is sealed by the
+-- vault; the public half is published so auditors can verify exports offline.
+CREATE TABLE signing_keys (
+    id             TEXT PRIMARY KEY,
+    purpose        TEXT NOT NULL,
+    public_key     TEXT NOT NULL,
+    sealed_private TEXT NOT NULL,
+    created_at     BIGINT NOT NULL
+);

@@ -1,0 +1,345 @@
+//! Why: the auditor's side of recordings over HTTP: find them, check them, play them, export
+//! them. Administrators and auditors see every recording; everyone else sees only their own
+//! sessions. Playback and export are audited. Decryption happens here, in the server, under
+//! the vault's key; the browser gets the terminal stream, never a key.
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use recorder::{RecordedEvent, Recording};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::Auth;
+use crate::app::App;
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+use crate::identity::Principal;
+use crate::recordings::Recordings;
+
+#[derive(sqlx::FromRow, serde::Serialize)]
+pub struct RecordingRow {
+    pub id: String,
+    pub session_id: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub account_id: String,
+    pub account_name: String,
+    pub resource_id: String,
+    pub resource_name: String,
+    pub protocol: String,
+    pub client_addr: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub duration_ms: i64,
+    pub status: String,
+    pub end_reason: Option<String>,
+    pub size_bytes: i64,
+    pub chunks: i64,
+}
+
+const COLUMNS: &str = "id, session_id, user_id, user_name, account_id, account_name, resource_id, resource_name, protocol, client_addr, started_at, ended_at, duration_ms, status, end_reason, size_bytes, chunks";
+
+/// The recording exists but cannot be used (file missing, damaged, key unavailable).
+fn unusable(message: String) -> ApiError {
+    ApiError::Conflict {
+        field: None,
+        message,
+    }
+}
+
+fn sees_all(p: &Principal) -> bool {
+    p.role.can_manage_users() || p.role.can_read_audit()
+}
+
+fn row_json(r: &RecordingRow) -> Value {
+    json!({
+        "id": r.id, "session_id": r.session_id, "user": r.user_name, "user_id": r.user_id,
+        "account": r.account_name, "account_id": r.account_id, "resource": r.resource_name,
+        "resource_id": r.resource_id, "protocol": r.protocol, "client_addr": r.client_addr,
+        "started_at": db::rfc3339(r.started_at), "ended_at": r.ended_at.map(db::rfc3339),
+        "duration_ms": r.duration_ms, "status": r.status, "end_reason": r.end_reason,
+        "size_bytes": r.size_bytes, "chunks": r.chunks,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    user: Option<String>,
+    resource: Option<String>,
+    protocol: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    min_duration_s: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/recordings`: newest first, filtered.
+pub async fn list(
+    State(app): State<App>,
+    Auth(p): Auth,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| ApiError::invalid(format!("Bad query: {e}")))?;
+    let time = |f: &str, v: &Option<String>| -> ApiResult<Option<i64>> {
+        match v.as_deref().filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => db::parse_rfc3339(s).map(Some).ok_or_else(|| {
+                ApiError::field(f, "must be an RFC 3339 time such as 2026-01-31T12:00:00Z")
+            }),
+        }
+    };
+    let (from, to) = (time("from", &q.from)?, time("to", &q.to)?);
+    let mut sql = format!("SELECT {COLUMNS} FROM recordings WHERE 1 = 1");
+    let mut binds: Vec<String> = Vec::new();
+    let mut add = |cond: &str, v: String| {
+        binds.push(v);
+        sql.push_str(&format!(" AND {cond} ${}", binds.len()));
+    };
+    if !sees_all(&p) {
+        add("user_id =", p.user_id.clone());
+    }
+    let like = |s: &str| format!("%{}%", s.to_lowercase());
+    if let Some(u) = q.user.as_deref().filter(|s| !s.is_empty()) {
+        add("LOWER(user_name) LIKE", like(u));
+    }
+    if let Some(r) = q.resource.as_deref().filter(|s| !s.is_empty()) {
+        add("LOWER(resource_name) LIKE", like(r));
+    }
+    if let Some(pr) = q.protocol.as_deref().filter(|s| !s.is_empty()) {
+        add("protocol =", pr.to_string());
+    }
+    let mut nums: Vec<i64> = Vec::new();
+    let mut num = |sql: &mut String, cond: &str, v: i64, offset: usize| {
+        nums.push(v);
+        sql.push_str(&format!(" AND {cond} ${}", offset + nums.len()));
+    };
+    let n = binds.len();
+    if let Some(f) = from {
+        num(&mut sql, "started_at >=", f, n);
+    }
+    if let Some(t) = to {
+        num(&mut sql, "started_at <=", t, n);
+    }
+    if let Some(d) = q.min_duration_s {
+        num(&mut sql, "duration_ms >=", d.saturating_mul(1000), n);
+    }
+    let limit = q.limit.unwrap_or(200).clamp(1, 1000);
+    sql.push_str(&format!(" ORDER BY started_at DESC LIMIT {limit}"));
+    let mut query = sqlx::query_as::<_, RecordingRow>(db::sql(sql));
+    for b in &binds {
+        query = query.bind(b);
+    }
+    for v in &nums {
+        query = query.bind(v);
+    }
+    let rows = query.fetch_all(&app.db.pool).await?;
+    Ok(Json(json!(rows.iter().map(row_json).collect::<Vec<_>>())))
+}
+
+/// The row, if `p` may see it (404 otherwise, so ids of others' recordings are not confirmed).
+async fn visible(app: &App, p: &Principal, id: &str) -> ApiResult<RecordingRow> {
+    let row: Option<RecordingRow> = sqlx::query_as(db::sql(format!(
+        "SELECT {COLUMNS} FROM recordings WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&app.db.pool)
+    .await?;
+    match row {
+        Some(r) if sees_all(p) || r.user_id == p.user_id => Ok(r),
+        _ => Err(ApiError::not_found("Recording")),
+    }
+}
+
+/// Reads and parses the recording file, and unwraps its key.
+async fn open(app: &App, id: &str) -> ApiResult<(Recording, recorder::RecordingKey)> {
+    let store = app.recordings.store.clone();
+    let rid = id.to_string();
+    let bytes = tokio::task::spawn_blocking(move || store.read(&rid))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?
+        .map_err(|e| unusable(format!("The recording file cannot be read: {e}")))?;
+    let rec = Recording::parse(bytes)
+        .map_err(|e| unusable(format!("The recording file is damaged: {e}")))?;
+    let key = Recordings::key_of(&app.crypto, &rec.header).map_err(unusable)?;
+    Ok((rec, key))
+}
+
+async fn audit_access(
+    app: &App,
+    p: &Principal,
+    action: &str,
+    r: &RecordingRow,
+    detail: Value,
+) -> ApiResult<()> {
+    let mut tx = app.db.begin_write().await?;
+    crate::audited::audit(
+        app,
+        &mut tx,
+        p,
+        action,
+        &r.id,
+        &format!("{}@{} by {}", r.account_name, r.resource_name, r.user_name),
+        detail,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `GET /api/v1/recordings/{id}`: metadata, verification, the seek index and the commands.
+pub async fn detail(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let row = visible(&app, &p, &id).await?;
+    let mut out = row_json(&row);
+    match open(&app, &id).await {
+        Ok((rec, key)) => {
+            let manifest = app.recordings.store.read_manifest(&id).ok().flatten();
+            let report = rec.verify(
+                Some(&key),
+                manifest.as_ref(),
+                Some(&app.recordings.public_key),
+            );
+            let events = rec.events(&key).unwrap_or_default();
+            let commands: Vec<Value> = recorder::export::typed_commands(&events)
+                .into_iter()
+                .map(|(t, c)| json!({ "t_ms": t, "command": c }))
+                .collect();
+            out["verification"] = json!(report);
+            out["keyframes_ms"] = json!(rec
+                .keyframe_index()
+                .iter()
+                .map(|(t, _)| *t)
+                .collect::<Vec<_>>());
+            out["commands"] = json!(commands);
+            out["cols"] = json!(rec.header.cols);
+            out["rows"] = json!(rec.header.rows);
+            out["input_recorded"] = json!(rec.header.input_recorded);
+        }
+        Err(ApiError::Conflict { message, .. }) => {
+            out["verification"] = json!({ "problem": message });
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(Json(out))
+}
+
+/// Decrypts every event of a visible recording, auditing the access.
+async fn events_for(
+    app: &App,
+    p: &Principal,
+    id: &str,
+    action: &str,
+    format: &str,
+) -> ApiResult<(Recording, Vec<recorder::Timed>)> {
+    let row = visible(app, p, id).await?;
+    let (rec, key) = open(app, id).await?;
+    let events = rec
+        .events(&key)
+        .map_err(|e| unusable(format!("The recording cannot be read: {e}")))?;
+    audit_access(app, p, action, &row, json!({ "format": format })).await?;
+    Ok((rec, events))
+}
+
+/// `GET /api/v1/recordings/{id}/events`: what the player plays (audited as a playback).
+/// Each event is `[t_ms, kind, ...]`: `o` output (base64), `k` keyframe (base64, cols,
+/// rows), `r` resize ("COLSxROWS"), `i` typed text, `s` a redacted secret (length), `m` a
+/// marker, `l` a lifecycle change (JSON text).
+pub async fn events(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let (rec, events) = events_for(&app, &p, &id, "recording.play", "events").await?;
+    let list: Vec<Value> = events
+        .iter()
+        .filter_map(|e| {
+            let t = e.t_ms;
+            Some(match &e.event {
+                RecordedEvent::Output(b) => json!([t, "o", b64(b)]),
+                RecordedEvent::Keyframe { cols, rows, data } => {
+                    json!([t, "k", b64(data), cols, rows])
+                }
+                RecordedEvent::Resize { cols, rows } => json!([t, "r", format!("{cols}x{rows}")]),
+                RecordedEvent::Input { by, data } => {
+                    json!([t, "i", String::from_utf8_lossy(data), by])
+                }
+                RecordedEvent::RedactedInput { by, len, .. } => json!([t, "s", len, by]),
+                RecordedEvent::Marker(m) => json!([t, "m", m]),
+                RecordedEvent::Lifecycle(l) => json!([t, "l", l]),
+                RecordedEvent::Frame { .. } => return None,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "cols": rec.header.cols, "rows": rec.header.rows, "duration_ms": rec.duration_ms(), "events": list }),
+    ))
+}
+
+/// `GET /api/v1/recordings/{id}/cast`: the recording as an asciicast v2 download (audited
+/// as an export).
+pub async fn cast(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let (rec, events) = events_for(&app, &p, &id, "recording.export", "asciicast").await?;
+    let body = recorder::export::asciicast(&rec.header, &events);
+    let mut resp = ([(header::CONTENT_TYPE, "application/x-asciicast")], body).into_response();
+    if let Ok(v) = format!("attachment; filename=\"recording-{id}.cast\"").parse() {
+        resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+/// `GET /api/v1/recordings/{id}/bundle`: the signed bundle (recording file, manifest and the
+/// server's public key) for offline verification with `portcullis recording verify`.
+pub async fn bundle(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    use base64::Engine;
+    let row = visible(&app, &p, &id).await?;
+    let store = app.recordings.store.clone();
+    let rid = id.clone();
+    let (bytes, manifest) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        Ok((store.read(&rid)?, store.read_manifest(&rid)?))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?
+    .map_err(|e| unusable(format!("The recording cannot be read: {e}")))?;
+    audit_access(
+        &app,
+        &p,
+        "recording.export",
+        &row,
+        json!({ "format": "bundle" }),
+    )
+    .await?;
+    let body = json!({
+        "format": "portcullis-recording-bundle/1",
+        "recording": base64::engine::general_purpose::STANDARD.encode(bytes),
+        "manifest": manifest,
+        "public_key": app.recordings.public_key,
+    });
+    let mut resp = Json(body).into_response();
+    if let Ok(v) = format!("attachment; filename=\"recording-{id}.bundle.json\"").parse() {
+        resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+/// `GET /api/v1/recordings/signing-key`: the public key that signs recording manifests.
+pub async fn signing_key(State(app): State<App>, Auth(_p): Auth) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        json!({ "algorithm": "ed25519", "public_key": app.recordings.public_key }),
+    ))
+}

@@ -1,0 +1,571 @@
+//! Why: where sessions become recordings. The recorder is a subscriber of the session's event
+//! stream (a lossless tap, see gateway::broker), writes chained, encrypted chunks through the
+//! recorder crate into the recording store, flushes at least every second, and closes the
+//! recording with a manifest signed by the server's Ed25519 key. The per-recording key is
+//! sealed by the vault and kept in the file header; content is never stored in clear.
+//! A storage failure follows the configured policy (end the session, or continue and alert).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gateway::broker::{LiveSession, SessionInfo, Tap, TapItem};
+use gateway::event::{ClientInput, Lifecycle, SessionEvent};
+use recorder::event::{RecordedEvent, Timed};
+use recorder::storage::{LocalDirStore, RecordingStore};
+use recorder::{Recording, RecordingHeader, RecordingKey, RecordingWriter, SigningKey};
+use serde_json::json;
+
+use crate::app::App;
+use crate::audit::{Actor, Event, Outcome};
+use crate::config::RecordingFailure;
+use crate::db;
+
+/// How often buffered events are sealed and synced to storage.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// The recording store and the server's manifest signing key.
+pub struct Recordings {
+    pub store: Arc<dyn RecordingStore>,
+    signer: SigningKey,
+    pub public_key: String,
+}
+
+fn key_context(recording_id: &str) -> String {
+    format!("recordings/{recording_id}/key")
+}
+
+impl Recordings {
+    /// Opens the store under `data_dir/recordings` and loads (or, the first time, creates)
+    /// the signing key, sealed by the vault.
+    pub async fn open(
+        db: &db::Database,
+        crypto: &crate::vault::keys::Crypto,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<Recordings> {
+        let store = LocalDirStore::new(data_dir.join("recordings"))
+            .map_err(|e| anyhow::anyhow!("cannot create the recordings directory: {e}"))?;
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, sealed_private FROM signing_keys WHERE purpose = 'recordings' ORDER BY created_at DESC LIMIT 1",
+        )
+        .fetch_optional(&db.pool)
+        .await?;
+        let signer = match row {
+            Some((id, sealed)) => {
+                let raw = crypto
+                    .open(&format!("signing_keys/{id}"), &sealed)
+                    .map_err(|e| anyhow::anyhow!("cannot open the recording signing key: {e}"))?;
+                SigningKey::from_bytes(raw.expose())?
+            }
+            None => {
+                let key = SigningKey::generate();
+                let id = db::new_id();
+                let sealed = crypto.seal(&format!("signing_keys/{id}"), &key.expose());
+                let mut tx = db.begin_write().await?;
+                sqlx::query("INSERT INTO signing_keys (id, purpose, public_key, sealed_private, created_at) VALUES ($1, 'recordings', $2, $3, $4)")
+                    .bind(&id)
+                    .bind(key.public_key_b64())
+                    .bind(sealed)
+                    .bind(db::now_ms())
+                    .execute(tx.conn())
+                    .await?;
+                tx.commit().await?;
+                key
+            }
+        };
+        Ok(Recordings {
+            store: Arc::new(store),
+            public_key: signer.public_key_b64(),
+            signer,
+        })
+    }
+
+    /// The key of a recording, unwrapped by the vault from the file header.
+    pub fn key_of(
+        crypto: &crate::vault::keys::Crypto,
+        header: &RecordingHeader,
+    ) -> Result<RecordingKey, String> {
+        let raw = crypto
+            .open(&key_context(&header.recording_id), &header.wrapped_key)
+            .map_err(|e| format!("the recording key cannot be opened: {e}"))?;
+        RecordingKey::from_slice(raw.expose()).map_err(|e| e.to_string())
+    }
+}
+
+/// A recording about to start: its writer and id.
+pub struct Planned {
+    pub id: String,
+    writer: RecordingWriter,
+}
+
+/// Creates the recording for a session that is about to start, or `Ok(None)` when the
+/// settings say not to record. `Err`: the recording cannot be created (the caller applies
+/// the failure policy).
+pub async fn plan(
+    app: &App,
+    info: &SessionInfo,
+    cols: u16,
+    rows: u16,
+) -> Result<Option<Planned>, String> {
+    if !app.config.record_terminal_sessions {
+        return Ok(None);
+    }
+    let id = db::new_id();
+    let key = RecordingKey::generate();
+    let header = RecordingHeader {
+        format_version: recorder::FORMAT_VERSION,
+        recording_id: id.clone(),
+        session_id: info.id.clone(),
+        protocol: format!("{:?}", info.protocol).to_lowercase(),
+        started_at_ms: info.started_at_ms,
+        cols,
+        rows,
+        user: info.owner_name.clone(),
+        account: info.account_name.clone(),
+        resource: info.resource_name.clone(),
+        client_addr: info.client_addr.clone(),
+        input_recorded: app.config.record_input,
+        wrapped_key: app.crypto.seal(&key_context(&id), key.expose()),
+    };
+    let (writer, header_bytes) = RecordingWriter::new(&header, key);
+    let store = app.recordings.store.clone();
+    let sid = id.clone();
+    tokio::task::spawn_blocking(move || store.create(&sid, &header_bytes))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("the recording store refused a new recording: {e}"))?;
+    let mut tx = app.db.begin_write().await.map_err(|e| e.to_string())?;
+    sqlx::query("INSERT INTO recordings (id, session_id, user_id, user_name, account_id, account_name, resource_id, resource_name, protocol, client_addr, started_at, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'recording')")
+        .bind(&id)
+        .bind(&info.id)
+        .bind(&info.owner_id)
+        .bind(&info.owner_name)
+        .bind(&info.account_id)
+        .bind(&info.account_name)
+        .bind(&info.resource_id)
+        .bind(&info.resource_name)
+        .bind(&header.protocol)
+        .bind(&info.client_addr)
+        .bind(info.started_at_ms)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(Some(Planned { id, writer }))
+}
+
+fn to_recorded(ev: SessionEvent, record_input: bool) -> Vec<RecordedEvent> {
+    match ev {
+        SessionEvent::Output(b) => vec![RecordedEvent::Output(b.to_vec())],
+        SessionEvent::Input {
+            by,
+            redacted: true,
+            data,
+        } => vec![RecordedEvent::RedactedInput {
+            by,
+            len: data.len() as u32,
+            submitted: data.iter().any(|&c| c == b'\r' || c == b'\n'),
+        }],
+        SessionEvent::Input { by, data, .. } if record_input => vec![RecordedEvent::Input {
+            by,
+            data: data.to_vec(),
+        }],
+        SessionEvent::Input { .. } => vec![],
+        SessionEvent::Resize { cols, rows } => vec![RecordedEvent::Resize { cols, rows }],
+        SessionEvent::Marker(m) => vec![RecordedEvent::Marker(m)],
+        SessionEvent::Lifecycle(l) => {
+            vec![RecordedEvent::Lifecycle(lifecycle_json(&l).to_string())]
+        }
+        SessionEvent::Frame(rects) => rects
+            .iter()
+            .map(|r| RecordedEvent::Frame {
+                x: r.x,
+                y: r.y,
+                width: r.width,
+                height: r.height,
+                encoding: r.encoding.to_string(),
+                data: r.data.to_vec(),
+            })
+            .collect(),
+    }
+}
+
+fn lifecycle_json(l: &Lifecycle) -> serde_json::Value {
+    match l {
+        Lifecycle::Connecting => json!({ "state": "connecting" }),
+        Lifecycle::Connected => json!({ "state": "connected" }),
+        Lifecycle::Ended {
+            reason,
+            exit_status,
+        } => json!({ "state": "ended", "reason": reason, "exit_status": exit_status }),
+        Lifecycle::Failed { kind, message } => {
+            json!({ "state": "failed", "kind": kind, "message": message })
+        }
+    }
+}
+
+/// Runs the recorder of one session until the session is over.
+pub fn spawn_writer(
+    app: App,
+    actor: Actor,
+    planned: Planned,
+    mut tap: Tap,
+    session: Arc<LiveSession>,
+) {
+    tokio::spawn(async move {
+        let Planned { id, mut writer } = planned;
+        let started = Instant::now();
+        let store = app.recordings.store.clone();
+        let record_input = app.config.record_input;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut failure: Option<String> = None;
+        let mut flush = tokio::time::interval(FLUSH_EVERY);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut end_reason = String::from("closed");
+        loop {
+            tokio::select! {
+                item = tap.recv_timed() => {
+                    let Some((item, at)) = item else { break };
+                    let t_ms = at.saturating_duration_since(started).as_millis() as u64;
+                    let events = match item {
+                        TapItem::Event(ev) => {
+                            if let SessionEvent::Lifecycle(Lifecycle::Ended { reason, .. }) = &ev { end_reason = reason.clone(); }
+                            if let SessionEvent::Lifecycle(Lifecycle::Failed { message, .. }) = &ev { end_reason = message.clone(); }
+                            to_recorded(ev, record_input)
+                        }
+                        TapItem::Keyframe(s) => vec![RecordedEvent::Keyframe { cols: s.cols, rows: s.rows, data: s.data }],
+                        TapItem::Overflowed => {
+                            failure = Some("the recorder fell too far behind the session (storage too slow)".into());
+                            break;
+                        }
+                    };
+                    for event in events {
+                        match writer.push(Timed { t_ms, event }) {
+                            Ok(Some(b)) => pending.extend_from_slice(&b),
+                            Ok(None) => {}
+                            Err(e) => { failure = Some(e.to_string()); break; }
+                        }
+                    }
+                    if failure.is_some() { break; }
+                    if pending.len() >= 4 * 1024 * 1024 {
+                        if let Err(e) = append(&store, &id, std::mem::take(&mut pending)).await { failure = Some(e); break; }
+                    }
+                }
+                _ = flush.tick() => {
+                    match writer.flush() {
+                        Ok(Some(b)) => pending.extend_from_slice(&b),
+                        Ok(None) => {}
+                        Err(e) => { failure = Some(e.to_string()); break; }
+                    }
+                    if !pending.is_empty() {
+                        if let Err(e) = append(&store, &id, std::mem::take(&mut pending)).await { failure = Some(e); break; }
+                    }
+                }
+            }
+        }
+        if let Some(why) = failure {
+            recording_failed(&app, &actor, &id, &session, &why, &store, pending).await;
+            return;
+        }
+        let (last, manifest) = match writer.finish(db::now_ms(), &end_reason) {
+            Ok(x) => x,
+            Err(e) => {
+                recording_failed(&app, &actor, &id, &session, &e.to_string(), &store, pending)
+                    .await;
+                return;
+            }
+        };
+        if let Some(b) = last {
+            pending.extend_from_slice(&b);
+        }
+        let signed = app.recordings.signer.sign(manifest);
+        let (st, sid, duration_ms, chunks) = (
+            store.clone(),
+            id.clone(),
+            signed.manifest.duration_ms,
+            signed.manifest.chunks,
+        );
+        let closed = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            if !pending.is_empty() {
+                st.append(&sid, &pending)?;
+            }
+            st.write_manifest(&sid, &signed)?;
+            st.size(&sid)
+        })
+        .await;
+        match closed {
+            Ok(Ok(size)) => {
+                let _ = update_row(
+                    &app,
+                    &id,
+                    "complete",
+                    &end_reason,
+                    duration_ms,
+                    chunks,
+                    size,
+                )
+                .await;
+            }
+            Ok(Err(e)) => {
+                recording_failed(
+                    &app,
+                    &actor,
+                    &id,
+                    &session,
+                    &e.to_string(),
+                    &store,
+                    Vec::new(),
+                )
+                .await
+            }
+            Err(e) => {
+                recording_failed(
+                    &app,
+                    &actor,
+                    &id,
+                    &session,
+                    &e.to_string(),
+                    &store,
+                    Vec::new(),
+                )
+                .await
+            }
+        }
+    });
+}
+
+async fn append(store: &Arc<dyn RecordingStore>, id: &str, bytes: Vec<u8>) -> Result<(), String> {
+    let (store, id) = (store.clone(), id.to_string());
+    tokio::task::spawn_blocking(move || store.append(&id, &bytes))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("writing the recording failed: {e}"))
+}
+
+async fn update_row(
+    app: &App,
+    id: &str,
+    status: &str,
+    reason: &str,
+    duration_ms: u64,
+    chunks: u64,
+    size: u64,
+) -> Result<(), sqlx::Error> {
+    let mut tx = app.db.begin_write().await?;
+    sqlx::query("UPDATE recordings SET status = $1, end_reason = $2, ended_at = $3, duration_ms = $4, chunks = $5, size_bytes = $6 WHERE id = $7")
+        .bind(status)
+        .bind(reason)
+        .bind(db::now_ms())
+        .bind(duration_ms as i64)
+        .bind(chunks as i64)
+        .bind(size as i64)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    tx.commit().await
+}
+
+/// Storage failed: mark the recording, raise an audit alert, and apply the policy.
+#[allow(clippy::too_many_arguments)]
+async fn recording_failed(
+    app: &App,
+    actor: &Actor,
+    id: &str,
+    session: &Arc<LiveSession>,
+    why: &str,
+    store: &Arc<dyn RecordingStore>,
+    _unwritten: Vec<u8>,
+) {
+    tracing::error!(recording = %id, error = %why, "recording failed");
+    let size = store.size(id).unwrap_or(0);
+    let _ = update_row(app, id, "failed", why, 0, 0, size).await;
+    let info = session.info();
+    let terminate = app.config.recording_failure == RecordingFailure::Terminate;
+    let detail = json!({ "recording_id": id, "error": why, "alert": true, "policy": if terminate { "terminate" } else { "continue" } });
+    let _ = app
+        .audit
+        .append(Event {
+            actor,
+            action: "recording.failed",
+            outcome: Outcome::Failed,
+            object_kind: "session",
+            object_id: &info.id,
+            object_name: &format!("{}@{}", info.account_name, info.resource_name),
+            detail,
+        })
+        .await;
+    if terminate {
+        let _ = session
+            .send_input(ClientInput::Terminate {
+                reason: "The session could not be recorded (the recording store failed), and this gateway does not allow unrecorded sessions. The session was ended.".into(),
+            })
+            .await;
+    }
+}
+
+/// After a restart: recordings still marked as being written were cut off by the stop.
+/// Each becomes *incomplete* (verifiable up to its last flushed chunk), and its session's
+/// end is audited, since nothing else will.
+pub async fn recover_interrupted(app: &App) -> anyhow::Result<usize> {
+    #[derive(sqlx::FromRow)]
+    struct Interrupted {
+        id: String,
+        session_id: String,
+        user_id: String,
+        user_name: String,
+        account_name: String,
+        resource_name: String,
+        resource_id: String,
+    }
+    let rows: Vec<Interrupted> = sqlx::query_as(
+        "SELECT id, session_id, user_id, user_name, account_name, resource_name, resource_id FROM recordings WHERE status = 'recording'",
+    )
+    .fetch_all(&app.db.pool)
+    .await?;
+    for Interrupted {
+        id,
+        session_id,
+        user_id,
+        user_name,
+        account_name,
+        resource_name,
+        resource_id,
+    } in &rows
+    {
+        let store = app.recordings.store.clone();
+        let rid = id.clone();
+        let parsed =
+            tokio::task::spawn_blocking(move || store.read(&rid).map(Recording::parse)).await?;
+        let (duration, chunks) = match parsed {
+            Ok(Ok(r)) => (r.duration_ms(), r.chunks.len() as u64),
+            _ => (0, 0),
+        };
+        let size = app.recordings.store.size(id).unwrap_or(0);
+        update_row(
+            app,
+            id,
+            "incomplete",
+            "the gateway stopped during the session",
+            duration,
+            chunks,
+            size,
+        )
+        .await?;
+        let actor = Actor {
+            id: user_id.clone(),
+            name: user_name.clone(),
+            addr: String::new(),
+        };
+        app.audit
+            .append(Event {
+                actor: &actor,
+                action: "session.end",
+                outcome: Outcome::Failed,
+                object_kind: "session",
+                object_id: session_id,
+                object_name: &format!("{account_name}@{resource_name}"),
+                detail: json!({ "session_id": session_id, "resource_id": resource_id, "reason": "the gateway stopped during the session", "recording_id": id, "recording": "incomplete", "duration_s": duration / 1000 }),
+            })
+            .await?;
+    }
+    Ok(rows.len())
+}
+
+/// `portcullis recording verify TARGET`: prints the report; `Ok(false)` when it fails.
+pub async fn verify_cli(
+    cfg: crate::config::Config,
+    target: &str,
+    public_key: Option<&str>,
+) -> anyhow::Result<bool> {
+    use base64::Engine;
+    let path = std::path::Path::new(target);
+    let (rec, manifest, key, trusted, mode) = if path.is_file() {
+        let bytes = std::fs::read(path)?;
+        if bytes.first() == Some(&b'{') {
+            let b: serde_json::Value = serde_json::from_slice(&bytes)?;
+            if b["format"] != "portcullis-recording-bundle/1" {
+                anyhow::bail!("{target} is not a Portcullis recording bundle");
+            }
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(b["recording"].as_str().unwrap_or_default())?;
+            let manifest: Option<recorder::SignedManifest> =
+                serde_json::from_value(b["manifest"].clone()).ok();
+            let trusted = public_key
+                .map(str::to_string)
+                .or_else(|| b["public_key"].as_str().map(str::to_string));
+            (
+                Recording::parse(data)?,
+                manifest,
+                None,
+                trusted,
+                "bundle (offline: chain and signature; content not decrypted)",
+            )
+        } else {
+            let manifest_path = path.with_extension("manifest.json");
+            let manifest = match std::fs::read(&manifest_path) {
+                Ok(m) => Some(serde_json::from_slice(&m)?),
+                Err(_) => None,
+            };
+            (
+                Recording::parse(bytes)?,
+                manifest,
+                None,
+                public_key.map(str::to_string),
+                "file (offline: chain and signature; content not decrypted)",
+            )
+        }
+    } else {
+        let crate::server::Opened { app, .. } = crate::server::open_app(cfg, &mut |_| {}).await?;
+        let bytes = app
+            .recordings
+            .store
+            .read(target)
+            .map_err(|e| anyhow::anyhow!("recording {target}: {e}"))?;
+        let rec = Recording::parse(bytes)?;
+        let manifest = app.recordings.store.read_manifest(target)?;
+        let key = Recordings::key_of(&app.crypto, &rec.header).map_err(|e| anyhow::anyhow!(e))?;
+        let trusted = public_key
+            .map(str::to_string)
+            .unwrap_or_else(|| app.recordings.public_key.clone());
+        (
+            rec,
+            manifest,
+            Some(key),
+            Some(trusted),
+            "server (chain, signature, every chunk decrypted)",
+        )
+    };
+    let report = rec.verify(key.as_ref(), manifest.as_ref(), trusted.as_deref());
+    println!(
+        "recording {} ({}@{} by {}), checked as {mode}",
+        rec.header.recording_id, rec.header.account, rec.header.resource, rec.header.user
+    );
+    println!(
+        "  chunks: {}, duration: {:.1} s",
+        report.chunks,
+        report.duration_ms as f64 / 1000.0
+    );
+    match &report.problem {
+        Some(p) => {
+            println!("  RECORDING FAILS VERIFICATION: {p}");
+            Ok(false)
+        }
+        None if report.complete => {
+            println!(
+                "  OK: complete; the chain and the signed manifest verify{}",
+                if key.is_some() {
+                    "; every chunk decrypts"
+                } else {
+                    ""
+                }
+            );
+            if trusted.is_some() && public_key.is_none() && key.is_none() {
+                println!("  note: signature checked against the key in the bundle; compare it with the server's published key (--public-key)");
+            }
+            Ok(true)
+        }
+        None => {
+            println!("  OK, INCOMPLETE: no signed manifest (the server stopped mid-session); everything up to the last whole chunk verifies");
+            Ok(true)
+        }
+    }
+}

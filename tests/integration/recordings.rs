@@ -1,0 +1,281 @@
+//! Recordings of real SSH sessions through the real binary: the recording replays to the
+//! screen the user saw, keeps typed commands (and only the length of a secret typed at a
+//! prompt that does not echo), is encrypted at rest, verifies with the CLI, names a tampered
+//! chunk, survives `kill -9` of the server as an *incomplete* recording, and is only visible
+//! to its user, administrators and auditors.
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::harness::{Client, ADMIN_PASSWORD};
+use crate::live::{
+    engineer_with_connect, open_session, read_until, screen_has_line, terminal_has, Received, Ws,
+};
+
+const SECRET_TYPED: &str = "typed-Secret-4471";
+
+async fn type_line(ws: &mut Ws, got: &mut Received, line: &str, expect: &str) {
+    ws.send(Message::Binary(format!("{line}\r").into_bytes().into()))
+        .await
+        .unwrap();
+    read_until(ws, got, expect, |g| screen_has_line(g, expect)).await;
+}
+
+/// Waits until the recordings list shows `n` recordings in `status`.
+async fn recordings_in(who: &Client, status: &str, n: usize) -> Vec<Value> {
+    for _ in 0..100 {
+        let list = who.get("/recordings").await.ok();
+        let rows: Vec<Value> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == status)
+            .cloned()
+            .collect();
+        if rows.len() >= n {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no {n} recording(s) in status {status}: {:?}",
+        who.get("/recordings").await.ok()
+    );
+}
+
+/// The terminal a player would show after every "o" event of an asciicast.
+fn play_cast(cast: &str, cols: u16, rows: u16) -> gateway::screen::TerminalScreen {
+    let mut screen = gateway::screen::TerminalScreen::new(cols, rows);
+    for line in cast.lines().skip(1) {
+        let ev: Value = serde_json::from_str(line).unwrap();
+        match ev[1].as_str() {
+            Some("o") => screen.process(ev[2].as_str().unwrap().as_bytes()),
+            Some("r") => {
+                let (c, r) = ev[2].as_str().unwrap().split_once('x').unwrap();
+                screen.resize(c.parse().unwrap(), r.parse().unwrap());
+            }
+            _ => {}
+        }
+    }
+    screen
+}
+
+#[tokio::test]
+async fn a_session_is_recorded_replays_to_the_same_screen_and_verifies() {
+    let w = engineer_with_connect().await;
+    let (mut ws, mut got) = open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    assert!(
+        got.controls
+            .iter()
+            .any(|c| c["type"] == "session" && c["recorded"] == true),
+        "{:?}",
+        got.controls
+    );
+    type_line(&mut ws, &mut got, "echo rec-$((6*7))", "rec-42").await;
+    // A prompt that does not echo: what is typed there is kept as a length only.
+    ws.send(Message::Binary(
+        b"read -s -p 'Password: ' pw; echo; echo got-${#pw}\r"
+            .to_vec()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    read_until(&mut ws, &mut got, "the password prompt", |g| {
+        terminal_has(g, "Password: ")
+    })
+    .await;
+    for c in SECRET_TYPED.bytes() {
+        ws.send(Message::Binary(vec![c].into())).await.unwrap();
+    }
+    ws.send(Message::Binary(b"\r".to_vec().into()))
+        .await
+        .unwrap();
+    read_until(&mut ws, &mut got, "got-17", |g| {
+        screen_has_line(g, "got-17")
+    })
+    .await;
+    type_line(
+        &mut ws,
+        &mut got,
+        "printf 'line-%s\\n' $(seq 1 60) | tail -n 3",
+        "line-60",
+    )
+    .await;
+    ws.send(Message::Binary(b"exit\r".to_vec().into()))
+        .await
+        .unwrap();
+    read_until(&mut ws, &mut got, "the end", |g| {
+        g.controls.iter().any(|c| c["type"] == "exit")
+    })
+    .await;
+
+    let rows = recordings_in(&w.admin, "complete", 1).await;
+    let id = rows[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(rows[0]["user"], "engineer");
+    let detail = w.admin.get(&format!("/recordings/{id}")).await.ok();
+    assert_eq!(detail["verification"]["problem"], Value::Null, "{detail}");
+    assert_eq!(detail["verification"]["complete"], true, "{detail}");
+    let commands: Vec<&str> = detail["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["command"].as_str().unwrap())
+        .collect();
+    assert!(commands.contains(&"echo rec-$((6*7))"), "{commands:?}");
+    assert!(
+        commands.contains(&"[secret, 17 characters]"),
+        "{commands:?}"
+    );
+    assert!(!detail.to_string().contains(SECRET_TYPED));
+
+    // Replayed, it ends on the screen the user saw.
+    let cast = w
+        .admin
+        .raw("GET", &format!("/recordings/{id}/cast"), None, false)
+        .await;
+    assert_eq!(cast.status, 200);
+    let cast_text = cast.body.as_str().unwrap_or_default().to_string();
+    let mut live = gateway::screen::TerminalScreen::new(80, 24);
+    live.process(&got.terminal);
+    let replayed = play_cast(&cast_text, 80, 24);
+    assert_eq!(replayed.text(), live.text());
+    assert!(replayed.text().contains("line-60"));
+    assert!(!cast_text.contains(SECRET_TYPED));
+
+    // At rest: encrypted (neither output nor typed text in the file), and it verifies.
+    let file = w
+        ._site
+        .data_dir()
+        .join("recordings")
+        .join(format!("{id}.pcr"));
+    let bytes = std::fs::read(&file).unwrap();
+    for needle in ["rec-42", "line-60", SECRET_TYPED, "echo"] {
+        assert!(
+            !bytes
+                .windows(needle.len())
+                .any(|win| win == needle.as_bytes()),
+            "{needle} in clear at rest"
+        );
+    }
+    let out = w._site.cli(&["recording", "verify", &id]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && text.contains("OK: complete"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Playback and export are audited.
+    let audit = w.admin.get("/audit?action=recording.export").await.ok();
+    assert_eq!(audit[0]["object_id"], id.as_str());
+    let player = w.eng.get(&format!("/recordings/{id}/events")).await.ok();
+    assert!(
+        player["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e[1] == "k"),
+        "keyframes for seeking"
+    );
+    assert!(
+        player["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e[1] == "s" && e[2] == 1),
+        "secret keystrokes as lengths"
+    );
+    assert!(!player.to_string().contains(SECRET_TYPED));
+    let audit = w.admin.get("/audit?action=recording.play").await.ok();
+    assert_eq!(
+        (audit[0]["object_id"].as_str(), audit[0]["actor"].as_str()),
+        (Some(id.as_str()), Some("engineer"))
+    );
+
+    // Only its user, administrators and auditors see it.
+    assert_eq!(w.eng.get(&format!("/recordings/{id}")).await.status, 200);
+    let (other, _) = w.server.user(&w.admin, "other", "password_user").await;
+    assert_eq!(other.get(&format!("/recordings/{id}")).await.status, 404);
+    assert_eq!(
+        other
+            .get("/recordings")
+            .await
+            .ok()
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let (auditor, _) = w
+        .server
+        .user(&w.admin, "auditor1", "password_auditor")
+        .await;
+    assert_eq!(auditor.get(&format!("/recordings/{id}")).await.status, 200);
+
+    // A flipped byte in the middle of the file: verify fails and names the chunk.
+    let mut tampered = bytes.clone();
+    let mid = tampered.len() / 2;
+    tampered[mid] ^= 0x20;
+    std::fs::write(&file, &tampered).unwrap();
+    let out = w._site.cli(&["recording", "verify", &id]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("FAILS VERIFICATION: chunk"), "{text}");
+    let detail = w.admin.get(&format!("/recordings/{id}")).await.ok();
+    assert!(
+        detail["verification"]["problem"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("chunk"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn kill_9_mid_session_leaves_an_incomplete_recording_that_verifies() {
+    let mut w = engineer_with_connect().await;
+    let (mut ws, mut got) = open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    type_line(
+        &mut ws,
+        &mut got,
+        "echo before-the-crash-$((2*3))",
+        "before-the-crash-6",
+    )
+    .await;
+    // Chunks are flushed at least every second.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    w.server.kill();
+    drop(ws);
+
+    let server = w._site.start();
+    let admin = server.client();
+    admin.login_ok("admin", ADMIN_PASSWORD).await;
+    let rows = recordings_in(&admin, "incomplete", 1).await;
+    let id = rows[0]["id"].as_str().unwrap().to_string();
+    let detail = admin.get(&format!("/recordings/{id}")).await.ok();
+    assert_eq!(detail["verification"]["problem"], Value::Null, "{detail}");
+    assert_eq!(detail["verification"]["complete"], false, "{detail}");
+    let commands = detail["commands"].to_string();
+    assert!(
+        commands.contains("echo before-the-crash-$((2*3))"),
+        "{commands}"
+    );
+    let out = w._site.cli(&["recording", "verify", &id]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && text.contains("INCOMPLETE"),
+        "{text}"
+    );
+    // The session's end is audited by the restarted server.
+    let ends = admin.get("/audit?action=session.end").await.ok();
+    assert!(
+        ends.to_string()
+            .contains("the gateway stopped during the session"),
+        "{ends}"
+    );
+}
