@@ -209,6 +209,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             "recordings cut off by the last stop are marked incomplete"
         );
     }
+    crate::recordings::spawn_retention(app.clone());
     if let Some(pw) = crate::identity::users::bootstrap_admin(&app)
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?

@@ -135,8 +135,16 @@ pub(crate) struct EngineerWorld {
 }
 
 pub(crate) async fn engineer_with_connect() -> EngineerWorld {
+    engineer_with_connect_env(&[]).await
+}
+
+/// The same, with extra `PORTCULLIS_*` settings for the server.
+pub(crate) async fn engineer_with_connect_env(env: &[(&str, &str)]) -> EngineerWorld {
     let user = sshd().user(PASSWORD);
-    let site = Site::new(Backend::Sqlite);
+    let mut site = Site::new(Backend::Sqlite);
+    for (k, v) in env {
+        site.env.push((k.to_string(), v.to_string()));
+    }
     let (server, tls) = start(&site);
     let admin = server.admin().await;
     let account = setup(&admin, &user).await;

@@ -12,7 +12,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::{Client, ADMIN_PASSWORD};
 use crate::live::{
-    engineer_with_connect, open_session, read_until, screen_has_line, terminal_has, Received, Ws,
+    engineer_with_connect, engineer_with_connect_env, open_session, read_until, screen_has_line,
+    terminal_has, Received, Ws,
 };
 
 const SECRET_TYPED: &str = "typed-Secret-4471";
@@ -279,4 +280,47 @@ async fn kill_9_mid_session_leaves_an_incomplete_recording_that_verifies() {
             .contains("the gateway stopped during the session"),
         "{ends}"
     );
+}
+
+#[tokio::test]
+async fn recordings_past_their_retention_are_purged_and_the_purge_is_audited() {
+    let w = engineer_with_connect_env(&[("PORTCULLIS_RECORDING_RETENTION", "2s")]).await;
+    let (mut ws, mut got) = open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    ws.send(Message::Binary(b"exit\r".to_vec().into()))
+        .await
+        .unwrap();
+    read_until(&mut ws, &mut got, "the end", |g| {
+        g.controls.iter().any(|c| c["type"] == "exit")
+    })
+    .await;
+    let id = recordings_in(&w.admin, "complete", 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = w
+        ._site
+        .data_dir()
+        .join("recordings")
+        .join(format!("{id}.pcr"));
+    assert!(file.exists());
+    let mut gone = false;
+    for _ in 0..100 {
+        if w.admin
+            .get("/recordings")
+            .await
+            .ok()
+            .as_array()
+            .unwrap()
+            .is_empty()
+        {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the recording outlived its retention");
+    assert!(!file.exists() && !file.with_extension("manifest.json").exists());
+    let purges = w.admin.get("/audit?action=recording.purge").await.ok();
+    assert!(purges.to_string().contains(&id), "{purges}");
 }

@@ -9,6 +9,7 @@ import { Audit, Policies, UserGroups, Users } from './pages/admin';
 import { Profile } from './pages/profile';
 import { TerminalPage } from './pages/terminal';
 import { LiveSessions } from './pages/live';
+import { Player, Recordings } from './pages/recordings';
 
 function useHash(): string {
   const [hash, setHash] = useState(location.hash || '#/accounts');
@@ -68,6 +69,7 @@ function App() {
     ['#/users', 'Users', caps.manage_users],
     ['#/user-groups', 'User groups', caps.manage_users],
     ['#/policies', 'Password policies', true],
+    ['#/recordings', 'Recorded sessions', true],
     ['#/audit', 'Audit', caps.read_audit],
     ['#/profile', 'My profile', true],
   ];
@@ -81,6 +83,7 @@ function App() {
     case 'policies': page = <Policies me={me} />; break;
     case 'audit': page = <Audit />; break;
     case 'sessions': page = <LiveSessions />; break;
+    case 'recordings': page = id ? <Player id={id} /> : <Recordings />; break;
     case 'profile': page = <Profile me={me} onChange={refresh} />; break;
     default: page = <Accounts me={me} />;
   }

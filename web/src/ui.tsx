@@ -145,3 +145,12 @@ export function GroupForm(props: {
     </form>
   );
 }
+
+/** A byte count for people: 512 B, 3.4 KiB, 1.2 MiB. */
+export const bytes = (n: number) => (n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`);
+
+/** A duration in milliseconds as h:mm:ss. */
+export const duration = (ms: number) => {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  return `${Math.floor(s / 3600)}:${String(Math.floor(s / 60) % 60).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
+};

@@ -2,18 +2,12 @@
 // list refreshes itself every two seconds.
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api';
-import { errorsFrom, Notice, Table } from '../ui';
+import { bytes, duration, errorsFrom, Notice, Table } from '../ui';
 
 interface LiveSession {
   id: string; owner_name: string; account_name: string; resource_name: string; protocol: string; path: string[];
   client_addr: string; started_at_ms: number; state: string; bytes_from_target: number; bytes_to_target: number;
 }
-
-const bytes = (n: number) => (n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`);
-const duration = (ms: number) => {
-  const s = Math.max(0, Math.floor(ms / 1000));
-  return `${Math.floor(s / 3600)}:${String(Math.floor(s / 60) % 60).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
-};
 
 export function LiveSessions() {
   const [rows, setRows] = useState<LiveSession[] | null>(null);

@@ -32,6 +32,7 @@ export function TerminalPage(props: { accountId: string }) {
   const [started, setStarted] = useState<number | null>(null);
   const [now, setNow] = useState(Date.now());
   const [attempt, setAttempt] = useState(0);
+  const [recorded, setRecorded] = useState(false);
 
   useEffect(() => {
     const t = setInterval(() => setNow(Date.now()), 1000);
@@ -96,6 +97,7 @@ export function TerminalPage(props: { accountId: string }) {
             sessionStorage.setItem(storageKey(props.accountId), m.id);
             setTitle(`${m.account}@${m.resource}`);
             setStarted(m.started_at_ms);
+            setRecorded(!!m.recorded);
             document.title = `${m.account}@${m.resource} — Portcullis`;
             break;
           case 'status':
@@ -139,6 +141,7 @@ export function TerminalPage(props: { accountId: string }) {
         <b>{title || 'Portcullis session'}</b>
         <span class={'badge state-' + phase.kind} data-testid="session-state">{phase.kind}</span>
         {started && <span class="muted">connected {clock}</span>}
+        {recorded && <span class="badge recorded" data-testid="session-recorded" title="This session is recorded and can be replayed by auditors">● recorded</span>}
         <span class="muted" title="Select text with the mouse to copy it">Copy: Ctrl+Shift+C · Paste: Ctrl+Shift+V</span>
         <span class="spacer" />
         <a href="#/accounts">Back to Connect</a>

@@ -1,0 +1,198 @@
+// Why: the auditor's pages. "Recorded sessions" finds recordings (administrators and
+// auditors see all, others their own); the player replays one in the same xterm.js terminal
+// the live session used, seeking from the recording's keyframes, with the typed commands
+// beside it. Every playback is audited by the server; the browser never sees a key.
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { Terminal } from '@xterm/xterm';
+import { api } from '../api';
+import { bytes, duration, errorsFrom, Notice, Table, when } from '../ui';
+
+interface RecordingRow {
+  id: string; user: string; account: string; resource: string; protocol: string; client_addr: string;
+  started_at: string; ended_at: string | null; duration_ms: number; status: string; end_reason: string | null; size_bytes: number;
+}
+
+interface Detail extends RecordingRow {
+  verification: { problem: string | null; complete?: boolean; chunks?: number };
+  commands?: { t_ms: number; command: string }[];
+  keyframes_ms?: number[];
+  input_recorded?: boolean;
+}
+
+type Ev = [number, string, ...unknown[]];
+interface Events { cols: number; rows: number; duration_ms: number; events: Ev[] }
+
+const statusBadge = (s: string) => <span class={'badge ' + (s === 'complete' ? 'level-view' : s === 'recording' ? 'state-connected' : 'warn')}>{s}</span>;
+
+export function Recordings() {
+  const [rows, setRows] = useState<RecordingRow[] | null>(null);
+  const [err, setErr] = useState<string | null>(null);
+  const [f, setF] = useState({ user: '', resource: '', protocol: '', from: '', to: '', min_duration_s: '' });
+  const load = () => {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(f)) {
+      if (!v) continue;
+      q.set(k, k === 'from' || k === 'to' ? new Date(v).toISOString() : v);
+    }
+    api<RecordingRow[]>('GET', `/recordings?${q}`).then((r) => { setRows(r); setErr(null); }).catch((e) => setErr(errorsFrom(e)._ ?? Object.values(errorsFrom(e)).join(' ')));
+  };
+  useEffect(load, []);
+  const field = (k: keyof typeof f, label: string, type = 'text') => (
+    <label>{label}<input type={type} name={k} value={f[k]} onInput={(e) => setF({ ...f, [k]: (e.target as HTMLInputElement).value })} /></label>
+  );
+  return (
+    <section>
+      <h1>Recorded sessions</h1>
+      <form class="filters" onSubmit={(e) => { e.preventDefault(); load(); }}>
+        {field('user', 'User')}
+        {field('resource', 'Resource')}
+        <label>Protocol<select name="protocol" value={f.protocol} onChange={(e) => setF({ ...f, protocol: (e.target as HTMLSelectElement).value })}>
+          <option value="">any</option><option value="ssh">SSH</option><option value="telnet">Telnet</option><option value="rdp">RDP</option>
+        </select></label>
+        {field('from', 'From', 'datetime-local')}
+        {field('to', 'To', 'datetime-local')}
+        {field('min_duration_s', 'Min. seconds', 'number')}
+        <button class="primary" type="submit">Search</button>
+      </form>
+      {err && <Notice kind="error">{err}</Notice>}
+      {rows && (
+        <Table testid="recordings" rows={rows} rowKey={(r) => r.id} empty="No recordings match." onRow={(r) => { location.hash = `#/recordings/${r.id}`; }}
+          columns={[
+            { key: 'started_at', label: 'Started', render: (r) => when(r.started_at) },
+            { key: 'user', label: 'User' },
+            { key: 'target', label: 'Account', value: (r) => `${r.account}@${r.resource}`, render: (r) => `${r.account}@${r.resource}` },
+            { key: 'protocol', label: 'Protocol' },
+            { key: 'duration_ms', label: 'Duration', value: (r) => r.duration_ms, render: (r) => duration(r.duration_ms) },
+            { key: 'status', label: 'Recording', render: (r) => statusBadge(r.status) },
+            { key: 'size_bytes', label: 'Size', value: (r) => r.size_bytes, render: (r) => bytes(r.size_bytes) },
+            { key: 'play', label: '', value: () => '', render: (r) => <a class="button" href={`#/recordings/${r.id}`} data-testid="play-recording">Play</a> },
+          ]} />
+      )}
+    </section>
+  );
+}
+
+const b64 = (s: string) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+/** Idle gaps longer than this are shortened to it when "skip idle" is on. */
+const IDLE_MS = 1500;
+
+/** Plays `events` into `term`: seek by keyframe, then forward in time. */
+class Playback {
+  pos = 0;
+  constructor(private term: Terminal, private ev: Ev[]) {}
+
+  /** Redraws the terminal at `t`: the last keyframe at or before it, then what followed. */
+  seek(t: number) {
+    let start = 0;
+    for (let i = 0; i < this.ev.length && this.ev[i][0] <= t; i++) if (this.ev[i][1] === 'k') start = i;
+    this.term.reset();
+    this.pos = start;
+    this.advance(t);
+  }
+
+  /** Writes every event up to `t`. */
+  advance(t: number) {
+    while (this.pos < this.ev.length && this.ev[this.pos][0] <= t) {
+      const [, kind, a, b, c] = this.ev[this.pos++];
+      if (kind === 'o') this.term.write(b64(a as string));
+      else if (kind === 'k') { this.term.reset(); this.term.resize(b as number, c as number); this.term.write(b64(a as string)); }
+      else if (kind === 'r') { const [cols, rows] = String(a).split('x').map(Number); this.term.resize(cols, rows); }
+    }
+  }
+
+  nextTime(): number | null {
+    return this.pos < this.ev.length ? this.ev[this.pos][0] : null;
+  }
+}
+
+export function Player(props: { id: string }) {
+  const host = useRef<HTMLDivElement>(null);
+  const [detail, setDetail] = useState<Detail | null>(null);
+  const [events, setEvents] = useState<Events | null>(null);
+  const [err, setErr] = useState<string | null>(null);
+  const [t, setT] = useState(0);
+  const [playing, setPlaying] = useState(false);
+  const [speed, setSpeed] = useState(1);
+  const [skipIdle, setSkipIdle] = useState(true);
+  const pb = useRef<Playback | null>(null);
+  const clock = useRef(0);
+
+  useEffect(() => {
+    api<Detail>('GET', `/recordings/${props.id}`).then(setDetail).catch((e) => setErr(errorsFrom(e)._ ?? String(e)));
+    api<Events>('GET', `/recordings/${props.id}/events`).then(setEvents).catch((e) => setErr(errorsFrom(e)._ ?? String(e)));
+  }, [props.id]);
+
+  useEffect(() => {
+    if (!host.current || !events) return;
+    const term = new Terminal({ cols: events.cols, rows: events.rows, fontSize: 13, scrollback: 0, disableStdin: true });
+    term.open(host.current);
+    pb.current = new Playback(term, events.events);
+    pb.current.seek(0);
+    return () => { term.dispose(); pb.current = null; };
+  }, [events]);
+
+  // The clock: advances by real time x speed; long idle gaps are skipped when asked.
+  useEffect(() => {
+    if (!playing || !events) return;
+    let last = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      let next = clock.current + (now - last) * speed;
+      last = now;
+      const p = pb.current;
+      if (!p) return;
+      const upcoming = p.nextTime();
+      if (skipIdle && upcoming !== null && upcoming - next > IDLE_MS) next = upcoming - IDLE_MS / 4;
+      if (next >= events.duration_ms) { next = events.duration_ms; setPlaying(false); }
+      p.advance(next);
+      clock.current = next;
+      setT(next);
+    }, 40);
+    return () => clearInterval(timer);
+  }, [playing, speed, skipIdle, events]);
+
+  const seek = (to: number) => { clock.current = to; setT(to); pb.current?.seek(to); };
+  const keyframes = useMemo(() => detail?.keyframes_ms ?? [], [detail]);
+  const total = events?.duration_ms ?? 0;
+  const v = detail?.verification;
+  return (
+    <section class="player">
+      <h1>{detail ? `${detail.account}@${detail.resource}` : 'Recording'} <span class="muted">by {detail?.user}</span></h1>
+      {err && <Notice kind="error">{err}</Notice>}
+      {detail && (
+        <p data-testid="recording-verification">
+          {statusBadge(detail.status)}{' '}
+          {v?.problem ? <span class="error-text">Verification FAILED: {v.problem}</span>
+            : v?.complete ? <span>Verified: chain and signed manifest intact ({v.chunks} chunks).</span>
+            : <span>Verified up to its last chunk; no signed manifest (the gateway stopped mid-session).</span>}
+          {' '}· started {when(detail.started_at)} from {detail.client_addr} · <a href={`/api/v1/recordings/${props.id}/cast`} download>Export .cast</a> · <a href={`/api/v1/recordings/${props.id}/bundle`} download>Signed bundle</a>
+        </p>
+      )}
+      <div class="player-body">
+        <div class="player-main">
+          <div class="player-screen" ref={host} data-testid="player-screen" />
+          <div class="player-controls">
+            <button class="primary" data-testid="player-play" onClick={() => { if (t >= total) seek(0); setPlaying(!playing); }}>{playing ? 'Pause' : 'Play'}</button>
+            <label>Speed <select data-testid="player-speed" value={speed} onChange={(e) => setSpeed(Number((e.target as HTMLSelectElement).value))}>
+              {[0.5, 1, 2, 4, 8, 16].map((s) => <option value={s}>{s}x</option>)}
+            </select></label>
+            <input type="range" min={0} max={total} step={100} value={t} data-testid="player-timeline" aria-label="Timeline"
+              onInput={(e) => seek(Number((e.target as HTMLInputElement).value))} list="keyframe-marks" />
+            <datalist id="keyframe-marks">{keyframes.map((k) => <option value={k} />)}</datalist>
+            <span data-testid="player-time">{duration(t)} / {duration(total)}</span>
+            <label><input type="checkbox" checked={skipIdle} onChange={() => setSkipIdle(!skipIdle)} /> skip idle</label>
+          </div>
+        </div>
+        <aside class="player-commands">
+          <h2>Typed commands</h2>
+          {detail && detail.input_recorded === false && <p class="muted">Keystrokes are not recorded on this gateway.</p>}
+          <ol data-testid="player-commands">
+            {(detail?.commands ?? []).map((c) => (
+              <li><button class="link" onClick={() => { setPlaying(false); seek(c.t_ms); }}><span class="muted">{duration(c.t_ms)}</span> <code>{c.command}</code></button></li>
+            ))}
+          </ol>
+        </aside>
+      </div>
+    </section>
+  );
+}
