@@ -32,3 +32,11 @@ CREATE TABLE signing_keys (
     sealed_private TEXT NOT NULL,
     created_at     BIGINT NOT NULL
 );
+
+-- Per-resource recording override: 'always' or 'never' (no row: the global setting).
+CREATE TABLE resource_recording (
+    resource_id TEXT PRIMARY KEY REFERENCES resources(id) ON DELETE CASCADE,
+    mode        TEXT NOT NULL,
+    updated_by  TEXT NOT NULL,
+    updated_at  BIGINT NOT NULL
+);

@@ -106,7 +106,15 @@ pub async fn plan(
     cols: u16,
     rows: u16,
 ) -> Result<Option<Planned>, String> {
-    if !app.config.record_terminal_sessions {
+    let mode = resource_mode(app, &info.resource_id)
+        .await
+        .map_err(|e| format!("the recording setting cannot be read: {e}"))?;
+    let record = match mode.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => app.config.record_terminal_sessions,
+    };
+    if !record {
         return Ok(None);
     }
     let id = db::new_id();
@@ -151,6 +159,16 @@ pub async fn plan(
         .map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok(Some(Planned { id, writer }))
+}
+
+/// The resource's recording override: `always`, `never` or `default` (the global toggle).
+pub async fn resource_mode(app: &App, resource_id: &str) -> Result<String, sqlx::Error> {
+    let mode: Option<(String,)> =
+        sqlx::query_as("SELECT mode FROM resource_recording WHERE resource_id = $1")
+            .bind(resource_id)
+            .fetch_optional(&app.db.pool)
+            .await?;
+    Ok(mode.map(|(m,)| m).unwrap_or_else(|| "default".into()))
 }
 
 fn to_recorded(ev: SessionEvent, record_input: bool) -> Vec<RecordedEvent> {

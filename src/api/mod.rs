@@ -108,6 +108,8 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("POST", "/api/v1/host-keys/{id}/approve", "Pin a fingerprint for a resource (approve a pending key)", "sessions", "administrator", [("fingerprint", "string")]),
     r!("DELETE", "/api/v1/host-keys/{id}", "Forget a resource's pin (re-pin on next contact)", "sessions", "administrator"),
     r!("GET", "/api/v1/sessions/ws", "The session WebSocket (?ticket=...); see docs/websocket-protocol.md", "sessions", "the ticket's web login, same origin"),
+    r!("GET", "/api/v1/resources/{id}/recording", "The resource's recording mode (default, always, never) and whether sessions are recorded", "recordings", "anyone who can see the resource"),
+    r!("PUT", "/api/v1/resources/{id}/recording", "Override the global recording toggle for a resource; audited", "recordings", "administrator", [("mode", "string")]),
     r!("GET", "/api/v1/recordings", "Session recordings, newest first (filters: user, resource, protocol, from, to, min_duration_s, limit)", "recordings", "administrators and auditors: all; others: their own"),
     r!("GET", "/api/v1/recordings/signing-key", "The Ed25519 public key that signs recording manifests", "recordings", "any user"),
     r!("GET", "/api/v1/recordings/{id}", "A recording: metadata, verification, seek index, typed commands", "recordings", "administrators and auditors; the session's user"),
@@ -228,6 +230,10 @@ pub fn router(app: App) -> Router {
             post(live::approve_host_key),
         )
         .route("/api/v1/host-keys/{id}", delete(live::forget_host_key))
+        .route(
+            "/api/v1/resources/{id}/recording",
+            get(recordings::resource_mode).put(recordings::set_resource_mode),
+        )
         .route("/api/v1/recordings", get(recordings::list))
         .route(
             "/api/v1/recordings/signing-key",

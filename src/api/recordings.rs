@@ -343,3 +343,80 @@ pub async fn signing_key(State(app): State<App>, Auth(_p): Auth) -> ApiResult<Js
         json!({ "algorithm": "ed25519", "public_key": app.recordings.public_key }),
     ))
 }
+
+/// `GET /api/v1/resources/{id}/recording`: the resource's recording mode and what it means now.
+pub async fn resource_mode(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    // Visible to whoever can see the resource (get_for refuses the others).
+    let (r, _) = crate::vault::resources::get_for(&app, &p, &id).await?;
+    let mode = crate::recordings::resource_mode(&app, &r.id).await?;
+    let effective = match mode.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => app.config.record_terminal_sessions,
+    };
+    Ok(Json(
+        json!({ "mode": mode, "recorded": effective, "global": app.config.record_terminal_sessions }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeInput {
+    mode: String,
+}
+
+/// `PUT /api/v1/resources/{id}/recording`: `default`, `always` or `never`. Administrators
+/// only (it decides whether privileged work is recorded), audited.
+pub async fn set_resource_mode(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    super::Body(input): super::Body<ModeInput>,
+) -> ApiResult<Json<Value>> {
+    if !p.role.can_manage_users() {
+        return Err(crate::audited::denied(
+            &app,
+            &p,
+            "recording.policy",
+            "resource",
+            &id,
+            "",
+            ApiError::forbidden("Only administrators decide which resources are recorded."),
+        )
+        .await);
+    }
+    if !["default", "always", "never"].contains(&input.mode.as_str()) {
+        return Err(ApiError::field("mode", "must be default, always or never"));
+    }
+    let r = crate::vault::resources::get(&app, &id).await?;
+    let mut tx = app.db.begin_write().await?;
+    sqlx::query("DELETE FROM resource_recording WHERE resource_id = $1")
+        .bind(&r.id)
+        .execute(tx.conn())
+        .await?;
+    if input.mode != "default" {
+        sqlx::query("INSERT INTO resource_recording (resource_id, mode, updated_by, updated_at) VALUES ($1, $2, $3, $4)")
+            .bind(&r.id)
+            .bind(&input.mode)
+            .bind(&p.username)
+            .bind(db::now_ms())
+            .execute(tx.conn())
+            .await?;
+    }
+    crate::audited::audit(
+        &app,
+        &mut tx,
+        &p,
+        "recording.policy",
+        &r.id,
+        &r.name,
+        json!({ "mode": input.mode }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({ "mode": input.mode })))
+}

@@ -354,6 +354,21 @@ const TABLE: &[Row] = &[
         none,
         "yynnn",
     ),
+    // Every test user has Connect on the fixture resource, so all may read its mode.
+    row(
+        "GET",
+        "/api/v1/resources/{id}/recording",
+        Fx::Resource,
+        none,
+        "yyyyy",
+    ),
+    row(
+        "PUT",
+        "/api/v1/resources/{id}/recording",
+        Fx::Resource,
+        |_| json!({ "mode": "always" }),
+        "yynnn",
+    ),
     // Everyone may list: administrators and auditors see all, others their own.
     row("GET", "/api/v1/recordings", Fx::Recording, none, "yyyyy"),
     row(

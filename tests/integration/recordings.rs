@@ -324,3 +324,103 @@ async fn recordings_past_their_retention_are_purged_and_the_purge_is_audited() {
     let purges = w.admin.get("/audit?action=recording.purge").await.ok();
     assert!(purges.to_string().contains(&id), "{purges}");
 }
+
+#[tokio::test]
+async fn when_the_recording_cannot_be_written_the_session_ends_with_a_clear_message() {
+    let w = engineer_with_connect().await;
+    let (mut ws, mut got) = open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    let id = recordings_in(&w.admin, "recording", 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The store breaks: the recording file is replaced by a directory.
+    let file = w
+        ._site
+        .data_dir()
+        .join("recordings")
+        .join(format!("{id}.pcr"));
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    ws.send(Message::Binary(b"echo still-typing\r".to_vec().into()))
+        .await
+        .unwrap();
+    read_until(&mut ws, &mut got, "the session to end", |g| {
+        g.controls
+            .iter()
+            .any(|c| c["type"] == "exit" || c["type"] == "error")
+    })
+    .await;
+    let end = got
+        .controls
+        .iter()
+        .find(|c| c["type"] == "exit" || c["type"] == "error")
+        .unwrap()
+        .to_string();
+    assert!(end.contains("could not be recorded"), "{end}");
+    assert_eq!(
+        recordings_in(&w.admin, "failed", 1).await[0]["id"],
+        id.as_str()
+    );
+    let alerts = w.admin.get("/audit?action=recording.failed").await.ok();
+    assert_eq!(alerts[0]["detail"]["alert"], true, "{alerts}");
+}
+
+#[tokio::test]
+async fn a_resource_can_be_exempted_from_or_forced_into_recording() {
+    let w = engineer_with_connect_env(&[("PORTCULLIS_RECORD_TERMINAL_SESSIONS", "false")]).await;
+    let account = w.admin.get(&format!("/accounts/{}", w.account)).await.ok();
+    let rid = account["resource_id"].as_str().unwrap().to_string();
+    let mode = w.eng.get(&format!("/resources/{rid}/recording")).await.ok();
+    assert_eq!(
+        (mode["mode"].as_str(), mode["recorded"].as_bool()),
+        (Some("default"), Some(false))
+    );
+    let hello = |got: &Received| {
+        got.controls
+            .iter()
+            .find(|c| c["type"] == "session")
+            .cloned()
+            .unwrap_or_default()
+    };
+
+    // Global toggle off: not recorded.
+    let (mut ws, mut got) = open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    assert_eq!(hello(&got)["recorded"], false);
+    drop(ws);
+
+    // Forced on for this resource by an administrator (audited); engineers may not change it.
+    let refused = w
+        .eng
+        .call(
+            "PUT",
+            &format!("/resources/{rid}/recording"),
+            serde_json::json!({ "mode": "never" }),
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    w.admin
+        .call(
+            "PUT",
+            &format!("/resources/{rid}/recording"),
+            serde_json::json!({ "mode": "always" }),
+        )
+        .await
+        .ok();
+    let bad = w
+        .admin
+        .call(
+            "PUT",
+            &format!("/resources/{rid}/recording"),
+            serde_json::json!({ "mode": "sometimes" }),
+        )
+        .await;
+    assert_eq!((bad.status, bad.error_field()), (400, Some("mode")));
+    let (mut ws, mut got) = open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    assert_eq!(hello(&got)["recorded"], true);
+    assert_eq!(recordings_in(&w.admin, "recording", 1).await.len(), 1);
+    let audit = w.admin.get("/audit?action=recording.policy").await.ok();
+    assert_eq!(audit[0]["detail"]["mode"], "always", "{audit}");
+}

@@ -217,6 +217,7 @@ export function ResourceDetail(props: { id: string; me: Me }) {
         <dt>Your access</dt><dd>{levelBadge(r.access)}</dd>
         {r.description && <><dt>Description</dt><dd>{r.description}</dd></>}
         {props.me.capabilities.manage_users && r.ports.ssh && <><dt>SSH host key</dt><dd><HostKey resourceId={r.id} /></dd></>}
+        <dt>Session recording</dt><dd><RecordingMode resourceId={r.id} canChange={props.me.capabilities.manage_users} /></dd>
       </dl>
       <div class="title-row">
         <h2>Accounts</h2>
@@ -422,6 +423,30 @@ function HostKey(props: { resourceId: string }) {
           <button onClick={() => confirm(`Accept ${row.offered_fingerprint} as the new host key of this resource?`) && act('POST', `/host-keys/${row.resource_id}/approve`, { fingerprint: row.offered_fingerprint })}>Accept this key</button>
         </div>
       )}
+    </span>
+  );
+}
+
+/** Whether sessions to this resource are recorded; administrators may override the global
+ *  toggle per resource. */
+function RecordingMode(props: { resourceId: string; canChange: boolean }) {
+  const [m, setM] = useState<{ mode: string; recorded: boolean; global: boolean } | null>(null);
+  const [err, setErr] = useState<string | null>(null);
+  const load = () => api<{ mode: string; recorded: boolean; global: boolean }>('GET', `/resources/${props.resourceId}/recording`).then(setM).catch((e) => setErr(errorsFrom(e)._ ?? String(e)));
+  useEffect(() => { load(); }, [props.resourceId]);
+  if (err) return <span class="muted">{err}</span>;
+  if (!m) return <span class="muted">…</span>;
+  const change = async (mode: string) => { try { await api('PUT', `/resources/${props.resourceId}/recording`, { mode }); load(); } catch (e) { setErr(errorsFrom(e)._ ?? String(e)); } };
+  return (
+    <span data-testid="recording-mode">
+      <b>{m.recorded ? 'recorded' : 'not recorded'}</b>{' '}
+      {props.canChange ? (
+        <select value={m.mode} onChange={(e) => change((e.target as HTMLSelectElement).value)} aria-label="Recording mode">
+          <option value="default">as the global setting ({m.global ? 'on' : 'off'})</option>
+          <option value="always">always record</option>
+          <option value="never">never record</option>
+        </select>
+      ) : <span class="muted">({m.mode === 'default' ? 'global setting' : m.mode})</span>}
     </span>
   );
 }
