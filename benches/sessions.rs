@@ -49,7 +49,7 @@ impl Drop for Gateway {
     }
 }
 
-async fn start_gateway(ssh_port: u16, ssh_user: &str) -> anyhow::Result<Gateway> {
+async fn start_gateway(ssh_port: u16, ssh_user: &str, record: bool) -> anyhow::Result<Gateway> {
     let dir = tempfile::tempdir()?;
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
     std::fs::write(dir.path().join("c.pem"), ck.cert.pem())?;
@@ -71,6 +71,7 @@ async fn start_gateway(ssh_port: u16, ssh_user: &str) -> anyhow::Result<Gateway>
             "serve",
         ])
         .env("PORTCULLIS_LOG", "warn")
+        .env("PORTCULLIS_RECORD_TERMINAL_SESSIONS", record.to_string())
         .stdout(std::fs::File::create(&out)?)
         .stderr(std::fs::File::create(&err)?)
         .spawn()?;
@@ -295,7 +296,7 @@ fn proc_stat(pid: u32) -> (u64, u64) {
 async fn run() -> anyhow::Result<()> {
     let sshd = sshd_server::sshd();
     let user = sshd.user(PASSWORD);
-    let g = start_gateway(sshd.port, &user).await?;
+    let g = start_gateway(sshd.port, &user, true).await?;
     println!(
         "Browser SSH sessions vs direct SSH, loopback, {} cores",
         std::thread::available_parallelism()
@@ -369,6 +370,33 @@ async fn run() -> anyhow::Result<()> {
                 .join(", ")
         };
         println!("(b) bulk output, ~200 MB x {BULK_ROUNDS} rounds  gateway {gw_mbs:>7.1} MB/s | direct {d_mbs:>7.1} MB/s | ratio {:.2} (target >= 0.80)  [rounds: gateway {}; direct {}]", gw_mbs / d_mbs, show(&gw_rates), show(&d_rates));
+    }
+    if parts.contains('r') {
+        // Recording overhead: the same bulk output through a gateway that records (the
+        // default, `g`) and one that does not, in alternating rounds.
+        let plain = start_gateway(sshd.port, &user, false).await?;
+        let mut ws2 = open_ws(&plain).await?;
+        ws2.send(Message::Binary(b"PS1='READY> '\r".to_vec().into()))
+            .await?;
+        ws_until(&mut ws2, b"READY> ").await?;
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        for _ in 0..BULK_ROUNDS {
+            for (socket, rates) in [(&mut ws, &mut on), (&mut ws2, &mut off)] {
+                socket
+                    .send(Message::Binary(b"\x15clear\r".to_vec().into()))
+                    .await?;
+                ws_until(socket, b"READY> ").await?;
+                let t = Instant::now();
+                socket
+                    .send(Message::Binary(format!("{BULK_CMD}\r").into_bytes().into()))
+                    .await?;
+                let n = ws_until(socket, BULK_END).await?;
+                rates.push(n as f64 / t.elapsed().as_secs_f64() / 1e6);
+            }
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        println!("(r) bulk output, recording on vs off  on {:>7.1} MB/s | off {:>7.1} MB/s | ratio {:.2} (target >= 0.90)", mean(&on), mean(&off), mean(&on) / mean(&off));
+        drop(ws2);
     }
     drop(ws);
     if !parts.contains('c') {
