@@ -40,3 +40,12 @@ CREATE TABLE resource_recording (
     updated_by  TEXT NOT NULL,
     updated_at  BIGINT NOT NULL
 );
+
+-- Search index per recording (see recorder/src/search.rs): a Bloom filter of keyed word hashes
+-- (useless without the server's search key) and the recording's text lines, sealed by the vault.
+CREATE TABLE recording_index (
+    recording_id TEXT PRIMARY KEY REFERENCES recordings(id) ON DELETE CASCADE,
+    bloom        TEXT NOT NULL,
+    sealed_lines TEXT NOT NULL,
+    line_count   BIGINT NOT NULL
+);

@@ -28,15 +28,64 @@ pub struct Recordings {
     pub store: Arc<dyn RecordingStore>,
     signer: SigningKey,
     pub public_key: String,
+    /// HMAC key of the search index (never leaves the server).
+    search_key: zeroize::Zeroizing<[u8; 32]>,
+    /// Decoded Bloom filters by recording id (they never change once written).
+    blooms: std::sync::Mutex<std::collections::HashMap<String, Arc<recorder::search::Bloom>>>,
 }
 
 fn key_context(recording_id: &str) -> String {
     format!("recordings/{recording_id}/key")
 }
 
+/// Loads the newest key kept for `purpose` (sealed by the vault), or creates and stores one.
+/// Returns the raw key bytes (32).
+async fn load_or_create_key(
+    db: &db::Database,
+    crypto: &crate::vault::keys::Crypto,
+    purpose: &str,
+    create: impl FnOnce() -> ([u8; 32], String),
+) -> anyhow::Result<zeroize::Zeroizing<[u8; 32]>> {
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT id, sealed_private FROM signing_keys WHERE purpose = $1 ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(purpose)
+    .fetch_optional(&db.pool)
+    .await?;
+    let mut out = zeroize::Zeroizing::new([0u8; 32]);
+    match row {
+        Some((id, sealed)) => {
+            let raw = crypto
+                .open(&format!("signing_keys/{id}"), &sealed)
+                .map_err(|e| anyhow::anyhow!("cannot open the {purpose} key: {e}"))?;
+            if raw.expose().len() != 32 {
+                anyhow::bail!("the stored {purpose} key has the wrong length");
+            }
+            out.copy_from_slice(raw.expose());
+        }
+        None => {
+            let (key, public) = create();
+            let id = db::new_id();
+            let sealed = crypto.seal(&format!("signing_keys/{id}"), &key);
+            let mut tx = db.begin_write().await?;
+            sqlx::query("INSERT INTO signing_keys (id, purpose, public_key, sealed_private, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&id)
+                .bind(purpose)
+                .bind(public)
+                .bind(sealed)
+                .bind(db::now_ms())
+                .execute(tx.conn())
+                .await?;
+            tx.commit().await?;
+            out.copy_from_slice(&key);
+        }
+    }
+    Ok(out)
+}
+
 impl Recordings {
     /// Opens the store under `data_dir/recordings` and loads (or, the first time, creates)
-    /// the signing key, sealed by the vault.
+    /// the manifest signing key and the search-index key, both sealed by the vault.
     pub async fn open(
         db: &db::Database,
         crypto: &crate::vault::keys::Crypto,
@@ -44,38 +93,24 @@ impl Recordings {
     ) -> anyhow::Result<Recordings> {
         let store = LocalDirStore::new(data_dir.join("recordings"))
             .map_err(|e| anyhow::anyhow!("cannot create the recordings directory: {e}"))?;
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT id, sealed_private FROM signing_keys WHERE purpose = 'recordings' ORDER BY created_at DESC LIMIT 1",
-        )
-        .fetch_optional(&db.pool)
+        let signing = load_or_create_key(db, crypto, "recordings", || {
+            let k = SigningKey::generate();
+            (k.expose(), k.public_key_b64())
+        })
         .await?;
-        let signer = match row {
-            Some((id, sealed)) => {
-                let raw = crypto
-                    .open(&format!("signing_keys/{id}"), &sealed)
-                    .map_err(|e| anyhow::anyhow!("cannot open the recording signing key: {e}"))?;
-                SigningKey::from_bytes(raw.expose())?
-            }
-            None => {
-                let key = SigningKey::generate();
-                let id = db::new_id();
-                let sealed = crypto.seal(&format!("signing_keys/{id}"), &key.expose());
-                let mut tx = db.begin_write().await?;
-                sqlx::query("INSERT INTO signing_keys (id, purpose, public_key, sealed_private, created_at) VALUES ($1, 'recordings', $2, $3, $4)")
-                    .bind(&id)
-                    .bind(key.public_key_b64())
-                    .bind(sealed)
-                    .bind(db::now_ms())
-                    .execute(tx.conn())
-                    .await?;
-                tx.commit().await?;
-                key
-            }
-        };
+        let signer = SigningKey::from_bytes(&signing[..])?;
+        let search_key = load_or_create_key(db, crypto, "search-index", || {
+            let mut k = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut k);
+            (k, String::new())
+        })
+        .await?;
         Ok(Recordings {
             store: Arc::new(store),
             public_key: signer.public_key_b64(),
             signer,
+            search_key,
+            blooms: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -322,6 +357,9 @@ pub fn spawn_writer(
                     size,
                 )
                 .await;
+                if let Err(e) = index_recording(&app, &id).await {
+                    tracing::error!(recording = %id, error = %e, "could not index a recording for search");
+                }
             }
             Ok(Err(e)) => {
                 recording_failed(
@@ -468,6 +506,9 @@ pub async fn recover_interrupted(app: &App) -> anyhow::Result<usize> {
             size,
         )
         .await?;
+        if let Err(e) = index_recording(app, id).await {
+            tracing::error!(recording = %id, error = %e, "could not index an incomplete recording");
+        }
         let actor = Actor {
             id: user_id.clone(),
             name: user_name.clone(),
@@ -611,10 +652,17 @@ pub async fn purge_expired(app: &App) -> anyhow::Result<usize> {
     }
     let mut tx = app.db.begin_write().await?;
     for id in &ids {
+        sqlx::query("DELETE FROM recording_index WHERE recording_id = $1")
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
         sqlx::query("DELETE FROM recordings WHERE id = $1")
             .bind(id)
             .execute(tx.conn())
             .await?;
+        if let Ok(mut m) = app.recordings.blooms.lock() {
+            m.remove(id);
+        }
     }
     app.audit
         .append_in(
@@ -652,4 +700,128 @@ pub fn spawn_retention(app: App) {
             }
         }
     });
+}
+
+fn lines_context(recording_id: &str) -> String {
+    format!("recordings/{recording_id}/lines")
+}
+
+/// Builds the search index of a closed (or cut-off) recording: its Bloom filter of keyed word
+/// hashes, and its lines sealed by the vault. Replaces any earlier index of it.
+pub async fn index_recording(app: &App, id: &str) -> anyhow::Result<usize> {
+    use base64::Engine;
+    let (store, rid) = (app.recordings.store.clone(), id.to_string());
+    let rec = tokio::task::spawn_blocking(move || store.read(&rid)).await??;
+    let rec = Recording::parse(rec)?;
+    let key = Recordings::key_of(&app.crypto, &rec.header).map_err(|e| anyhow::anyhow!(e))?;
+    // An incomplete recording may end in a chunk that does not decrypt: index what does.
+    let mut events = Vec::new();
+    for i in 0..rec.chunks.len() {
+        match rec.chunk_events(&key, i) {
+            Ok(ev) => events.extend(ev),
+            Err(_) => break,
+        }
+    }
+    let lines = recorder::search::lines(&events);
+    let bloom = recorder::search::Bloom::build(&app.recordings.search_key, &lines);
+    let packed = zstd::bulk::compress(&serde_json::to_vec(&lines)?, 3)?;
+    let sealed = app.crypto.seal(&lines_context(id), &packed);
+    let mut tx = app.db.begin_write().await?;
+    sqlx::query("DELETE FROM recording_index WHERE recording_id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("INSERT INTO recording_index (recording_id, bloom, sealed_lines, line_count) VALUES ($1, $2, $3, $4)")
+        .bind(id)
+        .bind(base64::engine::general_purpose::STANDARD.encode(&bloom.0))
+        .bind(sealed)
+        .bind(lines.len() as i64)
+        .execute(tx.conn())
+        .await?;
+    tx.commit().await?;
+    Ok(lines.len())
+}
+
+/// One search hit: where in which recording the text appeared (or was typed).
+#[derive(serde::Serialize)]
+pub struct Hit {
+    pub recording_id: String,
+    pub t_ms: u64,
+    pub line: String,
+    pub typed: bool,
+}
+
+/// Searches the recordings among `visible` (ids) for `query`: Bloom filters first (no
+/// decryption), then the lines of the candidates. At most `per_recording` hits each and
+/// `limit` in all, newest recordings first.
+pub async fn search(
+    app: &App,
+    visible: &[String],
+    query: &str,
+    per_recording: usize,
+    limit: usize,
+) -> anyhow::Result<Vec<Hit>> {
+    use base64::Engine;
+    let words = recorder::search::words(query);
+    let hashes: Vec<[u8; 32]> = words
+        .iter()
+        .map(|w| recorder::search::term_hash(&app.recordings.search_key, w))
+        .collect();
+    let mut hits = Vec::new();
+    for id in visible {
+        let cached = app
+            .recordings
+            .blooms
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).cloned());
+        let bloom = match cached {
+            Some(b) => b,
+            None => {
+                let row: Option<(String,)> =
+                    sqlx::query_as("SELECT bloom FROM recording_index WHERE recording_id = $1")
+                        .bind(id)
+                        .fetch_optional(&app.db.pool)
+                        .await?;
+                let Some((b64,)) = row else { continue };
+                let b = Arc::new(recorder::search::Bloom(
+                    base64::engine::general_purpose::STANDARD.decode(b64)?,
+                ));
+                if let Ok(mut m) = app.recordings.blooms.lock() {
+                    m.insert(id.clone(), b.clone());
+                }
+                b
+            }
+        };
+        if !bloom.may_contain_all(&hashes) {
+            continue;
+        }
+        let (sealed,): (String,) =
+            sqlx::query_as("SELECT sealed_lines FROM recording_index WHERE recording_id = $1")
+                .bind(id)
+                .fetch_one(&app.db.pool)
+                .await?;
+        let packed = app
+            .crypto
+            .open(&lines_context(id), &sealed)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let lines: Vec<recorder::search::Line> =
+            serde_json::from_slice(&zstd::bulk::decompress(packed.expose(), 512 * 1024 * 1024)?)?;
+        for l in recorder::search::matching(&lines, query)
+            .into_iter()
+            .take(per_recording)
+        {
+            hits.push(Hit {
+                recording_id: id.clone(),
+                t_ms: l.t_ms,
+                line: l.text.clone(),
+                typed: l.typed,
+            });
+        }
+        if hits.len() >= limit {
+            hits.truncate(limit);
+            break;
+        }
+    }
+    Ok(hits)
 }

@@ -10,6 +10,7 @@ pub mod export;
 pub mod format;
 pub mod manifest;
 pub mod reader;
+pub mod search;
 pub mod storage;
 pub mod writer;
 

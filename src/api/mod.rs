@@ -111,6 +111,7 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("GET", "/api/v1/resources/{id}/recording", "The resource's recording mode (default, always, never) and whether sessions are recorded", "recordings", "anyone who can see the resource"),
     r!("PUT", "/api/v1/resources/{id}/recording", "Override the global recording toggle for a resource; audited", "recordings", "administrator", [("mode", "string")]),
     r!("GET", "/api/v1/recordings", "Session recordings, newest first (filters: user, resource, protocol, from, to, min_duration_s, limit)", "recordings", "administrators and auditors: all; others: their own"),
+    r!("GET", "/api/v1/recordings/search", "Search recordings for text shown or typed (?q=words&limit=); hits are (recording, time, line); audited", "recordings", "administrators and auditors: all; others: their own"),
     r!("GET", "/api/v1/recordings/signing-key", "The Ed25519 public key that signs recording manifests", "recordings", "any user"),
     r!("GET", "/api/v1/recordings/{id}", "A recording: metadata, verification, seek index, typed commands", "recordings", "administrators and auditors; the session's user"),
     r!("GET", "/api/v1/recordings/{id}/events", "The recording's events for the player; audited as a playback", "recordings", "administrators and auditors; the session's user"),
@@ -235,6 +236,7 @@ pub fn router(app: App) -> Router {
             get(recordings::resource_mode).put(recordings::set_resource_mode),
         )
         .route("/api/v1/recordings", get(recordings::list))
+        .route("/api/v1/recordings/search", get(recordings::search))
         .route(
             "/api/v1/recordings/signing-key",
             get(recordings::signing_key),

@@ -420,3 +420,68 @@ pub async fn set_resource_mode(
     tx.commit().await?;
     Ok(Json(json!({ "mode": input.mode })))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    q: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/recordings/search?q=...`: text that appeared on screen or was typed, across
+/// every recording the caller may see. Hits are (recording, time, line); audited.
+pub async fn search(
+    State(app): State<App>,
+    Auth(p): Auth,
+    q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| ApiError::invalid(format!("Bad query: {e}")))?;
+    let text = q.q.unwrap_or_default().trim().to_string();
+    if recorder::search::words(&text).is_empty() || text.len() > 200 {
+        return Err(ApiError::field(
+            "q",
+            "give one to a few words to search for (2 characters or more each, 200 at most in all)",
+        ));
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let rows: Vec<RecordingRow> = if sees_all(&p) {
+        sqlx::query_as(db::sql(format!(
+            "SELECT {COLUMNS} FROM recordings ORDER BY started_at DESC"
+        )))
+        .fetch_all(&app.db.pool)
+        .await?
+    } else {
+        sqlx::query_as(db::sql(format!(
+            "SELECT {COLUMNS} FROM recordings WHERE user_id = $1 ORDER BY started_at DESC"
+        )))
+        .bind(&p.user_id)
+        .fetch_all(&app.db.pool)
+        .await?
+    };
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let hits = crate::recordings::search(&app, &ids, &text, 20, limit)
+        .await
+        .map_err(ApiError::Internal)?;
+    let by_id: std::collections::HashMap<&str, &RecordingRow> =
+        rows.iter().map(|r| (r.id.as_str(), r)).collect();
+    let out: Vec<Value> = hits
+        .iter()
+        .filter_map(|h| {
+            let r = by_id.get(h.recording_id.as_str())?;
+            Some(json!({ "recording_id": h.recording_id, "t_ms": h.t_ms, "line": h.line, "typed": h.typed, "user": r.user_name, "account": r.account_name, "resource": r.resource_name, "started_at": db::rfc3339(r.started_at) }))
+        })
+        .collect();
+    let mut tx = app.db.begin_write().await?;
+    crate::audited::audit(
+        &app,
+        &mut tx,
+        &p,
+        "recording.search",
+        "",
+        "",
+        json!({ "query": text, "hits": out.len() }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!(out)))
+}

@@ -378,6 +378,8 @@ const TABLE: &[Row] = &[
         none,
         "yyyyy",
     ),
+    // Searching needs words: without `q` every role gets the 400 naming it.
+    row("GET", "/api/v1/recordings/search", Fx::None, none, "rrrrr"),
     // The fixture belongs to the password user; the password administrator is not an
     // auditor and gets a 404 (ids of others' recordings are not confirmed).
     row(

@@ -76,7 +76,9 @@ async fn a_session_is_recorded_replays_to_the_same_screen_and_verifies() {
         "{:?}",
         got.controls
     );
+    let opened = std::time::Instant::now();
     type_line(&mut ws, &mut got, "echo rec-$((6*7))", "rec-42").await;
+    let seen_at_ms = opened.elapsed().as_millis() as i64;
     // A prompt that does not echo: what is typed there is kept as a length only.
     ws.send(Message::Binary(
         b"read -s -p 'Password: ' pw; echo; echo got-${#pw}\r"
@@ -198,6 +200,37 @@ async fn a_session_is_recorded_replays_to_the_same_screen_and_verifies() {
         (Some(id.as_str()), Some("engineer"))
     );
 
+    // Search finds the echoed text at the moment it appeared; never the secret.
+    let hits = w.admin.get("/recordings/search?q=rec-42").await.ok();
+    let hit = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["line"] == "rec-42" && h["recording_id"] == id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{hits}"));
+    let t = hit["t_ms"].as_i64().unwrap();
+    assert!(
+        (t - seen_at_ms).abs() < 2000,
+        "hit at {t} ms, seen at about {seen_at_ms} ms"
+    );
+    let typed = w.admin.get("/recordings/search?q=echo%20rec").await.ok();
+    assert!(
+        typed.as_array().unwrap().iter().any(|h| h["typed"] == true),
+        "{typed}"
+    );
+    assert_eq!(
+        w.admin
+            .get(&format!("/recordings/search?q={SECRET_TYPED}"))
+            .await
+            .ok(),
+        serde_json::json!([])
+    );
+    let no_words = w.admin.get("/recordings/search?q=%20x%20").await;
+    assert_eq!((no_words.status, no_words.error_field()), (400, Some("q")));
+    let audit = w.admin.get("/audit?action=recording.search").await.ok();
+    assert_eq!(audit[0]["detail"]["query"], SECRET_TYPED);
+
     // Only its user, administrators and auditors see it.
     assert_eq!(w.eng.get(&format!("/recordings/{id}")).await.status, 200);
     let (other, _) = w.server.user(&w.admin, "other", "password_user").await;
@@ -211,6 +244,10 @@ async fn a_session_is_recorded_replays_to_the_same_screen_and_verifies() {
             .unwrap()
             .len(),
         0
+    );
+    assert_eq!(
+        other.get("/recordings/search?q=rec-42").await.ok(),
+        serde_json::json!([])
     );
     let (auditor, _) = w
         .server
