@@ -67,6 +67,17 @@ test('a recorded session plays back: 8x, seek, and a click on a typed command', 
     await playerHasLine(page, 'first-2');
     assert.ok(!(await playerText(page)).split('\n').some((l) => l.trim() === 'second-4'));
     if (process.env.E2E_SCREENSHOTS) await page.screenshot({ path: `${process.env.E2E_SCREENSHOTS}/player.png` });
+
+    // Search: the echoed text is found, and the hit opens the player at that moment.
+    await page.goto(`${server.url}/#/recordings`);
+    await page.fill('input[name=q]', 'second-4');
+    await page.click('text=Search recordings');
+    const hit = page.locator('[data-testid=search-hits] tr', { hasText: 'second-4' }).first();
+    await hit.waitFor();
+    await hit.click();
+    await playerHasLine(page, 'second-4');
+    await page.waitForSelector('[data-testid=player-hits] li:has-text("second-4")');
+    assert.doesNotMatch(await page.textContent('[data-testid=player-time]'), /^0:00:00 \//, 'opened at the hit, not at the start');
     const audit = await admin.call('GET', '/audit?action=recording.play');
     assert.ok(audit.length >= 1, 'playback audited');
   } finally {

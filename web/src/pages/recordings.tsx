@@ -20,6 +20,7 @@ interface Detail extends RecordingRow {
 }
 
 type Ev = [number, string, ...unknown[]];
+interface Hit { recording_id: string; t_ms: number; line: string; typed: boolean; user: string; account: string; resource: string; started_at: string }
 interface Events { cols: number; rows: number; duration_ms: number; events: Ev[] }
 
 const statusBadge = (s: string) => <span class={'badge ' + (s === 'complete' ? 'level-view' : s === 'recording' ? 'state-connected' : 'warn')}>{s}</span>;
@@ -37,6 +38,12 @@ export function Recordings() {
     api<RecordingRow[]>('GET', `/recordings?${q}`).then((r) => { setRows(r); setErr(null); }).catch((e) => setErr(errorsFrom(e)._ ?? Object.values(errorsFrom(e)).join(' ')));
   };
   useEffect(load, []);
+  const [q, setQ] = useState('');
+  const [hits, setHits] = useState<Hit[] | null>(null);
+  const search = (e: Event) => {
+    e.preventDefault();
+    api<Hit[]>('GET', `/recordings/search?q=${encodeURIComponent(q)}`).then((h) => { setHits(h); setErr(null); }).catch((e) => setErr(errorsFrom(e).q ?? errorsFrom(e)._ ?? String(e)));
+  };
   const field = (k: keyof typeof f, label: string, type = 'text') => (
     <label>{label}<input type={type} name={k} value={f[k]} onInput={(e) => setF({ ...f, [k]: (e.target as HTMLInputElement).value })} /></label>
   );
@@ -54,7 +61,20 @@ export function Recordings() {
         {field('min_duration_s', 'Min. seconds', 'number')}
         <button class="primary" type="submit">Search</button>
       </form>
+      <form class="filters" onSubmit={search}>
+        <label>Search text shown or typed<input type="search" name="q" value={q} onInput={(e) => setQ((e.target as HTMLInputElement).value)} placeholder="e.g. rm -rf or 192.168.1.10" /></label>
+        <button type="submit">Search recordings</button>
+      </form>
       {err && <Notice kind="error">{err}</Notice>}
+      {hits && (
+        <Table testid="search-hits" rows={hits} rowKey={(h) => `${h.recording_id}/${h.t_ms}/${h.line}`} empty="No recording contains that."
+          onRow={(h) => { location.hash = `#/recordings/${h.recording_id}?t=${h.t_ms}&q=${encodeURIComponent(q)}`; }}
+          columns={[
+            { key: 'started_at', label: 'Session', render: (h) => `${h.account}@${h.resource} by ${h.user}, ${when(h.started_at)}` },
+            { key: 't_ms', label: 'At', value: (h) => h.t_ms, render: (h) => duration(h.t_ms) },
+            { key: 'line', label: 'Line', render: (h) => <code>{h.typed ? '⌨ ' : ''}{h.line}</code> },
+          ]} />
+      )}
       {rows && (
         <Table testid="recordings" rows={rows} rowKey={(r) => r.id} empty="No recordings match." onRow={(r) => { location.hash = `#/recordings/${r.id}`; }}
           columns={[
@@ -106,6 +126,12 @@ class Playback {
 }
 
 export function Player(props: { id: string }) {
+  // `#/recordings/<id>?t=<ms>&q=<words>`: open at a moment, with the search hits marked.
+  const [rid, qs] = props.id.split('?');
+  const params = new URLSearchParams(qs ?? '');
+  const startAt = Number(params.get('t') ?? 0);
+  const searched = params.get('q') ?? '';
+  const [marks, setMarks] = useState<Hit[]>([]);
   const host = useRef<HTMLDivElement>(null);
   const [detail, setDetail] = useState<Detail | null>(null);
   const [events, setEvents] = useState<Events | null>(null);
@@ -118,16 +144,19 @@ export function Player(props: { id: string }) {
   const clock = useRef(0);
 
   useEffect(() => {
-    api<Detail>('GET', `/recordings/${props.id}`).then(setDetail).catch((e) => setErr(errorsFrom(e)._ ?? String(e)));
-    api<Events>('GET', `/recordings/${props.id}/events`).then(setEvents).catch((e) => setErr(errorsFrom(e)._ ?? String(e)));
-  }, [props.id]);
+    api<Detail>('GET', `/recordings/${rid}`).then(setDetail).catch((e) => setErr(errorsFrom(e)._ ?? String(e)));
+    api<Events>('GET', `/recordings/${rid}/events`).then(setEvents).catch((e) => setErr(errorsFrom(e)._ ?? String(e)));
+    if (searched) api<Hit[]>('GET', `/recordings/search?q=${encodeURIComponent(searched)}&limit=500`).then((h) => setMarks(h.filter((x) => x.recording_id === rid))).catch(() => setMarks([]));
+  }, [rid, searched]);
 
   useEffect(() => {
     if (!host.current || !events) return;
     const term = new Terminal({ cols: events.cols, rows: events.rows, fontSize: 13, scrollback: 0, disableStdin: true });
     term.open(host.current);
     pb.current = new Playback(term, events.events);
-    pb.current.seek(0);
+    pb.current.seek(startAt);
+    clock.current = startAt;
+    setT(startAt);
     return () => { term.dispose(); pb.current = null; };
   }, [events]);
 
@@ -165,7 +194,7 @@ export function Player(props: { id: string }) {
           {v?.problem ? <span class="error-text">Verification FAILED: {v.problem}</span>
             : v?.complete ? <span>Verified: chain and signed manifest intact ({v.chunks} chunks).</span>
             : <span>Verified up to its last chunk; no signed manifest (the gateway stopped mid-session).</span>}
-          {' '}· started {when(detail.started_at)} from {detail.client_addr} · <a href={`/api/v1/recordings/${props.id}/cast`} download>Export .cast</a> · <a href={`/api/v1/recordings/${props.id}/bundle`} download>Signed bundle</a>
+          {' '}· started {when(detail.started_at)} from {detail.client_addr} · <a href={`/api/v1/recordings/${rid}/cast`} download>Export .cast</a> · <a href={`/api/v1/recordings/${rid}/bundle`} download>Signed bundle</a>
         </p>
       )}
       <div class="player-body">
@@ -178,12 +207,22 @@ export function Player(props: { id: string }) {
             </select></label>
             <input type="range" min={0} max={total} step={100} value={t} data-testid="player-timeline" aria-label="Timeline"
               onInput={(e) => seek(Number((e.target as HTMLInputElement).value))} list="keyframe-marks" />
-            <datalist id="keyframe-marks">{keyframes.map((k) => <option value={k} />)}</datalist>
+            <datalist id="keyframe-marks">{(marks.length ? marks.map((m) => m.t_ms) : keyframes).map((k) => <option value={k} />)}</datalist>
             <span data-testid="player-time">{duration(t)} / {duration(total)}</span>
             <label><input type="checkbox" checked={skipIdle} onChange={() => setSkipIdle(!skipIdle)} /> skip idle</label>
           </div>
         </div>
         <aside class="player-commands">
+          {searched && (
+            <>
+              <h2>Search hits for “{searched}”</h2>
+              <ol data-testid="player-hits">
+                {marks.map((m) => (
+                  <li><button class="link" onClick={() => { setPlaying(false); seek(m.t_ms); }}><span class="muted">{duration(m.t_ms)}</span> <code>{m.line}</code></button></li>
+                ))}
+              </ol>
+            </>
+          )}
           <h2>Typed commands</h2>
           {detail && detail.input_recorded === false && <p class="muted">Keystrokes are not recorded on this gateway.</p>}
           <ol data-testid="player-commands">
