@@ -2,7 +2,10 @@
 //!   - bytes per hour of a typical interactive terminal session, ours vs the same session as a
 //!     gzipped asciicast v2 file (what asciinema would store);
 //!   - seek latency in a one-hour recording (decrypt from the last keyframe, replay to t);
-//!   - write cost (events -> sealed chunks) per hour of session.
+//!   - write cost (events -> sealed chunks) per hour of session;
+//!   - search over 1,000 one-hour recordings, as the server searches: a Bloom filter of keyed
+//!     word hashes per recording (held in memory), then decrypting and scanning the sealed
+//!     lines of the candidates only.
 //!
 //! The session is synthetic but shaped like real work: commands typed one key at a time with
 //! echo, short and long outputs, a full-screen program now and then, idle gaps. It is written
@@ -89,7 +92,11 @@ fn words(rng: &mut Rng) -> String {
 
 /// One hour of events, in order.
 fn session() -> Vec<Timed> {
-    let mut rng = Rng(0x9e3779b97f4a7c15);
+    session_seeded(0x9e3779b97f4a7c15)
+}
+
+fn session_seeded(seed: u64) -> Vec<Timed> {
+    let mut rng = Rng(seed);
     let mut out = Vec::new();
     let mut t = 500u64;
     let prompt = "\x1b[01;32malice@db1\x1b[00m:\x1b[01;34m~\x1b[00m$ ";
@@ -346,4 +353,57 @@ fn main() {
     let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)];
     println!("seek (parse file + decrypt from keyframe + replay to t), 300 random points in 1 h: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (target <= 200 ms)",
         pct(50), pct(99), lat[lat.len() - 1]);
+    search_bench();
+}
+
+/// The server's search path without the database: the filters are cached in memory by the
+/// server; the sealed lines of each candidate are one row read plus what is timed here.
+fn search_bench() {
+    use aes_gcm::aead::{Aead, KeyInit};
+    use recorder::search::{lines, matching, term_hash, Bloom, Line};
+    const N: usize = 1000;
+    let index_key = [9u8; 32];
+    let cipher = match aes_gcm::Aes256Gcm::new_from_slice(&[5u8; 32]) {
+        Ok(c) => c,
+        Err(_) => return,
+    };
+    let nonce = aes_gcm::Nonce::from_slice(&[0u8; 12]);
+    let build = Instant::now();
+    let mut index: Vec<(Bloom, Vec<u8>)> = Vec::with_capacity(N);
+    let mut total_lines = 0usize;
+    for i in 0..N {
+        let mut events = session_seeded(0x1234_5678 + i as u64 * 7919);
+        if i == 737 {
+            events.push(Timed { t_ms: 1_234_567, event: RecordedEvent::Output(b"deploy token rotated by change CHG-4711-XYZ\r\n".to_vec()) });
+        }
+        let l = lines(&events);
+        total_lines += l.len();
+        let bloom = Bloom::build(&index_key, &l);
+        let packed = zstd::bulk::compress(&serde_json::to_vec(&l).unwrap_or_default(), 3).unwrap_or_default();
+        let sealed = cipher.encrypt(nonce, packed.as_slice()).unwrap_or_default();
+        index.push((bloom, sealed));
+    }
+    let build_s = build.elapsed().as_secs_f64();
+    let query = |q: &str| -> (usize, usize, f64) {
+        let started = Instant::now();
+        let hashes: Vec<[u8; 32]> = recorder::search::words(q).iter().map(|w| term_hash(&index_key, w)).collect();
+        let (mut candidates, mut hits) = (0, 0);
+        for (bloom, sealed) in &index {
+            if !bloom.may_contain_all(&hashes) {
+                continue;
+            }
+            candidates += 1;
+            let Ok(packed) = cipher.decrypt(nonce, sealed.as_slice()) else { continue };
+            let Ok(json) = zstd::bulk::decompress(&packed, 512 * 1024 * 1024) else { continue };
+            let Ok(l) = serde_json::from_slice::<Vec<Line>>(&json) else { continue };
+            hits += matching(&l, q).len().min(20);
+        }
+        (candidates, hits, started.elapsed().as_secs_f64() * 1000.0)
+    };
+    println!("search index       {N} one-hour recordings, {} lines in all, built in {:.1} s ({:.0} KiB of sealed lines per recording, 16 KiB filter)",
+        total_lines, build_s, index.iter().map(|(_, s)| s.len()).sum::<usize>() as f64 / N as f64 / 1024.0);
+    for q in ["CHG-4711-XYZ", "connection timeout", "nginx"] {
+        let (c, h, ms) = query(q);
+        println!("search {q:<22} {ms:>8.1} ms over {N} recordings ({c} candidates decrypted, {h} hits) (target <= 2000 ms)");
+    }
 }
