@@ -28,6 +28,17 @@ if [ "$mode" = test ] && [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; th
   useradd --system --no-create-home --shell /usr/sbin/nologin postgres
 fi
 
+# The real asciinema player (PyPI), for the test that plays an exported .cast file; kept in a
+# private virtualenv under the cargo target directory.
+if [ "$mode" = test ]; then
+  venv="${CARGO_TARGET_DIR:-$PWD/target}/tools-venv"
+  if [ ! -x "$venv/bin/asciinema" ]; then
+    echo "==> installing asciinema 2.4.0 (PyPI) into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check asciinema==2.4.0
+  fi
+fi
+
 npm_install() { # dir
   if [ ! -d "$1/node_modules" ] || [ "$1/package-lock.json" -nt "$1/node_modules/.package-lock.json" ]; then
     echo "==> npm ci in $1"

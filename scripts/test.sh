@@ -11,9 +11,9 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo test (unit + integration)"
-cargo test --workspace
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+ASCIINEMA="$target_dir/tools-venv/bin/asciinema" cargo test --workspace
 echo "==> browser tests"
 # `cargo test` built the server binary for the integration tests; the browser tests use it.
-target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 (cd tests/e2e && PORTCULLIS_BIN="$target_dir/debug/portcullis" node --test --test-concurrency=1)
 echo "==> all tests passed in $(( $(date +%s) - start ))s"

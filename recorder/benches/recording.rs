@@ -374,28 +374,43 @@ fn search_bench() {
     for i in 0..N {
         let mut events = session_seeded(0x1234_5678 + i as u64 * 7919);
         if i == 737 {
-            events.push(Timed { t_ms: 1_234_567, event: RecordedEvent::Output(b"deploy token rotated by change CHG-4711-XYZ\r\n".to_vec()) });
+            events.push(Timed {
+                t_ms: 1_234_567,
+                event: RecordedEvent::Output(
+                    b"deploy token rotated by change CHG-4711-XYZ\r\n".to_vec(),
+                ),
+            });
         }
         let l = lines(&events);
         total_lines += l.len();
         let bloom = Bloom::build(&index_key, &l);
-        let packed = zstd::bulk::compress(&serde_json::to_vec(&l).unwrap_or_default(), 3).unwrap_or_default();
+        let packed = zstd::bulk::compress(&serde_json::to_vec(&l).unwrap_or_default(), 3)
+            .unwrap_or_default();
         let sealed = cipher.encrypt(nonce, packed.as_slice()).unwrap_or_default();
         index.push((bloom, sealed));
     }
     let build_s = build.elapsed().as_secs_f64();
     let query = |q: &str| -> (usize, usize, f64) {
         let started = Instant::now();
-        let hashes: Vec<[u8; 32]> = recorder::search::words(q).iter().map(|w| term_hash(&index_key, w)).collect();
+        let hashes: Vec<[u8; 32]> = recorder::search::words(q)
+            .iter()
+            .map(|w| term_hash(&index_key, w))
+            .collect();
         let (mut candidates, mut hits) = (0, 0);
         for (bloom, sealed) in &index {
             if !bloom.may_contain_all(&hashes) {
                 continue;
             }
             candidates += 1;
-            let Ok(packed) = cipher.decrypt(nonce, sealed.as_slice()) else { continue };
-            let Ok(json) = zstd::bulk::decompress(&packed, 512 * 1024 * 1024) else { continue };
-            let Ok(l) = serde_json::from_slice::<Vec<Line>>(&json) else { continue };
+            let Ok(packed) = cipher.decrypt(nonce, sealed.as_slice()) else {
+                continue;
+            };
+            let Ok(json) = zstd::bulk::decompress(&packed, 512 * 1024 * 1024) else {
+                continue;
+            };
+            let Ok(l) = serde_json::from_slice::<Vec<Line>>(&json) else {
+                continue;
+            };
             hits += matching(&l, q).len().min(20);
         }
         (candidates, hits, started.elapsed().as_secs_f64() * 1000.0)

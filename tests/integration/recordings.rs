@@ -149,6 +149,29 @@ async fn a_session_is_recorded_replays_to_the_same_screen_and_verifies() {
     assert_eq!(replayed.text(), live.text());
     assert!(replayed.text().contains("line-60"));
     assert!(!cast_text.contains(SECRET_TYPED));
+    // The real asciinema (PyPI 2.4.0, installed by scripts/setup-deps.sh) plays the export.
+    let asciinema =
+        std::env::var("ASCIINEMA").unwrap_or_else(|_| "target/tools-venv/bin/asciinema".into());
+    let cast_file = w._site.data_dir().join("export.cast");
+    std::fs::write(&cast_file, &cast_text).unwrap();
+    let played = std::process::Command::new(&asciinema)
+        .args(["play", "-s", "100", "-i", "0.05"])
+        .arg(&cast_file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {asciinema} (scripts/setup-deps.sh test installs it): {e}")
+        });
+    let shown = String::from_utf8_lossy(&played.stdout);
+    assert!(
+        played.status.success(),
+        "asciinema play failed: {}",
+        String::from_utf8_lossy(&played.stderr)
+    );
+    assert!(
+        shown.contains("rec-42") && shown.contains("line-60"),
+        "{shown}"
+    );
 
     // At rest: encrypted (neither output nor typed text in the file), and it verifies.
     let file = w
