@@ -715,13 +715,7 @@ pub async fn index_recording(app: &App, id: &str) -> anyhow::Result<usize> {
     let rec = Recording::parse(rec)?;
     let key = Recordings::key_of(&app.crypto, &rec.header).map_err(|e| anyhow::anyhow!(e))?;
     // An incomplete recording may end in a chunk that does not decrypt: index what does.
-    let mut events = Vec::new();
-    for i in 0..rec.chunks.len() {
-        match rec.chunk_events(&key, i) {
-            Ok(ev) => events.extend(ev),
-            Err(_) => break,
-        }
-    }
+    let events = rec.events_readable(&key);
     let lines = recorder::search::lines(&events);
     let bloom = recorder::search::Bloom::build(&app.recordings.search_key, &lines);
     let packed = zstd::bulk::compress(&serde_json::to_vec(&lines)?, 3)?;

@@ -203,6 +203,11 @@ fn snapshot(p: &vt100::Parser) -> Vec<u8> {
 
 /// Writes the session as the server does; returns the file and the time spent.
 fn write(events: &[Timed], key: [u8; 32]) -> (Vec<u8>, f64) {
+    write_with(events, key, true)
+}
+
+/// `keyframes: false` writes only the first keyframe (for the size breakdown).
+fn write_with(events: &[Timed], key: [u8; 32], keyframes: bool) -> (Vec<u8>, f64) {
     let header = RecordingHeader {
         format_version: recorder::FORMAT_VERSION,
         recording_id: "bench".into(),
@@ -256,7 +261,7 @@ fn write(events: &[Timed], key: [u8; 32]) -> (Vec<u8>, f64) {
             bytes_since += b.len() as u64;
         }
         push(&mut w, &mut file, e.clone());
-        if e.t_ms - last_kf >= 10_000 || bytes_since >= 256 * 1024 {
+        if keyframes && (e.t_ms - last_kf >= 10_000 || bytes_since >= 256 * 1024) {
             push(
                 &mut w,
                 &mut file,
@@ -328,6 +333,17 @@ fn main() {
         events.iter().filter(|e| matches!(e.event, RecordedEvent::Input { .. })).count());
     println!("bytes per hour      portcullis {:>8.0} KiB (with keystrokes, {} chunks, {} keyframes) | asciicast v2 gzipped {:>8.0} KiB (output only) | ratio {:.2} (target <= 1.00)",
         file.len() as f64 / 1024.0, rec.chunks.len(), rec.keyframe_index().len(), cast_gz as f64 / 1024.0, file.len() as f64 / cast_gz as f64);
+    let framing = rec.chunks.len() * (recorder::format::CHUNK_FIXED + 16);
+    let without_keyframes = write_with(&events, key, false).0.len();
+    let no_input: Vec<Timed> = events
+        .iter()
+        .filter(|e| !matches!(e.event, RecordedEvent::Input { .. }))
+        .cloned()
+        .collect();
+    let without_input = write(&no_input, key).0.len();
+    println!("  of which          chunk framing {:.0} KiB (header + tag per chunk), keyframes {:.0} KiB, keystrokes {:.0} KiB, the rest (output, compression) {:.0} KiB",
+        framing as f64 / 1024.0, (file.len() - without_keyframes) as f64 / 1024.0, (file.len() as f64 - without_input as f64) / 1024.0,
+        (without_keyframes as f64 - framing as f64 - (file.len() as f64 - without_input as f64)) / 1024.0);
     println!(
         "write cost          {:.0} ms of CPU per hour of session",
         write_s * 1000.0

@@ -70,7 +70,22 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends `e` to `out`: kind u8, t_ms u64, payload length u32, payload (all big-endian).
-pub fn encode(e: &Timed, out: &mut Vec<u8>) {
+/// LEB128: 7 bits a byte, low first; small numbers (time deltas, lengths) take one byte.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Appends `e` to `out`: kind u8, time since `*prev_t_ms` (varint), payload length (varint),
+/// payload; then sets `*prev_t_ms`. Each chunk's events start from `prev_t_ms = 0`.
+pub fn encode(e: &Timed, prev_t_ms: &mut u64, out: &mut Vec<u8>) {
     let mut p = Vec::new();
     let kind = match &e.event {
         RecordedEvent::Output(b) => {
@@ -124,8 +139,9 @@ pub fn encode(e: &Timed, out: &mut Vec<u8>) {
         }
     };
     out.push(kind);
-    out.extend_from_slice(&e.t_ms.to_be_bytes());
-    out.extend_from_slice(&(p.len() as u32).to_be_bytes());
+    put_varint(out, e.t_ms.saturating_sub(*prev_t_ms));
+    put_varint(out, p.len() as u64);
+    *prev_t_ms = e.t_ms.max(*prev_t_ms);
     out.extend_from_slice(&p);
 }
 
@@ -150,11 +166,16 @@ impl<'a> Cursor<'a> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn u64(&mut self) -> Result<u64, FormatError> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_be_bytes(a))
+    fn varint(&mut self) -> Result<u64, FormatError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.take(1)?[0];
+            v |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(FormatError::Malformed("a number is too long".into()))
     }
     fn string(&mut self) -> Result<String, FormatError> {
         let n = self.u16()? as usize;
@@ -164,12 +185,15 @@ impl<'a> Cursor<'a> {
 
 /// Decodes every event of a chunk's plaintext.
 pub fn decode_all(mut b: &[u8]) -> Result<Vec<Timed>, FormatError> {
+    let mut prev_t_ms = 0u64;
     let mut out = Vec::new();
     while !b.is_empty() {
         let mut c = Cursor { b };
         let kind = c.take(1)?[0];
-        let t_ms = c.u64()?;
-        let len = c.u32()? as usize;
+        let t_ms = prev_t_ms.saturating_add(c.varint()?);
+        prev_t_ms = t_ms;
+        let len = usize::try_from(c.varint()?)
+            .map_err(|_| FormatError::Malformed("an event is too long".into()))?;
         let payload = c.take(len)?;
         b = c.b;
         let mut p = Cursor { b: payload };
@@ -271,8 +295,9 @@ mod tests {
             })
             .collect();
         let mut buf = Vec::new();
+        let mut prev = 0;
         for e in &timed {
-            encode(e, &mut buf);
+            encode(e, &mut prev, &mut buf);
         }
         assert_eq!(decode_all(&buf).unwrap(), timed);
         assert!(decode_all(&buf[..buf.len() - 1]).is_err());

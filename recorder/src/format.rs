@@ -10,12 +10,16 @@ use sha2::{Digest, Sha256};
 use crate::{FormatError, RecordingKey, FORMAT_VERSION};
 
 pub const FILE_MAGIC: &[u8; 8] = b"PCREC\x00\r\n";
-pub const CHUNK_MAGIC: &[u8; 4] = b"PCCK";
-/// magic, body length u32, seq u64, t_first u64, t_last u64, flags u8, prev hash, nonce.
-pub const CHUNK_FIXED: usize = 4 + 4 + 8 + 8 + 8 + 1 + 32 + 12;
+pub const CHUNK_MAGIC: &[u8; 2] = b"PK";
+/// magic, body length u32, seq u32, t_first u32, t_last u32, flags u8, prev hash (16).
+pub const CHUNK_FIXED: usize = 2 + 4 + 4 + 4 + 4 + 1 + PREV_HASH_LEN;
+/// The chain stores the first 128 bits of each SHA-256 (second preimages stay out of reach);
+/// the manifest keeps the full hash of the last chunk.
+pub const PREV_HASH_LEN: usize = 16;
 /// The largest chunk body a reader accepts (a writer seals far smaller ones).
 pub const MAX_CHUNK_BODY: usize = 64 * 1024 * 1024;
 const FLAG_KEYFRAME: u8 = 1;
+const FLAG_ANCHOR: u8 = 2;
 
 /// Who and what was recorded. Stored in clear at the start of the file (it is the metadata
 /// an auditor filters on, not session content) and bound into the chain.
@@ -77,48 +81,63 @@ pub struct ChunkInfo {
     pub t_last_ms: u64,
     /// The chunk's first event is a keyframe: playback can start here.
     pub keyframe: bool,
-    pub prev_hash: [u8; 32],
+    /// A new compression stream starts here: decompression can start here.
+    pub anchor: bool,
+    pub prev_hash: [u8; PREV_HASH_LEN],
     /// Where the chunk starts in the file, and its whole length.
     pub offset: u64,
     pub len: usize,
-    /// SHA-256 of the whole chunk: the next chunk's `prev_hash`.
+    /// SHA-256 of the whole chunk (the next chunk's `prev_hash` is its first 16 bytes).
     pub hash: [u8; 32],
 }
 
-/// Everything a writer needs to seal a chunk.
+/// Everything a writer needs to seal a chunk. `compressed`: this chunk's part of the
+/// recording's compression stream.
 pub struct ChunkSpec<'a> {
     pub seq: u64,
     pub t_first_ms: u64,
     pub t_last_ms: u64,
     pub keyframe: bool,
-    pub prev_hash: [u8; 32],
-    pub plaintext: &'a [u8],
+    pub anchor: bool,
+    pub prev_hash: [u8; PREV_HASH_LEN],
+    pub compressed: &'a [u8],
 }
 
-/// Compresses, encrypts and frames one chunk; returns its bytes and hash.
+fn clamp32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// The nonce of chunk `seq`: unique under the recording's own key, so it need not be stored.
+fn nonce_of(seq: u32) -> [u8; 12] {
+    let mut n = [0u8; 12];
+    n[8..].copy_from_slice(&seq.to_be_bytes());
+    n
+}
+
+/// Encrypts and frames one chunk; returns its bytes and hash.
 pub fn seal_chunk(
     key: &RecordingKey,
     spec: ChunkSpec<'_>,
 ) -> Result<(Vec<u8>, [u8; 32]), FormatError> {
-    let compressed = zstd::bulk::compress(spec.plaintext, 3)?;
-    let mut nonce = [0u8; 12];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
-    let ct_len = compressed.len() + 16;
+    let seq = u32::try_from(spec.seq)
+        .map_err(|_| FormatError::Malformed("more than 2^32 chunks".into()))?;
+    let ct_len = spec.compressed.len() + 16;
     let mut out = Vec::with_capacity(CHUNK_FIXED + ct_len);
     out.extend_from_slice(CHUNK_MAGIC);
     out.extend_from_slice(&(ct_len as u32).to_be_bytes());
-    out.extend_from_slice(&spec.seq.to_be_bytes());
-    out.extend_from_slice(&spec.t_first_ms.to_be_bytes());
-    out.extend_from_slice(&spec.t_last_ms.to_be_bytes());
-    out.push(if spec.keyframe { FLAG_KEYFRAME } else { 0 });
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&clamp32(spec.t_first_ms).to_be_bytes());
+    out.extend_from_slice(&clamp32(spec.t_last_ms).to_be_bytes());
+    out.push(
+        if spec.keyframe { FLAG_KEYFRAME } else { 0 } | if spec.anchor { FLAG_ANCHOR } else { 0 },
+    );
     out.extend_from_slice(&spec.prev_hash);
-    out.extend_from_slice(&nonce);
     let cipher = Aes256Gcm::new_from_slice(key.expose()).map_err(|_| FormatError::Key)?;
     let ct = cipher
         .encrypt(
-            Nonce::from_slice(&nonce),
+            Nonce::from_slice(&nonce_of(seq)),
             Payload {
-                msg: &compressed,
+                msg: spec.compressed,
                 aad: &out[..CHUNK_FIXED],
             },
         )
@@ -128,6 +147,13 @@ pub fn seal_chunk(
     Ok((out, hash))
 }
 
+/// The chain link to `hash`.
+pub fn link(hash: &[u8; 32]) -> [u8; PREV_HASH_LEN] {
+    let mut l = [0u8; PREV_HASH_LEN];
+    l.copy_from_slice(&hash[..PREV_HASH_LEN]);
+    l
+}
+
 /// Parses the chunk starting at `offset` of `file`. `Ok(None)`: the file ends inside this
 /// chunk (a write cut short by a crash): the recording is incomplete from here on.
 pub fn parse_chunk(file: &[u8], offset: usize) -> Result<Option<ChunkInfo>, FormatError> {
@@ -135,17 +161,13 @@ pub fn parse_chunk(file: &[u8], offset: usize) -> Result<Option<ChunkInfo>, Form
     if b.len() < CHUNK_FIXED {
         return Ok(None);
     }
-    if &b[..4] != CHUNK_MAGIC {
+    if &b[..2] != CHUNK_MAGIC {
         return Err(FormatError::Malformed(format!(
             "no chunk starts at byte {offset}"
         )));
     }
-    let u64_at = |i: usize| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[i..i + 8]);
-        u64::from_be_bytes(a)
-    };
-    let body = u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
+    let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let body = u32_at(2) as usize;
     if body > MAX_CHUNK_BODY {
         return Err(FormatError::Malformed(format!(
             "chunk at byte {offset} claims {body} bytes"
@@ -154,13 +176,14 @@ pub fn parse_chunk(file: &[u8], offset: usize) -> Result<Option<ChunkInfo>, Form
     if b.len() < CHUNK_FIXED + body {
         return Ok(None);
     }
-    let mut prev_hash = [0u8; 32];
-    prev_hash.copy_from_slice(&b[33..65]);
+    let mut prev_hash = [0u8; PREV_HASH_LEN];
+    prev_hash.copy_from_slice(&b[19..19 + PREV_HASH_LEN]);
     Ok(Some(ChunkInfo {
-        seq: u64_at(8),
-        t_first_ms: u64_at(16),
-        t_last_ms: u64_at(24),
-        keyframe: b[32] & FLAG_KEYFRAME != 0,
+        seq: u32_at(6) as u64,
+        t_first_ms: u32_at(10) as u64,
+        t_last_ms: u32_at(14) as u64,
+        keyframe: b[18] & FLAG_KEYFRAME != 0,
+        anchor: b[18] & FLAG_ANCHOR != 0,
         prev_hash,
         offset: offset as u64,
         len: CHUNK_FIXED + body,
@@ -168,16 +191,16 @@ pub fn parse_chunk(file: &[u8], offset: usize) -> Result<Option<ChunkInfo>, Form
     }))
 }
 
-/// Decrypts and decompresses a chunk (`bytes`: the whole chunk).
+/// Decrypts a chunk (`bytes`: the whole chunk): its part of the compression stream.
 pub fn open_chunk(key: &RecordingKey, bytes: &[u8]) -> Result<Vec<u8>, String> {
     if bytes.len() < CHUNK_FIXED + 16 {
         return Err("too short".into());
     }
+    let seq = u32::from_be_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]);
     let cipher = Aes256Gcm::new_from_slice(key.expose()).map_err(|_| "bad key".to_string())?;
-    let nonce = &bytes[CHUNK_FIXED - 12..CHUNK_FIXED];
-    let compressed = cipher
+    cipher
         .decrypt(
-            Nonce::from_slice(nonce),
+            Nonce::from_slice(&nonce_of(seq)),
             Payload {
                 msg: &bytes[CHUNK_FIXED..],
                 aad: &bytes[..CHUNK_FIXED],
@@ -185,14 +208,30 @@ pub fn open_chunk(key: &RecordingKey, bytes: &[u8]) -> Result<Vec<u8>, String> {
         )
         .map_err(|_| {
             "does not decrypt (altered, or not sealed with this recording's key)".to_string()
-        })?;
-    let mut out = Vec::new();
-    let mut dec = zstd::stream::read::Decoder::new(&compressed[..]).map_err(|e| e.to_string())?;
-    // Bounded: a chunk never holds more than a few MiB of events.
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(&mut dec, 256 * 1024 * 1024),
-        &mut out,
-    )
-    .map_err(|e| format!("does not decompress: {e}"))?;
-    Ok(out)
+        })
+}
+
+/// Decompresses one compression stream, chunk by chunk: each chunk's part yields exactly the
+/// events sealed in it (the writer flushes the stream at every chunk).
+pub struct StreamDecoder {
+    dec: zstd::stream::write::Decoder<'static, Vec<u8>>,
+}
+
+impl StreamDecoder {
+    pub fn new() -> Result<StreamDecoder, String> {
+        let mut dec = zstd::stream::write::Decoder::new(Vec::new()).map_err(|e| e.to_string())?;
+        // Bounded memory: the writer never uses a larger window than 2^23 (8 MiB).
+        dec.window_log_max(23).map_err(|e| e.to_string())?;
+        Ok(StreamDecoder { dec })
+    }
+
+    /// Feeds one chunk's part of the stream; returns its plaintext.
+    pub fn next(&mut self, compressed: &[u8]) -> Result<Vec<u8>, String> {
+        use std::io::Write;
+        self.dec
+            .write_all(compressed)
+            .and_then(|_| self.dec.flush())
+            .map_err(|e| format!("does not decompress: {e}"))?;
+        Ok(std::mem::take(self.dec.get_mut()))
+    }
 }

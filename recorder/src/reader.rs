@@ -6,7 +6,9 @@
 use std::num::NonZeroU16;
 
 use crate::event::{decode_all, RecordedEvent, Timed};
-use crate::format::{decode_header, open_chunk, parse_chunk, sha256, ChunkInfo, RecordingHeader};
+use crate::format::{
+    decode_header, link, open_chunk, parse_chunk, sha256, ChunkInfo, RecordingHeader, StreamDecoder,
+};
 use crate::manifest::SignedManifest;
 use crate::{FormatError, RecordingKey};
 
@@ -109,6 +111,7 @@ impl Recording {
             r.bad_chunk = Some(seq);
         };
         let mut prev = self.header_hash;
+        let mut decoder: Option<StreamDecoder> = None;
         for (i, c) in self.chunks.iter().enumerate() {
             let i = i as u64;
             if c.seq != i {
@@ -122,7 +125,7 @@ impl Recording {
                 );
                 return report;
             }
-            if c.prev_hash != prev {
+            if c.prev_hash != link(&prev) {
                 let why = if i == 0 {
                     "does not follow the file header (the header or this chunk was altered)"
                         .to_string()
@@ -136,14 +139,24 @@ impl Recording {
                 return report;
             }
             if let Some(k) = key {
-                match open_chunk(k, self.chunk_bytes(c))
-                    .and_then(|p| decode_all(&p).map_err(|e| e.to_string()))
-                {
-                    Ok(_) => {}
-                    Err(why) => {
-                        fail(&mut report, i, why);
-                        return report;
+                if c.anchor || i == 0 {
+                    match StreamDecoder::new() {
+                        Ok(d) => decoder = Some(d),
+                        Err(why) => {
+                            fail(&mut report, i, why);
+                            return report;
+                        }
                     }
+                }
+                let decoded = match decoder.as_mut() {
+                    Some(d) => open_chunk(k, self.chunk_bytes(c))
+                        .and_then(|ct| d.next(&ct))
+                        .and_then(|p| decode_all(&p).map(|_| ()).map_err(|e| e.to_string())),
+                    None => Err("no compression stream starts before it".to_string()),
+                };
+                if let Err(why) = decoded {
+                    fail(&mut report, i, why);
+                    return report;
                 }
             }
             prev = c.hash;
@@ -197,51 +210,114 @@ impl Recording {
             .collect()
     }
 
-    /// Every event of chunk `i`.
-    pub fn chunk_events(&self, key: &RecordingKey, i: usize) -> Result<Vec<Timed>, FormatError> {
-        let c = self
-            .chunks
-            .get(i)
-            .ok_or_else(|| FormatError::Malformed(format!("no chunk {i}")))?;
-        let plain = open_chunk(key, self.chunk_bytes(c))
-            .map_err(|reason| FormatError::Chunk { seq: c.seq, reason })?;
-        decode_all(&plain)
+    /// The plaintexts of chunks `from..=to`, decompressing from the anchor before `from`.
+    fn plaintexts(
+        &self,
+        key: &RecordingKey,
+        from: usize,
+        to: usize,
+    ) -> Result<Vec<Vec<u8>>, FormatError> {
+        let last = self.chunks.len().saturating_sub(1);
+        let anchor = (0..=from.min(last))
+            .rev()
+            .find(|&j| self.chunks[j].anchor)
+            .unwrap_or(0);
+        let fail = |seq: u64, reason: String| FormatError::Chunk { seq, reason };
+        let mut dec = StreamDecoder::new().map_err(|r| fail(anchor as u64, r))?;
+        let mut out = Vec::new();
+        for j in anchor..=to.min(last) {
+            let c = &self.chunks[j];
+            if c.anchor && j != anchor {
+                dec = StreamDecoder::new().map_err(|r| fail(c.seq, r))?;
+            }
+            let plain = open_chunk(key, self.chunk_bytes(c))
+                .and_then(|ct| dec.next(&ct))
+                .map_err(|r| fail(c.seq, r))?;
+            if j >= from {
+                out.push(plain);
+            }
+        }
+        Ok(out)
     }
 
-    /// Every event, in order.
-    pub fn events(&self, key: &RecordingKey) -> Result<Vec<Timed>, FormatError> {
+    /// Every event of chunks `from..=to`.
+    fn events_of(
+        &self,
+        key: &RecordingKey,
+        from: usize,
+        to: usize,
+    ) -> Result<Vec<Timed>, FormatError> {
         let mut all = Vec::new();
-        for i in 0..self.chunks.len() {
-            all.extend(self.chunk_events(key, i)?);
+        if from < self.chunks.len() {
+            for p in self.plaintexts(key, from, to)? {
+                all.extend(decode_all(&p)?);
+            }
         }
         Ok(all)
     }
 
+    /// Every event of chunk `i`.
+    pub fn chunk_events(&self, key: &RecordingKey, i: usize) -> Result<Vec<Timed>, FormatError> {
+        if i >= self.chunks.len() {
+            return Err(FormatError::Malformed(format!("no chunk {i}")));
+        }
+        self.events_of(key, i, i)
+    }
+
+    /// Every event, in order.
+    pub fn events(&self, key: &RecordingKey) -> Result<Vec<Timed>, FormatError> {
+        self.events_of(key, 0, self.chunks.len().saturating_sub(1))
+    }
+
+    /// Every event of the chunks that decrypt and decode, stopping at the first that does not
+    /// (for indexing an incomplete recording).
+    pub fn events_readable(&self, key: &RecordingKey) -> Vec<Timed> {
+        let mut all = Vec::new();
+        let mut dec: Option<StreamDecoder> = None;
+        for (j, c) in self.chunks.iter().enumerate() {
+            if c.anchor || j == 0 {
+                match StreamDecoder::new() {
+                    Ok(d) => dec = Some(d),
+                    Err(_) => break,
+                }
+            }
+            let Some(d) = dec.as_mut() else { break };
+            let decoded = open_chunk(key, self.chunk_bytes(c))
+                .and_then(|ct| d.next(&ct))
+                .and_then(|p| decode_all(&p).map_err(|e| e.to_string()));
+            match decoded {
+                Ok(ev) => all.extend(ev),
+                Err(_) => break,
+            }
+        }
+        all
+    }
+
     /// The events needed to show the terminal at `t_ms`: from the last keyframe at or before
-    /// it, up to `t_ms`. Decrypts only the chunks from that keyframe on.
+    /// it, up to `t_ms`. Decompresses from that keyframe's anchor, decodes from the keyframe.
     pub fn events_for_seek(
         &self,
         key: &RecordingKey,
         t_ms: u64,
     ) -> Result<Vec<Timed>, FormatError> {
+        if self.chunks.is_empty() {
+            return Ok(Vec::new());
+        }
         let start = self
             .keyframe_index()
             .into_iter()
             .rfind(|(t, _)| *t <= t_ms)
             .map(|(_, i)| i)
             .unwrap_or(0);
-        let mut out = Vec::new();
-        for i in start..self.chunks.len() {
-            if self.chunks[i].t_first_ms > t_ms {
-                break;
-            }
-            out.extend(
-                self.chunk_events(key, i)?
-                    .into_iter()
-                    .filter(|e| e.t_ms <= t_ms),
-            );
-        }
-        Ok(out)
+        let end = (start..self.chunks.len())
+            .take_while(|&j| self.chunks[j].t_first_ms <= t_ms)
+            .last()
+            .unwrap_or(start);
+        Ok(self
+            .events_of(key, start, end)?
+            .into_iter()
+            .filter(|e| e.t_ms <= t_ms)
+            .collect())
     }
 
     /// The terminal screen at `t_ms` (for terminal recordings).

@@ -1,10 +1,12 @@
 //! Why: turns a live event stream into sealed chunks, sans I/O: the caller decides when to
 //! flush (at least every second, for crash safety) and writes the returned bytes wherever the
-//! recording is stored. Keyframes start a new chunk, so seeking decrypts one chunk and plays
-//! forward from its keyframe.
+//! recording is stored. Keyframes start a new chunk, so playback can start at any keyframe.
+//! Compression is one zstd stream, flushed (not ended) at every chunk, so small chunks and
+//! keyframes compress against what came before; the stream restarts at an *anchor* keyframe
+//! every 30 minutes or 8 MiB, which bounds what a seek must decompress.
 
 use crate::event::{encode, RecordedEvent, Timed};
-use crate::format::{encode_header, seal_chunk, sha256, ChunkSpec, RecordingHeader};
+use crate::format::{encode_header, link, seal_chunk, sha256, ChunkSpec, RecordingHeader};
 use crate::manifest::Manifest;
 use crate::{FormatError, RecordingKey, FORMAT_VERSION};
 
@@ -14,6 +16,12 @@ pub const KEYFRAME_EVERY_MS: u64 = 10_000;
 pub const KEYFRAME_EVERY_BYTES: u64 = 256 * 1024;
 /// A chunk is sealed once its events reach this size, even before the next flush.
 pub const MAX_CHUNK_PLAINTEXT: usize = 1024 * 1024;
+/// The compression stream restarts at the first keyframe after this long ...
+pub const ANCHOR_EVERY_MS: u64 = 30 * 60 * 1000;
+/// ... or after this much plaintext.
+pub const ANCHOR_EVERY_BYTES: u64 = 8 * 1024 * 1024;
+const ZSTD_LEVEL: i32 = 3;
+const ZSTD_WINDOW_LOG: u32 = 23;
 
 pub struct RecordingWriter {
     key: RecordingKey,
@@ -26,6 +34,13 @@ pub struct RecordingWriter {
     pending: Vec<u8>,
     pending_span: Option<(u64, u64)>,
     pending_keyframe: bool,
+    /// The time of the last event in `pending` (event times are deltas within a chunk).
+    pending_prev_t: u64,
+    /// The compression stream (None: the next chunk starts a new one, an anchor).
+    stream: Option<zstd::stream::write::Encoder<'static, Vec<u8>>>,
+    stream_started: u64,
+    stream_bytes: u64,
+    anchor_every: (u64, u64),
     last_keyframe: Option<u64>,
     output_since_keyframe: u64,
     output_bytes: u64,
@@ -51,6 +66,11 @@ impl RecordingWriter {
                 pending: Vec::new(),
                 pending_span: None,
                 pending_keyframe: false,
+                pending_prev_t: 0,
+                stream: None,
+                stream_started: 0,
+                stream_bytes: 0,
+                anchor_every: (ANCHOR_EVERY_MS, ANCHOR_EVERY_BYTES),
                 last_keyframe: None,
                 output_since_keyframe: 0,
                 output_bytes: 0,
@@ -58,6 +78,13 @@ impl RecordingWriter {
             },
             bytes,
         )
+    }
+
+    /// Restarts the compression stream at the first keyframe after `ms` or `bytes` of
+    /// plaintext (defaults: `ANCHOR_EVERY_MS`, `ANCHOR_EVERY_BYTES`).
+    pub fn anchor_every(mut self, ms: u64, bytes: u64) -> RecordingWriter {
+        self.anchor_every = (ms, bytes);
+        self
     }
 
     /// Whether the caller should push a keyframe (a full screen) before its next event at
@@ -79,6 +106,11 @@ impl RecordingWriter {
         let t = e.t_ms.max(self.last_t);
         if matches!(e.event, RecordedEvent::Keyframe { .. }) {
             sealed = self.flush()?;
+            if t.saturating_sub(self.stream_started) >= self.anchor_every.0
+                || self.stream_bytes >= self.anchor_every.1
+            {
+                self.stream = None;
+            }
             self.pending_keyframe = true;
             self.last_keyframe = Some(t);
             self.output_since_keyframe = 0;
@@ -88,7 +120,14 @@ impl RecordingWriter {
             self.output_bytes += b.len() as u64;
         }
         self.last_t = t;
-        encode(&Timed { t_ms: t, ..e }, &mut self.pending);
+        if self.pending.is_empty() {
+            self.pending_prev_t = 0;
+        }
+        encode(
+            &Timed { t_ms: t, ..e },
+            &mut self.pending_prev_t,
+            &mut self.pending,
+        );
         self.pending_span = Some(match self.pending_span {
             None => (t, t),
             Some((first, _)) => (first, t),
@@ -112,6 +151,24 @@ impl RecordingWriter {
         let Some((first, last)) = self.pending_span.take() else {
             return Ok(None);
         };
+        let anchor = self.stream.is_none();
+        if anchor {
+            let mut enc = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)?;
+            enc.window_log(ZSTD_WINDOW_LOG)?;
+            self.stream = Some(enc);
+            self.stream_started = first;
+            self.stream_bytes = 0;
+        }
+        let compressed = match self.stream.as_mut() {
+            Some(enc) => {
+                use std::io::Write;
+                enc.write_all(&self.pending)?;
+                enc.flush()?;
+                std::mem::take(enc.get_mut())
+            }
+            None => return Err(FormatError::Malformed("no compression stream".into())),
+        };
+        self.stream_bytes += self.pending.len() as u64;
         let (bytes, hash) = seal_chunk(
             &self.key,
             ChunkSpec {
@@ -119,8 +176,9 @@ impl RecordingWriter {
                 t_first_ms: first,
                 t_last_ms: last,
                 keyframe: self.pending_keyframe,
-                prev_hash: self.prev_hash,
-                plaintext: &self.pending,
+                anchor,
+                prev_hash: link(&self.prev_hash),
+                compressed: &compressed,
             },
         )?;
         self.pending.clear();

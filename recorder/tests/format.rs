@@ -30,8 +30,18 @@ fn record(
     key_bytes: [u8; 32],
     signer: &SigningKey,
 ) -> (Vec<u8>, recorder::SignedManifest, Vec<Timed>) {
+    record_with_anchors(key_bytes, signer, u64::MAX)
+}
+
+/// The same, with the compression stream restarting every `anchor_ms`.
+fn record_with_anchors(
+    key_bytes: [u8; 32],
+    signer: &SigningKey,
+    anchor_ms: u64,
+) -> (Vec<u8>, recorder::SignedManifest, Vec<Timed>) {
     let key = RecordingKey::from_slice(&key_bytes).unwrap();
-    let (mut w, mut file) = RecordingWriter::new(&header(), key);
+    let (w, mut file) = RecordingWriter::new(&header(), key);
+    let mut w = w.anchor_every(anchor_ms, u64::MAX);
     let mut screen = vt100::Parser::new(
         std::num::NonZeroU16::new(24).unwrap(),
         std::num::NonZeroU16::new(80).unwrap(),
@@ -319,4 +329,43 @@ fn typed_commands_are_listed_with_edits_applied_and_secrets_hidden() {
             (6000, "echo café".to_string()),
         ]
     );
+}
+
+#[test]
+fn streams_restart_at_anchors_and_every_part_still_seeks_and_verifies() {
+    let signer = SigningKey::generate();
+    let (file, manifest, written) = record_with_anchors(K, &signer, 15_000);
+    let rec = Recording::parse(file.clone()).unwrap();
+    let anchors: Vec<usize> = rec
+        .chunks
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.anchor)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(anchors.len() >= 3, "{anchors:?}");
+    assert!(
+        anchors.iter().all(|&i| rec.chunks[i].keyframe),
+        "anchors are keyframes"
+    );
+    assert!(rec.verify(Some(&key()), Some(&manifest), None).ok());
+    assert_eq!(rec.events(&key()).unwrap(), written);
+    for t in [0u64, 14_999, 15_500, 31_000, 47_250, 59_900] {
+        let seen = rec.screen_at(&key(), t).unwrap();
+        assert!(
+            seen.screen()
+                .contents()
+                .contains(&format!("at {} ms", t - t % 500)),
+            "at {t}"
+        );
+    }
+    // A flipped byte in a later anchor chunk is named there.
+    let (head, mut chunks) = pieces(&file);
+    let a = anchors[2];
+    let n = chunks[a].len() - 2;
+    chunks[a][n] ^= 0x40;
+    let r = Recording::parse([head, chunks.concat()].concat())
+        .unwrap()
+        .verify(Some(&key()), Some(&manifest), None);
+    assert_eq!(r.bad_chunk, Some(a as u64), "{r:?}");
 }
