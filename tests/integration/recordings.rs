@@ -278,6 +278,45 @@ async fn a_session_is_recorded_replays_to_the_same_screen_and_verifies() {
         .await;
     assert_eq!(auditor.get(&format!("/recordings/{id}")).await.status, 200);
 
+    // The signed bundle verifies offline against the server's published key, and fails
+    // against another key or once altered.
+    let bundle = w
+        .admin
+        .raw("GET", &format!("/recordings/{id}/bundle"), None, false)
+        .await;
+    assert_eq!(bundle.status, 200);
+    let public_key = w.admin.get("/recordings/signing-key").await.ok()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bundle_file = w._site.data_dir().join("bundle.json");
+    std::fs::write(&bundle_file, bundle.body.to_string()).unwrap();
+    let verify_offline = |file: &std::path::Path, key: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args([
+                "recording",
+                "verify",
+                file.to_str().unwrap(),
+                "--public-key",
+                key,
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (ok, text) = verify_offline(&bundle_file, &public_key);
+    assert!(ok && text.contains("OK: complete"), "{text}");
+    let (ok, text) = verify_offline(&bundle_file, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+    assert!(!ok && text.contains("other than"), "{text}");
+    let mut altered = bundle.body.clone();
+    altered["manifest"]["manifest"]["end_reason"] = serde_json::json!("nothing happened");
+    std::fs::write(&bundle_file, altered.to_string()).unwrap();
+    let (ok, text) = verify_offline(&bundle_file, &public_key);
+    assert!(!ok && text.contains("signature"), "{text}");
+
     // A flipped byte in the middle of the file: verify fails and names the chunk.
     let mut tampered = bytes.clone();
     let mid = tampered.len() / 2;
@@ -311,6 +350,29 @@ async fn kill_9_mid_session_leaves_an_incomplete_recording_that_verifies() {
     .await;
     // Chunks are flushed at least every second.
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Live-tailable: the recording is readable while the session runs.
+    let live = recordings_in(&w.admin, "recording", 1).await;
+    let tail = w
+        .admin
+        .get(&format!(
+            "/recordings/{}/events",
+            live[0]["id"].as_str().unwrap()
+        ))
+        .await
+        .ok();
+    let shown: Vec<u8> = tail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e[1] == "o")
+        .flat_map(|e| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(e[2].as_str().unwrap())
+                .unwrap()
+        })
+        .collect();
+    assert!(String::from_utf8_lossy(&shown).contains("before-the-crash-6"));
     w.server.kill();
     drop(ws);
 
