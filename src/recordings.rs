@@ -20,6 +20,9 @@ use crate::audit::{Actor, Event, Outcome};
 use crate::config::RecordingFailure;
 use crate::db;
 
+/// Search filters kept in memory (16 KiB each).
+const MAX_CACHED_FILTERS: usize = 4096;
+
 /// How often buffered events are sealed and synced to storage.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
@@ -316,14 +319,13 @@ pub fn spawn_writer(
             }
         }
         if let Some(why) = failure {
-            recording_failed(&app, &actor, &id, &session, &why, &store, pending).await;
+            recording_failed(&app, &actor, &id, &session, &why, &store).await;
             return;
         }
         let (last, manifest) = match writer.finish(db::now_ms(), &end_reason) {
             Ok(x) => x,
             Err(e) => {
-                recording_failed(&app, &actor, &id, &session, &e.to_string(), &store, pending)
-                    .await;
+                recording_failed(&app, &actor, &id, &session, &e.to_string(), &store).await;
                 return;
             }
         };
@@ -345,8 +347,11 @@ pub fn spawn_writer(
             st.size(&sid)
         })
         .await;
+        let closed = closed
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
         match closed {
-            Ok(Ok(size)) => {
+            Ok(size) => {
                 let _ = update_row(
                     &app,
                     &id,
@@ -361,30 +366,7 @@ pub fn spawn_writer(
                     tracing::error!(recording = %id, error = %e, "could not index a recording for search");
                 }
             }
-            Ok(Err(e)) => {
-                recording_failed(
-                    &app,
-                    &actor,
-                    &id,
-                    &session,
-                    &e.to_string(),
-                    &store,
-                    Vec::new(),
-                )
-                .await
-            }
-            Err(e) => {
-                recording_failed(
-                    &app,
-                    &actor,
-                    &id,
-                    &session,
-                    &e.to_string(),
-                    &store,
-                    Vec::new(),
-                )
-                .await
-            }
+            Err(why) => recording_failed(&app, &actor, &id, &session, &why, &store).await,
         }
     });
 }
@@ -421,7 +403,6 @@ async fn update_row(
 }
 
 /// Storage failed: mark the recording, raise an audit alert, and apply the policy.
-#[allow(clippy::too_many_arguments)]
 async fn recording_failed(
     app: &App,
     actor: &Actor,
@@ -429,7 +410,6 @@ async fn recording_failed(
     session: &Arc<LiveSession>,
     why: &str,
     store: &Arc<dyn RecordingStore>,
-    _unwritten: Vec<u8>,
 ) {
     tracing::error!(recording = %id, error = %why, "recording failed");
     let size = store.size(id).unwrap_or(0);
@@ -782,6 +762,10 @@ pub async fn search(
                     base64::engine::general_purpose::STANDARD.decode(b64)?,
                 ));
                 if let Ok(mut m) = app.recordings.blooms.lock() {
+                    // 16 KiB each: beyond 4,096 filters (64 MiB) start over rather than grow.
+                    if m.len() >= MAX_CACHED_FILTERS {
+                        m.clear();
+                    }
                     m.insert(id.clone(), b.clone());
                 }
                 b

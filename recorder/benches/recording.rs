@@ -201,14 +201,8 @@ fn snapshot(p: &vt100::Parser) -> Vec<u8> {
     d
 }
 
-/// Writes the session as the server does; returns the file and the time spent.
-fn write(events: &[Timed], key: [u8; 32]) -> (Vec<u8>, f64) {
-    write_with(events, key, true)
-}
-
-/// `keyframes: false` writes only the first keyframe (for the size breakdown).
-fn write_with(events: &[Timed], key: [u8; 32], keyframes: bool) -> (Vec<u8>, f64) {
-    let header = RecordingHeader {
+fn bench_header(input_recorded: bool) -> RecordingHeader {
+    RecordingHeader {
         format_version: recorder::FORMAT_VERSION,
         recording_id: "bench".into(),
         session_id: "bench".into(),
@@ -220,9 +214,20 @@ fn write_with(events: &[Timed], key: [u8; 32], keyframes: bool) -> (Vec<u8>, f64
         account: "root".into(),
         resource: "db1".into(),
         client_addr: "127.0.0.1".into(),
-        input_recorded: true,
+        input_recorded,
+        // As long as a vault-sealed key.
         wrapped_key: "x".repeat(120),
-    };
+    }
+}
+
+/// Writes the session as the server does; returns the file and the time spent.
+fn write(events: &[Timed], key: [u8; 32]) -> (Vec<u8>, f64) {
+    write_with(events, key, true)
+}
+
+/// `keyframes: false` writes only the first keyframe (for the size breakdown).
+fn write_with(events: &[Timed], key: [u8; 32], keyframes: bool) -> (Vec<u8>, f64) {
+    let header = bench_header(true);
     let started = Instant::now();
     let (mut w, mut file) = RecordingWriter::new(
         &header,
@@ -294,21 +299,7 @@ fn main() {
     let events = session();
     let key = [42u8; 32];
     let (file, write_s) = write(&events, key);
-    let header = RecordingHeader {
-        format_version: 1,
-        recording_id: "bench".into(),
-        session_id: "bench".into(),
-        protocol: "ssh".into(),
-        started_at_ms: 0,
-        cols: COLS,
-        rows: ROWS,
-        user: "alice".into(),
-        account: "root".into(),
-        resource: "db1".into(),
-        client_addr: "127.0.0.1".into(),
-        input_recorded: false,
-        wrapped_key: String::new(),
-    };
+    let header = bench_header(false);
     let cast = recorder::export::asciicast(&header, &events);
     let cast_gz = gzip(cast.as_bytes());
     let output_bytes: usize = events

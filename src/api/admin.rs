@@ -772,14 +772,6 @@ pub async fn audit_list(
 ) -> ApiResult<Json<Value>> {
     require_auditor(&app, &p, "audit.read").await?;
     let Query(q) = q.map_err(|e| ApiError::invalid(format!("Bad query: {e}")))?;
-    let time = |f: &str, v: &Option<String>| -> ApiResult<Option<i64>> {
-        match v.as_deref().filter(|s| !s.is_empty()) {
-            None => Ok(None),
-            Some(s) => db::parse_rfc3339(s).map(Some).ok_or_else(|| {
-                ApiError::field(f, "must be an RFC 3339 time such as 2026-01-31T12:00:00Z")
-            }),
-        }
-    };
     if let Some(o) = q.outcome.as_deref().filter(|s| !s.is_empty()) {
         if !["ok", "denied", "failed"].contains(&o) {
             return Err(ApiError::field("outcome", "must be ok, denied or failed"));
@@ -787,8 +779,8 @@ pub async fn audit_list(
     }
     let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
     let f = Filter {
-        from: time("from", &q.from)?,
-        to: time("to", &q.to)?,
+        from: super::time_param("from", &q.from)?,
+        to: super::time_param("to", &q.to)?,
         actor: nonempty(q.actor),
         action: nonempty(q.action),
         outcome: nonempty(q.outcome),

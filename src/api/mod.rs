@@ -21,7 +21,7 @@ use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 
 use crate::app::App;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::identity::sessions::{self, COOKIE};
 use crate::identity::Principal;
 
@@ -535,5 +535,19 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
                     message: format!("The request body is not valid: {clean}."),
                 }
             })
+    }
+}
+
+/// An optional RFC 3339 time from a query string (`from`, `to`), as Unix milliseconds; a bad
+/// value is a 400 naming the field.
+pub fn time_param(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
+    match v.as_deref().filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => crate::db::parse_rfc3339(s).map(Some).ok_or_else(|| {
+            ApiError::field(
+                field,
+                "must be an RFC 3339 time such as 2026-01-31T12:00:00Z",
+            )
+        }),
     }
 }

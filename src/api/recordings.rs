@@ -83,15 +83,10 @@ pub async fn list(
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(q) = q.map_err(|e| ApiError::invalid(format!("Bad query: {e}")))?;
-    let time = |f: &str, v: &Option<String>| -> ApiResult<Option<i64>> {
-        match v.as_deref().filter(|s| !s.is_empty()) {
-            None => Ok(None),
-            Some(s) => db::parse_rfc3339(s).map(Some).ok_or_else(|| {
-                ApiError::field(f, "must be an RFC 3339 time such as 2026-01-31T12:00:00Z")
-            }),
-        }
-    };
-    let (from, to) = (time("from", &q.from)?, time("to", &q.to)?);
+    let (from, to) = (
+        super::time_param("from", &q.from)?,
+        super::time_param("to", &q.to)?,
+    );
     let mut sql = format!("SELECT {COLUMNS} FROM recordings WHERE 1 = 1");
     let mut binds: Vec<String> = Vec::new();
     let mut add = |cond: &str, v: String| {
