@@ -49,3 +49,16 @@ CREATE TABLE recording_index (
     sealed_lines TEXT NOT NULL,
     line_count   BIGINT NOT NULL
 );
+
+-- Sessions that are live now, so that a restart after a crash can audit the end of the
+-- sessions it cut off (recorded or not). A row lives from session start to session end.
+CREATE TABLE live_sessions (
+    id            TEXT PRIMARY KEY,
+    user_id       TEXT NOT NULL,
+    user_name     TEXT NOT NULL,
+    account_name  TEXT NOT NULL,
+    resource_id   TEXT NOT NULL,
+    resource_name TEXT NOT NULL,
+    client_addr   TEXT NOT NULL,
+    started_at    BIGINT NOT NULL
+);

@@ -439,34 +439,14 @@ async fn recording_failed(
 }
 
 /// After a restart: recordings still marked as being written were cut off by the stop.
-/// Each becomes *incomplete* (verifiable up to its last flushed chunk), and its session's
-/// end is audited, since nothing else will.
+/// Each becomes *incomplete* (verifiable up to its last flushed chunk) and is indexed; the
+/// end of its session is audited by `sessions::recover_stopped`.
 pub async fn recover_interrupted(app: &App) -> anyhow::Result<usize> {
-    #[derive(sqlx::FromRow)]
-    struct Interrupted {
-        id: String,
-        session_id: String,
-        user_id: String,
-        user_name: String,
-        account_name: String,
-        resource_name: String,
-        resource_id: String,
-    }
-    let rows: Vec<Interrupted> = sqlx::query_as(
-        "SELECT id, session_id, user_id, user_name, account_name, resource_name, resource_id FROM recordings WHERE status = 'recording'",
-    )
-    .fetch_all(&app.db.pool)
-    .await?;
-    for Interrupted {
-        id,
-        session_id,
-        user_id,
-        user_name,
-        account_name,
-        resource_name,
-        resource_id,
-    } in &rows
-    {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT id FROM recordings WHERE status = 'recording'")
+            .fetch_all(&app.db.pool)
+            .await?;
+    for (id,) in &rows {
         let store = app.recordings.store.clone();
         let rid = id.clone();
         let parsed =
@@ -489,22 +469,6 @@ pub async fn recover_interrupted(app: &App) -> anyhow::Result<usize> {
         if let Err(e) = index_recording(app, id).await {
             tracing::error!(recording = %id, error = %e, "could not index an incomplete recording");
         }
-        let actor = Actor {
-            id: user_id.clone(),
-            name: user_name.clone(),
-            addr: String::new(),
-        };
-        app.audit
-            .append(Event {
-                actor: &actor,
-                action: "session.end",
-                outcome: Outcome::Failed,
-                object_kind: "session",
-                object_id: session_id,
-                object_name: &format!("{account_name}@{resource_name}"),
-                detail: json!({ "session_id": session_id, "resource_id": resource_id, "reason": "the gateway stopped during the session", "recording_id": id, "recording": "incomplete", "duration_s": duration / 1000 }),
-            })
-            .await?;
     }
     Ok(rows.len())
 }

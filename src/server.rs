@@ -209,6 +209,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             "recordings cut off by the last stop are marked incomplete"
         );
     }
+    let stopped = crate::sessions::recover_stopped(&app).await?;
+    if stopped > 0 {
+        tracing::warn!(
+            count = stopped,
+            "sessions cut off by the last stop: their end is audited"
+        );
+    }
     crate::recordings::spawn_retention(app.clone());
     if let Some(pw) = crate::identity::users::bootstrap_admin(&app)
         .await

@@ -312,6 +312,9 @@ async fn try_launch(
         info.clone(),
         host_key,
     ));
+    if let Err(e) = track_live(app, &info).await {
+        tracing::error!(error = %e, "could not note a live session for crash recovery");
+    }
     tokio::spawn(watch_end(app.clone(), actor, session.clone()));
     Ok(session)
 }
@@ -415,7 +418,89 @@ async fn watch_end(app: App, actor: Actor, session: Arc<LiveSession>) {
         ),
         _ => (Outcome::Ok, json!({ "reason": "closed" })),
     };
-    audit_event(&app, &actor, "session.end", outcome, &info, json!({ "duration_s": duration_s, "bytes_from_target": info.bytes_from_target, "bytes_to_target": info.bytes_to_target, "end": how })).await;
+    audit_event(&app, &actor, "session.end", outcome, &info, json!({ "duration_s": duration_s, "bytes_from_target": info.bytes_from_target, "bytes_to_target": info.bytes_to_target, "end": how, "recording_id": info.recording_id })).await;
+    let untracked = async {
+        let mut tx = app.db.begin_write().await?;
+        sqlx::query("DELETE FROM live_sessions WHERE id = $1")
+            .bind(&info.id)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await
+    };
+    if let Err(e) = untracked.await {
+        tracing::error!(error = %e, "could not clear a live-session note");
+    }
+}
+
+/// Notes a live session in the database, so that the next start can audit its end if this
+/// process dies first.
+async fn track_live(app: &App, info: &SessionInfo) -> Result<(), sqlx::Error> {
+    let mut tx = app.db.begin_write().await?;
+    sqlx::query("INSERT INTO live_sessions (id, user_id, user_name, account_name, resource_id, resource_name, client_addr, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(&info.id)
+        .bind(&info.owner_id)
+        .bind(&info.owner_name)
+        .bind(&info.account_name)
+        .bind(&info.resource_id)
+        .bind(&info.resource_name)
+        .bind(&info.client_addr)
+        .bind(info.started_at_ms)
+        .execute(tx.conn())
+        .await?;
+    tx.commit().await
+}
+
+/// At start-up: sessions the last process did not see end (it was killed or crashed). Each
+/// gets its `session.end` audit record, naming its recording (marked incomplete before this
+/// runs, see `recordings::recover_interrupted`). Returns how many.
+pub async fn recover_stopped(app: &App) -> anyhow::Result<usize> {
+    #[derive(sqlx::FromRow)]
+    struct Stopped {
+        id: String,
+        user_id: String,
+        user_name: String,
+        account_name: String,
+        resource_id: String,
+        resource_name: String,
+        client_addr: String,
+        started_at: i64,
+    }
+    let rows: Vec<Stopped> = sqlx::query_as("SELECT id, user_id, user_name, account_name, resource_id, resource_name, client_addr, started_at FROM live_sessions")
+        .fetch_all(&app.db.pool)
+        .await?;
+    for r in &rows {
+        let recording: Option<(String, String)> =
+            sqlx::query_as("SELECT id, status FROM recordings WHERE session_id = $1")
+                .bind(&r.id)
+                .fetch_optional(&app.db.pool)
+                .await?;
+        let actor = Actor {
+            id: r.user_id.clone(),
+            name: r.user_name.clone(),
+            addr: r.client_addr.clone(),
+        };
+        let mut tx = app.db.begin_write().await?;
+        app.audit
+            .append_in(
+                &mut tx,
+                Event {
+                    actor: &actor,
+                    action: "session.end",
+                    outcome: Outcome::Failed,
+                    object_kind: "session",
+                    object_id: &r.id,
+                    object_name: &format!("{}@{}", r.account_name, r.resource_name),
+                    detail: json!({ "resource_id": r.resource_id, "end": { "reason": "the gateway stopped during the session" }, "started_at": db::rfc3339(r.started_at), "recording_id": recording.as_ref().map(|x| &x.0), "recording": recording.as_ref().map(|x| &x.1) }),
+                },
+            )
+            .await?;
+        sqlx::query("DELETE FROM live_sessions WHERE id = $1")
+            .bind(&r.id)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(rows.len())
 }
 
 /// Ends live sessions whose owner no longer has access to the account (a share revoked, a

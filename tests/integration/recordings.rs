@@ -546,3 +546,52 @@ async fn a_resource_can_be_exempted_from_or_forced_into_recording() {
     let audit = w.admin.get("/audit?action=recording.policy").await.ok();
     assert_eq!(audit[0]["detail"]["mode"], "always", "{audit}");
 }
+
+#[tokio::test]
+async fn an_unrecorded_session_cut_off_by_a_crash_still_gets_its_end_audited() {
+    let mut w =
+        engineer_with_connect_env(&[("PORTCULLIS_RECORD_TERMINAL_SESSIONS", "false")]).await;
+    let (mut ws, mut got) = open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    let session_id = got
+        .controls
+        .iter()
+        .find(|c| c["type"] == "session")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.server.kill();
+    drop(ws);
+    let server = w._site.start();
+    let admin = server.client();
+    admin.login_ok("admin", ADMIN_PASSWORD).await;
+    let ends = admin.get("/audit?action=session.end").await.ok();
+    let end = ends
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["object_id"] == session_id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{ends}"));
+    assert_eq!(
+        end["detail"]["end"]["reason"],
+        "the gateway stopped during the session"
+    );
+    assert_eq!(end["detail"]["recording_id"], Value::Null);
+    assert_eq!(end["actor"], "engineer");
+    // Audited once: a second restart adds nothing.
+    drop(server);
+    let server = w._site.start();
+    let admin = server.client();
+    admin.login_ok("admin", ADMIN_PASSWORD).await;
+    let ends = admin.get("/audit?action=session.end").await.ok();
+    assert_eq!(
+        ends.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["object_id"] == session_id.as_str())
+            .count(),
+        1
+    );
+}
