@@ -224,6 +224,9 @@ pub async fn detail(
     Ok(Json(out))
 }
 
+/// Recordings larger than this (stored bytes, compressed) are not decrypted for the browser.
+const MAX_PLAYABLE_BYTES: i64 = 64 * 1024 * 1024;
+
 /// Decrypts every event of a visible recording, auditing the access.
 async fn events_for(
     app: &App,
@@ -233,6 +236,15 @@ async fn events_for(
     format: &str,
 ) -> ApiResult<(Recording, Vec<recorder::Timed>)> {
     let row = visible(app, p, id).await?;
+    // Everything is decrypted into memory for one response: keep that bounded. (Typical
+    // interactive hours are ~100 KiB; a multi-hundred-megabyte `cat` is not for the browser.)
+    if row.size_bytes > MAX_PLAYABLE_BYTES {
+        return Err(unusable(format!(
+            "This recording is {} MiB, more than the {} MiB the player and export read at once. Use the signed bundle.",
+            row.size_bytes / (1024 * 1024),
+            MAX_PLAYABLE_BYTES / (1024 * 1024)
+        )));
+    }
     let (rec, key) = open(app, id).await?;
     let events = rec
         .events(&key)
