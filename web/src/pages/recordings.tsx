@@ -107,15 +107,21 @@ class Playback {
     for (let i = 0; i < this.ev.length && this.ev[i][0] <= t; i++) if (this.ev[i][1] === 'k') start = i;
     this.term.reset();
     this.pos = start;
+    const first = this.ev[start];
+    if (first && first[1] === 'k' && first[0] <= t) {
+      this.term.resize(first[3] as number, first[4] as number);
+      this.term.write(b64(first[2] as string));
+      this.pos = start + 1;
+    }
     this.advance(t);
   }
 
-  /** Writes every event up to `t`. */
+  /** Writes every event up to `t`. Keyframes are only starting points for seeking: while
+   *  playing forward the output already drew the same screen. */
   advance(t: number) {
     while (this.pos < this.ev.length && this.ev[this.pos][0] <= t) {
-      const [, kind, a, b, c] = this.ev[this.pos++];
+      const [, kind, a] = this.ev[this.pos++];
       if (kind === 'o') this.term.write(b64(a as string));
-      else if (kind === 'k') { this.term.reset(); this.term.resize(b as number, c as number); this.term.write(b64(a as string)); }
       else if (kind === 'r') { const [cols, rows] = String(a).split('x').map(Number); this.term.resize(cols, rows); }
     }
   }
