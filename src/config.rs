@@ -61,6 +61,8 @@ pub struct FileConfig {
     pub record_input: Option<bool>,
     pub recording_failure: Option<String>,
     pub recording_retention: Option<String>,
+    pub auditors_may_observe: Option<bool>,
+    pub notify_owner_of_observers: Option<bool>,
 }
 
 /// Values given on the command line (already parsed by clap). `None` means "not given".
@@ -112,6 +114,10 @@ pub struct Config {
     pub recording_failure: RecordingFailure,
     /// Recordings older than this are purged (None: kept forever).
     pub recording_retention: Option<Duration>,
+    /// Password Auditors may watch live sessions (administrators always may).
+    pub auditors_may_observe: bool,
+    /// The owner of a session is shown who is watching it.
+    pub notify_owner_of_observers: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,6 +251,18 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
         "forever",
         "purge recordings older than this (e.g. 90d), or forever",
     ),
+    (
+        "auditors_may_observe",
+        "PORTCULLIS_AUDITORS_MAY_OBSERVE",
+        "false",
+        "Password Auditors may watch live sessions (administrators always may)",
+    ),
+    (
+        "notify_owner_of_observers",
+        "PORTCULLIS_NOTIFY_OWNER_OF_OBSERVERS",
+        "true",
+        "show a session's owner who is watching",
+    ),
 ];
 
 /// A raw setting value and where it came from, before it is parsed.
@@ -296,6 +314,14 @@ impl Config {
             put("record_input", file.record_input.map(|b| b.to_string()));
             put("recording_failure", file.recording_failure);
             put("recording_retention", file.recording_retention);
+            put(
+                "auditors_may_observe",
+                file.auditors_may_observe.map(|b| b.to_string()),
+            );
+            put(
+                "notify_owner_of_observers",
+                file.notify_owner_of_observers.map(|b| b.to_string()),
+            );
         }
         // Layer 2: environment variables.
         for (name, var, _, _) in SETTINGS {
@@ -463,17 +489,20 @@ impl Config {
             None => HostKeyFirstUse::Trust,
         };
         let session_reattach_grace = duration("session_reattach_grace", Duration::from_secs(60))?;
-        let flag = |k: &str| -> Result<bool, ConfigError> {
+        let flag_or = |k: &str, default: bool| -> Result<bool, ConfigError> {
             match get(k) {
                 Some(r) => {
                     parse_bool(&r.value).ok_or_else(|| err(k, r, "must be true or false".into()))
                 }
-                None => Ok(true),
+                None => Ok(default),
             }
         };
+        let flag = |k: &str| flag_or(k, true);
         let record_terminal_sessions = flag("record_terminal_sessions")?;
         let record_graphical_sessions = flag("record_graphical_sessions")?;
         let record_input = flag("record_input")?;
+        let auditors_may_observe = flag_or("auditors_may_observe", false)?;
+        let notify_owner_of_observers = flag("notify_owner_of_observers")?;
         let recording_failure = match get("recording_failure") {
             Some(r) => match r.value.as_str() {
                 "terminate" => RecordingFailure::Terminate,
@@ -515,6 +544,8 @@ impl Config {
             record_input,
             recording_failure,
             recording_retention,
+            auditors_may_observe,
+            notify_owner_of_observers,
         })
     }
 

@@ -35,6 +35,10 @@ pub enum TicketFor {
     Attach {
         session_id: String,
     },
+    /// Watch someone's session, read-only (administrators; auditors if allowed).
+    Watch {
+        session_id: String,
+    },
 }
 
 pub struct Ticket {
@@ -225,6 +229,7 @@ async fn try_launch(
         bytes_from_target: 0,
         bytes_to_target: 0,
         recording_id: None,
+        participants: Vec::new(),
     };
     let mut info = info;
     let pinned: Option<(String, String)> =

@@ -36,6 +36,37 @@ pub struct SessionInfo {
     pub bytes_to_target: u64,
     /// The recording of this session, when it is recorded.
     pub recording_id: Option<String>,
+    /// Who is in the session now (the owner's browsers, observers).
+    pub participants: Vec<Participant>,
+}
+
+/// Someone in a live session.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Participant {
+    pub name: String,
+    /// owner | observer
+    pub role: String,
+    pub since_ms: i64,
+}
+
+/// Keeps a participant listed until dropped; joining and leaving (other than the owner's
+/// own browsers) are published as markers, so viewers and the recording see them.
+pub struct Presence {
+    session: Arc<LiveSession>,
+    id: u64,
+    announce: Option<String>,
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.session.participants.lock() {
+            p.retain(|(id, _)| *id != self.id);
+        }
+        if let Some(name) = &self.announce {
+            self.session
+                .apply(SessionEvent::Marker(format!("{name} left")));
+        }
+    }
 }
 
 /// How many events a subscriber may fall behind before it is resynchronised.
@@ -53,6 +84,8 @@ pub struct LiveSession {
     bytes_to_target: AtomicU64,
     /// Browsers of the owner currently attached (a reload detaches, then re-attaches).
     attached: std::sync::atomic::AtomicUsize,
+    participants: Mutex<Vec<(u64, Participant)>>,
+    next_participant: AtomicU64,
 }
 
 /// Counts an attached browser while alive.
@@ -186,7 +219,45 @@ impl LiveSession {
             .unwrap_or_else(|p| p.into_inner().clone());
         info.bytes_from_target = self.bytes_from_target.load(Ordering::Relaxed);
         info.bytes_to_target = self.bytes_to_target.load(Ordering::Relaxed);
+        info.participants = self.participants();
         info
+    }
+
+    /// Lists `name` in the session as `role` until the returned guard is dropped. Anyone but
+    /// the owner is announced (a marker: "admin joined as observer").
+    pub fn join(self: &Arc<Self>, name: &str, role: &str, now_ms: i64) -> Presence {
+        let id = self.next_participant.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut p) = self.participants.lock() {
+            p.push((
+                id,
+                Participant {
+                    name: name.to_string(),
+                    role: role.to_string(),
+                    since_ms: now_ms,
+                },
+            ));
+        }
+        let announce = (role != "owner").then(|| name.to_string());
+        if announce.is_some() {
+            self.apply(SessionEvent::Marker(format!("{name} joined as {role}")));
+        }
+        Presence {
+            session: self.clone(),
+            id,
+            announce,
+        }
+    }
+
+    /// Publishes a note in the session's timeline (seen by viewers, kept in the recording).
+    pub fn apply_marker(&self, text: &str) {
+        self.apply(SessionEvent::Marker(text.to_string()));
+    }
+
+    pub fn participants(&self) -> Vec<Participant> {
+        self.participants
+            .lock()
+            .map(|p| p.iter().map(|(_, x)| x.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Marks an owner's browser as attached until the returned guard is dropped.
@@ -410,6 +481,8 @@ impl Broker {
             bytes_from_target: AtomicU64::new(0),
             bytes_to_target: AtomicU64::new(0),
             attached: std::sync::atomic::AtomicUsize::new(0),
+            participants: Mutex::new(Vec::new()),
+            next_participant: AtomicU64::new(0),
         });
         let tap = tap.map(|(every, bytes)| session.tap(every, bytes));
         self.map().insert(id.clone(), session.clone());
@@ -562,6 +635,7 @@ mod tests {
             bytes_from_target: 0,
             bytes_to_target: 0,
             recording_id: None,
+            participants: Vec::new(),
         }
     }
 

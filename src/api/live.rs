@@ -115,6 +115,122 @@ pub struct WsQuery {
     ticket: String,
 }
 
+/// Whether `p` may watch other people's sessions: administrators, and auditors when the
+/// `auditors_may_observe` setting allows. Refusals are audited.
+async fn require_observer(app: &App, p: &crate::identity::Principal, id: &str) -> ApiResult<()> {
+    if p.role.can_manage_users() || (p.role.can_read_audit() && app.config.auditors_may_observe) {
+        return Ok(());
+    }
+    Err(crate::audited::denied(
+        app,
+        p,
+        "session.watch",
+        "session",
+        id,
+        "",
+        ApiError::forbidden("Only administrators (and, if the gateway allows it, auditors) watch other people's sessions."),
+    )
+    .await)
+}
+
+/// `POST /api/v1/sessions/{id}/watch`: a ticket to watch a live session, read-only.
+pub async fn watch_ticket(
+    State(app): State<App>,
+    a: AnyAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let web = web_login(&a)?;
+    require_observer(&app, &a.principal, &id).await?;
+    let Some(session) = app.broker.get(&id) else {
+        return Err(ApiError::not_found("live session"));
+    };
+    let info = session.info();
+    let mut tx = app.db.begin_write().await?;
+    crate::audited::audit(
+        &app,
+        &mut tx,
+        &a.principal,
+        "session.watch",
+        &id,
+        &format!(
+            "{}@{} by {}",
+            info.account_name, info.resource_name, info.owner_name
+        ),
+        json!({ "owner": info.owner_name }),
+    )
+    .await?;
+    tx.commit().await?;
+    let t = app.desk.issue(
+        &a.principal.user_id,
+        &web,
+        TicketFor::Watch { session_id: id },
+    );
+    Ok(ticket_reply(t))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminateInput {
+    reason: String,
+}
+
+/// `POST /api/v1/sessions/{id}/terminate`: ends a live session now, with a reason everyone
+/// in it is shown. Administrators only; audited.
+pub async fn terminate(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    Body(input): Body<TerminateInput>,
+) -> ApiResult<Json<Value>> {
+    if !p.role.can_manage_users() {
+        return Err(crate::audited::denied(
+            &app,
+            &p,
+            "session.terminate",
+            "session",
+            &id,
+            "",
+            ApiError::forbidden("Only administrators terminate sessions."),
+        )
+        .await);
+    }
+    let reason = input.reason.trim().to_string();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::field(
+            "reason",
+            "say why, in 1 to 500 characters (the user is shown it)",
+        ));
+    }
+    let Some(session) = app.broker.get(&id) else {
+        return Err(ApiError::not_found("live session"));
+    };
+    let info = session.info();
+    let at = crate::db::rfc3339(crate::db::now_ms());
+    let shown = format!("Terminated by {} at {at}: {reason}", p.username);
+    let mut tx = app.db.begin_write().await?;
+    crate::audited::audit(
+        &app,
+        &mut tx,
+        &p,
+        "session.terminate",
+        &id,
+        &format!(
+            "{}@{} by {}",
+            info.account_name, info.resource_name, info.owner_name
+        ),
+        json!({ "reason": reason, "owner": info.owner_name }),
+    )
+    .await?;
+    tx.commit().await?;
+    session.apply_marker(&format!("terminated by {}: {reason}", p.username));
+    let _ = session
+        .send_input(ClientInput::Terminate {
+            reason: shown.clone(),
+        })
+        .await;
+    Ok(Json(json!({ "terminated": id, "message": shown })))
+}
+
 /// `GET /api/v1/sessions/ws?ticket=...`: the session WebSocket.
 pub async fn socket(
     State(app): State<App>,
@@ -192,6 +308,19 @@ async fn serve_socket(app: App, a: AnyAuth, web: String, purpose: TicketFor, mut
                 }
             }
         }
+        TicketFor::Watch { session_id } => match app.broker.get(&session_id) {
+            Some(s) => {
+                let _presence = s.join(&a.principal.username, "observer", crate::db::now_ms());
+                pump(&a.principal.username, Role::Observer, true, &s, &mut ws).await;
+                let _ = ws.send(Message::Close(None)).await;
+                return;
+            }
+            None => {
+                let _ = send_json(&mut ws, json!({ "type": "exit", "reason": "The session has already ended.", "exit_status": null })).await;
+                let _ = ws.send(Message::Close(None)).await;
+                return;
+            }
+        },
         TicketFor::Attach { session_id } => match app.broker.get(&session_id) {
             Some(s) => s,
             None => {
@@ -201,7 +330,18 @@ async fn serve_socket(app: App, a: AnyAuth, web: String, purpose: TicketFor, mut
             }
         },
     };
-    pump(&a.principal.username, &session, &mut ws).await;
+    {
+        let _presence = session.join(&a.principal.username, "owner", crate::db::now_ms());
+        let notify = app.config.notify_owner_of_observers;
+        pump(
+            &a.principal.username,
+            Role::Owner,
+            notify,
+            &session,
+            &mut ws,
+        )
+        .await;
+    }
     let _ = ws.send(Message::Close(None)).await;
     // If the browser went away but the session lives on, give it the grace period to come
     // back (reload, network drop), then end it.
@@ -225,12 +365,32 @@ async fn serve_socket(app: App, a: AnyAuth, web: String, purpose: TicketFor, mut
     }
 }
 
-/// Moves events to the browser and input to the session until either side ends.
-async fn pump(username: &str, session: &std::sync::Arc<LiveSession>, ws: &mut WebSocket) {
-    let _guard = session.attach();
+/// What a browser may do in a session.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Types, resizes; counted for the re-attach grace period.
+    Owner,
+    /// Sees everything, sends nothing.
+    Observer,
+}
+
+fn participants_json(session: &LiveSession) -> Value {
+    json!({ "type": "participants", "participants": session.participants() })
+}
+
+/// Moves events to the browser and (for the owner) input to the session until either side
+/// ends. `show_participants`: send who is in the session whenever it changes.
+async fn pump(
+    username: &str,
+    role: Role,
+    show_participants: bool,
+    session: &std::sync::Arc<LiveSession>,
+    ws: &mut WebSocket,
+) {
+    let _guard = (role == Role::Owner).then(|| session.attach());
     let (snapshot, mut sub) = session.subscribe();
     let info = session.info();
-    let hello = json!({ "type": "session", "id": info.id, "account": info.account_name, "resource": info.resource_name, "protocol": info.protocol, "started_at_ms": info.started_at_ms, "recorded": info.recording_id.is_some() });
+    let hello = json!({ "type": "session", "id": info.id, "account": info.account_name, "resource": info.resource_name, "protocol": info.protocol, "started_at_ms": info.started_at_ms, "recorded": info.recording_id.is_some(), "owner": info.owner_name, "role": if role == Role::Owner { "owner" } else { "observer" } });
     if !send_json(ws, hello).await {
         return;
     }
@@ -242,12 +402,18 @@ async fn pump(username: &str, session: &std::sync::Arc<LiveSession>, ws: &mut We
     if !send_snapshot(ws, snapshot).await {
         return;
     }
+    if show_participants && !send_json(ws, participants_json(session)).await {
+        return;
+    }
     loop {
         tokio::select! {
             d = sub.next() => {
-                if !deliver(ws, &mut sub, d).await { return; }
+                let participants = show_participants.then_some(&**session);
+                if !deliver(ws, &mut sub, d, participants).await { return; }
             }
             m = ws.recv() => match m {
+                // An observer's keys and resizes go nowhere.
+                Some(Ok(Message::Binary(_) | Message::Text(_))) if role == Role::Observer => {}
                 Some(Ok(Message::Binary(b))) => {
                     if session.type_input(username, b.to_vec()).await.is_err() { return; }
                 }
@@ -268,7 +434,14 @@ const MAX_FRAME: usize = 64 * 1024;
 
 /// Sends one delivery to the browser; `false` when the socket or the session is gone.
 /// Output that is already waiting behind it goes out in the same frame.
-async fn deliver(ws: &mut WebSocket, sub: &mut Subscription, first: Delivery) -> bool {
+/// A marker (someone joined or left, a termination) is sent as text, followed by the
+/// participant list when `participants` is given.
+async fn deliver(
+    ws: &mut WebSocket,
+    sub: &mut Subscription,
+    first: Delivery,
+    participants: Option<&LiveSession>,
+) -> bool {
     let mut pending = Some(first);
     while let Some(d) = pending.take() {
         let sent = match d {
@@ -291,6 +464,13 @@ async fn deliver(ws: &mut WebSocket, sub: &mut Subscription, first: Delivery) ->
                 send_json(ws, json!({ "type": "resize", "cols": cols, "rows": rows })).await
             }
             Delivery::Event(SessionEvent::Lifecycle(l)) => send_json(ws, lifecycle_json(&l)).await,
+            Delivery::Event(SessionEvent::Marker(text)) => {
+                send_json(ws, json!({ "type": "marker", "text": text })).await
+                    && match participants {
+                        Some(session) => send_json(ws, participants_json(session)).await,
+                        None => true,
+                    }
+            }
             Delivery::Resync(s) => send_snapshot(ws, s).await,
             Delivery::Closed => false,
             Delivery::Event(_) => true,

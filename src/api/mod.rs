@@ -104,6 +104,8 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("GET", "/api/v1/sessions", "Live sessions (administrators and auditors: all; others: their own)", "sessions", "any user"),
     r!("POST", "/api/v1/sessions", "A single-use launch ticket (30 s) to open a session with an account", "sessions", "connect, from a web login", [("account_id", "string"), ("cols", "integer"), ("rows", "integer")]),
     r!("POST", "/api/v1/sessions/{id}/attach", "A launch ticket to re-attach to your own live session", "sessions", "the session's owner, from a web login"),
+    r!("POST", "/api/v1/sessions/{id}/watch", "A ticket to watch a live session read-only; audited", "sessions", "administrator (auditors if auditors_may_observe), from a web login"),
+    r!("POST", "/api/v1/sessions/{id}/terminate", "End a live session now; everyone in it is shown who, when and why; audited", "sessions", "administrator", [("reason", "string")]),
     r!("GET", "/api/v1/host-keys", "Pinned and pending SSH host keys", "sessions", "administrator"),
     r!("POST", "/api/v1/host-keys/{id}/approve", "Pin a fingerprint for a resource (approve a pending key)", "sessions", "administrator", [("fingerprint", "string")]),
     r!("DELETE", "/api/v1/host-keys/{id}", "Forget a resource's pin (re-pin on next contact)", "sessions", "administrator"),
@@ -224,6 +226,8 @@ pub fn router(app: App) -> Router {
             get(live::list).post(live::launch_ticket),
         )
         .route("/api/v1/sessions/{id}/attach", post(live::attach_ticket))
+        .route("/api/v1/sessions/{id}/watch", post(live::watch_ticket))
+        .route("/api/v1/sessions/{id}/terminate", post(live::terminate))
         .route("/api/v1/sessions/ws", get(live::socket))
         .route("/api/v1/host-keys", get(live::host_keys))
         .route(

@@ -337,6 +337,23 @@ const TABLE: &[Row] = &[
         none,
         "nnnnn",
     ),
+    // Watching and terminating: administrators pass the check and then find no such session
+    // (404); everyone else is refused (403). Both paths are exercised with a real session in
+    // live::an_admin_watches_read_only_and_terminates_with_a_reason_everyone_sees.
+    row(
+        "POST",
+        "/api/v1/sessions/{id}/watch",
+        Fx::None,
+        none,
+        "nnnnn",
+    ),
+    row(
+        "POST",
+        "/api/v1/sessions/{id}/terminate",
+        Fx::None,
+        |_| json!({ "reason": "matrix" }),
+        "nnnnn",
+    ),
     // Without a ticket and an upgrade request the socket is refused after authentication.
     row("GET", "/api/v1/sessions/ws", Fx::None, none, "rrrrr"),
     row("GET", "/api/v1/host-keys", Fx::None, none, "yynnn"),

@@ -536,3 +536,178 @@ async fn host_keys_wait_for_approval_are_pinned_and_a_changed_key_is_refused_and
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn an_admin_watches_read_only_and_terminates_with_a_reason_everyone_sees() {
+    let w = engineer_with_connect().await;
+    let (server, tls) = (&w.server, &w.tls);
+    let (mut ws, mut got) = open_session(server, tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    ws.send(Message::Binary(
+        b"echo before-watch-$((1+1))\r".to_vec().into(),
+    ))
+    .await
+    .unwrap();
+    read_until(&mut ws, &mut got, "before-watch-2", |g| {
+        screen_has_line(g, "before-watch-2")
+    })
+    .await;
+    let sid = got
+        .controls
+        .iter()
+        .find(|c| c["type"] == "session")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Nobody but administrators may watch or terminate (auditors only if a setting allows).
+    let (auditor, _) = server.user(&w.admin, "auditor1", "password_auditor").await;
+    for who in [&w.eng, &auditor] {
+        assert_eq!(
+            who.call("POST", &format!("/sessions/{sid}/watch"), json!({}))
+                .await
+                .status,
+            403
+        );
+        assert_eq!(
+            who.call(
+                "POST",
+                &format!("/sessions/{sid}/terminate"),
+                json!({ "reason": "x" })
+            )
+            .await
+            .status,
+            403
+        );
+    }
+
+    // The administrator watches: the screen so far at once, then live; read-only.
+    let ac = server.client();
+    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
+    let t = ac
+        .call("POST", &format!("/sessions/{sid}/watch"), json!({}))
+        .await
+        .ok();
+    let mut aws = open_ws(server, tls, &acookie, t["url"].as_str().unwrap()).await;
+    let mut agot = Received::default();
+    read_until(&mut aws, &mut agot, "earlier output on join", |g| {
+        screen_has_line(g, "before-watch-2")
+    })
+    .await;
+    assert!(agot
+        .controls
+        .iter()
+        .any(|c| c["type"] == "session" && c["role"] == "observer" && c["owner"] == "engineer"));
+    // The owner is told who is watching.
+    read_until(&mut ws, &mut got, "the observer in the participants", |g| {
+        g.controls.iter().any(|c| {
+            c["type"] == "participants"
+                && c["participants"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["name"] == "admin" && p["role"] == "observer")
+        })
+    })
+    .await;
+    let live = w.admin.get("/sessions").await.ok();
+    assert!(live.to_string().contains("\"role\":\"observer\""), "{live}");
+    // The observer's keys go nowhere; the owner's run and both see them.
+    aws.send(Message::Binary(
+        b"echo observer-typed-$((3*3))\r".to_vec().into(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Binary(
+        b"echo owner-typed-$((4*4))\r".to_vec().into(),
+    ))
+    .await
+    .unwrap();
+    read_until(&mut ws, &mut got, "owner-typed-16", |g| {
+        screen_has_line(g, "owner-typed-16")
+    })
+    .await;
+    read_until(&mut aws, &mut agot, "owner-typed-16 (observer)", |g| {
+        screen_has_line(g, "owner-typed-16")
+    })
+    .await;
+    assert!(
+        !terminal_has(&got, "observer-typed"),
+        "the observer's keys reached the shell"
+    );
+
+    // Terminate: a reason is required; then both browsers are told who, when and why.
+    let bad = ac
+        .call(
+            "POST",
+            &format!("/sessions/{sid}/terminate"),
+            json!({ "reason": "  " }),
+        )
+        .await;
+    assert_eq!((bad.status, bad.error_field()), (400, Some("reason")));
+    ac.call(
+        "POST",
+        &format!("/sessions/{sid}/terminate"),
+        json!({ "reason": "maintenance window" }),
+    )
+    .await
+    .ok();
+    let exit_of = |g: &Received| g.controls.iter().find(|c| c["type"] == "exit").cloned();
+    read_until(&mut ws, &mut got, "the owner's end", |g| {
+        exit_of(g).is_some()
+    })
+    .await;
+    read_until(&mut aws, &mut agot, "the observer's end", |g| {
+        exit_of(g).is_some()
+    })
+    .await;
+    for g in [&got, &agot] {
+        let reason = exit_of(g).unwrap()["reason"].as_str().unwrap().to_string();
+        assert!(
+            reason.starts_with("Terminated by admin at ")
+                && reason.ends_with(": maintenance window"),
+            "{reason}"
+        );
+    }
+    let audit = w.admin.get("/audit?action=session.terminate").await.ok();
+    assert_eq!(audit[0]["detail"]["reason"], "maintenance window");
+    assert_eq!(
+        w.admin
+            .get("/audit?action=session.watch&outcome=ok")
+            .await
+            .ok()[0]["actor"],
+        "admin"
+    );
+    assert!(
+        w.admin
+            .get("/audit?action=session.watch&outcome=denied")
+            .await
+            .ok()
+            .as_array()
+            .unwrap()
+            .len()
+            >= 2
+    );
+    for _ in 0..50 {
+        if w.admin
+            .get("/sessions")
+            .await
+            .ok()
+            .as_array()
+            .unwrap()
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(w
+        .admin
+        .get("/sessions")
+        .await
+        .ok()
+        .as_array()
+        .unwrap()
+        .is_empty());
+}

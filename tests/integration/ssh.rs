@@ -34,6 +34,7 @@ fn info() -> SessionInfo {
         bytes_from_target: 0,
         bytes_to_target: 0,
         recording_id: None,
+        participants: Vec::new(),
     }
 }
 

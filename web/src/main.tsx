@@ -59,6 +59,7 @@ function App() {
 
   // A session tab: the terminal alone, without the navigation.
   if (hash.startsWith('#/terminal/')) return <TerminalPage accountId={hash.slice('#/terminal/'.length)} />;
+  if (hash.startsWith('#/watch/')) return <TerminalPage accountId="" watch={hash.slice('#/watch/'.length)} />;
 
   const caps = me.capabilities;
   const nav: [string, string, boolean][] = [
@@ -82,7 +83,7 @@ function App() {
     case 'user-groups': page = <UserGroups />; break;
     case 'policies': page = <Policies me={me} />; break;
     case 'audit': page = <Audit />; break;
-    case 'sessions': page = <LiveSessions />; break;
+    case 'sessions': page = <LiveSessions me={me} />; break;
     case 'recordings': page = id ? <Player id={id} /> : <Recordings />; break;
     case 'profile': page = <Profile me={me} onChange={refresh} />; break;
     default: page = <Accounts me={me} />;

@@ -1,15 +1,22 @@
 // Why: administrators (and auditors) see every live session; everyone sees their own. The
 // list refreshes itself every two seconds.
 import { useEffect, useState } from 'preact/hooks';
-import { api } from '../api';
+import { api, Me } from '../api';
 import { bytes, duration, errorsFrom, Notice, Table } from '../ui';
 
 interface LiveSession {
   id: string; owner_name: string; account_name: string; resource_name: string; protocol: string; path: string[];
   client_addr: string; started_at_ms: number; state: string; bytes_from_target: number; bytes_to_target: number;
+  recording_id: string | null; participants: { name: string; role: string }[];
 }
 
-export function LiveSessions() {
+export function LiveSessions(props: { me: Me }) {
+  const admin = props.me.capabilities.manage_users;
+  const terminate = async (s: LiveSession) => {
+    const reason = prompt(`Terminate ${s.owner_name}'s session on ${s.account_name}@${s.resource_name}? The user is shown your reason.`, '');
+    if (reason === null) return;
+    try { await api('POST', `/sessions/${s.id}/terminate`, { reason }); } catch (e) { setErr(errorsFrom(e).reason ?? errorsFrom(e)._ ?? String(e)); }
+  };
   const [rows, setRows] = useState<LiveSession[] | null>(null);
   const [err, setErr] = useState<string | null>(null);
   const [now, setNow] = useState(Date.now());
@@ -36,6 +43,14 @@ export function LiveSessions() {
             { key: 'started_at_ms', label: 'Duration', value: (s) => s.started_at_ms, render: (s) => duration(now - s.started_at_ms) },
             { key: 'state', label: 'State', render: (s) => <span class={'badge state-' + s.state}>{s.state}</span> },
             { key: 'bytes', label: 'In / out', value: (s) => s.bytes_from_target, render: (s) => `${bytes(s.bytes_from_target)} / ${bytes(s.bytes_to_target)}` },
+            { key: 'recording_id', label: 'Recording', value: (s) => (s.recording_id ? 'recorded' : 'not recorded'), render: (s) => (s.recording_id ? <span class="badge recorded">● recorded</span> : <span class="muted">not recorded</span>) },
+            { key: 'participants', label: 'In the session', value: (s) => s.participants.map((p) => p.name).join(', '), render: (s) => s.participants.map((p) => `${p.name} (${p.role})`).join(', ') },
+            { key: 'actions', label: '', value: () => '', render: (s) => admin && (
+              <div class="actions">
+                <a class="button" href={`#/watch/${s.id}`} target="_blank" rel="noopener" data-testid="watch-session">Watch</a>
+                <button class="danger" data-testid="terminate-session" onClick={() => terminate(s)}>Terminate…</button>
+              </div>
+            ) },
           ]} />
       )}
     </section>

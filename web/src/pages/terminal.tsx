@@ -11,7 +11,9 @@ type Phase = { kind: 'starting' } | { kind: 'connecting' } | { kind: 'connected'
 
 const storageKey = (accountId: string) => `portcullis.session.${accountId}`;
 
-async function ticketFor(accountId: string, cols: number, rows: number): Promise<{ url: string }> {
+async function ticketFor(accountId: string, cols: number, rows: number, watch?: string): Promise<{ url: string }> {
+  // Watching someone else's session: a read-only ticket, nothing to re-attach to.
+  if (watch) return api('POST', `/sessions/${watch}/watch`);
   // A reloaded tab goes back to its live session instead of starting another one.
   const previous = sessionStorage.getItem(storageKey(accountId));
   if (previous) {
@@ -25,7 +27,13 @@ async function ticketFor(accountId: string, cols: number, rows: number): Promise
   return api('POST', '/sessions', { account_id: accountId, cols, rows });
 }
 
-export function TerminalPage(props: { accountId: string }) {
+interface Participant { name: string; role: string; since_ms: number }
+
+/** A session tab: your own session (`accountId`), or someone's you watch (`watch`, read-only). */
+export function TerminalPage(props: { accountId: string; watch?: string }) {
+  const watching = !!props.watch;
+  const [participants, setParticipants] = useState<Participant[]>([]);
+  const [owner, setOwner] = useState('');
   const host = useRef<HTMLDivElement>(null);
   const [phase, setPhase] = useState<Phase>({ kind: 'starting' });
   const [title, setTitle] = useState('');
@@ -41,7 +49,7 @@ export function TerminalPage(props: { accountId: string }) {
 
   useEffect(() => {
     if (!host.current) return;
-    const term = new Terminal({ cursorBlink: true, fontSize: 14, scrollback: 5000, allowProposedApi: false });
+    const term = new Terminal({ cursorBlink: !watching, fontSize: 14, scrollback: 5000, allowProposedApi: false, disableStdin: watching });
     const fit = new FitAddon();
     term.loadAddon(fit);
     term.open(host.current);
@@ -51,7 +59,7 @@ export function TerminalPage(props: { accountId: string }) {
     let snapshotNext = false;
     let closedByUs = false;
     const encoder = new TextEncoder();
-    const sendResize = () => ws?.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
+    const sendResize = () => !watching && ws?.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
     const onWindowResize = () => { fit.fit(); sendResize(); };
     window.addEventListener('resize', onWindowResize);
     // Ctrl+Shift+C / Ctrl+Shift+V copy and paste (plain Ctrl+C must stay an interrupt).
@@ -77,7 +85,7 @@ export function TerminalPage(props: { accountId: string }) {
     (async () => {
       let ticket: { url: string };
       try {
-        ticket = await ticketFor(props.accountId, term.cols, term.rows);
+        ticket = await ticketFor(props.accountId, term.cols, term.rows, props.watch);
       } catch (e) {
         setPhase({ kind: 'ended', title: 'Cannot open the session', message: e instanceof Error ? e.message : String(e) });
         return;
@@ -94,7 +102,8 @@ export function TerminalPage(props: { accountId: string }) {
         const m = JSON.parse(ev.data);
         switch (m.type) {
           case 'session':
-            sessionStorage.setItem(storageKey(props.accountId), m.id);
+            if (!watching) sessionStorage.setItem(storageKey(props.accountId), m.id);
+            setOwner(m.owner ?? '');
             setTitle(`${m.account}@${m.resource}`);
             setStarted(m.started_at_ms);
             setRecorded(!!m.recorded);
@@ -106,13 +115,21 @@ export function TerminalPage(props: { accountId: string }) {
             break;
           case 'snapshot':
             snapshotNext = true;
+            // An observer's terminal takes the session's size.
+            if (watching) term.resize(m.cols, m.rows);
+            break;
+          case 'resize':
+            if (watching) term.resize(m.cols, m.rows);
+            break;
+          case 'participants':
+            setParticipants(m.participants ?? []);
             break;
           case 'error':
-            sessionStorage.removeItem(storageKey(props.accountId));
+            if (!watching) sessionStorage.removeItem(storageKey(props.accountId));
             setPhase({ kind: 'ended', title: 'The session could not continue', message: m.message });
             break;
           case 'exit':
-            sessionStorage.removeItem(storageKey(props.accountId));
+            if (!watching) sessionStorage.removeItem(storageKey(props.accountId));
             setPhase({ kind: 'ended', title: 'Session ended', message: m.reason });
             break;
         }
@@ -131,14 +148,16 @@ export function TerminalPage(props: { accountId: string }) {
       ws?.close();
       term.dispose();
     };
-  }, [props.accountId, attempt]);
+  }, [props.accountId, props.watch, attempt]);
+  const others = participants.filter((p) => p.role !== 'owner');
 
   const elapsed = started ? Math.max(0, Math.floor((now - started) / 1000)) : 0;
   const clock = `${Math.floor(elapsed / 3600)}:${String(Math.floor(elapsed / 60) % 60).padStart(2, '0')}:${String(elapsed % 60).padStart(2, '0')}`;
   return (
     <div class="terminal-page">
       <div class="terminal-bar" data-testid="terminal-bar">
-        <b>{title || 'Portcullis session'}</b>
+        <b>{watching ? `Watching ${owner}'s session ${title}` : title || 'Portcullis session'}</b>
+        {watching && <span class="badge warn" data-testid="read-only">read-only</span>}
         <span class={'badge state-' + phase.kind} data-testid="session-state">{phase.kind}</span>
         {started && <span class="muted">connected {clock}</span>}
         {recorded && <span class="badge recorded" data-testid="session-recorded" title="This session is recorded and can be replayed by auditors">● recorded</span>}
@@ -146,6 +165,11 @@ export function TerminalPage(props: { accountId: string }) {
         <span class="spacer" />
         <a href="#/accounts">Back to Connect</a>
       </div>
+      {others.length > 0 && (
+        <div class="terminal-banner" data-testid="session-participants">
+          {others.map((p) => `${p.name} (${p.role})`).join(', ')} {others.length === 1 ? 'is' : 'are'} watching this session.
+        </div>
+      )}
       <div class="terminal-host" ref={host} data-testid="terminal" />
       {phase.kind === 'ended' && (
         <div class="terminal-end" role="alert" data-testid="session-ended">

@@ -1,0 +1,67 @@
+// Live session control with two browsers against a real sshd: an engineer works in a session;
+// the administrator, from the Live sessions page, watches it (earlier output at once, then
+// live; read-only), the engineer is told who is watching, and the administrator terminates it
+// with a reason both browsers show.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { adminWithSshResource, apiSession, clickConnect, launchBrowser, run, startServer, startSshd, waitForLine, waitForShell } from './harness.mjs';
+
+test('an administrator watches a session read-only and terminates it; both browsers are told', async () => {
+  const server = await startServer();
+  const sshd = startSshd();
+  const target = sshd.user('E2e-Watch-Pw!81k');
+  const { browser, close } = await launchBrowser();
+  try {
+    // The administrator's browser: set-up, then the engineer gets Connect on the account.
+    const adminCtx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1300, height: 800 } });
+    const { admin, resource } = await adminWithSshResource(adminCtx, server, sshd);
+    const account = await admin.call('POST', `/resources/${resource.id}/accounts`, { username: target, secret: 'E2e-Watch-Pw!81k' });
+    const eng = await admin.call('POST', '/users', { username: 'engineer', role: 'password_user' });
+    await admin.call('POST', '/shares', { subject_kind: 'user', subject_id: eng.user.id, object_kind: 'account', object_id: account.id, level: 'connect' });
+
+    // The engineer's browser.
+    const engCtx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1100, height: 700 } });
+    const engApi = await apiSession(engCtx, server.url, 'engineer', eng.one_time_password);
+    await engApi.call('POST', '/auth/password', { current_password: eng.one_time_password, new_password: 'a member passphrase, long' });
+    const engPage = await engCtx.newPage();
+    await engPage.goto(server.url);
+    const tab = await clickConnect(engCtx, engPage, target);
+    await waitForShell(tab);
+    await run(tab, 'echo before-watch-$((2+3))');
+    await waitForLine(tab, 'before-watch-5');
+
+    // The administrator finds it on Live sessions and watches.
+    const adminPage = await adminCtx.newPage();
+    await adminPage.goto(`${server.url}/#/sessions`);
+    const row = adminPage.locator('[data-testid=live-sessions] tr', { hasText: 'engineer' });
+    await row.waitFor();
+    const [watch] = await Promise.all([adminCtx.waitForEvent('page'), row.locator('[data-testid=watch-session]').click()]);
+    await watch.waitForSelector('[data-testid=read-only]');
+    await waitForLine(watch, 'before-watch-5'); // the screen so far, at once
+    assert.match(await watch.textContent('[data-testid=terminal-bar]'), /Watching engineer's session/);
+
+    // The engineer is told, and keeps working; the observer sees it live; its keys go nowhere.
+    await tab.waitForSelector('[data-testid=session-participants]:has-text("admin (observer)")');
+    await watch.locator('[data-testid=terminal]').click();
+    await watch.keyboard.type('echo observer-typed');
+    await watch.keyboard.press('Enter');
+    await tab.locator('[data-testid=terminal]').click();
+    await run(tab, 'echo live-$((6*7))');
+    await waitForLine(watch, 'live-42');
+    await waitForLine(tab, 'live-42');
+    assert.ok(!(await tab.locator('.xterm-rows').innerText()).includes('observer-typed'), "the observer's keys reached the shell");
+    await adminPage.waitForSelector('[data-testid=live-sessions] td:has-text("admin (observer)")');
+
+    // Terminate with a reason: both browsers show who, when and why.
+    adminPage.once('dialog', (d) => d.accept('suspicious activity'));
+    await row.locator('[data-testid=terminate-session]').click();
+    for (const page of [tab, watch]) {
+      await page.waitForSelector('[data-testid=session-ended]', { timeout: 20000 });
+      assert.match(await page.textContent('[data-testid=session-ended]'), /Terminated by admin at .*: suspicious activity/);
+    }
+    await adminPage.waitForSelector('[data-testid=live-sessions] td:has-text("No live sessions.")');
+  } finally {
+    await close();
+    server.stop();
+  }
+});
