@@ -62,3 +62,13 @@ CREATE TABLE live_sessions (
     client_addr   TEXT NOT NULL,
     started_at    BIGINT NOT NULL
 );
+
+-- Per-resource session limits (issue 5), overriding the global settings. NULL: the global
+-- setting; 0: no limit for this resource.
+CREATE TABLE resource_session_limits (
+    resource_id    TEXT PRIMARY KEY REFERENCES resources(id) ON DELETE CASCADE,
+    idle_limit_s   BIGINT,
+    max_duration_s BIGINT,
+    updated_by     TEXT NOT NULL,
+    updated_at     BIGINT NOT NULL
+);

@@ -63,6 +63,8 @@ pub struct FileConfig {
     pub recording_retention: Option<String>,
     pub auditors_may_observe: Option<bool>,
     pub notify_owner_of_observers: Option<bool>,
+    pub session_idle_limit: Option<String>,
+    pub session_max_duration: Option<String>,
 }
 
 /// Values given on the command line (already parsed by clap). `None` means "not given".
@@ -118,6 +120,10 @@ pub struct Config {
     pub auditors_may_observe: bool,
     /// The owner of a session is shown who is watching it.
     pub notify_owner_of_observers: bool,
+    /// Default limits of a session (resources may override): no typing for this long, or
+    /// this long in all, ends it, with a warning first. None: no limit.
+    pub session_idle_limit: Option<Duration>,
+    pub session_max_duration: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,6 +269,18 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
         "true",
         "show a session's owner who is watching",
     ),
+    (
+        "session_idle_limit",
+        "PORTCULLIS_SESSION_IDLE_LIMIT",
+        "off",
+        "end a session nobody typed in for this long (e.g. 30m), with a warning first; resources may override",
+    ),
+    (
+        "session_max_duration",
+        "PORTCULLIS_SESSION_MAX_DURATION",
+        "off",
+        "end a session after this long in all (e.g. 8h), with a warning first; resources may override",
+    ),
 ];
 
 /// A raw setting value and where it came from, before it is parsed.
@@ -322,6 +340,8 @@ impl Config {
                 "notify_owner_of_observers",
                 file.notify_owner_of_observers.map(|b| b.to_string()),
             );
+            put("session_idle_limit", file.session_idle_limit);
+            put("session_max_duration", file.session_max_duration);
         }
         // Layer 2: environment variables.
         for (name, var, _, _) in SETTINGS {
@@ -503,6 +523,15 @@ impl Config {
         let record_input = flag("record_input")?;
         let auditors_may_observe = flag_or("auditors_may_observe", false)?;
         let notify_owner_of_observers = flag("notify_owner_of_observers")?;
+        let optional_duration = |k: &str| -> Result<Option<Duration>, ConfigError> {
+            match get(k) {
+                Some(r) if r.value == "off" => Ok(None),
+                Some(_) => duration(k, Duration::ZERO).map(Some),
+                None => Ok(None),
+            }
+        };
+        let session_idle_limit = optional_duration("session_idle_limit")?;
+        let session_max_duration = optional_duration("session_max_duration")?;
         let recording_failure = match get("recording_failure") {
             Some(r) => match r.value.as_str() {
                 "terminate" => RecordingFailure::Terminate,
@@ -546,6 +575,8 @@ impl Config {
             recording_retention,
             auditors_may_observe,
             notify_owner_of_observers,
+            session_idle_limit,
+            session_max_duration,
         })
     }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod identity;
 pub mod recordings;
 pub mod server;
+pub mod session_limits;
 pub mod sessions;
 pub mod tls;
 pub mod vault;

@@ -320,6 +320,10 @@ async fn try_launch(
     if let Err(e) = track_live(app, &info).await {
         tracing::error!(error = %e, "could not note a live session for crash recovery");
     }
+    match crate::session_limits::for_resource(app, &r.id).await {
+        Ok(limits) => crate::session_limits::spawn_watchdog(session.clone(), limits),
+        Err(e) => tracing::error!(error = %e, "could not read the session limits; none applied"),
+    }
     tokio::spawn(watch_end(app.clone(), actor, session.clone()));
     Ok(session)
 }

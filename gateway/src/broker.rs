@@ -86,6 +86,8 @@ pub struct LiveSession {
     attached: std::sync::atomic::AtomicUsize,
     participants: Mutex<Vec<(u64, Participant)>>,
     next_participant: AtomicU64,
+    /// When a participant last typed (idle limits).
+    last_input: Mutex<std::time::Instant>,
 }
 
 /// Counts an attached browser while alive.
@@ -248,6 +250,14 @@ impl LiveSession {
         }
     }
 
+    /// How long since anyone typed (or since the session started).
+    pub fn idle_for(&self) -> std::time::Duration {
+        self.last_input
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
+
     /// Publishes a note in the session's timeline (seen by viewers, kept in the recording).
     pub fn apply_marker(&self, text: &str) {
         self.apply(SessionEvent::Marker(text.to_string()));
@@ -340,6 +350,9 @@ impl LiveSession {
     /// the screen shows a password prompt, so the recorder keeps only the length), then sent
     /// to the target.
     pub async fn type_input(&self, by: &str, data: Vec<u8>) -> Result<(), SessionGone> {
+        if let Ok(mut t) = self.last_input.lock() {
+            *t = std::time::Instant::now();
+        }
         self.apply(SessionEvent::Input {
             by: by.to_string(),
             data: data.as_slice().into(),
@@ -483,6 +496,7 @@ impl Broker {
             attached: std::sync::atomic::AtomicUsize::new(0),
             participants: Mutex::new(Vec::new()),
             next_participant: AtomicU64::new(0),
+            last_input: Mutex::new(std::time::Instant::now()),
         });
         let tap = tap.map(|(every, bytes)| session.tap(every, bytes));
         self.map().insert(id.clone(), session.clone());

@@ -106,6 +106,8 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("POST", "/api/v1/sessions/{id}/attach", "A launch ticket to re-attach to your own live session", "sessions", "the session's owner, from a web login"),
     r!("POST", "/api/v1/sessions/{id}/watch", "A ticket to watch a live session read-only; audited", "sessions", "administrator (auditors if auditors_may_observe), from a web login"),
     r!("POST", "/api/v1/sessions/{id}/terminate", "End a live session now; everyone in it is shown who, when and why; audited", "sessions", "administrator", [("reason", "string")]),
+    r!("GET", "/api/v1/resources/{id}/session-limits", "The resource's session idle limit and maximum duration (own and applied)", "sessions", "anyone who can see the resource"),
+    r!("PUT", "/api/v1/resources/{id}/session-limits", "Set the resource's idle limit and maximum duration: default, off or a duration; audited", "sessions", "administrator", [("idle_limit", "string"), ("max_duration", "string")]),
     r!("GET", "/api/v1/host-keys", "Pinned and pending SSH host keys", "sessions", "administrator"),
     r!("POST", "/api/v1/host-keys/{id}/approve", "Pin a fingerprint for a resource (approve a pending key)", "sessions", "administrator", [("fingerprint", "string")]),
     r!("DELETE", "/api/v1/host-keys/{id}", "Forget a resource's pin (re-pin on next contact)", "sessions", "administrator"),
@@ -227,6 +229,10 @@ pub fn router(app: App) -> Router {
         )
         .route("/api/v1/sessions/{id}/attach", post(live::attach_ticket))
         .route("/api/v1/sessions/{id}/watch", post(live::watch_ticket))
+        .route(
+            "/api/v1/resources/{id}/session-limits",
+            get(live::session_limits).put(live::set_session_limits),
+        )
         .route("/api/v1/sessions/{id}/terminate", post(live::terminate))
         .route("/api/v1/sessions/ws", get(live::socket))
         .route("/api/v1/host-keys", get(live::host_keys))

@@ -354,6 +354,20 @@ const TABLE: &[Row] = &[
         |_| json!({ "reason": "matrix" }),
         "nnnnn",
     ),
+    row(
+        "GET",
+        "/api/v1/resources/{id}/session-limits",
+        Fx::Resource,
+        none,
+        "yyyyy",
+    ),
+    row(
+        "PUT",
+        "/api/v1/resources/{id}/session-limits",
+        Fx::Resource,
+        |_| json!({ "idle_limit": "30m", "max_duration": "default" }),
+        "yynnn",
+    ),
     // Without a ticket and an upgrade request the socket is refused after authentication.
     row("GET", "/api/v1/sessions/ws", Fx::None, none, "rrrrr"),
     row("GET", "/api/v1/host-keys", Fx::None, none, "yynnn"),

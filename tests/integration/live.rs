@@ -711,3 +711,107 @@ async fn an_admin_watches_read_only_and_terminates_with_a_reason_everyone_sees()
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn idle_and_maximum_duration_limits_warn_first_then_end_the_session() {
+    // Global idle limit of 4 s: a warning at 2 s of silence, the end at 4 s.
+    let w = engineer_with_connect_env(&[("PORTCULLIS_SESSION_IDLE_LIMIT", "4s")]).await;
+    let (server, tls) = (&w.server, &w.tls);
+    let (mut ws, mut got) = open_session(server, tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    let started = std::time::Instant::now();
+    let warned = |g: &Received| {
+        g.controls.iter().any(|c| {
+            c["type"] == "marker"
+                && c["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("Warning: this session has been idle")
+        })
+    };
+    let exit_of = |g: &Received| g.controls.iter().find(|c| c["type"] == "exit").cloned();
+    read_until(&mut ws, &mut got, "the idle warning", warned).await;
+    assert!(exit_of(&got).is_none(), "ended before warning");
+    read_until(&mut ws, &mut got, "the idle end", |g| exit_of(g).is_some()).await;
+    let reason = exit_of(&got).unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("Nobody typed in this session for 4 s"),
+        "{reason}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "ended too early"
+    );
+
+    // A resource's own limits override the global ones: no idle limit, 3 s in all.
+    let account = w.admin.get(&format!("/accounts/{}", w.account)).await.ok();
+    let rid = account["resource_id"].as_str().unwrap().to_string();
+    let bad = w
+        .admin
+        .call(
+            "PUT",
+            &format!("/resources/{rid}/session-limits"),
+            json!({ "idle_limit": "soon", "max_duration": "3s" }),
+        )
+        .await;
+    assert_eq!((bad.status, bad.error_field()), (400, Some("idle_limit")));
+    assert_eq!(
+        w.eng
+            .call(
+                "PUT",
+                &format!("/resources/{rid}/session-limits"),
+                json!({ "idle_limit": "off", "max_duration": "3s" })
+            )
+            .await
+            .status,
+        403
+    );
+    w.admin
+        .call(
+            "PUT",
+            &format!("/resources/{rid}/session-limits"),
+            json!({ "idle_limit": "off", "max_duration": "3s" }),
+        )
+        .await
+        .ok();
+    let limits = w
+        .eng
+        .get(&format!("/resources/{rid}/session-limits"))
+        .await
+        .ok();
+    assert_eq!(
+        limits["applied"],
+        json!({ "idle_limit_s": null, "max_duration_s": 3 }),
+        "{limits}"
+    );
+    let (mut ws, mut got) = open_session(server, tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    // Typing does not extend a maximum duration.
+    for _ in 0..4 {
+        ws.send(Message::Binary(b"true\r".to_vec().into()))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    read_until(&mut ws, &mut got, "the maximum-duration end", |g| {
+        exit_of(g).is_some()
+    })
+    .await;
+    assert!(got.controls.iter().any(|c| c["type"] == "marker"
+        && c["text"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Warning: this session reaches its maximum duration of 3 s")));
+    let reason = exit_of(&got).unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("maximum duration of 3 s"), "{reason}");
+    assert_eq!(
+        w.admin.get("/audit?action=session.limits").await.ok()[0]["detail"]["max_duration"],
+        "3s"
+    );
+}

@@ -34,6 +34,7 @@ export function TerminalPage(props: { accountId: string; watch?: string }) {
   const watching = !!props.watch;
   const [participants, setParticipants] = useState<Participant[]>([]);
   const [owner, setOwner] = useState('');
+  const [warning, setWarning] = useState<string | null>(null);
   const host = useRef<HTMLDivElement>(null);
   const [phase, setPhase] = useState<Phase>({ kind: 'starting' });
   const [title, setTitle] = useState('');
@@ -79,7 +80,10 @@ export function TerminalPage(props: { accountId: string; watch?: string }) {
       }
       return true;
     });
-    const data = term.onData((d) => ws?.readyState === WebSocket.OPEN && ws.send(encoder.encode(d)));
+    const data = term.onData((d) => {
+      setWarning((w) => (w && w.includes('idle') ? null : w));
+      if (ws?.readyState === WebSocket.OPEN) ws.send(encoder.encode(d));
+    });
     const binary = term.onBinary((d) => ws?.readyState === WebSocket.OPEN && ws.send(Uint8Array.from(d, (c) => c.charCodeAt(0))));
 
     (async () => {
@@ -124,6 +128,10 @@ export function TerminalPage(props: { accountId: string; watch?: string }) {
           case 'participants':
             setParticipants(m.participants ?? []);
             break;
+          case 'marker':
+            // Limits warn before they end the session; typing clears an idle warning.
+            if (String(m.text).startsWith('Warning:')) setWarning(m.text);
+            break;
           case 'error':
             if (!watching) sessionStorage.removeItem(storageKey(props.accountId));
             setPhase({ kind: 'ended', title: 'The session could not continue', message: m.message });
@@ -165,6 +173,7 @@ export function TerminalPage(props: { accountId: string; watch?: string }) {
         <span class="spacer" />
         <a href="#/accounts">Back to Connect</a>
       </div>
+      {warning && <div class="terminal-banner" role="alert" data-testid="session-warning">⚠ {warning}</div>}
       {others.length > 0 && (
         <div class="terminal-banner" data-testid="session-participants">
           {others.map((p) => `${p.name} (${p.role})`).join(', ')} {others.length === 1 ? 'is' : 'are'} watching this session.
