@@ -130,6 +130,8 @@ pub(crate) struct EngineerWorld {
     pub(crate) share: Value,
     pub(crate) eng: Client,
     pub(crate) cookie: String,
+    /// The target account's user on the test sshd.
+    pub(crate) ssh_user: String,
     // Last: dropped after the server is stopped.
     pub(crate) _site: Site,
 }
@@ -161,6 +163,7 @@ pub(crate) async fn engineer_with_connect_env(env: &[(&str, &str)]) -> EngineerW
         share,
         eng,
         cookie,
+        ssh_user: user,
     }
 }
 
@@ -672,6 +675,24 @@ async fn an_admin_watches_read_only_and_terminates_with_a_reason_everyone_sees()
     }
     let audit = w.admin.get("/audit?action=session.terminate").await.ok();
     assert_eq!(audit[0]["detail"]["reason"], "maintenance window");
+    // The shell on the target is gone: no process of the target user is left.
+    let mut left = String::from("?");
+    for _ in 0..50 {
+        let out = std::process::Command::new("pgrep")
+            .args(["-u", &w.ssh_user, "-l"])
+            .output()
+            .unwrap();
+        left = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        left.is_empty(),
+        "processes of {} left after terminate: {left}",
+        w.ssh_user
+    );
     assert_eq!(
         w.admin
             .get("/audit?action=session.watch&outcome=ok")
