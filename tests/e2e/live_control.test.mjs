@@ -60,6 +60,21 @@ test('an administrator watches a session read-only and terminates it; both brows
       assert.match(await page.textContent('[data-testid=session-ended]'), /Terminated by admin at .*: suspicious activity/);
     }
     await adminPage.waitForSelector('[data-testid=live-sessions] td:has-text("No live sessions.")');
+
+    // Session limits of the resource, set on its page: a bad value is named, a good one applies.
+    await adminPage.goto(`${server.url}/#/resources/${resource.id}`);
+    const limits = adminPage.locator('[data-testid=session-limits]');
+    await limits.waitFor();
+    assert.match(await limits.textContent(), /idle none, at most none/);
+    await limits.locator('input[name=idle_limit]').fill('soon');
+    await limits.locator('button', { hasText: 'Save limits' }).click();
+    await adminPage.waitForSelector('[data-field=idle_limit]');
+    await limits.locator('input[name=idle_limit]').fill('15m');
+    await limits.locator('input[name=max_duration]').fill('8h');
+    await limits.locator('button', { hasText: 'Save limits' }).click();
+    await adminPage.waitForSelector('[data-testid=session-limits]:has-text("idle 15 min, at most 8 h")');
+    const applied = await engApi.call('GET', `/resources/${resource.id}/session-limits`);
+    assert.deepEqual(applied.applied, { idle_limit_s: 900, max_duration_s: 28800 });
   } finally {
     await close();
     server.stop();

@@ -218,6 +218,7 @@ export function ResourceDetail(props: { id: string; me: Me }) {
         {r.description && <><dt>Description</dt><dd>{r.description}</dd></>}
         {props.me.capabilities.manage_users && r.ports.ssh && <><dt>SSH host key</dt><dd><HostKey resourceId={r.id} /></dd></>}
         <dt>Session recording</dt><dd><RecordingMode resourceId={r.id} canChange={props.me.capabilities.manage_users} /></dd>
+        <dt>Session limits</dt><dd><SessionLimits resourceId={r.id} canChange={props.me.capabilities.manage_users} /></dd>
       </dl>
       <div class="title-row">
         <h2>Accounts</h2>
@@ -447,6 +448,36 @@ function RecordingMode(props: { resourceId: string; canChange: boolean }) {
           <option value="never">never record</option>
         </select>
       ) : <span class="muted">({m.mode === 'default' ? 'global setting' : m.mode})</span>}
+    </span>
+  );
+}
+
+interface LimitsView { idle_limit: string; max_duration: string; applied: { idle_limit_s: number | null; max_duration_s: number | null } }
+
+/** The idle limit and maximum duration of sessions to this resource; administrators may set
+ *  them (`default`: the global setting, `off`, or a duration such as 30m). */
+function SessionLimits(props: { resourceId: string; canChange: boolean }) {
+  const [v, setV] = useState<LimitsView | null>(null);
+  const [form, setForm] = useState({ idle_limit: '', max_duration: '' });
+  const [errors, setErrors] = useState<Errors>({});
+  const load = () => api<LimitsView>('GET', `/resources/${props.resourceId}/session-limits`).then((x) => { setV(x); setForm({ idle_limit: x.idle_limit, max_duration: x.max_duration }); }).catch((e) => setErrors(errorsFrom(e)));
+  useEffect(() => { load(); }, [props.resourceId]);
+  if (!v) return <span class="muted">{errors._ ?? '…'}</span>;
+  const shown = (s: number | null) => (s === null ? 'none' : s % 3600 === 0 ? `${s / 3600} h` : s % 60 === 0 ? `${s / 60} min` : `${s} s`);
+  const save = async (e: Event) => {
+    e.preventDefault();
+    try { await api('PUT', `/resources/${props.resourceId}/session-limits`, form); setErrors({}); load(); } catch (err) { setErrors(errorsFrom(err)); }
+  };
+  return (
+    <span data-testid="session-limits">
+      idle {shown(v.applied.idle_limit_s)}, at most {shown(v.applied.max_duration_s)}
+      {props.canChange && (
+        <form class="inline-form" onSubmit={save}>
+          <Field label="Idle limit" name="idle_limit" errors={errors}><input name="idle_limit" value={form.idle_limit} onInput={(e) => setForm({ ...form, idle_limit: inputValue(e) })} placeholder="default, off or 30m" /></Field>
+          <Field label="Maximum duration" name="max_duration" errors={errors}><input name="max_duration" value={form.max_duration} onInput={(e) => setForm({ ...form, max_duration: inputValue(e) })} placeholder="default, off or 8h" /></Field>
+          <button type="submit">Save limits</button>
+        </form>
+      )}
     </span>
   );
 }
