@@ -39,6 +39,10 @@ pub enum TicketFor {
     Watch {
         session_id: String,
     },
+    /// Join someone's session as a peer, who types when given the keyboard (administrators).
+    Join {
+        session_id: String,
+    },
 }
 
 pub struct Ticket {
@@ -230,6 +234,7 @@ async fn try_launch(
         bytes_to_target: 0,
         recording_id: None,
         participants: Vec::new(),
+        control: Default::default(),
     };
     let mut info = info;
     let pinned: Option<(String, String)> =

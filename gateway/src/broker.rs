@@ -36,8 +36,17 @@ pub struct SessionInfo {
     pub bytes_to_target: u64,
     /// The recording of this session, when it is recorded.
     pub recording_id: Option<String>,
-    /// Who is in the session now (the owner's browsers, observers).
+    /// Who is in the session now (the owner's browsers, observers, peers).
     pub participants: Vec<Participant>,
+    /// Who has the keyboard.
+    pub control: Control,
+}
+
+/// Keyboard control: one holder at a time, or everyone who may type when `shared`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Control {
+    pub holder: String,
+    pub shared: bool,
 }
 
 /// Someone in a live session.
@@ -88,6 +97,7 @@ pub struct LiveSession {
     next_participant: AtomicU64,
     /// When a participant last typed (idle limits).
     last_input: Mutex<std::time::Instant>,
+    control: Mutex<Control>,
 }
 
 /// Counts an attached browser while alive.
@@ -222,7 +232,46 @@ impl LiveSession {
         info.bytes_from_target = self.bytes_from_target.load(Ordering::Relaxed);
         info.bytes_to_target = self.bytes_to_target.load(Ordering::Relaxed);
         info.participants = self.participants();
+        info.control = self.control();
         info
+    }
+
+    pub fn control(&self) -> Control {
+        self.control.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Whether `name`'s keys reach the target now.
+    pub fn may_type(&self, name: &str) -> bool {
+        self.control
+            .lock()
+            .map(|c| c.shared || c.holder == name)
+            .unwrap_or(false)
+    }
+
+    /// Gives the keyboard to `holder` and/or turns shared typing on or off, announcing it
+    /// (a marker: seen by everyone, kept in the recording).
+    pub fn set_control(&self, holder: Option<&str>, shared: Option<bool>, by: &str) {
+        let note = match self.control.lock() {
+            Ok(mut c) => {
+                let mut notes = Vec::new();
+                if let Some(h) = holder {
+                    c.holder = h.to_string();
+                    notes.push(format!("{h} has the keyboard (given by {by})"));
+                }
+                if let Some(s) = shared {
+                    c.shared = s;
+                    notes.push(format!(
+                        "shared typing {} by {by}",
+                        if s { "allowed" } else { "stopped" }
+                    ));
+                }
+                notes.join("; ")
+            }
+            Err(_) => return,
+        };
+        if !note.is_empty() {
+            self.apply(SessionEvent::Marker(note));
+        }
     }
 
     /// Lists `name` in the session as `role` until the returned guard is dropped. Anyone but
@@ -482,6 +531,7 @@ impl Broker {
         let (input_tx, input_rx) = mpsc::channel::<ClientInput>(256);
         let (broadcast_tx, _) = broadcast::channel(self.backlog);
         let id = info.id.clone();
+        let owner_name = info.owner_name.clone();
         let session = Arc::new(LiveSession {
             info: Mutex::new(info),
             lifecycle: Mutex::new(None),
@@ -497,6 +547,10 @@ impl Broker {
             participants: Mutex::new(Vec::new()),
             next_participant: AtomicU64::new(0),
             last_input: Mutex::new(std::time::Instant::now()),
+            control: Mutex::new(Control {
+                holder: owner_name,
+                shared: false,
+            }),
         });
         let tap = tap.map(|(every, bytes)| session.tap(every, bytes));
         self.map().insert(id.clone(), session.clone());
@@ -650,6 +704,7 @@ mod tests {
             bytes_to_target: 0,
             recording_id: None,
             participants: Vec::new(),
+            control: Default::default(),
         }
     }
 

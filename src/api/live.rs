@@ -168,6 +168,124 @@ pub async fn watch_ticket(
     Ok(ticket_reply(t))
 }
 
+/// `POST /api/v1/sessions/{id}/join`: a ticket to join a live session as a peer: you see it
+/// and type when the owner (or an administrator) gives you the keyboard. Administrators only.
+pub async fn join_ticket(
+    State(app): State<App>,
+    a: AnyAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let web = web_login(&a)?;
+    if !a.principal.role.can_manage_users() {
+        return Err(crate::audited::denied(
+            &app,
+            &a.principal,
+            "session.join",
+            "session",
+            &id,
+            "",
+            ApiError::forbidden("Only administrators join other people's sessions."),
+        )
+        .await);
+    }
+    let Some(session) = app.broker.get(&id) else {
+        return Err(ApiError::not_found("live session"));
+    };
+    let info = session.info();
+    let mut tx = app.db.begin_write().await?;
+    crate::audited::audit(
+        &app,
+        &mut tx,
+        &a.principal,
+        "session.join",
+        &id,
+        &format!(
+            "{}@{} by {}",
+            info.account_name, info.resource_name, info.owner_name
+        ),
+        json!({ "owner": info.owner_name }),
+    )
+    .await?;
+    tx.commit().await?;
+    let t = app.desk.issue(
+        &a.principal.user_id,
+        &web,
+        TicketFor::Join { session_id: id },
+    );
+    Ok(ticket_reply(t))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlInput {
+    /// Give the keyboard to this participant.
+    holder: Option<String>,
+    /// Let everyone who may type do so at once.
+    shared: Option<bool>,
+}
+
+/// `POST /api/v1/sessions/{id}/control`: hand the keyboard over, take it back, or allow shared
+/// typing. The session's owner or an administrator; audited.
+pub async fn control(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    Body(input): Body<ControlInput>,
+) -> ApiResult<Json<Value>> {
+    let Some(session) = app.broker.get(&id) else {
+        return Err(ApiError::not_found("live session"));
+    };
+    let info = session.info();
+    if info.owner_id != p.user_id && !p.role.can_manage_users() {
+        return Err(crate::audited::denied(
+            &app,
+            &p,
+            "session.control",
+            "session",
+            &id,
+            "",
+            ApiError::forbidden(
+                "Only the session's owner or an administrator hands the keyboard over.",
+            ),
+        )
+        .await);
+    }
+    if input.holder.is_none() && input.shared.is_none() {
+        return Err(ApiError::invalid(
+            "Say who gets the keyboard (holder) or whether typing is shared (shared).",
+        ));
+    }
+    if let Some(h) = &input.holder {
+        let typists = info
+            .participants
+            .iter()
+            .filter(|x| x.role == "owner" || x.role == "peer");
+        if !typists.clone().any(|x| &x.name == h) {
+            return Err(ApiError::field(
+                "holder",
+                "must be the owner or a peer in the session now",
+            ));
+        }
+    }
+    let mut tx = app.db.begin_write().await?;
+    crate::audited::audit(
+        &app,
+        &mut tx,
+        &p,
+        "session.control",
+        &id,
+        &format!(
+            "{}@{} by {}",
+            info.account_name, info.resource_name, info.owner_name
+        ),
+        json!({ "holder": input.holder, "shared": input.shared }),
+    )
+    .await?;
+    tx.commit().await?;
+    session.set_control(input.holder.as_deref(), input.shared, &p.username);
+    Ok(Json(json!(session.control())))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TerminateInput {
@@ -287,7 +405,17 @@ fn lifecycle_json(l: &Lifecycle) -> Value {
     }
 }
 
+enum PurposeKind {
+    Join,
+    Other,
+}
+
 async fn serve_socket(app: App, a: AnyAuth, web: String, purpose: TicketFor, mut ws: WebSocket) {
+    let purpose_kind = if matches!(purpose, TicketFor::Join { .. }) {
+        PurposeKind::Join
+    } else {
+        PurposeKind::Other
+    };
     let session = match purpose {
         TicketFor::NewSession {
             account_id,
@@ -308,19 +436,31 @@ async fn serve_socket(app: App, a: AnyAuth, web: String, purpose: TicketFor, mut
                 }
             }
         }
-        TicketFor::Watch { session_id } => match app.broker.get(&session_id) {
-            Some(s) => {
-                let _presence = s.join(&a.principal.username, "observer", crate::db::now_ms());
-                pump(&a.principal.username, Role::Observer, true, &s, &mut ws).await;
-                let _ = ws.send(Message::Close(None)).await;
-                return;
+        TicketFor::Watch { session_id } | TicketFor::Join { session_id } => {
+            match app.broker.get(&session_id) {
+                Some(s) => {
+                    let role = if matches!(purpose_kind, PurposeKind::Join) {
+                        Role::Peer
+                    } else {
+                        Role::Observer
+                    };
+                    let name = if role == Role::Peer {
+                        "peer"
+                    } else {
+                        "observer"
+                    };
+                    let _presence = s.join(&a.principal.username, name, crate::db::now_ms());
+                    pump(&a.principal.username, role, true, &s, &mut ws).await;
+                    let _ = ws.send(Message::Close(None)).await;
+                    return;
+                }
+                None => {
+                    let _ = send_json(&mut ws, json!({ "type": "exit", "reason": "The session has already ended.", "exit_status": null })).await;
+                    let _ = ws.send(Message::Close(None)).await;
+                    return;
+                }
             }
-            None => {
-                let _ = send_json(&mut ws, json!({ "type": "exit", "reason": "The session has already ended.", "exit_status": null })).await;
-                let _ = ws.send(Message::Close(None)).await;
-                return;
-            }
-        },
+        }
         TicketFor::Attach { session_id } => match app.broker.get(&session_id) {
             Some(s) => s,
             None => {
@@ -372,10 +512,12 @@ enum Role {
     Owner,
     /// Sees everything, sends nothing.
     Observer,
+    /// Sees everything; types when given the keyboard.
+    Peer,
 }
 
 fn participants_json(session: &LiveSession) -> Value {
-    json!({ "type": "participants", "participants": session.participants() })
+    json!({ "type": "participants", "participants": session.participants(), "control": session.control() })
 }
 
 /// Moves events to the browser and (for the owner) input to the session until either side
@@ -390,7 +532,7 @@ async fn pump(
     let _guard = (role == Role::Owner).then(|| session.attach());
     let (snapshot, mut sub) = session.subscribe();
     let info = session.info();
-    let hello = json!({ "type": "session", "id": info.id, "account": info.account_name, "resource": info.resource_name, "protocol": info.protocol, "started_at_ms": info.started_at_ms, "recorded": info.recording_id.is_some(), "owner": info.owner_name, "role": if role == Role::Owner { "owner" } else { "observer" } });
+    let hello = json!({ "type": "session", "id": info.id, "account": info.account_name, "resource": info.resource_name, "protocol": info.protocol, "started_at_ms": info.started_at_ms, "recorded": info.recording_id.is_some(), "owner": info.owner_name, "you": username, "control": info.control, "role": match role { Role::Owner => "owner", Role::Observer => "observer", Role::Peer => "peer" } });
     if !send_json(ws, hello).await {
         return;
     }
@@ -405,6 +547,7 @@ async fn pump(
     if show_participants && !send_json(ws, participants_json(session)).await {
         return;
     }
+    let mut last_notice: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             d = sub.next() => {
@@ -415,8 +558,19 @@ async fn pump(
                 // An observer's keys and resizes go nowhere.
                 Some(Ok(Message::Binary(_) | Message::Text(_))) if role == Role::Observer => {}
                 Some(Ok(Message::Binary(b))) => {
+                    if !session.may_type(username) {
+                        // Said once per second at most, however fast the keys come.
+                        if last_notice.is_none_or(|t: std::time::Instant| t.elapsed() > std::time::Duration::from_secs(1)) {
+                            last_notice = Some(std::time::Instant::now());
+                            let holder = session.control().holder;
+                            if !send_json(ws, json!({ "type": "notice", "message": format!("{holder} has the keyboard; your keys are not sent.") })).await { return; }
+                        }
+                        continue;
+                    }
                     if session.type_input(username, b.to_vec()).await.is_err() { return; }
                 }
+                // Only the owner's browser sets the terminal size.
+                Some(Ok(Message::Text(_))) if role == Role::Peer => {}
                 Some(Ok(Message::Text(t))) => {
                     if let Some((cols, rows)) = parse_resize(t.as_str()) {
                         if session.send_input(ClientInput::Resize { cols, rows }).await.is_err() { return; }

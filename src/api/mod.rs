@@ -105,6 +105,8 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("POST", "/api/v1/sessions", "A single-use launch ticket (30 s) to open a session with an account", "sessions", "connect, from a web login", [("account_id", "string"), ("cols", "integer"), ("rows", "integer")]),
     r!("POST", "/api/v1/sessions/{id}/attach", "A launch ticket to re-attach to your own live session", "sessions", "the session's owner, from a web login"),
     r!("POST", "/api/v1/sessions/{id}/watch", "A ticket to watch a live session read-only; audited", "sessions", "administrator (auditors if auditors_may_observe), from a web login"),
+    r!("POST", "/api/v1/sessions/{id}/join", "A ticket to join a live session as a peer (types when given the keyboard); audited", "sessions", "administrator, from a web login"),
+    r!("POST", "/api/v1/sessions/{id}/control", "Hand the keyboard to a participant, or allow shared typing; audited", "sessions", "the session's owner, administrator", [("holder", "string"), ("shared", "boolean")]),
     r!("POST", "/api/v1/sessions/{id}/terminate", "End a live session now; everyone in it is shown who, when and why; audited", "sessions", "administrator", [("reason", "string")]),
     r!("GET", "/api/v1/resources/{id}/session-limits", "The resource's session idle limit and maximum duration (own and applied)", "sessions", "anyone who can see the resource"),
     r!("PUT", "/api/v1/resources/{id}/session-limits", "Set the resource's idle limit and maximum duration: default, off or a duration; audited", "sessions", "administrator", [("idle_limit", "string"), ("max_duration", "string")]),
@@ -229,6 +231,8 @@ pub fn router(app: App) -> Router {
         )
         .route("/api/v1/sessions/{id}/attach", post(live::attach_ticket))
         .route("/api/v1/sessions/{id}/watch", post(live::watch_ticket))
+        .route("/api/v1/sessions/{id}/join", post(live::join_ticket))
+        .route("/api/v1/sessions/{id}/control", post(live::control))
         .route(
             "/api/v1/resources/{id}/session-limits",
             get(live::session_limits).put(live::set_session_limits),

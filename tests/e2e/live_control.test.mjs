@@ -1,12 +1,13 @@
 // Live session control with two browsers against a real sshd: an engineer works in a session;
 // the administrator, from the Live sessions page, watches it (earlier output at once, then
-// live; read-only), the engineer is told who is watching, and the administrator terminates it
-// with a reason both browsers show.
+// live; read-only), the engineer is told who is watching; the administrator joins as a peer
+// and types once the engineer hands over the keyboard; then terminates the session with a
+// reason every browser shows.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { adminWithSshResource, apiSession, clickConnect, launchBrowser, run, startServer, startSshd, waitForLine, waitForShell } from './harness.mjs';
 
-test('an administrator watches a session read-only and terminates it; both browsers are told', async () => {
+test('an administrator watches read-only, joins and is handed the keyboard, then terminates; every browser is told', async () => {
   const server = await startServer();
   const sshd = startSshd();
   const target = sshd.user('E2e-Watch-Pw!81k');
@@ -52,10 +53,23 @@ test('an administrator watches a session read-only and terminates it; both brows
     assert.ok(!(await tab.locator('.xterm-rows').innerText()).includes('observer-typed'), "the observer's keys reached the shell");
     await adminPage.waitForSelector('[data-testid=live-sessions] td:has-text("admin (observer)")');
 
+    // The administrator joins as a peer; the engineer hands over the keyboard; the peer's
+    // command runs in the engineer's shell.
+    const [peer] = await Promise.all([adminCtx.waitForEvent('page'), row.locator('[data-testid=join-session]').click()]);
+    await peer.waitForSelector('[data-testid=terminal] .xterm-rows');
+    await tab.waitForSelector('[data-testid=keyboard]:has-text("Keyboard: engineer")');
+    await tab.click('[data-testid=keyboard] >> text=Give to admin');
+    await peer.waitForSelector('[data-testid=keyboard]:has-text("Keyboard: admin")');
+    await peer.locator('[data-testid=terminal]').click();
+    await run(peer, 'echo from-the-peer-$((5*5))');
+    await waitForLine(tab, 'from-the-peer-25');
+    await tab.click('[data-testid=keyboard] >> text=Take the keyboard');
+    await tab.waitForSelector('[data-testid=keyboard]:has-text("Keyboard: engineer")');
+
     // Terminate with a reason: both browsers show who, when and why.
     adminPage.once('dialog', (d) => d.accept('suspicious activity'));
     await row.locator('[data-testid=terminate-session]').click();
-    for (const page of [tab, watch]) {
+    for (const page of [tab, watch, peer]) {
       await page.waitForSelector('[data-testid=session-ended]', { timeout: 20000 });
       assert.match(await page.textContent('[data-testid=session-ended]'), /Terminated by admin at .*: suspicious activity/);
     }

@@ -349,6 +349,20 @@ const TABLE: &[Row] = &[
     ),
     row(
         "POST",
+        "/api/v1/sessions/{id}/join",
+        Fx::None,
+        none,
+        "nnnnn",
+    ),
+    row(
+        "POST",
+        "/api/v1/sessions/{id}/control",
+        Fx::None,
+        |_| json!({ "shared": true }),
+        "nnnnn",
+    ),
+    row(
+        "POST",
         "/api/v1/sessions/{id}/terminate",
         Fx::None,
         |_| json!({ "reason": "matrix" }),

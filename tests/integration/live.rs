@@ -836,3 +836,169 @@ async fn idle_and_maximum_duration_limits_warn_first_then_end_the_session() {
         "3s"
     );
 }
+
+#[tokio::test]
+async fn a_peer_types_only_with_the_keyboard_which_the_owner_hands_over_and_takes_back() {
+    let w = engineer_with_connect().await;
+    let (server, tls) = (&w.server, &w.tls);
+    let (mut ws, mut got) = open_session(server, tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    let sid = got
+        .controls
+        .iter()
+        .find(|c| c["type"] == "session")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Only administrators join; only the owner or an administrator hands the keyboard over.
+    let (other, _) = server.user(&w.admin, "other", "password_user").await;
+    assert_eq!(
+        other
+            .call("POST", &format!("/sessions/{sid}/join"), json!({}))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        other
+            .call(
+                "POST",
+                &format!("/sessions/{sid}/control"),
+                json!({ "shared": true })
+            )
+            .await
+            .status,
+        403
+    );
+
+    let ac = server.client();
+    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
+    let t = ac
+        .call("POST", &format!("/sessions/{sid}/join"), json!({}))
+        .await
+        .ok();
+    let mut aws = open_ws(server, tls, &acookie, t["url"].as_str().unwrap()).await;
+    let mut agot = Received::default();
+    read_until(&mut aws, &mut agot, "the peer's hello", |g| {
+        g.controls
+            .iter()
+            .any(|c| c["type"] == "session" && c["role"] == "peer")
+    })
+    .await;
+    read_until(&mut ws, &mut got, "the peer in the participants", |g| {
+        g.controls.iter().any(|c| {
+            c["type"] == "participants"
+                && c["participants"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["name"] == "admin" && p["role"] == "peer")
+        })
+    })
+    .await;
+
+    // The owner has the keyboard: the peer's keys are refused, with a notice.
+    aws.send(Message::Binary(
+        b"echo peer-early-$((1+1))\r".to_vec().into(),
+    ))
+    .await
+    .unwrap();
+    read_until(&mut aws, &mut agot, "the notice", |g| {
+        g.controls.iter().any(|c| {
+            c["type"] == "notice"
+                && c["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("engineer has the keyboard")
+        })
+    })
+    .await;
+    // Not a participant: refused.
+    let bad = w
+        .eng
+        .call(
+            "POST",
+            &format!("/sessions/{sid}/control"),
+            json!({ "holder": "nobody" }),
+        )
+        .await;
+    assert_eq!((bad.status, bad.error_field()), (400, Some("holder")));
+    // The owner hands it over: the peer's command runs, the owner's keys are now refused.
+    w.eng
+        .call(
+            "POST",
+            &format!("/sessions/{sid}/control"),
+            json!({ "holder": "admin" }),
+        )
+        .await
+        .ok();
+    read_until(&mut aws, &mut agot, "the hand-over", |g| {
+        g.controls
+            .iter()
+            .any(|c| c["type"] == "participants" && c["control"]["holder"] == "admin")
+    })
+    .await;
+    aws.send(Message::Binary(
+        b"echo peer-typed-$((2+2))\r".to_vec().into(),
+    ))
+    .await
+    .unwrap();
+    read_until(&mut ws, &mut got, "peer-typed-4 (owner)", |g| {
+        screen_has_line(g, "peer-typed-4")
+    })
+    .await;
+    ws.send(Message::Binary(
+        b"echo owner-while-not-holding\r".to_vec().into(),
+    ))
+    .await
+    .unwrap();
+    read_until(&mut ws, &mut got, "the owner's notice", |g| {
+        g.controls.iter().any(|c| c["type"] == "notice")
+    })
+    .await;
+    // The owner takes it back, then allows shared typing: both type.
+    w.eng
+        .call(
+            "POST",
+            &format!("/sessions/{sid}/control"),
+            json!({ "holder": "engineer", "shared": true }),
+        )
+        .await
+        .ok();
+    read_until(&mut ws, &mut got, "shared typing", |g| {
+        g.controls
+            .iter()
+            .any(|c| c["type"] == "participants" && c["control"]["shared"] == true)
+    })
+    .await;
+    ws.send(Message::Binary(
+        b"echo owner-shared-$((3+3))\r".to_vec().into(),
+    ))
+    .await
+    .unwrap();
+    read_until(&mut aws, &mut agot, "owner-shared-6", |g| {
+        screen_has_line(g, "owner-shared-6")
+    })
+    .await;
+    aws.send(Message::Binary(
+        b"echo peer-shared-$((4+4))\r".to_vec().into(),
+    ))
+    .await
+    .unwrap();
+    read_until(&mut ws, &mut got, "peer-shared-8", |g| {
+        screen_has_line(g, "peer-shared-8")
+    })
+    .await;
+    assert!(
+        !terminal_has(&got, "peer-early-2") && !terminal_has(&got, "owner-while-not-holding"),
+        "refused keys reached the shell"
+    );
+    let audit = w.admin.get("/audit?action=session.control").await.ok();
+    assert!(audit.as_array().unwrap().len() >= 2, "{audit}");
+    assert_eq!(
+        w.admin.get("/audit?action=session.join").await.ok()[0]["actor"],
+        "admin"
+    );
+}

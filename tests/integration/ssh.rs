@@ -35,6 +35,7 @@ fn info() -> SessionInfo {
         bytes_to_target: 0,
         recording_id: None,
         participants: Vec::new(),
+        control: Default::default(),
     }
 }
 

@@ -60,6 +60,7 @@ function App() {
   // A session tab: the terminal alone, without the navigation.
   if (hash.startsWith('#/terminal/')) return <TerminalPage accountId={hash.slice('#/terminal/'.length)} />;
   if (hash.startsWith('#/watch/')) return <TerminalPage accountId="" watch={hash.slice('#/watch/'.length)} />;
+  if (hash.startsWith('#/join/')) return <TerminalPage accountId="" join={hash.slice('#/join/'.length)} />;
 
   const caps = me.capabilities;
   const nav: [string, string, boolean][] = [

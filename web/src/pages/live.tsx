@@ -48,6 +48,7 @@ export function LiveSessions(props: { me: Me }) {
             { key: 'actions', label: '', value: () => '', render: (s) => admin && (
               <div class="actions">
                 <a class="button" href={`#/watch/${s.id}`} target="_blank" rel="noopener" data-testid="watch-session">Watch</a>
+                <a class="button" href={`#/join/${s.id}`} target="_blank" rel="noopener" data-testid="join-session">Join</a>
                 <button class="danger" data-testid="terminate-session" onClick={() => terminate(s)}>Terminate…</button>
               </div>
             ) },

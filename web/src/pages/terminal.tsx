@@ -11,9 +11,10 @@ type Phase = { kind: 'starting' } | { kind: 'connecting' } | { kind: 'connected'
 
 const storageKey = (accountId: string) => `portcullis.session.${accountId}`;
 
-async function ticketFor(accountId: string, cols: number, rows: number, watch?: string): Promise<{ url: string }> {
-  // Watching someone else's session: a read-only ticket, nothing to re-attach to.
+async function ticketFor(accountId: string, cols: number, rows: number, watch?: string, join?: string): Promise<{ url: string }> {
+  // Watching or joining someone else's session: a ticket of its own, nothing to re-attach to.
   if (watch) return api('POST', `/sessions/${watch}/watch`);
+  if (join) return api('POST', `/sessions/${join}/join`);
   // A reloaded tab goes back to its live session instead of starting another one.
   const previous = sessionStorage.getItem(storageKey(accountId));
   if (previous) {
@@ -29,9 +30,17 @@ async function ticketFor(accountId: string, cols: number, rows: number, watch?: 
 
 interface Participant { name: string; role: string; since_ms: number }
 
-/** A session tab: your own session (`accountId`), or someone's you watch (`watch`, read-only). */
-export function TerminalPage(props: { accountId: string; watch?: string }) {
+interface Control { holder: string; shared: boolean }
+
+/** A session tab: your own session (`accountId`), someone's you watch (`watch`, read-only),
+ *  or someone's you join as a peer (`join`: you type when given the keyboard). */
+export function TerminalPage(props: { accountId: string; watch?: string; join?: string }) {
   const watching = !!props.watch;
+  const guest = watching || !!props.join;
+  const [control, setControl] = useState<Control | null>(null);
+  const [you, setYou] = useState('');
+  const [role, setRole] = useState('');
+  const [sessionId, setSessionId] = useState('');
   const [participants, setParticipants] = useState<Participant[]>([]);
   const [owner, setOwner] = useState('');
   const [warning, setWarning] = useState<string | null>(null);
@@ -60,7 +69,7 @@ export function TerminalPage(props: { accountId: string; watch?: string }) {
     let snapshotNext = false;
     let closedByUs = false;
     const encoder = new TextEncoder();
-    const sendResize = () => !watching && ws?.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
+    const sendResize = () => !guest && ws?.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
     const onWindowResize = () => { fit.fit(); sendResize(); };
     window.addEventListener('resize', onWindowResize);
     // Ctrl+Shift+C / Ctrl+Shift+V copy and paste (plain Ctrl+C must stay an interrupt).
@@ -89,7 +98,7 @@ export function TerminalPage(props: { accountId: string; watch?: string }) {
     (async () => {
       let ticket: { url: string };
       try {
-        ticket = await ticketFor(props.accountId, term.cols, term.rows, props.watch);
+        ticket = await ticketFor(props.accountId, term.cols, term.rows, props.watch, props.join);
       } catch (e) {
         setPhase({ kind: 'ended', title: 'Cannot open the session', message: e instanceof Error ? e.message : String(e) });
         return;
@@ -106,8 +115,12 @@ export function TerminalPage(props: { accountId: string; watch?: string }) {
         const m = JSON.parse(ev.data);
         switch (m.type) {
           case 'session':
-            if (!watching) sessionStorage.setItem(storageKey(props.accountId), m.id);
+            if (!guest) sessionStorage.setItem(storageKey(props.accountId), m.id);
             setOwner(m.owner ?? '');
+            setYou(m.you ?? '');
+            setRole(m.role ?? '');
+            setSessionId(m.id);
+            if (m.control) setControl(m.control);
             setTitle(`${m.account}@${m.resource}`);
             setStarted(m.started_at_ms);
             setRecorded(!!m.recorded);
@@ -119,25 +132,29 @@ export function TerminalPage(props: { accountId: string; watch?: string }) {
             break;
           case 'snapshot':
             snapshotNext = true;
-            // An observer's terminal takes the session's size.
-            if (watching) term.resize(m.cols, m.rows);
+            // A guest's terminal takes the session's size.
+            if (guest) term.resize(m.cols, m.rows);
             break;
           case 'resize':
-            if (watching) term.resize(m.cols, m.rows);
+            if (guest) term.resize(m.cols, m.rows);
             break;
           case 'participants':
             setParticipants(m.participants ?? []);
+            if (m.control) setControl(m.control);
+            break;
+          case 'notice':
+            setWarning(m.message);
             break;
           case 'marker':
             // Limits warn before they end the session; typing clears an idle warning.
             if (String(m.text).startsWith('Warning:')) setWarning(m.text);
             break;
           case 'error':
-            if (!watching) sessionStorage.removeItem(storageKey(props.accountId));
+            if (!guest) sessionStorage.removeItem(storageKey(props.accountId));
             setPhase({ kind: 'ended', title: 'The session could not continue', message: m.message });
             break;
           case 'exit':
-            if (!watching) sessionStorage.removeItem(storageKey(props.accountId));
+            if (!guest) sessionStorage.removeItem(storageKey(props.accountId));
             setPhase({ kind: 'ended', title: 'Session ended', message: m.reason });
             break;
         }
@@ -156,8 +173,14 @@ export function TerminalPage(props: { accountId: string; watch?: string }) {
       ws?.close();
       term.dispose();
     };
-  }, [props.accountId, props.watch, attempt]);
+  }, [props.accountId, props.watch, props.join, attempt]);
   const others = participants.filter((p) => p.role !== 'owner');
+  const typists = participants.filter((p) => p.role === 'owner' || p.role === 'peer').map((p) => p.name).filter((n, i, a) => a.indexOf(n) === i);
+  // The owner hands the keyboard over (administrators may too, from their peer tab).
+  const mayHand = role === 'owner' || role === 'peer';
+  const hand = async (body: { holder?: string; shared?: boolean }) => {
+    try { await api('POST', `/sessions/${sessionId}/control`, body); } catch (e) { setWarning(e instanceof Error ? e.message : String(e)); }
+  };
 
   const elapsed = started ? Math.max(0, Math.floor((now - started) / 1000)) : 0;
   const clock = `${Math.floor(elapsed / 3600)}:${String(Math.floor(elapsed / 60) % 60).padStart(2, '0')}:${String(elapsed % 60).padStart(2, '0')}`;
@@ -166,6 +189,16 @@ export function TerminalPage(props: { accountId: string; watch?: string }) {
       <div class="terminal-bar" data-testid="terminal-bar">
         <b>{watching ? `Watching ${owner}'s session ${title}` : title || 'Portcullis session'}</b>
         {watching && <span class="badge warn" data-testid="read-only">read-only</span>}
+        {props.join && <span class="badge warn">joined as peer</span>}
+        {control && others.length > 0 && (
+          <span data-testid="keyboard">
+            Keyboard: <b>{control.shared ? 'shared' : control.holder}</b>
+            {mayHand && typists.filter((n) => n !== control.holder).map((n) => (
+              <button class="link" onClick={() => hand({ holder: n })}>{n === you ? 'Take the keyboard' : `Give to ${n}`}</button>
+            ))}
+            {mayHand && <button class="link" onClick={() => hand({ shared: !control.shared })}>{control.shared ? 'Stop shared typing' : 'Allow shared typing'}</button>}
+          </span>
+        )}
         <span class={'badge state-' + phase.kind} data-testid="session-state">{phase.kind}</span>
         {started && <span class="muted">connected {clock}</span>}
         {recorded && <span class="badge recorded" data-testid="session-recorded" title="This session is recorded and can be replayed by auditors">● recorded</span>}
