@@ -449,9 +449,11 @@ async fn serve_socket(app: App, a: AnyAuth, web: String, purpose: TicketFor, mut
                     } else {
                         "observer"
                     };
-                    let _presence = s.join(&a.principal.username, name, crate::db::now_ms());
+                    let presence = s.join(&a.principal.username, name, crate::db::now_ms());
                     pump(&a.principal.username, role, true, &s, &mut ws).await;
                     let _ = ws.send(Message::Close(None)).await;
+                    drop(presence);
+                    audit_leave(&app, &a.principal, &s, name).await;
                     return;
                 }
                 None => {
@@ -502,6 +504,32 @@ async fn serve_socket(app: App, a: AnyAuth, web: String, purpose: TicketFor, mut
                 tracing::info!(session = %id, "ended a session left without its browser");
             }
         });
+    }
+}
+
+/// Audits an observer or peer leaving a session (joining was audited with its ticket).
+async fn audit_leave(app: &App, p: &crate::identity::Principal, session: &LiveSession, role: &str) {
+    let info = session.info();
+    let left = async {
+        let mut tx = app.db.begin_write().await?;
+        crate::audited::audit(
+            app,
+            &mut tx,
+            p,
+            "session.leave",
+            &info.id,
+            &format!(
+                "{}@{} by {}",
+                info.account_name, info.resource_name, info.owner_name
+            ),
+            json!({ "role": role }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<(), ApiError>(())
+    };
+    if left.await.is_err() {
+        tracing::error!(session = %info.id, "could not audit a participant leaving");
     }
 }
 

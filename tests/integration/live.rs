@@ -995,10 +995,77 @@ async fn a_peer_types_only_with_the_keyboard_which_the_owner_hands_over_and_take
         !terminal_has(&got, "peer-early-2") && !terminal_has(&got, "owner-while-not-holding"),
         "refused keys reached the shell"
     );
+    drop(aws);
+    let mut leaves = Value::Null;
+    for _ in 0..50 {
+        leaves = w.admin.get("/audit?action=session.leave").await.ok();
+        if !leaves.as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(leaves[0]["detail"]["role"], "peer", "{leaves}");
     let audit = w.admin.get("/audit?action=session.control").await.ok();
     assert!(audit.as_array().unwrap().len() >= 2, "{audit}");
     assert_eq!(
         w.admin.get("/audit?action=session.join").await.ok()[0]["actor"],
         "admin"
     );
+}
+
+#[tokio::test]
+async fn locking_a_user_ends_their_live_sessions_and_refuses_new_ones() {
+    let w = engineer_with_connect().await;
+    let (server, tls) = (&w.server, &w.tls);
+    let (mut ws, mut got) = open_session(server, tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    let users = w.admin.get("/users").await.ok();
+    let eng_id = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "engineer")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.admin
+        .call(
+            "PATCH",
+            &format!("/users/{eng_id}"),
+            json!({ "disabled": true }),
+        )
+        .await
+        .ok();
+    read_until(&mut ws, &mut got, "the end", |g| {
+        g.controls.iter().any(|c| c["type"] == "exit")
+    })
+    .await;
+    let exit = got.controls.iter().find(|c| c["type"] == "exit").unwrap();
+    assert_eq!(
+        exit["reason"],
+        "Your user was locked by an administrator; the session was ended."
+    );
+    // No new session: the login is gone and a new one is refused with a reason.
+    assert_eq!(
+        w.eng
+            .call("POST", "/sessions", json!({ "account_id": w.account }))
+            .await
+            .status,
+        401
+    );
+    let again = server
+        .client()
+        .login("engineer", crate::harness::USER_PASSWORD)
+        .await;
+    assert_eq!(again.status, 403);
+    assert!(!again.error_message().is_empty());
+    assert!(w
+        .admin
+        .get("/sessions")
+        .await
+        .ok()
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
