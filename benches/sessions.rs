@@ -27,6 +27,7 @@ const BULK_CMD: &str = "head -c 150000000 /dev/zero | base64 -w 100; echo BULK-$
 const BULK_END: &[u8] = b"BULK-42-DONE\r\n";
 const IDLE_SESSIONS: usize = 500;
 const BULK_ROUNDS: usize = 3;
+const OBSERVERS: usize = 50;
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
@@ -146,11 +147,21 @@ async fn start_gateway(ssh_port: u16, ssh_user: &str, record: bool) -> anyhow::R
 }
 
 async fn open_ws(g: &Gateway) -> anyhow::Result<Ws> {
+    open_ws_at(
+        g,
+        "/sessions",
+        json!({ "account_id": g.account, "cols": 120, "rows": 40 }),
+    )
+    .await
+}
+
+/// Asks the API at `path` for a ticket (a new session, or watching one) and opens its socket.
+async fn open_ws_at(g: &Gateway, path: &str, body: Value) -> anyhow::Result<Ws> {
     let t: Value = g
         .http
-        .post(format!("https://127.0.0.1:{}/api/v1/sessions", g.port))
+        .post(format!("https://127.0.0.1:{}/api/v1{path}", g.port))
         .header("x-csrf-token", &g.csrf)
-        .json(&json!({ "account_id": g.account, "cols": 120, "rows": 40 }))
+        .json(&body)
         .send()
         .await?
         .json()
@@ -178,6 +189,35 @@ async fn open_ws(g: &Gateway) -> anyhow::Result<Ws> {
         .insert("origin", format!("https://localhost:{}", g.port).parse()?);
     let (ws, _) = tokio_tungstenite::client_async(req, tls).await?;
     Ok(ws)
+}
+
+/// The session id from the first `session` message.
+async fn ws_session_id(ws: &mut Ws) -> anyhow::Result<String> {
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await? {
+        if let Message::Text(t) = m? {
+            let v: Value = serde_json::from_str(t.as_str())?;
+            if v["type"] == "session" {
+                return Ok(v["id"].as_str().unwrap_or_default().to_string());
+            }
+        }
+    }
+    anyhow::bail!("no session message")
+}
+
+/// Keystroke echo round trips through `ws`, in microseconds (p50, p99).
+async fn echo_rtt(ws: &mut Ws, keys: usize) -> anyhow::Result<(f64, f64)> {
+    let mut rtt = Vec::new();
+    for i in 0..keys {
+        let key = [b'a' + (i % 26) as u8];
+        let t = Instant::now();
+        ws.send(Message::Binary(key.to_vec().into())).await?;
+        ws_until(ws, &key).await?;
+        rtt.push(t.elapsed());
+        if i % 50 == 49 {
+            ws.send(Message::Binary(b"\x15".to_vec().into())).await?;
+        }
+    }
+    Ok((pct(&mut rtt, 50), pct(&mut rtt, 99)))
 }
 
 /// Reads binary frames until `marker` has been seen; returns the bytes read.
@@ -397,6 +437,45 @@ async fn run() -> anyhow::Result<()> {
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         println!("(r) bulk output, recording on vs off  on {:>7.1} MB/s | off {:>7.1} MB/s | ratio {:.2} (target >= 0.90)", mean(&on), mean(&off), mean(&on) / mean(&off));
         drop(ws2);
+    }
+    if parts.contains('o') {
+        // (o) 50 observers and one that never reads (its socket fills up): the owner's echo,
+        // and the gateway's memory while output floods the stuck observer.
+        ws.send(Message::Binary(b"\x15clear\r".to_vec().into()))
+            .await?;
+        ws_until(&mut ws, b"READY> ").await?;
+        let mut owner = open_ws(&g).await?;
+        let id = ws_session_id(&mut owner).await?;
+        owner
+            .send(Message::Binary(b"PS1='READY> '\r".to_vec().into()))
+            .await?;
+        ws_until(&mut owner, b"READY> ").await?;
+        let (alone50, alone99) = echo_rtt(&mut owner, KEYSTROKES).await?;
+        let (rss0, _) = proc_stat(g.child.id());
+        let mut readers = Vec::new();
+        for _ in 0..OBSERVERS {
+            let mut o = open_ws_at(&g, &format!("/sessions/{id}/watch"), json!({})).await?;
+            readers.push(tokio::spawn(async move {
+                while let Some(Ok(_)) = o.next().await {}
+            }));
+        }
+        let stuck = open_ws_at(&g, &format!("/sessions/{id}/watch"), json!({})).await?;
+        owner
+            .send(Message::Binary(
+                b"\x15head -c 30000000 /dev/zero | base64 -w 100; echo FLOOD-$((1+1))-DONE\r"
+                    .to_vec()
+                    .into(),
+            ))
+            .await?;
+        ws_until(&mut owner, b"FLOOD-2-DONE").await?;
+        let (rss1, _) = proc_stat(g.child.id());
+        let (with50, with99) = echo_rtt(&mut owner, KEYSTROKES).await?;
+        println!("(o) {OBSERVERS} observers + 1 stuck     owner echo p50 {with50:>6.0} us p99 {with99:>6.0} us | alone p50 {alone50:>6.0} us p99 {alone99:>6.0} us | p99 added {:.0} us (target <= 500 us) | gateway RSS +{:.1} MiB after ~40 MB of output the stuck observer never read", with99 - alone99, (rss1.saturating_sub(rss0)) as f64 / 1024.0);
+        drop(stuck);
+        drop(owner);
+        for r in readers {
+            r.abort();
+        }
     }
     drop(ws);
     if !parts.contains('c') {
