@@ -580,7 +580,11 @@ async fn pump(
         tokio::select! {
             d = sub.next() => {
                 let participants = show_participants.then_some(&**session);
-                if !deliver(ws, &mut sub, d, participants).await { return; }
+                // Observers do not need per-keystroke latency: their output is gathered for a
+                // few milliseconds, so the typist's own echo goes out first and fifty watchers
+                // cost a few frames instead of one per key.
+                let gather = (role == Role::Observer).then_some(OBSERVER_GATHER);
+                if !deliver(ws, &mut sub, d, participants, gather).await { return; }
             }
             m = ws.recv() => match m {
                 // An observer's keys and resizes go nowhere.
@@ -611,6 +615,9 @@ async fn pump(
     }
 }
 
+/// How long an observer's output is gathered before it is sent.
+const OBSERVER_GATHER: std::time::Duration = std::time::Duration::from_millis(8);
+
 /// Largest WebSocket frame built from output that was already waiting.
 const MAX_FRAME: usize = 64 * 1024;
 
@@ -623,11 +630,15 @@ async fn deliver(
     sub: &mut Subscription,
     first: Delivery,
     participants: Option<&LiveSession>,
+    gather: Option<std::time::Duration>,
 ) -> bool {
     let mut pending = Some(first);
     while let Some(d) = pending.take() {
         let sent = match d {
             Delivery::Event(SessionEvent::Output(b)) => {
+                if let Some(wait) = gather {
+                    tokio::time::sleep(wait).await;
+                }
                 let mut frame = b.to_vec();
                 while frame.len() < MAX_FRAME {
                     match sub.try_next() {
