@@ -141,31 +141,56 @@ pub async fn watch_ticket(
 ) -> ApiResult<Json<Value>> {
     let web = web_login(&a)?;
     require_observer(&app, &a.principal, &id).await?;
-    let Some(session) = app.broker.get(&id) else {
+    guest_ticket(
+        &app,
+        &a,
+        web,
+        "session.watch",
+        TicketFor::Watch { session_id: id },
+    )
+    .await
+}
+
+/// "account@resource by owner": how audit records name a live session.
+fn session_name(info: &gateway::broker::SessionInfo) -> String {
+    format!(
+        "{}@{} by {}",
+        info.account_name, info.resource_name, info.owner_name
+    )
+}
+
+/// Audits `action` on the live session of the ticket `purpose` (watch or join) and issues it.
+async fn guest_ticket(
+    app: &App,
+    a: &AnyAuth,
+    web: String,
+    action: &str,
+    purpose: TicketFor,
+) -> ApiResult<Json<Value>> {
+    let (TicketFor::Watch { session_id } | TicketFor::Join { session_id }) = &purpose else {
+        return Err(ApiError::invalid("not a ticket to someone else's session"));
+    };
+    let Some(session) = app.broker.get(session_id) else {
         return Err(ApiError::not_found("live session"));
     };
     let info = session.info();
     let mut tx = app.db.begin_write().await?;
     crate::audited::audit(
-        &app,
+        app,
         &mut tx,
         &a.principal,
-        "session.watch",
-        &id,
-        &format!(
-            "{}@{} by {}",
-            info.account_name, info.resource_name, info.owner_name
-        ),
+        action,
+        &info.id,
+        &session_name(&info),
         json!({ "owner": info.owner_name }),
     )
     .await?;
     tx.commit().await?;
-    let t = app.desk.issue(
+    Ok(ticket_reply(app.desk.issue(
         &a.principal.user_id,
         &web,
-        TicketFor::Watch { session_id: id },
-    );
-    Ok(ticket_reply(t))
+        purpose,
+    )))
 }
 
 /// `POST /api/v1/sessions/{id}/join`: a ticket to join a live session as a peer: you see it
@@ -188,31 +213,14 @@ pub async fn join_ticket(
         )
         .await);
     }
-    let Some(session) = app.broker.get(&id) else {
-        return Err(ApiError::not_found("live session"));
-    };
-    let info = session.info();
-    let mut tx = app.db.begin_write().await?;
-    crate::audited::audit(
+    guest_ticket(
         &app,
-        &mut tx,
-        &a.principal,
+        &a,
+        web,
         "session.join",
-        &id,
-        &format!(
-            "{}@{} by {}",
-            info.account_name, info.resource_name, info.owner_name
-        ),
-        json!({ "owner": info.owner_name }),
-    )
-    .await?;
-    tx.commit().await?;
-    let t = app.desk.issue(
-        &a.principal.user_id,
-        &web,
         TicketFor::Join { session_id: id },
-    );
-    Ok(ticket_reply(t))
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -274,10 +282,7 @@ pub async fn control(
         &p,
         "session.control",
         &id,
-        &format!(
-            "{}@{} by {}",
-            info.account_name, info.resource_name, info.owner_name
-        ),
+        &session_name(&info),
         json!({ "holder": input.holder, "shared": input.shared }),
     )
     .await?;
@@ -332,10 +337,7 @@ pub async fn terminate(
         &p,
         "session.terminate",
         &id,
-        &format!(
-            "{}@{} by {}",
-            info.account_name, info.resource_name, info.owner_name
-        ),
+        &session_name(&info),
         json!({ "reason": reason, "owner": info.owner_name }),
     )
     .await?;
@@ -518,10 +520,7 @@ async fn audit_leave(app: &App, p: &crate::identity::Principal, session: &LiveSe
             p,
             "session.leave",
             &info.id,
-            &format!(
-                "{}@{} by {}",
-                info.account_name, info.resource_name, info.owner_name
-            ),
+            &session_name(&info),
             json!({ "role": role }),
         )
         .await?;
