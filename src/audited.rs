@@ -140,3 +140,19 @@ pub fn unique_or(
         Err(e) => Err(e.into()),
     }
 }
+
+/// Administrators only: anyone else gets a 403 with `message`, and the refusal is audited
+/// against the object (`kind`, `id`).
+pub async fn require_admin(
+    app: &App,
+    p: &Principal,
+    action: &str,
+    kind: &str,
+    id: &str,
+    message: &str,
+) -> ApiResult<()> {
+    if p.role.can_manage_users() {
+        return Ok(());
+    }
+    Err(denied(app, p, action, kind, id, "", ApiError::forbidden(message)).await)
+}

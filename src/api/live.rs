@@ -201,18 +201,15 @@ pub async fn join_ticket(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let web = web_login(&a)?;
-    if !a.principal.role.can_manage_users() {
-        return Err(crate::audited::denied(
-            &app,
-            &a.principal,
-            "session.join",
-            "session",
-            &id,
-            "",
-            ApiError::forbidden("Only administrators join other people's sessions."),
-        )
-        .await);
-    }
+    crate::audited::require_admin(
+        &app,
+        &a.principal,
+        "session.join",
+        "session",
+        &id,
+        "Only administrators join other people's sessions.",
+    )
+    .await?;
     guest_ticket(
         &app,
         &a,
@@ -305,18 +302,15 @@ pub async fn terminate(
     Path(id): Path<String>,
     Body(input): Body<TerminateInput>,
 ) -> ApiResult<Json<Value>> {
-    if !p.role.can_manage_users() {
-        return Err(crate::audited::denied(
-            &app,
-            &p,
-            "session.terminate",
-            "session",
-            &id,
-            "",
-            ApiError::forbidden("Only administrators terminate sessions."),
-        )
-        .await);
-    }
+    crate::audited::require_admin(
+        &app,
+        &p,
+        "session.terminate",
+        "session",
+        &id,
+        "Only administrators terminate sessions.",
+    )
+    .await?;
     let reason = input.reason.trim().to_string();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(ApiError::field(
@@ -694,19 +688,15 @@ fn parse_resize(text: &str) -> Option<(u16, u16)> {
 }
 
 async fn require_admin(app: &App, p: &crate::identity::Principal, action: &str) -> ApiResult<()> {
-    if p.role.can_manage_users() {
-        return Ok(());
-    }
-    Err(crate::audited::denied(
+    crate::audited::require_admin(
         app,
         p,
         action,
         "resource",
         "",
-        "",
-        ApiError::forbidden("Only administrators manage SSH host keys."),
+        "Only administrators manage SSH host keys.",
     )
-    .await)
+    .await
 }
 
 /// `GET /api/v1/host-keys`: pinned and pending host keys.
@@ -842,18 +832,15 @@ pub async fn set_session_limits(
     Path(id): Path<String>,
     Body(input): Body<LimitsInput>,
 ) -> ApiResult<Json<Value>> {
-    if !p.role.can_manage_users() {
-        return Err(crate::audited::denied(
-            &app,
-            &p,
-            "session.limits",
-            "resource",
-            &id,
-            "",
-            ApiError::forbidden("Only administrators set session limits."),
-        )
-        .await);
-    }
+    crate::audited::require_admin(
+        &app,
+        &p,
+        "session.limits",
+        "resource",
+        &id,
+        "Only administrators set session limits.",
+    )
+    .await?;
     let parse = |field: &str, v: &str| -> ApiResult<Option<i64>> {
         match v.trim() {
             "default" => Ok(None),

@@ -384,18 +384,15 @@ pub async fn set_resource_mode(
     Path(id): Path<String>,
     super::Body(input): super::Body<ModeInput>,
 ) -> ApiResult<Json<Value>> {
-    if !p.role.can_manage_users() {
-        return Err(crate::audited::denied(
-            &app,
-            &p,
-            "recording.policy",
-            "resource",
-            &id,
-            "",
-            ApiError::forbidden("Only administrators decide which resources are recorded."),
-        )
-        .await);
-    }
+    crate::audited::require_admin(
+        &app,
+        &p,
+        "recording.policy",
+        "resource",
+        &id,
+        "Only administrators decide which resources are recorded.",
+    )
+    .await?;
     if !["default", "always", "never"].contains(&input.mode.as_str()) {
         return Err(ApiError::field("mode", "must be default, always or never"));
     }
