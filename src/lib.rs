@@ -14,6 +14,7 @@ pub mod recordings;
 pub mod server;
 pub mod session_limits;
 pub mod sessions;
+pub mod telnet_logon;
 pub mod tls;
 pub mod vault;
 pub mod web_assets;

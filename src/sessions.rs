@@ -8,11 +8,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gateway::adapter::ProtocolAdapter;
 use gateway::broker::{Delivery, LiveSession, SessionInfo};
 use gateway::event::{ClientInput, FailureKind, Lifecycle, Protocol};
 use gateway::ssh::{
     connect_tcp, HostKeyObservation, HostKeyPolicy, SshAdapter, SshCredential, SshTarget,
 };
+use gateway::telnet::{TelnetAdapter, TelnetTarget};
 use serde_json::json;
 
 use crate::app::App;
@@ -29,6 +31,8 @@ pub const TICKET_TTL: Duration = Duration::from_secs(30);
 pub enum TicketFor {
     NewSession {
         account_id: String,
+        /// None: SSH when the resource has an SSH port, else Telnet.
+        protocol: Option<Protocol>,
         cols: u16,
         rows: u16,
     },
@@ -165,10 +169,11 @@ pub async fn launch(
     p: &Principal,
     web_session_id: &str,
     account_id: &str,
+    protocol: Option<Protocol>,
     cols: u16,
     rows: u16,
 ) -> Result<Arc<LiveSession>, LaunchFailure> {
-    let result = try_launch(app, p, web_session_id, account_id, cols, rows).await;
+    let result = try_launch(app, p, web_session_id, account_id, protocol, cols, rows).await;
     if let Err(f) = &result {
         let r = app
             .audit
@@ -194,6 +199,7 @@ async fn try_launch(
     p: &Principal,
     web_session_id: &str,
     account_id: &str,
+    protocol: Option<Protocol>,
     cols: u16,
     rows: u16,
 ) -> Result<Arc<LiveSession>, LaunchFailure> {
@@ -211,10 +217,30 @@ async fn try_launch(
             ),
         })?;
     let r = &cred.resource;
-    let Some(port) = r.ssh_port else {
+    let protocol = match protocol {
+        Some(p) => p,
+        None if r.ssh_port.is_some() => Protocol::Ssh,
+        None if r.telnet_port.is_some() => Protocol::Telnet,
+        None => {
+            return Err(fail(
+                FailureKind::Protocol,
+                format!("{} has no SSH or Telnet port configured.", r.name),
+            ))
+        }
+    };
+    let port = match protocol {
+        Protocol::Ssh => r.ssh_port,
+        Protocol::Telnet => r.telnet_port,
+        Protocol::Rdp => None,
+    };
+    let Some(port) = port else {
         return Err(fail(
             FailureKind::Protocol,
-            format!("{} has no SSH port configured.", r.name),
+            format!(
+                "{} has no {} port configured.",
+                r.name,
+                protocol_name(protocol)
+            ),
         ));
     };
     let info = SessionInfo {
@@ -225,7 +251,7 @@ async fn try_launch(
         account_name: cred.account.username.clone(),
         resource_id: r.id.clone(),
         resource_name: r.name.clone(),
-        protocol: Protocol::Ssh,
+        protocol,
         path: vec![],
         client_addr: p.addr.clone(),
         started_at_ms: db::now_ms(),
@@ -237,41 +263,57 @@ async fn try_launch(
         control: Default::default(),
     };
     let mut info = info;
-    let pinned: Option<(String, String)> =
-        sqlx::query_as("SELECT fingerprint, status FROM host_keys WHERE resource_id = $1")
-            .bind(&r.id)
-            .fetch_optional(&app.db.pool)
-            .await
-            .map_err(|_| {
-                fail(
-                    FailureKind::Protocol,
-                    "The gateway's database is unavailable.".into(),
-                )
-            })?;
-    let policy = match (pinned, app.config.host_key_policy) {
-        (Some((fp, status)), _) if status == "pinned" => HostKeyPolicy::Pinned(fp),
-        (_, HostKeyFirstUse::Trust) => HostKeyPolicy::TrustOnFirstUse,
-        (_, HostKeyFirstUse::Approve) => HostKeyPolicy::RequireApproval,
-    };
     let actor = p.actor();
+    let label = format!("{} ({}:{port})", r.name, r.host);
+    let (adapter, host_key, mut audit_detail): (
+        Box<dyn ProtocolAdapter>,
+        Option<tokio::sync::oneshot::Receiver<HostKeyObservation>>,
+        serde_json::Value,
+    ) = match protocol {
+        Protocol::Telnet => {
+            let (target, detail) = telnet_target(app, &cred.account, r, cred.secret, label, &info)
+                .await
+                .map_err(|(kind, message)| fail(kind, message))?;
+            (Box::new(TelnetAdapter::new(target)), None, detail)
+        }
+        _ => {
+            let pinned: Option<(String, String)> =
+                sqlx::query_as("SELECT fingerprint, status FROM host_keys WHERE resource_id = $1")
+                    .bind(&r.id)
+                    .fetch_optional(&app.db.pool)
+                    .await
+                    .map_err(|_| {
+                        fail(
+                            FailureKind::Protocol,
+                            "The gateway's database is unavailable.".into(),
+                        )
+                    })?;
+            let policy = match (pinned, app.config.host_key_policy) {
+                (Some((fp, status)), _) if status == "pinned" => HostKeyPolicy::Pinned(fp),
+                (_, HostKeyFirstUse::Trust) => HostKeyPolicy::TrustOnFirstUse,
+                (_, HostKeyFirstUse::Approve) => HostKeyPolicy::RequireApproval,
+            };
+            let credential = match cred.account.secret_kind.as_str() {
+                "ssh_key" => SshCredential::PrivateKey {
+                    pem: cred.secret,
+                    passphrase: cred.passphrase,
+                },
+                _ => SshCredential::Password(cred.secret),
+            };
+            let (adapter, host_key) = SshAdapter::new(SshTarget {
+                username: cred.account.username.clone(),
+                credential,
+                host_key: policy,
+                label,
+                handshake_timeout: Duration::from_secs(15),
+            });
+            (Box::new(adapter), Some(host_key), json!({}))
+        }
+    };
     let stream = match connect_tcp(&r.host, port as u16, Duration::from_secs(5)).await {
         Ok(s) => s,
         Err((kind, message)) => return Err(fail(kind, message)),
     };
-    let credential = match cred.account.secret_kind.as_str() {
-        "ssh_key" => SshCredential::PrivateKey {
-            pem: cred.secret,
-            passphrase: cred.passphrase,
-        },
-        _ => SshCredential::Password(cred.secret),
-    };
-    let (adapter, host_key) = SshAdapter::new(SshTarget {
-        username: cred.account.username.clone(),
-        credential,
-        host_key: policy,
-        label: format!("{} ({}:{port})", r.name, r.host),
-        handshake_timeout: Duration::from_secs(15),
-    });
     // The recording exists before the session starts, so it holds every event.
     let planned = match crate::recordings::plan(app, &info, cols, rows).await {
         Ok(p) => p,
@@ -295,33 +337,29 @@ async fn try_launch(
             recorder::writer::KEYFRAME_EVERY_BYTES,
         )
     });
-    let (session, tap) = app.broker.start_tapped(
-        info.clone(),
-        Box::new(adapter),
-        stream,
-        cols,
-        rows,
-        keyframes,
-    );
+    let (session, tap) =
+        app.broker
+            .start_tapped(info.clone(), adapter, stream, cols, rows, keyframes);
     if let (Some(planned), Some(tap)) = (planned, tap) {
         crate::recordings::spawn_writer(app.clone(), actor.clone(), planned, tap, session.clone());
     }
     app.desk.bind(&info.id, web_session_id);
-    audit_event(
-        app,
-        &actor,
-        "session.start",
-        Outcome::Ok,
-        &info,
-        json!({ "protocol": "ssh", "host": r.host, "port": port, "recording_id": info.recording_id }),
-    )
+    audit_event(app, &actor, "session.start", Outcome::Ok, &info, {
+        audit_detail["protocol"] = json!(protocol_name(protocol).to_lowercase());
+        audit_detail["host"] = json!(r.host);
+        audit_detail["port"] = json!(port);
+        audit_detail["recording_id"] = json!(info.recording_id);
+        audit_detail
+    })
     .await;
-    tokio::spawn(record_host_key(
-        app.clone(),
-        actor.clone(),
-        info.clone(),
-        host_key,
-    ));
+    if let Some(host_key) = host_key {
+        tokio::spawn(record_host_key(
+            app.clone(),
+            actor.clone(),
+            info.clone(),
+            host_key,
+        ));
+    }
     if let Err(e) = track_live(app, &info).await {
         tracing::error!(error = %e, "could not note a live session for crash recovery");
     }
@@ -331,6 +369,97 @@ async fn try_launch(
     }
     tokio::spawn(watch_end(app.clone(), actor, session.clone()));
     Ok(session)
+}
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Ssh => "SSH",
+        Protocol::Telnet => "Telnet",
+        Protocol::Rdp => "RDP",
+    }
+}
+
+/// Everything a Telnet session needs: a password account, the logon script that applies
+/// (checked), the enable secret when the script uses one, and the resource's rule on
+/// direct (not landing-server) Telnet. Returns the target and what to add to the audit.
+async fn telnet_target(
+    app: &App,
+    account: &accounts::AccountRow,
+    r: &crate::vault::resources::ResourceRow,
+    password: gateway::Secret,
+    label: String,
+    info: &SessionInfo,
+) -> Result<(TelnetTarget, serde_json::Value), (FailureKind, String)> {
+    let db_down = |_| {
+        (
+            FailureKind::Protocol,
+            "The gateway's database is unavailable.".to_string(),
+        )
+    };
+    if account.secret_kind != "password" {
+        return Err((
+            FailureKind::AuthenticationFailed,
+            format!(
+                "Telnet logs in with a password, and the account {} holds an SSH key.",
+                account.username
+            ),
+        ));
+    }
+    let settings = crate::telnet_logon::resource_settings(app, &r.id)
+        .await
+        .map_err(db_down)?;
+    if settings.require_landing && info.path.is_empty() {
+        return Err((
+            FailureKind::PermissionDenied,
+            format!("{} allows Telnet only through a landing server (Telnet is plaintext), and this session would go to it directly. An administrator can change this in the resource's Telnet settings.", r.name),
+        ));
+    }
+    let effective = crate::telnet_logon::effective(app, &r.resource_type, &settings)
+        .await
+        .map_err(db_down)?;
+    let script = effective.script.compile().map_err(|e| {
+        (
+            FailureKind::Protocol,
+            format!(
+                "The logon script for {} is invalid ({e}); an administrator must fix it.",
+                r.name
+            ),
+        )
+    })?;
+    let enable_secret = match (&settings.enable_account_id, effective.script.uses_enable_secret()) {
+        (Some(id), true) => Some(
+            accounts::open_enable_secret(app, id, &r.id)
+                .await
+                .map_err(|_| {
+                    (
+                        FailureKind::Protocol,
+                        format!("The enable account of {} could not be opened; the event was logged.", r.name),
+                    )
+                })?,
+        ),
+        (None, true) => {
+            return Err((
+                FailureKind::Protocol,
+                format!("The logon script for {} types an enable secret, but the resource has no enable account: an administrator sets one in the resource's Telnet settings.", r.name),
+            ))
+        }
+        (_, false) => None,
+    };
+    let detail = json!({
+        "logon_script": effective.choice.to_json(),
+        "logon_script_source": effective.source,
+        "enable_account_id": if enable_secret.is_some() { settings.enable_account_id.clone() } else { None },
+    });
+    Ok((
+        TelnetTarget {
+            username: account.username.clone(),
+            password,
+            enable_secret,
+            script,
+            label,
+        },
+        detail,
+    ))
 }
 
 /// Pins a first-use key, records one awaiting approval, and raises an alert on a mismatch.

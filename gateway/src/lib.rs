@@ -13,5 +13,6 @@ pub mod event;
 pub mod screen;
 pub mod secret;
 pub mod ssh;
+pub mod telnet;
 
 pub use secret::Secret;

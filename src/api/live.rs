@@ -16,12 +16,15 @@ use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::sessions::{self, TicketFor};
 use gateway::broker::{Delivery, LiveSession, Subscription};
-use gateway::event::{ClientInput, Lifecycle, SessionEvent};
+use gateway::event::{ClientInput, Lifecycle, Protocol, SessionEvent};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LaunchInput {
     account_id: String,
+    /// "ssh" or "telnet"; absent: SSH if the resource has an SSH port, else Telnet.
+    #[serde(default)]
+    protocol: Option<String>,
     #[serde(default = "default_cols")]
     cols: u16,
     #[serde(default = "default_rows")]
@@ -66,11 +69,23 @@ pub async fn launch_ticket(
     }
     // Connect (or more) on the account is what a session needs; 404 if not shared.
     crate::vault::accounts::show(&app, &a.principal, &input.account_id).await?;
+    let protocol = match input.protocol.as_deref() {
+        None | Some("") => None,
+        Some("ssh") => Some(Protocol::Ssh),
+        Some("telnet") => Some(Protocol::Telnet),
+        Some(_) => {
+            return Err(ApiError::field(
+                "protocol",
+                "terminal sessions speak ssh or telnet",
+            ))
+        }
+    };
     let t = app.desk.issue(
         &a.principal.user_id,
         &web,
         TicketFor::NewSession {
             account_id: input.account_id,
+            protocol,
             cols: input.cols,
             rows: input.rows,
         },
@@ -415,11 +430,14 @@ async fn serve_socket(app: App, a: AnyAuth, web: String, purpose: TicketFor, mut
     let session = match purpose {
         TicketFor::NewSession {
             account_id,
+            protocol,
             cols,
             rows,
         } => {
             let _ = send_json(&mut ws, json!({ "type": "status", "state": "connecting" })).await;
-            match sessions::launch(&app, &a.principal, &web, &account_id, cols, rows).await {
+            match sessions::launch(&app, &a.principal, &web, &account_id, protocol, cols, rows)
+                .await
+            {
                 Ok(s) => s,
                 Err(f) => {
                     let _ = send_json(

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod live;
 pub mod openapi;
 pub mod recordings;
+pub mod telnet;
 pub mod vault;
 
 use std::net::SocketAddr;
@@ -102,7 +103,7 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("GET", "/api/v1/audit/verify", "Check the audit chain; names the first bad row", "audit", "administrator, password auditor"),
     r!("GET", "/api/v1/settings", "The running configuration (no secrets)", "settings", "administrator"),
     r!("GET", "/api/v1/sessions", "Live sessions (administrators and auditors: all; others: their own)", "sessions", "any user"),
-    r!("POST", "/api/v1/sessions", "A single-use launch ticket (30 s) to open a session with an account", "sessions", "connect, from a web login", [("account_id", "string"), ("cols", "integer"), ("rows", "integer")]),
+    r!("POST", "/api/v1/sessions", "A single-use launch ticket (30 s) to open a session with an account", "sessions", "connect, from a web login", [("account_id", "string"), ("protocol", "string"), ("cols", "integer"), ("rows", "integer")]),
     r!("POST", "/api/v1/sessions/{id}/attach", "A launch ticket to re-attach to your own live session", "sessions", "the session's owner, from a web login"),
     r!("POST", "/api/v1/sessions/{id}/watch", "A ticket to watch a live session read-only; audited", "sessions", "administrator (auditors if auditors_may_observe), from a web login"),
     r!("POST", "/api/v1/sessions/{id}/join", "A ticket to join a live session as a peer (types when given the keyboard); audited", "sessions", "administrator, from a web login"),
@@ -110,6 +111,10 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("POST", "/api/v1/sessions/{id}/terminate", "End a live session now; everyone in it is shown who, when and why; audited", "sessions", "administrator", [("reason", "string")]),
     r!("GET", "/api/v1/resources/{id}/session-limits", "The resource's session idle limit and maximum duration (own and applied)", "sessions", "anyone who can see the resource"),
     r!("PUT", "/api/v1/resources/{id}/session-limits", "Set the resource's idle limit and maximum duration: default, off or a duration; audited", "sessions", "administrator", [("idle_limit", "string"), ("max_duration", "string")]),
+    r!("GET", "/api/v1/logon-scripts", "Built-in Telnet logon scripts and the script each resource type uses", "sessions", "any user"),
+    r!("PUT", "/api/v1/logon-scripts/{id}", "Choose a resource type's Telnet logon script: a built-in, a custom one, or the default; audited", "sessions", "administrator", [("builtin", "string"), ("script", "object")]),
+    r!("GET", "/api/v1/resources/{id}/telnet", "The resource's Telnet settings, the logon script that applies, and the plaintext warning", "sessions", "anyone who can see the resource"),
+    r!("PUT", "/api/v1/resources/{id}/telnet", "Set the resource's logon-script override, enable account and landing-server rule; audited", "sessions", "administrator", [("script_override", "object"), ("enable_account_id", "string"), ("require_landing", "boolean")]),
     r!("GET", "/api/v1/host-keys", "Pinned and pending SSH host keys", "sessions", "administrator"),
     r!("POST", "/api/v1/host-keys/{id}/approve", "Pin a fingerprint for a resource (approve a pending key)", "sessions", "administrator", [("fingerprint", "string")]),
     r!("DELETE", "/api/v1/host-keys/{id}", "Forget a resource's pin (re-pin on next contact)", "sessions", "administrator"),
@@ -238,6 +243,15 @@ pub fn router(app: App) -> Router {
             get(live::session_limits).put(live::set_session_limits),
         )
         .route("/api/v1/sessions/{id}/terminate", post(live::terminate))
+        .route("/api/v1/logon-scripts", get(telnet::list))
+        .route(
+            "/api/v1/logon-scripts/{id}",
+            axum::routing::put(telnet::set_for_type),
+        )
+        .route(
+            "/api/v1/resources/{id}/telnet",
+            get(telnet::resource).put(telnet::set_resource),
+        )
         .route("/api/v1/sessions/ws", get(live::socket))
         .route("/api/v1/host-keys", get(live::host_keys))
         .route(

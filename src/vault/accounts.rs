@@ -42,6 +42,8 @@ pub struct AccountView {
     pub host: String,
     /// The resource's SSH port: sessions can be opened when set.
     pub ssh_port: Option<i64>,
+    /// The resource's Telnet port: Telnet sessions can be opened when set.
+    pub telnet_port: Option<i64>,
     pub username: String,
     pub secret_kind: String,
     pub has_passphrase: bool,
@@ -71,6 +73,7 @@ fn view(a: &AccountRow, r: &ResourceRow, access: Level, max_age_days: i64) -> Ac
         resource_type: r.resource_type.clone(),
         host: r.host.clone(),
         ssh_port: r.ssh_port,
+        telnet_port: r.telnet_port,
         username: a.username.clone(),
         secret_kind: a.secret_kind.clone(),
         has_passphrase: a.passphrase_enc.is_some(),
@@ -609,6 +612,18 @@ pub struct SessionCredential {
     pub resource: ResourceRow,
     pub secret: Secret,
     pub passphrase: Option<Secret>,
+}
+
+/// The password of `id`, an account of `resource_id`, for a Telnet logon script's enable
+/// step. The launcher has checked the user's access to the session's own account; the
+/// enable account is the resource's, chosen by an administrator, and its use is audited
+/// with the session start.
+pub async fn open_enable_secret(app: &App, id: &str, resource_id: &str) -> ApiResult<Secret> {
+    let a = get(app, id).await?;
+    if a.resource_id != resource_id || a.secret_kind != "password" {
+        return Err(ApiError::not_found("enable account"));
+    }
+    open(app, &secret_context(&a.id), &a.secret_enc)
 }
 
 pub async fn open_for_session(app: &App, p: &Principal, id: &str) -> ApiResult<SessionCredential> {

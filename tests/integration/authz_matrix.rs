@@ -27,6 +27,8 @@ enum Fx {
     Token,
     /// A recording of a session of the password user (a row without a file).
     Recording,
+    /// A resource type (`linux`), for per-type settings.
+    ResourceType,
 }
 
 #[derive(Default, Clone)]
@@ -382,6 +384,29 @@ const TABLE: &[Row] = &[
         |_| json!({ "idle_limit": "30m", "max_duration": "default" }),
         "yynnn",
     ),
+    // Telnet logon scripts: everyone reads (no secrets in them), administrators change.
+    row("GET", "/api/v1/logon-scripts", Fx::None, none, "yyyyy"),
+    row(
+        "PUT",
+        "/api/v1/logon-scripts/{id}",
+        Fx::ResourceType,
+        |_| json!({ "builtin": "unix" }),
+        "yynnn",
+    ),
+    row(
+        "GET",
+        "/api/v1/resources/{id}/telnet",
+        Fx::Resource,
+        none,
+        "yyyyy",
+    ),
+    row(
+        "PUT",
+        "/api/v1/resources/{id}/telnet",
+        Fx::Resource,
+        |_| json!({ "require_landing": true }),
+        "yynnn",
+    ),
     // Without a ticket and an upgrade request the socket is refused after authentication.
     row("GET", "/api/v1/sessions/ws", Fx::None, none, "rrrrr"),
     row("GET", "/api/v1/host-keys", Fx::None, none, "yynnn"),
@@ -503,6 +528,9 @@ impl World {
                 .unwrap()
                 .to_string()
         };
+        if fx == Fx::ResourceType {
+            ids.id = "linux".into();
+        }
         if matches!(fx, Fx::Resource | Fx::Account | Fx::Share) {
             let r = root
                 .call(

@@ -18,4 +18,5 @@ mod live;
 mod recordings;
 mod ssh;
 mod startup;
+mod telnet;
 mod vault;

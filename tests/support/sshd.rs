@@ -76,6 +76,37 @@ impl Sshd {
         std::fs::read_to_string(path).expect("private key")
     }
 
+    /// The port of a Telnet server (inetutils-telnetd) for the same users, started once.
+    pub fn telnet_port(&self) -> u16 {
+        static T: OnceLock<u16> = OnceLock::new();
+        *T.get_or_init(|| {
+            let out = script(&["telnet", self.dir_str(), &std::process::id().to_string()]);
+            out.parse()
+                .unwrap_or_else(|_| panic!("sshd.sh telnet printed {out:?}"))
+        })
+    }
+
+    /// Writes `text` to `~user/name` with `mode` (e.g. "600", "755"), owned by the user.
+    pub fn write_home_file(&self, user: &str, name: &str, mode: &str, text: &str) {
+        use std::io::Write;
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/sshd.sh");
+        let mut child = Command::new("sh")
+            .arg(path)
+            .args(["file", self.dir_str(), user, name, mode])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("sshd.sh file");
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(text.as_bytes()).expect("file text");
+        }
+        assert!(child.wait().expect("sshd.sh file").success());
+    }
+
+    /// Makes `path` the user's login shell.
+    pub fn set_shell(&self, user: &str, path: &str) {
+        script(&["shell", self.dir_str(), user, path]);
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
     }

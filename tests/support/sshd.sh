@@ -8,6 +8,10 @@
 #   sshd.sh user DIR NAME PASSWORD   -> creates the user (bash login shell, home directory)
 #   sshd.sh key DIR USER PASSPHRASE  -> authorizes a new ed25519 key, prints its private key file
 #   sshd.sh rekey DIR                -> replaces the host key (sshd restarts), prints the new fingerprint
+#   sshd.sh telnet DIR OWNER_PID     -> also serves Telnet (inetutils-telnetd under openbsd-inetd,
+#                                       127.0.0.1 only) for the same users; prints its port
+#   sshd.sh file DIR USER NAME MODE  -> stdin becomes the user's ~/NAME (mode MODE, owned by USER)
+#   sshd.sh shell DIR USER PATH      -> the user's login shell becomes PATH
 set -eu
 cmd=$1; dir=$2
 
@@ -77,6 +81,32 @@ rekey)
   done
   echo "$new"
   ;;
+telnet)
+  owner=$3
+  [ -x /usr/sbin/telnetd ] || { echo "/usr/sbin/telnetd not found (apt package inetutils-telnetd)" >&2; exit 1; }
+  [ -x /usr/sbin/inetd ] || { echo "/usr/sbin/inetd not found (apt package openbsd-inetd)" >&2; exit 1; }
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  echo "127.0.0.1:$port stream tcp nowait root /usr/sbin/telnetd telnetd" > "$dir/inetd.conf"
+  # -d keeps inetd in the foreground (and logs each connection to inetd.log).
+  nohup sh -c "/usr/sbin/inetd -d '$dir/inetd.conf' >'$dir/inetd.log' 2>&1 & P=\$!
+    while kill -0 $owner 2>/dev/null && kill -0 \$P 2>/dev/null; do sleep 1; done
+    kill \$P 2>/dev/null" >/dev/null 2>&1 &
+  i=0
+  until python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1).close()" 2>/dev/null; do
+    i=$((i + 1)); [ $i -lt 200 ] || { cat "$dir/inetd.log" >&2; exit 1; }; sleep 0.05
+  done
+  echo "$port"
+  ;;
+file)
+  user=$3; name=$4; mode=$5
+  cat > "/home/$user/$name"
+  chown "$user:" "/home/$user/$name"
+  chmod "$mode" "/home/$user/$name"
+  ;;
+shell)
+  user=$3; path=$4
+  usermod -s "$path" "$user"
+  ;;
 *)
-  echo "usage: sshd.sh start|user|key|rekey DIR ..." >&2; exit 2 ;;
+  echo "usage: sshd.sh start|user|key|rekey|telnet|file|shell DIR ..." >&2; exit 2 ;;
 esac
