@@ -149,8 +149,11 @@ pub struct ResourceTelnet {
     pub require_landing: bool,
 }
 
+/// builtin, script, enable_account_id, require_landing
+type TelnetRow = (Option<String>, Option<String>, Option<String>, i64);
+
 pub async fn resource_settings(app: &App, resource_id: &str) -> ApiResult<ResourceTelnet> {
-    let row: Option<(Option<String>, Option<String>, Option<String>, i64)> = sqlx::query_as(
+    let row: Option<TelnetRow> = sqlx::query_as(
         "SELECT builtin, script, enable_account_id, require_landing FROM resource_telnet WHERE resource_id = $1",
     )
     .bind(resource_id)
