@@ -12,6 +12,8 @@ need_apt=()
 if [ "$mode" = test ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)
   [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+  [ -x /usr/sbin/telnetd ] || need_apt+=(inetutils-telnetd)
+  [ -x /usr/sbin/inetd ] || need_apt+=(openbsd-inetd)
   [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
   command -v setpriv >/dev/null || need_apt+=(util-linux)
 fi

@@ -73,6 +73,11 @@ export function startSshd() {
     rekey() {
       return execFileSync('sh', [SSHD_SH, 'rekey', dir]).toString().trim();
     },
+    /// Starts (once) a Telnet server for the same users: inetutils-telnetd under inetd.
+    telnetPort() {
+      this._telnet ??= Number(execFileSync('sh', [SSHD_SH, 'telnet', dir, String(process.pid)]).toString().trim());
+      return this._telnet;
+    },
   };
 }
 

@@ -1,5 +1,6 @@
 // Why: the app shell: who is logged in, which step of login they are at, and a hash router
 // for the pages. Navigation shows only what the user's role allows; the server enforces it.
+import { LogonScripts } from './pages/logon';
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, Me, ROLES, setCsrf } from './api';
@@ -58,7 +59,10 @@ function App() {
   if (me.must_change_password) return <ChangePassword me={me} forced onDone={refresh} />;
 
   // A session tab: the terminal alone, without the navigation.
-  if (hash.startsWith('#/terminal/')) return <TerminalPage accountId={hash.slice('#/terminal/'.length)} />;
+  if (hash.startsWith('#/terminal/')) {
+    const [accountId, protocol] = hash.slice('#/terminal/'.length).split('/');
+    return <TerminalPage accountId={accountId} protocol={protocol === 'telnet' ? 'telnet' : undefined} />;
+  }
   if (hash.startsWith('#/watch/')) return <TerminalPage accountId="" watch={hash.slice('#/watch/'.length)} />;
   if (hash.startsWith('#/join/')) return <TerminalPage accountId="" join={hash.slice('#/join/'.length)} />;
 
@@ -71,6 +75,7 @@ function App() {
     ['#/users', 'Users', caps.manage_users],
     ['#/user-groups', 'User groups', caps.manage_users],
     ['#/policies', 'Password policies', true],
+    ['#/logon-scripts', 'Logon scripts', caps.manage_users],
     ['#/recordings', 'Recorded sessions', true],
     ['#/audit', 'Audit', caps.read_audit],
     ['#/profile', 'My profile', true],
@@ -83,6 +88,7 @@ function App() {
     case 'users': page = <Users me={me} />; break;
     case 'user-groups': page = <UserGroups />; break;
     case 'policies': page = <Policies me={me} />; break;
+    case 'logon-scripts': page = <LogonScripts me={me} />; break;
     case 'audit': page = <Audit />; break;
     case 'sessions': page = <LiveSessions me={me} />; break;
     case 'recordings': page = id ? <Player id={id} /> : <Recordings />; break;

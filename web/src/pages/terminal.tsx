@@ -9,23 +9,23 @@ import { api, ApiError } from '../api';
 
 type Phase = { kind: 'starting' } | { kind: 'connecting' } | { kind: 'connected' } | { kind: 'ended'; title: string; message: string };
 
-const storageKey = (accountId: string) => `portcullis.session.${accountId}`;
+const storageKey = (accountId: string, protocol?: string) => `portcullis.session.${accountId}${protocol ? '.' + protocol : ''}`;
 
-async function ticketFor(accountId: string, cols: number, rows: number, watch?: string, join?: string): Promise<{ url: string }> {
+async function ticketFor(accountId: string, protocol: string | undefined, cols: number, rows: number, watch?: string, join?: string): Promise<{ url: string }> {
   // Watching or joining someone else's session: a ticket of its own, nothing to re-attach to.
   if (watch) return api('POST', `/sessions/${watch}/watch`);
   if (join) return api('POST', `/sessions/${join}/join`);
   // A reloaded tab goes back to its live session instead of starting another one.
-  const previous = sessionStorage.getItem(storageKey(accountId));
+  const previous = sessionStorage.getItem(storageKey(accountId, protocol));
   if (previous) {
     try {
       return await api('POST', `/sessions/${previous}/attach`);
     } catch (e) {
       if (!(e instanceof ApiError && e.status === 404)) throw e;
-      sessionStorage.removeItem(storageKey(accountId));
+      sessionStorage.removeItem(storageKey(accountId, protocol));
     }
   }
-  return api('POST', '/sessions', { account_id: accountId, cols, rows });
+  return api('POST', '/sessions', protocol ? { account_id: accountId, protocol, cols, rows } : { account_id: accountId, cols, rows });
 }
 
 interface Participant { name: string; role: string; since_ms: number }
@@ -34,7 +34,7 @@ interface Control { holder: string; shared: boolean }
 
 /** A session tab: your own session (`accountId`), someone's you watch (`watch`, read-only),
  *  or someone's you join as a peer (`join`: you type when given the keyboard). */
-export function TerminalPage(props: { accountId: string; watch?: string; join?: string }) {
+export function TerminalPage(props: { accountId: string; protocol?: 'telnet'; watch?: string; join?: string }) {
   const watching = !!props.watch;
   const guest = watching || !!props.join;
   const [control, setControl] = useState<Control | null>(null);
@@ -51,6 +51,7 @@ export function TerminalPage(props: { accountId: string; watch?: string; join?: 
   const [now, setNow] = useState(Date.now());
   const [attempt, setAttempt] = useState(0);
   const [recorded, setRecorded] = useState(false);
+  const [logon, setLogon] = useState<string | null>(null);
 
   useEffect(() => {
     const t = setInterval(() => setNow(Date.now()), 1000);
@@ -98,7 +99,7 @@ export function TerminalPage(props: { accountId: string; watch?: string; join?: 
     (async () => {
       let ticket: { url: string };
       try {
-        ticket = await ticketFor(props.accountId, term.cols, term.rows, props.watch, props.join);
+        ticket = await ticketFor(props.accountId, props.protocol, term.cols, term.rows, props.watch, props.join);
       } catch (e) {
         setPhase({ kind: 'ended', title: 'Cannot open the session', message: e instanceof Error ? e.message : String(e) });
         return;
@@ -115,7 +116,7 @@ export function TerminalPage(props: { accountId: string; watch?: string; join?: 
         const m = JSON.parse(ev.data);
         switch (m.type) {
           case 'session':
-            if (!guest) sessionStorage.setItem(storageKey(props.accountId), m.id);
+            if (!guest) sessionStorage.setItem(storageKey(props.accountId, props.protocol), m.id);
             setOwner(m.owner ?? '');
             setYou(m.you ?? '');
             setRole(m.role ?? '');
@@ -148,13 +149,15 @@ export function TerminalPage(props: { accountId: string; watch?: string; join?: 
           case 'marker':
             // Limits warn before they end the session; typing clears an idle warning.
             if (String(m.text).startsWith('Warning:')) setWarning(m.text);
+            // A Telnet logon script reports each step it passes.
+            if (String(m.text).startsWith('Logon step')) setLogon(m.text);
             break;
           case 'error':
-            if (!guest) sessionStorage.removeItem(storageKey(props.accountId));
+            if (!guest) sessionStorage.removeItem(storageKey(props.accountId, props.protocol));
             setPhase({ kind: 'ended', title: 'The session could not continue', message: m.message });
             break;
           case 'exit':
-            if (!guest) sessionStorage.removeItem(storageKey(props.accountId));
+            if (!guest) sessionStorage.removeItem(storageKey(props.accountId, props.protocol));
             setPhase({ kind: 'ended', title: 'Session ended', message: m.reason });
             break;
         }
@@ -200,6 +203,7 @@ export function TerminalPage(props: { accountId: string; watch?: string; join?: 
           </span>
         )}
         <span class={'badge state-' + phase.kind} data-testid="session-state">{phase.kind}</span>
+        {phase.kind === 'connecting' && logon && <span class="muted" data-testid="logon-progress">{logon}</span>}
         {started && <span class="muted">connected {clock}</span>}
         {recorded && <span class="badge recorded" data-testid="session-recorded" title="This session is recorded and can be replayed by auditors">● recorded</span>}
         <span class="muted" title="Select text with the mouse to copy it">Copy: Ctrl+Shift+C · Paste: Ctrl+Shift+V</span>

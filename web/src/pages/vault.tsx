@@ -1,6 +1,7 @@
 // Why: the vault pages: the accounts a user can use (Connect), resources with their accounts
 // and shares, and resource groups. Secrets are never fetched except by the explicit Reveal
 // action, which asks for a reason and is shown only to users with View access or more.
+import { TelnetSettings } from './logon';
 import { useEffect, useState } from 'preact/hooks';
 import { Account, api, atLeast, Group, Level, LEVELS, Me, Policy, Resource, ResourceGroup, Share, TYPES, User } from '../api';
 import { Errors, errorsFrom, Field, GroupForm, inputValue, Modal, Notice, Table, when } from '../ui';
@@ -33,7 +34,9 @@ export function Accounts(props: { me: Me }) {
             { key: 'access', label: 'Your access', render: (a) => levelBadge(a.access) },
             { key: 'actions', label: '', value: () => '', render: (a) => (
               <div class="actions">
-                {a.ssh_port ? <a class="button primary" href={'#/terminal/' + a.id} target="_blank" rel="noopener" data-testid="connect">Connect</a> : <span class="muted">no SSH port</span>}
+                {a.ssh_port ? <a class="button primary" href={'#/terminal/' + a.id} target="_blank" rel="noopener" data-testid="connect">{a.telnet_port ? 'SSH' : 'Connect'}</a> : null}
+                {a.telnet_port ? <a class={'button' + (a.ssh_port ? '' : ' primary')} href={'#/terminal/' + a.id + '/telnet'} target="_blank" rel="noopener" data-testid="connect-telnet" title="Telnet is not encrypted on the network">{a.ssh_port ? 'Telnet' : 'Connect (Telnet)'}</a> : null}
+                {!a.ssh_port && !a.telnet_port && <span class="muted">no SSH or Telnet port</span>}
                 {atLeast(a.access, 'view') ? <button onClick={() => setReveal(a)}>Reveal…</button> : <span class="muted">secret hidden</span>}
               </div>
             ) },
@@ -219,6 +222,7 @@ export function ResourceDetail(props: { id: string; me: Me }) {
         {props.me.capabilities.manage_users && r.ports.ssh && <><dt>SSH host key</dt><dd><HostKey resourceId={r.id} /></dd></>}
         <dt>Session recording</dt><dd><RecordingMode resourceId={r.id} canChange={props.me.capabilities.manage_users} /></dd>
         <dt>Session limits</dt><dd><SessionLimits resourceId={r.id} canChange={props.me.capabilities.manage_users} /></dd>
+        {r.ports.telnet && <><dt>Telnet</dt><dd><TelnetSettings resourceId={r.id} canChange={props.me.capabilities.manage_users} accounts={accounts ?? []} /></dd></>}
       </dl>
       <div class="title-row">
         <h2>Accounts</h2>
