@@ -226,6 +226,17 @@ async fn the_unix_script_logs_in_naws_follows_the_browser_and_the_password_stays
         "{cast}"
     );
     assert!(text.contains("typed the password (not recorded)"), "{text}");
+    // The replay holds the session's output, and the list files it under Telnet.
+    let output: String = cast
+        .lines()
+        .skip(1)
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e[1] == "o")
+        .map(|e| e[2].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(output.contains("\r42\r\n"), "{output}");
+    let list = w.admin.get("/recordings?protocol=telnet").await.ok();
+    assert_eq!(list[0]["id"], id.as_str(), "{list}");
     for (what, hay) in [
         ("browser", String::from_utf8_lossy(&got.raw).to_string()),
         ("player events", text),

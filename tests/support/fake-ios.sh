@@ -8,7 +8,10 @@ while true; do
   IFS= read -r line || exit 0
   case "$line" in
     enable)
+      # Like many programs, it prompts first and turns echo off a moment later: a client that
+      # types the secret the instant the prompt appears gets it echoed back.
       printf 'Password: '
+      sleep 0.05
       stty -echo; IFS= read -r pw; stty echo
       printf '\n'
       if [ "$pw" = "$secret" ]; then break; fi

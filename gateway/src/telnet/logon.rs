@@ -372,11 +372,7 @@ impl LogonRun {
     /// Adds output from the target and says what to do. Call again with an empty slice
     /// after acting on `Matched`: a second prompt may already be in the output.
     pub fn feed(&mut self, output: &[u8]) -> LogonAction<'_> {
-        self.seen.extend_from_slice(output);
-        if self.seen.len() > WINDOW {
-            let cut = self.seen.len() - WINDOW;
-            self.seen.drain(..cut);
-        }
+        self.append(output);
         let Some(current) = self.script.steps.get(self.step) else {
             return LogonAction::Done;
         };
@@ -410,6 +406,16 @@ impl LogonRun {
             index,
             label: &step.label,
             send: step.send.as_deref(),
+        }
+    }
+
+    /// Adds output without matching (it arrived while a step's value was being readied);
+    /// the next `feed` sees it.
+    pub fn append(&mut self, output: &[u8]) {
+        self.seen.extend_from_slice(output);
+        if self.seen.len() > WINDOW {
+            let cut = self.seen.len() - WINDOW;
+            self.seen.drain(..cut);
         }
     }
 

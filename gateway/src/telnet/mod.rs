@@ -12,7 +12,10 @@
 pub mod logon;
 pub mod protocol;
 
+use std::time::Duration;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
@@ -114,13 +117,117 @@ fn typed_bytes(
     Ok((wire, said.join(" + ")))
 }
 
+/// How long the target must stay quiet after a prompt before a secret is typed. Many
+/// programs print the prompt first and turn echo off just after; typing at once could have
+/// the secret echoed back (and shown, and recorded).
+const SETTLE: Duration = Duration::from_millis(150);
+
+type Reader = tokio::io::ReadHalf<TargetStream>;
+type Writer = tokio::io::WriteHalf<TargetStream>;
+
+/// The connection's moving parts, so reads look the same in every phase.
+struct Conn {
+    rd: Reader,
+    wr: Writer,
+    proto: TelnetProtocol,
+    buf: Vec<u8>,
+    reply: Vec<u8>,
+}
+
+enum Read {
+    /// Terminal data, already published.
+    Data(Vec<u8>),
+    Closed,
+    /// The gateway side is gone.
+    Abandoned,
+}
+
+impl Conn {
+    /// Reads once from the target, answers the protocol, publishes the terminal data. While
+    /// logging in, any copy of a vault secret in the output is masked first (defence in
+    /// depth against a target that echoes what the script typed).
+    async fn read(
+        &mut self,
+        events: &mpsc::Sender<SessionEvent>,
+        mask: Option<&TelnetTarget>,
+    ) -> Read {
+        let n = match self.rd.read(&mut self.buf).await {
+            Ok(0) | Err(_) => return Read::Closed,
+            Ok(n) => n,
+        };
+        let mut data = Vec::with_capacity(n);
+        self.reply.clear();
+        self.proto
+            .receive(&self.buf[..n], &mut data, &mut self.reply);
+        if !self.reply.is_empty() && self.wr.write_all(&self.reply).await.is_err() {
+            return Read::Closed;
+        }
+        if let Some(t) = mask {
+            mask_secret(&mut data, t.password.expose());
+            if let Some(e) = &t.enable_secret {
+                mask_secret(&mut data, e.expose());
+            }
+        }
+        if !data.is_empty()
+            && events
+                .send(SessionEvent::Output(data.as_slice().into()))
+                .await
+                .is_err()
+        {
+            return Read::Abandoned;
+        }
+        Read::Data(data)
+    }
+}
+
+/// Replaces every copy of `secret` in `data` with asterisks.
+fn mask_secret(data: &mut [u8], secret: &[u8]) {
+    if secret.is_empty() || data.len() < secret.len() {
+        return;
+    }
+    let mut i = 0;
+    while i + secret.len() <= data.len() {
+        if &data[i..i + secret.len()] == secret {
+            data[i..i + secret.len()].fill(b'*');
+            i += secret.len();
+        } else {
+            i += 1;
+        }
+    }
+}
+
+fn closed_during_logon(t: &TelnetTarget, run: &LogonRun) -> (FailureKind, String) {
+    let said = run.last_output();
+    (
+        FailureKind::AuthenticationFailed,
+        format!(
+            "{} closed the connection during logon step {} of {} ({}).{}",
+            t.label,
+            run.step_index() + 1,
+            run.step_count(),
+            run.step_label(),
+            if said.is_empty() {
+                String::new()
+            } else {
+                format!(" It last said: \u{201c}{said}\u{201d}")
+            },
+        ),
+    )
+}
+
 async fn run(t: TelnetTarget, stream: TargetStream, mut io: AdapterIo) {
     send(&io, SessionEvent::Lifecycle(Lifecycle::Connecting)).await;
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut proto = TelnetProtocol::new(io.cols, io.rows);
-    let mut reply = Vec::new();
-    proto.start(&mut reply);
-    if let Err(e) = wr.write_all(&reply).await {
+    let (rd, wr) = tokio::io::split(stream);
+    let mut c = Conn {
+        rd,
+        wr,
+        proto: TelnetProtocol::new(io.cols, io.rows),
+        buf: vec![0u8; 16 * 1024],
+        reply: Vec::new(),
+    };
+    let mut hello = Vec::new();
+    c.proto.start(&mut hello);
+    if let Err(e) = c.wr.write_all(&hello).await {
         return fail(
             &io,
             FailureKind::Unreachable,
@@ -133,49 +240,35 @@ async fn run(t: TelnetTarget, stream: TargetStream, mut io: AdapterIo) {
         let deadline = Instant::now() + run.step_timeout();
         Phase::LoggingIn { run, deadline }
     };
-    let mut buf = vec![0u8; 16 * 1024];
     let reason = loop {
-        let deadline = match &phase {
-            Phase::LoggingIn { deadline, .. } => Some(*deadline),
-            Phase::LoggedIn => None,
+        let (deadline, mask) = match &phase {
+            Phase::LoggingIn { deadline, .. } => (Some(*deadline), Some(&t)),
+            Phase::LoggedIn => (None, None),
         };
         tokio::select! {
-            read = rd.read(&mut buf) => {
-                let n = match read {
-                    Ok(0) | Err(_) => {
-                        if let Phase::LoggingIn { run, .. } = &phase {
-                            let said = run.last_output();
-                            return fail(&io, FailureKind::AuthenticationFailed, format!(
-                                "{} closed the connection during logon step {} of {} ({}).{}",
-                                t.label, run.step_index() + 1, run.step_count(), run.step_label(),
-                                if said.is_empty() { String::new() } else { format!(" It last said: \u{201c}{said}\u{201d}") },
-                            )).await;
-                        }
-                        break format!("{} closed the connection.", t.label);
+            read = c.read(&io.events, mask) => match read {
+                Read::Closed => {
+                    if let Phase::LoggingIn { run, .. } = &phase {
+                        let (kind, message) = closed_during_logon(&t, run);
+                        return fail(&io, kind, message).await;
                     }
-                    Ok(n) => n,
-                };
-                let mut data = Vec::with_capacity(n);
-                reply.clear();
-                proto.receive(&buf[..n], &mut data, &mut reply);
-                if !reply.is_empty() && wr.write_all(&reply).await.is_err() {
                     break format!("{} closed the connection.", t.label);
                 }
-                if !data.is_empty() && !send(&io, SessionEvent::Output(data.as_slice().into())).await {
-                    break "the gateway closed the session".to_string();
-                }
-                if let Phase::LoggingIn { run, deadline } = &mut phase {
-                    match drive_logon(&t, &proto, &io, run, deadline, &data, &mut wr).await {
-                        Ok(true) => {
-                            phase = Phase::LoggedIn;
-                            send(&io, SessionEvent::Marker("Logged in by the logon script".into())).await;
-                            send(&io, SessionEvent::Lifecycle(Lifecycle::Connected)).await;
+                Read::Abandoned => break "the gateway closed the session".to_string(),
+                Read::Data(data) => {
+                    if let Phase::LoggingIn { run, deadline } = &mut phase {
+                        match drive_logon(&t, &mut c, &io, run, deadline, &data).await {
+                            Ok(true) => {
+                                phase = Phase::LoggedIn;
+                                send(&io, SessionEvent::Marker("Logged in by the logon script".into())).await;
+                                send(&io, SessionEvent::Lifecycle(Lifecycle::Connected)).await;
+                            }
+                            Ok(false) => {}
+                            Err((kind, message)) => return fail(&io, kind, message).await,
                         }
-                        Ok(false) => {}
-                        Err((kind, message)) => return fail(&io, kind, message).await,
                     }
                 }
-            }
+            },
             _ = sleep_until_opt(deadline) => {
                 if let Phase::LoggingIn { run, .. } = &phase {
                     let said = run.last_output();
@@ -192,16 +285,16 @@ async fn run(t: TelnetTarget, stream: TargetStream, mut io: AdapterIo) {
                     // Keystrokes during the scripted logon would interleave with it.
                     if matches!(phase, Phase::LoggedIn) {
                         let mut out = Vec::with_capacity(d.len() + 4);
-                        proto.encode_input(&d, &mut out);
-                        if let Err(e) = wr.write_all(&out).await {
+                        c.proto.encode_input(&d, &mut out);
+                        if let Err(e) = c.wr.write_all(&out).await {
                             break format!("Sending to {} failed: {e}", t.label);
                         }
                     }
                 }
                 Some(ClientInput::Resize { cols, rows }) => {
                     let mut out = Vec::new();
-                    proto.resize(cols, rows, &mut out);
-                    if !out.is_empty() && wr.write_all(&out).await.is_err() {
+                    c.proto.resize(cols, rows, &mut out);
+                    if !out.is_empty() && c.wr.write_all(&out).await.is_err() {
                         break format!("{} closed the connection.", t.label);
                     }
                     send(&io, SessionEvent::Resize { cols, rows }).await;
@@ -211,7 +304,7 @@ async fn run(t: TelnetTarget, stream: TargetStream, mut io: AdapterIo) {
             },
         }
     };
-    let _ = wr.shutdown().await;
+    let _ = c.wr.shutdown().await;
     send(
         &io,
         SessionEvent::Lifecycle(Lifecycle::Ended {
@@ -229,15 +322,42 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-/// Feeds new output to the script and types what it asks for. `Ok(true)`: logged in.
-async fn drive_logon<W: tokio::io::AsyncWrite + Unpin>(
+/// Reads until the target has been quiet for `SETTLE` (or the step deadline passes); what
+/// arrives meanwhile is published and kept for the next step's pattern.
+async fn settle(
     t: &TelnetTarget,
-    proto: &TelnetProtocol,
+    c: &mut Conn,
+    io: &AdapterIo,
+    run: &mut LogonRun,
+    deadline: Instant,
+) -> Result<(), (FailureKind, String)> {
+    loop {
+        let until = std::cmp::min(Instant::now() + SETTLE, deadline);
+        match tokio::time::timeout_at(until, c.read(&io.events, Some(t))).await {
+            Err(_) => return Ok(()),
+            Ok(Read::Data(data)) => run.append(&data),
+            Ok(Read::Closed) => return Err(closed_during_logon(t, run)),
+            Ok(Read::Abandoned) => {
+                return Err((
+                    FailureKind::Protocol,
+                    "the gateway closed the session".into(),
+                ))
+            }
+        }
+        if Instant::now() >= deadline {
+            return Ok(());
+        }
+    }
+}
+
+/// Feeds new output to the script and types what it asks for. `Ok(true)`: logged in.
+async fn drive_logon(
+    t: &TelnetTarget,
+    c: &mut Conn,
     io: &AdapterIo,
     run: &mut LogonRun,
     deadline: &mut Instant,
     data: &[u8],
-    wr: &mut W,
 ) -> Result<bool, (FailureKind, String)> {
     let mut chunk = data;
     loop {
@@ -261,13 +381,16 @@ async fn drive_logon<W: tokio::io::AsyncWrite + Unpin>(
         chunk = &[];
         let note = match pieces {
             Some(pieces) => {
-                let (wire, said) = typed_bytes(t, proto, &pieces).map_err(|m| {
+                if pieces.iter().any(Piece::is_secret) {
+                    settle(t, c, io, run, *deadline).await?;
+                }
+                let (wire, said) = typed_bytes(t, &c.proto, &pieces).map_err(|m| {
                     (
                         FailureKind::Protocol,
                         format!("Logon step {} of {total} ({label}): {m}.", index + 1),
                     )
                 })?;
-                wr.write_all(&wire).await.map_err(|e| {
+                c.wr.write_all(&wire).await.map_err(|e| {
                     (
                         FailureKind::Unreachable,
                         format!("Sending to {} failed: {e}", t.label),
@@ -285,5 +408,20 @@ async fn drive_logon<W: tokio::io::AsyncWrite + Unpin>(
             return Ok(true);
         }
         *deadline = Instant::now() + run.step_timeout();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_secret;
+
+    #[test]
+    fn every_copy_of_a_secret_is_masked() {
+        let mut d = b"Password: s3cret\r\nagain s3cret!s3cre".to_vec();
+        mask_secret(&mut d, b"s3cret");
+        assert_eq!(d, b"Password: ******\r\nagain ******!s3cre");
+        let mut short = b"abc".to_vec();
+        mask_secret(&mut short, b"abcdef");
+        assert_eq!(short, b"abc");
     }
 }

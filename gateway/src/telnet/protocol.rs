@@ -440,7 +440,7 @@ mod tests {
         assert_eq!(out, b"x\r");
     }
 
-    /// A cheap in-tree fuzz pass (the real fuzzer is `fuzz/`, see docs/telnet.md): random
+    /// A cheap in-tree fuzz pass (the coverage-guided one is `scripts/fuzz.sh`): random
     /// bytes rich in IAC and verbs never panic, never produce more data than input, and keep
     /// replies proportionate.
     #[test]
@@ -465,7 +465,7 @@ mod tests {
                 .collect();
             let (d, r) = feed(&mut p, &input);
             assert!(d.len() <= input.len());
-            assert!(r.len() <= 3 * input.len() + 64 * (input.len() / 6 + 1));
+            assert!(r.len() <= 3 * input.len() + 32 * (input.len() / 3 + 1));
             let mut out = Vec::new();
             p.encode_input(&input, &mut out);
             assert!(out.len() <= 2 * input.len());
