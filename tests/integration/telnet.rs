@@ -369,8 +369,16 @@ async fn a_custom_script_with_an_extra_prompt_works_and_bad_scripts_are_refused(
     assert_eq!(audit[0]["object_id"], w.resource.as_str(), "{audit}");
 
     let (mut ws, mut got) = open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+    // Typed before the logon is done: held back until the script has finished, then sent.
+    ws.send(Message::Binary(b"echo early-$((1+2))\r".to_vec().into()))
+        .await
+        .unwrap();
     read_until(&mut ws, &mut got, "logged in past the site code", |g| {
         connected(g) && terminal_has(g, "$ ")
+    })
+    .await;
+    read_until(&mut ws, &mut got, "the type-ahead", |g| {
+        screen_has_line(g, "early-3")
     })
     .await;
     type_line(&mut ws, &mut got, "echo site=$SITE", "site=lab-{7}").await;
@@ -554,5 +562,33 @@ async fn an_admin_watches_and_terminates_a_telnet_session_and_direct_telnet_can_
             .unwrap()
             .contains("only through a landing server"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_step_whose_prompt_never_comes_times_out_naming_step_and_pattern() {
+    let w = world("linux", PASSWORD).await;
+    let script = json!({
+        "steps": [
+            { "label": "login prompt", "expect": "login:\\s*$", "send": "{username}" },
+            { "label": "password prompt", "expect": "password:\\s*$", "send": "{password}" },
+            { "label": "banner", "expect": "no-such-banner", "timeout_s": 2 }
+        ]
+    });
+    w.admin
+        .call(
+            "PUT",
+            &format!("/resources/{}/telnet", w.resource),
+            json!({ "script_override": { "script": script } }),
+        )
+        .await
+        .ok();
+    let err = first_error(&w).await;
+    assert_eq!(err["kind"], "timed_out", "{err}");
+    let msg = err["message"].as_str().unwrap();
+    assert!(
+        msg.contains("Logon step 3 of 3 (banner) timed out")
+            && msg.contains("/no-such-banner/ within 2 s"),
+        "{msg}"
     );
 }

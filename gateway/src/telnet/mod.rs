@@ -122,6 +122,9 @@ fn typed_bytes(
 /// the secret echoed back (and shown, and recorded).
 const SETTLE: Duration = Duration::from_millis(150);
 
+/// Keystrokes kept while the script logs in (the rest are dropped).
+const TYPE_AHEAD: usize = 4096;
+
 type Reader = tokio::io::ReadHalf<TargetStream>;
 type Writer = tokio::io::WriteHalf<TargetStream>;
 
@@ -240,6 +243,7 @@ async fn run(t: TelnetTarget, stream: TargetStream, mut io: AdapterIo) {
         let deadline = Instant::now() + run.step_timeout();
         Phase::LoggingIn { run, deadline }
     };
+    let mut type_ahead: Vec<u8> = Vec::new();
     let reason = loop {
         let (deadline, mask) = match &phase {
             Phase::LoggingIn { deadline, .. } => (Some(*deadline), Some(&t)),
@@ -262,6 +266,13 @@ async fn run(t: TelnetTarget, stream: TargetStream, mut io: AdapterIo) {
                                 phase = Phase::LoggedIn;
                                 send(&io, SessionEvent::Marker("Logged in by the logon script".into())).await;
                                 send(&io, SessionEvent::Lifecycle(Lifecycle::Connected)).await;
+                                if !type_ahead.is_empty() {
+                                    let mut out = Vec::with_capacity(type_ahead.len() + 4);
+                                    c.proto.encode_input(&std::mem::take(&mut type_ahead), &mut out);
+                                    if let Err(e) = c.wr.write_all(&out).await {
+                                        break format!("Sending to {} failed: {e}", t.label);
+                                    }
+                                }
                             }
                             Ok(false) => {}
                             Err((kind, message)) => return fail(&io, kind, message).await,
@@ -282,13 +293,17 @@ async fn run(t: TelnetTarget, stream: TargetStream, mut io: AdapterIo) {
             }
             input = io.input.recv() => match input {
                 Some(ClientInput::Data(d)) => {
-                    // Keystrokes during the scripted logon would interleave with it.
+                    // Keystrokes during the scripted logon would interleave with it: they
+                    // wait (bounded, like a terminal's type-ahead) until it is done.
                     if matches!(phase, Phase::LoggedIn) {
                         let mut out = Vec::with_capacity(d.len() + 4);
                         c.proto.encode_input(&d, &mut out);
                         if let Err(e) = c.wr.write_all(&out).await {
                             break format!("Sending to {} failed: {e}", t.label);
                         }
+                    } else {
+                        let room = TYPE_AHEAD.saturating_sub(type_ahead.len());
+                        type_ahead.extend_from_slice(&d[..d.len().min(room)]);
                     }
                 }
                 Some(ClientInput::Resize { cols, rows }) => {
