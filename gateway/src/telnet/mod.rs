@@ -146,15 +146,17 @@ enum Read {
 }
 
 impl Conn {
-    /// Reads once from the target, answers the protocol, publishes the terminal data. While
-    /// logging in, any copy of a vault secret in the output is masked first (defence in
-    /// depth against a target that echoes what the script typed).
-    async fn read(
+    /// Handles what one read from the target returned (`rd.read(&mut buf)`, awaited alone
+    /// so that it stays cancel-safe inside `select!`): answers the protocol and publishes
+    /// the terminal data. While logging in, any copy of a vault secret in the output is
+    /// masked first (defence in depth against a target that echoes what the script typed).
+    async fn handle(
         &mut self,
+        read: std::io::Result<usize>,
         events: &mpsc::Sender<SessionEvent>,
         mask: Option<&TelnetTarget>,
     ) -> Read {
-        let n = match self.rd.read(&mut self.buf).await {
+        let n = match read {
             Ok(0) | Err(_) => return Read::Closed,
             Ok(n) => n,
         };
@@ -250,7 +252,7 @@ async fn run(t: TelnetTarget, stream: TargetStream, mut io: AdapterIo) {
             Phase::LoggedIn => (None, None),
         };
         tokio::select! {
-            read = c.read(&io.events, mask) => match read {
+            read = c.rd.read(&mut c.buf) => match c.handle(read, &io.events, mask).await {
                 Read::Closed => {
                     if let Phase::LoggingIn { run, .. } = &phase {
                         let (kind, message) = closed_during_logon(&t, run);
@@ -348,11 +350,14 @@ async fn settle(
 ) -> Result<(), (FailureKind, String)> {
     loop {
         let until = std::cmp::min(Instant::now() + SETTLE, deadline);
-        match tokio::time::timeout_at(until, c.read(&io.events, Some(t))).await {
+        let read = match tokio::time::timeout_at(until, c.rd.read(&mut c.buf)).await {
             Err(_) => return Ok(()),
-            Ok(Read::Data(data)) => run.append(&data),
-            Ok(Read::Closed) => return Err(closed_during_logon(t, run)),
-            Ok(Read::Abandoned) => {
+            Ok(read) => read,
+        };
+        match c.handle(read, &io.events, Some(t)).await {
+            Read::Data(data) => run.append(&data),
+            Read::Closed => return Err(closed_during_logon(t, run)),
+            Read::Abandoned => {
                 return Err((
                     FailureKind::Protocol,
                     "the gateway closed the session".into(),
