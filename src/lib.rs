@@ -9,6 +9,7 @@ pub mod audited;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod hop_path;
 pub mod identity;
 pub mod recordings;
 pub mod server;

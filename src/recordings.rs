@@ -170,6 +170,7 @@ pub async fn plan(
         resource: info.resource_name.clone(),
         client_addr: info.client_addr.clone(),
         input_recorded: app.config.record_input,
+        path: info.path.clone(),
         wrapped_key: app.crypto.seal(&key_context(&id), key.expose()),
     };
     let (writer, header_bytes) = RecordingWriter::new(&header, key);
@@ -180,7 +181,7 @@ pub async fn plan(
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("the recording store refused a new recording: {e}"))?;
     let mut tx = app.db.begin_write().await.map_err(|e| e.to_string())?;
-    sqlx::query("INSERT INTO recordings (id, session_id, user_id, user_name, account_id, account_name, resource_id, resource_name, protocol, client_addr, started_at, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'recording')")
+    sqlx::query("INSERT INTO recordings (id, session_id, user_id, user_name, account_id, account_name, resource_id, resource_name, protocol, client_addr, started_at, status, path) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'recording', $12)")
         .bind(&id)
         .bind(&info.id)
         .bind(&info.owner_id)
@@ -192,6 +193,7 @@ pub async fn plan(
         .bind(&header.protocol)
         .bind(&info.client_addr)
         .bind(info.started_at_ms)
+        .bind(info.path.join(" -> "))
         .execute(tx.conn())
         .await
         .map_err(|e| e.to_string())?;

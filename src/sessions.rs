@@ -264,6 +264,18 @@ async fn try_launch(
     };
     let mut info = info;
     let actor = p.actor();
+    // Landing servers between the gateway and the target (resolved before anything else, so
+    // the Telnet landing-only rule, the recording and the audit all know the path).
+    let chain = crate::hop_path::resolve(app, &r.id)
+        .await
+        .map_err(|e| match e {
+            ApiError::Conflict { message, .. } => fail(FailureKind::Protocol, message),
+            _ => fail(
+                FailureKind::Protocol,
+                "The path to this resource could not be resolved; the event was logged.".into(),
+            ),
+        })?;
+    info.path = chain.iter().map(|l| l.name.clone()).collect();
     let label = format!("{} ({}:{port})", r.name, r.host);
     let (adapter, host_key, mut audit_detail): (
         Box<dyn ProtocolAdapter>,
@@ -277,22 +289,12 @@ async fn try_launch(
             (Box::new(TelnetAdapter::new(target)), None, detail)
         }
         _ => {
-            let pinned: Option<(String, String)> =
-                sqlx::query_as("SELECT fingerprint, status FROM host_keys WHERE resource_id = $1")
-                    .bind(&r.id)
-                    .fetch_optional(&app.db.pool)
-                    .await
-                    .map_err(|_| {
-                        fail(
-                            FailureKind::Protocol,
-                            "The gateway's database is unavailable.".into(),
-                        )
-                    })?;
-            let policy = match (pinned, app.config.host_key_policy) {
-                (Some((fp, status)), _) if status == "pinned" => HostKeyPolicy::Pinned(fp),
-                (_, HostKeyFirstUse::Trust) => HostKeyPolicy::TrustOnFirstUse,
-                (_, HostKeyFirstUse::Approve) => HostKeyPolicy::RequireApproval,
-            };
+            let policy = host_key_policy(app, &r.id).await.map_err(|_| {
+                fail(
+                    FailureKind::Protocol,
+                    "The gateway's database is unavailable.".into(),
+                )
+            })?;
             let credential = match cred.account.secret_kind.as_str() {
                 "ssh_key" => SshCredential::PrivateKey {
                     pem: cred.secret,
@@ -310,9 +312,31 @@ async fn try_launch(
             (Box::new(adapter), Some(host_key), json!({}))
         }
     };
-    let stream = match connect_tcp(&r.host, port as u16, Duration::from_secs(5)).await {
-        Ok(s) => s,
-        Err((kind, message)) => return Err(fail(kind, message)),
+    let stream = if chain.is_empty() {
+        match connect_tcp(&r.host, port as u16, Duration::from_secs(5)).await {
+            Ok(s) => s,
+            Err((kind, message)) => return Err(fail(kind, message)),
+        }
+    } else {
+        let hops = chain_hops(app, &chain)
+            .await
+            .map_err(|(kind, message)| fail(kind, message))?;
+        let opened = gateway::hop_chain::open(hops, &r.host, port as u16).await;
+        let used = match &opened {
+            Ok((_, used)) => used.as_slice(),
+            Err(e) => e.used.as_slice(),
+        };
+        audit_detail["path"] = json!(used
+            .iter()
+            .map(|u| json!({ "landing_server": u.name, "secondary": u.secondary }))
+            .collect::<Vec<_>>());
+        for u in used {
+            record_hop_host_key(app, &actor, &info, u);
+        }
+        match opened {
+            Ok((s, _)) => s,
+            Err(e) => return Err(fail(e.kind, e.message)),
+        }
     };
     // The recording exists before the session starts, so it holds every event.
     let planned = match crate::recordings::plan(app, &info, cols, rows).await {
@@ -369,6 +393,108 @@ async fn try_launch(
     }
     tokio::spawn(watch_end(app.clone(), actor, session.clone()));
     Ok(session)
+}
+
+/// What to accept as the SSH host key of `resource_id`: its pin, else the first-use setting.
+async fn host_key_policy(app: &App, resource_id: &str) -> Result<HostKeyPolicy, sqlx::Error> {
+    let pinned: Option<(String, String)> =
+        sqlx::query_as("SELECT fingerprint, status FROM host_keys WHERE resource_id = $1")
+            .bind(resource_id)
+            .fetch_optional(&app.db.pool)
+            .await?;
+    Ok(match (pinned, app.config.host_key_policy) {
+        (Some((fp, status)), _) if status == "pinned" => HostKeyPolicy::Pinned(fp),
+        (_, HostKeyFirstUse::Trust) => HostKeyPolicy::TrustOnFirstUse,
+        (_, HostKeyFirstUse::Approve) => HostKeyPolicy::RequireApproval,
+    })
+}
+
+/// The login for one landing-server resource: its account (the landing server's, or on a
+/// secondary the account with the same user name), its pin policy.
+async fn hop_endpoint(
+    app: &App,
+    l: &crate::hop_path::LandingServer,
+    resource_id: &str,
+) -> Result<gateway::hop_chain::HopEndpoint, (FailureKind, String)> {
+    let unusable = |what: &str| {
+        (
+            FailureKind::Protocol,
+            format!(
+                "Landing server {}: {what}; an administrator must fix its settings.",
+                l.name
+            ),
+        )
+    };
+    let r = crate::vault::resources::get(app, resource_id)
+        .await
+        .map_err(|_| unusable("its resource is missing"))?;
+    let port = r
+        .ssh_port
+        .ok_or_else(|| unusable("its resource has no SSH port"))?;
+    let account = accounts::open_landing_login(app, &l.account_id, &r.id)
+        .await
+        .map_err(|_| unusable("its login account cannot be opened"))?;
+    let host_key = host_key_policy(app, &r.id)
+        .await
+        .map_err(|_| unusable("its host-key pin cannot be read"))?;
+    let credential = match account.kind.as_str() {
+        "ssh_key" => SshCredential::PrivateKey {
+            pem: account.secret,
+            passphrase: account.passphrase,
+        },
+        _ => SshCredential::Password(account.secret),
+    };
+    Ok(gateway::hop_chain::HopEndpoint {
+        resource_id: r.id.clone(),
+        host: r.host.clone(),
+        port: port as u16,
+        ssh: SshTarget {
+            username: account.username,
+            credential,
+            host_key,
+            label: r.name.clone(),
+            handshake_timeout: Duration::from_secs(15),
+        },
+    })
+}
+
+async fn chain_hops(
+    app: &App,
+    chain: &[crate::hop_path::LandingServer],
+) -> Result<Vec<gateway::hop_chain::Hop>, (FailureKind, String)> {
+    let mut hops = Vec::new();
+    for l in chain {
+        let primary = hop_endpoint(app, l, &l.primary_resource_id).await?;
+        let secondary = match &l.secondary_resource_id {
+            Some(id) => Some(hop_endpoint(app, l, id).await?),
+            None => None,
+        };
+        hops.push(gateway::hop_chain::Hop {
+            name: l.name.clone(),
+            primary,
+            secondary,
+        });
+    }
+    Ok(hops)
+}
+
+/// Pins (or flags) a landing server's host key as for a direct target, against the landing
+/// server's own resource.
+fn record_hop_host_key(
+    app: &App,
+    actor: &Actor,
+    info: &SessionInfo,
+    used: &gateway::hop_chain::HopUsed,
+) {
+    let Some(obs) = used.host_key.clone() else {
+        return;
+    };
+    let mut hop = info.clone();
+    hop.resource_id = used.resource_id.clone();
+    hop.resource_name = used.resource_name.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let _ = tx.send(obs);
+    tokio::spawn(record_host_key(app.clone(), actor.clone(), hop, rx));
 }
 
 fn protocol_name(p: Protocol) -> &'static str {

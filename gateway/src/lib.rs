@@ -10,6 +10,7 @@
 pub mod adapter;
 pub mod broker;
 pub mod event;
+pub mod hop_chain;
 pub mod screen;
 pub mod secret;
 pub mod ssh;

@@ -79,7 +79,7 @@ pub fn fingerprint(key: &russh::keys::PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
-struct Client {
+pub struct Client {
     policy: HostKeyPolicy,
     report: Option<oneshot::Sender<HostKeyObservation>>,
     /// Why the key was refused, for the error message.
@@ -149,16 +149,17 @@ impl ProtocolAdapter for SshAdapter {
     }
 }
 
-async fn run(
-    t: SshTarget,
+/// An authenticated SSH connection (the target, or a landing server on a hop chain).
+pub type SshHandle = client::Handle<Client>;
+
+/// Runs the SSH handshake over `stream`, checks the host key against `t.host_key` (the
+/// observation goes to `report` as soon as the key was seen) and authenticates with the
+/// vault's credential. Errors are in the words a user sees, naming `t.label`.
+pub async fn login(
+    t: &SshTarget,
     report: oneshot::Sender<HostKeyObservation>,
     stream: TargetStream,
-    mut io: AdapterIo,
-) {
-    let _ = io
-        .events
-        .send(SessionEvent::Lifecycle(Lifecycle::Connecting))
-        .await;
+) -> Result<SshHandle, (FailureKind, String)> {
     let refused = Arc::new(std::sync::Mutex::new(None));
     let handler = Client {
         policy: t.host_key.clone(),
@@ -178,39 +179,46 @@ async fn run(
     .await
     {
         Err(_) => {
-            return fail(
-                &io,
+            return Err((
                 FailureKind::TimedOut,
                 format!(
                     "{} did not complete the SSH handshake within {} s",
                     t.label,
                     t.handshake_timeout.as_secs()
                 ),
-            )
-            .await
+            ))
         }
         Ok(Ok(h)) => h,
         Ok(Err(e)) => {
             let why = refused.lock().ok().and_then(|r| r.clone());
-            return match why {
-                Some(HostKeyObservation::Mismatch { pinned, presented }) => {
-                    fail(&io, FailureKind::HostKeyMismatch, format!("The host key of {} has changed: pinned {pinned}, presented {presented}. The connection was refused; an administrator must check the server and accept its new key on the resource's page.", t.label)).await
-                }
-                Some(HostKeyObservation::AwaitingApproval(fp)) => {
-                    fail(&io, FailureKind::HostKeyUnknown, format!("{} presented host key {fp}, which no administrator has approved yet.", t.label)).await
-                }
-                _ => fail(&io, FailureKind::Protocol, format!("The SSH handshake with {} failed: {e}", t.label)).await,
-            };
+            return Err(match why {
+                Some(HostKeyObservation::Mismatch { pinned, presented }) => (FailureKind::HostKeyMismatch, format!("The host key of {} has changed: pinned {pinned}, presented {presented}. The connection was refused; an administrator must check the server and accept its new key on the resource's page.", t.label)),
+                Some(HostKeyObservation::AwaitingApproval(fp)) => (FailureKind::HostKeyUnknown, format!("{} presented host key {fp}, which no administrator has approved yet.", t.label)),
+                _ => (FailureKind::Protocol, format!("The SSH handshake with {} failed: {e}", t.label)),
+            });
         }
     };
-
-    match authenticate(&mut handle, &t).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return fail(&io, FailureKind::AuthenticationFailed, format!("{} refused the vault's credential for {}. The stored secret is probably out of date: verify or rotate it.", t.label, t.username)).await;
-        }
-        Err(msg) => return fail(&io, FailureKind::AuthenticationFailed, msg).await,
+    match authenticate(&mut handle, t).await {
+        Ok(true) => Ok(handle),
+        Ok(false) => Err((FailureKind::AuthenticationFailed, format!("{} refused the vault's credential for {}. The stored secret is probably out of date: verify or rotate it.", t.label, t.username))),
+        Err(msg) => Err((FailureKind::AuthenticationFailed, msg)),
     }
+}
+
+async fn run(
+    t: SshTarget,
+    report: oneshot::Sender<HostKeyObservation>,
+    stream: TargetStream,
+    mut io: AdapterIo,
+) {
+    let _ = io
+        .events
+        .send(SessionEvent::Lifecycle(Lifecycle::Connecting))
+        .await;
+    let handle = match login(&t, report, stream).await {
+        Ok(h) => h,
+        Err((kind, message)) => return fail(&io, kind, message).await,
+    };
 
     let channel = match handle.channel_open_session().await {
         Ok(c) => c,

@@ -216,6 +216,7 @@ fn bench_header(input_recorded: bool) -> RecordingHeader {
         client_addr: "127.0.0.1".into(),
         input_recorded,
         // As long as a vault-sealed key.
+        path: Vec::new(),
         wrapped_key: "x".repeat(120),
     }
 }

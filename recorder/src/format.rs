@@ -40,6 +40,9 @@ pub struct RecordingHeader {
     pub client_addr: String,
     /// Whether keystrokes are in the recording (a setting).
     pub input_recorded: bool,
+    /// The landing servers the session went through, in order (empty: direct).
+    #[serde(default)]
+    pub path: Vec<String>,
     /// The recording key, sealed by the vault (opaque to this crate).
     pub wrapped_key: String,
 }

@@ -19,6 +19,7 @@ fn header() -> RecordingHeader {
         resource: "db1".into(),
         client_addr: "127.0.0.1".into(),
         input_recorded: true,
+        path: Vec::new(),
         wrapped_key: "sealed".into(),
     }
 }

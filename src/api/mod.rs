@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod landing;
 pub mod live;
 pub mod openapi;
 pub mod recordings;
@@ -111,6 +112,13 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("POST", "/api/v1/sessions/{id}/terminate", "End a live session now; everyone in it is shown who, when and why; audited", "sessions", "administrator", [("reason", "string")]),
     r!("GET", "/api/v1/resources/{id}/session-limits", "The resource's session idle limit and maximum duration (own and applied)", "sessions", "anyone who can see the resource"),
     r!("PUT", "/api/v1/resources/{id}/session-limits", "Set the resource's idle limit and maximum duration: default, off or a duration; audited", "sessions", "administrator", [("idle_limit", "string"), ("max_duration", "string")]),
+    r!("GET", "/api/v1/landing-servers", "Landing servers (jump hosts), what each reaches and what reaches it", "landing servers", "any user"),
+    r!("POST", "/api/v1/landing-servers", "Add a landing server: primary (and optional secondary) resource, login account, mode; audited", "landing servers", "administrator", [("name", "string"), ("location", "string"), ("notes", "string"), ("primary_resource_id", "string"), ("secondary_resource_id", "string"), ("account_id", "string"), ("mode", "string")]),
+    r!("GET", "/api/v1/landing-servers/{id}", "One landing server", "landing servers", "any user"),
+    r!("PATCH", "/api/v1/landing-servers/{id}", "Change a landing server (a loop is refused); audited", "landing servers", "administrator", [("name", "string"), ("location", "string"), ("notes", "string"), ("primary_resource_id", "string"), ("secondary_resource_id", "string"), ("account_id", "string"), ("mode", "string")]),
+    r!("DELETE", "/api/v1/landing-servers/{id}", "Delete a landing server that reaches nothing; audited", "landing servers", "administrator"),
+    r!("PUT", "/api/v1/resources/{id}/landing-server", "Reach a resource through a landing server (or directly: null); a loop is refused naming it; audited", "landing servers", "administrator", [("landing_server_id", "string")]),
+    r!("GET", "/api/v1/resources/{id}/path", "The landing servers a session to the resource goes through, first hop first", "landing servers", "anyone who can see the resource"),
     r!("GET", "/api/v1/logon-scripts", "Built-in Telnet logon scripts and the script each resource type uses", "sessions", "any user"),
     r!("PUT", "/api/v1/logon-scripts/{id}", "Choose a resource type's Telnet logon script: a built-in, a custom one, or the default; audited", "sessions", "administrator", [("builtin", "string"), ("script", "object")]),
     r!("GET", "/api/v1/resources/{id}/telnet", "The resource's Telnet settings, the logon script that applies, and the plaintext warning", "sessions", "anyone who can see the resource"),
@@ -244,6 +252,21 @@ pub fn router(app: App) -> Router {
         )
         .route("/api/v1/sessions/{id}/terminate", post(live::terminate))
         .route("/api/v1/logon-scripts", get(telnet::list))
+        .route(
+            "/api/v1/landing-servers",
+            get(landing::list).post(landing::create),
+        )
+        .route(
+            "/api/v1/landing-servers/{id}",
+            get(landing::show)
+                .patch(landing::update)
+                .delete(landing::delete),
+        )
+        .route(
+            "/api/v1/resources/{id}/landing-server",
+            axum::routing::put(landing::set_resource_landing),
+        )
+        .route("/api/v1/resources/{id}/path", get(landing::resource_path))
         .route(
             "/api/v1/logon-scripts/{id}",
             axum::routing::put(telnet::set_for_type),

@@ -37,9 +37,10 @@ pub struct RecordingRow {
     pub end_reason: Option<String>,
     pub size_bytes: i64,
     pub chunks: i64,
+    pub path: String,
 }
 
-const COLUMNS: &str = "id, session_id, user_id, user_name, account_id, account_name, resource_id, resource_name, protocol, client_addr, started_at, ended_at, duration_ms, status, end_reason, size_bytes, chunks";
+const COLUMNS: &str = "id, session_id, user_id, user_name, account_id, account_name, resource_id, resource_name, protocol, client_addr, started_at, ended_at, duration_ms, status, end_reason, size_bytes, chunks, path";
 
 /// The recording exists but cannot be used (file missing, damaged, key unavailable).
 fn unusable(message: String) -> ApiError {
@@ -61,6 +62,7 @@ fn row_json(r: &RecordingRow) -> Value {
         "started_at": db::rfc3339(r.started_at), "ended_at": r.ended_at.map(db::rfc3339),
         "duration_ms": r.duration_ms, "status": r.status, "end_reason": r.end_reason,
         "size_bytes": r.size_bytes, "chunks": r.chunks,
+        "path": if r.path.is_empty() { Vec::new() } else { r.path.split(" -> ").collect::<Vec<_>>() },
     })
 }
 

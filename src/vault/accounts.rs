@@ -399,6 +399,22 @@ pub async fn delete(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
     if let Err(e) = require(Some(level), Level::Manage, "delete this account") {
         return Err(denied(app, p, "account.delete", "account", &a.id, &a.username, e).await);
     }
+    let landing: Vec<(String,)> =
+        sqlx::query_as("SELECT name FROM landing_servers WHERE account_id = $1 ORDER BY name")
+            .bind(&a.id)
+            .fetch_all(&app.db.pool)
+            .await?;
+    if !landing.is_empty() {
+        let names: Vec<&str> = landing.iter().map(|l| l.0.as_str()).collect();
+        return Err(ApiError::conflict(
+            "id",
+            format!(
+                "{} logs in to landing server {}: choose another login account there first",
+                a.username,
+                names.join(", ")
+            ),
+        ));
+    }
     exec_audited(
         app,
         p,
@@ -624,6 +640,48 @@ pub async fn open_enable_secret(app: &App, id: &str, resource_id: &str) -> ApiRe
         return Err(ApiError::not_found("enable account"));
     }
     open(app, &secret_context(&a.id), &a.secret_enc)
+}
+
+/// A landing server's login, opened for a hop chain: the landing server's account when
+/// `resource_id` is its own resource, else (a secondary) the account of `resource_id` with
+/// the same user name. Landing-server logins are configured by administrators and used by
+/// the gateway on the user's behalf; they never reach the user.
+pub async fn open_landing_login(
+    app: &App,
+    account_id: &str,
+    resource_id: &str,
+) -> ApiResult<LandingLogin> {
+    let a = get(app, account_id).await?;
+    let a = if a.resource_id == resource_id {
+        a
+    } else {
+        sqlx::query_as::<_, AccountRow>(crate::db::sql(format!(
+            "SELECT {COLUMNS} FROM accounts WHERE resource_id = $1 AND username = $2"
+        )))
+        .bind(resource_id)
+        .bind(&a.username)
+        .fetch_optional(&app.db.pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("account"))?
+    };
+    let secret = open(app, &secret_context(&a.id), &a.secret_enc)?;
+    let passphrase = match &a.passphrase_enc {
+        Some(enc) => Some(open(app, &passphrase_context(&a.id), enc)?),
+        None => None,
+    };
+    Ok(LandingLogin {
+        username: a.username,
+        kind: a.secret_kind,
+        secret,
+        passphrase,
+    })
+}
+
+pub struct LandingLogin {
+    pub username: String,
+    pub kind: String,
+    pub secret: Secret,
+    pub passphrase: Option<Secret>,
 }
 
 pub async fn open_for_session(app: &App, p: &Principal, id: &str) -> ApiResult<SessionCredential> {

@@ -411,6 +411,21 @@ pub async fn delete(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
     if let Err(e) = require(level, Level::Manage, "delete this resource") {
         return Err(denied(app, p, "resource.delete", "resource", &r.id, &r.name, e).await);
     }
+    let landing: Vec<(String,)> = sqlx::query_as("SELECT name FROM landing_servers WHERE primary_resource_id = $1 OR secondary_resource_id = $1 OR account_id IN (SELECT id FROM accounts WHERE resource_id = $1) ORDER BY name")
+        .bind(&r.id)
+        .fetch_all(&app.db.pool)
+        .await?;
+    if !landing.is_empty() {
+        let names: Vec<&str> = landing.iter().map(|l| l.0.as_str()).collect();
+        return Err(ApiError::conflict(
+            "id",
+            format!(
+                "{} is the machine of landing server {}: change or delete the landing server first",
+                r.name,
+                names.join(", ")
+            ),
+        ));
+    }
     exec_audited(app, p, &["DELETE FROM shares WHERE (object_kind = 'resource' AND object_id = $1) OR (object_kind = 'account' AND object_id IN (SELECT id FROM accounts WHERE resource_id = $1))", "DELETE FROM resources WHERE id = $1"], &r.id, "resource.delete", &r.name, serde_json::json!({})).await?;
     crate::sessions::end_sessions_without_access(app).await;
     Ok(())

@@ -29,6 +29,8 @@ enum Fx {
     Recording,
     /// A resource type (`linux`), for per-type settings.
     ResourceType,
+    /// A landing server on a fresh SSH resource; `account` is its login account.
+    Landing,
 }
 
 #[derive(Default, Clone)]
@@ -36,6 +38,7 @@ struct Ids {
     id: String,
     user: String,
     resource: String,
+    account: String,
     n: u32,
 }
 
@@ -384,6 +387,51 @@ const TABLE: &[Row] = &[
         |_| json!({ "idle_limit": "30m", "max_duration": "default" }),
         "yynnn",
     ),
+    // Landing servers: everyone sees them and the path to what they can see; administrators
+    // configure them.
+    row("GET", "/api/v1/landing-servers", Fx::None, none, "yyyyy"),
+    row(
+        "POST",
+        "/api/v1/landing-servers",
+        Fx::Landing,
+        |ids| json!({ "name": format!("new{}", ids.n), "primary_resource_id": ids.resource, "account_id": ids.account }),
+        "yynnn",
+    ),
+    row(
+        "GET",
+        "/api/v1/landing-servers/{id}",
+        Fx::Landing,
+        none,
+        "yyyyy",
+    ),
+    row(
+        "PATCH",
+        "/api/v1/landing-servers/{id}",
+        Fx::Landing,
+        |_| json!({ "notes": "matrix" }),
+        "yynnn",
+    ),
+    row(
+        "DELETE",
+        "/api/v1/landing-servers/{id}",
+        Fx::Landing,
+        none,
+        "yynnn",
+    ),
+    row(
+        "PUT",
+        "/api/v1/resources/{id}/landing-server",
+        Fx::Resource,
+        |_| json!({ "landing_server_id": null }),
+        "yynnn",
+    ),
+    row(
+        "GET",
+        "/api/v1/resources/{id}/path",
+        Fx::Resource,
+        none,
+        "yyyyy",
+    ),
     // Telnet logon scripts: everyone reads (no secrets in them), administrators change.
     row("GET", "/api/v1/logon-scripts", Fx::None, none, "yyyyy"),
     row(
@@ -530,6 +578,35 @@ impl World {
         };
         if fx == Fx::ResourceType {
             ids.id = "linux".into();
+        }
+        if fx == Fx::Landing {
+            let r = root
+                .call(
+                    "POST",
+                    "/resources",
+                    json!({ "name": format!("fxj{n}"), "host": "10.7.0.2", "ports": { "ssh": 22 } }),
+                )
+                .await
+                .ok();
+            ids.resource = r["id"].as_str().unwrap().to_string();
+            let a = root
+                .call(
+                    "POST",
+                    &format!("/resources/{}/accounts", ids.resource),
+                    json!({ "username": "ops", "generate": true }),
+                )
+                .await
+                .ok();
+            ids.account = a["id"].as_str().unwrap().to_string();
+            let l = root
+                .call(
+                    "POST",
+                    "/landing-servers",
+                    json!({ "name": format!("fxl{n}"), "primary_resource_id": ids.resource, "account_id": ids.account }),
+                )
+                .await
+                .ok();
+            ids.id = l["id"].as_str().unwrap().to_string();
         }
         if matches!(fx, Fx::Resource | Fx::Account | Fx::Share) {
             let r = root

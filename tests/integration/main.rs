@@ -7,12 +7,16 @@ mod postgres_cluster;
 #[path = "../support/sshd.rs"]
 mod sshd_server;
 
+#[path = "../support/netns.rs"]
+mod netns_chain;
+
 mod harness;
 
 mod audit;
 mod auth;
 mod authz_matrix;
 mod canary;
+mod hops;
 mod keys;
 mod live;
 mod recordings;

@@ -1,0 +1,240 @@
+//! Why: many targets are reachable only through landing servers (jump hosts). A hop chain
+//! logs in to each landing server over SSH with its own vault credential and host-key pin,
+//! opens a `direct-tcpip` channel from it to the next hop, and finally to the target; the
+//! result is a byte stream, so the target's protocol adapter (SSH, Telnet, later RDP) runs
+//! over it unchanged. The chain is resolved by the server (`src/hop_path.rs`); this module
+//! only walks it. A hop whose primary landing server does not answer in time fails over to
+//! its secondary; errors name the hop ("hop 2, landing server DC1-jump (10.0.0.5:22): ...").
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
+
+use crate::adapter::TargetStream;
+use crate::event::FailureKind;
+use crate::ssh::{connect_tcp, login, HostKeyObservation, SshHandle, SshTarget};
+
+/// One landing server as the chain sees it: where it is and how to log in.
+pub struct HopEndpoint {
+    /// The resource behind it, for pins and audit.
+    pub resource_id: String,
+    pub host: String,
+    pub port: u16,
+    /// Login (user name, credential, host-key policy); its `label` names the landing server.
+    pub ssh: SshTarget,
+}
+
+pub struct Hop {
+    /// The landing server's name, for messages.
+    pub name: String,
+    pub primary: HopEndpoint,
+    pub secondary: Option<HopEndpoint>,
+}
+
+/// Which endpoint of a hop was used, and what its host key looked like.
+#[derive(Debug)]
+pub struct HopUsed {
+    pub name: String,
+    pub resource_id: String,
+    /// The resource's name (the endpoint's login label).
+    pub resource_name: String,
+    pub secondary: bool,
+    pub host_key: Option<HostKeyObservation>,
+}
+
+/// How long a landing server (or the next hop through it) may take to answer before the
+/// secondary is tried.
+pub const FAILOVER_AFTER: Duration = Duration::from_secs(5);
+
+/// The stream to the final target through the chain. It owns every landing server's SSH
+/// connection, so they live exactly as long as the session's stream.
+pub struct ChainStream {
+    inner: russh::ChannelStream<russh::client::Msg>,
+    _hops: Vec<SshHandle>,
+}
+
+impl AsyncRead for ChainStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ChainStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A failure, with the hop it happened at (1-based) for the message and the audit.
+#[derive(Debug)]
+pub struct ChainError {
+    pub kind: FailureKind,
+    pub message: String,
+    pub used: Vec<HopUsed>,
+}
+
+/// The byte stream to `host:port` (the target), through `hops` in order (the first is
+/// reached directly from the gateway).
+pub async fn open(
+    hops: Vec<Hop>,
+    host: &str,
+    port: u16,
+) -> Result<(TargetStream, Vec<HopUsed>), ChainError> {
+    let total = hops.len();
+    let mut handles: Vec<SshHandle> = Vec::new();
+    let mut used: Vec<HopUsed> = Vec::new();
+    for (i, hop) in hops.into_iter().enumerate() {
+        let n = i + 1;
+        let name = |e: &HopEndpoint| {
+            format!(
+                "hop {n} of {total}, landing server {} ({}:{})",
+                hop.name, e.host, e.port
+            )
+        };
+        // Reach the landing server: directly for the first hop, else through the previous.
+        let previous = handles.last().zip(used.last().map(|u| u.name.as_str()));
+        let mut reached = reach(previous, &hop.primary).await;
+        let mut secondary = false;
+        if let (Err(_), Some(s)) = (&reached, &hop.secondary) {
+            reached = reach(previous, s).await;
+            secondary = true;
+        }
+        let endpoint = if secondary {
+            hop.secondary.as_ref().unwrap_or(&hop.primary)
+        } else {
+            &hop.primary
+        };
+        let stream = match reached {
+            Ok(s) => s,
+            Err(why) => {
+                let tried = match &hop.secondary {
+                    Some(s) => format!(
+                        "{} and its secondary ({}:{})",
+                        name(&hop.primary),
+                        s.host,
+                        s.port
+                    ),
+                    None => name(&hop.primary),
+                };
+                return Err(ChainError {
+                    kind: FailureKind::Unreachable,
+                    message: format!("{tried}: not reachable ({why})."),
+                    used,
+                });
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        let logged_in = login(&endpoint.ssh, tx, stream).await;
+        let host_key = rx.await.ok();
+        used.push(HopUsed {
+            name: hop.name.clone(),
+            resource_id: endpoint.resource_id.clone(),
+            resource_name: endpoint.ssh.label.clone(),
+            secondary,
+            host_key,
+        });
+        match logged_in {
+            Ok(h) => handles.push(h),
+            Err((kind, message)) => {
+                return Err(ChainError {
+                    kind,
+                    message: format!("{}: {message}", name(endpoint)),
+                    used,
+                })
+            }
+        }
+    }
+    let Some(last) = handles.last() else {
+        return Err(ChainError {
+            kind: FailureKind::Protocol,
+            message: "an empty hop chain".into(),
+            used,
+        });
+    };
+    let channel = match tokio::time::timeout(
+        FAILOVER_AFTER,
+        last.channel_open_direct_tcpip(host, port as u32, "127.0.0.1", 0),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            return Err(ChainError {
+                kind: FailureKind::Unreachable,
+                message: format!(
+                    "the target {host}:{port}: {}",
+                    tunnel_refused(used.last().map(|u| u.name.as_str()).unwrap_or(""), &e)
+                ),
+                used,
+            })
+        }
+        Err(_) => {
+            return Err(ChainError {
+                kind: FailureKind::TimedOut,
+                message: format!(
+                    "the last landing server ({}) got no answer from {host}:{port} within {} s",
+                    used.last().map(|u| u.name.as_str()).unwrap_or(""),
+                    FAILOVER_AFTER.as_secs()
+                ),
+                used,
+            })
+        }
+    };
+    Ok((
+        Box::new(ChainStream {
+            inner: channel.into_stream(),
+            _hops: handles,
+        }),
+        used,
+    ))
+}
+
+/// Why a landing server did not open a tunnel, in words that point at the likely cause.
+fn tunnel_refused(via: &str, e: &russh::Error) -> String {
+    match e {
+        russh::Error::ChannelOpenFailure(reason) => format!(
+            "landing server {via} refused to open a tunnel to it ({reason:?}). If {via} forbids TCP forwarding (sshd AllowTcpForwarding no), it needs interactive mode, which this gateway does not offer yet."
+        ),
+        other => format!("landing server {via} could not open a tunnel to it: {other}"),
+    }
+}
+
+/// A byte stream to `e`: a TCP connection from the gateway, or a `direct-tcpip` channel
+/// from the previous landing server (named, for messages). Waits at most `FAILOVER_AFTER`.
+async fn reach(
+    previous: Option<(&SshHandle, &str)>,
+    e: &HopEndpoint,
+) -> Result<TargetStream, String> {
+    match previous {
+        None => connect_tcp(&e.host, e.port, FAILOVER_AFTER)
+            .await
+            .map_err(|(_, m)| m),
+        Some((h, via)) => match tokio::time::timeout(
+            FAILOVER_AFTER,
+            h.channel_open_direct_tcpip(e.host.clone(), e.port as u32, "127.0.0.1", 0),
+        )
+        .await
+        {
+            Ok(Ok(c)) => Ok(Box::new(c.into_stream())),
+            Ok(Err(err)) => Err(tunnel_refused(via, &err)),
+            Err(_) => Err(format!("no answer within {} s", FAILOVER_AFTER.as_secs())),
+        },
+    }
+}
