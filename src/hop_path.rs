@@ -94,6 +94,51 @@ async fn resource_name(app: &App, id: &str) -> ApiResult<String> {
     Ok(row.map(|r| r.0).unwrap_or_else(|| id.to_string()))
 }
 
+/// Every resource's path at once (for lists), from two queries.
+pub struct PathIndex {
+    landing_of: std::collections::HashMap<String, String>,
+    servers: std::collections::HashMap<String, (String, String)>,
+}
+
+impl PathIndex {
+    pub async fn load(app: &App) -> ApiResult<PathIndex> {
+        let links: Vec<(String, String)> =
+            sqlx::query_as("SELECT resource_id, landing_server_id FROM resource_landing")
+                .fetch_all(&app.db.pool)
+                .await?;
+        let servers: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT id, name, primary_resource_id FROM landing_servers")
+                .fetch_all(&app.db.pool)
+                .await?;
+        Ok(PathIndex {
+            landing_of: links.into_iter().collect(),
+            servers: servers
+                .into_iter()
+                .map(|(id, name, primary)| (id, (name, primary)))
+                .collect(),
+        })
+    }
+
+    /// Landing-server names from the gateway to `resource_id` (bounded against loops).
+    pub fn path(&self, resource_id: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut current = resource_id;
+        while let Some((name, primary)) = self
+            .landing_of
+            .get(current)
+            .and_then(|lid| self.servers.get(lid))
+        {
+            if out.len() >= MAX_HOPS {
+                break;
+            }
+            out.push(name.clone());
+            current = primary;
+        }
+        out.reverse();
+        out
+    }
+}
+
 /// Refuses making `resource_id` reached through `landing_id` if that closes a loop: walking
 /// from the landing server towards the gateway must never come back to the resource. The
 /// message names the loop, e.g. "web-1 -> DC1-jump (on jump-1) -> DC2-jump (on jump-2) ->

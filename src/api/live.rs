@@ -571,7 +571,7 @@ async fn pump(
     let _guard = (role == Role::Owner).then(|| session.attach());
     let (snapshot, mut sub) = session.subscribe();
     let info = session.info();
-    let hello = json!({ "type": "session", "id": info.id, "account": info.account_name, "resource": info.resource_name, "protocol": info.protocol, "started_at_ms": info.started_at_ms, "recorded": info.recording_id.is_some(), "owner": info.owner_name, "you": username, "control": info.control, "role": match role { Role::Owner => "owner", Role::Observer => "observer", Role::Peer => "peer" } });
+    let hello = json!({ "type": "session", "id": info.id, "account": info.account_name, "resource": info.resource_name, "protocol": info.protocol, "path": info.path, "started_at_ms": info.started_at_ms, "recorded": info.recording_id.is_some(), "owner": info.owner_name, "you": username, "control": info.control, "role": match role { Role::Owner => "owner", Role::Observer => "observer", Role::Peer => "peer" } });
     if !send_json(ws, hello).await {
         return;
     }

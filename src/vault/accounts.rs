@@ -44,6 +44,8 @@ pub struct AccountView {
     pub ssh_port: Option<i64>,
     /// The resource's Telnet port: Telnet sessions can be opened when set.
     pub telnet_port: Option<i64>,
+    /// The landing servers a session goes through, first hop first (empty: direct).
+    pub path: Vec<String>,
     pub username: String,
     pub secret_kind: String,
     pub has_passphrase: bool,
@@ -74,6 +76,7 @@ fn view(a: &AccountRow, r: &ResourceRow, access: Level, max_age_days: i64) -> Ac
         host: r.host.clone(),
         ssh_port: r.ssh_port,
         telnet_port: r.telnet_port,
+        path: Vec::new(),
         username: a.username.clone(),
         secret_kind: a.secret_kind.clone(),
         has_passphrase: a.passphrase_enc.is_some(),
@@ -157,6 +160,7 @@ pub async fn list(
         .map(|x| (x.id.as_str(), x.max_age_days))
         .collect();
     let access = AccessView::load(app, p).await?;
+    let paths = crate::hop_path::PathIndex::load(app).await?;
     let mut out = Vec::new();
     for a in &accounts {
         if resource_id.is_some_and(|rid| rid != a.resource_id) {
@@ -167,7 +171,9 @@ pub async fn list(
         };
         if let Some(l) = access.level(p, &r.owner_id, Some(&a.id), &r.id) {
             let age = pols.get(r.policy_id.as_str()).copied().unwrap_or(0);
-            out.push(view(a, r, l, age));
+            let mut v = view(a, r, l, age);
+            v.path = paths.path(&r.id);
+            out.push(v);
         }
     }
     out.sort_by(|x, y| {

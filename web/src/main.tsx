@@ -1,6 +1,7 @@
 // Why: the app shell: who is logged in, which step of login they are at, and a hash router
 // for the pages. Navigation shows only what the user's role allows; the server enforces it.
 import { LogonScripts } from './pages/logon';
+import { LandingServers } from './pages/landing';
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, Me, ROLES, setCsrf } from './api';
@@ -76,6 +77,7 @@ function App() {
     ['#/user-groups', 'User groups', caps.manage_users],
     ['#/policies', 'Password policies', true],
     ['#/logon-scripts', 'Logon scripts', caps.manage_users],
+    ['#/landing-servers', 'Landing servers', true],
     ['#/recordings', 'Recorded sessions', true],
     ['#/audit', 'Audit', caps.read_audit],
     ['#/profile', 'My profile', true],
@@ -89,6 +91,7 @@ function App() {
     case 'user-groups': page = <UserGroups />; break;
     case 'policies': page = <Policies me={me} />; break;
     case 'logon-scripts': page = <LogonScripts me={me} />; break;
+    case 'landing-servers': page = <LandingServers me={me} />; break;
     case 'audit': page = <Audit />; break;
     case 'sessions': page = <LiveSessions me={me} />; break;
     case 'recordings': page = id ? <Player id={id} /> : <Recordings />; break;

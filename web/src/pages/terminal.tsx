@@ -122,7 +122,7 @@ export function TerminalPage(props: { accountId: string; protocol?: 'telnet'; wa
             setRole(m.role ?? '');
             setSessionId(m.id);
             if (m.control) setControl(m.control);
-            setTitle(`${m.account}@${m.resource}`);
+            setTitle(`${m.account}@${m.resource}${m.path?.length ? ' via ' + m.path.join(' → ') : ''}`);
             setStarted(m.started_at_ms);
             setRecorded(!!m.recorded);
             document.title = `${m.account}@${m.resource} — Portcullis`;

@@ -2,6 +2,7 @@
 // and shares, and resource groups. Secrets are never fetched except by the explicit Reveal
 // action, which asks for a reason and is shown only to users with View access or more.
 import { TelnetSettings } from './logon';
+import { ReachedThrough } from './landing';
 import { useEffect, useState } from 'preact/hooks';
 import { Account, api, atLeast, Group, Level, LEVELS, Me, Policy, Resource, ResourceGroup, Share, TYPES, User } from '../api';
 import { Errors, errorsFrom, Field, GroupForm, inputValue, Modal, Notice, Table, when } from '../ui';
@@ -29,6 +30,7 @@ export function Accounts(props: { me: Me }) {
           columns={[
             { key: 'resource_name', label: 'Resource', render: (a) => <a href={'#/resources/' + a.resource_id}>{a.resource_name}</a> },
             { key: 'host', label: 'Host' },
+            { key: 'path', label: 'Path', value: (a) => a.path.join(' → '), render: (a) => (a.path.length ? <span data-testid="account-path">via {a.path.join(' → ')}</span> : <span class="muted">direct</span>) },
             { key: 'resource_type', label: 'Type', render: (a) => TYPES[a.resource_type] ?? a.resource_type },
             { key: 'username', label: 'Account' },
             { key: 'access', label: 'Your access', render: (a) => levelBadge(a.access) },
@@ -220,6 +222,7 @@ export function ResourceDetail(props: { id: string; me: Me }) {
         <dt>Your access</dt><dd>{levelBadge(r.access)}</dd>
         {r.description && <><dt>Description</dt><dd>{r.description}</dd></>}
         {props.me.capabilities.manage_users && r.ports.ssh && <><dt>SSH host key</dt><dd><HostKey resourceId={r.id} /></dd></>}
+        <dt>Path</dt><dd><ReachedThrough resourceId={r.id} canChange={props.me.capabilities.manage_users} /></dd>
         <dt>Session recording</dt><dd><RecordingMode resourceId={r.id} canChange={props.me.capabilities.manage_users} /></dd>
         <dt>Session limits</dt><dd><SessionLimits resourceId={r.id} canChange={props.me.capabilities.manage_users} /></dd>
         {r.ports.telnet && <><dt>Telnet</dt><dd><TelnetSettings resourceId={r.id} canChange={props.me.capabilities.manage_users} accounts={accounts ?? []} /></dd></>}
