@@ -3,13 +3,20 @@
 //!   (a) keystroke echo round trip: WebSocket client -> gateway -> sshd, vs a direct russh
 //!       client; p50 and p99;
 //!   (b) bulk output (~200 MB of base64 through the PTY): gateway vs direct throughput;
-//!   (c) N concurrent idle sessions: gateway memory per session and idle CPU.
+//!   (c) N concurrent idle sessions: gateway memory per session and idle CPU;
+//!   (h) hop chains (issue 7; `SESSIONS_BENCH_PARTS=h`, needs root for network namespaces):
+//!       session set-up time through 0-3 landing servers next to one SSH login, and
+//!       keystroke echo through 2 landing servers vs direct.
 //! Run with `cargo bench --bench sessions` (release build of the real server binary). It
 //! prints figures; it asserts nothing.
 
 #[allow(dead_code)]
 #[path = "../tests/support/sshd.rs"]
 mod sshd_server;
+
+#[allow(dead_code)]
+#[path = "../tests/support/netns.rs"]
+mod netns_chain;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -255,11 +262,15 @@ impl russh::client::Handler for AcceptAll {
 }
 
 async fn direct(port: u16, user: &str) -> anyhow::Result<Direct> {
+    direct_at("127.0.0.1", port, user).await
+}
+
+async fn direct_at(host: &str, port: u16, user: &str) -> anyhow::Result<Direct> {
     let cfg = Arc::new(russh::client::Config {
         inactivity_timeout: None,
         ..Default::default()
     });
-    let mut handle = russh::client::connect(cfg, ("127.0.0.1", port), AcceptAll).await?;
+    let mut handle = russh::client::connect(cfg, (host, port), AcceptAll).await?;
     let mut reply = handle
         .authenticate_keyboard_interactive_start(user, None)
         .await?;
@@ -479,6 +490,9 @@ async fn run() -> anyhow::Result<()> {
         }
     }
     drop(ws);
+    if parts.contains('h') {
+        hops(&g, &user).await?;
+    }
     if !parts.contains('c') {
         return Ok(());
     }
@@ -501,6 +515,100 @@ async fn run() -> anyhow::Result<()> {
     let cpu_pct = (ticks1 - ticks0) as f64 / 100.0 / 10.0 * 100.0;
     println!("(c) {IDLE_SESSIONS} idle sessions             gateway RSS +{:.1} MiB = {per_session_kib:.0} KiB/session (target <= 256 KiB) | idle CPU {cpu_pct:.2}% of one core", (rss1 - rss0) as f64 / 1024.0);
     drop(idle);
+    Ok(())
+}
+
+/// Opens a session with `account` and waits until it is connected and shows a prompt;
+/// returns how long that took.
+async fn set_up(g: &Gateway, account: &str) -> anyhow::Result<(Duration, Ws)> {
+    let t = Instant::now();
+    let mut ws = open_ws_at(
+        g,
+        "/sessions",
+        json!({ "account_id": account, "cols": 120, "rows": 40 }),
+    )
+    .await?;
+    ws_until(&mut ws, b"$ ").await?;
+    Ok((t.elapsed(), ws))
+}
+
+/// (h) Hop chains in network namespaces: node k is reachable only through nodes 1..k-1.
+async fn hops(g: &Gateway, user: &str) -> anyhow::Result<()> {
+    const ROUNDS: usize = 10;
+    let chain = netns_chain::Chain::up(4);
+    let post = |path: String, body: Value| {
+        g.http
+            .post(format!("https://127.0.0.1:{}/api/v1{path}", g.port))
+            .header("x-csrf-token", &g.csrf)
+            .json(&body)
+            .send()
+    };
+    let put = |path: String, body: Value| {
+        g.http
+            .put(format!("https://127.0.0.1:{}/api/v1{path}", g.port))
+            .header("x-csrf-token", &g.csrf)
+            .json(&body)
+            .send()
+    };
+    // Node k is a resource; landing server DC-k runs on node k; node k+1 is reached through
+    // DC-k. A session to node k+1 therefore crosses k landing servers.
+    let (mut accounts, mut landings) = (Vec::new(), Vec::new());
+    for (k, node) in chain.nodes.iter().enumerate() {
+        let r: Value = post("/resources".into(), json!({ "name": format!("node{}", k + 1), "host": node.addr, "ports": { "ssh": 22 }, "policy_id": "policy-low" })).await?.json().await?;
+        let rid = r["id"].as_str().unwrap_or_default().to_string();
+        let a: Value = post(
+            format!("/resources/{rid}/accounts"),
+            json!({ "username": user, "secret": PASSWORD }),
+        )
+        .await?
+        .json()
+        .await?;
+        let aid = a["id"].as_str().unwrap_or_default().to_string();
+        if let Some(prev) = landings.last() {
+            put(
+                format!("/resources/{rid}/landing-server"),
+                json!({ "landing_server_id": prev }),
+            )
+            .await?;
+        }
+        if k < 3 {
+            let l: Value = post("/landing-servers".into(), json!({ "name": format!("DC-{}", k + 1), "primary_resource_id": rid, "account_id": aid })).await?.json().await?;
+            landings.push(l["id"].as_str().unwrap_or_default().to_string());
+        }
+        accounts.push(aid);
+    }
+    // One SSH login (handshake + authentication + shell) from here to node 1: the yardstick.
+    let mut login = Vec::new();
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        let mut d = direct_at(&chain.nodes[0].addr, 22, user).await?;
+        direct_until(&mut d, b"$ ").await?;
+        login.push(t.elapsed());
+    }
+    let one_login = pct(&mut login, 50);
+    println!("(h) hop chains, network namespaces; one direct SSH login (handshake, auth, shell) p50 {:>7.1} ms", one_login / 1000.0);
+    let mut setup_p50 = Vec::new();
+    for (hops, account) in accounts.iter().enumerate() {
+        let mut times = Vec::new();
+        for _ in 0..ROUNDS {
+            let (t, ws) = set_up(g, account).await?;
+            times.push(t);
+            drop(ws);
+        }
+        let p50 = pct(&mut times, 50);
+        let added = setup_p50.first().map(|base: &f64| p50 - base);
+        setup_p50.push(p50);
+        match added {
+            None => println!("    set-up, {hops} landing servers: p50 {:>7.1} ms", p50 / 1000.0),
+            Some(a) => println!("    set-up, {hops} landing servers: p50 {:>7.1} ms | added per hop {:>6.1} ms (target <= one SSH login, {:.1} ms)", p50 / 1000.0, a / hops as f64 / 1000.0, one_login / 1000.0),
+        }
+    }
+    // Echo through 2 landing servers (node 3) vs the gateway straight to node 1.
+    let (_, mut direct_ws) = set_up(g, &accounts[0]).await?;
+    let (_, mut hop_ws) = set_up(g, &accounts[2]).await?;
+    let (_, d99) = echo_rtt(&mut direct_ws, KEYSTROKES).await?;
+    let (_, h99) = echo_rtt(&mut hop_ws, KEYSTROKES).await?;
+    println!("    keystroke echo p99: through 2 landing servers {h99:>7.0} us | no landing server {d99:>7.0} us | added {:.0} us = {:.0} us per hop (target <= 500 us per hop)", h99 - d99, (h99 - d99) / 2.0);
     Ok(())
 }
 
