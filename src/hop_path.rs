@@ -94,6 +94,18 @@ async fn resource_name(app: &App, id: &str) -> ApiResult<String> {
     Ok(row.map(|r| r.0).unwrap_or_else(|| id.to_string()))
 }
 
+/// Names of the landing servers matching `condition` (SQL on `landing_servers`, with `$1`
+/// bound to `id`): what would be left dangling by a deletion.
+pub async fn landing_servers_where(app: &App, condition: &str, id: &str) -> ApiResult<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(crate::db::sql(format!(
+        "SELECT name FROM landing_servers WHERE {condition} ORDER BY name"
+    )))
+    .bind(id)
+    .fetch_all(&app.db.pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
 /// Every resource's path at once (for lists), from two queries.
 pub struct PathIndex {
     landing_of: std::collections::HashMap<String, String>,

@@ -405,19 +405,14 @@ pub async fn delete(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
     if let Err(e) = require(Some(level), Level::Manage, "delete this account") {
         return Err(denied(app, p, "account.delete", "account", &a.id, &a.username, e).await);
     }
-    let landing: Vec<(String,)> =
-        sqlx::query_as("SELECT name FROM landing_servers WHERE account_id = $1 ORDER BY name")
-            .bind(&a.id)
-            .fetch_all(&app.db.pool)
-            .await?;
+    let landing = crate::hop_path::landing_servers_where(app, "account_id = $1", &a.id).await?;
     if !landing.is_empty() {
-        let names: Vec<&str> = landing.iter().map(|l| l.0.as_str()).collect();
         return Err(ApiError::conflict(
             "id",
             format!(
                 "{} logs in to landing server {}: choose another login account there first",
                 a.username,
-                names.join(", ")
+                landing.join(", ")
             ),
         ));
     }

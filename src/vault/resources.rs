@@ -411,18 +411,19 @@ pub async fn delete(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
     if let Err(e) = require(level, Level::Manage, "delete this resource") {
         return Err(denied(app, p, "resource.delete", "resource", &r.id, &r.name, e).await);
     }
-    let landing: Vec<(String,)> = sqlx::query_as("SELECT name FROM landing_servers WHERE primary_resource_id = $1 OR secondary_resource_id = $1 OR account_id IN (SELECT id FROM accounts WHERE resource_id = $1) ORDER BY name")
-        .bind(&r.id)
-        .fetch_all(&app.db.pool)
-        .await?;
+    let landing = crate::hop_path::landing_servers_where(
+        app,
+        "primary_resource_id = $1 OR secondary_resource_id = $1 OR account_id IN (SELECT id FROM accounts WHERE resource_id = $1)",
+        &r.id,
+    )
+    .await?;
     if !landing.is_empty() {
-        let names: Vec<&str> = landing.iter().map(|l| l.0.as_str()).collect();
         return Err(ApiError::conflict(
             "id",
             format!(
                 "{} is the machine of landing server {}: change or delete the landing server first",
                 r.name,
-                names.join(", ")
+                landing.join(", ")
             ),
         ));
     }

@@ -12,8 +12,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::{Backend, Client, Server, Site};
 use crate::live::{
-    cookie_of, open_session, open_ws, read_until, screen_has_line, start, terminal_has, Received,
-    Tls, Ws,
+    connected, cookie_of, open_ws, read_until, screen_has_line, start, terminal_has, type_line,
+    Received, Tls, Ws,
 };
 use crate::netns_chain::Chain;
 use crate::sshd_server::sshd;
@@ -116,29 +116,8 @@ async fn open(w: &HopWorld, protocol: &str) -> (Ws, Received) {
     (ws, Received::default())
 }
 
-async fn type_line(ws: &mut Ws, got: &mut Received, line: &str, expect: &str) {
-    ws.send(Message::Binary(format!("{line}\r").into_bytes().into()))
-        .await
-        .unwrap();
-    read_until(ws, got, expect, |g| screen_has_line(g, expect)).await;
-}
-
-fn connected(g: &Received) -> bool {
-    g.controls
-        .iter()
-        .any(|c| c["type"] == "status" && c["state"] == "connected")
-}
-
 async fn first_error(w: &HopWorld) -> Value {
-    let (mut ws, mut got) = open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
-    read_until(&mut ws, &mut got, "an error", |g| {
-        g.controls.iter().any(|c| c["type"] == "error")
-    })
-    .await;
-    got.controls
-        .into_iter()
-        .find(|c| c["type"] == "error")
-        .unwrap_or_default()
+    crate::live::first_error(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await
 }
 
 #[tokio::test]

@@ -364,22 +364,50 @@ async fn a_wrong_vault_password_is_shown_as_a_clear_error() {
 }
 
 /// Opens a session with `account` and returns the first `error` control message.
-async fn first_error(
+pub(crate) async fn first_error(
     server: &Server,
     tls: &Tls,
     who: &Client,
     cookie: &str,
     account: &str,
 ) -> Value {
+    error_and_bytes(server, tls, who, cookie, account).await.0
+}
+
+/// The first `error` control message, and every byte the "browser" received until then.
+pub(crate) async fn error_and_bytes(
+    server: &Server,
+    tls: &Tls,
+    who: &Client,
+    cookie: &str,
+    account: &str,
+) -> (Value, Vec<u8>) {
     let (mut ws, mut got) = open_session(server, tls, who, cookie, account).await;
     read_until(&mut ws, &mut got, "an error", |g| {
         g.controls.iter().any(|c| c["type"] == "error")
     })
     .await;
-    got.controls
+    let err = got
+        .controls
         .into_iter()
         .find(|c| c["type"] == "error")
-        .unwrap_or_default()
+        .unwrap_or_default();
+    (err, got.raw)
+}
+
+/// Types a line (and Enter) and waits until the screen shows `expect` as a line of its own.
+pub(crate) async fn type_line(ws: &mut Ws, got: &mut Received, line: &str, expect: &str) {
+    ws.send(Message::Binary(format!("{line}\r").into_bytes().into()))
+        .await
+        .unwrap();
+    read_until(ws, got, expect, |g| screen_has_line(g, expect)).await;
+}
+
+/// Whether the session reported that it is connected (logged in).
+pub(crate) fn connected(g: &Received) -> bool {
+    g.controls
+        .iter()
+        .any(|c| c["type"] == "status" && c["state"] == "connected")
 }
 
 pub(crate) async fn open_session(

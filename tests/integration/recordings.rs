@@ -13,17 +13,10 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::harness::{Client, ADMIN_PASSWORD};
 use crate::live::{
     engineer_with_connect, engineer_with_connect_env, open_session, read_until, screen_has_line,
-    terminal_has, Received, Ws,
+    terminal_has, type_line, Received,
 };
 
 const SECRET_TYPED: &str = "typed-Secret-4471";
-
-async fn type_line(ws: &mut Ws, got: &mut Received, line: &str, expect: &str) {
-    ws.send(Message::Binary(format!("{line}\r").into_bytes().into()))
-        .await
-        .unwrap();
-    read_until(ws, got, expect, |g| screen_has_line(g, expect)).await;
-}
 
 /// Waits until the recordings list shows `n` recordings in `status`.
 async fn recordings_in(who: &Client, status: &str, n: usize) -> Vec<Value> {

@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::{Backend, Client, Server, Site};
 use crate::live::{
-    cookie_of, open_session, open_ws, read_until, screen_has_line, start, terminal_has, Received,
-    Tls, Ws,
+    connected, cookie_of, open_session, open_ws, read_until, screen_has_line, start, terminal_has,
+    type_line, Received, Tls,
 };
 use crate::sshd_server::sshd;
 
@@ -68,19 +68,6 @@ async fn world(resource_type: &str, password: &str) -> World {
     }
 }
 
-async fn type_line(ws: &mut Ws, got: &mut Received, line: &str, expect: &str) {
-    ws.send(Message::Binary(format!("{line}\r").into_bytes().into()))
-        .await
-        .unwrap();
-    read_until(ws, got, expect, |g| screen_has_line(g, expect)).await;
-}
-
-fn connected(g: &Received) -> bool {
-    g.controls
-        .iter()
-        .any(|c| c["type"] == "status" && c["state"] == "connected")
-}
-
 fn session_id(got: &Received) -> String {
     got.controls
         .iter()
@@ -92,19 +79,12 @@ fn session_id(got: &Received) -> String {
 }
 
 async fn first_error(w: &World) -> Value {
-    let (mut ws, mut got) = open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
-    read_until(&mut ws, &mut got, "an error", |g| {
-        g.controls.iter().any(|c| c["type"] == "error")
-    })
-    .await;
-    assert!(!got
-        .raw
+    let (err, raw) =
+        crate::live::error_and_bytes(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+    assert!(!raw
         .windows(PASSWORD.len())
         .any(|x| x == PASSWORD.as_bytes()));
-    got.controls
-        .into_iter()
-        .find(|c| c["type"] == "error")
-        .unwrap_or_default()
+    err
 }
 
 /// Waits for the recording of the (only) session to be complete; returns the player's
