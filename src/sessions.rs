@@ -328,6 +328,7 @@ async fn try_launch(
         };
         audit_detail["path"] = json!(used
             .iter()
+            .filter(|u| u.logged_in)
             .map(|u| json!({ "landing_server": u.name, "secondary": u.secondary }))
             .collect::<Vec<_>>());
         for u in used {
@@ -453,7 +454,9 @@ async fn hop_endpoint(
             credential,
             host_key,
             label: r.name.clone(),
-            handshake_timeout: Duration::from_secs(15),
+            // A landing server that does not finish its handshake in this time is treated
+            // as down (its secondary, if any, is tried).
+            handshake_timeout: gateway::hop_chain::FAILOVER_AFTER,
         },
     })
 }

@@ -43,6 +43,8 @@ pub struct HopUsed {
     pub resource_name: String,
     pub secondary: bool,
     pub host_key: Option<HostKeyObservation>,
+    /// False for a machine that was tried and failed (the next one was used, or none).
+    pub logged_in: bool,
 }
 
 /// How long a landing server (or the next hop through it) may take to answer before the
@@ -108,54 +110,63 @@ pub async fn open(
                 hop.name, e.host, e.port
             )
         };
-        // Reach the landing server: directly for the first hop, else through the previous.
-        let previous = handles.last().zip(used.last().map(|u| u.name.as_str()));
-        let mut reached = reach(previous, &hop.primary).await;
-        let mut secondary = false;
-        if let (Err(_), Some(s)) = (&reached, &hop.secondary) {
-            reached = reach(previous, s).await;
-            secondary = true;
-        }
-        let endpoint = if secondary {
-            hop.secondary.as_ref().unwrap_or(&hop.primary)
-        } else {
-            &hop.primary
-        };
-        let stream = match reached {
-            Ok(s) => s,
-            Err(why) => {
-                let tried = match &hop.secondary {
-                    Some(s) => format!(
-                        "{} and its secondary ({}:{})",
-                        name(&hop.primary),
-                        s.host,
-                        s.port
-                    ),
-                    None => name(&hop.primary),
-                };
-                return Err(ChainError {
-                    kind: FailureKind::Unreachable,
-                    message: format!("{tried}: not reachable ({why})."),
-                    used,
-                });
+        // Reach the landing server (directly for the first hop, else through the previous)
+        // and log in; a machine that does not answer, or does not finish the handshake in
+        // time, hands over to the secondary. Refused credentials or host keys do not.
+        let previous_name = used
+            .iter()
+            .rev()
+            .find(|u| u.logged_in)
+            .map(|u| u.name.clone());
+        let previous = handles.last().zip(previous_name.as_deref());
+        let endpoints: Vec<(&HopEndpoint, bool)> = std::iter::once((&hop.primary, false))
+            .chain(hop.secondary.iter().map(|s| (s, true)))
+            .collect();
+        let mut failures: Vec<String> = Vec::new();
+        let mut last_kind = FailureKind::Unreachable;
+        let mut logged_in = None;
+        for (endpoint, secondary) in endpoints {
+            let stream = match reach(previous, endpoint).await {
+                Ok(s) => s,
+                Err(why) => {
+                    failures.push(format!("{}: not reachable ({why})", name(endpoint)));
+                    continue;
+                }
+            };
+            let (tx, rx) = oneshot::channel();
+            let result = login(&endpoint.ssh, tx, stream).await;
+            used.push(HopUsed {
+                name: hop.name.clone(),
+                resource_id: endpoint.resource_id.clone(),
+                resource_name: endpoint.ssh.label.clone(),
+                secondary,
+                host_key: rx.await.ok(),
+                logged_in: result.is_ok(),
+            });
+            match result {
+                Ok(h) => {
+                    logged_in = Some(h);
+                    break;
+                }
+                Err((kind @ (FailureKind::TimedOut | FailureKind::Unreachable), message)) => {
+                    last_kind = kind;
+                    failures.push(format!("{}: {message}", name(endpoint)));
+                }
+                Err((kind, message)) => {
+                    return Err(ChainError {
+                        kind,
+                        message: format!("{}: {message}", name(endpoint)),
+                        used,
+                    })
+                }
             }
-        };
-        let (tx, rx) = oneshot::channel();
-        let logged_in = login(&endpoint.ssh, tx, stream).await;
-        let host_key = rx.await.ok();
-        used.push(HopUsed {
-            name: hop.name.clone(),
-            resource_id: endpoint.resource_id.clone(),
-            resource_name: endpoint.ssh.label.clone(),
-            secondary,
-            host_key,
-        });
+        }
         match logged_in {
-            Ok(h) => handles.push(h),
-            Err((kind, message)) => {
+            Some(h) => handles.push(h),
+            None => {
                 return Err(ChainError {
-                    kind,
-                    message: format!("{}: {message}", name(endpoint)),
+                    kind: last_kind,
+                    message: format!("{}.", failures.join("; then ")),
                     used,
                 })
             }

@@ -348,6 +348,42 @@ async fn errors_name_the_hop_and_a_dead_primary_fails_over_to_the_secondary() {
         audit[0]["detail"]["path"][1],
         json!({ "landing_server": "DC-2", "secondary": false })
     );
+    drop(ws);
+
+    // A primary that accepts TCP but never speaks SSH is down too (after 5 s).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let _held = std::thread::spawn(move || {
+        if let Ok((_conn, _)) = silent.accept() {
+            std::thread::sleep(Duration::from_secs(20));
+        }
+    });
+    w.admin
+        .call(
+            "PATCH",
+            &format!("/resources/{dead_id}"),
+            json!({ "ports": { "ssh": silent_port } }),
+        )
+        .await
+        .ok();
+    let (mut ws, mut got) = open(&w, "ssh").await;
+    read_until(
+        &mut ws,
+        &mut got,
+        "the prompt after a silent primary",
+        |g| connected(g) && terminal_has(g, "$ "),
+    )
+    .await;
+    let audit = w
+        .admin
+        .get("/audit?action=session.start&outcome=ok")
+        .await
+        .ok();
+    assert_eq!(
+        audit[0]["detail"]["path"],
+        json!([{ "landing_server": "DC-1", "secondary": true }, { "landing_server": "DC-2", "secondary": false }]),
+        "{audit}"
+    );
 }
 
 #[tokio::test]
