@@ -56,6 +56,8 @@ pub const FAILOVER_AFTER: Duration = Duration::from_secs(5);
 pub struct ChainStream {
     inner: russh::ChannelStream<russh::client::Msg>,
     _hops: Vec<SshHandle>,
+    /// The idle terminal sessions that keep each landing server's connection interactive.
+    _interactive: Vec<russh::Channel<russh::client::Msg>>,
 }
 
 impl AsyncRead for ChainStream {
@@ -102,6 +104,7 @@ pub async fn open(
     let total = hops.len();
     let mut handles: Vec<SshHandle> = Vec::new();
     let mut used: Vec<HopUsed> = Vec::new();
+    let mut interactive = Vec::new();
     for (i, hop) in hops.into_iter().enumerate() {
         let n = i + 1;
         let name = |e: &HopEndpoint| {
@@ -162,7 +165,12 @@ pub async fn open(
             }
         }
         match logged_in {
-            Some(h) => handles.push(h),
+            Some(h) => {
+                if let Some(c) = mark_interactive(&h).await {
+                    interactive.push(c);
+                }
+                handles.push(h)
+            }
             None => {
                 return Err(ChainError {
                     kind: last_kind,
@@ -212,9 +220,30 @@ pub async fn open(
         Box::new(ChainStream {
             inner: channel.into_stream(),
             _hops: handles,
+            _interactive: interactive,
         }),
         used,
     ))
+}
+
+/// OpenSSH's sshd turns Nagle's algorithm off (TCP_NODELAY) on a connection only when it
+/// runs a command on a terminal there; a connection that only carries tunnels keeps Nagle on,
+/// and then keystroke echoes through the chain stall for a delayed ACK (~40 ms) now and then,
+/// and every further hop's handshake through it is slower (bench/README.md, "Hop chains").
+/// So each landing server runs an idle command on a terminal for the life of the session
+/// (`cat`, which ends when the session's channel closes). Best effort: a landing server that
+/// refuses it still tunnels. It also leaves a login record on the landing server.
+async fn mark_interactive(h: &SshHandle) -> Option<russh::Channel<russh::client::Msg>> {
+    let open = async {
+        let c = h.channel_open_session().await.ok()?;
+        c.request_pty(true, "dumb", 80, 24, 0, 0, &[]).await.ok()?;
+        c.exec(true, "cat > /dev/null").await.ok()?;
+        Some(c)
+    };
+    tokio::time::timeout(FAILOVER_AFTER, open)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Why a landing server did not open a tunnel, in words that point at the likely cause.
