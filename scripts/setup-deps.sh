@@ -14,6 +14,7 @@ if [ "$mode" = test ]; then
   [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
   [ -x /usr/sbin/telnetd ] || need_apt+=(inetutils-telnetd)
   [ -x /usr/sbin/inetd ] || need_apt+=(openbsd-inetd)
+  [ -x /usr/bin/inetutils-telnet ] || need_apt+=(inetutils-telnet)
   [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
   command -v setpriv >/dev/null || need_apt+=(util-linux)
 fi

@@ -25,12 +25,16 @@ pub struct LandingServer {
     pub secondary_resource_id: Option<String>,
     pub account_id: String,
     pub mode: String,
+    /// Interactive mode: what to type at this landing server's shell to reach the next hop
+    /// (empty: the default command).
+    pub ssh_command: String,
+    pub telnet_command: String,
     pub created_by: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-pub const COLUMNS: &str = "id, name, location, notes, primary_resource_id, secondary_resource_id, account_id, mode, created_by, created_at, updated_at";
+pub const COLUMNS: &str = "id, name, location, notes, primary_resource_id, secondary_resource_id, account_id, mode, ssh_command, telnet_command, created_by, created_at, updated_at";
 
 pub async fn get(app: &App, id: &str) -> ApiResult<LandingServer> {
     sqlx::query_as::<_, LandingServer>(crate::db::sql(format!(

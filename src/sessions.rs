@@ -277,66 +277,92 @@ async fn try_launch(
         })?;
     info.path = chain.iter().map(|l| l.name.clone()).collect();
     let label = format!("{} ({}:{port})", r.name, r.host);
-    let (adapter, host_key, mut audit_detail): (
+    let (adapter, host_key, mut audit_detail, stream): (
         Box<dyn ProtocolAdapter>,
         Option<tokio::sync::oneshot::Receiver<HostKeyObservation>>,
         serde_json::Value,
-    ) = match protocol {
-        Protocol::Telnet => {
-            let (target, detail) = telnet_target(app, &cred.account, r, cred.secret, label, &info)
-                .await
-                .map_err(|(kind, message)| fail(kind, message))?;
-            (Box::new(TelnetAdapter::new(target)), None, detail)
-        }
-        _ => {
-            let policy = host_key_policy(app, &r.id).await.map_err(|_| {
-                fail(
-                    FailureKind::Protocol,
-                    "The gateway's database is unavailable.".into(),
-                )
-            })?;
-            let credential = match cred.account.secret_kind.as_str() {
-                "ssh_key" => SshCredential::PrivateKey {
-                    pem: cred.secret,
-                    passphrase: cred.passphrase,
-                },
-                _ => SshCredential::Password(cred.secret),
+        gateway::adapter::TargetStream,
+    ) = match chain.iter().position(|l| l.mode == "interactive") {
+        // From the first interactive landing server on, the hops are typed at shells.
+        Some(k) => interactive_session(
+            app,
+            &actor,
+            &info,
+            &chain,
+            k,
+            r,
+            port as u16,
+            protocol,
+            &cred.account,
+            cred.secret,
+        )
+        .await
+        .map_err(|(kind, message)| fail(kind, message))?,
+        None => {
+            let (adapter, host_key, mut audit_detail): (
+                Box<dyn ProtocolAdapter>,
+                Option<tokio::sync::oneshot::Receiver<HostKeyObservation>>,
+                serde_json::Value,
+            ) = match protocol {
+                Protocol::Telnet => {
+                    let (target, detail) =
+                        telnet_target(app, &cred.account, r, cred.secret, label, &info)
+                            .await
+                            .map_err(|(kind, message)| fail(kind, message))?;
+                    (Box::new(TelnetAdapter::new(target)), None, detail)
+                }
+                _ => {
+                    let policy = host_key_policy(app, &r.id).await.map_err(|_| {
+                        fail(
+                            FailureKind::Protocol,
+                            "The gateway's database is unavailable.".into(),
+                        )
+                    })?;
+                    let credential = match cred.account.secret_kind.as_str() {
+                        "ssh_key" => SshCredential::PrivateKey {
+                            pem: cred.secret,
+                            passphrase: cred.passphrase,
+                        },
+                        _ => SshCredential::Password(cred.secret),
+                    };
+                    let (adapter, host_key) = SshAdapter::new(SshTarget {
+                        username: cred.account.username.clone(),
+                        credential,
+                        host_key: policy,
+                        label,
+                        handshake_timeout: Duration::from_secs(15),
+                    });
+                    (Box::new(adapter), Some(host_key), json!({}))
+                }
             };
-            let (adapter, host_key) = SshAdapter::new(SshTarget {
-                username: cred.account.username.clone(),
-                credential,
-                host_key: policy,
-                label,
-                handshake_timeout: Duration::from_secs(15),
-            });
-            (Box::new(adapter), Some(host_key), json!({}))
-        }
-    };
-    let stream = if chain.is_empty() {
-        match connect_tcp(&r.host, port as u16, Duration::from_secs(5)).await {
-            Ok(s) => s,
-            Err((kind, message)) => return Err(fail(kind, message)),
-        }
-    } else {
-        let hops = chain_hops(app, &chain)
-            .await
-            .map_err(|(kind, message)| fail(kind, message))?;
-        let opened = gateway::hop_chain::open(hops, &r.host, port as u16).await;
-        let used = match &opened {
-            Ok((_, used)) => used.as_slice(),
-            Err(e) => e.used.as_slice(),
-        };
-        audit_detail["path"] = json!(used
-            .iter()
-            .filter(|u| u.logged_in)
-            .map(|u| json!({ "landing_server": u.name, "secondary": u.secondary }))
-            .collect::<Vec<_>>());
-        for u in used {
-            record_hop_host_key(app, &actor, &info, u);
-        }
-        match opened {
-            Ok((s, _)) => s,
-            Err(e) => return Err(fail(e.kind, e.message)),
+            let stream = if chain.is_empty() {
+                match connect_tcp(&r.host, port as u16, Duration::from_secs(5)).await {
+                    Ok(s) => s,
+                    Err((kind, message)) => return Err(fail(kind, message)),
+                }
+            } else {
+                let hops = chain_hops(app, &chain)
+                    .await
+                    .map_err(|(kind, message)| fail(kind, message))?;
+                let opened = gateway::hop_chain::open(hops, &r.host, port as u16).await;
+                let used = match &opened {
+                    Ok((_, used)) => used.as_slice(),
+                    Err(e) => e.used.as_slice(),
+                };
+                audit_detail["path"] = json!(used
+                    .iter()
+                    .filter(|u| u.logged_in)
+                    .map(|u| json!({ "landing_server": u.name, "secondary": u.secondary }))
+                    .collect::<Vec<_>>());
+                for u in used {
+                    record_hop_host_key(app, &actor, &info, u);
+                }
+                match opened {
+                    Ok((s, _)) => s,
+                    Err(e) => return Err(fail(e.kind, e.message)),
+                }
+            };
+            (adapter, host_key, audit_detail, stream)
         }
     };
     // The recording exists before the session starts, so it holds every event.
@@ -479,6 +505,192 @@ async fn chain_hops(
         });
     }
     Ok(hops)
+}
+
+/// A session whose path has an interactive landing server at index `k`: the hops before it
+/// are tunnelled as usual; it is logged in to over SSH and every later machine (landing
+/// servers, then the target) is reached by typing its client command at the previous shell.
+/// Returns the adapter, the stream to the first interactive landing server and the audit.
+#[allow(clippy::too_many_arguments)]
+async fn interactive_session(
+    app: &App,
+    actor: &Actor,
+    info: &SessionInfo,
+    chain: &[crate::hop_path::LandingServer],
+    k: usize,
+    r: &crate::vault::resources::ResourceRow,
+    port: u16,
+    protocol: Protocol,
+    account: &accounts::AccountRow,
+    secret: gateway::Secret,
+) -> Result<
+    (
+        Box<dyn ProtocolAdapter>,
+        Option<tokio::sync::oneshot::Receiver<HostKeyObservation>>,
+        serde_json::Value,
+        gateway::adapter::TargetStream,
+    ),
+    (FailureKind, String),
+> {
+    use gateway::interactive_hop::{self as ih, TypedSshHop, TypedTarget};
+    let total = chain.len();
+    let typed_password = |credential: SshCredential, who: &str| {
+        match credential {
+        SshCredential::Password(p) => Ok(p),
+        SshCredential::PrivateKey { .. } => Err((
+            FailureKind::Protocol,
+            format!("{who} is reached by typing at a landing server's shell, so its login must be a password account, not an SSH key."),
+        )),
+    }
+    };
+    let command = |l: &crate::hop_path::LandingServer, telnet: bool| {
+        let own = if telnet {
+            &l.telnet_command
+        } else {
+            &l.ssh_command
+        };
+        if own.is_empty() {
+            if telnet {
+                ih::DEFAULT_TELNET_COMMAND
+            } else {
+                ih::DEFAULT_SSH_COMMAND
+            }
+            .to_string()
+        } else {
+            own.clone()
+        }
+    };
+    // The first interactive landing server: reached directly or through the tunnels before it.
+    let first = hop_endpoint(app, &chain[k], &chain[k].primary_resource_id).await?;
+    let first_label = format!(
+        "hop {} of {total}, landing server {} ({}:{})",
+        k + 1,
+        chain[k].name,
+        first.host,
+        first.port
+    );
+    let mut detail = json!({ "path": chain.iter().enumerate().map(|(i, l)| json!({ "landing_server": l.name, "secondary": false, "interactive": i >= k })).collect::<Vec<_>>() });
+    let stream = if k == 0 {
+        connect_tcp(&first.host, first.port, Duration::from_secs(5))
+            .await
+            .map_err(|(kind, m)| (kind, format!("{first_label}: {m}")))?
+    } else {
+        let hops = chain_hops(app, &chain[..k]).await?;
+        let opened = gateway::hop_chain::open(hops, &first.host, first.port).await;
+        let used = match &opened {
+            Ok((_, used)) => used.as_slice(),
+            Err(e) => e.used.as_slice(),
+        };
+        for u in used {
+            record_hop_host_key(app, actor, info, u);
+        }
+        match opened {
+            Ok((s, _)) => s,
+            Err(e) => return Err((e.kind, e.message)),
+        }
+    };
+    let mut hops = Vec::new();
+    for (i, l) in chain.iter().enumerate().skip(k + 1) {
+        let e = hop_endpoint(app, l, &l.primary_resource_id).await?;
+        let label = format!(
+            "hop {} of {total}, landing server {} ({}:{})",
+            i + 1,
+            l.name,
+            e.host,
+            e.port
+        );
+        hops.push(TypedSshHop {
+            password: typed_password(e.ssh.credential, &label)?,
+            label,
+            resource_id: e.resource_id,
+            resource_name: e.ssh.label,
+            host: e.host,
+            port: e.port,
+            username: e.ssh.username,
+            host_key: e.ssh.host_key,
+            command: command(&chain[i - 1], false),
+        });
+    }
+    let last = &chain[total - 1];
+    let target_label = format!("the target {} ({}:{port})", r.name, r.host);
+    let target = match protocol {
+        Protocol::Telnet => {
+            let (t, extra) =
+                telnet_target(app, account, r, secret, target_label.clone(), info).await?;
+            if let Some(obj) = extra.as_object() {
+                for (key, v) in obj {
+                    detail[key] = v.clone();
+                }
+            }
+            TypedTarget::Telnet {
+                label: t.label,
+                host: r.host.clone(),
+                port,
+                username: t.username,
+                password: t.password,
+                enable_secret: t.enable_secret,
+                script: t.script,
+                command: command(last, true),
+            }
+        }
+        _ => {
+            let credential = if account.secret_kind == "ssh_key" {
+                SshCredential::PrivateKey {
+                    pem: secret,
+                    passphrase: None,
+                }
+            } else {
+                SshCredential::Password(secret)
+            };
+            TypedTarget::Ssh(TypedSshHop {
+                password: typed_password(credential, &target_label)?,
+                label: target_label,
+                resource_id: r.id.clone(),
+                resource_name: r.name.clone(),
+                host: r.host.clone(),
+                port,
+                username: account.username.clone(),
+                host_key: host_key_policy(app, &r.id).await.map_err(|_| {
+                    (
+                        FailureKind::Protocol,
+                        "The gateway's database is unavailable.".to_string(),
+                    )
+                })?,
+                command: command(last, false),
+            })
+        }
+    };
+    // Host keys the typed `ssh` commands saw are pinned like any other.
+    let (report, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let (first_report, first_seen) = tokio::sync::oneshot::channel();
+    {
+        let (app, actor, info) = (app.clone(), actor.clone(), info.clone());
+        tokio::spawn(async move {
+            while let Some((resource_id, resource_name, obs)) = seen.recv().await {
+                let mut hop = info.clone();
+                hop.resource_id = resource_id;
+                hop.resource_name = resource_name;
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = tx.send(obs);
+                record_host_key(app.clone(), actor.clone(), hop, rx).await;
+            }
+        });
+    }
+    {
+        let (app, actor, mut hop) = (app.clone(), actor.clone(), info.clone());
+        hop.resource_id = first.resource_id.clone();
+        hop.resource_name = first.ssh.label.clone();
+        tokio::spawn(record_host_key(app, actor, hop, first_seen));
+    }
+    let adapter = ih::InteractiveChain {
+        first: first.ssh,
+        first_label,
+        hops,
+        target,
+        report,
+        first_report,
+    };
+    Ok((Box::new(adapter), None, detail, stream))
 }
 
 /// Pins (or flags) a landing server's host key as for a direct target, against the landing

@@ -11,6 +11,7 @@ pub mod adapter;
 pub mod broker;
 pub mod event;
 pub mod hop_chain;
+pub mod interactive_hop;
 pub mod screen;
 pub mod secret;
 pub mod ssh;

@@ -26,6 +26,9 @@ pub struct LandingInput {
     secondary_resource_id: Option<String>,
     account_id: Option<String>,
     mode: Option<String>,
+    /// Interactive mode: the commands typed at the shell ({host}, {port}, {username}).
+    ssh_command: Option<String>,
+    telnet_command: Option<String>,
 }
 
 async fn view(app: &App, l: &LandingServer) -> ApiResult<Value> {
@@ -50,6 +53,7 @@ async fn view(app: &App, l: &LandingServer) -> ApiResult<Value> {
     };
     Ok(json!({
         "id": l.id, "name": l.name, "location": l.location, "notes": l.notes, "mode": l.mode,
+        "ssh_command": l.ssh_command, "telnet_command": l.telnet_command,
         "primary": { "id": primary.id, "name": primary.name, "host": primary.host, "ssh_port": primary.ssh_port },
         "secondary": secondary.map(|s| json!({ "id": s.id, "name": s.name, "host": s.host, "ssh_port": s.ssh_port })),
         "account": { "id": l.account_id, "username": user.map(|u| u.0) },
@@ -76,11 +80,25 @@ async fn validate(app: &App, l: &LandingServer, own_id: Option<&str>) -> ApiResu
             "another landing server has that name",
         ));
     }
-    if l.mode == "interactive" {
-        return Err(ApiError::field("mode", "interactive mode (typing ssh/telnet at the landing server's shell) is not available yet; use tunnel mode, which needs the landing server to allow TCP forwarding"));
+    if l.mode != "tunnel" && l.mode != "interactive" {
+        return Err(ApiError::field(
+            "mode",
+            "the mode is tunnel (SSH forwarding) or interactive (typing ssh/telnet at the landing server's shell)",
+        ));
     }
-    if l.mode != "tunnel" {
-        return Err(ApiError::field("mode", "the mode is tunnel"));
+    for (field, cmd) in [
+        ("ssh_command", &l.ssh_command),
+        ("telnet_command", &l.telnet_command),
+    ] {
+        if cmd.len() > 500 || cmd.contains(['\r', '\n']) {
+            return Err(ApiError::field(field, "one line of at most 500 characters"));
+        }
+        if !cmd.is_empty() && !cmd.contains("{host}") {
+            return Err(ApiError::field(
+                field,
+                "the command must contain {host} (and usually {port} and {username})",
+            ));
+        }
     }
     let primary = resources::get(app, &l.primary_resource_id)
         .await
@@ -156,6 +174,12 @@ fn apply(l: &mut LandingServer, input: LandingInput) {
     if let Some(v) = input.mode {
         l.mode = v;
     }
+    if let Some(v) = input.ssh_command {
+        l.ssh_command = v.trim().to_string();
+    }
+    if let Some(v) = input.telnet_command {
+        l.telnet_command = v.trim().to_string();
+    }
 }
 
 /// `GET /api/v1/landing-servers`
@@ -202,6 +226,8 @@ pub async fn create(
         secondary_resource_id: None,
         account_id: String::new(),
         mode: "tunnel".into(),
+        ssh_command: String::new(),
+        telnet_command: String::new(),
         created_by: p.username.clone(),
         created_at: now,
         updated_at: now,
@@ -209,9 +235,9 @@ pub async fn create(
     apply(&mut l, input);
     validate(&app, &l, None).await?;
     let mut tx = app.db.begin_write().await?;
-    sqlx::query("INSERT INTO landing_servers (id, name, location, notes, primary_resource_id, secondary_resource_id, account_id, mode, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+    sqlx::query("INSERT INTO landing_servers (id, name, location, notes, primary_resource_id, secondary_resource_id, account_id, mode, ssh_command, telnet_command, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
         .bind(&l.id).bind(&l.name).bind(&l.location).bind(&l.notes).bind(&l.primary_resource_id)
-        .bind(&l.secondary_resource_id).bind(&l.account_id).bind(&l.mode).bind(&l.created_by)
+        .bind(&l.secondary_resource_id).bind(&l.account_id).bind(&l.mode).bind(&l.ssh_command).bind(&l.telnet_command).bind(&l.created_by)
         .bind(l.created_at).bind(l.updated_at)
         .execute(tx.conn())
         .await?;
@@ -245,9 +271,9 @@ pub async fn update(
     }
     l.updated_at = crate::db::now_ms();
     let mut tx = app.db.begin_write().await?;
-    sqlx::query("UPDATE landing_servers SET name = $1, location = $2, notes = $3, primary_resource_id = $4, secondary_resource_id = $5, account_id = $6, mode = $7, updated_at = $8 WHERE id = $9")
+    sqlx::query("UPDATE landing_servers SET name = $1, location = $2, notes = $3, primary_resource_id = $4, secondary_resource_id = $5, account_id = $6, mode = $7, ssh_command = $8, telnet_command = $9, updated_at = $10 WHERE id = $11")
         .bind(&l.name).bind(&l.location).bind(&l.notes).bind(&l.primary_resource_id)
-        .bind(&l.secondary_resource_id).bind(&l.account_id).bind(&l.mode).bind(l.updated_at).bind(&l.id)
+        .bind(&l.secondary_resource_id).bind(&l.account_id).bind(&l.mode).bind(&l.ssh_command).bind(&l.telnet_command).bind(l.updated_at).bind(&l.id)
         .execute(tx.conn())
         .await?;
     audited::audit(&app, &mut tx, &p, "landing_server.update", &l.id, &l.name, json!({ "primary_resource_id": l.primary_resource_id, "secondary_resource_id": l.secondary_resource_id, "account_id": l.account_id, "mode": l.mode })).await?;

@@ -471,8 +471,8 @@ async fn loops_and_bad_landing_servers_are_refused_when_configured() {
         "{}",
         r.error_message()
     );
-    // A login account of another machine, a resource without SSH, a duplicate name, a mode
-    // not built yet, deleting a landing server in use: all refused with the reason.
+    // A login account of another machine, a duplicate name, an unknown mode, deleting a
+    // landing server in use: all refused with the reason.
     let other_acc = acc3[0]["id"].as_str().unwrap();
     let r = admin
         .call(
@@ -490,7 +490,7 @@ async fn loops_and_bad_landing_servers_are_refused_when_configured() {
         )
         .await;
     assert_eq!((r.status, r.error_field()), (409, Some("name")));
-    let r = admin.call("POST", "/landing-servers", json!({ "name": "Li", "primary_resource_id": res[2], "account_id": other_acc, "mode": "interactive" })).await;
+    let r = admin.call("POST", "/landing-servers", json!({ "name": "Li", "primary_resource_id": res[2], "account_id": other_acc, "mode": "jump" })).await;
     assert_eq!((r.status, r.error_field()), (400, Some("mode")));
     let r = admin
         .call(
@@ -555,5 +555,113 @@ async fn a_landing_server_that_forbids_forwarding_is_named_with_the_reason() {
             .unwrap()
             .contains("DC-1"),
         "{audit}"
+    );
+}
+
+#[tokio::test]
+async fn interactive_mode_types_ssh_and_telnet_at_a_landing_server_without_forwarding() {
+    let w = hop_world(2).await;
+    w.chain.no_forwarding(2);
+    w.admin
+        .call(
+            "PATCH",
+            &format!("/landing-servers/{}", w.landings[1]),
+            json!({ "mode": "interactive" }),
+        )
+        .await
+        .ok();
+
+    // SSH: DC-1 tunnels to DC-2, where the gateway types `exec ssh ...` and answers.
+    let (mut ws, mut got) = open(&w, "ssh").await;
+    read_until(&mut ws, &mut got, "the target's prompt", |g| {
+        connected(g) && terminal_has(g, "$ ")
+    })
+    .await;
+    type_line(&mut ws, &mut got, "echo typed-$((6*7))", "typed-42").await;
+    let from = format!(
+        "from-{}.1",
+        w.chain.nodes[2].addr.rsplit_once('.').unwrap().0
+    );
+    type_line(&mut ws, &mut got, "echo from-${SSH_CONNECTION%% *}", &from).await;
+    // The landing server's shell and what it printed stay out of the terminal.
+    assert!(
+        !terminal_has(&got, "exec ssh"),
+        "{}",
+        String::from_utf8_lossy(&got.terminal)
+    );
+    let log = got
+        .controls
+        .iter()
+        .find(|c| {
+            c["type"] == "marker"
+                && c["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("Connection log:")
+        })
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        log["text"].as_str().unwrap_or("").contains("exec ssh"),
+        "{log}"
+    );
+    for secret in [PASSWORD, HOP_PASSWORD] {
+        assert!(
+            !String::from_utf8_lossy(&got.raw).contains(secret),
+            "a password reached the browser"
+        );
+    }
+    // The target's key was checked against the gateway's own pin (trust on first use here).
+    let keys = w.admin.get("/host-keys").await.ok();
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["resource_id"] == w.target.as_str()
+                && h["fingerprint"] == w.chain.nodes[2].fingerprint.as_str()),
+        "{keys}"
+    );
+    // Leaving the target ends the session: nobody is left in the landing server's shell.
+    ws.send(Message::Binary(b"exit\r".to_vec().into()))
+        .await
+        .unwrap();
+    read_until(&mut ws, &mut got, "the end", |g| {
+        g.controls.iter().any(|c| c["type"] == "exit")
+    })
+    .await;
+    let audit = w
+        .admin
+        .get("/audit?action=session.start&outcome=ok")
+        .await
+        .ok();
+    assert_eq!(
+        audit[0]["detail"]["path"][1]["interactive"], true,
+        "{audit}"
+    );
+
+    // Telnet: `exec telnet ...` at DC-2, then the target's logon script.
+    let (mut ws, mut got) = open(&w, "telnet").await;
+    read_until(&mut ws, &mut got, "the Telnet prompt", |g| {
+        connected(g) && terminal_has(g, "$ ")
+    })
+    .await;
+    type_line(
+        &mut ws,
+        &mut got,
+        "echo telnet-typed-$((2*21))",
+        "telnet-typed-42",
+    )
+    .await;
+    assert!(!String::from_utf8_lossy(&got.raw).contains(PASSWORD));
+    drop(ws);
+
+    // The target is reinstalled: the typed ssh sees a new key, and the gateway refuses it.
+    let new_fp = w.chain.rekey(3);
+    let err = first_error(&w).await;
+    let msg = err["message"].as_str().unwrap();
+    assert_eq!(err["kind"], "host_key_mismatch", "{err}");
+    assert!(
+        msg.starts_with("the target deep-target") && msg.contains(&new_fp),
+        "{msg}"
     );
 }

@@ -7,7 +7,7 @@ import { Account, api, Me, Resource } from '../api';
 import { Errors, errorsFrom, Field, inputValue, Modal, Notice, Table } from '../ui';
 
 interface Landing {
-  id: string; name: string; location: string; notes: string; mode: string;
+  id: string; name: string; location: string; notes: string; mode: string; ssh_command: string; telnet_command: string;
   primary: { id: string; name: string; host: string; ssh_port: number | null };
   secondary: { id: string; name: string; host: string; ssh_port: number | null } | null;
   account: { id: string; username: string | null };
@@ -21,7 +21,7 @@ function LandingForm(props: { landing?: Landing; onSaved: () => void }) {
   const l = props.landing;
   const [resources, setResources] = useState<Resource[]>([]);
   const [accounts, setAccounts] = useState<Account[]>([]);
-  const [f, setF] = useState({ name: l?.name ?? '', location: l?.location ?? '', notes: l?.notes ?? '', primary_resource_id: l?.primary.id ?? '', secondary_resource_id: l?.secondary?.id ?? '', account_id: l?.account.id ?? '' });
+  const [f, setF] = useState({ name: l?.name ?? '', location: l?.location ?? '', notes: l?.notes ?? '', primary_resource_id: l?.primary.id ?? '', secondary_resource_id: l?.secondary?.id ?? '', account_id: l?.account.id ?? '', mode: l?.mode ?? 'tunnel', ssh_command: l?.ssh_command ?? '', telnet_command: l?.telnet_command ?? '' });
   const [errors, setErrors] = useState<Errors>({});
   useEffect(() => { api<Resource[]>('GET', '/resources').then(setResources).catch(() => {}); }, []);
   useEffect(() => {
@@ -60,7 +60,22 @@ function LandingForm(props: { landing?: Landing; onSaved: () => void }) {
         </select>
       </Field>
       <Field label="Notes" name="notes" errors={errors}><textarea name="notes" value={f.notes} onInput={(e) => setF({ ...f, notes: inputValue(e) })} /></Field>
-      <p class="hint">Mode: tunnel (SSH <code>direct-tcpip</code>; the landing server must allow TCP forwarding).</p>
+      <Field label="Mode" name="mode" errors={errors} hint={f.mode === 'tunnel' ? 'SSH tunnels (direct-tcpip): the landing server must allow TCP forwarding.' : "The gateway logs in to the landing server's shell and types the client command for the next hop; what the landing server prints goes to the session's connection log."}>
+        <select name="mode" value={f.mode} onChange={(e) => setF({ ...f, mode: inputValue(e) })}>
+          <option value="tunnel">Tunnel</option>
+          <option value="interactive">Interactive (type ssh / telnet at its shell)</option>
+        </select>
+      </Field>
+      {f.mode === 'interactive' && (
+        <>
+          <Field label="SSH command" name="ssh_command" errors={errors} hint="Empty: the default. Placeholders {host}, {port}, {username}; start it with exec so that leaving the target ends the session.">
+            <input name="ssh_command" value={f.ssh_command} onInput={(e) => setF({ ...f, ssh_command: inputValue(e) })} placeholder="exec ssh -p {port} ... {username}@{host}" />
+          </Field>
+          <Field label="Telnet command" name="telnet_command" errors={errors}>
+            <input name="telnet_command" value={f.telnet_command} onInput={(e) => setF({ ...f, telnet_command: inputValue(e) })} placeholder="exec telnet {host} {port}" />
+          </Field>
+        </>
+      )}
       {errors._ && <Notice kind="error">{errors._}</Notice>}
       <div class="actions"><button type="submit" class="primary">Save</button></div>
     </form>
@@ -86,6 +101,7 @@ export function LandingServers(props: { me: Me }) {
             { key: 'location', label: 'Location' },
             { key: 'primary', label: 'Machine', value: (l) => l.primary.name, render: (l) => <>{l.primary.name} <span class="muted">{l.primary.host}:{l.primary.ssh_port}</span>{l.secondary && <div class="muted">failover: {l.secondary.name}</div>}</> },
             { key: 'account', label: 'Login', value: (l) => l.account.username ?? '' },
+            { key: 'mode', label: 'Mode' },
             { key: 'through', label: 'Reached through', value: (l) => l.reached_through ?? '', render: (l) => l.reached_through ?? <span class="muted">directly</span> },
             { key: 'reaches', label: 'Reaches', value: (l) => l.reaches.map((r) => r.name).join(', '), render: (l) => l.reaches.length ? l.reaches.map((r, i) => <>{i > 0 && ', '}<a href={'#/resources/' + r.id}>{r.name}</a></>) : <span class="muted">nothing yet</span> },
             { key: 'x', label: '', value: () => '', render: (l) => admin ? (

@@ -1,0 +1,687 @@
+//! Why: some landing servers forbid TCP forwarding, or are only reached by Telnet, so a
+//! tunnel cannot pass through them. In *interactive mode* the gateway logs in to such a
+//! landing server's shell (over SSH, with its vault account and host-key pin) and types the
+//! client command for the next hop (`exec ssh ...` / `exec telnet ...`), answering its prompts
+//! from the vault: the host-key question (decided by the gateway's own pin for that machine,
+//! never by the landing server's known_hosts), the password, and for a Telnet target the
+//! resource's logon script. `exec` replaces the landing server's shell, so when the target
+//! session ends the user is never left in a landing server's shell.
+//!
+//! What the landing servers print is kept out of the terminal: it goes to the session's
+//! connection log (a timeline marker) with every vault secret masked. The user's terminal
+//! starts at the target's prompt.
+
+use std::time::Duration;
+
+use regex::bytes::{Regex, RegexBuilder};
+use russh::ChannelMsg;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use crate::adapter::{AdapterFuture, AdapterIo, ProtocolAdapter, TargetStream};
+use crate::event::{ClientInput, FailureKind, Lifecycle, Protocol, SessionEvent};
+use crate::ssh::{login, HostKeyObservation, HostKeyPolicy, SshTarget};
+use crate::telnet::logon::{visible_text, CompiledScript, LogonAction, LogonRun, Piece};
+use crate::Secret;
+
+/// Default client commands, with `{host}`, `{port}` and `{username}`. The SSH command keeps
+/// the landing server's known_hosts out of it: the gateway checks the key itself.
+pub const DEFAULT_SSH_COMMAND: &str = "exec ssh -p {port} -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=ask -o PreferredAuthentications=keyboard-interactive,password -o NumberOfPasswordPrompts=1 {username}@{host}";
+pub const DEFAULT_TELNET_COMMAND: &str = "exec telnet {host} {port}";
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+const SETTLE: Duration = Duration::from_millis(150);
+const WINDOW: usize = 16 * 1024;
+const LOG_TAIL: usize = 4000;
+
+/// A machine reached by typing `ssh` at the previous shell.
+pub struct TypedSshHop {
+    /// For messages: "hop 2 of 3, landing server DC-2" or "the target web-1".
+    pub label: String,
+    pub resource_id: String,
+    pub resource_name: String,
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub password: Secret,
+    pub host_key: HostKeyPolicy,
+    /// The command template (see `DEFAULT_SSH_COMMAND`).
+    pub command: String,
+}
+
+pub enum TypedTarget {
+    Ssh(TypedSshHop),
+    Telnet {
+        label: String,
+        host: String,
+        port: u16,
+        username: String,
+        password: Secret,
+        enable_secret: Option<Secret>,
+        script: CompiledScript,
+        command: String,
+    },
+}
+
+pub struct InteractiveChain {
+    /// The first interactive landing server, logged in to over SSH on the given stream.
+    pub first: SshTarget,
+    pub first_label: String,
+    /// Further landing servers, each reached by typing at the previous one's shell.
+    pub hops: Vec<TypedSshHop>,
+    pub target: TypedTarget,
+    /// Host keys seen by the typed `ssh` commands: (resource id, resource name, observation).
+    pub report: mpsc::UnboundedSender<(String, String, HostKeyObservation)>,
+    /// The first landing server's own key (as the SSH adapter reports it).
+    pub first_report: tokio::sync::oneshot::Sender<HostKeyObservation>,
+}
+
+impl ProtocolAdapter for InteractiveChain {
+    fn protocol(&self) -> Protocol {
+        match self.target {
+            TypedTarget::Ssh(_) => Protocol::Ssh,
+            TypedTarget::Telnet { .. } => Protocol::Telnet,
+        }
+    }
+
+    fn run(self: Box<Self>, target: TargetStream, io: AdapterIo) -> AdapterFuture {
+        Box::pin(run(*self, target, io))
+    }
+}
+
+fn re(p: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(p).case_insensitive(true).build()
+}
+
+struct Patterns {
+    prompt: Regex,
+    password: Regex,
+    host_key: Regex,
+    fingerprint: Regex,
+    failure: Regex,
+}
+
+impl Patterns {
+    /// The patterns are constants of this file (a unit test compiles them).
+    fn new() -> Result<Self, regex::Error> {
+        Ok(Patterns {
+            prompt: re(r"[$#%>] ?$")?,
+            password: re(r"password:\s*$")?,
+            host_key: re(r"continue connecting \(yes/no")?,
+            fingerprint: re(r"(SHA256:[A-Za-z0-9+/=]+)")?,
+            failure: re(
+                r"permission denied|connection refused|no route to host|could not resolve hostname|connection timed out|host key verification failed|remote host identification has changed|connection closed|unable to connect|login incorrect",
+            )?,
+        })
+    }
+}
+
+type Fail = (FailureKind, String);
+
+/// The landing server's terminal while the chain is being built.
+struct Term {
+    channel: russh::Channel<russh::client::Msg>,
+    /// The first landing server's connection: it lives as long as the terminal.
+    _handle: crate::ssh::SshHandle,
+    seen: Vec<u8>,
+    log: Vec<u8>,
+    masks: Vec<Zeroizing<Vec<u8>>>,
+}
+
+impl Term {
+    fn mask(&self, data: &mut [u8]) {
+        for m in &self.masks {
+            if m.is_empty() || data.len() < m.len() {
+                continue;
+            }
+            let mut i = 0;
+            while i + m.len() <= data.len() {
+                if data[i..i + m.len()] == m[..] {
+                    data[i..i + m.len()].fill(b'*');
+                    i += m.len();
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// Waits for more output until `deadline`: the new bytes (masked), or None when the
+    /// deadline passed.
+    async fn read_more(&mut self, deadline: Instant, label: &str) -> Result<Option<Vec<u8>>, Fail> {
+        loop {
+            match tokio::time::timeout_at(deadline, self.channel.wait()).await {
+                Err(_) => return Ok(None),
+                Ok(Some(ChannelMsg::Data { data }))
+                | Ok(Some(ChannelMsg::ExtendedData { data, .. })) => {
+                    let mut d = data.to_vec();
+                    self.mask(&mut d);
+                    self.seen.extend_from_slice(&d);
+                    self.log.extend_from_slice(&d);
+                    for buf in [&mut self.seen, &mut self.log] {
+                        if buf.len() > WINDOW {
+                            let cut = buf.len() - WINDOW;
+                            buf.drain(..cut);
+                        }
+                    }
+                    return Ok(Some(d));
+                }
+                Ok(Some(ChannelMsg::Eof)) | Ok(Some(ChannelMsg::Close)) | Ok(None) => {
+                    return Err((
+                        FailureKind::Unreachable,
+                        format!(
+                            "{label}: the connection closed. It last said: \u{201c}{}\u{201d}",
+                            self.tail(120)
+                        ),
+                    ))
+                }
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+
+    /// Keeps reading until the target is quiet for `SETTLE` (before typing a secret: many
+    /// programs print the prompt before they turn echo off).
+    async fn settle(&mut self, deadline: Instant, label: &str) -> Result<(), Fail> {
+        loop {
+            let until = std::cmp::min(Instant::now() + SETTLE, deadline);
+            if self.read_more(until, label).await?.is_none() || Instant::now() >= deadline {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn type_line(&mut self, bytes: &[u8]) -> Result<(), Fail> {
+        let mut line = Zeroizing::new(bytes.to_vec());
+        line.push(b'\r');
+        self.channel.data(&line[..]).await.map_err(|e| {
+            (
+                FailureKind::Unreachable,
+                format!("sending to the landing server failed: {e}"),
+            )
+        })
+    }
+
+    fn text(&self) -> String {
+        visible_text(&self.seen)
+    }
+
+    fn tail(&self, n: usize) -> String {
+        let t = visible_text(&self.seen);
+        let t = t.trim();
+        let start = t
+            .char_indices()
+            .rev()
+            .nth(n.saturating_sub(1))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        t[start..].replace(['\r', '\n'], " ")
+    }
+}
+
+fn fill(template: &str, host: &str, port: u16, username: &str) -> String {
+    template
+        .replace("{host}", host)
+        .replace("{port}", &port.to_string())
+        .replace("{username}", username)
+}
+
+async fn marker(io: &AdapterIo, text: String) {
+    let _ = io.events.send(SessionEvent::Marker(text)).await;
+}
+
+/// Types `ssh` for `hop` at the current shell and answers its prompts until the next shell
+/// prompt appears.
+async fn typed_ssh(
+    term: &mut Term,
+    hop: &TypedSshHop,
+    p: &Patterns,
+    io: &AdapterIo,
+    report: &mpsc::UnboundedSender<(String, String, HostKeyObservation)>,
+) -> Result<(), Fail> {
+    term.seen.clear();
+    term.masks
+        .push(Zeroizing::new(hop.password.expose().to_vec()));
+    term.type_line(fill(&hop.command, &hop.host, hop.port, &hop.username).as_bytes())
+        .await?;
+    marker(io, format!("{}: typed the ssh command", hop.label)).await;
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let mut password_sent = false;
+    loop {
+        let text = term.text();
+        if let Some(m) = p.failure.find(text.as_bytes()) {
+            let said = String::from_utf8_lossy(&text.as_bytes()[m.start()..])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let kind = if said.to_lowercase().contains("host key")
+                || said.to_lowercase().contains("identification")
+            {
+                FailureKind::HostKeyMismatch
+            } else if password_sent || said.to_lowercase().contains("permission denied") {
+                FailureKind::AuthenticationFailed
+            } else {
+                FailureKind::Unreachable
+            };
+            return Err((
+                kind,
+                format!(
+                    "{}: the landing server's ssh said \u{201c}{said}\u{201d}",
+                    hop.label
+                ),
+            ));
+        }
+        if p.host_key.is_match(text.as_bytes()) {
+            let presented = p
+                .fingerprint
+                .captures(text.as_bytes())
+                .and_then(|c| c.get(1))
+                .map(|m| String::from_utf8_lossy(m.as_bytes()).to_string())
+                .unwrap_or_default();
+            let (obs, accept) = match &hop.host_key {
+                HostKeyPolicy::Pinned(pin) if *pin == presented => {
+                    (HostKeyObservation::Matched(presented), true)
+                }
+                HostKeyPolicy::Pinned(pin) => (
+                    HostKeyObservation::Mismatch {
+                        pinned: pin.clone(),
+                        presented,
+                    },
+                    false,
+                ),
+                HostKeyPolicy::TrustOnFirstUse => {
+                    (HostKeyObservation::TrustedOnFirstUse(presented), true)
+                }
+                HostKeyPolicy::RequireApproval => {
+                    (HostKeyObservation::AwaitingApproval(presented), false)
+                }
+            };
+            let _ = report.send((
+                hop.resource_id.clone(),
+                hop.resource_name.clone(),
+                obs.clone(),
+            ));
+            if !accept {
+                let _ = term.type_line(b"no").await;
+                return Err(match obs {
+                    HostKeyObservation::Mismatch { pinned, presented } => (FailureKind::HostKeyMismatch, format!("{}: the host key of {} has changed: pinned {pinned}, presented {presented}. The connection was refused; an administrator must check the server and accept its new key on the resource's page.", hop.label, hop.resource_name)),
+                    HostKeyObservation::AwaitingApproval(fp) => (FailureKind::HostKeyUnknown, format!("{}: {} presented host key {fp}, which no administrator has approved yet.", hop.label, hop.resource_name)),
+                    _ => (FailureKind::Protocol, format!("{}: host key refused", hop.label)),
+                });
+            }
+            term.seen.clear();
+            term.type_line(b"yes").await?;
+            continue;
+        }
+        if p.password.is_match(text.as_bytes()) {
+            if password_sent {
+                return Err((FailureKind::AuthenticationFailed, format!("{}: the vault's password for {} was refused. The stored secret is probably out of date: verify or rotate it.", hop.label, hop.username)));
+            }
+            term.settle(deadline, &hop.label).await?;
+            term.seen.clear();
+            term.type_line(hop.password.expose()).await?;
+            password_sent = true;
+            marker(
+                io,
+                format!("{}: typed the password (not recorded)", hop.label),
+            )
+            .await;
+            continue;
+        }
+        if password_sent && p.prompt.is_match(text.as_bytes()) {
+            return Ok(());
+        }
+        if term.read_more(deadline, &hop.label).await?.is_none() {
+            return Err((
+                FailureKind::TimedOut,
+                format!(
+                    "{}: no shell prompt within {} s. It last said: \u{201c}{}\u{201d}",
+                    hop.label,
+                    STEP_TIMEOUT.as_secs(),
+                    term.tail(120)
+                ),
+            ));
+        }
+    }
+}
+
+/// Types `telnet` at the current shell and runs the target's logon script over its output.
+#[allow(clippy::too_many_arguments)]
+async fn typed_telnet(
+    term: &mut Term,
+    label: &str,
+    host: &str,
+    port: u16,
+    username: &str,
+    password: &Secret,
+    enable_secret: &Option<Secret>,
+    script: &CompiledScript,
+    command: &str,
+    p: &Patterns,
+    io: &AdapterIo,
+) -> Result<(), Fail> {
+    term.seen.clear();
+    term.masks.push(Zeroizing::new(password.expose().to_vec()));
+    if let Some(e) = enable_secret {
+        term.masks.push(Zeroizing::new(e.expose().to_vec()));
+    }
+    term.type_line(fill(command, host, port, username).as_bytes())
+        .await?;
+    marker(io, format!("{label}: typed the telnet command")).await;
+    let mut run = LogonRun::new(script.clone());
+    let mut deadline = Instant::now() + run.step_timeout();
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        if run.step_index() == 0 {
+            let text = term.text();
+            if let Some(m) = p.failure.find(text.as_bytes()) {
+                let said = String::from_utf8_lossy(&text.as_bytes()[m.start()..])
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                return Err((
+                    FailureKind::Unreachable,
+                    format!("{label}: the landing server's telnet said \u{201c}{said}\u{201d}"),
+                ));
+            }
+        }
+        let mut chunk = std::mem::take(&mut pending);
+        loop {
+            let total = run.step_count();
+            let action = match run.feed(&chunk) {
+                LogonAction::Wait => None,
+                LogonAction::Done => return Ok(()),
+                LogonAction::Failed { index, label: step, said } => {
+                    return Err((FailureKind::AuthenticationFailed, format!("{label}: logon step {} of {total} ({step}) failed: the target said \u{201c}{said}\u{201d}. The vault's credential for {username} was probably refused: verify or rotate it.", index + 1)))
+                }
+                LogonAction::Matched { index, label: step, send } => Some((index, step.to_string(), send.map(|s| s.to_vec()))),
+            };
+            chunk.clear();
+            let Some((index, step, send)) = action else {
+                break;
+            };
+            if let Some(pieces) = send {
+                let mut value = Zeroizing::new(Vec::new());
+                for piece in &pieces {
+                    match piece {
+                        Piece::Text(t) => value.extend_from_slice(t.as_bytes()),
+                        Piece::Username => value.extend_from_slice(username.as_bytes()),
+                        Piece::Password => value.extend_from_slice(password.expose()),
+                        Piece::EnableSecret => match enable_secret {
+                            Some(s) => value.extend_from_slice(s.expose()),
+                            None => return Err((FailureKind::Protocol, format!("{label}: the logon script types an enable secret, but the resource has no enable account"))),
+                        },
+                    }
+                }
+                let secret = pieces.iter().any(Piece::is_secret);
+                if secret {
+                    let before = term.seen.len();
+                    term.settle(deadline, label).await?;
+                    // What arrived while settling belongs to the next step.
+                    chunk = term.seen[before.min(term.seen.len())..].to_vec();
+                    run.append(&chunk);
+                    chunk.clear();
+                }
+                term.type_line(&value).await?;
+                marker(
+                    io,
+                    format!(
+                        "{label}: logon step {} of {total} ({step}): typed {}",
+                        index + 1,
+                        if secret {
+                            "a secret (not recorded)"
+                        } else {
+                            "a value"
+                        }
+                    ),
+                )
+                .await;
+            }
+            if run.finished() {
+                return Ok(());
+            }
+            deadline = Instant::now() + run.step_timeout();
+        }
+        match term.read_more(deadline, label).await? {
+            Some(d) => pending = d,
+            None => {
+                return Err((
+                    FailureKind::TimedOut,
+                    format!(
+                    "{label}: logon step {} of {} ({}) timed out. It last said: \u{201c}{}\u{201d}",
+                    run.step_index() + 1,
+                    run.step_count(),
+                    run.step_label(),
+                    term.tail(120)
+                ),
+                ))
+            }
+        }
+    }
+}
+
+async fn build(
+    chain: &mut InteractiveChain,
+    stream: TargetStream,
+    io: &AdapterIo,
+) -> Result<Term, Fail> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let handle = login(&chain.first, tx, stream)
+        .await
+        .map_err(|(k, m)| (k, format!("{}: {m}", chain.first_label)));
+    if let Ok(obs) = rx.await {
+        let (done_tx, _) = tokio::sync::oneshot::channel();
+        let report = std::mem::replace(&mut chain.first_report, done_tx);
+        let _ = report.send(obs);
+    }
+    let handle = handle?;
+    let shell = async {
+        let c = handle.channel_open_session().await?;
+        c.request_pty(
+            true,
+            "xterm-256color",
+            io.cols as u32,
+            io.rows as u32,
+            0,
+            0,
+            &[],
+        )
+        .await?;
+        c.request_shell(true).await?;
+        Ok::<_, russh::Error>(c)
+    };
+    let channel = shell.await.map_err(|e| {
+        (
+            FailureKind::PermissionDenied,
+            format!("{}: no shell: {e}", chain.first_label),
+        )
+    })?;
+    let mut term = Term {
+        channel,
+        _handle: handle,
+        seen: Vec::new(),
+        log: Vec::new(),
+        masks: Vec::new(),
+    };
+    let p = Patterns::new().map_err(|e| {
+        (
+            FailureKind::Protocol,
+            format!("internal pattern error: {e}"),
+        )
+    })?;
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while !p.prompt.is_match(term.text().as_bytes()) {
+        if term
+            .read_more(deadline, &chain.first_label)
+            .await?
+            .is_none()
+        {
+            return Err((
+                FailureKind::TimedOut,
+                format!(
+                    "{}: no shell prompt within {} s",
+                    chain.first_label,
+                    STEP_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+    }
+    marker(
+        io,
+        format!("{}: logged in (interactive mode)", chain.first_label),
+    )
+    .await;
+    for hop in &chain.hops {
+        typed_ssh(&mut term, hop, &p, io, &chain.report).await?;
+    }
+    match &chain.target {
+        TypedTarget::Ssh(t) => typed_ssh(&mut term, t, &p, io, &chain.report).await?,
+        TypedTarget::Telnet {
+            label,
+            host,
+            port,
+            username,
+            password,
+            enable_secret,
+            script,
+            command,
+        } => {
+            typed_telnet(
+                &mut term,
+                label,
+                host,
+                *port,
+                username,
+                password,
+                enable_secret,
+                script,
+                command,
+                &p,
+                io,
+            )
+            .await?
+        }
+    }
+    Ok(term)
+}
+
+async fn run(mut chain: InteractiveChain, stream: TargetStream, mut io: AdapterIo) {
+    let _ = io
+        .events
+        .send(SessionEvent::Lifecycle(Lifecycle::Connecting))
+        .await;
+    let built = build(&mut chain, stream, &io).await;
+    let mut term = match built {
+        Ok(t) => t,
+        Err((kind, message)) => {
+            let _ = io
+                .events
+                .send(SessionEvent::Lifecycle(Lifecycle::Failed { kind, message }))
+                .await;
+            return;
+        }
+    };
+    // The landing servers' output goes to the connection log, not the terminal; the user's
+    // screen starts with the target's prompt line.
+    let log = visible_text(&term.log);
+    let start = log
+        .char_indices()
+        .rev()
+        .nth(LOG_TAIL)
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    marker(&io, format!("Connection log: {}", log[start..].trim())).await;
+    let prompt_line = match term.seen.iter().rposition(|b| *b == b'\n') {
+        Some(i) => term.seen[i + 1..].to_vec(),
+        None => term.seen.clone(),
+    };
+    let _ = io
+        .events
+        .send(SessionEvent::Lifecycle(Lifecycle::Connected))
+        .await;
+    if !prompt_line.is_empty() {
+        let _ = io
+            .events
+            .send(SessionEvent::Output(prompt_line.as_slice().into()))
+            .await;
+    }
+    let mut exit_status = None;
+    let reason = loop {
+        tokio::select! {
+            msg = term.channel.wait() => match msg {
+                Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
+                    let delivered = io.events.send(SessionEvent::Output(data.as_ref().into())).await;
+                    if delivered.is_err() {
+                        break "the gateway closed the session".to_string();
+                    }
+                }
+                Some(ChannelMsg::ExitStatus { exit_status: s }) => exit_status = Some(s),
+                Some(ChannelMsg::Eof) => {}
+                Some(ChannelMsg::Close) | None => break "The session through the landing servers ended.".to_string(),
+                _ => {}
+            },
+            input = io.input.recv() => match input {
+                Some(ClientInput::Data(d)) => {
+                    if let Err(e) = term.channel.data(&d[..]).await {
+                        break format!("Sending through the landing server failed: {e}");
+                    }
+                }
+                Some(ClientInput::Resize { cols, rows }) => {
+                    let _ = term.channel.window_change(cols as u32, rows as u32, 0, 0).await;
+                    let _ = io.events.send(SessionEvent::Resize { cols, rows }).await;
+                }
+                Some(ClientInput::Terminate { reason }) => break reason,
+                None => break "The session was closed by the gateway.".to_string(),
+            },
+        }
+    };
+    let _ = term.channel.close().await;
+    let _ = io
+        .events
+        .send(SessionEvent::Lifecycle(Lifecycle::Ended {
+            reason,
+            exit_status,
+        }))
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_compile_and_match_openssh_prompts() {
+        let p = Patterns::new().expect("the patterns compile");
+        assert!(p
+            .host_key
+            .is_match(b"Are you sure you want to continue connecting (yes/no/[fingerprint])? "));
+        let fp = p
+            .fingerprint
+            .captures(b"ED25519 key fingerprint is SHA256:abc+/9=.\r\n")
+            .and_then(|c| c.get(1))
+            .map(|m| m.as_bytes().to_vec());
+        assert_eq!(fp.as_deref(), Some(&b"SHA256:abc+/9="[..]));
+        assert!(p.password.is_match(b"ops@10.0.0.5's password: "));
+        assert!(p.failure.is_match(b"Permission denied, please try again."));
+        assert!(p.prompt.is_match(b"ops@web-1:~$ "));
+        assert!(!p.prompt.is_match(b"exec ssh -p 22 ops@10.0.0.5\r\n"));
+    }
+
+    #[test]
+    fn commands_are_filled_in() {
+        assert_eq!(
+            fill(DEFAULT_TELNET_COMMAND, "10.0.0.9", 23, "x"),
+            "exec telnet 10.0.0.9 23"
+        );
+        let ssh = fill(DEFAULT_SSH_COMMAND, "h", 2222, "ops");
+        assert!(
+            ssh.starts_with("exec ssh -p 2222 ") && ssh.ends_with(" ops@h"),
+            "{ssh}"
+        );
+    }
+}
