@@ -305,10 +305,19 @@ async fn try_launch(
                 serde_json::Value,
             ) = match protocol {
                 Protocol::Telnet => {
-                    let (target, detail) =
-                        telnet_target(app, &cred.account, r, cred.secret, label, &info)
-                            .await
-                            .map_err(|(kind, message)| fail(kind, message))?;
+                    let (target, detail) = telnet_target(
+                        app,
+                        &TelnetLogin {
+                            username: &cred.account.username,
+                            secret_kind: &cred.account.secret_kind,
+                        },
+                        r,
+                        cred.secret,
+                        label,
+                        &info,
+                    )
+                    .await
+                    .map_err(|(kind, message)| fail(kind, message))?;
                     (Box::new(TelnetAdapter::new(target)), None, detail)
                 }
                 _ => {
@@ -508,9 +517,10 @@ async fn chain_hops(
 }
 
 /// A session whose path has an interactive landing server at index `k`: the hops before it
-/// are tunnelled as usual; it is logged in to over SSH and every later machine (landing
-/// servers, then the target) is reached by typing its client command at the previous shell.
-/// Returns the adapter, the stream to the first interactive landing server and the audit.
+/// are tunnelled as usual; it is logged in to (over SSH, or by Telnet and its logon script
+/// when its machine has no SSH port), and every later machine (landing servers, then the
+/// target) is reached by typing its client command at the previous shell. Returns the
+/// adapter, the stream to the first interactive landing server and the audit detail.
 #[allow(clippy::too_many_arguments)]
 async fn interactive_session(
     app: &App,
@@ -532,51 +542,89 @@ async fn interactive_session(
     ),
     (FailureKind, String),
 > {
-    use gateway::interactive_hop::{self as ih, TypedSshHop, TypedTarget};
+    use gateway::interactive_hop::{self as ih, FirstHop, TypedHop, TypedSshHop, TypedTarget};
     let total = chain.len();
-    let typed_password = |credential: SshCredential, who: &str| {
-        match credential {
-        SshCredential::Password(p) => Ok(p),
-        SshCredential::PrivateKey { .. } => Err((
-            FailureKind::Protocol,
-            format!("{who} is reached by typing at a landing server's shell, so its login must be a password account, not an SSH key."),
-        )),
-    }
-    };
     let command = |l: &crate::hop_path::LandingServer, telnet: bool| {
         let own = if telnet {
             &l.telnet_command
         } else {
             &l.ssh_command
         };
-        if own.is_empty() {
-            if telnet {
-                ih::DEFAULT_TELNET_COMMAND
-            } else {
-                ih::DEFAULT_SSH_COMMAND
-            }
-            .to_string()
-        } else {
-            own.clone()
+        match (own.is_empty(), telnet) {
+            (false, _) => own.clone(),
+            (true, true) => ih::DEFAULT_TELNET_COMMAND.to_string(),
+            (true, false) => ih::DEFAULT_SSH_COMMAND.to_string(),
         }
     };
-    // The first interactive landing server: reached directly or through the tunnels before it.
-    let first = hop_endpoint(app, &chain[k], &chain[k].primary_resource_id).await?;
-    let first_label = format!(
-        "hop {} of {total}, landing server {} ({}:{})",
-        k + 1,
-        chain[k].name,
-        first.host,
-        first.port
-    );
+    let mut hops: Vec<TypedHop> = Vec::new();
+    let mut first: Option<(FirstHop, String, String, u16, String, String)> = None;
+    for (i, l) in chain.iter().enumerate().skip(k) {
+        let hop = typed_landing(app, l, i, total, info).await?;
+        let previous = (i > k).then(|| &chain[i - 1]);
+        match (hop, previous) {
+            (TypedLanding::Ssh(e, label), None) => {
+                let name = e.ssh.label.clone();
+                first = Some((
+                    FirstHop::Ssh(e.ssh),
+                    label,
+                    e.host,
+                    e.port,
+                    e.resource_id,
+                    name,
+                ));
+            }
+            (TypedLanding::Telnet(t), None) => {
+                let (host, port, label) = (t.host.clone(), t.port, t.label.clone());
+                first = Some((
+                    FirstHop::Telnet(t),
+                    label,
+                    host,
+                    port,
+                    String::new(),
+                    String::new(),
+                ));
+            }
+            (TypedLanding::Ssh(e, label), Some(prev)) => {
+                let gateway::hop_chain::HopEndpoint {
+                    resource_id,
+                    host,
+                    port,
+                    ssh,
+                } = *e;
+                hops.push(TypedHop::Ssh(TypedSshHop {
+                    password: typed_password(ssh.credential, &label)?,
+                    label,
+                    resource_id,
+                    resource_name: ssh.label,
+                    host,
+                    port,
+                    username: ssh.username,
+                    host_key: ssh.host_key,
+                    command: command(prev, false),
+                }))
+            }
+            (TypedLanding::Telnet(mut t), Some(prev)) => {
+                t.command = command(prev, true);
+                hops.push(TypedHop::Telnet(t));
+            }
+        }
+    }
+    let Some((first, first_label, first_host, first_port, first_resource, first_name)) = first
+    else {
+        return Err((
+            FailureKind::Protocol,
+            "an interactive chain without its first landing server".into(),
+        ));
+    };
     let mut detail = json!({ "path": chain.iter().enumerate().map(|(i, l)| json!({ "landing_server": l.name, "secondary": false, "interactive": i >= k })).collect::<Vec<_>>() });
+    // The first interactive landing server: reached directly or through the tunnels before it.
     let stream = if k == 0 {
-        connect_tcp(&first.host, first.port, Duration::from_secs(5))
+        connect_tcp(&first_host, first_port, Duration::from_secs(5))
             .await
             .map_err(|(kind, m)| (kind, format!("{first_label}: {m}")))?
     } else {
-        let hops = chain_hops(app, &chain[..k]).await?;
-        let opened = gateway::hop_chain::open(hops, &first.host, first.port).await;
+        let tunnels = chain_hops(app, &chain[..k]).await?;
+        let opened = gateway::hop_chain::open(tunnels, &first_host, first_port).await;
         let used = match &opened {
             Ok((_, used)) => used.as_slice(),
             Err(e) => e.used.as_slice(),
@@ -589,40 +637,22 @@ async fn interactive_session(
             Err(e) => return Err((e.kind, e.message)),
         }
     };
-    let mut hops = Vec::new();
-    for (i, l) in chain.iter().enumerate().skip(k + 1) {
-        let e = hop_endpoint(app, l, &l.primary_resource_id).await?;
-        let label = format!(
-            "hop {} of {total}, landing server {} ({}:{})",
-            i + 1,
-            l.name,
-            e.host,
-            e.port
-        );
-        hops.push(TypedSshHop {
-            password: typed_password(e.ssh.credential, &label)?,
-            label,
-            resource_id: e.resource_id,
-            resource_name: e.ssh.label,
-            host: e.host,
-            port: e.port,
-            username: e.ssh.username,
-            host_key: e.ssh.host_key,
-            command: command(&chain[i - 1], false),
-        });
-    }
     let last = &chain[total - 1];
     let target_label = format!("the target {} ({}:{port})", r.name, r.host);
     let target = match protocol {
         Protocol::Telnet => {
+            let login = TelnetLogin {
+                username: &account.username,
+                secret_kind: &account.secret_kind,
+            };
             let (t, extra) =
-                telnet_target(app, account, r, secret, target_label.clone(), info).await?;
+                telnet_target(app, &login, r, secret, target_label.clone(), info).await?;
             if let Some(obj) = extra.as_object() {
                 for (key, v) in obj {
                     detail[key] = v.clone();
                 }
             }
-            TypedTarget::Telnet {
+            TypedTarget::Telnet(ih::TypedTelnetHop {
                 label: t.label,
                 host: r.host.clone(),
                 port,
@@ -631,19 +661,14 @@ async fn interactive_session(
                 enable_secret: t.enable_secret,
                 script: t.script,
                 command: command(last, true),
-            }
+            })
         }
         _ => {
-            let credential = if account.secret_kind == "ssh_key" {
-                SshCredential::PrivateKey {
-                    pem: secret,
-                    passphrase: None,
-                }
-            } else {
-                SshCredential::Password(secret)
-            };
+            if account.secret_kind == "ssh_key" {
+                return Err((FailureKind::Protocol, format!("{target_label} is reached by typing at a landing server's shell, so its account must be a password account, not an SSH key.")));
+            }
             TypedTarget::Ssh(TypedSshHop {
-                password: typed_password(credential, &target_label)?,
+                password: secret,
                 label: target_label,
                 resource_id: r.id.clone(),
                 resource_name: r.name.clone(),
@@ -676,14 +701,14 @@ async fn interactive_session(
             }
         });
     }
-    {
+    if !first_resource.is_empty() {
         let (app, actor, mut hop) = (app.clone(), actor.clone(), info.clone());
-        hop.resource_id = first.resource_id.clone();
-        hop.resource_name = first.ssh.label.clone();
+        hop.resource_id = first_resource;
+        hop.resource_name = first_name;
         tokio::spawn(record_host_key(app, actor, hop, first_seen));
     }
     let adapter = ih::InteractiveChain {
-        first: first.ssh,
+        first,
         first_label,
         hops,
         target,
@@ -691,6 +716,85 @@ async fn interactive_session(
         first_report,
     };
     Ok((Box::new(adapter), None, detail, stream))
+}
+
+/// A landing server reached in interactive mode: over SSH when its machine has an SSH port,
+/// else by Telnet with its machine's logon script.
+enum TypedLanding {
+    Ssh(Box<gateway::hop_chain::HopEndpoint>, String),
+    Telnet(gateway::interactive_hop::TypedTelnetHop),
+}
+
+/// The password of a login typed at a shell (an SSH key cannot be typed).
+fn typed_password(
+    credential: SshCredential,
+    who: &str,
+) -> Result<gateway::Secret, (FailureKind, String)> {
+    match credential {
+        SshCredential::Password(p) => Ok(p),
+        SshCredential::PrivateKey { .. } => Err((
+            FailureKind::Protocol,
+            format!("{who} is reached by typing at a landing server's shell, so its login must be a password account, not an SSH key."),
+        )),
+    }
+}
+
+async fn typed_landing(
+    app: &App,
+    l: &crate::hop_path::LandingServer,
+    i: usize,
+    total: usize,
+    info: &SessionInfo,
+) -> Result<TypedLanding, (FailureKind, String)> {
+    let machine = crate::vault::resources::get(app, &l.primary_resource_id)
+        .await
+        .map_err(|_| (FailureKind::Protocol, format!("Landing server {}: its resource is missing; an administrator must fix its settings.", l.name)))?;
+    if machine.ssh_port.is_some() {
+        let e = hop_endpoint(app, l, &machine.id).await?;
+        let label = format!(
+            "hop {} of {total}, landing server {} ({}:{})",
+            i + 1,
+            l.name,
+            e.host,
+            e.port
+        );
+        return Ok(TypedLanding::Ssh(Box::new(e), label));
+    }
+    let Some(port) = machine.telnet_port else {
+        return Err((
+            FailureKind::Protocol,
+            format!(
+                "Landing server {}: its machine has neither an SSH nor a Telnet port.",
+                l.name
+            ),
+        ));
+    };
+    let label = format!(
+        "hop {} of {total}, landing server {} ({}:{port}, Telnet)",
+        i + 1,
+        l.name,
+        machine.host
+    );
+    let login = accounts::open_landing_login(app, &l.account_id, &machine.id)
+        .await
+        .map_err(|_| (FailureKind::Protocol, format!("Landing server {}: its login account cannot be opened; an administrator must fix its settings.", l.name)))?;
+    let who = TelnetLogin {
+        username: &login.username,
+        secret_kind: &login.kind,
+    };
+    let (t, _) = telnet_target(app, &who, &machine, login.secret, label.clone(), info).await?;
+    Ok(TypedLanding::Telnet(
+        gateway::interactive_hop::TypedTelnetHop {
+            label,
+            host: machine.host.clone(),
+            port: port as u16,
+            username: t.username,
+            password: t.password,
+            enable_secret: t.enable_secret,
+            script: t.script,
+            command: String::new(),
+        },
+    ))
 }
 
 /// Pins (or flags) a landing server's host key as for a direct target, against the landing
@@ -720,12 +824,18 @@ fn protocol_name(p: Protocol) -> &'static str {
     }
 }
 
+/// Who a Telnet logon script logs in as.
+struct TelnetLogin<'a> {
+    username: &'a str,
+    secret_kind: &'a str,
+}
+
 /// Everything a Telnet session needs: a password account, the logon script that applies
 /// (checked), the enable secret when the script uses one, and the resource's rule on
 /// direct (not landing-server) Telnet. Returns the target and what to add to the audit.
 async fn telnet_target(
     app: &App,
-    account: &accounts::AccountRow,
+    account: &TelnetLogin<'_>,
     r: &crate::vault::resources::ResourceRow,
     password: gateway::Secret,
     label: String,
@@ -793,7 +903,7 @@ async fn telnet_target(
     });
     Ok((
         TelnetTarget {
-            username: account.username.clone(),
+            username: account.username.to_string(),
             password,
             enable_secret,
             script,

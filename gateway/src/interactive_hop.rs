@@ -23,7 +23,9 @@ use crate::adapter::{AdapterFuture, AdapterIo, ProtocolAdapter, TargetStream};
 use crate::event::{ClientInput, FailureKind, Lifecycle, Protocol, SessionEvent};
 use crate::ssh::{login, HostKeyObservation, HostKeyPolicy, SshTarget};
 use crate::telnet::logon::{visible_text, CompiledScript, LogonAction, LogonRun, Piece};
+use crate::telnet::protocol::TelnetProtocol;
 use crate::Secret;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Default client commands, with `{host}`, `{port}` and `{username}`. The SSH command keeps
 /// the landing server's known_hosts out of it: the gateway checks the key itself.
@@ -50,26 +52,42 @@ pub struct TypedSshHop {
     pub command: String,
 }
 
+/// A machine reached by typing `telnet` at the previous shell (or, as the first landing
+/// server, by Telnet from the gateway), logged in to by its logon script.
+pub struct TypedTelnetHop {
+    pub label: String,
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub password: Secret,
+    pub enable_secret: Option<Secret>,
+    pub script: CompiledScript,
+    /// The command template (see `DEFAULT_TELNET_COMMAND`); unused for a first hop.
+    pub command: String,
+}
+
+pub enum TypedHop {
+    Ssh(TypedSshHop),
+    Telnet(TypedTelnetHop),
+}
+
 pub enum TypedTarget {
     Ssh(TypedSshHop),
-    Telnet {
-        label: String,
-        host: String,
-        port: u16,
-        username: String,
-        password: Secret,
-        enable_secret: Option<Secret>,
-        script: CompiledScript,
-        command: String,
-    },
+    Telnet(TypedTelnetHop),
+}
+
+/// How the gateway logs in to the first interactive landing server.
+pub enum FirstHop {
+    Ssh(SshTarget),
+    Telnet(TypedTelnetHop),
 }
 
 pub struct InteractiveChain {
-    /// The first interactive landing server, logged in to over SSH on the given stream.
-    pub first: SshTarget,
+    /// The first interactive landing server, logged in to on the given stream.
+    pub first: FirstHop,
     pub first_label: String,
     /// Further landing servers, each reached by typing at the previous one's shell.
-    pub hops: Vec<TypedSshHop>,
+    pub hops: Vec<TypedHop>,
     pub target: TypedTarget,
     /// Host keys seen by the typed `ssh` commands: (resource id, resource name, observation).
     pub report: mpsc::UnboundedSender<(String, String, HostKeyObservation)>,
@@ -81,7 +99,7 @@ impl ProtocolAdapter for InteractiveChain {
     fn protocol(&self) -> Protocol {
         match self.target {
             TypedTarget::Ssh(_) => Protocol::Ssh,
-            TypedTarget::Telnet { .. } => Protocol::Telnet,
+            TypedTarget::Telnet(_) => Protocol::Telnet,
         }
     }
 
@@ -119,11 +137,148 @@ impl Patterns {
 
 type Fail = (FailureKind, String);
 
+/// The first landing server's terminal: a shell channel over SSH, or a Telnet connection.
+enum Wire {
+    Ssh {
+        channel: russh::Channel<russh::client::Msg>,
+        /// The connection lives as long as the terminal.
+        _handle: crate::ssh::SshHandle,
+    },
+    Telnet(TelnetWire),
+}
+
+/// A Telnet connection as a terminal: a reader task answers the protocol and passes terminal
+/// data on a queue, so `recv` is cancel-safe inside `select!`.
+struct TelnetWire {
+    rx: mpsc::Receiver<Vec<u8>>,
+    wr: std::sync::Arc<tokio::sync::Mutex<tokio::io::WriteHalf<TargetStream>>>,
+    proto: std::sync::Arc<std::sync::Mutex<TelnetProtocol>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TelnetWire {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+enum WireEvent {
+    Data(Vec<u8>),
+    Exit(u32),
+    Closed,
+    Other,
+}
+
+impl TelnetWire {
+    async fn start(stream: TargetStream, cols: u16, rows: u16) -> Result<TelnetWire, String> {
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let mut proto = TelnetProtocol::new(cols, rows);
+        let mut hello = Vec::new();
+        proto.start(&mut hello);
+        wr.write_all(&hello).await.map_err(|e| e.to_string())?;
+        let wr = std::sync::Arc::new(tokio::sync::Mutex::new(wr));
+        let proto = std::sync::Arc::new(std::sync::Mutex::new(proto));
+        let (tx, rx) = mpsc::channel(64);
+        let (w, pr) = (wr.clone(), proto.clone());
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let (mut data, mut reply) = (Vec::new(), Vec::new());
+                match pr.lock() {
+                    Ok(mut p) => p.receive(&buf[..n], &mut data, &mut reply),
+                    Err(_) => return,
+                }
+                if !reply.is_empty() && w.lock().await.write_all(&reply).await.is_err() {
+                    return;
+                }
+                if !data.is_empty() && tx.send(data).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(TelnetWire {
+            rx,
+            wr,
+            proto,
+            reader,
+        })
+    }
+}
+
+impl Wire {
+    /// The next thing the terminal did. Cancel-safe.
+    async fn recv(&mut self) -> WireEvent {
+        match self {
+            Wire::Ssh { channel, .. } => match channel.wait().await {
+                Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
+                    WireEvent::Data(data.to_vec())
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => WireEvent::Exit(exit_status),
+                // OpenSSH sends the exit status after EOF: keep reading until Close.
+                Some(ChannelMsg::Close) | None => WireEvent::Closed,
+                Some(_) => WireEvent::Other,
+            },
+            Wire::Telnet(t) => match t.rx.recv().await {
+                Some(d) => WireEvent::Data(d),
+                None => WireEvent::Closed,
+            },
+        }
+    }
+
+    async fn send(&mut self, data: &[u8]) -> Result<(), String> {
+        match self {
+            Wire::Ssh { channel, .. } => channel.data(data).await.map_err(|e| e.to_string()),
+            Wire::Telnet(t) => {
+                let mut out = Zeroizing::new(Vec::with_capacity(data.len() + 4));
+                match t.proto.lock() {
+                    Ok(p) => p.encode_input(data, &mut out),
+                    Err(_) => return Err("the Telnet state is unusable".into()),
+                }
+                t.wr.lock()
+                    .await
+                    .write_all(&out)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    async fn resize(&mut self, cols: u16, rows: u16) {
+        match self {
+            Wire::Ssh { channel, .. } => {
+                let _ = channel.window_change(cols as u32, rows as u32, 0, 0).await;
+            }
+            Wire::Telnet(t) => {
+                let mut out = Vec::new();
+                if let Ok(mut p) = t.proto.lock() {
+                    p.resize(cols, rows, &mut out);
+                }
+                if !out.is_empty() {
+                    let _ = t.wr.lock().await.write_all(&out).await;
+                }
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        match self {
+            Wire::Ssh { channel, .. } => {
+                let _ = channel.close().await;
+            }
+            Wire::Telnet(t) => {
+                let _ = t.wr.lock().await.shutdown().await;
+            }
+        }
+    }
+}
+
 /// The landing server's terminal while the chain is being built.
 struct Term {
-    channel: russh::Channel<russh::client::Msg>,
-    /// The first landing server's connection: it lives as long as the terminal.
-    _handle: crate::ssh::SshHandle,
+    wire: Wire,
     seen: Vec<u8>,
     log: Vec<u8>,
     masks: Vec<Zeroizing<Vec<u8>>>,
@@ -151,11 +306,10 @@ impl Term {
     /// deadline passed.
     async fn read_more(&mut self, deadline: Instant, label: &str) -> Result<Option<Vec<u8>>, Fail> {
         loop {
-            match tokio::time::timeout_at(deadline, self.channel.wait()).await {
+            match tokio::time::timeout_at(deadline, self.wire.recv()).await {
                 Err(_) => return Ok(None),
-                Ok(Some(ChannelMsg::Data { data }))
-                | Ok(Some(ChannelMsg::ExtendedData { data, .. })) => {
-                    let mut d = data.to_vec();
+                Ok(WireEvent::Data(data)) => {
+                    let mut d = data;
                     self.mask(&mut d);
                     self.seen.extend_from_slice(&d);
                     self.log.extend_from_slice(&d);
@@ -167,7 +321,7 @@ impl Term {
                     }
                     return Ok(Some(d));
                 }
-                Ok(Some(ChannelMsg::Eof)) | Ok(Some(ChannelMsg::Close)) | Ok(None) => {
+                Ok(WireEvent::Closed) => {
                     return Err((
                         FailureKind::Unreachable,
                         format!(
@@ -176,7 +330,7 @@ impl Term {
                         ),
                     ))
                 }
-                Ok(Some(_)) => {}
+                Ok(WireEvent::Exit(_)) | Ok(WireEvent::Other) => {}
             }
         }
     }
@@ -195,7 +349,7 @@ impl Term {
     async fn type_line(&mut self, bytes: &[u8]) -> Result<(), Fail> {
         let mut line = Zeroizing::new(bytes.to_vec());
         line.push(b'\r');
-        self.channel.data(&line[..]).await.map_err(|e| {
+        self.wire.send(&line[..]).await.map_err(|e| {
             (
                 FailureKind::Unreachable,
                 format!("sending to the landing server failed: {e}"),
@@ -348,29 +502,36 @@ async fn typed_ssh(
     }
 }
 
-/// Types `telnet` at the current shell and runs the target's logon script over its output.
-#[allow(clippy::too_many_arguments)]
-async fn typed_telnet(
+/// Runs `hop`'s logon script over the terminal, after typing its `telnet` command at the
+/// current shell when `type_command` (a first hop is already connected by Telnet).
+async fn telnet_logon(
     term: &mut Term,
-    label: &str,
-    host: &str,
-    port: u16,
-    username: &str,
-    password: &Secret,
-    enable_secret: &Option<Secret>,
-    script: &CompiledScript,
-    command: &str,
+    hop: &TypedTelnetHop,
+    type_command: bool,
     p: &Patterns,
     io: &AdapterIo,
 ) -> Result<(), Fail> {
+    let TypedTelnetHop {
+        label,
+        host,
+        port,
+        username,
+        password,
+        enable_secret,
+        script,
+        command,
+    } = hop;
+    let label = label.as_str();
     term.seen.clear();
     term.masks.push(Zeroizing::new(password.expose().to_vec()));
     if let Some(e) = enable_secret {
         term.masks.push(Zeroizing::new(e.expose().to_vec()));
     }
-    term.type_line(fill(command, host, port, username).as_bytes())
-        .await?;
-    marker(io, format!("{label}: typed the telnet command")).await;
+    if type_command {
+        term.type_line(fill(command, host, *port, username).as_bytes())
+            .await?;
+        marker(io, format!("{label}: typed the telnet command")).await;
+    }
     let mut run = LogonRun::new(script.clone());
     let mut deadline = Instant::now() + run.step_timeout();
     let mut pending: Vec<u8> = Vec::new();
@@ -470,102 +631,107 @@ async fn build(
     stream: TargetStream,
     io: &AdapterIo,
 ) -> Result<Term, Fail> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let handle = login(&chain.first, tx, stream)
-        .await
-        .map_err(|(k, m)| (k, format!("{}: {m}", chain.first_label)));
-    if let Ok(obs) = rx.await {
-        let (done_tx, _) = tokio::sync::oneshot::channel();
-        let report = std::mem::replace(&mut chain.first_report, done_tx);
-        let _ = report.send(obs);
-    }
-    let handle = handle?;
-    let shell = async {
-        let c = handle.channel_open_session().await?;
-        c.request_pty(
-            true,
-            "xterm-256color",
-            io.cols as u32,
-            io.rows as u32,
-            0,
-            0,
-            &[],
-        )
-        .await?;
-        c.request_shell(true).await?;
-        Ok::<_, russh::Error>(c)
-    };
-    let channel = shell.await.map_err(|e| {
-        (
-            FailureKind::PermissionDenied,
-            format!("{}: no shell: {e}", chain.first_label),
-        )
-    })?;
-    let mut term = Term {
-        channel,
-        _handle: handle,
-        seen: Vec::new(),
-        log: Vec::new(),
-        masks: Vec::new(),
-    };
     let p = Patterns::new().map_err(|e| {
         (
             FailureKind::Protocol,
             format!("internal pattern error: {e}"),
         )
     })?;
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    while !p.prompt.is_match(term.text().as_bytes()) {
-        if term
-            .read_more(deadline, &chain.first_label)
-            .await?
-            .is_none()
-        {
-            return Err((
-                FailureKind::TimedOut,
-                format!(
-                    "{}: no shell prompt within {} s",
-                    chain.first_label,
-                    STEP_TIMEOUT.as_secs()
-                ),
-            ));
+    let mut term = match &chain.first {
+        FirstHop::Ssh(first) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let handle = login(first, tx, stream)
+                .await
+                .map_err(|(k, m)| (k, format!("{}: {m}", chain.first_label)));
+            if let Ok(obs) = rx.await {
+                let (done_tx, _) = tokio::sync::oneshot::channel();
+                let report = std::mem::replace(&mut chain.first_report, done_tx);
+                let _ = report.send(obs);
+            }
+            let handle = handle?;
+            let shell = async {
+                let c = handle.channel_open_session().await?;
+                c.request_pty(
+                    true,
+                    "xterm-256color",
+                    io.cols as u32,
+                    io.rows as u32,
+                    0,
+                    0,
+                    &[],
+                )
+                .await?;
+                c.request_shell(true).await?;
+                Ok::<_, russh::Error>(c)
+            };
+            let channel = shell.await.map_err(|e| {
+                (
+                    FailureKind::PermissionDenied,
+                    format!("{}: no shell: {e}", chain.first_label),
+                )
+            })?;
+            let mut term = Term {
+                wire: Wire::Ssh {
+                    channel,
+                    _handle: handle,
+                },
+                seen: Vec::new(),
+                log: Vec::new(),
+                masks: Vec::new(),
+            };
+            let deadline = Instant::now() + STEP_TIMEOUT;
+            while !p.prompt.is_match(term.text().as_bytes()) {
+                if term
+                    .read_more(deadline, &chain.first_label)
+                    .await?
+                    .is_none()
+                {
+                    return Err((
+                        FailureKind::TimedOut,
+                        format!(
+                            "{}: no shell prompt within {} s",
+                            chain.first_label,
+                            STEP_TIMEOUT.as_secs()
+                        ),
+                    ));
+                }
+            }
+            term
         }
-    }
+        FirstHop::Telnet(first) => {
+            // Telnet has no host key; the first landing server is logged in by its script.
+            let wire = TelnetWire::start(stream, io.cols, io.rows)
+                .await
+                .map_err(|e| {
+                    (
+                        FailureKind::Unreachable,
+                        format!("{}: {e}", chain.first_label),
+                    )
+                })?;
+            let mut term = Term {
+                wire: Wire::Telnet(wire),
+                seen: Vec::new(),
+                log: Vec::new(),
+                masks: Vec::new(),
+            };
+            telnet_logon(&mut term, first, false, &p, io).await?;
+            term
+        }
+    };
     marker(
         io,
         format!("{}: logged in (interactive mode)", chain.first_label),
     )
     .await;
     for hop in &chain.hops {
-        typed_ssh(&mut term, hop, &p, io, &chain.report).await?;
+        match hop {
+            TypedHop::Ssh(h) => typed_ssh(&mut term, h, &p, io, &chain.report).await?,
+            TypedHop::Telnet(h) => telnet_logon(&mut term, h, true, &p, io).await?,
+        }
     }
     match &chain.target {
         TypedTarget::Ssh(t) => typed_ssh(&mut term, t, &p, io, &chain.report).await?,
-        TypedTarget::Telnet {
-            label,
-            host,
-            port,
-            username,
-            password,
-            enable_secret,
-            script,
-            command,
-        } => {
-            typed_telnet(
-                &mut term,
-                label,
-                host,
-                *port,
-                username,
-                password,
-                enable_secret,
-                script,
-                command,
-                &p,
-                io,
-            )
-            .await?
-        }
+        TypedTarget::Telnet(t) => telnet_logon(&mut term, t, true, &p, io).await?,
     }
     Ok(term)
 }
@@ -613,26 +779,25 @@ async fn run(mut chain: InteractiveChain, stream: TargetStream, mut io: AdapterI
     let mut exit_status = None;
     let reason = loop {
         tokio::select! {
-            msg = term.channel.wait() => match msg {
-                Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
-                    let delivered = io.events.send(SessionEvent::Output(data.as_ref().into())).await;
+            ev = term.wire.recv() => match ev {
+                WireEvent::Data(data) => {
+                    let delivered = io.events.send(SessionEvent::Output(data.as_slice().into())).await;
                     if delivered.is_err() {
                         break "the gateway closed the session".to_string();
                     }
                 }
-                Some(ChannelMsg::ExitStatus { exit_status: s }) => exit_status = Some(s),
-                Some(ChannelMsg::Eof) => {}
-                Some(ChannelMsg::Close) | None => break "The session through the landing servers ended.".to_string(),
-                _ => {}
+                WireEvent::Exit(s) => exit_status = Some(s),
+                WireEvent::Closed => break "The session through the landing servers ended.".to_string(),
+                WireEvent::Other => {}
             },
             input = io.input.recv() => match input {
                 Some(ClientInput::Data(d)) => {
-                    if let Err(e) = term.channel.data(&d[..]).await {
+                    if let Err(e) = term.wire.send(&d[..]).await {
                         break format!("Sending through the landing server failed: {e}");
                     }
                 }
                 Some(ClientInput::Resize { cols, rows }) => {
-                    let _ = term.channel.window_change(cols as u32, rows as u32, 0, 0).await;
+                    term.wire.resize(cols, rows).await;
                     let _ = io.events.send(SessionEvent::Resize { cols, rows }).await;
                 }
                 Some(ClientInput::Terminate { reason }) => break reason,
@@ -640,7 +805,7 @@ async fn run(mut chain: InteractiveChain, stream: TargetStream, mut io: AdapterI
             },
         }
     };
-    let _ = term.channel.close().await;
+    term.wire.close().await;
     let _ = io
         .events
         .send(SessionEvent::Lifecycle(Lifecycle::Ended {

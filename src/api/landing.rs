@@ -103,13 +103,14 @@ async fn validate(app: &App, l: &LandingServer, own_id: Option<&str>) -> ApiResu
     let primary = resources::get(app, &l.primary_resource_id)
         .await
         .map_err(|_| ApiError::field("primary_resource_id", "no such resource"))?;
-    if primary.ssh_port.is_none() {
+    if primary.ssh_port.is_none() && (l.mode == "tunnel" || primary.telnet_port.is_none()) {
         return Err(ApiError::field(
             "primary_resource_id",
-            format!(
-                "{} has no SSH port: tunnel mode logs in to the landing server over SSH",
-                primary.name
-            ),
+            if l.mode == "tunnel" {
+                format!("{} has no SSH port: tunnel mode logs in to the landing server over SSH (interactive mode can use Telnet)", primary.name)
+            } else {
+                format!("{} has neither an SSH nor a Telnet port", primary.name)
+            },
         ));
     }
     let account: Option<(String, String)> =

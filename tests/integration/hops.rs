@@ -665,3 +665,73 @@ async fn interactive_mode_types_ssh_and_telnet_at_a_landing_server_without_forwa
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn a_landing_server_reached_by_telnet_logs_in_by_script_and_types_ssh() {
+    let w = hop_world(2).await;
+    // DC-2's machine speaks only Telnet: DC-1 tunnels to its Telnet port, the gateway logs in
+    // with the machine's logon script (the built-in unix one), then types ssh to the target.
+    w.admin
+        .call(
+            "PATCH",
+            &format!("/resources/{}", w.jumps[1]),
+            json!({ "ports": { "ssh": null, "telnet": 23 } }),
+        )
+        .await
+        .ok();
+    // Tunnel mode needs SSH: refused with the way out named.
+    let r = w
+        .admin
+        .call(
+            "PATCH",
+            &format!("/landing-servers/{}", w.landings[1]),
+            json!({ "notes": "telnet only now" }),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_field()),
+        (400, Some("primary_resource_id"))
+    );
+    assert!(
+        r.error_message()
+            .contains("interactive mode can use Telnet"),
+        "{}",
+        r.error_message()
+    );
+    w.admin
+        .call(
+            "PATCH",
+            &format!("/landing-servers/{}", w.landings[1]),
+            json!({ "mode": "interactive" }),
+        )
+        .await
+        .ok();
+    let (mut ws, mut got) = open(&w, "ssh").await;
+    read_until(&mut ws, &mut got, "the target's prompt", |g| {
+        connected(g) && terminal_has(g, "$ ")
+    })
+    .await;
+    let from = format!(
+        "from-{}.1",
+        w.chain.nodes[2].addr.rsplit_once('.').unwrap().0
+    );
+    type_line(&mut ws, &mut got, "echo from-${SSH_CONNECTION%% *}", &from).await;
+    let markers: Vec<String> = got
+        .controls
+        .iter()
+        .filter(|c| c["type"] == "marker")
+        .map(|c| c["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        markers.iter().any(|m| m.contains("landing server DC-2")
+            && m.contains("Telnet")
+            && m.contains("typed a secret (not recorded)")),
+        "{markers:?}"
+    );
+    for secret in [PASSWORD, HOP_PASSWORD] {
+        assert!(
+            !String::from_utf8_lossy(&got.raw).contains(secret),
+            "a password reached the browser"
+        );
+    }
+}

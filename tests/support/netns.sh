@@ -2,8 +2,8 @@
 # Why: hop-chain tests need targets that are reachable *only* through landing servers. This
 # builds a line of network namespaces, root - node1 - node2 - ... - nodeN, with a veth pair
 # per link and no forwarding anywhere, so each node can reach only its neighbours. Every
-# node runs a private OpenSSH server on its upstream address; the last one (the target)
-# also runs inetutils-telnetd. Users are the machine's (shared by all namespaces).
+# node runs a private OpenSSH server and inetutils-telnetd on its upstream address. Users are
+# the machine's (shared by all namespaces).
 #
 #   netns.sh up DIR OWNER_PID SLOT N  -> prints one line per node: "ADDR FINGERPRINT"
 #                                        (SLOT 0-31 keeps concurrent chains apart)
@@ -75,10 +75,14 @@ CONF
     start_sshd "$k"
     prev="$ns"; k=$((k + 1))
   done
-  # The target also speaks Telnet.
-  echo "$(node_addr "$n"):23 stream tcp nowait root /usr/sbin/telnetd telnetd" > "$dir/inetd.conf"
-  ip netns exec "$prev" /usr/sbin/inetd -d "$dir/inetd.conf" >"$dir/inetd.log" 2>&1 &
-  echo $! > "$dir/inetd.pid"
+  # Every node also speaks Telnet (targets, and landing servers reached by Telnet).
+  k=1
+  while [ $k -le "$n" ]; do
+    echo "$(node_addr "$k"):23 stream tcp nowait root /usr/sbin/telnetd telnetd" > "$dir/inetd$k.conf"
+    ip netns exec "$(cat "$dir/ns$k")" /usr/sbin/inetd -d "$dir/inetd$k.conf" >"$dir/inetd$k.log" 2>&1 &
+    echo $! > "$dir/inetd$k.pid"
+    k=$((k + 1))
+  done
   nohup sh -c "while kill -0 $owner 2>/dev/null && [ -d '$dir' ]; do sleep 1; done; sh '$here/netns.sh' down '$dir'" >/dev/null 2>&1 &
   k=1
   while [ $k -le "$n" ]; do
