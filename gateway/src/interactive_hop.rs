@@ -361,8 +361,12 @@ impl Term {
         visible_text(&self.seen)
     }
 
+    /// The end of the output so far, for an error message. Masked again as a whole: a secret
+    /// echoed across two reads escapes the per-read mask.
     fn tail(&self, n: usize) -> String {
-        let t = visible_text(&self.seen);
+        let mut seen = self.seen.clone();
+        self.mask(&mut seen);
+        let t = visible_text(&seen);
         let t = t.trim();
         let start = t
             .char_indices()
@@ -754,7 +758,9 @@ async fn run(mut chain: InteractiveChain, stream: TargetStream, mut io: AdapterI
     };
     // The landing servers' output goes to the connection log, not the terminal; the user's
     // screen starts with the target's prompt line.
-    let log = visible_text(&term.log);
+    let mut log = term.log.clone();
+    term.mask(&mut log);
+    let log = visible_text(&log);
     let start = log
         .char_indices()
         .rev()
