@@ -559,31 +559,10 @@ async fn interactive_session(
     let mut hops: Vec<TypedHop> = Vec::new();
     let mut first: Option<(FirstHop, String, String, u16, String, String)> = None;
     for (i, l) in chain.iter().enumerate().skip(k) {
-        let hop = typed_landing(app, l, i, total, info).await?;
+        let hop = typed_landing(app, l, &l.primary_resource_id, i, total, info).await?;
         let previous = (i > k).then(|| &chain[i - 1]);
         match (hop, previous) {
-            (TypedLanding::Ssh(e, label), None) => {
-                let name = e.ssh.label.clone();
-                first = Some((
-                    FirstHop::Ssh(e.ssh),
-                    label,
-                    e.host,
-                    e.port,
-                    e.resource_id,
-                    name,
-                ));
-            }
-            (TypedLanding::Telnet(t), None) => {
-                let (host, port, label) = (t.host.clone(), t.port, t.label.clone());
-                first = Some((
-                    FirstHop::Telnet(t),
-                    label,
-                    host,
-                    port,
-                    String::new(),
-                    String::new(),
-                ));
-            }
+            (hop, None) => first = Some(first_hop(hop)),
             (TypedLanding::Ssh(e, label), Some(prev)) => {
                 let gateway::hop_chain::HopEndpoint {
                     resource_id,
@@ -609,7 +588,14 @@ async fn interactive_session(
             }
         }
     }
-    let Some((first, first_label, first_host, first_port, first_resource, first_name)) = first
+    let Some((
+        mut first,
+        mut first_label,
+        first_host,
+        first_port,
+        mut first_resource,
+        mut first_name,
+    )) = first
     else {
         return Err((
             FailureKind::Protocol,
@@ -618,23 +604,30 @@ async fn interactive_session(
     };
     let mut detail = json!({ "path": chain.iter().enumerate().map(|(i, l)| json!({ "landing_server": l.name, "secondary": false, "interactive": i >= k })).collect::<Vec<_>>() });
     // The first interactive landing server: reached directly or through the tunnels before it.
-    let stream = if k == 0 {
-        connect_tcp(&first_host, first_port, Duration::from_secs(5))
-            .await
-            .map_err(|(kind, m)| (kind, format!("{first_label}: {m}")))?
-    } else {
-        let tunnels = chain_hops(app, &chain[..k]).await?;
-        let opened = gateway::hop_chain::open(tunnels, &first_host, first_port).await;
-        let used = match &opened {
-            Ok((_, used)) => used.as_slice(),
-            Err(e) => e.used.as_slice(),
-        };
-        for u in used {
-            record_hop_host_key(app, actor, info, u);
-        }
-        match opened {
-            Ok((s, _)) => s,
-            Err(e) => return Err((e.kind, e.message)),
+    // Its primary machine first; one that does not answer hands over to the secondary.
+    let stream = match reach_first(app, actor, info, &chain[..k], &first_host, first_port).await {
+        Ok(s) => s,
+        Err((kind, m)) => {
+            let Some(secondary) = chain[k]
+                .secondary_resource_id
+                .as_deref()
+                .filter(|_| matches!(kind, FailureKind::Unreachable | FailureKind::TimedOut))
+            else {
+                return Err((kind, format!("{first_label}: {m}")));
+            };
+            let (f, label, host, port, resource, name) =
+                first_hop(typed_landing(app, &chain[k], secondary, k, total, info).await?);
+            let s = reach_first(app, actor, info, &chain[..k], &host, port)
+                .await
+                .map_err(|(kind, m2)| {
+                    (
+                        kind,
+                        format!("{first_label}: {m}; then its secondary {label}: {m2}"),
+                    )
+                })?;
+            (first, first_label, first_resource, first_name) = (f, label, resource, name);
+            detail["path"][k]["secondary"] = json!(true);
+            s
         }
     };
     let last = &chain[total - 1];
@@ -725,6 +718,69 @@ enum TypedLanding {
     Telnet(gateway::interactive_hop::TypedTelnetHop),
 }
 
+/// The first interactive landing server as the adapter logs in to it: how, its label, where,
+/// and (SSH only) the resource whose host-key pin applies.
+fn first_hop(
+    hop: TypedLanding,
+) -> (
+    gateway::interactive_hop::FirstHop,
+    String,
+    String,
+    u16,
+    String,
+    String,
+) {
+    use gateway::interactive_hop::FirstHop;
+    match hop {
+        TypedLanding::Ssh(e, label) => {
+            let name = e.ssh.label.clone();
+            (
+                FirstHop::Ssh(e.ssh),
+                label,
+                e.host,
+                e.port,
+                e.resource_id,
+                name,
+            )
+        }
+        TypedLanding::Telnet(t) => {
+            let (host, port, label) = (t.host.clone(), t.port, t.label.clone());
+            (
+                FirstHop::Telnet(t),
+                label,
+                host,
+                port,
+                String::new(),
+                String::new(),
+            )
+        }
+    }
+}
+
+/// A stream to `host:port`: directly, or through the tunnel-mode landing servers `tunnels`.
+async fn reach_first(
+    app: &App,
+    actor: &Actor,
+    info: &SessionInfo,
+    tunnels: &[crate::hop_path::LandingServer],
+    host: &str,
+    port: u16,
+) -> Result<gateway::adapter::TargetStream, (FailureKind, String)> {
+    if tunnels.is_empty() {
+        return connect_tcp(host, port, Duration::from_secs(5)).await;
+    }
+    let hops = chain_hops(app, tunnels).await?;
+    let opened = gateway::hop_chain::open(hops, host, port).await;
+    let used = match &opened {
+        Ok((_, used)) => used.as_slice(),
+        Err(e) => e.used.as_slice(),
+    };
+    for u in used {
+        record_hop_host_key(app, actor, info, u);
+    }
+    opened.map(|(s, _)| s).map_err(|e| (e.kind, e.message))
+}
+
 /// The password of a login typed at a shell (an SSH key cannot be typed).
 fn typed_password(
     credential: SshCredential,
@@ -742,11 +798,12 @@ fn typed_password(
 async fn typed_landing(
     app: &App,
     l: &crate::hop_path::LandingServer,
+    machine_id: &str,
     i: usize,
     total: usize,
     info: &SessionInfo,
 ) -> Result<TypedLanding, (FailureKind, String)> {
-    let machine = crate::vault::resources::get(app, &l.primary_resource_id)
+    let machine = crate::vault::resources::get(app, machine_id)
         .await
         .map_err(|_| (FailureKind::Protocol, format!("Landing server {}: its resource is missing; an administrator must fix its settings.", l.name)))?;
     if machine.ssh_port.is_some() {

@@ -735,3 +735,53 @@ async fn a_landing_server_reached_by_telnet_logs_in_by_script_and_types_ssh() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_interactive_landing_server_whose_primary_is_down_uses_its_secondary() {
+    let w = hop_world(2).await;
+    // DC-2's primary machine answers nothing (a closed port behind DC-1); its secondary is
+    // the real node 2, in interactive mode.
+    let dead = w.admin.call("POST", "/resources", json!({ "name": "jump-2-old", "host": w.chain.nodes[1].addr, "ports": { "ssh": 2 }, "policy_id": "policy-low" })).await.ok();
+    let dead_id = dead["id"].as_str().unwrap().to_string();
+    let hop_user = w
+        .admin
+        .get(&format!("/accounts/{}", w.hop_accounts[1]))
+        .await
+        .ok()["username"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dead_acc = w.admin.account(&dead_id, &hop_user, "unused-Pw-1").await;
+    // (like the real node 2, the old machine sits behind DC-1)
+    w.admin
+        .call(
+            "PUT",
+            &format!("/resources/{dead_id}/landing-server"),
+            json!({ "landing_server_id": w.landings[0] }),
+        )
+        .await
+        .ok();
+    w.admin
+        .call("PATCH", &format!("/landing-servers/{}", w.landings[1]), json!({ "mode": "interactive", "primary_resource_id": dead_id, "account_id": dead_acc, "secondary_resource_id": w.jumps[1] }))
+        .await
+        .ok();
+    let (mut ws, mut got) = open(&w, "ssh").await;
+    read_until(
+        &mut ws,
+        &mut got,
+        "the target's prompt via the secondary",
+        |g| connected(g) && terminal_has(g, "$ "),
+    )
+    .await;
+    type_line(&mut ws, &mut got, "echo second-$((3*3))", "second-9").await;
+    let audit = w
+        .admin
+        .get("/audit?action=session.start&outcome=ok")
+        .await
+        .ok();
+    assert_eq!(
+        audit[0]["detail"]["path"][1],
+        json!({ "landing_server": "DC-2", "secondary": true, "interactive": true }),
+        "{audit}"
+    );
+}
