@@ -542,7 +542,7 @@ async fn interactive_session(
     ),
     (FailureKind, String),
 > {
-    use gateway::interactive_hop::{self as ih, FirstHop, TypedHop, TypedSshHop, TypedTarget};
+    use gateway::interactive_hop::{self as ih, TypedHop, TypedSshHop, TypedTarget};
     let total = chain.len();
     let command = |l: &crate::hop_path::LandingServer, telnet: bool| {
         let own = if telnet {
@@ -557,7 +557,7 @@ async fn interactive_session(
         }
     };
     let mut hops: Vec<TypedHop> = Vec::new();
-    let mut first: Option<(FirstHop, String, String, u16, String, String)> = None;
+    let mut first: Option<FirstLanding> = None;
     for (i, l) in chain.iter().enumerate().skip(k) {
         let hop = typed_landing(app, l, &l.primary_resource_id, i, total, info).await?;
         let previous = (i > k).then(|| &chain[i - 1]);
@@ -588,15 +588,7 @@ async fn interactive_session(
             }
         }
     }
-    let Some((
-        mut first,
-        mut first_label,
-        first_host,
-        first_port,
-        mut first_resource,
-        mut first_name,
-    )) = first
-    else {
+    let Some(mut first) = first else {
         return Err((
             FailureKind::Protocol,
             "an interactive chain without its first landing server".into(),
@@ -605,7 +597,7 @@ async fn interactive_session(
     let mut detail = json!({ "path": chain.iter().enumerate().map(|(i, l)| json!({ "landing_server": l.name, "secondary": false, "interactive": i >= k })).collect::<Vec<_>>() });
     // The first interactive landing server: reached directly or through the tunnels before it.
     // Its primary machine first; one that does not answer hands over to the secondary.
-    let stream = match reach_first(app, actor, info, &chain[..k], &first_host, first_port).await {
+    let stream = match reach_first(app, actor, info, &chain[..k], &first.host, first.port).await {
         Ok(s) => s,
         Err((kind, m)) => {
             let Some(secondary) = chain[k]
@@ -613,19 +605,21 @@ async fn interactive_session(
                 .as_deref()
                 .filter(|_| matches!(kind, FailureKind::Unreachable | FailureKind::TimedOut))
             else {
-                return Err((kind, format!("{first_label}: {m}")));
+                return Err((kind, format!("{}: {m}", first.label)));
             };
-            let (f, label, host, port, resource, name) =
-                first_hop(typed_landing(app, &chain[k], secondary, k, total, info).await?);
-            let s = reach_first(app, actor, info, &chain[..k], &host, port)
+            let second = first_hop(typed_landing(app, &chain[k], secondary, k, total, info).await?);
+            let s = reach_first(app, actor, info, &chain[..k], &second.host, second.port)
                 .await
                 .map_err(|(kind, m2)| {
                     (
                         kind,
-                        format!("{first_label}: {m}; then its secondary {label}: {m2}"),
+                        format!(
+                            "{}: {m}; then its secondary {}: {m2}",
+                            first.label, second.label
+                        ),
                     )
                 })?;
-            (first, first_label, first_resource, first_name) = (f, label, resource, name);
+            first = second;
             detail["path"][k]["secondary"] = json!(true);
             s
         }
@@ -694,15 +688,15 @@ async fn interactive_session(
             }
         });
     }
-    if !first_resource.is_empty() {
+    if let Some((resource_id, resource_name)) = first.pinned {
         let (app, actor, mut hop) = (app.clone(), actor.clone(), info.clone());
-        hop.resource_id = first_resource;
-        hop.resource_name = first_name;
+        hop.resource_id = resource_id;
+        hop.resource_name = resource_name;
         tokio::spawn(record_host_key(app, actor, hop, first_seen));
     }
     let adapter = ih::InteractiveChain {
-        first,
-        first_label,
+        first: first.hop,
+        first_label: first.label,
         hops,
         target,
         report,
@@ -718,42 +712,36 @@ enum TypedLanding {
     Telnet(gateway::interactive_hop::TypedTelnetHop),
 }
 
-/// The first interactive landing server as the adapter logs in to it: how, its label, where,
-/// and (SSH only) the resource whose host-key pin applies.
-fn first_hop(
-    hop: TypedLanding,
-) -> (
-    gateway::interactive_hop::FirstHop,
-    String,
-    String,
-    u16,
-    String,
-    String,
-) {
+/// The first interactive landing server as the adapter logs in to it.
+struct FirstLanding {
+    hop: gateway::interactive_hop::FirstHop,
+    label: String,
+    host: String,
+    port: u16,
+    /// (resource id, name) whose host-key pin applies (SSH only).
+    pinned: Option<(String, String)>,
+}
+
+fn first_hop(hop: TypedLanding) -> FirstLanding {
     use gateway::interactive_hop::FirstHop;
     match hop {
         TypedLanding::Ssh(e, label) => {
-            let name = e.ssh.label.clone();
-            (
-                FirstHop::Ssh(e.ssh),
+            let pinned = Some((e.resource_id.clone(), e.ssh.label.clone()));
+            FirstLanding {
+                hop: FirstHop::Ssh(e.ssh),
                 label,
-                e.host,
-                e.port,
-                e.resource_id,
-                name,
-            )
+                host: e.host,
+                port: e.port,
+                pinned,
+            }
         }
-        TypedLanding::Telnet(t) => {
-            let (host, port, label) = (t.host.clone(), t.port, t.label.clone());
-            (
-                FirstHop::Telnet(t),
-                label,
-                host,
-                port,
-                String::new(),
-                String::new(),
-            )
-        }
+        TypedLanding::Telnet(t) => FirstLanding {
+            label: t.label.clone(),
+            host: t.host.clone(),
+            port: t.port,
+            hop: FirstHop::Telnet(t),
+            pinned: None,
+        },
     }
 }
 
