@@ -439,24 +439,7 @@ async fn typed_ssh(
                 .and_then(|c| c.get(1))
                 .map(|m| String::from_utf8_lossy(m.as_bytes()).to_string())
                 .unwrap_or_default();
-            let (obs, accept) = match &hop.host_key {
-                HostKeyPolicy::Pinned(pin) if *pin == presented => {
-                    (HostKeyObservation::Matched(presented), true)
-                }
-                HostKeyPolicy::Pinned(pin) => (
-                    HostKeyObservation::Mismatch {
-                        pinned: pin.clone(),
-                        presented,
-                    },
-                    false,
-                ),
-                HostKeyPolicy::TrustOnFirstUse => {
-                    (HostKeyObservation::TrustedOnFirstUse(presented), true)
-                }
-                HostKeyPolicy::RequireApproval => {
-                    (HostKeyObservation::AwaitingApproval(presented), false)
-                }
-            };
+            let (obs, accept) = hop.host_key.judge(presented);
             let _ = report.send((
                 hop.resource_id.clone(),
                 hop.resource_name.clone(),
@@ -464,10 +447,12 @@ async fn typed_ssh(
             ));
             if !accept {
                 let _ = term.type_line(b"no").await;
-                return Err(match obs {
-                    HostKeyObservation::Mismatch { pinned, presented } => (FailureKind::HostKeyMismatch, format!("{}: the host key of {} has changed: pinned {pinned}, presented {presented}. The connection was refused; an administrator must check the server and accept its new key on the resource's page.", hop.label, hop.resource_name)),
-                    HostKeyObservation::AwaitingApproval(fp) => (FailureKind::HostKeyUnknown, format!("{}: {} presented host key {fp}, which no administrator has approved yet.", hop.label, hop.resource_name)),
-                    _ => (FailureKind::Protocol, format!("{}: host key refused", hop.label)),
+                return Err(match obs.refusal(&hop.resource_name) {
+                    Some((kind, why)) => (kind, format!("{}: {why}", hop.label)),
+                    None => (
+                        FailureKind::Protocol,
+                        format!("{}: host key refused", hop.label),
+                    ),
                 });
             }
             term.seen.clear();

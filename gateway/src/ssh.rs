@@ -39,6 +39,31 @@ pub enum HostKeyPolicy {
     RequireApproval,
 }
 
+impl HostKeyPolicy {
+    /// What to make of the key a server presents (`SHA256:...`): the observation to report,
+    /// and whether to accept it.
+    pub fn judge(&self, presented: String) -> (HostKeyObservation, bool) {
+        match self {
+            HostKeyPolicy::Pinned(p) if *p == presented => {
+                (HostKeyObservation::Matched(presented), true)
+            }
+            HostKeyPolicy::Pinned(p) => (
+                HostKeyObservation::Mismatch {
+                    pinned: p.clone(),
+                    presented,
+                },
+                false,
+            ),
+            HostKeyPolicy::TrustOnFirstUse => {
+                (HostKeyObservation::TrustedOnFirstUse(presented), true)
+            }
+            HostKeyPolicy::RequireApproval => {
+                (HostKeyObservation::AwaitingApproval(presented), false)
+            }
+        }
+    }
+}
+
 /// What the adapter saw of the host key, reported once per connection attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostKeyObservation {
@@ -50,6 +75,18 @@ pub enum HostKeyObservation {
     AwaitingApproval(String),
     /// The key changed: refused.
     Mismatch { pinned: String, presented: String },
+}
+
+impl HostKeyObservation {
+    /// What the user is told when this key was refused (`server` names the machine); None
+    /// for a key that was accepted.
+    pub fn refusal(&self, server: &str) -> Option<(FailureKind, String)> {
+        match self {
+            HostKeyObservation::Mismatch { pinned, presented } => Some((FailureKind::HostKeyMismatch, format!("The host key of {server} has changed: pinned {pinned}, presented {presented}. The connection was refused; an administrator must check the server and accept its new key on the resource's page."))),
+            HostKeyObservation::AwaitingApproval(fp) => Some((FailureKind::HostKeyUnknown, format!("{server} presented host key {fp}, which no administrator has approved yet."))),
+            _ => None,
+        }
+    }
 }
 
 pub struct SshTarget {
@@ -99,24 +136,7 @@ impl client::Handler for Client {
                 c.public_key().fingerprint(HashAlg::Sha256).to_string()
             }
         };
-        let (obs, ok) = match &self.policy {
-            HostKeyPolicy::Pinned(p) if *p == presented => {
-                (HostKeyObservation::Matched(presented), true)
-            }
-            HostKeyPolicy::Pinned(p) => (
-                HostKeyObservation::Mismatch {
-                    pinned: p.clone(),
-                    presented,
-                },
-                false,
-            ),
-            HostKeyPolicy::TrustOnFirstUse => {
-                (HostKeyObservation::TrustedOnFirstUse(presented), true)
-            }
-            HostKeyPolicy::RequireApproval => {
-                (HostKeyObservation::AwaitingApproval(presented), false)
-            }
-        };
+        let (obs, ok) = self.policy.judge(presented);
         if !ok {
             if let Ok(mut r) = self.refused.lock() {
                 *r = Some(obs.clone());
@@ -191,10 +211,12 @@ pub async fn login(
         Ok(Ok(h)) => h,
         Ok(Err(e)) => {
             let why = refused.lock().ok().and_then(|r| r.clone());
-            return Err(match why {
-                Some(HostKeyObservation::Mismatch { pinned, presented }) => (FailureKind::HostKeyMismatch, format!("The host key of {} has changed: pinned {pinned}, presented {presented}. The connection was refused; an administrator must check the server and accept its new key on the resource's page.", t.label)),
-                Some(HostKeyObservation::AwaitingApproval(fp)) => (FailureKind::HostKeyUnknown, format!("{} presented host key {fp}, which no administrator has approved yet.", t.label)),
-                _ => (FailureKind::Protocol, format!("The SSH handshake with {} failed: {e}", t.label)),
+            return Err(match why.as_ref().and_then(|o| o.refusal(&t.label)) {
+                Some(refused) => refused,
+                None => (
+                    FailureKind::Protocol,
+                    format!("The SSH handshake with {} failed: {e}", t.label),
+                ),
             });
         }
     };
