@@ -14,6 +14,7 @@ pub mod identity;
 pub mod recordings;
 pub mod server;
 pub mod session_limits;
+mod session_paths;
 pub mod sessions;
 pub mod telnet_logon;
 pub mod tls;

@@ -1,0 +1,453 @@
+//! Why: the part of launching a session that depends on its path. Tunnel-mode landing
+//! servers become `gateway::hop_chain` hops (each with its vault login and host-key pin);
+//! from the first interactive landing server on, the chain becomes a
+//! `gateway::interactive_hop` adapter that types its way to the target. The path itself is
+//! resolved in `hop_path`; the rest of the launch (tickets, access, recording, audit) is in
+//! `sessions`.
+
+use std::time::Duration;
+
+use gateway::adapter::ProtocolAdapter;
+use gateway::broker::SessionInfo;
+use gateway::event::{FailureKind, Protocol};
+use gateway::ssh::{connect_tcp, HostKeyObservation, HostKeyPolicy, SshCredential, SshTarget};
+use serde_json::json;
+
+use crate::app::App;
+use crate::audit::Actor;
+use crate::config::HostKeyFirstUse;
+use crate::sessions::{record_host_key, telnet_target, TelnetLogin};
+use crate::vault::accounts;
+
+/// What to accept as the SSH host key of `resource_id`: its pin, else the first-use setting.
+pub(crate) async fn host_key_policy(
+    app: &App,
+    resource_id: &str,
+) -> Result<HostKeyPolicy, sqlx::Error> {
+    let pinned: Option<(String, String)> =
+        sqlx::query_as("SELECT fingerprint, status FROM host_keys WHERE resource_id = $1")
+            .bind(resource_id)
+            .fetch_optional(&app.db.pool)
+            .await?;
+    Ok(match (pinned, app.config.host_key_policy) {
+        (Some((fp, status)), _) if status == "pinned" => HostKeyPolicy::Pinned(fp),
+        (_, HostKeyFirstUse::Trust) => HostKeyPolicy::TrustOnFirstUse,
+        (_, HostKeyFirstUse::Approve) => HostKeyPolicy::RequireApproval,
+    })
+}
+
+/// The login for one landing-server resource: its account (the landing server's, or on a
+/// secondary the account with the same user name), its pin policy.
+async fn hop_endpoint(
+    app: &App,
+    l: &crate::hop_path::LandingServer,
+    resource_id: &str,
+) -> Result<gateway::hop_chain::HopEndpoint, (FailureKind, String)> {
+    let unusable = |what: &str| {
+        (
+            FailureKind::Protocol,
+            format!(
+                "Landing server {}: {what}; an administrator must fix its settings.",
+                l.name
+            ),
+        )
+    };
+    let r = crate::vault::resources::get(app, resource_id)
+        .await
+        .map_err(|_| unusable("its resource is missing"))?;
+    let port = r
+        .ssh_port
+        .ok_or_else(|| unusable("its resource has no SSH port"))?;
+    let account = accounts::open_landing_login(app, &l.account_id, &r.id)
+        .await
+        .map_err(|_| unusable("its login account cannot be opened"))?;
+    let host_key = host_key_policy(app, &r.id)
+        .await
+        .map_err(|_| unusable("its host-key pin cannot be read"))?;
+    let credential = match account.kind.as_str() {
+        "ssh_key" => SshCredential::PrivateKey {
+            pem: account.secret,
+            passphrase: account.passphrase,
+        },
+        _ => SshCredential::Password(account.secret),
+    };
+    Ok(gateway::hop_chain::HopEndpoint {
+        resource_id: r.id.clone(),
+        host: r.host.clone(),
+        port: port as u16,
+        ssh: SshTarget {
+            username: account.username,
+            credential,
+            host_key,
+            label: r.name.clone(),
+            // A landing server that does not finish its handshake in this time is treated
+            // as down (its secondary, if any, is tried).
+            handshake_timeout: gateway::hop_chain::FAILOVER_AFTER,
+        },
+    })
+}
+
+pub(crate) async fn chain_hops(
+    app: &App,
+    chain: &[crate::hop_path::LandingServer],
+) -> Result<Vec<gateway::hop_chain::Hop>, (FailureKind, String)> {
+    let mut hops = Vec::new();
+    for l in chain {
+        let primary = hop_endpoint(app, l, &l.primary_resource_id).await?;
+        let secondary = match &l.secondary_resource_id {
+            Some(id) => Some(hop_endpoint(app, l, id).await?),
+            None => None,
+        };
+        hops.push(gateway::hop_chain::Hop {
+            name: l.name.clone(),
+            primary,
+            secondary,
+        });
+    }
+    Ok(hops)
+}
+
+/// A session whose path has an interactive landing server at index `k`: the hops before it
+/// are tunnelled as usual; it is logged in to (over SSH, or by Telnet and its logon script
+/// when its machine has no SSH port), and every later machine (landing servers, then the
+/// target) is reached by typing its client command at the previous shell. Returns the
+/// adapter, the stream to the first interactive landing server and the audit detail.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn interactive_session(
+    app: &App,
+    actor: &Actor,
+    info: &SessionInfo,
+    chain: &[crate::hop_path::LandingServer],
+    k: usize,
+    r: &crate::vault::resources::ResourceRow,
+    port: u16,
+    protocol: Protocol,
+    account: &accounts::AccountRow,
+    secret: gateway::Secret,
+) -> Result<
+    (
+        Box<dyn ProtocolAdapter>,
+        Option<tokio::sync::oneshot::Receiver<HostKeyObservation>>,
+        serde_json::Value,
+        gateway::adapter::TargetStream,
+    ),
+    (FailureKind, String),
+> {
+    use gateway::interactive_hop::{self as ih, TypedHop, TypedSshHop, TypedTarget};
+    let total = chain.len();
+    let command = |l: &crate::hop_path::LandingServer, telnet: bool| {
+        let own = if telnet {
+            &l.telnet_command
+        } else {
+            &l.ssh_command
+        };
+        match (own.is_empty(), telnet) {
+            (false, _) => own.clone(),
+            (true, true) => ih::DEFAULT_TELNET_COMMAND.to_string(),
+            (true, false) => ih::DEFAULT_SSH_COMMAND.to_string(),
+        }
+    };
+    let mut hops: Vec<TypedHop> = Vec::new();
+    let mut first: Option<FirstLanding> = None;
+    for (i, l) in chain.iter().enumerate().skip(k) {
+        let hop = typed_landing(app, l, &l.primary_resource_id, i, total, info).await?;
+        let previous = (i > k).then(|| &chain[i - 1]);
+        match (hop, previous) {
+            (hop, None) => first = Some(first_hop(hop)),
+            (TypedLanding::Ssh(e, label), Some(prev)) => {
+                let gateway::hop_chain::HopEndpoint {
+                    resource_id,
+                    host,
+                    port,
+                    ssh,
+                } = *e;
+                hops.push(TypedHop::Ssh(TypedSshHop {
+                    password: typed_password(ssh.credential, &label)?,
+                    label,
+                    resource_id,
+                    resource_name: ssh.label,
+                    host,
+                    port,
+                    username: ssh.username,
+                    host_key: ssh.host_key,
+                    command: command(prev, false),
+                }))
+            }
+            (TypedLanding::Telnet(mut t), Some(prev)) => {
+                t.command = command(prev, true);
+                hops.push(TypedHop::Telnet(t));
+            }
+        }
+    }
+    let Some(mut first) = first else {
+        return Err((
+            FailureKind::Protocol,
+            "an interactive chain without its first landing server".into(),
+        ));
+    };
+    let mut detail = json!({ "path": chain.iter().enumerate().map(|(i, l)| json!({ "landing_server": l.name, "secondary": false, "interactive": i >= k })).collect::<Vec<_>>() });
+    // The first interactive landing server: reached directly or through the tunnels before it.
+    // Its primary machine first; one that does not answer hands over to the secondary.
+    let stream = match reach_first(app, actor, info, &chain[..k], &first.host, first.port).await {
+        Ok(s) => s,
+        Err((kind, m)) => {
+            let Some(secondary) = chain[k]
+                .secondary_resource_id
+                .as_deref()
+                .filter(|_| matches!(kind, FailureKind::Unreachable | FailureKind::TimedOut))
+            else {
+                return Err((kind, format!("{}: {m}", first.label)));
+            };
+            let second = first_hop(typed_landing(app, &chain[k], secondary, k, total, info).await?);
+            let s = reach_first(app, actor, info, &chain[..k], &second.host, second.port)
+                .await
+                .map_err(|(kind, m2)| {
+                    (
+                        kind,
+                        format!(
+                            "{}: {m}; then its secondary {}: {m2}",
+                            first.label, second.label
+                        ),
+                    )
+                })?;
+            first = second;
+            detail["path"][k]["secondary"] = json!(true);
+            s
+        }
+    };
+    let last = &chain[total - 1];
+    let target_label = format!("the target {} ({}:{port})", r.name, r.host);
+    let target = match protocol {
+        Protocol::Telnet => {
+            let login = TelnetLogin {
+                username: &account.username,
+                secret_kind: &account.secret_kind,
+            };
+            let (t, extra) =
+                telnet_target(app, &login, r, secret, target_label.clone(), info).await?;
+            if let Some(obj) = extra.as_object() {
+                for (key, v) in obj {
+                    detail[key] = v.clone();
+                }
+            }
+            TypedTarget::Telnet(ih::TypedTelnetHop {
+                label: t.label,
+                host: r.host.clone(),
+                port,
+                username: t.username,
+                password: t.password,
+                enable_secret: t.enable_secret,
+                script: t.script,
+                command: command(last, true),
+            })
+        }
+        _ => {
+            if account.secret_kind == "ssh_key" {
+                return Err((FailureKind::Protocol, format!("{target_label} is reached by typing at a landing server's shell, so its account must be a password account, not an SSH key.")));
+            }
+            TypedTarget::Ssh(TypedSshHop {
+                password: secret,
+                label: target_label,
+                resource_id: r.id.clone(),
+                resource_name: r.name.clone(),
+                host: r.host.clone(),
+                port,
+                username: account.username.clone(),
+                host_key: host_key_policy(app, &r.id).await.map_err(|_| {
+                    (
+                        FailureKind::Protocol,
+                        "The gateway's database is unavailable.".to_string(),
+                    )
+                })?,
+                command: command(last, false),
+            })
+        }
+    };
+    // Host keys the typed `ssh` commands saw are pinned like any other.
+    let (report, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let (first_report, first_seen) = tokio::sync::oneshot::channel();
+    {
+        let (app, actor, info) = (app.clone(), actor.clone(), info.clone());
+        tokio::spawn(async move {
+            while let Some((resource_id, resource_name, obs)) = seen.recv().await {
+                let mut hop = info.clone();
+                hop.resource_id = resource_id;
+                hop.resource_name = resource_name;
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = tx.send(obs);
+                record_host_key(app.clone(), actor.clone(), hop, rx).await;
+            }
+        });
+    }
+    if let Some((resource_id, resource_name)) = first.pinned {
+        let (app, actor, mut hop) = (app.clone(), actor.clone(), info.clone());
+        hop.resource_id = resource_id;
+        hop.resource_name = resource_name;
+        tokio::spawn(record_host_key(app, actor, hop, first_seen));
+    }
+    let adapter = ih::InteractiveChain {
+        first: first.hop,
+        first_label: first.label,
+        hops,
+        target,
+        report,
+        first_report,
+    };
+    Ok((Box::new(adapter), None, detail, stream))
+}
+
+/// A landing server reached in interactive mode: over SSH when its machine has an SSH port,
+/// else by Telnet with its machine's logon script.
+enum TypedLanding {
+    Ssh(Box<gateway::hop_chain::HopEndpoint>, String),
+    Telnet(gateway::interactive_hop::TypedTelnetHop),
+}
+
+/// The first interactive landing server as the adapter logs in to it.
+struct FirstLanding {
+    hop: gateway::interactive_hop::FirstHop,
+    label: String,
+    host: String,
+    port: u16,
+    /// (resource id, name) whose host-key pin applies (SSH only).
+    pinned: Option<(String, String)>,
+}
+
+fn first_hop(hop: TypedLanding) -> FirstLanding {
+    use gateway::interactive_hop::FirstHop;
+    match hop {
+        TypedLanding::Ssh(e, label) => {
+            let pinned = Some((e.resource_id.clone(), e.ssh.label.clone()));
+            FirstLanding {
+                hop: FirstHop::Ssh(e.ssh),
+                label,
+                host: e.host,
+                port: e.port,
+                pinned,
+            }
+        }
+        TypedLanding::Telnet(t) => FirstLanding {
+            label: t.label.clone(),
+            host: t.host.clone(),
+            port: t.port,
+            hop: FirstHop::Telnet(t),
+            pinned: None,
+        },
+    }
+}
+
+/// A stream to `host:port`: directly, or through the tunnel-mode landing servers `tunnels`.
+async fn reach_first(
+    app: &App,
+    actor: &Actor,
+    info: &SessionInfo,
+    tunnels: &[crate::hop_path::LandingServer],
+    host: &str,
+    port: u16,
+) -> Result<gateway::adapter::TargetStream, (FailureKind, String)> {
+    if tunnels.is_empty() {
+        return connect_tcp(host, port, Duration::from_secs(5)).await;
+    }
+    let hops = chain_hops(app, tunnels).await?;
+    let opened = gateway::hop_chain::open(hops, host, port).await;
+    let used = match &opened {
+        Ok((_, used)) => used.as_slice(),
+        Err(e) => e.used.as_slice(),
+    };
+    for u in used {
+        record_hop_host_key(app, actor, info, u);
+    }
+    opened.map(|(s, _)| s).map_err(|e| (e.kind, e.message))
+}
+
+/// The password of a login typed at a shell (an SSH key cannot be typed).
+fn typed_password(
+    credential: SshCredential,
+    who: &str,
+) -> Result<gateway::Secret, (FailureKind, String)> {
+    match credential {
+        SshCredential::Password(p) => Ok(p),
+        SshCredential::PrivateKey { .. } => Err((
+            FailureKind::Protocol,
+            format!("{who} is reached by typing at a landing server's shell, so its login must be a password account, not an SSH key."),
+        )),
+    }
+}
+
+async fn typed_landing(
+    app: &App,
+    l: &crate::hop_path::LandingServer,
+    machine_id: &str,
+    i: usize,
+    total: usize,
+    info: &SessionInfo,
+) -> Result<TypedLanding, (FailureKind, String)> {
+    let machine = crate::vault::resources::get(app, machine_id)
+        .await
+        .map_err(|_| (FailureKind::Protocol, format!("Landing server {}: its resource is missing; an administrator must fix its settings.", l.name)))?;
+    if machine.ssh_port.is_some() {
+        let e = hop_endpoint(app, l, &machine.id).await?;
+        let label = format!(
+            "hop {} of {total}, landing server {} ({}:{})",
+            i + 1,
+            l.name,
+            e.host,
+            e.port
+        );
+        return Ok(TypedLanding::Ssh(Box::new(e), label));
+    }
+    let Some(port) = machine.telnet_port else {
+        return Err((
+            FailureKind::Protocol,
+            format!(
+                "Landing server {}: its machine has neither an SSH nor a Telnet port.",
+                l.name
+            ),
+        ));
+    };
+    let label = format!(
+        "hop {} of {total}, landing server {} ({}:{port}, Telnet)",
+        i + 1,
+        l.name,
+        machine.host
+    );
+    let login = accounts::open_landing_login(app, &l.account_id, &machine.id)
+        .await
+        .map_err(|_| (FailureKind::Protocol, format!("Landing server {}: its login account cannot be opened; an administrator must fix its settings.", l.name)))?;
+    let who = TelnetLogin {
+        username: &login.username,
+        secret_kind: &login.kind,
+    };
+    let (t, _) = telnet_target(app, &who, &machine, login.secret, label.clone(), info).await?;
+    Ok(TypedLanding::Telnet(
+        gateway::interactive_hop::TypedTelnetHop {
+            label,
+            host: machine.host.clone(),
+            port: port as u16,
+            username: t.username,
+            password: t.password,
+            enable_secret: t.enable_secret,
+            script: t.script,
+            command: String::new(),
+        },
+    ))
+}
+
+/// Pins (or flags) a landing server's host key as for a direct target, against the landing
+/// server's own resource.
+pub(crate) fn record_hop_host_key(
+    app: &App,
+    actor: &Actor,
+    info: &SessionInfo,
+    used: &gateway::hop_chain::HopUsed,
+) {
+    let Some(obs) = used.host_key.clone() else {
+        return;
+    };
+    let mut hop = info.clone();
+    hop.resource_id = used.resource_id.clone();
+    hop.resource_name = used.resource_name.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let _ = tx.send(obs);
+    tokio::spawn(record_host_key(app.clone(), actor.clone(), hop, rx));
+}
