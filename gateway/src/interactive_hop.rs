@@ -22,7 +22,10 @@ use zeroize::Zeroizing;
 use crate::adapter::{AdapterFuture, AdapterIo, ProtocolAdapter, TargetStream};
 use crate::event::{ClientInput, FailureKind, Lifecycle, Protocol, SessionEvent};
 use crate::ssh::{login, HostKeyObservation, HostKeyPolicy, SshTarget};
-use crate::telnet::logon::{visible_text, CompiledScript, LogonAction, LogonRun, Piece};
+use crate::telnet::logon::{
+    fill_value, mask_secret, visible_text, CompiledScript, Credentials, LogonAction, LogonRun,
+    Piece, SETTLE,
+};
 use crate::telnet::protocol::TelnetProtocol;
 use crate::Secret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,7 +36,6 @@ pub const DEFAULT_SSH_COMMAND: &str = "exec ssh -p {port} -o UserKnownHostsFile=
 pub const DEFAULT_TELNET_COMMAND: &str = "exec telnet {host} {port}";
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
-const SETTLE: Duration = Duration::from_millis(150);
 const WINDOW: usize = 16 * 1024;
 const LOG_TAIL: usize = 4000;
 
@@ -287,18 +289,7 @@ struct Term {
 impl Term {
     fn mask(&self, data: &mut [u8]) {
         for m in &self.masks {
-            if m.is_empty() || data.len() < m.len() {
-                continue;
-            }
-            let mut i = 0;
-            while i + m.len() <= data.len() {
-                if data[i..i + m.len()] == m[..] {
-                    data[i..i + m.len()].fill(b'*');
-                    i += m.len();
-                } else {
-                    i += 1;
-                }
-            }
+            mask_secret(data, m);
         }
     }
 
@@ -556,18 +547,13 @@ async fn telnet_logon(
                 break;
             };
             if let Some(pieces) = send {
-                let mut value = Zeroizing::new(Vec::new());
-                for piece in &pieces {
-                    match piece {
-                        Piece::Text(t) => value.extend_from_slice(t.as_bytes()),
-                        Piece::Username => value.extend_from_slice(username.as_bytes()),
-                        Piece::Password => value.extend_from_slice(password.expose()),
-                        Piece::EnableSecret => match enable_secret {
-                            Some(s) => value.extend_from_slice(s.expose()),
-                            None => return Err((FailureKind::Protocol, format!("{label}: the logon script types an enable secret, but the resource has no enable account"))),
-                        },
-                    }
-                }
+                let creds = Credentials {
+                    username,
+                    password,
+                    enable_secret: enable_secret.as_ref(),
+                };
+                let (value, _) = fill_value(&pieces, &creds)
+                    .map_err(|m| (FailureKind::Protocol, format!("{label}: {m}")))?;
                 let secret = pieces.iter().any(Piece::is_secret);
                 if secret {
                     let before = term.seen.len();

@@ -291,6 +291,72 @@ pub fn default_for_type(resource_type: &str) -> &'static str {
     }
 }
 
+/// How long the target must stay quiet after a prompt before a secret is typed. Many
+/// programs print the prompt first and turn echo off just after; typing at once could have
+/// the secret echoed back (and shown, and recorded). Used by every adapter that types.
+pub const SETTLE: Duration = Duration::from_millis(150);
+
+/// The account a script logs in as, for filling in placeholders.
+pub struct Credentials<'a> {
+    pub username: &'a str,
+    pub password: &'a crate::Secret,
+    pub enable_secret: Option<&'a crate::Secret>,
+}
+
+/// The bytes a step types (without Enter), in a buffer wiped when dropped, and how the
+/// timeline describes them (never the value of a secret).
+pub fn fill_value(
+    pieces: &[Piece],
+    c: &Credentials<'_>,
+) -> Result<(zeroize::Zeroizing<Vec<u8>>, String), String> {
+    let mut value = zeroize::Zeroizing::new(Vec::new());
+    let mut said = Vec::new();
+    for p in pieces {
+        match p {
+            Piece::Text(s) => {
+                value.extend_from_slice(s.as_bytes());
+                said.push(format!("\u{201c}{s}\u{201d}"));
+            }
+            Piece::Username => {
+                value.extend_from_slice(c.username.as_bytes());
+                said.push("the user name".into());
+            }
+            Piece::Password => {
+                value.extend_from_slice(c.password.expose());
+                said.push("the password (not recorded)".into());
+            }
+            Piece::EnableSecret => match c.enable_secret {
+                Some(s) => {
+                    value.extend_from_slice(s.expose());
+                    said.push("the enable secret (not recorded)".into());
+                }
+                None => return Err("the script sends {enable_secret}, but the resource has no enable account: an administrator sets one in the resource's Telnet settings".into()),
+            },
+        }
+    }
+    if said.is_empty() {
+        said.push("Enter".into());
+    }
+    Ok((value, said.join(" + ")))
+}
+
+/// Replaces every copy of `secret` in `data` with asterisks (output that echoed what a
+/// script typed).
+pub fn mask_secret(data: &mut [u8], secret: &[u8]) {
+    if secret.is_empty() || data.len() < secret.len() {
+        return;
+    }
+    let mut i = 0;
+    while i + secret.len() <= data.len() {
+        if &data[i..i + secret.len()] == secret {
+            data[i..i + secret.len()].fill(b'*');
+            i += secret.len();
+        } else {
+            i += 1;
+        }
+    }
+}
+
 /// What the runner wants done after it saw more output.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LogonAction<'a> {
@@ -644,5 +710,15 @@ mod tests {
         }
         assert!(r.seen.len() <= WINDOW);
         assert!(r.last_output().chars().count() <= 80);
+    }
+
+    #[test]
+    fn every_copy_of_a_secret_is_masked() {
+        let mut d = b"Password: s3cret\r\nagain s3cret!s3cre".to_vec();
+        mask_secret(&mut d, b"s3cret");
+        assert_eq!(d, b"Password: ******\r\nagain ******!s3cre");
+        let mut short = b"abc".to_vec();
+        mask_secret(&mut short, b"abcdef");
+        assert_eq!(short, b"abc");
     }
 }

@@ -12,8 +12,6 @@
 pub mod logon;
 pub mod protocol;
 
-use std::time::Duration;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -22,7 +20,9 @@ use zeroize::Zeroizing;
 use crate::adapter::{AdapterFuture, AdapterIo, ProtocolAdapter, TargetStream};
 use crate::event::{ClientInput, FailureKind, Lifecycle, Protocol, SessionEvent};
 use crate::Secret;
-use logon::{CompiledScript, LogonAction, LogonRun, Piece};
+use logon::{
+    fill_value, mask_secret, CompiledScript, Credentials, LogonAction, LogonRun, Piece, SETTLE,
+};
 use protocol::TelnetProtocol;
 
 pub struct TelnetTarget {
@@ -83,44 +83,17 @@ fn typed_bytes(
     proto: &TelnetProtocol,
     pieces: &[Piece],
 ) -> Result<(Zeroizing<Vec<u8>>, String), String> {
-    let mut value = Zeroizing::new(Vec::new());
-    let mut said = Vec::new();
-    for p in pieces {
-        match p {
-            Piece::Text(s) => {
-                value.extend_from_slice(s.as_bytes());
-                said.push(format!("\u{201c}{s}\u{201d}"));
-            }
-            Piece::Username => {
-                value.extend_from_slice(t.username.as_bytes());
-                said.push("the user name".into());
-            }
-            Piece::Password => {
-                value.extend_from_slice(t.password.expose());
-                said.push("the password (not recorded)".into());
-            }
-            Piece::EnableSecret => match &t.enable_secret {
-                Some(s) => {
-                    value.extend_from_slice(s.expose());
-                    said.push("the enable secret (not recorded)".into());
-                }
-                None => return Err("the script sends {enable_secret}, but the resource has no enable account: an administrator sets one in the resource's Telnet settings".into()),
-            },
-        }
-    }
-    if said.is_empty() {
-        said.push("Enter".into());
-    }
+    let creds = Credentials {
+        username: &t.username,
+        password: &t.password,
+        enable_secret: t.enable_secret.as_ref(),
+    };
+    let (mut value, said) = fill_value(pieces, &creds)?;
     value.push(b'\r');
     let mut wire = Zeroizing::new(Vec::with_capacity(value.len() + 4));
     proto.encode_input(&value, &mut wire);
-    Ok((wire, said.join(" + ")))
+    Ok((wire, said))
 }
-
-/// How long the target must stay quiet after a prompt before a secret is typed. Many
-/// programs print the prompt first and turn echo off just after; typing at once could have
-/// the secret echoed back (and shown, and recorded).
-const SETTLE: Duration = Duration::from_millis(150);
 
 /// Keystrokes kept while the script logs in (the rest are dropped).
 const TYPE_AHEAD: usize = 4096;
@@ -182,22 +155,6 @@ impl Conn {
             return Read::Abandoned;
         }
         Read::Data(data)
-    }
-}
-
-/// Replaces every copy of `secret` in `data` with asterisks.
-fn mask_secret(data: &mut [u8], secret: &[u8]) {
-    if secret.is_empty() || data.len() < secret.len() {
-        return;
-    }
-    let mut i = 0;
-    while i + secret.len() <= data.len() {
-        if &data[i..i + secret.len()] == secret {
-            data[i..i + secret.len()].fill(b'*');
-            i += secret.len();
-        } else {
-            i += 1;
-        }
     }
 }
 
@@ -428,20 +385,5 @@ async fn drive_logon(
             return Ok(true);
         }
         *deadline = Instant::now() + run.step_timeout();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mask_secret;
-
-    #[test]
-    fn every_copy_of_a_secret_is_masked() {
-        let mut d = b"Password: s3cret\r\nagain s3cret!s3cre".to_vec();
-        mask_secret(&mut d, b"s3cret");
-        assert_eq!(d, b"Password: ******\r\nagain ******!s3cre");
-        let mut short = b"abc".to_vec();
-        mask_secret(&mut short, b"abcdef");
-        assert_eq!(short, b"abc");
     }
 }
