@@ -573,6 +573,12 @@ impl Broker {
             let mut batch = Vec::with_capacity(64);
             while event_rx.recv_many(&mut batch, 64).await > 0 {
                 for ev in coalesce_output(std::mem::take(&mut batch)) {
+                    // An ended session leaves the live list before anyone is told it ended:
+                    // the adapter may still be closing hop connections, and a listing taken
+                    // after the exit notice must not show it.
+                    if matches!(ev, SessionEvent::Lifecycle(Lifecycle::Ended { .. })) {
+                        broker.map().remove(&id);
+                    }
                     s.apply(ev);
                 }
             }
@@ -774,6 +780,55 @@ mod tests {
             .send_input(ClientInput::Data(b"x".to_vec()))
             .await
             .is_err());
+    }
+
+    /// Announces the end, then keeps its event sender for a while, as an adapter closing
+    /// hop connections does.
+    struct LingeringAdapter;
+
+    impl ProtocolAdapter for LingeringAdapter {
+        fn protocol(&self) -> Protocol {
+            Protocol::Telnet
+        }
+        fn run(self: Box<Self>, _target: TargetStream, io: AdapterIo) -> AdapterFuture {
+            Box::pin(async move {
+                let _ = io
+                    .events
+                    .send(SessionEvent::Lifecycle(Lifecycle::Ended {
+                        reason: "terminated".into(),
+                        exit_status: None,
+                    }))
+                    .await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                drop(io);
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_is_off_the_live_list_before_its_end_is_announced() {
+        let broker = Arc::new(Broker::default());
+        let (gateway_side, _target_side) = tokio::io::duplex(1024);
+        let s = broker.start(
+            info("s-linger"),
+            Box::new(LingeringAdapter),
+            Box::new(gateway_side),
+            80,
+            24,
+        );
+        let (_, mut owner) = s.subscribe();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), owner.next())
+                .await
+                .expect("the end is announced")
+            {
+                Delivery::Event(SessionEvent::Lifecycle(Lifecycle::Ended { .. })) => break,
+                Delivery::Closed => panic!("closed before the end was announced"),
+                _ => {}
+            }
+        }
+        assert!(broker.list().is_empty(), "{:?}", broker.list().len());
+        assert!(broker.get("s-linger").is_none());
     }
 
     #[tokio::test]
