@@ -5,8 +5,6 @@
 //! resolved in `hop_path`; the rest of the launch (tickets, access, recording, audit) is in
 //! `sessions`.
 
-use std::time::Duration;
-
 use gateway::adapter::ProtocolAdapter;
 use gateway::broker::SessionInfo;
 use gateway::event::{FailureKind, Protocol};
@@ -147,37 +145,54 @@ pub(crate) async fn interactive_session(
             (true, false) => ih::DEFAULT_SSH_COMMAND.to_string(),
         }
     };
-    let mut hops: Vec<TypedHop> = Vec::new();
+    // A typed landing server as the adapter types it: the previous landing server's client
+    // command, the machine's password.
+    let typed = |hop: TypedLanding, prev: &crate::hop_path::LandingServer| match hop {
+        TypedLanding::Ssh(e, label) => {
+            let gateway::hop_chain::HopEndpoint {
+                resource_id,
+                host,
+                port,
+                ssh,
+            } = *e;
+            Ok(TypedHop::Ssh(TypedSshHop {
+                password: typed_password(ssh.credential, &label)?,
+                label,
+                resource_id,
+                resource_name: ssh.label,
+                host,
+                port,
+                username: ssh.username,
+                host_key: ssh.host_key,
+                command: command(prev, false),
+            }))
+        }
+        TypedLanding::Telnet(mut t) => {
+            t.command = command(prev, true);
+            Ok::<_, (FailureKind, String)>(TypedHop::Telnet(t))
+        }
+    };
+    let mut hops: Vec<ih::TypedLandingServer> = Vec::new();
     let mut first: Option<FirstLanding> = None;
     for (i, l) in chain.iter().enumerate().skip(k) {
         let hop = typed_landing(app, l, &l.primary_resource_id, i, total, info).await?;
-        let previous = (i > k).then(|| &chain[i - 1]);
-        match (hop, previous) {
-            (hop, None) => first = Some(first_hop(hop)),
-            (TypedLanding::Ssh(e, label), Some(prev)) => {
-                let gateway::hop_chain::HopEndpoint {
-                    resource_id,
-                    host,
-                    port,
-                    ssh,
-                } = *e;
-                hops.push(TypedHop::Ssh(TypedSshHop {
-                    password: typed_password(ssh.credential, &label)?,
-                    label,
-                    resource_id,
-                    resource_name: ssh.label,
-                    host,
-                    port,
-                    username: ssh.username,
-                    host_key: ssh.host_key,
-                    command: command(prev, false),
-                }))
-            }
-            (TypedLanding::Telnet(mut t), Some(prev)) => {
-                t.command = command(prev, true);
-                hops.push(TypedHop::Telnet(t));
-            }
+        if i == k {
+            first = Some(first_hop(hop));
+            continue;
         }
+        let prev = &chain[i - 1];
+        let secondary = match &l.secondary_resource_id {
+            Some(id) => Some(typed(
+                typed_landing(app, l, id, i, total, info).await?,
+                prev,
+            )?),
+            None => None,
+        };
+        hops.push(ih::TypedLandingServer {
+            name: l.name.clone(),
+            primary: typed(hop, prev)?,
+            secondary,
+        });
     }
     let Some(mut first) = first else {
         return Err((
@@ -188,7 +203,18 @@ pub(crate) async fn interactive_session(
     let mut detail = json!({ "path": chain.iter().enumerate().map(|(i, l)| json!({ "landing_server": l.name, "secondary": false, "interactive": i >= k })).collect::<Vec<_>>() });
     // The first interactive landing server: reached directly or through the tunnels before it.
     // Its primary machine first; one that does not answer hands over to the secondary.
-    let stream = match reach_first(app, actor, info, &chain[..k], &first.host, first.port).await {
+    let speaks_first = |f: &FirstLanding| f.pinned.is_some();
+    let stream = match reach_first(
+        app,
+        actor,
+        info,
+        &chain[..k],
+        &first.host,
+        first.port,
+        speaks_first(&first),
+    )
+    .await
+    {
         Ok(s) => s,
         Err((kind, m)) => {
             let Some(secondary) = chain[k]
@@ -199,17 +225,25 @@ pub(crate) async fn interactive_session(
                 return Err((kind, format!("{}: {m}", first.label)));
             };
             let second = first_hop(typed_landing(app, &chain[k], secondary, k, total, info).await?);
-            let s = reach_first(app, actor, info, &chain[..k], &second.host, second.port)
-                .await
-                .map_err(|(kind, m2)| {
-                    (
-                        kind,
-                        format!(
-                            "{}: {m}; then its secondary {}: {m2}",
-                            first.label, second.label
-                        ),
-                    )
-                })?;
+            let s = reach_first(
+                app,
+                actor,
+                info,
+                &chain[..k],
+                &second.host,
+                second.port,
+                speaks_first(&second),
+            )
+            .await
+            .map_err(|(kind, m2)| {
+                (
+                    kind,
+                    format!(
+                        "{}: {m}; then its secondary {}: {m2}",
+                        first.label, second.label
+                    ),
+                )
+            })?;
             first = second;
             detail["path"][k]["secondary"] = json!(true);
             s
@@ -285,6 +319,17 @@ pub(crate) async fn interactive_session(
         hop.resource_name = resource_name;
         tokio::spawn(record_host_key(app, actor, hop, first_seen));
     }
+    // A typed landing server whose primary did not answer: the audit says which was used.
+    let (failovers, mut failed_over) = tokio::sync::mpsc::unbounded_channel::<ih::Failover>();
+    {
+        let (app, actor, info) = (app.clone(), actor.clone(), info.clone());
+        tokio::spawn(async move {
+            while let Some(f) = failed_over.recv().await {
+                let detail = json!({ "landing_server": f.landing_server, "secondary": true, "primary": f.primary, "used": f.secondary, "why": f.why });
+                audit_hop_failover(&app, &actor, &info, detail).await;
+            }
+        });
+    }
     let adapter = ih::InteractiveChain {
         first: first.hop,
         first_label: first.label,
@@ -292,6 +337,7 @@ pub(crate) async fn interactive_session(
         target,
         report,
         first_report,
+        failovers,
     };
     Ok((Box::new(adapter), None, detail, stream))
 }
@@ -309,7 +355,7 @@ struct FirstLanding {
     label: String,
     host: String,
     port: u16,
-    /// (resource id, name) whose host-key pin applies (SSH only).
+    /// (resource id, name) whose host-key pin applies; set exactly for SSH.
     pinned: Option<(String, String)>,
 }
 
@@ -344,20 +390,31 @@ async fn reach_first(
     tunnels: &[crate::hop_path::LandingServer],
     host: &str,
     port: u16,
+    speaks_first: bool,
 ) -> Result<gateway::adapter::TargetStream, (FailureKind, String)> {
-    if tunnels.is_empty() {
-        return connect_tcp(host, port, Duration::from_secs(5)).await;
-    }
-    let hops = chain_hops(app, tunnels).await?;
-    let opened = gateway::hop_chain::open(hops, host, port).await;
-    let used = match &opened {
-        Ok((_, used)) => used.as_slice(),
-        Err(e) => e.used.as_slice(),
+    use gateway::hop_chain::{answering, FAILOVER_AFTER};
+    let stream = if tunnels.is_empty() {
+        connect_tcp(host, port, FAILOVER_AFTER).await?
+    } else {
+        let hops = chain_hops(app, tunnels).await?;
+        let opened = gateway::hop_chain::open(hops, host, port).await;
+        let used = match &opened {
+            Ok((_, used)) => used.as_slice(),
+            Err(e) => e.used.as_slice(),
+        };
+        for u in used {
+            record_hop_host_key(app, actor, info, u);
+        }
+        opened.map(|(s, _)| s).map_err(|e| (e.kind, e.message))?
     };
-    for u in used {
-        record_hop_host_key(app, actor, info, u);
+    if !speaks_first {
+        return Ok(stream);
     }
-    opened.map(|(s, _)| s).map_err(|e| (e.kind, e.message))
+    // An SSH server that accepts the connection but says nothing (no banner) is as good as
+    // down. (A Telnet server may wait for the client to negotiate first.)
+    answering(stream, FAILOVER_AFTER)
+        .await
+        .map_err(|why| (FailureKind::TimedOut, why))
 }
 
 /// The password of a login typed at a shell (an SSH key cannot be typed).
@@ -450,4 +507,29 @@ pub(crate) fn record_hop_host_key(
     let (tx, rx) = tokio::sync::oneshot::channel();
     let _ = tx.send(obs);
     tokio::spawn(record_host_key(app.clone(), actor.clone(), hop, rx));
+}
+
+/// A landing server reached by typing whose primary did not answer (found while the session
+/// was being built, after its start was audited).
+async fn audit_hop_failover(
+    app: &App,
+    actor: &Actor,
+    info: &SessionInfo,
+    detail: serde_json::Value,
+) {
+    let r = app
+        .audit
+        .append(crate::audit::Event {
+            actor,
+            action: "session.hop_failover",
+            outcome: crate::audit::Outcome::Ok,
+            object_kind: "session",
+            object_id: &info.id,
+            object_name: &format!("{}@{}", info.account_name, info.resource_name),
+            detail,
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, "could not audit a landing-server failover");
+    }
 }

@@ -86,6 +86,71 @@ impl AsyncWrite for ChainStream {
     }
 }
 
+/// Waits until the machine at the other end of `stream` says something (an SSH banner, a
+/// Telnet negotiation or prompt), at most `within`; the bytes read are given back first by
+/// the returned stream. A machine that accepts connections but says nothing (a stalled
+/// server) counts as not answering, so the secondary is tried.
+pub async fn answering(mut stream: TargetStream, within: Duration) -> Result<TargetStream, String> {
+    use tokio::io::AsyncReadExt;
+    let mut first = vec![0u8; 1024];
+    match tokio::time::timeout(within, stream.read(&mut first)).await {
+        Err(_) => Err(format!(
+            "it accepted the connection but said nothing within {} s",
+            within.as_secs()
+        )),
+        Ok(Ok(0)) => Err("it closed the connection at once".into()),
+        Ok(Err(e)) => Err(format!("reading from it failed: {e}")),
+        Ok(Ok(n)) => {
+            first.truncate(n);
+            Ok(Box::new(Replayed {
+                first,
+                at: 0,
+                inner: stream,
+            }))
+        }
+    }
+}
+
+/// A stream whose first bytes were already read once (see `answering`).
+struct Replayed {
+    first: Vec<u8>,
+    at: usize,
+    inner: TargetStream,
+}
+
+impl AsyncRead for Replayed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.at < self.first.len() {
+            let n = buf.remaining().min(self.first.len() - self.at);
+            let at = self.at;
+            buf.put_slice(&self.first[at..at + n]);
+            self.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Replayed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// A failure, with the hop it happened at (1-based) for the message and the audit.
 #[derive(Debug)]
 pub struct ChainError {
@@ -250,7 +315,7 @@ async fn mark_interactive(h: &SshHandle) -> Option<russh::Channel<russh::client:
 fn tunnel_refused(via: &str, e: &russh::Error) -> String {
     match e {
         russh::Error::ChannelOpenFailure(reason) => format!(
-            "landing server {via} refused to open a tunnel to it ({reason:?}). If {via} forbids TCP forwarding (sshd AllowTcpForwarding no), it needs interactive mode, which this gateway does not offer yet."
+            "landing server {via} refused to open a tunnel to it ({reason:?}). If {via} forbids TCP forwarding (sshd AllowTcpForwarding no), set it to interactive mode."
         ),
         other => format!("landing server {via} could not open a tunnel to it: {other}"),
     }
@@ -276,5 +341,38 @@ async fn reach(
             Ok(Err(err)) => Err(tunnel_refused(via, &err)),
             Err(_) => Err(format!("no answer within {} s", FAILOVER_AFTER.as_secs())),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_machine_that_speaks_is_answering_and_its_first_words_are_kept() {
+        let (ours, mut theirs) = tokio::io::duplex(4096);
+        theirs.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await.unwrap();
+        let mut s = answering(Box::new(ours), Duration::from_secs(2))
+            .await
+            .expect("answering");
+        theirs.write_all(b"more").await.unwrap();
+        let mut got = vec![0u8; 25];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"SSH-2.0-OpenSSH_9.2\r\nmore");
+        s.write_all(b"hello").await.unwrap();
+        let mut back = [0u8; 5];
+        theirs.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"hello");
+    }
+
+    #[tokio::test]
+    async fn a_machine_that_accepts_and_says_nothing_is_not_answering() {
+        let (ours, _theirs) = tokio::io::duplex(4096);
+        let why = answering(Box::new(ours), Duration::from_millis(100))
+            .await
+            .err()
+            .expect("not answering");
+        assert!(why.contains("said nothing"), "{why}");
     }
 }

@@ -36,6 +36,18 @@ pub const DEFAULT_SSH_COMMAND: &str = "exec ssh -p {port} -o UserKnownHostsFile=
 pub const DEFAULT_TELNET_COMMAND: &str = "exec telnet {host} {port}";
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Before typing the command for a landing server that has a secondary, the gateway asks
+/// from the current shell whether its primary answers, without logging in: `ssh` in batch
+/// mode with no known hosts ends at "Host key verification failed." when the machine speaks
+/// SSH, and at "Connection refused" / "timed out" (TCP or the SSH banner, within the
+/// failover time) when it does not; `telnet` with no input connects and closes at once.
+/// Only then is the real command typed with `exec`, which a failed attempt could not
+/// survive (the shell it replaced is gone). Costs one SSH handshake, only with a secondary.
+const SSH_PROBE: &str = "ssh -p {port} -o BatchMode=yes -o ConnectTimeout={secs} -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes {username}@{host} true </dev/null";
+const TELNET_PROBE: &str = "telnet {host} {port} </dev/null";
+/// How long past the failover time the gateway waits for a probe before interrupting it.
+const PROBE_GRACE: Duration = Duration::from_secs(3);
 const WINDOW: usize = 16 * 1024;
 const LOG_TAIL: usize = 4000;
 
@@ -73,6 +85,32 @@ pub enum TypedHop {
     Telnet(TypedTelnetHop),
 }
 
+impl TypedHop {
+    fn label(&self) -> &str {
+        match self {
+            TypedHop::Ssh(h) => &h.label,
+            TypedHop::Telnet(t) => &t.label,
+        }
+    }
+}
+
+/// A landing server reached by typing at the previous one's shell: its primary machine, and
+/// the secondary to type instead when the primary does not answer (see `probe`).
+pub struct TypedLandingServer {
+    pub name: String,
+    pub primary: TypedHop,
+    pub secondary: Option<TypedHop>,
+}
+
+/// A landing server reached by typing whose primary did not answer, so its secondary was
+/// used (for the audit).
+pub struct Failover {
+    pub landing_server: String,
+    pub primary: String,
+    pub secondary: String,
+    pub why: String,
+}
+
 pub enum TypedTarget {
     Ssh(TypedSshHop),
     Telnet(TypedTelnetHop),
@@ -89,12 +127,14 @@ pub struct InteractiveChain {
     pub first: FirstHop,
     pub first_label: String,
     /// Further landing servers, each reached by typing at the previous one's shell.
-    pub hops: Vec<TypedHop>,
+    pub hops: Vec<TypedLandingServer>,
     pub target: TypedTarget,
     /// Host keys seen by the typed `ssh` commands: (resource id, resource name, observation).
     pub report: mpsc::UnboundedSender<(String, String, HostKeyObservation)>,
     /// The first landing server's own key (as the SSH adapter reports it).
     pub first_report: tokio::sync::oneshot::Sender<HostKeyObservation>,
+    /// Typed landing servers whose secondary was used.
+    pub failovers: mpsc::UnboundedSender<Failover>,
 }
 
 impl ProtocolAdapter for InteractiveChain {
@@ -119,6 +159,8 @@ struct Patterns {
     password: Regex,
     host_key: Regex,
     fingerprint: Regex,
+    /// What `ssh`/`telnet` say when the machine does not answer (see `SSH_PROBE`).
+    unreachable: Regex,
     failure: Regex,
 }
 
@@ -130,6 +172,9 @@ impl Patterns {
             password: re(r"password:\s*$")?,
             host_key: re(r"continue connecting \(yes/no")?,
             fingerprint: re(r"(SHA256:[A-Za-z0-9+/=]+)")?,
+            unreachable: re(
+                r"connection refused|no route to host|network is unreachable|could not resolve|name or service not known|temporary failure in name resolution|unknown host|timed out|unable to connect",
+            )?,
             failure: re(
                 r"permission denied|connection refused|no route to host|could not resolve hostname|connection timed out|host key verification failed|remote host identification has changed|connection closed|unable to connect|login incorrect",
             )?,
@@ -378,6 +423,61 @@ fn fill(template: &str, host: &str, port: u16, username: &str) -> String {
 
 async fn marker(io: &AdapterIo, text: String) {
     let _ = io.events.send(SessionEvent::Marker(text)).await;
+}
+
+/// Asks from the current shell whether `hop`'s machine answers (see `SSH_PROBE`): None when
+/// it does, else what was said.
+async fn probe(term: &mut Term, hop: &TypedHop, p: &Patterns) -> Result<Option<String>, Fail> {
+    let secs = crate::hop_chain::FAILOVER_AFTER.as_secs().to_string();
+    let (label, command) = match hop {
+        TypedHop::Ssh(h) => (
+            &h.label,
+            fill(SSH_PROBE, &h.host, h.port, &h.username).replace("{secs}", &secs),
+        ),
+        TypedHop::Telnet(t) => (&t.label, fill(TELNET_PROBE, &t.host, t.port, &t.username)),
+    };
+    term.seen.clear();
+    term.type_line(command.as_bytes()).await?;
+    let deadline = Instant::now() + crate::hop_chain::FAILOVER_AFTER + PROBE_GRACE;
+    loop {
+        // What follows the echoed command line, up to the shell's next prompt.
+        let text = term.text();
+        let after = text.split_once('\n').map(|(_, a)| a).unwrap_or("");
+        if p.prompt.is_match(after.as_bytes()) {
+            return Ok(p.unreachable.find(after.as_bytes()).map(|m| {
+                let start = after[..m.start()].rfind('\n').map(|i| i + 1).unwrap_or(0);
+                after[start..]
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            }));
+        }
+        if term.read_more(deadline, label).await?.is_none() {
+            // Still waiting: interrupt it and get the shell back.
+            term.seen.clear();
+            term.wire.send(b"\x03").await.map_err(|e| {
+                (
+                    FailureKind::Unreachable,
+                    format!("{label}: sending to the landing server failed: {e}"),
+                )
+            })?;
+            let back = Instant::now() + PROBE_GRACE;
+            while !p.prompt.is_match(term.text().as_bytes()) {
+                if term.read_more(back, label).await?.is_none() {
+                    return Err((
+                        FailureKind::TimedOut,
+                        format!("{label}: checking whether it answers, the previous landing server's shell did not come back. It last said: \u{201c}{}\u{201d}", term.tail(120)),
+                    ));
+                }
+            }
+            return Ok(Some(format!(
+                "no answer within {} s",
+                crate::hop_chain::FAILOVER_AFTER.as_secs()
+            )));
+        }
+    }
 }
 
 /// Types `ssh` for `hop` at the current shell and answers its prompts until the next shell
@@ -698,7 +798,28 @@ async fn build(
         format!("{}: logged in (interactive mode)", chain.first_label),
     )
     .await;
-    for hop in &chain.hops {
+    for landing in &chain.hops {
+        let mut hop = &landing.primary;
+        if let Some(secondary) = &landing.secondary {
+            if let Some(why) = probe(&mut term, hop, &p).await? {
+                marker(
+                    io,
+                    format!(
+                        "{}: did not answer ({why}); using its secondary, {}",
+                        hop.label(),
+                        secondary.label()
+                    ),
+                )
+                .await;
+                let _ = chain.failovers.send(Failover {
+                    landing_server: landing.name.clone(),
+                    primary: hop.label().to_string(),
+                    secondary: secondary.label().to_string(),
+                    why,
+                });
+                hop = secondary;
+            }
+        }
         match hop {
             TypedHop::Ssh(h) => typed_ssh(&mut term, h, &p, io, &chain.report).await?,
             TypedHop::Telnet(h) => telnet_logon(&mut term, h, true, &p, io).await?,
@@ -812,6 +933,22 @@ mod tests {
         assert!(p.failure.is_match(b"Permission denied, please try again."));
         assert!(p.prompt.is_match(b"ops@web-1:~$ "));
         assert!(!p.prompt.is_match(b"exec ssh -p 22 ops@10.0.0.5\r\n"));
+        // The probe: a machine that does not answer, and one that does.
+        for said in [
+            "ssh: connect to host 10.0.0.5 port 22: Connection refused",
+            "Connection timed out during banner exchange",
+            "ssh: connect to host 10.0.0.5 port 22: No route to host",
+            "telnet: Unable to connect to remote host: Connection refused",
+        ] {
+            assert!(p.unreachable.is_match(said.as_bytes()), "{said}");
+        }
+        for said in [
+            "Host key verification failed.",
+            "Connected to 10.0.0.5.\r\nEscape character is '^]'.\r\nConnection closed by foreign host.",
+            &fill(SSH_PROBE, "10.0.0.5", 22, "ops"),
+        ] {
+            assert!(!p.unreachable.is_match(said.as_bytes()), "{said}");
+        }
     }
 
     #[test]

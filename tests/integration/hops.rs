@@ -785,3 +785,109 @@ async fn an_interactive_landing_server_whose_primary_is_down_uses_its_secondary(
         "{audit}"
     );
 }
+
+#[tokio::test]
+async fn typed_and_stalled_landing_servers_hand_over_to_their_secondaries() {
+    let w = hop_world(2).await;
+    let hop_user = w
+        .admin
+        .get(&format!("/accounts/{}", w.hop_accounts[0]))
+        .await
+        .ok()["username"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // DC-1 (interactive, reached from the gateway): its primary machine accepts connections
+    // on loopback and never says a word; its secondary is the real node 1.
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stalled_port = stalled.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in stalled.incoming() {
+            held.push(c);
+        }
+    });
+    let mute = w.admin.call("POST", "/resources", json!({ "name": "jump-1-mute", "host": "127.0.0.1", "ports": { "ssh": stalled_port }, "policy_id": "policy-low" })).await.ok();
+    let mute_id = mute["id"].as_str().unwrap().to_string();
+    let mute_acc = w.admin.account(&mute_id, &hop_user, "unused-Pw-1").await;
+    w.admin
+        .call("PATCH", &format!("/landing-servers/{}", w.landings[0]), json!({ "mode": "interactive", "primary_resource_id": mute_id, "account_id": mute_acc, "secondary_resource_id": w.jumps[0] }))
+        .await
+        .ok();
+    // DC-2 (typed at DC-1's shell): its primary is a closed port behind DC-1; its secondary
+    // is the real node 2.
+    let dead = w.admin.call("POST", "/resources", json!({ "name": "jump-2-old", "host": w.chain.nodes[1].addr, "ports": { "ssh": 2 }, "policy_id": "policy-low" })).await.ok();
+    let dead_id = dead["id"].as_str().unwrap().to_string();
+    let dead_acc = w.admin.account(&dead_id, &hop_user, "unused-Pw-2").await;
+    w.admin
+        .call(
+            "PUT",
+            &format!("/resources/{dead_id}/landing-server"),
+            json!({ "landing_server_id": w.landings[0] }),
+        )
+        .await
+        .ok();
+    w.admin
+        .call("PATCH", &format!("/landing-servers/{}", w.landings[1]), json!({ "primary_resource_id": dead_id, "account_id": dead_acc, "secondary_resource_id": w.jumps[1] }))
+        .await
+        .ok();
+
+    let (mut ws, mut got) = open(&w, "ssh").await;
+    read_until(
+        &mut ws,
+        &mut got,
+        "the target's prompt via both secondaries",
+        |g| connected(g) && terminal_has(g, "$ "),
+    )
+    .await;
+    type_line(&mut ws, &mut got, "echo both-$((4*4))", "both-16").await;
+    let from = format!(
+        "from-{}.1",
+        w.chain.nodes[2].addr.rsplit_once('.').unwrap().0
+    );
+    type_line(&mut ws, &mut got, "echo from-${SSH_CONNECTION%% *}", &from).await;
+    // The connection log says why each secondary was used.
+    let markers: Vec<String> = got
+        .controls
+        .iter()
+        .filter(|c| c["type"] == "marker")
+        .filter_map(|c| c["text"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        markers
+            .iter()
+            .any(|m| m.contains("landing server DC-2") && m.contains("did not answer")),
+        "{markers:?}"
+    );
+    // The audit says which machine was used for each.
+    let start = w
+        .admin
+        .get("/audit?action=session.start&outcome=ok")
+        .await
+        .ok();
+    assert_eq!(
+        start[0]["detail"]["path"][0],
+        json!({ "landing_server": "DC-1", "secondary": true, "interactive": true }),
+        "{start}"
+    );
+    let mut failover = Value::Null;
+    for _ in 0..50 {
+        failover = w.admin.get("/audit?action=session.hop_failover").await.ok();
+        if failover.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        failover[0]["detail"]["landing_server"], "DC-2",
+        "{failover}"
+    );
+    assert_eq!(failover[0]["detail"]["secondary"], true, "{failover}");
+    assert!(
+        failover[0]["detail"]["why"]
+            .as_str()
+            .unwrap_or("")
+            .contains("refused"),
+        "{failover}"
+    );
+}
