@@ -17,6 +17,18 @@ if [ "$mode" = test ]; then
   [ -x /usr/bin/inetutils-telnet ] || need_apt+=(inetutils-telnet)
   [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
   command -v setpriv >/dev/null || need_apt+=(util-linux)
+  # RDP peers: xrdp with its Xorg backend (TLS, autologon), and FreeRDP's NLA-only shadow
+  # server on Xvfb; xterm and xsetroot draw the known desktop the tests look at.
+  [ -x /usr/sbin/xrdp ] || need_apt+=(xrdp)
+  [ -e /usr/lib/xorg/modules/drivers/xrdpdev_drv.so ] || need_apt+=(xorgxrdp)
+  [ -x /usr/lib/xorg/Xorg ] || need_apt+=(xserver-xorg-core)
+  command -v dbus-launch >/dev/null || need_apt+=(dbus-x11)
+  [ -d /usr/share/fonts/X11/misc ] || need_apt+=(xfonts-base)
+  command -v xterm >/dev/null || need_apt+=(xterm)
+  command -v xsetroot >/dev/null || need_apt+=(x11-xserver-utils)
+  command -v Xvfb >/dev/null || need_apt+=(xvfb)
+  command -v freerdp-shadow-cli >/dev/null || need_apt+=(freerdp2-shadow-x11)
+  command -v winpr-hash >/dev/null || need_apt+=(winpr-utils)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod hop_path;
 pub mod identity;
+pub mod rdp_settings;
 pub mod recordings;
 pub mod server;
 pub mod session_limits;

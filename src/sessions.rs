@@ -220,17 +220,18 @@ async fn try_launch(
         Some(p) => p,
         None if r.ssh_port.is_some() => Protocol::Ssh,
         None if r.telnet_port.is_some() => Protocol::Telnet,
+        None if r.rdp_port.is_some() => Protocol::Rdp,
         None => {
             return Err(fail(
                 FailureKind::Protocol,
-                format!("{} has no SSH or Telnet port configured.", r.name),
+                format!("{} has no SSH, Telnet or RDP port configured.", r.name),
             ))
         }
     };
     let port = match protocol {
         Protocol::Ssh => r.ssh_port,
         Protocol::Telnet => r.telnet_port,
-        Protocol::Rdp => None,
+        Protocol::Rdp => r.rdp_port,
     };
     let Some(port) = port else {
         return Err(fail(
@@ -282,6 +283,12 @@ async fn try_launch(
         serde_json::Value,
         gateway::adapter::TargetStream,
     ) = match chain.iter().position(|l| l.mode == "interactive") {
+        Some(k) if protocol == Protocol::Rdp => {
+            return Err(fail(
+                FailureKind::Protocol,
+                format!("{} is reached through landing server {}, which is in interactive mode (commands typed at its shell); RDP needs a tunnel, so every landing server on its path must be in tunnel mode.", r.name, chain[k].name),
+            ))
+        }
         // From the first interactive landing server on, the hops are typed at shells.
         Some(k) => interactive_session(
             app,
@@ -318,6 +325,47 @@ async fn try_launch(
                     .await
                     .map_err(|(kind, message)| fail(kind, message))?;
                     (Box::new(TelnetAdapter::new(target)), None, detail)
+                }
+                Protocol::Rdp => {
+                    let db_down = |_| {
+                        fail(
+                            FailureKind::Protocol,
+                            "The gateway's database is unavailable.".into(),
+                        )
+                    };
+                    if cred.account.secret_kind != "password" {
+                        return Err(fail(
+                            FailureKind::AuthenticationFailed,
+                            format!("RDP logs in with a password, and the account {} holds an SSH key.", cred.account.username),
+                        ));
+                    }
+                    let settings = crate::rdp_settings::for_resource(app, &r.id)
+                        .await
+                        .map_err(db_down)?;
+                    let security = gateway::rdp::RdpSecurity::parse(&settings.security)
+                        .unwrap_or(gateway::rdp::RdpSecurity::NlaPreferred);
+                    let certificate = host_key_policy(app, &r.id).await.map_err(|_| {
+                        fail(
+                            FailureKind::Protocol,
+                            "The gateway's database is unavailable.".into(),
+                        )
+                    })?;
+                    let (adapter, seen) = gateway::rdp::RdpAdapter::new(gateway::rdp::RdpTarget {
+                        label: format!("the target {label}"),
+                        server_name: r.host.clone(),
+                        username: cred.account.username.clone(),
+                        password: cred.secret,
+                        security,
+                        certificate,
+                        keyboard_layout: settings.keyboard_layout as u32,
+                        width: cols,
+                        height: rows,
+                    });
+                    (
+                        Box::new(adapter),
+                        Some(seen),
+                        json!({ "rdp_security": settings.security }),
+                    )
                 }
                 _ => {
                     let policy = host_key_policy(app, &r.id).await.map_err(|_| {

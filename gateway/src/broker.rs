@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::adapter::{AdapterIo, ProtocolAdapter, TargetStream};
+use crate::desktop::DesktopScreen;
 use crate::event::{ClientInput, Lifecycle, Protocol, SessionEvent};
-use crate::screen::{ScreenSnapshot, TerminalScreen};
+use crate::screen::{Screen, ScreenSnapshot, TerminalScreen};
 
 /// What the API and the live-sessions page show about a session.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -110,7 +111,7 @@ impl Drop for Attachment {
 }
 
 struct Shared {
-    screen: TerminalScreen,
+    screen: Screen,
     events: Option<broadcast::Sender<SessionEvent>>,
     tap: Option<TapSender>,
 }
@@ -172,6 +173,7 @@ fn event_size(ev: &SessionEvent) -> usize {
     match ev {
         SessionEvent::Output(b) => b.len(),
         SessionEvent::Input { data, .. } => data.len(),
+        SessionEvent::Frame(rects) => rects.iter().map(|r| r.data.len()).sum(),
         _ => 64,
     }
 }
@@ -410,6 +412,29 @@ impl LiveSession {
         self.send_input(ClientInput::Data(data)).await
     }
 
+    /// A desktop participant's key or pointer event, sent to the target. A key that makes
+    /// text (`typed`, as the browser's layout produced it) is also published as an `Input`
+    /// event, so recordings show and search what was typed; pointer movements are not.
+    pub async fn desktop_input(
+        &self,
+        by: &str,
+        input: ClientInput,
+        typed: Option<String>,
+    ) -> Result<(), SessionGone> {
+        if let Ok(mut t) = self.last_input.lock() {
+            *t = std::time::Instant::now();
+        }
+        if let Some(text) = typed.filter(|t| !t.is_empty()) {
+            self.apply(SessionEvent::Input {
+                by: by.to_string(),
+                data: text.as_bytes().into(),
+                redacted: false,
+            });
+        }
+        self.bytes_to_target.fetch_add(1, Ordering::Relaxed);
+        self.input.send(input).await.map_err(|_| SessionGone)
+    }
+
     fn apply(&self, mut ev: SessionEvent) {
         match &ev {
             SessionEvent::Output(b) => {
@@ -437,13 +462,22 @@ impl LiveSession {
             SessionEvent::Output(b) => shared.screen.process(b),
             SessionEvent::Resize { cols, rows } => shared.screen.resize(*cols, *rows),
             SessionEvent::Input { redacted, .. } => *redacted = shared.screen.at_secret_prompt(),
+            // Raw rectangles paint the desktop and go on encoded, once for every viewer.
+            SessionEvent::Frame(rects) => {
+                if let Screen::Desktop(d) = &mut shared.screen {
+                    *rects = d.take(rects);
+                    let n: usize = rects.iter().map(|r| r.data.len()).sum();
+                    self.bytes_from_target
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+            }
             _ => {}
         }
         let shared = &mut *shared;
         if let Some(tap) = &mut shared.tap {
             let size = event_size(&ev);
-            if let SessionEvent::Output(b) = &ev {
-                tap.bytes_since_keyframe += b.len() as u64;
+            if let SessionEvent::Output(_) | SessionEvent::Frame(_) = &ev {
+                tap.bytes_since_keyframe += size as u64;
             }
             let mut open = tap.queued.load(Ordering::Relaxed) as usize <= MAX_TAP_QUEUE
                 && tap.send(TapItem::Event(ev.clone()), size);
@@ -536,7 +570,11 @@ impl Broker {
             info: Mutex::new(info),
             lifecycle: Mutex::new(None),
             state: Mutex::new(Shared {
-                screen: TerminalScreen::new(cols, rows),
+                // A desktop's size is in pixels.
+                screen: match adapter.protocol() {
+                    crate::event::Protocol::Rdp => Screen::Desktop(DesktopScreen::new(cols, rows)),
+                    _ => Screen::Terminal(TerminalScreen::new(cols, rows)),
+                },
                 events: Some(broadcast_tx),
                 tap: None,
             }),

@@ -93,4 +93,22 @@ pub enum ClientInput {
     Terminate {
         reason: String,
     },
+    /// A desktop session's key, by its position on a PC keyboard (scancode set 1, `extended`
+    /// for the E0-prefixed keys), so the target's own keyboard layout applies.
+    Key {
+        scancode: u8,
+        extended: bool,
+        down: bool,
+    },
+    /// A desktop session's pointer: position in desktop pixels and the buttons held (bit 0
+    /// left, bit 1 right, bit 2 middle, as the browser's `MouseEvent.buttons`).
+    Pointer {
+        x: u16,
+        y: u16,
+        buttons: u8,
+    },
+    /// Wheel steps (positive: away from the user).
+    Wheel {
+        steps: i16,
+    },
 }

@@ -9,9 +9,11 @@
 
 pub mod adapter;
 pub mod broker;
+pub mod desktop;
 pub mod event;
 pub mod hop_chain;
 pub mod interactive_hop;
+pub mod rdp;
 pub mod screen;
 pub mod secret;
 pub mod ssh;

@@ -4,6 +4,8 @@
 
 use std::num::NonZeroU16;
 
+use crate::desktop::DesktopScreen;
+
 fn nz(n: u16) -> NonZeroU16 {
     NonZeroU16::new(n).unwrap_or(NonZeroU16::MIN)
 }
@@ -15,11 +17,58 @@ pub struct TerminalScreen {
 
 /// Enough to redraw the screen in a fresh terminal: resize it to `cols` x `rows`, then write
 /// `data` (escape sequences that clear, paint every cell and place the cursor).
+/// For a desktop (RDP) session `desktop` is set: `cols` x `rows` are pixels and `data` is a
+/// PNG of the whole picture.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScreenSnapshot {
     pub cols: u16,
     pub rows: u16,
     pub data: Vec<u8>,
+    pub desktop: bool,
+}
+
+/// What a session shows: a terminal, or a desktop's picture.
+pub enum Screen {
+    Terminal(TerminalScreen),
+    Desktop(DesktopScreen),
+}
+
+impl Screen {
+    /// Terminal output; a desktop has none.
+    pub fn process(&mut self, bytes: &[u8]) {
+        if let Screen::Terminal(t) = self {
+            t.process(bytes)
+        }
+    }
+
+    pub fn resize(&mut self, cols: u16, rows: u16) {
+        match self {
+            Screen::Terminal(t) => t.resize(cols, rows),
+            Screen::Desktop(d) => d.resize(cols, rows),
+        }
+    }
+
+    pub fn at_secret_prompt(&self) -> bool {
+        match self {
+            Screen::Terminal(t) => t.at_secret_prompt(),
+            Screen::Desktop(_) => false,
+        }
+    }
+
+    pub fn snapshot(&self) -> ScreenSnapshot {
+        match self {
+            Screen::Terminal(t) => t.snapshot(),
+            Screen::Desktop(d) => {
+                let (cols, rows) = d.size();
+                ScreenSnapshot {
+                    cols,
+                    rows,
+                    data: d.snapshot_png(),
+                    desktop: true,
+                }
+            }
+        }
+    }
 }
 
 impl TerminalScreen {
@@ -59,6 +108,7 @@ impl TerminalScreen {
             cols: cols.get(),
             rows: rows.get(),
             data,
+            desktop: false,
         }
     }
 

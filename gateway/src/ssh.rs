@@ -314,6 +314,8 @@ async fn run(
                     let _ = io.events.send(SessionEvent::Resize { cols, rows }).await;
                 }
                 Some(ClientInput::Terminate { reason }) => break reason,
+                // Desktop input means nothing to a terminal.
+                Some(ClientInput::Key { .. } | ClientInput::Pointer { .. } | ClientInput::Wheel { .. }) => {}
                 None => break "The session was closed by the gateway.".to_string(),
             },
         }

@@ -22,9 +22,15 @@ use gateway::event::{ClientInput, Lifecycle, Protocol, SessionEvent};
 #[serde(deny_unknown_fields)]
 pub struct LaunchInput {
     account_id: String,
-    /// "ssh" or "telnet"; absent: SSH if the resource has an SSH port, else Telnet.
+    /// "ssh", "telnet" or "rdp"; absent: SSH if the resource has an SSH port, else Telnet,
+    /// else RDP.
     #[serde(default)]
     protocol: Option<String>,
+    /// The desktop size in pixels (RDP): the browser tab's.
+    #[serde(default = "default_width")]
+    width: u16,
+    #[serde(default = "default_height")]
+    height: u16,
     #[serde(default = "default_cols")]
     cols: u16,
     #[serde(default = "default_rows")]
@@ -36,6 +42,12 @@ fn default_cols() -> u16 {
 }
 fn default_rows() -> u16 {
     24
+}
+fn default_width() -> u16 {
+    1280
+}
+fn default_height() -> u16 {
+    800
 }
 
 fn web_login(a: &AnyAuth) -> ApiResult<String> {
@@ -73,12 +85,27 @@ pub async fn launch_ticket(
         None | Some("") => None,
         Some("ssh") => Some(Protocol::Ssh),
         Some("telnet") => Some(Protocol::Telnet),
+        Some("rdp") => Some(Protocol::Rdp),
         Some(_) => {
             return Err(ApiError::field(
                 "protocol",
-                "terminal sessions speak ssh or telnet",
+                "sessions speak ssh, telnet or rdp",
             ))
         }
+    };
+    if protocol == Some(Protocol::Rdp)
+        && (!(200..=gateway::desktop::MAX_SIDE).contains(&input.width)
+            || !(200..=gateway::desktop::MAX_SIDE).contains(&input.height))
+    {
+        return Err(ApiError::field(
+            "width",
+            "the desktop size must be between 200 and 8192 pixels each way",
+        ));
+    }
+    // A desktop's size travels in pixels where a terminal's travels in cells.
+    let (cols, rows) = match protocol {
+        Some(Protocol::Rdp) => (input.width, input.height),
+        _ => (input.cols, input.rows),
     };
     let t = app.desk.issue(
         &a.principal.user_id,
@@ -86,8 +113,8 @@ pub async fn launch_ticket(
         TicketFor::NewSession {
             account_id: input.account_id,
             protocol,
-            cols: input.cols,
-            rows: input.rows,
+            cols,
+            rows,
         },
     );
     Ok(ticket_reply(t))
@@ -587,6 +614,7 @@ async fn pump(
         return;
     }
     let mut last_notice: Option<std::time::Instant> = None;
+    let desktop = info.protocol == Protocol::Rdp;
     loop {
         tokio::select! {
             d = sub.next() => {
@@ -612,8 +640,16 @@ async fn pump(
                     }
                     if session.type_input(username, b.to_vec()).await.is_err() { return; }
                 }
-                // Only the owner's browser sets the terminal size.
-                Some(Ok(Message::Text(_))) if role == Role::Peer => {}
+                // Only the owner's browser sets the terminal size (a desktop's input also
+                // travels as text: a peer with the keyboard may send it).
+                Some(Ok(Message::Text(_))) if role == Role::Peer && !desktop => {}
+                Some(Ok(Message::Text(t))) if desktop => {
+                    let Some((input, typed)) = parse_desktop_input(t.as_str()) else { continue };
+                    if !session.may_type(username) {
+                        continue;
+                    }
+                    if session.desktop_input(username, input, typed).await.is_err() { return; }
+                }
                 Some(Ok(Message::Text(t))) => {
                     if let Some((cols, rows)) = parse_resize(t.as_str()) {
                         if session.send_input(ClientInput::Resize { cols, rows }).await.is_err() { return; }
@@ -664,6 +700,10 @@ async fn deliver(
                 }
                 ws.send(Message::Binary(frame.into())).await.is_ok()
             }
+            Delivery::Event(SessionEvent::Frame(rects)) => ws
+                .send(Message::Binary(frame_message(&rects).into()))
+                .await
+                .is_ok(),
             Delivery::Event(SessionEvent::Resize { cols, rows }) => {
                 send_json(ws, json!({ "type": "resize", "cols": cols, "rows": rows })).await
             }
@@ -687,12 +727,85 @@ async fn deliver(
 }
 
 async fn send_snapshot(ws: &mut WebSocket, s: gateway::screen::ScreenSnapshot) -> bool {
+    if s.desktop {
+        let whole = gateway::event::FrameRect {
+            x: 0,
+            y: 0,
+            width: s.cols,
+            height: s.rows,
+            encoding: gateway::desktop::PNG,
+            data: s.data.into(),
+        };
+        return send_json(
+            ws,
+            json!({ "type": "snapshot", "desktop": true, "width": s.cols, "height": s.rows }),
+        )
+        .await
+            && ws
+                .send(Message::Binary(frame_message(&[whole]).into()))
+                .await
+                .is_ok();
+    }
     send_json(
         ws,
         json!({ "type": "snapshot", "cols": s.cols, "rows": s.rows }),
     )
     .await
         && ws.send(Message::Binary(s.data.into())).await.is_ok()
+}
+
+/// A desktop update as one binary frame: for each rectangle, x, y, width, height (u16,
+/// big-endian), the length of its PNG (u32, big-endian), then the PNG.
+pub fn frame_message(rects: &[gateway::event::FrameRect]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rects.iter().map(|r| r.data.len() + 12).sum());
+    for r in rects {
+        for v in [r.x, r.y, r.width, r.height] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out.extend_from_slice(&(r.data.len() as u32).to_be_bytes());
+        out.extend_from_slice(&r.data);
+    }
+    out
+}
+
+/// A desktop session's input from the browser (docs/websocket-protocol.md): the input, and
+/// the text a key press made (for the recording), if any.
+fn parse_desktop_input(text: &str) -> Option<(ClientInput, Option<String>)> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    let small = |k: &str| v[k].as_u64().and_then(|n| u16::try_from(n).ok());
+    match v["type"].as_str()? {
+        "key" => {
+            let (extended, scancode) = gateway::rdp::keys::scancode(v["code"].as_str()?)?;
+            let down = v["down"].as_bool()?;
+            // What the key made, as the browser's layout says: one character, or Enter.
+            let typed = match v["key"].as_str() {
+                Some(k) if down && k.chars().count() == 1 => Some(k.to_string()),
+                Some("Enter") if down => Some("\n".to_string()),
+                _ => None,
+            };
+            Some((
+                ClientInput::Key {
+                    scancode,
+                    extended,
+                    down,
+                },
+                typed,
+            ))
+        }
+        "pointer" => Some((
+            ClientInput::Pointer {
+                x: small("x")?,
+                y: small("y")?,
+                buttons: u8::try_from(v["buttons"].as_u64()?).ok()? & 7,
+            },
+            None,
+        )),
+        "wheel" => {
+            let steps = v["steps"].as_i64()?.clamp(-10, 10) as i16;
+            Some((ClientInput::Wheel { steps }, None))
+        }
+        _ => None,
+    }
 }
 
 fn parse_resize(text: &str) -> Option<(u16, u16)> {

@@ -10,6 +10,9 @@ mod sshd_server;
 #[path = "../support/netns.rs"]
 mod netns_chain;
 
+#[path = "../support/xrdp.rs"]
+mod xrdp_server;
+
 mod harness;
 
 mod audit;
@@ -19,6 +22,7 @@ mod canary;
 mod hops;
 mod keys;
 mod live;
+mod rdp;
 mod recordings;
 mod ssh;
 mod startup;

@@ -274,6 +274,8 @@ async fn run(t: TelnetTarget, stream: TargetStream, mut io: AdapterIo) {
                     send(&io, SessionEvent::Resize { cols, rows }).await;
                 }
                 Some(ClientInput::Terminate { reason }) => break reason,
+                // Desktop input means nothing to a terminal.
+                Some(ClientInput::Key { .. } | ClientInput::Pointer { .. } | ClientInput::Wheel { .. }) => {}
                 None => break "The session was closed by the gateway.".to_string(),
             },
         }

@@ -1,0 +1,362 @@
+//! Why: RDP is decoded on the gateway (as Guacamole and Warpgate do), because only then can
+//! the gateway log in with a vault credential the browser never sees, record what really
+//! happened, let others watch and join, and end the session. This adapter runs IronRDP's
+//! client over the session's byte stream (a socket or a landing-server tunnel), keeps the
+//! desktop's picture in a framebuffer, and hands changed rectangles to the broker as raw
+//! pixels; the broker encodes them once for every viewer and the recorder (`desktop`).
+//! Browser input arrives as key positions and pointer events and leaves as RDP fast-path
+//! input.
+
+pub mod connect;
+pub mod keys;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ironrdp_graphics::image_processing::PixelFormat;
+use ironrdp_input::{MouseButton, MousePosition, Operation, Scancode, WheelRotations};
+use ironrdp_pdu::geometry::{InclusiveRectangle, Rectangle as _};
+use ironrdp_session::image::DecodedImage;
+use ironrdp_session::{ActiveStage, ActiveStageBuilder, ActiveStageOutput};
+use ironrdp_tokio::FramedWrite;
+use tokio::sync::oneshot;
+
+use crate::adapter::{AdapterFuture, AdapterIo, ProtocolAdapter, TargetStream};
+use crate::desktop::RAW_RGBA;
+use crate::event::{ClientInput, FailureKind, FrameRect, Lifecycle, Protocol, SessionEvent};
+use crate::ssh::{HostKeyObservation, HostKeyPolicy};
+use crate::Secret;
+
+/// Which security protocols the gateway offers the server (per resource).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RdpSecurity {
+    /// NLA (CredSSP) only: a bad password is refused before any desktop exists.
+    NlaRequired,
+    /// NLA when the server offers it, else TLS.
+    NlaPreferred,
+    /// TLS only: the password is sent in the logon info; a wrong one cannot be detected at
+    /// protocol level (the server shows its own login screen or error).
+    TlsOnly,
+}
+
+impl RdpSecurity {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "nla" => Some(RdpSecurity::NlaRequired),
+            "nla_preferred" => Some(RdpSecurity::NlaPreferred),
+            "tls" => Some(RdpSecurity::TlsOnly),
+            _ => None,
+        }
+    }
+}
+
+pub struct RdpTarget {
+    /// For messages: "the target win-1 (10.0.0.5:3389)".
+    pub label: String,
+    /// The name the server is addressed by (TLS and CredSSP).
+    pub server_name: String,
+    /// `user`, `DOMAIN\user` or `user@domain`.
+    pub username: String,
+    pub password: Secret,
+    pub security: RdpSecurity,
+    /// The pin of the server's TLS certificate (same rules as SSH host keys).
+    pub certificate: HostKeyPolicy,
+    /// Windows keyboard layout id (0x409: US English).
+    pub keyboard_layout: u32,
+    /// Initial desktop size in pixels.
+    pub width: u16,
+    pub height: u16,
+}
+
+impl RdpTarget {
+    /// The user name and domain as RDP wants them, from the three usual spellings.
+    pub fn split_user(&self) -> (String, Option<String>) {
+        split_user(&self.username)
+    }
+}
+
+pub fn split_user(u: &str) -> (String, Option<String>) {
+    if let Some((domain, user)) = u.split_once('\\') {
+        return (user.to_string(), Some(domain.to_string()));
+    }
+    if let Some((user, domain)) = u.rsplit_once('@') {
+        if !user.is_empty() && !domain.is_empty() {
+            return (user.to_string(), Some(domain.to_string()));
+        }
+    }
+    (u.to_string(), None)
+}
+
+pub struct RdpAdapter {
+    target: RdpTarget,
+    report: oneshot::Sender<HostKeyObservation>,
+}
+
+impl RdpAdapter {
+    /// The adapter, and where the server's certificate is reported (for pinning).
+    pub fn new(target: RdpTarget) -> (Self, oneshot::Receiver<HostKeyObservation>) {
+        let (report, seen) = oneshot::channel();
+        (RdpAdapter { target, report }, seen)
+    }
+}
+
+impl ProtocolAdapter for RdpAdapter {
+    fn protocol(&self) -> Protocol {
+        Protocol::Rdp
+    }
+    fn run(self: Box<Self>, target: TargetStream, io: AdapterIo) -> AdapterFuture {
+        Box::pin(run(*self, target, io))
+    }
+}
+
+/// How long screen updates are gathered before they are handed on: under a burst (a
+/// scrolling terminal) many small updates become one rectangle set per frame.
+const FRAME_INTERVAL: Duration = Duration::from_millis(16);
+
+async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
+    let RdpAdapter { target, report } = a;
+    let _ = io
+        .events
+        .send(SessionEvent::Lifecycle(Lifecycle::Connecting))
+        .await;
+    let connected = match tokio::time::timeout(
+        Duration::from_secs(30),
+        connect::connect(&target, stream, report),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err((kind, message))) => return fail(&io, kind, message).await,
+        Err(_) => {
+            return fail(
+                &io,
+                FailureKind::TimedOut,
+                format!(
+                    "{}: the RDP connection did not complete within 30 s",
+                    target.label
+                ),
+            )
+            .await
+        }
+    };
+    drop(target.password);
+    let connect::Connected {
+        mut framed,
+        result,
+        nla,
+    } = connected;
+    let (w, h) = (result.desktop_size.width, result.desktop_size.height);
+    let mut image = DecodedImage::new(PixelFormat::RgbA32, w, h);
+    let mut stage: ActiveStage = ActiveStageBuilder {
+        static_channels: result.static_channels,
+        user_channel_id: result.user_channel_id,
+        io_channel_id: result.io_channel_id,
+        message_channel_id: result.message_channel_id,
+        share_id: result.share_id,
+        compression_type: None,
+        enable_server_pointer: result.enable_server_pointer,
+        pointer_software_rendering: result.pointer_software_rendering,
+    }
+    .build();
+    let _ = io
+        .events
+        .send(SessionEvent::Resize { cols: w, rows: h })
+        .await;
+    let _ = io
+        .events
+        .send(SessionEvent::Marker(format!(
+            "{}: connected over RDP ({}), desktop {w}x{h}",
+            target.label,
+            if nla { "NLA" } else { "TLS" }
+        )))
+        .await;
+    let _ = io
+        .events
+        .send(SessionEvent::Lifecycle(Lifecycle::Connected))
+        .await;
+    let mut input = ironrdp_input::Database::new();
+    let mut buttons: u8 = 0;
+    let mut dirty: Option<InclusiveRectangle> = None;
+    let mut flush_at: Option<tokio::time::Instant> = None;
+    let label = target.label.clone();
+    let reason = loop {
+        let flush = async {
+            match flush_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            pdu = framed.read_pdu() => {
+                let (action, payload) = match pdu {
+                    Ok(p) => p,
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break format!("{label} closed the connection."),
+                    Err(e) => break format!("The connection to {label} failed: {e}"),
+                };
+                let outputs = match stage.process(&mut image, action, &payload, framed.last_read_at()) {
+                    Ok(o) => o,
+                    Err(e) => break format!("{label} sent something the gateway could not decode: {e}"),
+                };
+                let mut ended = None;
+                for out in outputs {
+                    match out {
+                        ActiveStageOutput::ResponseFrame(frame) => {
+                            if let Err(e) = framed.write_all(&frame).await {
+                                ended = Some(format!("Sending to {label} failed: {e}"));
+                                break;
+                            }
+                        }
+                        ActiveStageOutput::GraphicsUpdate(r) => {
+                            dirty = Some(match dirty.take() {
+                                Some(d) => d.union(&r),
+                                None => r,
+                            });
+                            flush_at.get_or_insert_with(|| tokio::time::Instant::now() + FRAME_INTERVAL);
+                        }
+                        ActiveStageOutput::Terminate(why) => {
+                            ended = Some(format!("{label} ended the session ({why:?})."));
+                            break;
+                        }
+                        ActiveStageOutput::DeactivateAll => {
+                            ended = Some(format!("{label} asked to reactivate the session, which this gateway does not support yet; the session was ended."));
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(why) = ended {
+                    break why;
+                }
+            }
+            _ = flush => {
+                flush_at = None;
+                if let Some(r) = dirty.take() {
+                    if io.events.send(SessionEvent::Frame(vec![cut(&image, &r)].into())).await.is_err() {
+                        break "the gateway closed the session".to_string();
+                    }
+                }
+            }
+            ev = io.input.recv() => {
+                let ops: Vec<Operation> = match ev {
+                    None => break "The session was closed by the gateway.".to_string(),
+                    Some(ClientInput::Terminate { reason }) => break reason,
+                    Some(ClientInput::Key { scancode, extended, down }) => {
+                        let sc = Scancode::from_u8(extended, scancode);
+                        vec![if down { Operation::KeyPressed(sc) } else { Operation::KeyReleased(sc) }]
+                    }
+                    Some(ClientInput::Pointer { x, y, buttons: now }) => {
+                        let mut ops = vec![Operation::MouseMove(MousePosition { x: x.min(w.saturating_sub(1)), y: y.min(h.saturating_sub(1)) })];
+                        for (bit, b) in [(1u8, MouseButton::Left), (2, MouseButton::Right), (4, MouseButton::Middle)] {
+                            match (buttons & bit != 0, now & bit != 0) {
+                                (false, true) => ops.push(Operation::MouseButtonPressed(b)),
+                                (true, false) => ops.push(Operation::MouseButtonReleased(b)),
+                                _ => {}
+                            }
+                        }
+                        buttons = now;
+                        ops
+                    }
+                    Some(ClientInput::Wheel { steps }) => vec![Operation::WheelRotations(WheelRotations { is_vertical: true, rotation_units: steps.saturating_mul(120) })],
+                    // Terminal input and terminal sizes mean nothing to a desktop.
+                    Some(ClientInput::Data(_) | ClientInput::Resize { .. }) => Vec::new(),
+                };
+                let events = input.apply(ops);
+                if events.is_empty() {
+                    continue;
+                }
+                match stage.process_fastpath_input(&mut image, &events) {
+                    Ok(outs) => {
+                        let mut failed = None;
+                        for out in outs {
+                            if let ActiveStageOutput::ResponseFrame(frame) = out {
+                                if let Err(e) = framed.write_all(&frame).await {
+                                    failed = Some(format!("Sending to {label} failed: {e}"));
+                                    break;
+                                }
+                            }
+                        }
+                        if let Some(why) = failed {
+                            break why;
+                        }
+                    }
+                    Err(e) => break format!("Input for {label} could not be encoded: {e}"),
+                }
+            }
+        }
+    };
+    if let Ok(outs) = stage.graceful_shutdown() {
+        for out in outs {
+            if let ActiveStageOutput::ResponseFrame(frame) = out {
+                let _ = framed.write_all(&frame).await;
+            }
+        }
+    }
+    // What was drawn last is part of the record.
+    if let Some(r) = dirty.take() {
+        let _ = io
+            .events
+            .send(SessionEvent::Frame(vec![cut(&image, &r)].into()))
+            .await;
+    }
+    let _ = io
+        .events
+        .send(SessionEvent::Lifecycle(Lifecycle::Ended {
+            reason,
+            exit_status: None,
+        }))
+        .await;
+}
+
+async fn fail(io: &AdapterIo, kind: FailureKind, message: String) {
+    let _ = io
+        .events
+        .send(SessionEvent::Lifecycle(Lifecycle::Failed { kind, message }))
+        .await;
+}
+
+/// The raw pixels of `r` (inclusive bounds) out of the decoded picture.
+fn cut(image: &DecodedImage, r: &InclusiveRectangle) -> FrameRect {
+    let (iw, ih) = (image.width(), image.height());
+    let right = r.right.min(iw.saturating_sub(1));
+    let bottom = r.bottom.min(ih.saturating_sub(1));
+    let (left, top) = (r.left.min(right), r.top.min(bottom));
+    let (w, h) = (right - left + 1, bottom - top + 1);
+    let stride = image.stride();
+    let data = image.data();
+    let mut out = Vec::with_capacity(w as usize * h as usize * 4);
+    for y in top as usize..=bottom as usize {
+        let start = y * stride + left as usize * 4;
+        out.extend_from_slice(&data[start..start + w as usize * 4]);
+    }
+    // The decoder leaves alpha at 0 in places; the picture is opaque.
+    for px in out.chunks_exact_mut(4) {
+        px[3] = 255;
+    }
+    FrameRect {
+        x: left,
+        y: top,
+        width: w,
+        height: h,
+        encoding: RAW_RGBA,
+        data: Arc::from(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_split_into_user_and_domain() {
+        assert_eq!(split_user("alice"), ("alice".into(), None));
+        assert_eq!(
+            split_user("CORP\\alice"),
+            ("alice".into(), Some("CORP".into()))
+        );
+        assert_eq!(
+            split_user("alice@corp.example"),
+            ("alice".into(), Some("corp.example".into()))
+        );
+        assert_eq!(split_user("@odd"), ("@odd".into(), None));
+    }
+}

@@ -1,0 +1,238 @@
+//! RDP sessions through the real binary against a real xrdp (TLS, autologon, Xorg): the
+//! session WebSocket carries PNG rectangles that this test paints into its own copy of the
+//! desktop, the way the browser does, and checks pixels; keys and pointer events typed here
+//! reach an xterm on the target, which creates a file we then look for. The account's
+//! password is a canary that must never reach the "browser".
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::harness::{Backend, Site};
+use crate::live::{cookie_of, open_ws, start, Ws};
+use crate::sshd_server::sshd;
+use crate::xrdp_server::{xrdp, ROOT_RGB, XSESSION};
+
+const PASSWORD: &str = "Rdp-Canary-Pw-4417!";
+
+/// What the "browser" has seen: control messages, its copy of the desktop, and every byte.
+#[derive(Default)]
+struct Desktop {
+    controls: Vec<Value>,
+    width: usize,
+    height: usize,
+    rgb: Vec<u8>,
+    raw: Vec<u8>,
+    rects: usize,
+}
+
+impl Desktop {
+    fn pixel(&self, x: usize, y: usize) -> Option<[u8; 3]> {
+        let i = (y * self.width + x) * 3;
+        self.rgb.get(i..i + 3).map(|p| [p[0], p[1], p[2]])
+    }
+
+    /// Paints one binary message (rectangles: x, y, w, h as u16 BE, PNG length as u32 BE, PNG).
+    fn paint(&mut self, mut msg: &[u8]) {
+        while msg.len() >= 12 {
+            let n = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]) as usize;
+            let (x, y, w, h) = (n(0), n(2), n(4), n(6));
+            let len = u32::from_be_bytes([msg[8], msg[9], msg[10], msg[11]]) as usize;
+            let png_bytes = &msg[12..12 + len];
+            let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes))
+                .read_info()
+                .expect("a PNG rectangle");
+            let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+            let info = reader.next_frame(&mut buf).expect("PNG data");
+            assert_eq!((info.width as usize, info.height as usize), (w, h));
+            for row in 0..h {
+                for col in 0..w {
+                    let (dx, dy) = (x + col, y + row);
+                    if dx < self.width && dy < self.height {
+                        let s = (row * w + col) * 3;
+                        let d = (dy * self.width + dx) * 3;
+                        self.rgb[d..d + 3].copy_from_slice(&buf[s..s + 3]);
+                    }
+                }
+            }
+            self.rects += 1;
+            msg = &msg[12 + len..];
+        }
+    }
+}
+
+async fn read_until(ws: &mut Ws, d: &mut Desktop, what: &str, done: impl Fn(&Desktop) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while !done(d) {
+        let m = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(m))) => m,
+            Ok(_) => panic!("socket closed while waiting for {what}: {:?}", d.controls),
+            Err(_) => panic!(
+                "timed out waiting for {what}: {:?}; {} rectangles, pixel (900, 700) {:?}",
+                d.controls,
+                d.rects,
+                d.pixel(900, 700)
+            ),
+        };
+        match m {
+            Message::Text(t) => {
+                d.raw.extend_from_slice(t.as_bytes());
+                let v: Value = serde_json::from_str(t.as_str()).expect("json");
+                if v["type"] == "snapshot" && v["desktop"] == true {
+                    d.width = v["width"].as_u64().unwrap_or(0) as usize;
+                    d.height = v["height"].as_u64().unwrap_or(0) as usize;
+                    d.rgb = vec![0; d.width * d.height * 3];
+                }
+                d.controls.push(v);
+            }
+            Message::Binary(b) => {
+                d.raw.extend_from_slice(&b);
+                d.paint(&b);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn near(p: Option<[u8; 3]>, want: [u8; 3]) -> bool {
+    p.is_some_and(|p| p.iter().zip(want).all(|(a, b)| a.abs_diff(b) <= 8))
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// Types `text` (lower-case letters, digits, space, '-', '.') and Enter, key by key.
+async fn type_text(ws: &mut Ws, text: &str) {
+    for c in text.chars().chain(std::iter::once('\n')) {
+        let code = match c {
+            'a'..='z' => format!("Key{}", c.to_ascii_uppercase()),
+            '0'..='9' => format!("Digit{c}"),
+            ' ' => "Space".into(),
+            '-' => "Minus".into(),
+            '.' => "Period".into(),
+            '\n' => "Enter".into(),
+            _ => panic!("type_text cannot type {c:?}"),
+        };
+        let key = if c == '\n' {
+            "Enter".to_string()
+        } else {
+            c.to_string()
+        };
+        send(
+            ws,
+            json!({ "type": "key", "code": code, "key": key, "down": true }),
+        )
+        .await;
+        send(
+            ws,
+            json!({ "type": "key", "code": code, "key": key, "down": false }),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
+    let x = xrdp();
+    let user = sshd().user(PASSWORD);
+    sshd().write_home_file(&user, ".xsession", "755", XSESSION);
+    let site = Site::new(Backend::Sqlite);
+    let (server, tls) = start(&site);
+    let admin = server.admin().await;
+    let r = admin.call("POST", "/resources", json!({ "name": "desk-1", "host": "127.0.0.1", "ports": { "rdp": x.port }, "policy_id": "policy-low" })).await.ok();
+    let rid = r["id"].as_str().unwrap().to_string();
+    let account = admin.account(&rid, &user, PASSWORD).await;
+    let (_, eng_id) = server.user(&admin, "engineer", "password_user").await;
+    admin.call("POST", "/shares", json!({ "subject_kind": "user", "subject_id": eng_id, "object_kind": "account", "object_id": account, "level": "connect" })).await.ok();
+    let eng = server.client();
+    let cookie = cookie_of(&eng.login("engineer", crate::harness::USER_PASSWORD).await);
+
+    let t = eng
+        .call(
+            "POST",
+            "/sessions",
+            json!({ "account_id": account, "protocol": "rdp", "width": 1024, "height": 768 }),
+        )
+        .await
+        .ok();
+    let mut ws = open_ws(&server, &tls, &cookie, t["url"].as_str().unwrap()).await;
+    let mut d = Desktop::default();
+    // The desktop arrives: the root window's colour where no window is.
+    read_until(&mut ws, &mut d, "the desktop's root colour", |d| {
+        near(d.pixel(900, 700), ROOT_RGB)
+    })
+    .await;
+    assert_eq!((d.width, d.height), (1024, 768));
+    assert!(d
+        .controls
+        .iter()
+        .any(|c| c["type"] == "session" && c["protocol"] == "rdp"));
+    // The xterm is white at the top left; the pointer over it gives it the keyboard.
+    read_until(&mut ws, &mut d, "the xterm", |d| {
+        near(d.pixel(200, 100), [255, 255, 255])
+    })
+    .await;
+    send(
+        &mut ws,
+        json!({ "type": "pointer", "x": 200, "y": 100, "buttons": 0 }),
+    )
+    .await;
+    let home = format!("/home/{user}");
+    let marker = format!("{home}/made-by-rdp");
+    type_text(&mut ws, "touch made-by-rdp").await;
+    let mut made = false;
+    for _ in 0..100 {
+        if std::path::Path::new(&marker).exists() {
+            made = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(made, "the xterm on the target did not create {marker}");
+
+    // The session is live in the API, with the protocol; an administrator ends it.
+    let live = admin.get("/sessions").await.ok();
+    let sid = live
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["protocol"] == "rdp")
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no live RDP session: {live}"));
+    admin
+        .call(
+            "POST",
+            &format!("/sessions/{sid}/terminate"),
+            json!({ "reason": "rdp check" }),
+        )
+        .await
+        .ok();
+    read_until(&mut ws, &mut d, "the termination", |d| {
+        d.controls.iter().any(|c| {
+            c["type"] == "exit" && c["reason"].as_str().unwrap_or("").contains("rdp check")
+        })
+    })
+    .await;
+    // Canary: not a byte of the password reached the browser.
+    let raw = String::from_utf8_lossy(&d.raw);
+    assert!(
+        !raw.contains(PASSWORD),
+        "the RDP password reached the browser"
+    );
+    // What was typed is in the audit trail's recording of the session (typed text).
+    let start = admin
+        .get("/audit?action=session.start&outcome=ok")
+        .await
+        .ok();
+    assert_eq!(start[0]["detail"]["protocol"], "rdp", "{start}");
+    // The server's TLS certificate is pinned like an SSH host key (trust on first use).
+    let keys = admin.get("/host-keys").await.ok();
+    assert!(
+        keys.as_array().unwrap().iter().any(|h| h["resource_id"] == rid.as_str()
+            && h["fingerprint"] == x.fingerprint.as_str()),
+        "{keys}"
+    );
+}

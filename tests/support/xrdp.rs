@@ -1,0 +1,51 @@
+//! Why: the RDP adapter is tested against a real xrdp. This drives `xrdp.sh` (beside this
+//! file): one private xrdp per test process on a 127.0.0.1 port, for the machine users that
+//! `sshd.rs` creates; a watchdog stops it when the process exits.
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub struct Xrdp {
+    pub port: u16,
+    /// `SHA256:...` of the server's TLS certificate.
+    pub fingerprint: String,
+}
+
+pub fn xrdp() -> &'static Xrdp {
+    static X: OnceLock<Xrdp> = OnceLock::new();
+    X.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("portcullis-xrdp-{}", std::process::id()));
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/xrdp.sh");
+        let out = Command::new("sh")
+            .arg(path)
+            .args([
+                "start",
+                dir.to_str().unwrap_or_default(),
+                &std::process::id().to_string(),
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("xrdp.sh: {e}"));
+        assert!(
+            out.status.success(),
+            "xrdp.sh start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let mut parts = text.split_whitespace();
+        let port = parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("xrdp.sh start printed {text:?}"));
+        Xrdp {
+            port,
+            fingerprint: parts.next().unwrap_or_default().to_string(),
+        }
+    })
+}
+
+/// The desktop the RDP tests expect: a solid root window of this colour, and an xterm
+/// (black on white) at the top left that has the keyboard while the pointer is over it.
+pub const ROOT_RGB: [u8; 3] = [0x3a, 0x6e, 0xa5];
+
+pub const XSESSION: &str =
+    "#!/bin/sh\nxsetroot -solid '#3a6ea5'\nexec xterm -geometry 80x24+0+0 -bg white -fg black\n";
