@@ -111,4 +111,6 @@ pub enum ClientInput {
     Wheel {
         steps: i16,
     },
+    /// Release every key and button held (the browser tab lost the focus mid-press).
+    ReleaseAll,
 }

@@ -800,6 +800,7 @@ fn parse_desktop_input(text: &str) -> Option<(ClientInput, Option<String>)> {
             },
             None,
         )),
+        "release" => Some((ClientInput::ReleaseAll, None)),
         "wheel" => {
             let steps = v["steps"].as_i64()?.clamp(-10, 10) as i16;
             Some((ClientInput::Wheel { steps }, None))

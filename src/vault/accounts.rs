@@ -44,6 +44,8 @@ pub struct AccountView {
     pub ssh_port: Option<i64>,
     /// The resource's Telnet port: Telnet sessions can be opened when set.
     pub telnet_port: Option<i64>,
+    /// The resource's RDP port: desktop sessions can be opened when set.
+    pub rdp_port: Option<i64>,
     /// The landing servers a session goes through, first hop first (empty: direct).
     pub path: Vec<String>,
     pub username: String,
@@ -76,6 +78,7 @@ fn view(a: &AccountRow, r: &ResourceRow, access: Level, max_age_days: i64) -> Ac
         host: r.host.clone(),
         ssh_port: r.ssh_port,
         telnet_port: r.telnet_port,
+        rdp_port: r.rdp_port,
         path: Vec::new(),
         username: a.username.clone(),
         secret_kind: a.secret_kind.clone(),

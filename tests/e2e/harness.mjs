@@ -73,6 +73,10 @@ export function startSshd() {
     rekey() {
       return execFileSync('sh', [SSHD_SH, 'rekey', dir]).toString().trim();
     },
+    /// Writes `text` to the user's ~/name with `mode`, owned by the user.
+    file(user, name, mode, text) {
+      execFileSync('sh', [SSHD_SH, 'file', dir, user, name, mode], { input: text });
+    },
     /// Starts (once) a Telnet server for the same users: inetutils-telnetd under inetd.
     telnetPort() {
       this._telnet ??= Number(execFileSync('sh', [SSHD_SH, 'telnet', dir, String(process.pid)]).toString().trim());
@@ -134,3 +138,18 @@ export async function run(tab, line) {
   await tab.keyboard.type(line);
   await tab.keyboard.press('Enter');
 }
+
+const XRDP_SH = join(ROOT, 'tests/support/xrdp.sh');
+
+/// A private xrdp on 127.0.0.1 for this test process (tests/support/xrdp.sh, shared with the
+/// Rust tests) for the users `startSshd` creates; stopped by its watchdog at exit.
+export function startXrdp() {
+  const dir = join(tmpdir(), `portcullis-e2e-xrdp-${process.pid}`);
+  const [port, fingerprint] = execFileSync('sh', [XRDP_SH, 'start', dir, String(process.pid)]).toString().trim().split(/\s+/);
+  return { port: Number(port), fingerprint };
+}
+
+/// The desktop the RDP tests expect (tests/support/xrdp.rs): a solid root colour and an
+/// xterm, black on white, at the top left.
+export const ROOT_RGB = [0x3a, 0x6e, 0xa5];
+export const XSESSION = "#!/bin/sh\nxsetroot -solid '#3a6ea5'\nexec xterm -geometry 80x24+0+0 -bg white -fg black\n";

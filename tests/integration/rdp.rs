@@ -202,6 +202,35 @@ async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
         .find(|s| s["protocol"] == "rdp")
         .map(|s| s["id"].as_str().unwrap().to_string())
         .unwrap_or_else(|| panic!("no live RDP session: {live}"));
+    // An observer who arrives now gets the current desktop at once, the same picture as the
+    // owner's (sampled pixel for pixel).
+    let ac = server.client();
+    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
+    let w = ac
+        .call("POST", &format!("/sessions/{sid}/watch"), json!({}))
+        .await
+        .ok();
+    let mut ows = open_ws(&server, &tls, &acookie, w["url"].as_str().unwrap()).await;
+    let mut od = Desktop::default();
+    read_until(&mut ows, &mut od, "the observer's first picture", |d| {
+        d.rects > 0
+    })
+    .await;
+    assert_eq!((od.width, od.height), (1024, 768));
+    assert!(
+        near(od.pixel(900, 700), ROOT_RGB),
+        "{:?}",
+        od.pixel(900, 700)
+    );
+    let differing = (0..768)
+        .step_by(7)
+        .flat_map(|y| (0..1024).step_by(13).map(move |x| (x, y)))
+        .filter(|&(x, y)| od.pixel(x, y) != d.pixel(x, y))
+        .count();
+    assert!(
+        differing < 40,
+        "{differing} sampled pixels differ between owner and observer"
+    );
     admin
         .call(
             "POST",

@@ -58,7 +58,7 @@ export interface Resource {
 }
 export interface Account {
   id: string; resource_id: string; resource_name: string; resource_type: string; host: string; username: string;
-  ssh_port: number | null; telnet_port: number | null; path: string[]; secret_kind: string; has_passphrase: boolean; notes: string; secret_changed_at: string; secret_expired: boolean; access: Level; created_at: string;
+  ssh_port: number | null; telnet_port: number | null; rdp_port: number | null; path: string[]; secret_kind: string; has_passphrase: boolean; notes: string; secret_changed_at: string; secret_expired: boolean; access: Level; created_at: string;
 }
 export interface Share { id: string; subject_kind: string; subject_id: string; subject_name: string; object_kind: string; object_id: string; level: Level; created_by: string }
 export interface Group { id: string; name: string; description: string; member_ids: string[] }

@@ -10,6 +10,7 @@ import { Accounts, ResourceDetail, ResourceGroups, Resources } from './pages/vau
 import { Audit, Policies, UserGroups, Users } from './pages/admin';
 import { Profile } from './pages/profile';
 import { TerminalPage } from './pages/terminal';
+import { DesktopPage } from './pages/desktop';
 import { LiveSessions } from './pages/live';
 import { Player, Recordings } from './pages/recordings';
 
@@ -64,6 +65,9 @@ function App() {
     const [accountId, protocol] = hash.slice('#/terminal/'.length).split('/');
     return <TerminalPage accountId={accountId} protocol={protocol === 'telnet' ? 'telnet' : undefined} />;
   }
+  if (hash.startsWith('#/desktop/')) return <DesktopPage accountId={hash.slice('#/desktop/'.length)} />;
+  if (hash.startsWith('#/watch-desktop/')) return <DesktopPage accountId="" watch={hash.slice('#/watch-desktop/'.length)} />;
+  if (hash.startsWith('#/join-desktop/')) return <DesktopPage accountId="" join={hash.slice('#/join-desktop/'.length)} />;
   if (hash.startsWith('#/watch/')) return <TerminalPage accountId="" watch={hash.slice('#/watch/'.length)} />;
   if (hash.startsWith('#/join/')) return <TerminalPage accountId="" join={hash.slice('#/join/'.length)} />;
 

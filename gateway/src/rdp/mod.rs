@@ -257,29 +257,20 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                         ops
                     }
                     Some(ClientInput::Wheel { steps }) => vec![Operation::WheelRotations(WheelRotations { is_vertical: true, rotation_units: steps.saturating_mul(120) })],
+                    Some(ClientInput::ReleaseAll) => {
+                        buttons = 0;
+                        let events = input.release_all();
+                        if let Err(why) = send_input(&mut stage, &mut image, &mut framed, &events, &label).await {
+                            break why;
+                        }
+                        continue;
+                    }
                     // Terminal input and terminal sizes mean nothing to a desktop.
                     Some(ClientInput::Data(_) | ClientInput::Resize { .. }) => Vec::new(),
                 };
                 let events = input.apply(ops);
-                if events.is_empty() {
-                    continue;
-                }
-                match stage.process_fastpath_input(&mut image, &events) {
-                    Ok(outs) => {
-                        let mut failed = None;
-                        for out in outs {
-                            if let ActiveStageOutput::ResponseFrame(frame) = out {
-                                if let Err(e) = framed.write_all(&frame).await {
-                                    failed = Some(format!("Sending to {label} failed: {e}"));
-                                    break;
-                                }
-                            }
-                        }
-                        if let Some(why) = failed {
-                            break why;
-                        }
-                    }
-                    Err(e) => break format!("Input for {label} could not be encoded: {e}"),
+                if let Err(why) = send_input(&mut stage, &mut image, &mut framed, &events, &label).await {
+                    break why;
                 }
             }
         }
@@ -305,6 +296,31 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
             exit_status: None,
         }))
         .await;
+}
+
+/// Encodes input events as fast-path PDUs and sends them; the error is the session's end.
+async fn send_input(
+    stage: &mut ActiveStage,
+    image: &mut DecodedImage,
+    framed: &mut connect::Upgraded,
+    events: &[ironrdp_pdu::input::fast_path::FastPathInputEvent],
+    label: &str,
+) -> Result<(), String> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let outs = stage
+        .process_fastpath_input(image, events)
+        .map_err(|e| format!("Input for {label} could not be encoded: {e}"))?;
+    for out in outs {
+        if let ActiveStageOutput::ResponseFrame(frame) = out {
+            framed
+                .write_all(&frame)
+                .await
+                .map_err(|e| format!("Sending to {label} failed: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 async fn fail(io: &AdapterIo, kind: FailureKind, message: String) {

@@ -47,8 +47,8 @@ export function LiveSessions(props: { me: Me }) {
             { key: 'participants', label: 'In the session', value: (s) => s.participants.map((p) => p.name).join(', '), render: (s) => s.participants.map((p) => `${p.name} (${p.role})`).join(', ') },
             { key: 'actions', label: '', value: () => '', render: (s) => admin && (
               <div class="actions">
-                <a class="button" href={`#/watch/${s.id}`} target="_blank" rel="noopener" data-testid="watch-session">Watch</a>
-                <a class="button" href={`#/join/${s.id}`} target="_blank" rel="noopener" data-testid="join-session">Join</a>
+                <a class="button" href={`#/${s.protocol === 'rdp' ? 'watch-desktop' : 'watch'}/${s.id}`} target="_blank" rel="noopener" data-testid="watch-session">Watch</a>
+                <a class="button" href={`#/${s.protocol === 'rdp' ? 'join-desktop' : 'join'}/${s.id}`} target="_blank" rel="noopener" data-testid="join-session">Join</a>
                 <button class="danger" data-testid="terminate-session" onClick={() => terminate(s)}>Terminate…</button>
               </div>
             ) },

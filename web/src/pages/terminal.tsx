@@ -9,9 +9,10 @@ import { api, ApiError } from '../api';
 
 type Phase = { kind: 'starting' } | { kind: 'connecting' } | { kind: 'connected' } | { kind: 'ended'; title: string; message: string };
 
-const storageKey = (accountId: string, protocol?: string) => `portcullis.session.${accountId}${protocol ? '.' + protocol : ''}`;
+export const storageKey = (accountId: string, protocol?: string) => `portcullis.session.${accountId}${protocol ? '.' + protocol : ''}`;
 
-async function ticketFor(accountId: string, protocol: string | undefined, cols: number, rows: number, watch?: string, join?: string): Promise<{ url: string }> {
+/** A launch ticket; `size` is the terminal's (cols, rows) or the desktop's (width, height). */
+export async function ticketFor(accountId: string, protocol: string | undefined, size: Record<string, number>, watch?: string, join?: string): Promise<{ url: string }> {
   // Watching or joining someone else's session: a ticket of its own, nothing to re-attach to.
   if (watch) return api('POST', `/sessions/${watch}/watch`);
   if (join) return api('POST', `/sessions/${join}/join`);
@@ -25,7 +26,7 @@ async function ticketFor(accountId: string, protocol: string | undefined, cols: 
       sessionStorage.removeItem(storageKey(accountId, protocol));
     }
   }
-  return api('POST', '/sessions', protocol ? { account_id: accountId, protocol, cols, rows } : { account_id: accountId, cols, rows });
+  return api('POST', '/sessions', protocol ? { account_id: accountId, protocol, ...size } : { account_id: accountId, ...size });
 }
 
 interface Participant { name: string; role: string; since_ms: number }
@@ -99,7 +100,7 @@ export function TerminalPage(props: { accountId: string; protocol?: 'telnet'; wa
     (async () => {
       let ticket: { url: string };
       try {
-        ticket = await ticketFor(props.accountId, props.protocol, term.cols, term.rows, props.watch, props.join);
+        ticket = await ticketFor(props.accountId, props.protocol, { cols: term.cols, rows: term.rows }, props.watch, props.join);
       } catch (e) {
         setPhase({ kind: 'ended', title: 'Cannot open the session', message: e instanceof Error ? e.message : String(e) });
         return;

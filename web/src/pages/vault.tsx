@@ -38,7 +38,8 @@ export function Accounts(props: { me: Me }) {
               <div class="actions">
                 {a.ssh_port ? <a class="button primary" href={'#/terminal/' + a.id} target="_blank" rel="noopener" data-testid="connect">{a.telnet_port ? 'SSH' : 'Connect'}</a> : null}
                 {a.telnet_port ? <a class={'button' + (a.ssh_port ? '' : ' primary')} href={'#/terminal/' + a.id + '/telnet'} target="_blank" rel="noopener" data-testid="connect-telnet" title="Telnet is not encrypted on the network">{a.ssh_port ? 'Telnet' : 'Connect (Telnet)'}</a> : null}
-                {!a.ssh_port && !a.telnet_port && <span class="muted">no SSH or Telnet port</span>}
+                {a.rdp_port ? <a class={'button' + (a.ssh_port || a.telnet_port ? '' : ' primary')} href={'#/desktop/' + a.id} target="_blank" rel="noopener" data-testid="connect-rdp">{a.ssh_port || a.telnet_port ? 'RDP' : 'Connect (RDP)'}</a> : null}
+                {!a.ssh_port && !a.telnet_port && !a.rdp_port && <span class="muted">no SSH, Telnet or RDP port</span>}
                 {atLeast(a.access, 'view') ? <button onClick={() => setReveal(a)}>Reveal…</button> : <span class="muted">secret hidden</span>}
               </div>
             ) },

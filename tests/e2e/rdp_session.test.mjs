@@ -1,0 +1,75 @@
+// RDP in a real Chromium against a real xrdp: the engineer clicks Connect (RDP), the canvas
+// shows the target's desktop (its known root colour), typing into the remote xterm creates a
+// file on the target, and the password never reaches the browser (canary).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { apiSession, launchBrowser, ROOT_RGB, startServer, startSshd, startXrdp, XSESSION } from './harness.mjs';
+
+const sshd = startSshd();
+const xrdp = startXrdp();
+const PASSWORD = 'E2e-Rdp-Canary-Pw!58';
+
+const pixel = (tab, x, y) => tab.evaluate(([x, y]) => {
+  const c = document.querySelector('canvas[data-testid=desktop]');
+  if (!c || c.width <= x || c.height <= y) return null;
+  return Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3));
+}, [x, y]);
+
+const near = (p, want) => !!p && p.every((v, i) => Math.abs(v - want[i]) <= 8);
+
+async function waitForPixel(tab, x, y, want, what) {
+  const deadline = Date.now() + 40000;
+  let last = null;
+  while (Date.now() < deadline) {
+    last = await pixel(tab, x, y);
+    if (near(last, want)) return;
+    await tab.waitForTimeout(200);
+  }
+  assert.fail(`${what}: pixel (${x}, ${y}) is ${JSON.stringify(last)}, not ${JSON.stringify(want)}`);
+}
+
+test('an RDP desktop in the browser: the canvas shows it and typing reaches the target', async () => {
+  const server = await startServer();
+  const user = sshd.user(PASSWORD);
+  sshd.file(user, '.xsession', '755', XSESSION);
+  const { browser, close } = await launchBrowser();
+  try {
+    const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1200, height: 800 } });
+    const received = [];
+    ctx.on('page', (p) => p.on('websocket', (ws) => ws.on('framereceived', (f) => received.push(typeof f.payload === 'string' ? f.payload : Buffer.from(f.payload).toString('latin1')))));
+    const admin = await apiSession(ctx, server.url, 'admin', server.password);
+    await admin.call('POST', '/auth/password', { current_password: server.password, new_password: 'operator passphrase one' });
+    const resource = await admin.call('POST', '/resources', { name: 'lab-desktop', host: '127.0.0.1', resource_type: 'linux', ports: { rdp: xrdp.port }, policy_id: 'policy-low' });
+    await admin.call('POST', `/resources/${resource.id}/accounts`, { username: user, secret: PASSWORD });
+
+    const page = await ctx.newPage();
+    await page.goto(`${server.url}/#/accounts`);
+    const row = page.locator('[data-testid=accounts] tr', { hasText: user });
+    await row.waitFor();
+    const [tab] = await Promise.all([ctx.waitForEvent('page'), row.locator('[data-testid=connect-rdp]').click()]);
+    await tab.waitForSelector('canvas[data-testid=desktop]');
+    await tab.waitForSelector('[data-testid=session-state] >> text=connected', { timeout: 40000 });
+    // The desktop is the tab's size, and shows the target's root colour and its xterm.
+    const size = await tab.evaluate(() => { const c = document.querySelector('canvas[data-testid=desktop]'); return [c.width, c.height]; });
+    assert.ok(size[0] >= 1000 && size[1] >= 600, `desktop ${size}`);
+    await waitForPixel(tab, size[0] - 30, size[1] - 30, ROOT_RGB, 'the root window');
+    await waitForPixel(tab, 200, 100, [255, 255, 255], 'the xterm');
+    // Pointer over the xterm (it takes the keyboard), then type a command.
+    const box = await tab.locator('canvas[data-testid=desktop]').boundingBox();
+    const scale = box.width / size[0];
+    await tab.mouse.move(box.x + 200 * scale, box.y + 100 * scale);
+    await tab.mouse.click(box.x + 200 * scale, box.y + 100 * scale);
+    await tab.keyboard.type('touch made-in-chromium');
+    await tab.keyboard.press('Enter');
+    const made = `/home/${user}/made-in-chromium`;
+    const deadline = Date.now() + 15000;
+    while (!existsSync(made) && Date.now() < deadline) await tab.waitForTimeout(100);
+    assert.ok(existsSync(made), `the remote xterm did not create ${made}`);
+    // Canary: not a byte of the password reached the browser.
+    assert.ok(!received.some((f) => f.includes(PASSWORD)), 'the RDP password reached the browser');
+  } finally {
+    await close();
+    server.stop();
+  }
+});

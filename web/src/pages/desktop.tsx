@@ -1,0 +1,182 @@
+// Why: the RDP session tab. The gateway decodes RDP and sends only the rectangles that
+// changed, as PNGs, which this page draws on a canvas in order; keys travel as key positions
+// (KeyboardEvent.code, so the target's own keyboard layout applies) and the pointer as
+// desktop coordinates. The credential never comes here. Protocol: docs/websocket-protocol.md.
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { storageKey, ticketFor } from './terminal';
+
+type Phase = { kind: 'starting' } | { kind: 'connecting' } | { kind: 'connected' } | { kind: 'ended'; title: string; message: string };
+
+/** Splits one binary message into rectangles: x, y, width, height (u16 BE), PNG length
+ *  (u32 BE), PNG. */
+export function rectangles(buf: ArrayBuffer): { x: number; y: number; w: number; h: number; png: Uint8Array<ArrayBuffer> }[] {
+  const v = new DataView(buf);
+  const out: { x: number; y: number; w: number; h: number; png: Uint8Array<ArrayBuffer> }[] = [];
+  let at = 0;
+  while (at + 12 <= buf.byteLength) {
+    const len = v.getUint32(at + 8);
+    out.push({ x: v.getUint16(at), y: v.getUint16(at + 2), w: v.getUint16(at + 4), h: v.getUint16(at + 6), png: new Uint8Array(buf, at + 12, len) });
+    at += 12 + len;
+  }
+  return out;
+}
+
+/** A desktop session tab: your own (`accountId`), or someone's you watch or join. */
+export function DesktopPage(props: { accountId: string; watch?: string; join?: string }) {
+  const guest = !!props.watch || !!props.join;
+  const canvas = useRef<HTMLCanvasElement>(null);
+  const host = useRef<HTMLDivElement>(null);
+  const [phase, setPhase] = useState<Phase>({ kind: 'starting' });
+  const [title, setTitle] = useState('');
+  const [recorded, setRecorded] = useState(false);
+  const [size, setSize] = useState<[number, number] | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const [attempt, setAttempt] = useState(0);
+  const socket = useRef<WebSocket | null>(null);
+
+  const send = (m: object) => socket.current?.readyState === WebSocket.OPEN && socket.current.send(JSON.stringify(m));
+  const keys = (codes: string[]) => {
+    for (const code of codes) send({ type: 'key', code, down: true });
+    for (const code of [...codes].reverse()) send({ type: 'key', code, down: false });
+  };
+
+  useEffect(() => {
+    const c = canvas.current;
+    const box = host.current;
+    if (!c || !box) return;
+    const ctx = c.getContext('2d');
+    if (!ctx) return;
+    let closedByUs = false;
+    // Rectangles are drawn strictly in arrival order, each once its PNG is decoded.
+    let drawing: Promise<void> = Promise.resolve();
+    const draw = (buf: ArrayBuffer) => {
+      for (const r of rectangles(buf)) {
+        const bitmap = createImageBitmap(new Blob([r.png], { type: 'image/png' }));
+        drawing = drawing.then(() => bitmap.then((b) => { ctx.drawImage(b, r.x, r.y); b.close(); }).catch(() => undefined));
+      }
+    };
+    // The desktop is the tab's size when it starts (rounded to what RDP likes).
+    const width = Math.max(200, Math.min(8192, Math.floor(box.clientWidth / 4) * 4));
+    const height = Math.max(200, Math.min(8192, Math.floor(box.clientHeight)));
+    (async () => {
+      let ticket: { url: string };
+      try {
+        ticket = await ticketFor(props.accountId, 'rdp', { width, height }, props.watch, props.join);
+      } catch (e) {
+        setPhase({ kind: 'ended', title: 'Cannot open the session', message: e instanceof Error ? e.message : String(e) });
+        return;
+      }
+      setPhase({ kind: 'connecting' });
+      const ws = new WebSocket(`wss://${location.host}${ticket.url}`);
+      socket.current = ws;
+      ws.binaryType = 'arraybuffer';
+      ws.onmessage = (ev) => {
+        if (typeof ev.data !== 'string') { draw(ev.data as ArrayBuffer); return; }
+        const m = JSON.parse(ev.data);
+        switch (m.type) {
+          case 'session':
+            if (!guest) sessionStorage.setItem(storageKey(props.accountId, 'rdp'), m.id);
+            setTitle(`${m.account}@${m.resource}${m.path?.length ? ' via ' + m.path.join(' → ') : ''}`);
+            setRecorded(!!m.recorded);
+            document.title = `${m.account}@${m.resource} — Portcullis`;
+            break;
+          case 'status':
+            setPhase({ kind: m.state === 'connected' ? 'connected' : 'connecting' });
+            break;
+          case 'snapshot':
+            if (m.desktop) { c.width = m.width; c.height = m.height; setSize([m.width, m.height]); }
+            break;
+          case 'resize':
+            c.width = m.cols; c.height = m.rows; setSize([m.cols, m.rows]);
+            break;
+          case 'notice':
+            setNotice(m.message);
+            break;
+          case 'error':
+            if (!guest) sessionStorage.removeItem(storageKey(props.accountId, 'rdp'));
+            setPhase({ kind: 'ended', title: 'The session could not continue', message: m.message });
+            break;
+          case 'exit':
+            if (!guest) sessionStorage.removeItem(storageKey(props.accountId, 'rdp'));
+            setPhase({ kind: 'ended', title: 'Session ended', message: m.reason });
+            break;
+        }
+      };
+      ws.onclose = () => {
+        if (closedByUs) return;
+        setPhase((p) => (p.kind === 'ended' ? p : { kind: 'ended', title: 'Connection lost', message: 'The connection to the gateway was lost. Reconnect to return to your session (it waits for you for a minute).' }));
+      };
+    })();
+
+    if (props.watch) return () => { closedByUs = true; socket.current?.close(); };
+    // Pointer: desktop coordinates, whatever the canvas's displayed size.
+    const at = (e: MouseEvent) => {
+      const r = c.getBoundingClientRect();
+      return { x: Math.max(0, Math.round(((e.clientX - r.left) * c.width) / r.width)), y: Math.max(0, Math.round(((e.clientY - r.top) * c.height) / r.height)) };
+    };
+    let moved: MouseEvent | null = null;
+    const flushMove = () => { if (moved) { send({ type: 'pointer', ...at(moved), buttons: moved.buttons & 7 }); moved = null; } };
+    const onMove = (e: MouseEvent) => { if (!moved) requestAnimationFrame(flushMove); moved = e; };
+    const onButton = (e: MouseEvent) => { e.preventDefault(); c.focus(); moved = null; send({ type: 'pointer', ...at(e), buttons: e.buttons & 7 }); };
+    const onWheel = (e: WheelEvent) => { e.preventDefault(); send({ type: 'wheel', steps: e.deltaY < 0 ? 1 : -1 }); };
+    const onKey = (e: KeyboardEvent) => {
+      // Everything goes to the desktop (Tab, Alt, F-keys); the browser keeps only what it
+      // never hands to pages (e.g. Ctrl+Alt+Del, Alt+Tab on most systems: see the buttons).
+      e.preventDefault();
+      send({ type: 'key', code: e.code, key: e.key, down: e.type === 'keydown' });
+    };
+    const onBlur = () => send({ type: 'release' });
+    c.addEventListener('mousemove', onMove);
+    c.addEventListener('mousedown', onButton);
+    c.addEventListener('mouseup', onButton);
+    c.addEventListener('contextmenu', (e) => e.preventDefault());
+    c.addEventListener('wheel', onWheel, { passive: false });
+    c.addEventListener('keydown', onKey);
+    c.addEventListener('keyup', onKey);
+    c.addEventListener('blur', onBlur);
+    c.focus();
+    return () => {
+      closedByUs = true;
+      c.removeEventListener('mousemove', onMove);
+      c.removeEventListener('mousedown', onButton);
+      c.removeEventListener('mouseup', onButton);
+      c.removeEventListener('wheel', onWheel);
+      c.removeEventListener('keydown', onKey);
+      c.removeEventListener('keyup', onKey);
+      c.removeEventListener('blur', onBlur);
+      socket.current?.close();
+    };
+  }, [props.accountId, props.watch, props.join, attempt]);
+
+  return (
+    <div class="terminal-page">
+      <div class="terminal-bar" data-testid="terminal-bar">
+        <b>{props.watch ? `Watching ${title}` : title || 'Portcullis desktop'}</b>
+        {props.watch && <span class="badge warn" data-testid="read-only">read-only</span>}
+        <span class={'badge state-' + phase.kind} data-testid="session-state">{phase.kind}</span>
+        {size && <span class="muted" data-testid="desktop-size">{size[0]}×{size[1]}</span>}
+        {recorded && <span class="badge recorded" data-testid="session-recorded" title="This session is recorded and can be replayed by auditors">● recorded</span>}
+        {!props.watch && (
+          <>
+            <button class="link" data-testid="send-ctrl-alt-del" onClick={() => keys(['ControlLeft', 'AltLeft', 'Delete'])}>Ctrl+Alt+Del</button>
+            <button class="link" onClick={() => keys(['MetaLeft'])}>Windows key</button>
+            <button class="link" onClick={() => keys(['AltLeft', 'Tab'])}>Alt+Tab</button>
+          </>
+        )}
+        <span class="spacer" />
+        <a href="#/accounts">Back to Connect</a>
+      </div>
+      {notice && <div class="terminal-banner" role="alert">⚠ {notice}</div>}
+      <div class="desktop-host" ref={host}>
+        <canvas ref={canvas} tabIndex={0} class="desktop" data-testid="desktop" />
+      </div>
+      {phase.kind === 'ended' && (
+        <div class="terminal-end" role="alert" data-testid="session-ended">
+          <h2>{phase.title}</h2>
+          <p>{phase.message}</p>
+          {!guest && <button class="primary" onClick={() => setAttempt(attempt + 1)}>Reconnect</button>}
+        </div>
+      )}
+    </div>
+  );
+}
