@@ -27,7 +27,9 @@ pub struct ScreenSnapshot {
     pub desktop: bool,
 }
 
-/// What a session shows: a terminal, or a desktop's picture.
+/// What a session shows: a terminal, or a desktop's picture. (One per session, so the size
+/// difference between the two does not matter.)
+#[allow(clippy::large_enum_variant)]
 pub enum Screen {
     Terminal(TerminalScreen),
     Desktop(DesktopScreen),

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod landing;
 pub mod live;
 pub mod openapi;
+pub mod rdp;
 pub mod recordings;
 pub mod telnet;
 pub mod vault;
@@ -122,6 +123,8 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("GET", "/api/v1/logon-scripts", "Built-in Telnet logon scripts and the script each resource type uses", "sessions", "any user"),
     r!("PUT", "/api/v1/logon-scripts/{id}", "Choose a resource type's Telnet logon script: a built-in, a custom one, or the default; audited", "sessions", "administrator", [("builtin", "string"), ("script", "object")]),
     r!("GET", "/api/v1/resources/{id}/telnet", "The resource's Telnet settings, the logon script that applies, and the plaintext warning", "sessions", "anyone who can see the resource"),
+    r!("GET", "/api/v1/resources/{id}/rdp", "The resource's RDP settings: security (NLA required, NLA preferred, TLS only), keyboard layout, clipboard policy", "sessions", "anyone who can see the resource"),
+    r!("PUT", "/api/v1/resources/{id}/rdp", "Change the resource's RDP settings; audited", "sessions", "administrator", [("security", "string"), ("keyboard_layout", "integer"), ("clipboard", "string")]),
     r!("PUT", "/api/v1/resources/{id}/telnet", "Set the resource's logon-script override, enable account and landing-server rule; audited", "sessions", "administrator", [("script_override", "object"), ("enable_account_id", "string"), ("require_landing", "boolean")]),
     r!("GET", "/api/v1/host-keys", "Pinned and pending SSH host keys", "sessions", "administrator"),
     r!("POST", "/api/v1/host-keys/{id}/approve", "Pin a fingerprint for a resource (approve a pending key)", "sessions", "administrator", [("fingerprint", "string")]),
@@ -274,6 +277,10 @@ pub fn router(app: App) -> Router {
         .route(
             "/api/v1/resources/{id}/telnet",
             get(telnet::resource).put(telnet::set_resource),
+        )
+        .route(
+            "/api/v1/resources/{id}/rdp",
+            get(rdp::resource).put(rdp::set_resource),
         )
         .route("/api/v1/sessions/ws", get(live::socket))
         .route("/api/v1/host-keys", get(live::host_keys))

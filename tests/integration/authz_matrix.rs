@@ -455,6 +455,20 @@ const TABLE: &[Row] = &[
         |_| json!({ "require_landing": true }),
         "yynnn",
     ),
+    row(
+        "GET",
+        "/api/v1/resources/{id}/rdp",
+        Fx::Resource,
+        none,
+        "yyyyy",
+    ),
+    row(
+        "PUT",
+        "/api/v1/resources/{id}/rdp",
+        Fx::Resource,
+        |_| json!({ "security": "tls" }),
+        "yynnn",
+    ),
     // Without a ticket and an upgrade request the socket is refused after authentication.
     row("GET", "/api/v1/sessions/ws", Fx::None, none, "rrrrr"),
     row("GET", "/api/v1/host-keys", Fx::None, none, "yynnn"),

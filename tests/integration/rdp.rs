@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::harness::{Backend, Site};
 use crate::live::{cookie_of, open_ws, start, Ws};
 use crate::sshd_server::sshd;
-use crate::xrdp_server::{xrdp, ROOT_RGB, XSESSION};
+use crate::xrdp_server::{nla_server, xrdp, ROOT_RGB, SHADOW_RGB, XSESSION};
 
 const PASSWORD: &str = "Rdp-Canary-Pw-4417!";
 
@@ -80,9 +80,15 @@ async fn read_until(ws: &mut Ws, d: &mut Desktop, what: &str, done: impl Fn(&Des
             Message::Text(t) => {
                 d.raw.extend_from_slice(t.as_bytes());
                 let v: Value = serde_json::from_str(t.as_str()).expect("json");
-                if v["type"] == "snapshot" && v["desktop"] == true {
-                    d.width = v["width"].as_u64().unwrap_or(0) as usize;
-                    d.height = v["height"].as_u64().unwrap_or(0) as usize;
+                // The desktop's size: at first, and whenever the server sets another.
+                let size = match v["type"].as_str() {
+                    Some("snapshot") if v["desktop"] == true => Some((&v["width"], &v["height"])),
+                    Some("resize") => Some((&v["cols"], &v["rows"])),
+                    _ => None,
+                };
+                if let Some((w, h)) = size {
+                    d.width = w.as_u64().unwrap_or(0) as usize;
+                    d.height = h.as_u64().unwrap_or(0) as usize;
                     d.rgb = vec![0; d.width * d.height * 3];
                 }
                 d.controls.push(v);
@@ -264,4 +270,96 @@ async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
             && h["fingerprint"] == x.fingerprint.as_str()),
         "{keys}"
     );
+}
+
+#[tokio::test]
+async fn nla_logs_in_with_the_vault_password_and_a_wrong_one_is_named() {
+    let port = nla_server("nlauser", PASSWORD);
+    let site = Site::new(Backend::Sqlite);
+    let (server, tls) = start(&site);
+    let admin = server.admin().await;
+    let r = admin.call("POST", "/resources", json!({ "name": "nla-desk", "host": "127.0.0.1", "ports": { "rdp": port }, "policy_id": "policy-low" })).await.ok();
+    let rid = r["id"].as_str().unwrap().to_string();
+    // NLA required (the shadow server offers nothing else).
+    let set = admin
+        .call(
+            "PUT",
+            &format!("/resources/{rid}/rdp"),
+            json!({ "security": "nla" }),
+        )
+        .await
+        .ok();
+    assert_eq!(set["security"], "nla");
+    let good = admin.account(&rid, "nlauser", PASSWORD).await;
+    let bad = admin
+        .account(&rid, "NLAHOST\\nlauser", "Wrong-Pw-0000!")
+        .await;
+    let ac = server.client();
+    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
+    let open = |account: String| {
+        let (ac, server, tls, acookie) = (&ac, &server, &tls, acookie.clone());
+        async move {
+            let t = ac
+                .call("POST", "/sessions", json!({ "account_id": account, "protocol": "rdp", "width": 800, "height": 600 }))
+                .await
+                .ok();
+            open_ws(server, tls, &acookie, t["url"].as_str().unwrap()).await
+        }
+    };
+    // The right password: the desktop appears.
+    let mut ws = open(good).await;
+    let mut d = Desktop::default();
+    read_until(&mut ws, &mut d, "the shadowed desktop", |d| {
+        near(d.pixel(700, 500), SHADOW_RGB)
+    })
+    .await;
+    assert!(d
+        .controls
+        .iter()
+        .any(|c| c["type"] == "marker" && c["text"].as_str().unwrap_or("").contains("(NLA)")));
+    drop(ws);
+    // A wrong one: "authentication failed", before any desktop exists.
+    let mut ws = open(bad).await;
+    let mut d = Desktop::default();
+    read_until(&mut ws, &mut d, "the refusal", |d| {
+        d.controls.iter().any(|c| c["type"] == "error")
+    })
+    .await;
+    let e = d.controls.iter().find(|c| c["type"] == "error").unwrap();
+    assert_eq!(e["kind"], "authentication_failed", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("authentication failed"),
+        "{e}"
+    );
+    assert_eq!(d.rects, 0);
+    // TLS only, against a server that requires NLA: the refusal says what to change.
+    admin
+        .call(
+            "PUT",
+            &format!("/resources/{rid}/rdp"),
+            json!({ "security": "tls" }),
+        )
+        .await
+        .ok();
+    let mut ws = open(admin.account(&rid, "nlauser2", PASSWORD).await).await;
+    let mut d = Desktop::default();
+    read_until(&mut ws, &mut d, "the TLS-only refusal", |d| {
+        d.controls.iter().any(|c| c["type"] == "error")
+    })
+    .await;
+    let e = d.controls.iter().find(|c| c["type"] == "error").unwrap();
+    assert!(e["message"].as_str().unwrap().contains("TLS only"), "{e}");
+    // Settings are checked and name the field.
+    let refused = admin
+        .call(
+            "PUT",
+            &format!("/resources/{rid}/rdp"),
+            json!({ "security": "none" }),
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{:?}", refused.body);
+    assert!(refused.body.to_string().contains("security"));
 }

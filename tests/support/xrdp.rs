@@ -49,3 +49,34 @@ pub const ROOT_RGB: [u8; 3] = [0x3a, 0x6e, 0xa5];
 
 pub const XSESSION: &str =
     "#!/bin/sh\nxsetroot -solid '#3a6ea5'\nexec xterm -geometry 80x24+0+0 -bg white -fg black\n";
+
+/// A FreeRDP shadow server (NLA only) for one user with `password`; its port. Its desktop
+/// is a solid `SHADOW_RGB`. Stopped when the test process exits.
+pub fn nla_server(user: &str, password: &str) -> u16 {
+    let dir = std::env::temp_dir().join(format!("portcullis-shadow-{}-{user}", std::process::id()));
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/freerdp-shadow.sh"
+    );
+    let out = Command::new("sh")
+        .arg(path)
+        .args([
+            "start",
+            dir.to_str().unwrap_or_default(),
+            &std::process::id().to_string(),
+            user,
+            password,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("freerdp-shadow.sh: {e}"));
+    assert!(
+        out.status.success(),
+        "freerdp-shadow.sh start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    text.parse()
+        .unwrap_or_else(|_| panic!("freerdp-shadow.sh start printed {text:?}"))
+}
+
+pub const SHADOW_RGB: [u8; 3] = [0x2e, 0x8b, 0x57];
