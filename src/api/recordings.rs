@@ -258,7 +258,9 @@ async fn events_for(
 /// `GET /api/v1/recordings/{id}/events`: what the player plays (audited as a playback).
 /// Each event is `[t_ms, kind, ...]`: `o` output (base64), `k` keyframe (base64, cols,
 /// rows), `r` resize ("COLSxROWS"), `i` typed text, `s` a redacted secret (length), `m` a
-/// marker, `l` a lifecycle change (JSON text).
+/// marker, `l` a lifecycle change (JSON text), `f` a desktop rectangle (x, y, width,
+/// height, PNG as base64). For a desktop (`"desktop": true`) a keyframe is a PNG of the whole
+/// desktop and the sizes are in pixels.
 pub async fn events(
     State(app): State<App>,
     Auth(p): Auth,
@@ -283,12 +285,19 @@ pub async fn events(
                 RecordedEvent::RedactedInput { by, len, .. } => json!([t, "s", len, by]),
                 RecordedEvent::Marker(m) => json!([t, "m", m]),
                 RecordedEvent::Lifecycle(l) => json!([t, "l", l]),
-                RecordedEvent::Frame { .. } => return None,
+                RecordedEvent::Frame {
+                    x,
+                    y,
+                    width,
+                    height,
+                    data,
+                    ..
+                } => json!([t, "f", x, y, width, height, b64(data)]),
             })
         })
         .collect();
     Ok(Json(
-        json!({ "cols": rec.header.cols, "rows": rec.header.rows, "duration_ms": rec.duration_ms(), "events": list }),
+        json!({ "cols": rec.header.cols, "rows": rec.header.rows, "desktop": rec.header.protocol == "rdp", "duration_ms": rec.duration_ms(), "events": list }),
     ))
 }
 
@@ -299,6 +308,12 @@ pub async fn cast(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    let row = visible(&app, &p, &id).await?;
+    if row.protocol == "rdp" {
+        return Err(unusable(
+            "A desktop (RDP) recording has no asciicast form: replay it here or download the signed bundle.".to_string(),
+        ));
+    }
     let (rec, events) = events_for(&app, &p, &id, "recording.export", "asciicast").await?;
     let body = recorder::export::asciicast(&rec.header, &events);
     let mut resp = ([(header::CONTENT_TYPE, "application/x-asciicast")], body).into_response();

@@ -208,6 +208,14 @@ async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
         .find(|s| s["protocol"] == "rdp")
         .map(|s| s["id"].as_str().unwrap().to_string())
         .unwrap_or_else(|| panic!("no live RDP session: {live}"));
+    let recording_id = live
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == sid.as_str())
+        .and_then(|s| s["recording_id"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("the RDP session is not recorded: {live}"));
     // An observer who arrives now gets the current desktop at once, the same picture as the
     // owner's (sampled pixel for pixel).
     let ac = server.client();
@@ -263,6 +271,97 @@ async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
         .await
         .ok();
     assert_eq!(start[0]["detail"]["protocol"], "rdp", "{start}");
+    // The recording replays to the same final picture the owner saw.
+    let mut replay = Value::Null;
+    for _ in 0..100 {
+        let r = admin.get(&format!("/recordings/{recording_id}")).await.ok();
+        if r["status"] == "complete" {
+            replay = admin
+                .get(&format!("/recordings/{recording_id}/events"))
+                .await
+                .ok();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        replay["desktop"],
+        true,
+        "{}",
+        replay.to_string().chars().take(300).collect::<String>()
+    );
+    let mut played = Desktop::default();
+    let mut kinds = std::collections::BTreeSet::new();
+    for e in replay["events"].as_array().unwrap() {
+        let kind = e[1].as_str().unwrap_or("");
+        kinds.insert(kind.to_string());
+        let b64 = |v: &Value| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap_or(""))
+                .unwrap()
+        };
+        let n = |v: &Value| v.as_u64().unwrap_or(0) as usize;
+        match kind {
+            "k" => {
+                (played.width, played.height) = (n(&e[3]), n(&e[4]));
+                played.rgb = vec![0; played.width * played.height * 3];
+                let png = b64(&e[2]);
+                let mut msg = Vec::new();
+                for v in [
+                    0u16,
+                    0,
+                    e[3].as_u64().unwrap() as u16,
+                    e[4].as_u64().unwrap() as u16,
+                ] {
+                    msg.extend_from_slice(&v.to_be_bytes());
+                }
+                msg.extend_from_slice(&(png.len() as u32).to_be_bytes());
+                msg.extend_from_slice(&png);
+                played.paint(&msg);
+            }
+            "f" => {
+                let png = b64(&e[6]);
+                let mut msg = Vec::new();
+                for i in 2..6 {
+                    msg.extend_from_slice(&(n(&e[i]) as u16).to_be_bytes());
+                }
+                msg.extend_from_slice(&(png.len() as u32).to_be_bytes());
+                msg.extend_from_slice(&png);
+                played.paint(&msg);
+            }
+            _ => {}
+        }
+    }
+    assert!(kinds.contains("k") && kinds.contains("f"), "{kinds:?}");
+    assert_eq!((played.width, played.height), (1024, 768));
+    let differing = (0..768)
+        .step_by(5)
+        .flat_map(|y| (0..1024).step_by(9).map(move |x| (x, y)))
+        .filter(|&(x, y)| played.pixel(x, y) != d.pixel(x, y))
+        .count();
+    assert_eq!(
+        differing, 0,
+        "the replay's last picture differs from the live one"
+    );
+    // What was typed into the desktop is found by search, as typed text.
+    let hits = admin.get("/recordings/search?q=made-by-rdp").await.ok();
+    assert!(
+        hits.as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["recording_id"] == recording_id.as_str() && h["typed"] == true),
+        "{hits}"
+    );
+    // A desktop recording has no asciicast form, and says so.
+    let cast = admin
+        .call(
+            "GET",
+            &format!("/recordings/{recording_id}/cast"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(cast.status, 409, "{:?}", cast.body);
     // The server's TLS certificate is pinned like an SSH host key (trust on first use).
     let keys = admin.get("/host-keys").await.ok();
     assert!(

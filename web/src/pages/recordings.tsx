@@ -21,7 +21,10 @@ interface Detail extends RecordingRow {
 
 type Ev = [number, string, ...unknown[]];
 interface Hit { recording_id: string; t_ms: number; line: string; typed: boolean; user: string; account: string; resource: string; started_at: string }
-interface Events { cols: number; rows: number; duration_ms: number; events: Ev[] }
+interface Events { cols: number; rows: number; desktop?: boolean; duration_ms: number; events: Ev[] }
+
+/** What the player drives: a terminal or a desktop. */
+interface Replay { seek(t: number): void; advance(t: number): void; nextTime(): number | null }
 
 const statusBadge = (s: string) => <span class={'badge ' + (s === 'complete' ? 'level-view' : s === 'recording' ? 'state-connected' : 'warn')}>{s}</span>;
 
@@ -97,7 +100,7 @@ const b64 = (s: string) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
 const IDLE_MS = 1500;
 
 /** Plays `events` into `term`: seek by keyframe, then forward in time. */
-class Playback {
+class Playback implements Replay {
   pos = 0;
   constructor(private term: Terminal, private ev: Ev[]) {}
 
@@ -131,6 +134,56 @@ class Playback {
   }
 }
 
+/** Plays a desktop (RDP) recording onto a canvas: the last keyframe (a whole-desktop PNG)
+ *  at or before the moment, then the rectangles that followed, drawn strictly in order. */
+class DesktopPlayback implements Replay {
+  pos = 0;
+  private drawing: Promise<void> = Promise.resolve();
+  private generation = 0;
+  private ctx: CanvasRenderingContext2D | null;
+  constructor(private canvas: HTMLCanvasElement, private ev: Ev[]) {
+    this.ctx = canvas.getContext('2d');
+  }
+
+  private draw(png: string, x: number, y: number) {
+    const gen = this.generation;
+    const bitmap = createImageBitmap(new Blob([b64(png)], { type: 'image/png' }));
+    this.drawing = this.drawing.then(() => bitmap.then((b) => { if (gen === this.generation) this.ctx?.drawImage(b, x, y); b.close(); }).catch(() => undefined));
+  }
+
+  private size(w: number, h: number) {
+    if (this.canvas.width !== w || this.canvas.height !== h) { this.canvas.width = w; this.canvas.height = h; }
+  }
+
+  seek(t: number) {
+    this.generation++;
+    this.drawing = Promise.resolve();
+    let start = 0;
+    for (let i = 0; i < this.ev.length && this.ev[i][0] <= t; i++) if (this.ev[i][1] === 'k') start = i;
+    this.ctx?.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    this.pos = start;
+    const first = this.ev[start];
+    if (first && first[1] === 'k' && first[0] <= t) {
+      this.size(first[3] as number, first[4] as number);
+      this.draw(first[2] as string, 0, 0);
+      this.pos = start + 1;
+    }
+    this.advance(t);
+  }
+
+  advance(t: number) {
+    while (this.pos < this.ev.length && this.ev[this.pos][0] <= t) {
+      const e = this.ev[this.pos++];
+      if (e[1] === 'f') this.draw(e[6] as string, e[2] as number, e[3] as number);
+      else if (e[1] === 'r') { const [w, h] = String(e[2]).split('x').map(Number); this.size(w, h); }
+    }
+  }
+
+  nextTime(): number | null {
+    return this.pos < this.ev.length ? this.ev[this.pos][0] : null;
+  }
+}
+
 export function Player(props: { id: string }) {
   // `#/recordings/<id>?t=<ms>&q=<words>`: open at a moment, with the search hits marked.
   const [rid, qs] = props.id.split('?');
@@ -146,7 +199,7 @@ export function Player(props: { id: string }) {
   const [playing, setPlaying] = useState(false);
   const [speed, setSpeed] = useState(1);
   const [skipIdle, setSkipIdle] = useState(true);
-  const pb = useRef<Playback | null>(null);
+  const pb = useRef<Replay | null>(null);
   const clock = useRef(0);
 
   useEffect(() => {
@@ -157,6 +210,19 @@ export function Player(props: { id: string }) {
 
   useEffect(() => {
     if (!host.current || !events) return;
+    if (events.desktop) {
+      const canvas = document.createElement('canvas');
+      canvas.className = 'desktop';
+      canvas.dataset.testid = 'player-desktop';
+      canvas.width = events.cols;
+      canvas.height = events.rows;
+      host.current.appendChild(canvas);
+      pb.current = new DesktopPlayback(canvas, events.events);
+      pb.current.seek(startAt);
+      clock.current = startAt;
+      setT(startAt);
+      return () => { canvas.remove(); pb.current = null; };
+    }
     const term = new Terminal({ cols: events.cols, rows: events.rows, fontSize: 13, scrollback: 0, disableStdin: true });
     term.open(host.current);
     pb.current = new Playback(term, events.events);
@@ -200,7 +266,7 @@ export function Player(props: { id: string }) {
           {v?.problem ? <span class="error-text">Verification FAILED: {v.problem}</span>
             : v?.complete ? <span>Verified: chain and signed manifest intact ({v.chunks} chunks).</span>
             : <span>Verified up to its last chunk; no signed manifest (the gateway stopped mid-session).</span>}
-          {' '}· started {when(detail.started_at)} from {detail.client_addr} · <a href={`/api/v1/recordings/${rid}/cast`} download>Export .cast</a> · <a href={`/api/v1/recordings/${rid}/bundle`} download>Signed bundle</a>
+          {' '}· started {when(detail.started_at)} from {detail.client_addr} · {detail.protocol !== 'rdp' && <><a href={`/api/v1/recordings/${rid}/cast`} download>Export .cast</a> · </>}<a href={`/api/v1/recordings/${rid}/bundle`} download>Signed bundle</a>
         </p>
       )}
       <div class="player-body">
