@@ -29,7 +29,7 @@ async function waitForPixel(tab, x, y, want, what) {
   assert.fail(`${what}: pixel (${x}, ${y}) is ${JSON.stringify(last)}, not ${JSON.stringify(want)}`);
 }
 
-test('an RDP desktop in the browser: the canvas shows it and typing reaches the target', async () => {
+test('an RDP desktop in the browser: the canvas shows it, typing reaches the target, the recording replays it', async () => {
   const server = await startServer();
   const user = sshd.user(PASSWORD);
   sshd.file(user, '.xsession', '755', XSESSION);
@@ -66,6 +66,27 @@ test('an RDP desktop in the browser: the canvas shows it and typing reaches the 
     const deadline = Date.now() + 15000;
     while (!existsSync(made) && Date.now() < deadline) await tab.waitForTimeout(100);
     assert.ok(existsSync(made), `the remote xterm did not create ${made}`);
+    // An administrator ends the session; the recording replays to the desktop in the player.
+    const live = await admin.call('GET', '/sessions');
+    const session = live.find((x) => x.protocol === 'rdp');
+    await admin.call('POST', `/sessions/${session.id}/terminate`, { reason: 'e2e done' });
+    await tab.waitForSelector('text=Session ended');
+    let rec = null;
+    for (let i = 0; i < 100 && rec?.status !== 'complete'; i++) {
+      rec = await admin.call('GET', `/recordings/${session.recording_id}`);
+      await page.waitForTimeout(100);
+    }
+    await page.goto(`${server.url}/#/recordings/${session.recording_id}`);
+    await page.waitForSelector('canvas[data-testid=player-desktop]');
+    const timeline = page.locator('[data-testid=player-timeline]');
+    await timeline.evaluate((el) => { el.value = el.max; el.dispatchEvent(new Event('input', { bubbles: true })); });
+    const replayPixel = async () => page.evaluate(([x, y]) => {
+      const c = document.querySelector('canvas[data-testid=player-desktop]');
+      return c ? Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3)) : null;
+    }, [size[0] - 30, size[1] - 30]);
+    const until = Date.now() + 15000;
+    while (!near(await replayPixel(), ROOT_RGB) && Date.now() < until) await page.waitForTimeout(200);
+    assert.ok(near(await replayPixel(), ROOT_RGB), `replayed pixel ${JSON.stringify(await replayPixel())}`);
     // Canary: not a byte of the password reached the browser.
     assert.ok(!received.some((f) => f.includes(PASSWORD)), 'the RDP password reached the browser');
   } finally {
