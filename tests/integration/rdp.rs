@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::harness::{Backend, Site};
 use crate::live::{cookie_of, open_ws, start, Ws};
 use crate::sshd_server::sshd;
-use crate::xrdp_server::{nla_server, xrdp, ROOT_RGB, SHADOW_RGB, XSESSION};
+use crate::xrdp_server::{nla_server, nla_server_at, xrdp, ROOT_RGB, SHADOW_RGB, XSESSION};
 
 const PASSWORD: &str = "Rdp-Canary-Pw-4417!";
 
@@ -461,4 +461,70 @@ async fn nla_logs_in_with_the_vault_password_and_a_wrong_one_is_named() {
         .await;
     assert_eq!(refused.status, 400, "{:?}", refused.body);
     assert!(refused.body.to_string().contains("security"));
+}
+
+#[tokio::test]
+async fn rdp_reaches_a_desktop_only_through_an_ssh_landing_server() {
+    // node 1: the landing server (sshd); node 2: an NLA RDP server, reachable only via node 1.
+    let chain = crate::netns_chain::Chain::up(2);
+    chain.assert_isolated(2);
+    let target = chain.nodes[1].addr.clone();
+    let port = nla_server_at("hopdesk", PASSWORD, Some((&target, &chain.namespace(2))));
+    let hop_user = sshd().user("Hop-Rdp-Pw-99!");
+    let site = Site::new(Backend::Sqlite);
+    let (server, tls) = start(&site);
+    let admin = server.admin().await;
+    let j = admin.call("POST", "/resources", json!({ "name": "rdp-jump", "host": chain.nodes[0].addr, "ports": { "ssh": 22 }, "policy_id": "policy-low" })).await.ok();
+    let jid = j["id"].as_str().unwrap().to_string();
+    let jacc = admin.account(&jid, &hop_user, "Hop-Rdp-Pw-99!").await;
+    let l = admin.call("POST", "/landing-servers", json!({ "name": "DC-R", "location": "lab", "primary_resource_id": jid, "account_id": jacc })).await.ok();
+    let r = admin.call("POST", "/resources", json!({ "name": "hidden-desk", "host": target, "ports": { "rdp": port }, "policy_id": "policy-low" })).await.ok();
+    let rid = r["id"].as_str().unwrap().to_string();
+    admin
+        .call(
+            "PUT",
+            &format!("/resources/{rid}/landing-server"),
+            json!({ "landing_server_id": l["id"] }),
+        )
+        .await
+        .ok();
+    admin
+        .call(
+            "PUT",
+            &format!("/resources/{rid}/rdp"),
+            json!({ "security": "nla" }),
+        )
+        .await
+        .ok();
+    let account = admin.account(&rid, "hopdesk", PASSWORD).await;
+    let ac = server.client();
+    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
+    let t = ac
+        .call(
+            "POST",
+            "/sessions",
+            json!({ "account_id": account, "protocol": "rdp", "width": 800, "height": 600 }),
+        )
+        .await
+        .ok();
+    let mut ws = open_ws(&server, &tls, &acookie, t["url"].as_str().unwrap()).await;
+    let mut d = Desktop::default();
+    read_until(
+        &mut ws,
+        &mut d,
+        "the desktop behind the landing server",
+        |d| near(d.pixel(700, 500), SHADOW_RGB),
+    )
+    .await;
+    let hello = d.controls.iter().find(|c| c["type"] == "session").unwrap();
+    assert_eq!(hello["path"], json!(["DC-R"]), "{hello}");
+    let start = admin
+        .get("/audit?action=session.start&outcome=ok")
+        .await
+        .ok();
+    assert_eq!(
+        start[0]["detail"]["path"],
+        json!([{ "landing_server": "DC-R", "secondary": false }]),
+        "{start}"
+    );
 }

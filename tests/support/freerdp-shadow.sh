@@ -3,32 +3,37 @@
 # sharing a private Xvfb display (a solid root colour), with one user in its own NTLM SAM
 # file. It listens on 127.0.0.1 only; a watchdog stops it when the owning process exits.
 #
-#   freerdp-shadow.sh start DIR OWNER_PID USER PASSWORD  -> prints "PORT"
+#   freerdp-shadow.sh start DIR OWNER_PID USER PASSWORD [ADDR NETNS]  -> prints "PORT"
+# (with ADDR and NETNS: inside network namespace NETNS, listening on ADDR:3389)
 set -eu
 cmd=$1; dir=$2
 
 case "$cmd" in
 start)
-  owner=$3; user=$4; password=$5
+  here=$(cd "$(dirname "$0")" && pwd)
+  owner=$3; user=$4; password=$5; addr=${6:-127.0.0.1}; netns=${7:-}
+  run=""; [ -z "$netns" ] || run="ip netns exec $netns"
   command -v freerdp-shadow-cli >/dev/null || { echo "freerdp-shadow-cli not found (apt packages freerdp2-shadow-x11 winpr-utils xvfb)" >&2; exit 1; }
   mkdir -p "$dir"
   winpr-hash -u "$user" -p "$password" -f sam > "$dir/sam"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  if [ -n "$netns" ]; then port=3389; else
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  fi
   # A free X display number.
   n=$(( 40 + $$ % 200 ))
   while [ -e "/tmp/.X$n-lock" ] || [ -e "/tmp/.X11-unix/X$n" ]; do n=$((n + 1)); done
   nohup sh -c "Xvfb :$n -screen 0 1024x768x24 -nolisten tcp >'$dir/xvfb.log' 2>&1 & V=\$!
-    i=0; until DISPLAY=:$n xsetroot -solid '#2e8b57' 2>/dev/null; do i=\$((i+1)); [ \$i -lt 100 ] || break; sleep 0.05; done
-    # The root window alone is not captured (black); a window covering the screen is.
+    # A window covering the screen in the test colour, fully drawn before the server starts
+    # (the shadow server captures once per connection; the bare root window reads black).
+    i=0; until python3 '$here/xpixel.py' :$n 0 0 >/dev/null 2>&1; do i=\$((i+1)); [ \$i -lt 200 ] || break; sleep 0.05; done
     DISPLAY=:$n xterm -geometry 300x100+0+0 -bg '#2e8b57' -fg '#2e8b57' >/dev/null 2>&1 &
-    i=0; until DISPLAY=:$n xprop -name xterm WM_NAME >/dev/null 2>&1; do i=\$((i+1)); [ \$i -lt 100 ] || break; sleep 0.05; done
-    sleep 0.3
-    DISPLAY=:$n freerdp-shadow-cli /bind-address:127.0.0.1 /port:$port +auth /sec:nla /sam-file:'$dir/sam' >'$dir/shadow.log' 2>&1 & S=\$!
+    i=0; until [ \"\$(python3 '$here/xpixel.py' :$n 512 384 2>/dev/null)\" = 2e8b57 ]; do i=\$((i+1)); [ \$i -lt 200 ] || break; sleep 0.05; done
+    DISPLAY=:$n $run freerdp-shadow-cli /bind-address:$addr /port:$port +auth /sec:nla /sam-file:'$dir/sam' >'$dir/shadow.log' 2>&1 & S=\$!
     while kill -0 $owner 2>/dev/null && kill -0 \$S 2>/dev/null; do sleep 1; done
     kill \$S \$V 2>/dev/null; wait \$S \$V 2>/dev/null
     rm -rf '$dir'" >/dev/null 2>&1 &
   i=0
-  until python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; do
+  until $run python3 -c "import socket; socket.create_connection(('$addr', $port), 1)" 2>/dev/null; do
     i=$((i + 1)); [ $i -lt 200 ] || { cat "$dir/xvfb.log" "$dir/shadow.log" >&2; exit 1; }; sleep 0.05
   done
   echo "$port"

@@ -76,6 +76,14 @@ impl Chain {
         script(&["isolated", self.dir_str(), &k.to_string()]);
     }
 
+    /// The network namespace of node `k` (1-based).
+    pub fn namespace(&self, k: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("ns{k}")))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
     /// Node `k` (1-based) gets a new host key; returns its fingerprint.
     pub fn rekey(&self, k: usize) -> String {
         script(&["rekey", self.dir_str(), &k.to_string()])

@@ -53,7 +53,13 @@ pub const XSESSION: &str =
 /// A FreeRDP shadow server (NLA only) for one user with `password`; its port. Its desktop
 /// is a solid `SHADOW_RGB`. Stopped when the test process exits.
 pub fn nla_server(user: &str, password: &str) -> u16 {
+    nla_server_at(user, password, None)
+}
+
+/// The same inside network namespace `netns`, listening on `addr`:3389.
+pub fn nla_server_at(user: &str, password: &str, at: Option<(&str, &str)>) -> u16 {
     let dir = std::env::temp_dir().join(format!("portcullis-shadow-{}-{user}", std::process::id()));
+    let (addr, netns) = at.unwrap_or(("127.0.0.1", ""));
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/support/freerdp-shadow.sh"
@@ -66,6 +72,8 @@ pub fn nla_server(user: &str, password: &str) -> u16 {
             &std::process::id().to_string(),
             user,
             password,
+            addr,
+            netns,
         ])
         .output()
         .unwrap_or_else(|e| panic!("freerdp-shadow.sh: {e}"));
