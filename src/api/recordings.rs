@@ -271,9 +271,9 @@ pub async fn events(
     let (rec, events) = events_for(&app, &p, &id, "recording.play", "events").await?;
     let list: Vec<Value> = events
         .iter()
-        .filter_map(|e| {
+        .map(|e| {
             let t = e.t_ms;
-            Some(match &e.event {
+            match &e.event {
                 RecordedEvent::Output(b) => json!([t, "o", b64(b)]),
                 RecordedEvent::Keyframe { cols, rows, data } => {
                     json!([t, "k", b64(data), cols, rows])
@@ -293,7 +293,7 @@ pub async fn events(
                     data,
                     ..
                 } => json!([t, "f", x, y, width, height, b64(data)]),
-            })
+            }
         })
         .collect();
     Ok(Json(
