@@ -44,6 +44,15 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     await admin.call('POST', `/resources/${resource.id}/accounts`, { username: user, secret: PASSWORD });
 
     const page = await ctx.newPage();
+    // The resource page shows the RDP settings; the administrator chooses TLS only (xrdp has
+    // no NLA) and is told what that means for a wrong password.
+    await page.goto(`${server.url}/#/resources/${resource.id}`);
+    const settings = page.locator('[data-testid=rdp-settings]');
+    await settings.locator('text=NLA preferred').waitFor();
+    await settings.locator('[data-testid=edit-rdp]').click();
+    await settings.locator('select[name=security]').selectOption('tls');
+    await settings.locator('button[type=submit]').click();
+    await settings.locator('text=a wrong password cannot be detected').waitFor();
     await page.goto(`${server.url}/#/accounts`);
     const row = page.locator('[data-testid=accounts] tr', { hasText: user });
     await row.waitFor();

@@ -2,6 +2,7 @@
 // and shares, and resource groups. Secrets are never fetched except by the explicit Reveal
 // action, which asks for a reason and is shown only to users with View access or more.
 import { TelnetSettings } from './logon';
+import { RdpSettings } from './rdp';
 import { ReachedThrough } from './landing';
 import { useEffect, useState } from 'preact/hooks';
 import { Account, api, atLeast, Group, Level, LEVELS, Me, Policy, Resource, ResourceGroup, Share, TYPES, User } from '../api';
@@ -227,6 +228,7 @@ export function ResourceDetail(props: { id: string; me: Me }) {
         <dt>Session recording</dt><dd><RecordingMode resourceId={r.id} canChange={props.me.capabilities.manage_users} /></dd>
         <dt>Session limits</dt><dd><SessionLimits resourceId={r.id} canChange={props.me.capabilities.manage_users} /></dd>
         {r.ports.telnet && <><dt>Telnet</dt><dd><TelnetSettings resourceId={r.id} canChange={props.me.capabilities.manage_users} accounts={accounts ?? []} /></dd></>}
+        {r.ports.rdp && <><dt>RDP</dt><dd><RdpSettings resourceId={r.id} canChange={props.me.capabilities.manage_users} /></dd></>}
       </dl>
       <div class="title-row">
         <h2>Accounts</h2>
