@@ -18,13 +18,16 @@ mod sshd_server;
 #[path = "../tests/support/netns.rs"]
 mod netns_chain;
 
+#[allow(dead_code)]
+#[path = "support/gateway.rs"]
+mod gateway_bench;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use russh::keys::PublicKeyOrCertificate;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 const PASSWORD: &str = "Bench-Passw0rd!";
@@ -36,121 +39,17 @@ const IDLE_SESSIONS: usize = 500;
 const BULK_ROUNDS: usize = 3;
 const OBSERVERS: usize = 50;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
-
-struct Gateway {
-    child: std::process::Child,
-    port: u16,
-    cert_pem: String,
-    cookie: String,
-    http: reqwest::Client,
-    csrf: String,
-    account: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use gateway_bench::{pct, proc_stat, Gateway, Ws};
 
 async fn start_gateway(ssh_port: u16, ssh_user: &str, record: bool) -> anyhow::Result<Gateway> {
-    let dir = tempfile::tempdir()?;
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
-    std::fs::write(dir.path().join("c.pem"), ck.cert.pem())?;
-    std::fs::write(dir.path().join("k.pem"), ck.signing_key.serialize_pem())?;
-    let out = dir.path().join("out");
-    let err = dir.path().join("err");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args([
-            "--data-dir",
-            dir.path().join("d").to_str().unwrap_or_default(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--tls-cert",
-            dir.path().join("c.pem").to_str().unwrap_or_default(),
-            "--tls-key",
-            dir.path().join("k.pem").to_str().unwrap_or_default(),
-            "serve",
-        ])
-        .env("PORTCULLIS_LOG", "warn")
-        .env("PORTCULLIS_RECORD_TERMINAL_SESSIONS", record.to_string())
-        .stdout(std::fs::File::create(&out)?)
-        .stderr(std::fs::File::create(&err)?)
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let port: u16 = loop {
-        let text = std::fs::read_to_string(&out).unwrap_or_default();
-        if let Some(rest) = text.split("listening on https://127.0.0.1:").nth(1) {
-            break rest.trim().parse()?;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "gateway did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let otp = std::fs::read_to_string(&err)?
-        .split("one-time password:")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or_default()
-        .to_string();
-    let http = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .cookie_store(true)
-        .build()?;
-    let base = format!("https://127.0.0.1:{port}/api/v1");
-    let login = http
-        .post(format!("{base}/auth/login"))
-        .json(&json!({ "username": "admin", "password": otp }))
-        .send()
+    let mut g = Gateway::start(&[(
+        "PORTCULLIS_RECORD_TERMINAL_SESSIONS",
+        if record { "true" } else { "false" },
+    )])
+    .await?;
+    g.add_account(json!({ "ssh": ssh_port }), ssh_user, PASSWORD)
         .await?;
-    let cookie = login
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let me: Value = login.json().await?;
-    let csrf = me["csrf_token"].as_str().unwrap_or_default().to_string();
-    let post = |path: &str, body: Value| {
-        http.post(format!("{base}{path}"))
-            .header("x-csrf-token", &csrf)
-            .json(&body)
-            .send()
-    };
-    post(
-        "/auth/password",
-        json!({ "current_password": otp, "new_password": "benchmark operator passphrase" }),
-    )
-    .await?;
-    let r: Value = post("/resources", json!({ "name": "bench", "host": "127.0.0.1", "ports": { "ssh": ssh_port }, "policy_id": "policy-low" })).await?.json().await?;
-    let a: Value = post(
-        &format!(
-            "/resources/{}/accounts",
-            r["id"].as_str().unwrap_or_default()
-        ),
-        json!({ "username": ssh_user, "secret": PASSWORD }),
-    )
-    .await?
-    .json()
-    .await?;
-    Ok(Gateway {
-        child,
-        port,
-        cert_pem: ck.cert.pem(),
-        cookie,
-        http,
-        csrf,
-        account: a["id"].as_str().unwrap_or_default().to_string(),
-        _dir: dir,
-    })
+    Ok(g)
 }
 
 async fn open_ws(g: &Gateway) -> anyhow::Result<Ws> {
@@ -162,40 +61,8 @@ async fn open_ws(g: &Gateway) -> anyhow::Result<Ws> {
     .await
 }
 
-/// Asks the API at `path` for a ticket (a new session, or watching one) and opens its socket.
 async fn open_ws_at(g: &Gateway, path: &str, body: Value) -> anyhow::Result<Ws> {
-    let t: Value = g
-        .http
-        .post(format!("https://127.0.0.1:{}/api/v1{path}", g.port))
-        .header("x-csrf-token", &g.csrf)
-        .json(&body)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::pem::PemObject::from_pem_slice(
-        g.cert_pem.as_bytes(),
-    )?)?;
-    let cfg = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", g.port)).await?;
-    tcp.set_nodelay(true)?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(rustls::pki_types::ServerName::try_from("localhost")?, tcp)
-        .await?;
-    let mut req = format!(
-        "wss://localhost:{}{}",
-        g.port,
-        t["url"].as_str().unwrap_or_default()
-    )
-    .into_client_request()?;
-    req.headers_mut().insert("cookie", g.cookie.parse()?);
-    req.headers_mut()
-        .insert("origin", format!("https://localhost:{}", g.port).parse()?);
-    let (ws, _) = tokio_tungstenite::client_async(req, tls).await?;
-    Ok(ws)
+    g.open_ws_at(path, body).await
 }
 
 /// The session id from the first `session` message.
@@ -311,37 +178,6 @@ async fn direct_until(d: &mut Direct, marker: &[u8]) -> anyhow::Result<usize> {
         }
     }
     anyhow::bail!("direct session closed")
-}
-
-fn pct(v: &mut [Duration], p: usize) -> f64 {
-    v.sort();
-    v[(v.len() * p / 100).min(v.len() - 1)].as_secs_f64() * 1e6
-}
-
-fn proc_stat(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(") ")
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = fields
-        .get(11)
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
-        + fields
-            .get(12)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-    (rss_kib, ticks)
 }
 
 async fn run() -> anyhow::Result<()> {

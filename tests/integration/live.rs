@@ -326,8 +326,8 @@ async fn a_wrong_vault_password_is_shown_as_a_clear_error() {
         "{err}"
     );
 
-    // A resource without a terminal port: a clear error, and a failed start in the audit log.
-    let r = admin.call("POST", "/resources", json!({ "name": "rdp-only", "host": "127.0.0.1", "resource_type": "windows", "policy_id": "policy-low" })).await.ok();
+    // A resource without a session port: a clear error, and a failed start in the audit log.
+    let r = admin.call("POST", "/resources", json!({ "name": "db-only", "host": "127.0.0.1", "resource_type": "database", "policy_id": "policy-low" })).await.ok();
     let acc = admin
         .account(r["id"].as_str().unwrap(), "Administrator", "Whatever-Pw-1")
         .await;
@@ -336,7 +336,7 @@ async fn a_wrong_vault_password_is_shown_as_a_clear_error() {
         err["message"]
             .as_str()
             .unwrap()
-            .contains("no SSH or Telnet port"),
+            .contains("no SSH, Telnet or RDP port"),
         "{err}"
     );
     let mut audit = Value::Null;
@@ -353,7 +353,7 @@ async fn a_wrong_vault_password_is_shown_as_a_clear_error() {
             && e["detail"]["message"]
                 .as_str()
                 .unwrap_or("")
-                .contains("no SSH or Telnet port")),
+                .contains("no SSH, Telnet or RDP port")),
         "{audit}"
     );
     assert!(

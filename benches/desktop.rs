@@ -1,0 +1,293 @@
+//! Benchmark for RDP desktops in the browser (issue 8), on loopback against the private test
+//! xrdp (TLS, autologon, Xorg). Workload: an xterm filling a 1280x800 desktop that scrolls
+//! `ls -lR /usr/share` without end, in `SESSIONS` concurrent sessions (one user each: xrdp
+//! gives every user one desktop). Each session's "browser" is a WebSocket client that reads
+//! every rectangle (it does not decode them: painting is the browser's cost, not the
+//! gateway's). Printed:
+//!   - gateway CPU per active session, resident memory per session, frames per second and
+//!     bytes per minute delivered to each browser, recording bytes per hour;
+//!   - keystroke to changed picture in the browser (an idle xterm echoing a key: xrdp, the
+//!     xterm and the gateway's 16-ms frame gathering included), p50 and p95;
+//!   - the same workload viewed through `xfreerdp` (a complete native client that decodes and
+//!     draws on an Xvfb display), when it is installed: its CPU and memory.
+//!
+//! Run with `cargo bench --bench desktop`. It prints figures; it asserts nothing.
+
+#[allow(dead_code)]
+#[path = "../tests/support/sshd.rs"]
+mod sshd_server;
+
+#[allow(dead_code)]
+#[path = "../tests/support/xrdp.rs"]
+mod xrdp_server;
+
+#[allow(dead_code)]
+#[path = "support/gateway.rs"]
+mod gateway_bench;
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use gateway_bench::{pct, proc_stat, Gateway, Ws};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+const PASSWORD: &str = "Bench-Desk-Pw-51!";
+const SESSIONS: usize = 4;
+const WARM_UP: Duration = Duration::from_secs(5);
+const MEASURE: Duration = Duration::from_secs(20);
+const KEYS: usize = 100;
+const WIDTH: u16 = 1280;
+const HEIGHT: u16 = 800;
+/// An xterm filling the desktop (6x13 font: 210x60 cells = 1260x780 pixels), scrolling.
+const SCROLLING: &str = "#!/bin/sh\nexec xterm -geometry 210x60+0+0 -bg white -fg black -e sh -c 'while :; do ls -lR /usr/share; done'\n";
+const IDLE: &str = xrdp_server::XSESSION;
+
+struct Counted {
+    frames: u64,
+    bytes: u64,
+}
+
+/// Reads everything the session sends until `until`, counting desktop frames and bytes.
+async fn drain(ws: &mut Ws, until: Instant) -> anyhow::Result<Counted> {
+    let mut c = Counted {
+        frames: 0,
+        bytes: 0,
+    };
+    loop {
+        match tokio::time::timeout_at(until.into(), ws.next()).await {
+            Err(_) => return Ok(c),
+            Ok(None) => anyhow::bail!("the session closed"),
+            Ok(Some(m)) => match m? {
+                Message::Binary(b) => {
+                    c.frames += 1;
+                    c.bytes += b.len() as u64;
+                }
+                Message::Text(t) => {
+                    c.bytes += t.len() as u64;
+                    let v: Value = serde_json::from_str(t.as_str())?;
+                    anyhow::ensure!(v["type"] != "error", "session failed: {v}");
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+async fn open_desktop(g: &Gateway, account: &str) -> anyhow::Result<Ws> {
+    g.open_ws_at(
+        "/sessions",
+        json!({ "account_id": account, "protocol": "rdp", "width": WIDTH, "height": HEIGHT }),
+    )
+    .await
+}
+
+async fn key(ws: &mut Ws, code: &str, key: &str) -> anyhow::Result<()> {
+    for down in [true, false] {
+        ws.send(Message::Text(
+            json!({ "type": "key", "code": code, "key": key, "down": down })
+                .to_string()
+                .into(),
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Keystroke to the next picture change in the browser, `KEYS` times, in microseconds.
+async fn echo_latency(ws: &mut Ws) -> anyhow::Result<(f64, f64)> {
+    // Let the desktop settle, then put the pointer over the xterm (it takes the keyboard).
+    drain(ws, Instant::now() + Duration::from_secs(3)).await?;
+    ws.send(Message::Text(
+        json!({ "type": "pointer", "x": 200, "y": 100, "buttons": 0 })
+            .to_string()
+            .into(),
+    ))
+    .await?;
+    drain(ws, Instant::now() + Duration::from_millis(500)).await?;
+    let mut times = Vec::with_capacity(KEYS);
+    for i in 0..KEYS {
+        let (code, k) = if i % 2 == 0 {
+            ("KeyA", "a")
+        } else {
+            ("Backspace", "Backspace")
+        };
+        let t0 = Instant::now();
+        key(ws, code, k).await?;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+                Ok(Some(Ok(Message::Binary(_)))) => break,
+                Ok(Some(Ok(_))) => continue,
+                _ => anyhow::bail!("no picture after a key"),
+            }
+        }
+        times.push(t0.elapsed());
+        // Whatever else the key caused (the cursor) is not the next key's answer.
+        drain(ws, Instant::now() + Duration::from_millis(60)).await?;
+    }
+    Ok((pct(&mut times, 50), pct(&mut times, 95)))
+}
+
+/// `xfreerdp` on a private Xvfb display viewing the scrolling desktop of `user` for
+/// `MEASURE`: its CPU (% of one core) and resident memory (MiB).
+fn native_client(port: u16, user: &str) -> anyhow::Result<Option<(f64, f64)>> {
+    if std::process::Command::new("sh")
+        .args(["-c", "command -v xfreerdp && command -v Xvfb"])
+        .output()?
+        .stdout
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    let display = format!(":{}", 300 + std::process::id() % 200);
+    let mut xvfb = std::process::Command::new("Xvfb")
+        .args([&display, "-screen", "0", "1400x900x24", "-nolisten", "tcp"])
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(1));
+    let mut client = std::process::Command::new("xfreerdp")
+        .env("DISPLAY", &display)
+        .args([
+            &format!("/v:127.0.0.1:{port}"),
+            &format!("/u:{user}"),
+            &format!("/p:{PASSWORD}"),
+            "/cert:ignore",
+            &format!("/size:{WIDTH}x{HEIGHT}"),
+            "/sec:tls",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(WARM_UP);
+    let (_, t0) = proc_stat(client.id());
+    let start = Instant::now();
+    std::thread::sleep(MEASURE);
+    let (rss, t1) = proc_stat(client.id());
+    let cpu = (t1 - t0) as f64 / 100.0 / start.elapsed().as_secs_f64() * 100.0;
+    let _ = client.kill();
+    let _ = client.wait();
+    let _ = xvfb.kill();
+    let _ = xvfb.wait();
+    Ok(Some((cpu, rss as f64 / 1024.0)))
+}
+
+async fn run() -> anyhow::Result<()> {
+    let sshd = sshd_server::sshd();
+    let xrdp = xrdp_server::xrdp();
+    let mut g = Gateway::start(&[]).await?;
+    let pid = g.child.id();
+    // One user (one desktop) per scrolling session, one idle for the latency, one for xfreerdp.
+    let mut scrolling = Vec::new();
+    for _ in 0..SESSIONS {
+        let u = sshd.user(PASSWORD);
+        sshd.write_home_file(&u, ".xsession", "755", SCROLLING);
+        g.add_account(json!({ "rdp": xrdp.port }), &u, PASSWORD)
+            .await?;
+        scrolling.push(g.account.clone());
+    }
+    let idle_user = sshd.user(PASSWORD);
+    sshd.write_home_file(&idle_user, ".xsession", "755", IDLE);
+    g.add_account(json!({ "rdp": xrdp.port }), &idle_user, PASSWORD)
+        .await?;
+    let idle = g.account.clone();
+    let native_user = sshd.user(PASSWORD);
+    sshd.write_home_file(&native_user, ".xsession", "755", SCROLLING);
+
+    println!("RDP desktops through the gateway: {SESSIONS} sessions, {WIDTH}x{HEIGHT}, an xterm scrolling `ls -lR /usr/share`, {} s measured after {} s", MEASURE.as_secs(), WARM_UP.as_secs());
+    let (rss0, _) = proc_stat(pid);
+    let mut sockets = Vec::new();
+    for a in &scrolling {
+        sockets.push(open_desktop(&g, a).await?);
+    }
+    let warm = Instant::now() + WARM_UP;
+    let warmed: Vec<_> = sockets
+        .iter_mut()
+        .map(|ws| drain(ws, warm))
+        .collect::<Vec<_>>();
+    for w in futures_util::future::join_all(warmed).await {
+        w?;
+    }
+    let (_, ticks0) = proc_stat(pid);
+    let start = Instant::now();
+    let until = start + MEASURE;
+    let counted = futures_util::future::join_all(sockets.iter_mut().map(|ws| drain(ws, until)))
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let secs = start.elapsed().as_secs_f64();
+    let (rss1, ticks1) = proc_stat(pid);
+    let cpu_per_session = (ticks1 - ticks0) as f64 / 100.0 / secs * 100.0 / SESSIONS as f64;
+    let mem_per_session = (rss1.saturating_sub(rss0)) as f64 / 1024.0 / SESSIONS as f64;
+    let fps = counted.iter().map(|c| c.frames as f64).sum::<f64>() / secs / SESSIONS as f64;
+    let per_minute =
+        counted.iter().map(|c| c.bytes as f64).sum::<f64>() / secs * 60.0 / SESSIONS as f64;
+    // End the sessions and weigh their recordings.
+    let live = g.call("GET", "/sessions", Value::Null).await?;
+    let mut recordings = Vec::new();
+    for s in live.as_array().into_iter().flatten() {
+        let id = s["id"].as_str().unwrap_or_default();
+        let started = s["started_at_ms"].as_i64().unwrap_or(0);
+        if let Some(r) = s["recording_id"].as_str() {
+            recordings.push((r.to_string(), started));
+        }
+        g.post(
+            &format!("/sessions/{id}/terminate"),
+            json!({ "reason": "benchmark over" }),
+        )
+        .await?;
+    }
+    drop(sockets);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (mut bytes, mut ms) = (0f64, 0f64);
+    for (r, _) in &recordings {
+        let d = g
+            .call("GET", &format!("/recordings/{r}"), Value::Null)
+            .await?;
+        bytes += d["size_bytes"].as_f64().unwrap_or(0.0);
+        ms += d["duration_ms"].as_f64().unwrap_or(0.0);
+    }
+    let per_hour = if ms > 0.0 {
+        bytes / ms * 3_600_000.0
+    } else {
+        0.0
+    };
+
+    let mut ws = open_desktop(&g, &idle).await?;
+    let (p50, p95) = echo_latency(&mut ws).await?;
+    drop(ws);
+    let native = native_client(xrdp.port, &native_user)?;
+
+    println!();
+    println!("| measure | gateway | xfreerdp (native client, decodes and draws) | target |");
+    println!("| --- | ---: | ---: | --- |");
+    let (ncpu, nmem) = match native {
+        Some((c, m)) => (format!("{c:.1} %"), format!("{m:.0} MiB")),
+        None => ("(not installed)".into(), "(not installed)".into()),
+    };
+    println!(
+        "| CPU per active session (% of one core) | {cpu_per_session:.1} % | {ncpu} | <= 2 % |"
+    );
+    println!("| resident memory per session | {mem_per_session:.1} MiB | {nmem} | <= 32 MiB |");
+    println!("| frames per second delivered (per session) | {fps:.1} | | |");
+    println!(
+        "| bytes to the browser per minute (per session) | {:.1} MB | | |",
+        per_minute / 1e6
+    );
+    println!(
+        "| recording bytes per hour (per session) | {:.1} MB | | <= 100 MB/h |",
+        per_hour / 1e6
+    );
+    println!(
+        "| keystroke to changed picture in the browser, p50 / p95 | {:.1} / {:.1} ms | | update-to-paint p95 <= 50 ms |",
+        p50 / 1000.0,
+        p95 / 1000.0
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
