@@ -441,7 +441,12 @@ async fn try_launch(
     let keyframes = planned.as_ref().map(|_| {
         (
             Duration::from_millis(recorder::writer::KEYFRAME_EVERY_MS),
-            recorder::writer::KEYFRAME_EVERY_BYTES,
+            // A desktop's keyframe is a whole picture: every 10 s is enough for seeking
+            // (replaying 10 s of rectangles is quick), more often only costs bytes.
+            match protocol {
+                Protocol::Rdp => DESKTOP_KEYFRAME_BYTES,
+                _ => recorder::writer::KEYFRAME_EVERY_BYTES,
+            },
         )
     });
     let (session, tap) =
@@ -477,6 +482,9 @@ async fn try_launch(
     tokio::spawn(watch_end(app.clone(), actor, session.clone()));
     Ok(session)
 }
+
+/// Desktop pictures between two recording keyframes at most (besides the 10 s rule).
+const DESKTOP_KEYFRAME_BYTES: u64 = 8 * 1024 * 1024;
 
 fn protocol_name(p: Protocol) -> &'static str {
     match p {

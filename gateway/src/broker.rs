@@ -81,6 +81,8 @@ impl Drop for Presence {
 
 /// How many events a subscriber may fall behind before it is resynchronised.
 pub const DEFAULT_BACKLOG: usize = 256;
+/// The same for desktop sessions (each event is a picture, up to the whole desktop).
+pub const DESKTOP_BACKLOG: usize = 16;
 
 pub struct LiveSession {
     info: Mutex<SessionInfo>,
@@ -563,7 +565,14 @@ impl Broker {
     ) -> (Arc<LiveSession>, Option<Tap>) {
         let (event_tx, mut event_rx) = mpsc::channel::<SessionEvent>(256);
         let (input_tx, input_rx) = mpsc::channel::<ClientInput>(256);
-        let (broadcast_tx, _) = broadcast::channel(self.backlog);
+        // A desktop's events are whole pictures: a browser that falls a few frames behind is
+        // better resynchronised with the current desktop than sent every frame it missed,
+        // and the backlog's memory stays small.
+        let backlog = match adapter.protocol() {
+            crate::event::Protocol::Rdp => self.backlog.min(DESKTOP_BACKLOG),
+            _ => self.backlog,
+        };
+        let (broadcast_tx, _) = broadcast::channel(backlog);
         let id = info.id.clone();
         let owner_name = info.owner_name.clone();
         let session = Arc::new(LiveSession {

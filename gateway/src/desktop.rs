@@ -97,18 +97,91 @@ impl DesktopScreen {
         self.encode(0, 0, self.width, self.height)
     }
 
-    /// A region of the picture as a PNG (RGB: the alpha channel carries nothing here).
+    /// A region of the picture as a PNG. Screen content usually has few colours (text, flat
+    /// widgets): with at most 16 the PNG is indexed at 1, 2 or 4 bits per pixel, which is
+    /// several times smaller and faster to compress than RGB; otherwise RGB (the alpha
+    /// channel carries nothing here).
     fn encode(&self, x: u16, y: u16, w: u16, h: u16) -> Vec<u8> {
-        let mut rgb = Vec::with_capacity(w as usize * h as usize * 3);
         let stride = self.width as usize * 4;
-        for row in y as usize..y as usize + h as usize {
-            let start = row * stride + x as usize * 4;
-            for px in self.rgba[start..start + w as usize * 4].chunks_exact(4) {
+        let rows = (y as usize..y as usize + h as usize)
+            .map(|row| {
+                let start = row * stride + x as usize * 4;
+                &self.rgba[start..start + w as usize * 4]
+            })
+            .collect::<Vec<_>>();
+        if let Some(png) = encode_indexed(w, h, &rows) {
+            return png;
+        }
+        let mut rgb = Vec::with_capacity(w as usize * h as usize * 3);
+        for r in &rows {
+            for px in r.chunks_exact(4) {
                 rgb.extend_from_slice(&px[..3]);
             }
         }
         encode_png(w, h, &rgb)
     }
+}
+
+/// Most colours an indexed encoding is tried with.
+const MAX_PALETTE: usize = 16;
+
+/// `rows` (RGBA) as an indexed PNG when they hold at most `MAX_PALETTE` colours.
+fn encode_indexed(w: u16, h: u16, rows: &[&[u8]]) -> Option<Vec<u8>> {
+    let mut palette: Vec<[u8; 3]> = Vec::with_capacity(MAX_PALETTE);
+    let mut indices = Vec::with_capacity(w as usize * h as usize);
+    let mut last = (0usize, [0u8; 3], false);
+    for r in rows {
+        for px in r.chunks_exact(4) {
+            let c = [px[0], px[1], px[2]];
+            // Runs of one colour are the common case: skip the search.
+            if last.2 && last.1 == c {
+                indices.push(last.0 as u8);
+                continue;
+            }
+            let i = match palette.iter().position(|p| *p == c) {
+                Some(i) => i,
+                None if palette.len() < MAX_PALETTE => {
+                    palette.push(c);
+                    palette.len() - 1
+                }
+                None => return None,
+            };
+            last = (i, c, true);
+            indices.push(i as u8);
+        }
+    }
+    let bits: u8 = match palette.len() {
+        0..=2 => 1,
+        3..=4 => 2,
+        _ => 4,
+    };
+    let per_byte = 8 / bits as usize;
+    let row_bytes = (w as usize).div_ceil(per_byte);
+    let mut packed = vec![0u8; row_bytes * h as usize];
+    for (row, chunk) in indices.chunks(w as usize).enumerate() {
+        let out = &mut packed[row * row_bytes..(row + 1) * row_bytes];
+        for (col, &i) in chunk.iter().enumerate() {
+            let shift = 8 - bits as usize * (col % per_byte + 1);
+            out[col / per_byte] |= i << shift;
+        }
+    }
+    let mut out = Vec::with_capacity(packed.len() / 4 + 128);
+    let mut enc = png::Encoder::new(&mut out, w as u32, h as u32);
+    enc.set_color(png::ColorType::Indexed);
+    enc.set_depth(match bits {
+        1 => png::BitDepth::One,
+        2 => png::BitDepth::Two,
+        _ => png::BitDepth::Four,
+    });
+    enc.set_palette(palette.iter().flatten().copied().collect::<Vec<u8>>());
+    // Indexed data is small: a better compression costs little and saves bytes for every
+    // viewer and the recording.
+    enc.set_compression(png::Compression::High);
+    let written = enc
+        .write_header()
+        .and_then(|mut wr| wr.write_image_data(&packed));
+    written.ok()?;
+    Some(out)
 }
 
 /// Encodes RGB pixels as a PNG, tuned for speed (screen content compresses well anyway).
@@ -147,7 +220,8 @@ mod tests {
     }
 
     fn decode(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
-        let dec = png::Decoder::new(std::io::Cursor::new(png_bytes));
+        let mut dec = png::Decoder::new(std::io::Cursor::new(png_bytes));
+        dec.set_transformations(png::Transformations::EXPAND);
         let mut reader = dec.read_info().expect("png header");
         let mut buf = vec![0; reader.output_buffer_size().expect("size")];
         let info = reader.next_frame(&mut buf).expect("png frame");
@@ -178,6 +252,51 @@ mod tests {
         assert_eq!((w, h), (64, 32));
         let at = (5 * 64 + 10) * 3;
         assert_eq!(&rgb[at..at + 3], &[200, 10, 20]);
+    }
+
+    #[test]
+    fn few_colours_are_indexed_many_are_rgb_and_both_round_trip() {
+        let mut d = DesktopScreen::new(40, 20);
+        // Text-like: two colours.
+        d.take(&[
+            raw(0, 0, 40, 20, [255, 255, 255, 255]),
+            raw(3, 3, 5, 2, [0, 0, 0, 255]),
+        ]);
+        let png_bytes = d.snapshot_png();
+        let info = png::Decoder::new(std::io::Cursor::new(&png_bytes))
+            .read_info()
+            .expect("png")
+            .info()
+            .clone();
+        assert_eq!(info.color_type, png::ColorType::Indexed);
+        assert_eq!(info.bit_depth, png::BitDepth::One);
+        let (_, _, rgb) = decode(&png_bytes);
+        assert_eq!(&rgb[..3], &[255, 255, 255]);
+        let at = (3 * 40 + 3) * 3;
+        assert_eq!(&rgb[at..at + 3], &[0, 0, 0]);
+        // A gradient: more than 16 colours, RGB.
+        let data: Vec<u8> = (0..40 * 20)
+            .flat_map(|i| [(i % 256) as u8, (i / 3 % 256) as u8, 7, 255])
+            .collect();
+        let grad = FrameRect {
+            x: 0,
+            y: 0,
+            width: 40,
+            height: 20,
+            encoding: RAW_RGBA,
+            data: data.clone().into(),
+        };
+        let out = d.take(&[grad]);
+        let info = png::Decoder::new(std::io::Cursor::new(&out[0].data))
+            .read_info()
+            .expect("png")
+            .info()
+            .clone();
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        let (_, _, rgb) = decode(&out[0].data);
+        for i in [0usize, 77, 799] {
+            assert_eq!(&rgb[i * 3..i * 3 + 3], &data[i * 4..i * 4 + 3]);
+        }
     }
 
     #[test]

@@ -41,9 +41,10 @@ impl Desktop {
             let (x, y, w, h) = (n(0), n(2), n(4), n(6));
             let len = u32::from_be_bytes([msg[8], msg[9], msg[10], msg[11]]) as usize;
             let png_bytes = &msg[12..12 + len];
-            let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes))
-                .read_info()
-                .expect("a PNG rectangle");
+            let mut decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+            // Indexed PNGs (few colours) come out as RGB.
+            decoder.set_transformations(png::Transformations::EXPAND);
+            let mut reader = decoder.read_info().expect("a PNG rectangle");
             let mut buf = vec![0; reader.output_buffer_size().expect("size")];
             let info = reader.next_frame(&mut buf).expect("PNG data");
             assert_eq!((info.width as usize, info.height as usize), (w, h));

@@ -176,11 +176,17 @@ fn config(t: &RdpTarget, nla: bool, tls: bool) -> ironrdp_connector::Config {
         keyboard_layout: t.keyboard_layout,
         connection_type: gcc::ConnectionType::Lan,
         ime_file_name: String::new(),
+        // RemoteFX is not offered: it is lossy, so text arrives with many shades that
+        // compress poorly for the browser and the recording, and it costs more CPU to decode.
+        // With it off, servers send lossless planar/interleaved bitmaps (bench/README.md,
+        // "RDP desktops": 95 -> 6 MB per minute to the browser on a scrolling terminal).
         bitmap: Some(ironrdp_connector::BitmapConfig {
             lossy_compression: false,
             color_depth: 32,
-            codecs: ironrdp_pdu::rdp::capability_sets::client_codecs_capabilities(&[])
-                .unwrap_or_default(),
+            codecs: ironrdp_pdu::rdp::capability_sets::client_codecs_capabilities(&[
+                "remotefx:off",
+            ])
+            .unwrap_or_default(),
         }),
         dig_product_id: String::new(),
         client_dir: String::new(),
