@@ -26,6 +26,7 @@ if [ "$mode" = test ]; then
   [ -d /usr/share/fonts/X11/misc ] || need_apt+=(xfonts-base)
   command -v xterm >/dev/null || need_apt+=(xterm)
   command -v xsetroot >/dev/null || need_apt+=(x11-xserver-utils)
+  command -v xclip >/dev/null || need_apt+=(xclip)
   command -v Xvfb >/dev/null || need_apt+=(xvfb)
   command -v freerdp-shadow-cli >/dev/null || need_apt+=(freerdp2-shadow-x11)
   command -v winpr-hash >/dev/null || need_apt+=(winpr-utils)

@@ -230,6 +230,26 @@ fn to_recorded(ev: SessionEvent, record_input: bool) -> Vec<RecordedEvent> {
         SessionEvent::Input { .. } => vec![],
         SessionEvent::Resize { cols, rows } => vec![RecordedEvent::Resize { cols, rows }],
         SessionEvent::Marker(m) => vec![RecordedEvent::Marker(m)],
+        // A clipboard transfer: a note in the timeline, and the text as input (so search
+        // finds it), under the same rule as keystrokes.
+        SessionEvent::Clipboard { to_target, text } => {
+            let way = if to_target {
+                "from the browser to the desktop"
+            } else {
+                "from the desktop to the browser"
+            };
+            let mut v = vec![RecordedEvent::Marker(format!(
+                "Clipboard: {} characters {way}",
+                text.chars().count()
+            ))];
+            if record_input {
+                v.push(RecordedEvent::Input {
+                    by: format!("clipboard, {way}"),
+                    data: text.as_bytes().to_vec(),
+                });
+            }
+            v
+        }
         SessionEvent::Lifecycle(l) => {
             vec![RecordedEvent::Lifecycle(lifecycle_json(&l).to_string())]
         }

@@ -344,6 +344,19 @@ async fn try_launch(
                         .map_err(db_down)?;
                     let security = gateway::rdp::RdpSecurity::parse(&settings.security)
                         .unwrap_or(gateway::rdp::RdpSecurity::NlaPreferred);
+                    let clipboard = gateway::rdp::clipboard::ClipboardPolicy::parse(&settings.clipboard)
+                        .unwrap_or(gateway::rdp::clipboard::ClipboardPolicy::Off);
+                    // Every clipboard transfer is audited (its size; the text is in the recording).
+                    let (clipboard_log, mut transfers) = tokio::sync::mpsc::unbounded_channel::<(bool, usize)>();
+                    {
+                        let (app, actor, info) = (app.clone(), actor.clone(), info.clone());
+                        tokio::spawn(async move {
+                            while let Some((to_target, chars)) = transfers.recv().await {
+                                let direction = if to_target { "browser to target" } else { "target to browser" };
+                                audit_event(&app, &actor, "session.clipboard", Outcome::Ok, &info, json!({ "direction": direction, "characters": chars })).await;
+                            }
+                        });
+                    }
                     let certificate = host_key_policy(app, &r.id).await.map_err(|_| {
                         fail(
                             FailureKind::Protocol,
@@ -360,6 +373,8 @@ async fn try_launch(
                         keyboard_layout: settings.keyboard_layout as u32,
                         width: cols,
                         height: rows,
+                        clipboard,
+                        clipboard_log,
                     });
                     (
                         Box::new(adapter),

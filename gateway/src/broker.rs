@@ -725,7 +725,7 @@ mod tests {
                             ClientInput::Data(d) => { let _ = target.write_all(&d).await; }
                             ClientInput::Resize { cols, rows } => { let _ = io.events.send(SessionEvent::Resize { cols, rows }).await; }
                             ClientInput::Terminate { .. } => break,
-                            ClientInput::Key { .. } | ClientInput::Pointer { .. } | ClientInput::Wheel { .. } | ClientInput::ReleaseAll => {}
+                            ClientInput::Key { .. } | ClientInput::Pointer { .. } | ClientInput::Wheel { .. } | ClientInput::ReleaseAll | ClientInput::Clipboard { .. } => {}
                         },
                     }
                 }

@@ -77,6 +77,12 @@ pub enum SessionEvent {
         redacted: bool,
     },
     Lifecycle(Lifecycle),
+    /// Text that crossed a desktop's clipboard, as the resource's policy allowed:
+    /// `to_target` from the browser to the desktop, else from the desktop to the browser.
+    Clipboard {
+        to_target: bool,
+        text: Arc<str>,
+    },
     /// A note in the session's timeline (join, leave, control handed over, ...).
     Marker(String),
 }
@@ -113,4 +119,8 @@ pub enum ClientInput {
     },
     /// Release every key and button held (the browser tab lost the focus mid-press).
     ReleaseAll,
+    /// Text from the browser's clipboard, offered to the desktop's (policy permitting).
+    Clipboard {
+        text: String,
+    },
 }

@@ -315,7 +315,7 @@ async fn run(
                 }
                 Some(ClientInput::Terminate { reason }) => break reason,
                 // Desktop input means nothing to a terminal.
-                Some(ClientInput::Key { .. } | ClientInput::Pointer { .. } | ClientInput::Wheel { .. } | ClientInput::ReleaseAll) => {}
+                Some(ClientInput::Key { .. } | ClientInput::Pointer { .. } | ClientInput::Wheel { .. } | ClientInput::ReleaseAll | ClientInput::Clipboard { .. }) => {}
                 None => break "The session was closed by the gateway.".to_string(),
             },
         }

@@ -700,6 +700,11 @@ async fn deliver(
                 }
                 ws.send(Message::Binary(frame.into())).await.is_ok()
             }
+            // Text copied on the desktop goes to the browsers' clipboards (the policy allowed it).
+            Delivery::Event(SessionEvent::Clipboard {
+                to_target: false,
+                text,
+            }) => send_json(ws, json!({ "type": "clipboard", "text": &*text })).await,
             Delivery::Event(SessionEvent::Frame(rects)) => ws
                 .send(Message::Binary(frame_message(&rects).into()))
                 .await
@@ -801,6 +806,12 @@ fn parse_desktop_input(text: &str) -> Option<(ClientInput, Option<String>)> {
             None,
         )),
         "release" => Some((ClientInput::ReleaseAll, None)),
+        "clipboard" => Some((
+            ClientInput::Clipboard {
+                text: v["text"].as_str()?.to_string(),
+            },
+            None,
+        )),
         "wheel" => {
             let steps = v["steps"].as_i64()?.clamp(-10, 10) as i16;
             Some((ClientInput::Wheel { steps }, None))

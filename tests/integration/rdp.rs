@@ -111,9 +111,37 @@ async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 
-/// Types `text` (lower-case letters, digits, space, '-', '.') and Enter, key by key.
+/// Types `text` (lower-case letters, digits, space, '-', '.', '>', '|') and Enter, key by key.
 async fn type_text(ws: &mut Ws, text: &str) {
     for c in text.chars().chain(std::iter::once('\n')) {
+        let shifted = match c {
+            '>' => Some("Period"),
+            '|' => Some("Backslash"),
+            _ => None,
+        };
+        if let Some(code) = shifted {
+            send(
+                ws,
+                json!({ "type": "key", "code": "ShiftLeft", "key": "Shift", "down": true }),
+            )
+            .await;
+            send(
+                ws,
+                json!({ "type": "key", "code": code, "key": c.to_string(), "down": true }),
+            )
+            .await;
+            send(
+                ws,
+                json!({ "type": "key", "code": code, "key": c.to_string(), "down": false }),
+            )
+            .await;
+            send(
+                ws,
+                json!({ "type": "key", "code": "ShiftLeft", "key": "Shift", "down": false }),
+            )
+            .await;
+            continue;
+        }
         let code = match c {
             'a'..='z' => format!("Key{}", c.to_ascii_uppercase()),
             '0'..='9' => format!("Digit{c}"),
@@ -434,7 +462,14 @@ async fn nla_logs_in_with_the_vault_password_and_a_wrong_one_is_named() {
             .contains("authentication failed"),
         "{e}"
     );
-    assert_eq!(d.rects, 0);
+    // No desktop session existed (the only picture is the black one sent on attach).
+    assert!(
+        !d.controls
+            .iter()
+            .any(|c| c["type"] == "status" && c["state"] == "connected"),
+        "{:?}",
+        d.controls
+    );
     // TLS only, against a server that requires NLA: the refusal says what to change.
     admin
         .call(
@@ -527,5 +562,163 @@ async fn rdp_reaches_a_desktop_only_through_an_ssh_landing_server() {
         start[0]["detail"]["path"],
         json!([{ "landing_server": "DC-R", "secondary": false }]),
         "{start}"
+    );
+}
+
+#[tokio::test]
+async fn the_clipboard_crosses_as_the_policy_allows_and_is_audited() {
+    let x = xrdp();
+    let user = sshd().user(PASSWORD);
+    sshd().write_home_file(&user, ".xsession", "755", XSESSION);
+    let site = Site::new(Backend::Sqlite);
+    let (server, tls) = start(&site);
+    let admin = server.admin().await;
+    let r = admin.call("POST", "/resources", json!({ "name": "clip-desk", "host": "127.0.0.1", "ports": { "rdp": x.port }, "policy_id": "policy-low" })).await.ok();
+    let rid = r["id"].as_str().unwrap().to_string();
+    admin
+        .call(
+            "PUT",
+            &format!("/resources/{rid}/rdp"),
+            json!({ "clipboard": "both" }),
+        )
+        .await
+        .ok();
+    let account = admin.account(&rid, &user, PASSWORD).await;
+    let ac = server.client();
+    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
+    let t = ac
+        .call(
+            "POST",
+            "/sessions",
+            json!({ "account_id": account, "protocol": "rdp", "width": 1024, "height": 768 }),
+        )
+        .await
+        .ok();
+    let mut ws = open_ws(&server, &tls, &acookie, t["url"].as_str().unwrap()).await;
+    let mut d = Desktop::default();
+    read_until(&mut ws, &mut d, "the xterm", |d| {
+        near(d.pixel(200, 100), [255, 255, 255])
+    })
+    .await;
+    send(
+        &mut ws,
+        json!({ "type": "pointer", "x": 200, "y": 100, "buttons": 0 }),
+    )
+    .await;
+    // Browser to desktop: the text offered is what the desktop pastes.
+    send(
+        &mut ws,
+        json!({ "type": "clipboard", "text": "from-browser-4711" }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    type_text(&mut ws, "xclip -o -selection clipboard >clip-in.txt").await;
+    let pasted = format!("/home/{user}/clip-in.txt");
+    let mut got = String::new();
+    for _ in 0..100 {
+        got = std::fs::read_to_string(&pasted).unwrap_or_default();
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got, "from-browser-4711");
+    // Desktop to browser: text copied on the desktop arrives as a clipboard message.
+    type_text(&mut ws, "echo from-target-99 | xclip -selection clipboard").await;
+    read_until(&mut ws, &mut d, "the desktop's clipboard", |d| {
+        d.controls.iter().any(|c| c["type"] == "clipboard")
+    })
+    .await;
+    let c = d
+        .controls
+        .iter()
+        .find(|c| c["type"] == "clipboard")
+        .unwrap();
+    assert_eq!(
+        c["text"].as_str().unwrap().trim_end(),
+        "from-target-99",
+        "{c}"
+    );
+    // Both transfers are audited, by direction and size (the text is in the recording).
+    let mut audit = Value::Null;
+    for _ in 0..50 {
+        audit = admin.get("/audit?action=session.clipboard").await.ok();
+        if audit.as_array().is_some_and(|a| a.len() >= 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let directions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["detail"]["direction"].as_str())
+        .collect();
+    assert!(
+        directions.contains(&"browser to target") && directions.contains(&"target to browser"),
+        "{audit}"
+    );
+    assert!(
+        !audit.to_string().contains("from-browser-4711"),
+        "the audit holds the text: {audit}"
+    );
+
+    // Policy "to_target": the desktop's clipboard no longer reaches the browser.
+    admin
+        .call(
+            "PUT",
+            &format!("/resources/{rid}/rdp"),
+            json!({ "clipboard": "to_target" }),
+        )
+        .await
+        .ok();
+    drop(ws);
+    let user2 = sshd().user(PASSWORD);
+    sshd().write_home_file(&user2, ".xsession", "755", XSESSION);
+    let account2 = admin.account(&rid, &user2, PASSWORD).await;
+    let t = ac
+        .call(
+            "POST",
+            "/sessions",
+            json!({ "account_id": account2, "protocol": "rdp", "width": 1024, "height": 768 }),
+        )
+        .await
+        .ok();
+    let mut ws = open_ws(&server, &tls, &acookie, t["url"].as_str().unwrap()).await;
+    let mut d = Desktop::default();
+    read_until(&mut ws, &mut d, "the second xterm", |d| {
+        near(d.pixel(200, 100), [255, 255, 255])
+    })
+    .await;
+    send(
+        &mut ws,
+        json!({ "type": "pointer", "x": 200, "y": 100, "buttons": 0 }),
+    )
+    .await;
+    type_text(&mut ws, "echo kept-99 | xclip -selection clipboard").await;
+    type_text(&mut ws, "touch copied").await;
+    let marker = format!("/home/{user2}/copied");
+    for _ in 0..100 {
+        if std::path::Path::new(&marker).exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(std::path::Path::new(&marker).exists());
+    read_until(&mut ws, &mut d, "a moment more", |d| d.rects > 0).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if let Message::Text(t) = m {
+            assert!(
+                !t.as_str().contains("kept-99"),
+                "the desktop's clipboard reached the browser: {t}"
+            );
+        }
+    }
+    assert!(
+        !d.controls.iter().any(|c| c["type"] == "clipboard"),
+        "{:?}",
+        d.controls
     );
 }

@@ -19,8 +19,9 @@ start)
   if [ -n "$netns" ]; then port=3389; else
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   fi
-  # A free X display number.
-  n=$(( 40 + $$ % 200 ))
+  . "$here/x-clean.sh"
+  # A free X display number, above the range xrdp gives its sessions (10-60).
+  n=$(( 100 + $$ % 400 ))
   while [ -e "/tmp/.X$n-lock" ] || [ -e "/tmp/.X11-unix/X$n" ]; do n=$((n + 1)); done
   nohup sh -c "Xvfb :$n -screen 0 1024x768x24 -nolisten tcp >'$dir/xvfb.log' 2>&1 & V=\$!
     # A window covering the screen in the test colour, fully drawn before the server starts

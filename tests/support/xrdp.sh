@@ -16,6 +16,15 @@ case "$cmd" in
 start)
   owner=$3
   [ -x /usr/sbin/xrdp ] || { echo "/usr/sbin/xrdp not found (apt packages xrdp xorgxrdp)" >&2; exit 1; }
+  # The session manager's port is fixed (see above): wait for a previous run's to go away
+  # (its watchdog stops it within a second of its test process), else say who holds it.
+  i=0
+  while ss -ltn 2>/dev/null | grep -q ':3350 '; do
+    i=$((i + 1))
+    [ $i -lt 100 ] || { echo "port 3350 is taken (another xrdp-sesman?): $(ss -ltnp | grep ':3350 ')" >&2; exit 1; }
+    sleep 0.1
+  done
+  . "$(cd "$(dirname "$0")" && pwd)/x-clean.sh"
   mkdir -p "$dir" /run/xrdp/sockdir
   chmod 1777 /run/xrdp/sockdir
   openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=xrdp-test \

@@ -16,6 +16,7 @@ use crate::adapter::TargetStream;
 use crate::event::FailureKind;
 use crate::ssh::HostKeyObservation;
 
+use super::clipboard::ClipboardPolicy;
 use super::{RdpSecurity, RdpTarget};
 
 /// The stream after the TLS upgrade, as the active session reads and writes it.
@@ -217,6 +218,8 @@ pub struct Connected {
     pub framed: Upgraded,
     pub result: ConnectionResult,
     pub nla: bool,
+    /// What the clipboard channel reports (None: the policy is off, no channel).
+    pub clipboard: Option<std::sync::mpsc::Receiver<super::clipboard::ClipEvent>>,
 }
 
 /// Runs the connection sequence. The certificate is reported (for pinning) as soon as it is
@@ -244,6 +247,12 @@ pub async fn connect(
         config(t, nla, tls),
         std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
     );
+    // The clipboard channel exists only when the policy lets something through.
+    let clipboard = (t.clipboard != ClipboardPolicy::Off).then(|| {
+        let (bridge, events) = super::clipboard::Bridge::new();
+        connector.attach_static_channel(ironrdp_cliprdr::CliprdrClient::new(Box::new(bridge)));
+        events
+    });
     let should_upgrade = ironrdp_tokio::connect_begin(&mut framed, &mut connector)
         .await
         .map_err(|e| negotiation_failure(label, nla, tls, &e))?;
@@ -312,6 +321,7 @@ pub async fn connect(
         framed,
         result,
         nla: used_nla,
+        clipboard,
     })
 }
 

@@ -7,6 +7,7 @@
 //! Browser input arrives as key positions and pointer events and leaves as RDP fast-path
 //! input.
 
+pub mod clipboard;
 pub mod connect;
 pub mod keys;
 
@@ -66,6 +67,10 @@ pub struct RdpTarget {
     /// Initial desktop size in pixels.
     pub width: u16,
     pub height: u16,
+    /// What may cross the clipboard.
+    pub clipboard: clipboard::ClipboardPolicy,
+    /// Every clipboard transfer made, for the audit: (to the target?, characters).
+    pub clipboard_log: tokio::sync::mpsc::UnboundedSender<(bool, usize)>,
 }
 
 impl RdpTarget {
@@ -114,7 +119,7 @@ impl ProtocolAdapter for RdpAdapter {
 const FRAME_INTERVAL: Duration = Duration::from_millis(16);
 
 async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
-    let RdpAdapter { target, report } = a;
+    let RdpAdapter { mut target, report } = a;
     let _ = io
         .events
         .send(SessionEvent::Lifecycle(Lifecycle::Connecting))
@@ -139,12 +144,20 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
             .await
         }
     };
-    drop(target.password);
+    // The password is not needed any more: wiped now, not at the session's end.
+    drop(std::mem::replace(
+        &mut target.password,
+        Secret::new(Vec::new()),
+    ));
     let connect::Connected {
         mut framed,
         result,
         nla,
+        clipboard: clip_events,
     } = connected;
+    let policy = target.clipboard;
+    // The browser's text last offered to the desktop's clipboard.
+    let mut offered: Option<String> = None;
     let (w, h) = (result.desktop_size.width, result.desktop_size.height);
     let mut image = DecodedImage::new(PixelFormat::RgbA32, w, h);
     let mut stage: ActiveStage = ActiveStageBuilder {
@@ -227,6 +240,10 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                 if let Some(why) = ended {
                     break why;
                 }
+                let reported: Vec<_> = clip_events.as_ref().map(|rx| rx.try_iter().collect()).unwrap_or_default();
+                if let Err(why) = on_clipboard(reported, &target, &offered, &mut stage, &mut framed, &io).await {
+                    break why;
+                }
             }
             _ = flush => {
                 flush_at = None;
@@ -257,6 +274,28 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                         ops
                     }
                     Some(ClientInput::Wheel { steps }) => vec![Operation::WheelRotations(WheelRotations { is_vertical: true, rotation_units: steps.saturating_mul(120) })],
+                    Some(ClientInput::Clipboard { text }) => {
+                        if !policy.to_target() || clip_events.is_none() {
+                            let _ = io.events.send(SessionEvent::Marker("Clipboard text from the browser was not sent: this resource's clipboard policy is off.".into())).await;
+                            continue;
+                        }
+                        let (text, cut) = clipboard::bounded(&text);
+                        let offer = |c: &mut ironrdp_cliprdr::CliprdrClient| {
+                            c.initiate_copy(&[ironrdp_cliprdr::pdu::ClipboardFormat::new(
+                                ironrdp_cliprdr::pdu::ClipboardFormatId::CF_UNICODETEXT,
+                            )])
+                        };
+                        if let Err(why) = clip_send(&mut stage, &mut framed, offer, &label).await {
+                            break why;
+                        }
+                        if cut {
+                            let _ = io.events.send(SessionEvent::Marker(format!("Clipboard text from the browser was cut to {} characters.", clipboard::MAX_TEXT))).await;
+                        }
+                        let _ = target.clipboard_log.send((true, text.chars().count()));
+                        let _ = io.events.send(SessionEvent::Clipboard { to_target: true, text: text.as_str().into() }).await;
+                        offered = Some(text);
+                        continue;
+                    }
                     Some(ClientInput::ReleaseAll) => {
                         buttons = 0;
                         let events = input.release_all();
@@ -296,6 +335,81 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
             exit_status: None,
         }))
         .await;
+}
+
+/// Sends what the clipboard channel `f` produces.
+async fn clip_send(
+    stage: &mut ActiveStage,
+    framed: &mut connect::Upgraded,
+    f: impl FnOnce(
+        &mut ironrdp_cliprdr::CliprdrClient,
+    ) -> ironrdp_pdu::PduResult<
+        ironrdp_cliprdr::CliprdrSvcMessages<ironrdp_cliprdr::Client>,
+    >,
+    label: &str,
+) -> Result<(), String> {
+    let Some(channel) = stage.get_svc_processor_mut::<ironrdp_cliprdr::CliprdrClient>() else {
+        return Ok(());
+    };
+    let messages = f(channel).map_err(|e| format!("The clipboard for {label} failed: {e}"))?;
+    let bytes = stage
+        .process_svc_processor_messages(messages)
+        .map_err(|e| format!("The clipboard for {label} failed: {e}"))?;
+    framed
+        .write_all(&bytes)
+        .await
+        .map_err(|e| format!("Sending to {label} failed: {e}"))
+}
+
+/// Acts on what the clipboard channel reported: hands over the text the browser offered,
+/// and (policy permitting) fetches the desktop's new text for the browser.
+async fn on_clipboard(
+    reported: Vec<clipboard::ClipEvent>,
+    target: &RdpTarget,
+    offered: &Option<String>,
+    stage: &mut ActiveStage,
+    framed: &mut connect::Upgraded,
+    io: &AdapterIo,
+) -> Result<(), String> {
+    let (policy, log, label) = (
+        target.clipboard,
+        &target.clipboard_log,
+        target.label.as_str(),
+    );
+    use ironrdp_cliprdr::pdu::{ClipboardFormatId, OwnedFormatDataResponse};
+    for e in reported {
+        match e {
+            clipboard::ClipEvent::TextRequested => {
+                let response = match offered {
+                    Some(t) => OwnedFormatDataResponse::new_unicode_string(t),
+                    None => OwnedFormatDataResponse::new_error(),
+                };
+                clip_send(stage, framed, |c| c.submit_format_data(response), label).await?;
+            }
+            clipboard::ClipEvent::RemoteHasText if policy.from_target() => {
+                clip_send(
+                    stage,
+                    framed,
+                    |c| c.initiate_paste(ClipboardFormatId::CF_UNICODETEXT),
+                    label,
+                )
+                .await?;
+            }
+            clipboard::ClipEvent::RemoteText(Some(text)) if policy.from_target() => {
+                let (text, _) = clipboard::bounded(&text);
+                let _ = log.send((false, text.chars().count()));
+                let _ = io
+                    .events
+                    .send(SessionEvent::Clipboard {
+                        to_target: false,
+                        text: text.as_str().into(),
+                    })
+                    .await;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Encodes input events as fast-path PDUs and sends them; the error is the session's end.

@@ -92,6 +92,11 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
           case 'notice':
             setNotice(m.message);
             break;
+          case 'clipboard':
+            // Copied on the desktop (the resource's policy allows it): into this browser's
+            // clipboard, when the browser lets the page write it.
+            navigator.clipboard?.writeText(m.text).then(() => setNotice('Copied from the desktop to your clipboard.')).catch(() => setNotice('The desktop copied text, but this browser did not let the page put it on your clipboard.'));
+            break;
           case 'error':
             if (!guest) sessionStorage.removeItem(storageKey(props.accountId, 'rdp'));
             setPhase({ kind: 'ended', title: 'The session could not continue', message: m.message });
@@ -123,7 +128,14 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
       // Everything goes to the desktop (Tab, Alt, F-keys); the browser keeps only what it
       // never hands to pages (e.g. Ctrl+Alt+Del, Alt+Tab on most systems: see the buttons).
       e.preventDefault();
-      send({ type: 'key', code: e.code, key: e.key, down: e.type === 'keydown' });
+      const message = { type: 'key', code: e.code, key: e.key, down: e.type === 'keydown' };
+      // Pasting: this browser's clipboard text goes to the desktop's first (the server
+      // drops it when the resource's policy is off), then the keys that paste it.
+      if (e.type === 'keydown' && (e.ctrlKey || e.metaKey) && e.code === 'KeyV' && navigator.clipboard?.readText) {
+        navigator.clipboard.readText().then((text) => send({ type: 'clipboard', text })).catch(() => undefined).finally(() => send(message));
+        return;
+      }
+      send(message);
     };
     const onBlur = () => send({ type: 'release' });
     c.addEventListener('mousemove', onMove);
