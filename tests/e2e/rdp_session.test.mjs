@@ -75,6 +75,11 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     const deadline = Date.now() + 15000;
     while (!existsSync(made) && Date.now() < deadline) await tab.waitForTimeout(100);
     assert.ok(existsSync(made), `the remote xterm did not create ${made}`);
+    // A reload re-attaches to the same desktop (no new session), which is shown at once.
+    await tab.reload();
+    await tab.waitForSelector('[data-testid=session-state] >> text=connected', { timeout: 20000 });
+    await waitForPixel(tab, size[0] - 30, size[1] - 30, ROOT_RGB, 'the root window after a reload');
+    assert.equal((await admin.call('GET', '/sessions')).filter((x) => x.protocol === 'rdp').length, 1, 'one RDP session after the reload');
     // An administrator ends the session; the recording replays to the desktop in the player.
     const live = await admin.call('GET', '/sessions');
     const session = live.find((x) => x.protocol === 'rdp');

@@ -294,7 +294,12 @@ async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
         !raw.contains(PASSWORD),
         "the RDP password reached the browser"
     );
-    // What was typed is in the audit trail's recording of the session (typed text).
+    // Nor the server's log (at the test harness's log level).
+    assert!(
+        !server.log().contains(PASSWORD),
+        "the RDP password is in the server's log"
+    );
+    // The start is audited as an RDP session.
     let start = admin
         .get("/audit?action=session.start&outcome=ok")
         .await
