@@ -159,6 +159,15 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     // The browser's text last offered to the desktop's clipboard.
     let mut offered: Option<String> = None;
     let (w, h) = (result.desktop_size.width, result.desktop_size.height);
+    if !(1..=crate::desktop::MAX_SIDE).contains(&w) || !(1..=crate::desktop::MAX_SIDE).contains(&h)
+    {
+        return fail(
+            &io,
+            FailureKind::Protocol,
+            format!("{}: the server chose a desktop of {w}x{h} pixels, which the gateway does not accept (at most {m}x{m}).", target.label, m = crate::desktop::MAX_SIDE),
+        )
+        .await;
+    }
     let mut image = DecodedImage::new(PixelFormat::RgbA32, w, h);
     let mut stage: ActiveStage = ActiveStageBuilder {
         static_channels: result.static_channels,
@@ -456,7 +465,11 @@ fn cut(image: &DecodedImage, r: &InclusiveRectangle) -> FrameRect {
     let mut out = Vec::with_capacity(w as usize * h as usize * 4);
     for y in top as usize..=bottom as usize {
         let start = y * stride + left as usize * 4;
-        out.extend_from_slice(&data[start..start + w as usize * 4]);
+        // (Always inside the picture; a short rectangle would be dropped by the broker.)
+        match data.get(start..start + w as usize * 4) {
+            Some(row) => out.extend_from_slice(row),
+            None => break,
+        }
     }
     // The decoder leaves alpha at 0 in places; the picture is opaque.
     for px in out.chunks_exact_mut(4) {
