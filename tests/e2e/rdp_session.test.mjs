@@ -80,6 +80,15 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     await tab.waitForSelector('[data-testid=session-state] >> text=connected', { timeout: 20000 });
     await waitForPixel(tab, size[0] - 30, size[1] - 30, ROOT_RGB, 'the root window after a reload');
     assert.equal((await admin.call('GET', '/sessions')).filter((x) => x.protocol === 'rdp').length, 1, 'one RDP session after the reload');
+    // An administrator watches from the Live sessions page: the same desktop, read-only.
+    const live0 = await admin.call('GET', '/sessions');
+    const watched = live0.find((x) => x.protocol === 'rdp');
+    await page.goto(`${server.url}/#/sessions`);
+    const [watchTab] = await Promise.all([ctx.waitForEvent('page'), page.locator('[data-testid=live-sessions] tr', { hasText: user }).locator('[data-testid=watch-session]').click()]);
+    assert.ok(watchTab.url().includes(`#/watch-desktop/${watched.id}`), watchTab.url());
+    await watchTab.waitForSelector('[data-testid=read-only]');
+    await waitForPixel(watchTab, size[0] - 30, size[1] - 30, ROOT_RGB, 'the observer\'s desktop');
+    await watchTab.close();
     // An administrator ends the session; the recording replays to the desktop in the player.
     const live = await admin.call('GET', '/sessions');
     const session = live.find((x) => x.protocol === 'rdp');
