@@ -169,6 +169,42 @@ async fn type_text(ws: &mut Ws, text: &str) {
     }
 }
 
+/// A fresh xrdp user whose desktop (`XSESSION`) is opened by `client` (logged in with
+/// `cookie`) as an RDP account of resource `rid`, once its xterm is drawn and has the pointer
+/// (so it gets the keys). Returns the user, the socket and what it has shown so far.
+async fn xterm_desktop(
+    server: &crate::harness::Server,
+    tls: &crate::live::Tls,
+    admin: &crate::harness::Client,
+    client: &crate::harness::Client,
+    cookie: &str,
+    rid: &str,
+) -> (String, Ws, Desktop) {
+    let user = sshd().user(PASSWORD);
+    sshd().write_home_file(&user, ".xsession", "755", XSESSION);
+    let account = admin.account(rid, &user, PASSWORD).await;
+    let t = client
+        .call(
+            "POST",
+            "/sessions",
+            json!({ "account_id": account, "protocol": "rdp", "width": 1024, "height": 768 }),
+        )
+        .await
+        .ok();
+    let mut ws = open_ws(server, tls, cookie, t["url"].as_str().unwrap()).await;
+    let mut d = Desktop::default();
+    read_until(&mut ws, &mut d, "the xterm", |d| {
+        near(d.pixel(200, 100), [255, 255, 255])
+    })
+    .await;
+    send(
+        &mut ws,
+        json!({ "type": "pointer", "x": 200, "y": 100, "buttons": 0 }),
+    )
+    .await;
+    (user, ws, d)
+}
+
 #[tokio::test]
 async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
     let x = xrdp();
@@ -573,8 +609,6 @@ async fn rdp_reaches_a_desktop_only_through_an_ssh_landing_server() {
 #[tokio::test]
 async fn the_clipboard_crosses_as_the_policy_allows_and_is_audited() {
     let x = xrdp();
-    let user = sshd().user(PASSWORD);
-    sshd().write_home_file(&user, ".xsession", "755", XSESSION);
     let site = Site::new(Backend::Sqlite);
     let (server, tls) = start(&site);
     let admin = server.admin().await;
@@ -588,28 +622,9 @@ async fn the_clipboard_crosses_as_the_policy_allows_and_is_audited() {
         )
         .await
         .ok();
-    let account = admin.account(&rid, &user, PASSWORD).await;
     let ac = server.client();
     let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
-    let t = ac
-        .call(
-            "POST",
-            "/sessions",
-            json!({ "account_id": account, "protocol": "rdp", "width": 1024, "height": 768 }),
-        )
-        .await
-        .ok();
-    let mut ws = open_ws(&server, &tls, &acookie, t["url"].as_str().unwrap()).await;
-    let mut d = Desktop::default();
-    read_until(&mut ws, &mut d, "the xterm", |d| {
-        near(d.pixel(200, 100), [255, 255, 255])
-    })
-    .await;
-    send(
-        &mut ws,
-        json!({ "type": "pointer", "x": 200, "y": 100, "buttons": 0 }),
-    )
-    .await;
+    let (user, mut ws, mut d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
     // Browser to desktop: the text offered is what the desktop pastes.
     send(
         &mut ws,
@@ -678,28 +693,7 @@ async fn the_clipboard_crosses_as_the_policy_allows_and_is_audited() {
         .await
         .ok();
     drop(ws);
-    let user2 = sshd().user(PASSWORD);
-    sshd().write_home_file(&user2, ".xsession", "755", XSESSION);
-    let account2 = admin.account(&rid, &user2, PASSWORD).await;
-    let t = ac
-        .call(
-            "POST",
-            "/sessions",
-            json!({ "account_id": account2, "protocol": "rdp", "width": 1024, "height": 768 }),
-        )
-        .await
-        .ok();
-    let mut ws = open_ws(&server, &tls, &acookie, t["url"].as_str().unwrap()).await;
-    let mut d = Desktop::default();
-    read_until(&mut ws, &mut d, "the second xterm", |d| {
-        near(d.pixel(200, 100), [255, 255, 255])
-    })
-    .await;
-    send(
-        &mut ws,
-        json!({ "type": "pointer", "x": 200, "y": 100, "buttons": 0 }),
-    )
-    .await;
+    let (user2, mut ws, mut d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
     type_text(&mut ws, "echo kept-99 | xclip -selection clipboard").await;
     type_text(&mut ws, "touch copied").await;
     let marker = format!("/home/{user2}/copied");
