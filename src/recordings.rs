@@ -230,6 +230,8 @@ fn to_recorded(ev: SessionEvent, record_input: bool) -> Vec<RecordedEvent> {
         SessionEvent::Input { .. } => vec![],
         SessionEvent::Resize { cols, rows } => vec![RecordedEvent::Resize { cols, rows }],
         SessionEvent::Marker(m) => vec![RecordedEvent::Marker(m)],
+        // The pointer's shape is not part of what happened.
+        SessionEvent::Cursor(_) => vec![],
         // A clipboard transfer: a note in the timeline, and the text as input (so search
         // finds it), under the same rule as keystrokes.
         SessionEvent::Clipboard { to_target, text } => {

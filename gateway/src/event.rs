@@ -27,6 +27,20 @@ pub struct FrameRect {
     pub data: Arc<[u8]>,
 }
 
+/// A desktop's pointer shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cursor {
+    /// The system's default arrow.
+    Default,
+    Hidden,
+    /// A PNG with transparency, and the hot spot (the pixel that points).
+    Image {
+        png: Arc<[u8]>,
+        hotspot_x: u16,
+        hotspot_y: u16,
+    },
+}
+
 /// Where a session is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lifecycle {
@@ -77,6 +91,9 @@ pub enum SessionEvent {
         redacted: bool,
     },
     Lifecycle(Lifecycle),
+    /// The desktop's pointer shape changed (shown by the browser as its cursor over the
+    /// desktop; not part of the picture, not recorded).
+    Cursor(Cursor),
     /// Text that crossed a desktop's clipboard, as the resource's policy allowed:
     /// `to_target` from the browser to the desktop, else from the desktop to the browser.
     Clipboard {

@@ -700,6 +700,25 @@ async fn deliver(
                 }
                 ws.send(Message::Binary(frame.into())).await.is_ok()
             }
+            Delivery::Event(SessionEvent::Cursor(c)) => {
+                use base64::Engine;
+                let m = match c {
+                    gateway::event::Cursor::Default => {
+                        json!({ "type": "cursor", "shape": "default" })
+                    }
+                    gateway::event::Cursor::Hidden => {
+                        json!({ "type": "cursor", "shape": "hidden" })
+                    }
+                    gateway::event::Cursor::Image {
+                        png,
+                        hotspot_x,
+                        hotspot_y,
+                    } => {
+                        json!({ "type": "cursor", "png": base64::engine::general_purpose::STANDARD.encode(&png), "x": hotspot_x, "y": hotspot_y })
+                    }
+                };
+                send_json(ws, m).await
+            }
             // Text copied on the desktop goes to the browsers' clipboards (the policy allowed it).
             Delivery::Event(SessionEvent::Clipboard {
                 to_target: false,

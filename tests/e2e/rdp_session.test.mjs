@@ -64,6 +64,8 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     assert.ok(size[0] >= 1000 && size[1] >= 600, `desktop ${size}`);
     await waitForPixel(tab, size[0] - 30, size[1] - 30, ROOT_RGB, 'the root window');
     await waitForPixel(tab, 200, 100, [255, 255, 255], 'the xterm');
+    // The desktop's pointer shape is the canvas's cursor.
+    await tab.waitForFunction(() => document.querySelector('canvas[data-testid=desktop]').style.cursor.startsWith('url("data:image/png'), null, { timeout: 20000 });
     // Pointer over the xterm (it takes the keyboard), then type a command.
     const box = await tab.locator('canvas[data-testid=desktop]').boundingBox();
     const scale = box.width / size[0];

@@ -237,6 +237,13 @@ async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
     })
     .await;
     assert_eq!((d.width, d.height), (1024, 768));
+    // The desktop's pointer shape arrives as a cursor image with its hot spot.
+    read_until(&mut ws, &mut d, "the pointer shape", |d| {
+        d.controls
+            .iter()
+            .any(|c| c["type"] == "cursor" && c["png"].is_string())
+    })
+    .await;
     assert!(d
         .controls
         .iter()

@@ -205,8 +205,9 @@ fn config(t: &RdpTarget, nla: bool, tls: bool) -> ironrdp_connector::Config {
         license_cache: None,
         timezone_info: Default::default(),
         compression_type: None,
-        enable_server_pointer: false,
-        pointer_software_rendering: true,
+        // Pointer shapes come as images for the browser's cursor (not drawn into the picture).
+        enable_server_pointer: true,
+        pointer_software_rendering: false,
         multitransport_flags: None,
         support_dyn_vc_gfx_protocol: false,
     }

@@ -24,7 +24,9 @@ use tokio::sync::oneshot;
 
 use crate::adapter::{AdapterFuture, AdapterIo, ProtocolAdapter, TargetStream};
 use crate::desktop::RAW_RGBA;
-use crate::event::{ClientInput, FailureKind, FrameRect, Lifecycle, Protocol, SessionEvent};
+use crate::event::{
+    ClientInput, Cursor, FailureKind, FrameRect, Lifecycle, Protocol, SessionEvent,
+};
 use crate::ssh::{HostKeyObservation, HostKeyPolicy};
 use crate::Secret;
 
@@ -234,6 +236,17 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                                 None => r,
                             });
                             flush_at.get_or_insert_with(|| tokio::time::Instant::now() + FRAME_INTERVAL);
+                        }
+                        ActiveStageOutput::PointerDefault => {
+                            let _ = io.events.send(SessionEvent::Cursor(Cursor::Default)).await;
+                        }
+                        ActiveStageOutput::PointerHidden => {
+                            let _ = io.events.send(SessionEvent::Cursor(Cursor::Hidden)).await;
+                        }
+                        ActiveStageOutput::PointerBitmap(p) => {
+                            if let Some(c) = cursor_image(&p) {
+                                let _ = io.events.send(SessionEvent::Cursor(c)).await;
+                            }
                         }
                         ActiveStageOutput::Terminate(why) => {
                             ended = Some(format!("{label} ended the session ({why:?})."));
@@ -451,6 +464,28 @@ async fn fail(io: &AdapterIo, kind: FailureKind, message: String) {
         .events
         .send(SessionEvent::Lifecycle(Lifecycle::Failed { kind, message }))
         .await;
+}
+
+/// A pointer shape (RGBA, straight alpha) as a PNG cursor; None for a shape too large for a
+/// browser cursor (they accept up to 128x128) or malformed.
+fn cursor_image(p: &ironrdp_graphics::pointer::DecodedPointer) -> Option<Cursor> {
+    let (w, h) = (p.width, p.height);
+    if w == 0 || h == 0 || w > 128 || h > 128 || p.bitmap_data.len() != w as usize * h as usize * 4
+    {
+        return None;
+    }
+    let mut png = Vec::new();
+    let mut enc = png::Encoder::new(&mut png, w as u32, h as u32);
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header()
+        .and_then(|mut wr| wr.write_image_data(&p.bitmap_data))
+        .ok()?;
+    Some(Cursor::Image {
+        png: png.into(),
+        hotspot_x: p.hotspot_x.min(w - 1),
+        hotspot_y: p.hotspot_y.min(h - 1),
+    })
 }
 
 /// The raw pixels of `r` (inclusive bounds) out of the decoded picture.

@@ -92,6 +92,10 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
           case 'notice':
             setNotice(m.message);
             break;
+          case 'cursor':
+            // The desktop's pointer shape becomes this canvas's cursor.
+            c.style.cursor = m.png ? `url(data:image/png;base64,${m.png}) ${m.x} ${m.y}, default` : m.shape === 'hidden' ? 'none' : 'default';
+            break;
           case 'clipboard':
             // Copied on the desktop (the resource's policy allows it): into this browser's
             // clipboard, when the browser lets the page write it.
