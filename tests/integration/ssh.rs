@@ -159,6 +159,14 @@ async fn password_login_runs_commands_resizes_and_reports_exit_status() {
         })
         .await
         .unwrap();
+    // The adapter announces the new size once it has sent it to the target; the command is
+    // typed after that. (Once, under CI load, `stty size` typed at the same instant printed
+    // the old size; the window change and the data leave russh in order, so the cause is
+    // not known. The issue note says so.)
+    assert!(run
+        .until("the resize", |sc| sc.size() == (132, 50))
+        .await
+        .is_none());
     run.type_line("stty size").await;
     assert!(run
         .until("stty size", |sc| has_line(sc, "50 132"))
