@@ -414,6 +414,17 @@ impl Term {
     }
 }
 
+/// What `text` says from byte `at` to the end of that line, trimmed, for quoting in a
+/// message.
+fn said_from(text: &str, at: usize) -> String {
+    String::from_utf8_lossy(&text.as_bytes()[at..])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
 fn fill(template: &str, host: &str, port: u16, username: &str) -> String {
     template
         .replace("{host}", host)
@@ -445,13 +456,9 @@ async fn probe(term: &mut Term, hop: &TypedHop, p: &Patterns) -> Result<Option<S
         let after = text.split_once('\n').map(|(_, a)| a).unwrap_or("");
         if p.prompt.is_match(after.as_bytes()) {
             return Ok(p.unreachable.find(after.as_bytes()).map(|m| {
-                let start = after[..m.start()].rfind('\n').map(|i| i + 1).unwrap_or(0);
-                after[start..]
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_string()
+                // The whole line: "ssh: connect to host ...: Connection refused".
+                let line_start = after[..m.start()].rfind('\n').map(|i| i + 1).unwrap_or(0);
+                said_from(after, line_start)
             }));
         }
         if term.read_more(deadline, label).await?.is_none() {
@@ -500,12 +507,7 @@ async fn typed_ssh(
     loop {
         let text = term.text();
         if let Some(m) = p.failure.find(text.as_bytes()) {
-            let said = String::from_utf8_lossy(&text.as_bytes()[m.start()..])
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string();
+            let said = said_from(&text, m.start());
             let kind = if said.to_lowercase().contains("host key")
                 || said.to_lowercase().contains("identification")
             {
@@ -619,12 +621,7 @@ async fn telnet_logon(
         if run.step_index() == 0 {
             let text = term.text();
             if let Some(m) = p.failure.find(text.as_bytes()) {
-                let said = String::from_utf8_lossy(&text.as_bytes()[m.start()..])
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
+                let said = said_from(&text, m.start());
                 return Err((
                     FailureKind::Unreachable,
                     format!("{label}: the landing server's telnet said \u{201c}{said}\u{201d}"),

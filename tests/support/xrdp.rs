@@ -11,26 +11,30 @@ pub struct Xrdp {
     pub fingerprint: String,
 }
 
+/// Runs `tests/support/SCRIPT start ARGS...`; panics with its error output unless it
+/// succeeds; returns what it printed.
+fn start(script: &str, args: &[&str]) -> String {
+    let path = format!("{}/tests/support/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("sh")
+        .arg(&path)
+        .arg("start")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 pub fn xrdp() -> &'static Xrdp {
     static X: OnceLock<Xrdp> = OnceLock::new();
     X.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("portcullis-xrdp-{}", std::process::id()));
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/xrdp.sh");
-        let out = Command::new("sh")
-            .arg(path)
-            .args([
-                "start",
-                dir.to_str().unwrap_or_default(),
-                &std::process::id().to_string(),
-            ])
-            .output()
-            .unwrap_or_else(|e| panic!("xrdp.sh: {e}"));
-        assert!(
-            out.status.success(),
-            "xrdp.sh start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let pid = std::process::id().to_string();
+        let text = start("xrdp.sh", &[dir.to_str().unwrap_or_default(), &pid]);
         let mut parts = text.split_whitespace();
         let port = parts
             .next()
@@ -60,29 +64,18 @@ pub fn nla_server(user: &str, password: &str) -> u16 {
 pub fn nla_server_at(user: &str, password: &str, at: Option<(&str, &str)>) -> u16 {
     let dir = std::env::temp_dir().join(format!("portcullis-shadow-{}-{user}", std::process::id()));
     let (addr, netns) = at.unwrap_or(("127.0.0.1", ""));
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/freerdp-shadow.sh"
-    );
-    let out = Command::new("sh")
-        .arg(path)
-        .args([
-            "start",
+    let pid = std::process::id().to_string();
+    let text = start(
+        "freerdp-shadow.sh",
+        &[
             dir.to_str().unwrap_or_default(),
-            &std::process::id().to_string(),
+            &pid,
             user,
             password,
             addr,
             netns,
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("freerdp-shadow.sh: {e}"));
-    assert!(
-        out.status.success(),
-        "freerdp-shadow.sh start: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
     text.parse()
         .unwrap_or_else(|_| panic!("freerdp-shadow.sh start printed {text:?}"))
 }
