@@ -1,6 +1,7 @@
 //! Why: RDP targets differ in what they accept (NLA or only TLS), in keyboard layout and in
 //! what the organisation allows through the clipboard; these are per-resource settings,
-//! read when a session starts and changed by administrators (audited).
+//! and in how the desktop is sized (following the browser tab, or fixed); read when a session
+//! starts and changed by administrators (audited).
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
@@ -13,6 +14,11 @@ pub struct RdpSettings {
     pub keyboard_layout: i64,
     /// 'off', 'to_target' or 'both'.
     pub clipboard: String,
+    /// 'follow' (the desktop follows the browser tab's size) or 'fixed'.
+    pub display: String,
+    /// The desktop size when `display` is 'fixed'.
+    pub fixed_width: i64,
+    pub fixed_height: i64,
 }
 
 impl Default for RdpSettings {
@@ -21,6 +27,9 @@ impl Default for RdpSettings {
             security: "nla_preferred".into(),
             keyboard_layout: 0x409,
             clipboard: "off".into(),
+            display: "follow".into(),
+            fixed_width: 1280,
+            fixed_height: 800,
         }
     }
 }
@@ -46,24 +55,63 @@ impl RdpSettings {
                 "must be off, to_target or both",
             ));
         }
+        if !matches!(self.display.as_str(), "follow" | "fixed") {
+            return Err(ApiError::field(
+                "display",
+                "must be follow (the desktop follows the browser tab's size) or fixed",
+            ));
+        }
+        let sides = 200..=i64::from(gateway::desktop::MAX_SIDE);
+        if !sides.contains(&self.fixed_width) || self.fixed_width % 2 != 0 {
+            return Err(ApiError::field(
+                "fixed_width",
+                format!(
+                    "must be an even number of pixels from 200 to {}",
+                    gateway::desktop::MAX_SIDE
+                ),
+            ));
+        }
+        if !sides.contains(&self.fixed_height) {
+            return Err(ApiError::field(
+                "fixed_height",
+                format!(
+                    "must be a number of pixels from 200 to {}",
+                    gateway::desktop::MAX_SIDE
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// The desktop size a session starts with, given the browser tab's.
+    pub fn start_size(&self, tab: (u16, u16)) -> (u16, u16) {
+        if self.display == "fixed" {
+            let side = |v: i64| u16::try_from(v).unwrap_or(gateway::desktop::MAX_SIDE);
+            return (side(self.fixed_width), side(self.fixed_height));
+        }
+        gateway::rdp::resize::acceptable(tab.0, tab.1)
     }
 }
 
 pub async fn for_resource(app: &App, resource_id: &str) -> ApiResult<RdpSettings> {
-    let row: Option<(String, i64, String)> = sqlx::query_as(
-        "SELECT security, keyboard_layout, clipboard FROM resource_rdp WHERE resource_id = $1",
+    let row: Option<(String, i64, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT security, keyboard_layout, clipboard, display, fixed_width, fixed_height FROM resource_rdp WHERE resource_id = $1",
     )
     .bind(resource_id)
     .fetch_optional(&app.db.pool)
     .await?;
     Ok(match row {
         None => RdpSettings::default(),
-        Some((security, keyboard_layout, clipboard)) => RdpSettings {
-            security,
-            keyboard_layout,
-            clipboard,
-        },
+        Some((security, keyboard_layout, clipboard, display, fixed_width, fixed_height)) => {
+            RdpSettings {
+                security,
+                keyboard_layout,
+                clipboard,
+                display,
+                fixed_width,
+                fixed_height,
+            }
+        }
     })
 }
 
@@ -77,11 +125,14 @@ pub async fn set(
         .bind(resource_id)
         .execute(tx.conn())
         .await?;
-    sqlx::query("INSERT INTO resource_rdp (resource_id, security, keyboard_layout, clipboard, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6)")
+    sqlx::query("INSERT INTO resource_rdp (resource_id, security, keyboard_layout, clipboard, display, fixed_width, fixed_height, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
         .bind(resource_id)
         .bind(&s.security)
         .bind(s.keyboard_layout)
         .bind(&s.clipboard)
+        .bind(&s.display)
+        .bind(s.fixed_width)
+        .bind(s.fixed_height)
         .bind(by)
         .bind(crate::db::now_ms())
         .execute(tx.conn())

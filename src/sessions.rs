@@ -199,8 +199,8 @@ async fn try_launch(
     web_session_id: &str,
     account_id: &str,
     protocol: Option<Protocol>,
-    cols: u16,
-    rows: u16,
+    mut cols: u16,
+    mut rows: u16,
 ) -> Result<Arc<LiveSession>, LaunchFailure> {
     let fail = |kind, message: String| LaunchFailure { kind, message };
     let cred = accounts::open_for_session(app, p, account_id)
@@ -363,6 +363,8 @@ async fn try_launch(
                             "The gateway's database is unavailable.".into(),
                         )
                     })?;
+                    // The recording and the broker start at the size the desktop starts with.
+                    (cols, rows) = settings.start_size((cols, rows));
                     let (adapter, seen) = gateway::rdp::RdpAdapter::new(gateway::rdp::RdpTarget {
                         label: format!("the target {label}"),
                         server_name: r.host.clone(),
@@ -373,6 +375,7 @@ async fn try_launch(
                         keyboard_layout: settings.keyboard_layout as u32,
                         width: cols,
                         height: rows,
+                        follow_tab: settings.display == "follow",
                         clipboard,
                         clipboard_log,
                     });

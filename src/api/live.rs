@@ -644,6 +644,11 @@ async fn pump(
                 // travels as text: a peer with the keyboard may send it).
                 Some(Ok(Message::Text(_))) if role == Role::Peer && !desktop => {}
                 Some(Ok(Message::Text(t))) if desktop => {
+                    // The owner's tab sizes the desktop (others' tabs scale the picture).
+                    if let Some((width, height)) = parse_desktop_size(t.as_str()) {
+                        if role == Role::Owner && session.send_input(ClientInput::Resize { cols: width, rows: height }).await.is_err() { return; }
+                        continue;
+                    }
                     let Some((input, typed)) = parse_desktop_input(t.as_str()) else { continue };
                     if !session.may_type(username) {
                         continue;
@@ -837,6 +842,20 @@ fn parse_desktop_input(text: &str) -> Option<(ClientInput, Option<String>)> {
         }
         _ => None,
     }
+}
+
+/// `{"type": "resize", "width": W, "height": H}` from a desktop tab (pixels).
+fn parse_desktop_size(text: &str) -> Option<(u16, u16)> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    if v["type"] != "resize" {
+        return None;
+    }
+    let side = |k: &str| {
+        v[k].as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|n| (1..=gateway::desktop::MAX_SIDE).contains(n))
+    };
+    Some((side("width")?, side("height")?))
 }
 
 fn parse_resize(text: &str) -> Option<(u16, u16)> {

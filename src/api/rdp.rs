@@ -18,6 +18,9 @@ fn to_json(r: &crate::vault::resources::ResourceRow, s: &RdpSettings) -> Value {
         "security": s.security,
         "keyboard_layout": s.keyboard_layout,
         "clipboard": s.clipboard,
+        "display": s.display,
+        "fixed_width": s.fixed_width,
+        "fixed_height": s.fixed_height,
         "tls_only_warning": (s.security == "tls").then_some(TLS_ONLY),
     })
 }
@@ -42,6 +45,9 @@ pub struct RdpInput {
     security: Option<String>,
     keyboard_layout: Option<i64>,
     clipboard: Option<String>,
+    display: Option<String>,
+    fixed_width: Option<i64>,
+    fixed_height: Option<i64>,
 }
 
 /// `PUT /api/v1/resources/{id}/rdp`: administrators; audited. Absent fields keep their value.
@@ -71,6 +77,15 @@ pub async fn set_resource(
     if let Some(v) = input.clipboard {
         s.clipboard = v;
     }
+    if let Some(v) = input.display {
+        s.display = v;
+    }
+    if let Some(v) = input.fixed_width {
+        s.fixed_width = v;
+    }
+    if let Some(v) = input.fixed_height {
+        s.fixed_height = v;
+    }
     s.check()?;
     let mut tx = app.db.begin_write().await?;
     rdp_settings::set(&mut tx, &r.id, &s, &p.username).await?;
@@ -81,7 +96,7 @@ pub async fn set_resource(
         "resource.rdp",
         &r.id,
         &r.name,
-        json!({ "security": s.security, "keyboard_layout": s.keyboard_layout, "clipboard": s.clipboard }),
+        json!({ "security": s.security, "keyboard_layout": s.keyboard_layout, "clipboard": s.clipboard, "display": s.display, "fixed_width": s.fixed_width, "fixed_height": s.fixed_height }),
     )
     .await?;
     tx.commit().await?;

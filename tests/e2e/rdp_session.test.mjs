@@ -1,9 +1,10 @@
 // RDP in a real Chromium against a real xrdp: the engineer clicks Connect (RDP), the canvas
 // shows the target's desktop (its known root colour), typing into the remote xterm creates a
-// file on the target, and the password never reaches the browser (canary).
+// file on the target, the remote desktop follows the tab's size, and the password never
+// reaches the browser (canary).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { apiSession, launchBrowser, ROOT_RGB, startServer, startSshd, startXrdp, XSESSION } from './harness.mjs';
 
 const sshd = startSshd();
@@ -53,6 +54,7 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     await settings.locator('select[name=security]').selectOption('tls');
     await settings.locator('button[type=submit]').click();
     await settings.locator('text=a wrong password cannot be detected').waitFor();
+    await settings.locator('[data-testid=rdp-display] >> text=follows the browser tab').waitFor();
     await page.goto(`${server.url}/#/accounts`);
     const row = page.locator('[data-testid=accounts] tr', { hasText: user });
     await row.waitFor();
@@ -60,7 +62,7 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     await tab.waitForSelector('canvas[data-testid=desktop]');
     await tab.waitForSelector('[data-testid=session-state] >> text=connected', { timeout: 40000 });
     // The desktop is the tab's size, and shows the target's root colour and its xterm.
-    const size = await tab.evaluate(() => { const c = document.querySelector('canvas[data-testid=desktop]'); return [c.width, c.height]; });
+    let size = await tab.evaluate(() => { const c = document.querySelector('canvas[data-testid=desktop]'); return [c.width, c.height]; });
     assert.ok(size[0] >= 1000 && size[1] >= 600, `desktop ${size}`);
     await waitForPixel(tab, size[0] - 30, size[1] - 30, ROOT_RGB, 'the root window');
     await waitForPixel(tab, 200, 100, [255, 255, 255], 'the xterm');
@@ -77,6 +79,27 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     const deadline = Date.now() + 15000;
     while (!existsSync(made) && Date.now() < deadline) await tab.waitForTimeout(100);
     assert.ok(existsSync(made), `the remote xterm did not create ${made}`);
+    // The tab gets smaller: the remote desktop follows it (xrdp's display control), and the
+    // X server on the target has that size.
+    await tab.setViewportSize({ width: 1000, height: 700 });
+    const want = await tab.evaluate(() => { const h = document.querySelector('.desktop-host'); return [Math.floor(h.clientWidth / 4) * 4, h.clientHeight]; });
+    assert.notDeepEqual(want, size);
+    await tab.waitForFunction(([w, h]) => { const c = document.querySelector('canvas[data-testid=desktop]'); return c.width === w && c.height === h; }, want, { timeout: 20000 });
+    await tab.locator(`[data-testid=desktop-size] >> text=${want[0]}×${want[1]}`).waitFor();
+    size = want;
+    await waitForPixel(tab, size[0] - 30, size[1] - 30, ROOT_RGB, 'the resized root window');
+    await waitForPixel(tab, 200, 100, [255, 255, 255], 'the xterm after the resize');
+    const box2 = await tab.locator('canvas[data-testid=desktop]').boundingBox();
+    await tab.mouse.click(box2.x + 200 * (box2.width / size[0]), box2.y + 100 * (box2.width / size[0]));
+    // Key positions travel, so '>' is typed as the keys that make it.
+    await tab.keyboard.type('xrandr ');
+    await tab.keyboard.press('Shift+Period');
+    await tab.keyboard.type('size.txt');
+    await tab.keyboard.press('Enter');
+    const sizeFile = `/home/${user}/size.txt`;
+    const until0 = Date.now() + 15000;
+    while (!(existsSync(sizeFile) && readFileSync(sizeFile, 'utf8').includes('current')) && Date.now() < until0) await tab.waitForTimeout(100);
+    assert.ok(readFileSync(sizeFile, 'utf8').includes(`current ${size[0]} x ${size[1]}`), readFileSync(sizeFile, 'utf8'));
     // A reload re-attaches to the same desktop (no new session), which is shown at once.
     await tab.reload();
     await tab.waitForSelector('[data-testid=session-state] >> text=connected', { timeout: 20000 });

@@ -728,3 +728,138 @@ async fn the_clipboard_crosses_as_the_policy_allows_and_is_audited() {
         d.controls
     );
 }
+
+/// Reads `path` until it has text (the command typed on the desktop wrote it), or 10 s.
+async fn file_text(path: &str) -> String {
+    for _ in 0..100 {
+        let got = std::fs::read_to_string(path).unwrap_or_default();
+        if !got.is_empty() {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    String::new()
+}
+
+#[tokio::test]
+async fn the_desktop_follows_the_owners_tab_unless_its_size_is_fixed() {
+    let x = xrdp();
+    let site = Site::new(Backend::Sqlite);
+    let (server, tls) = start(&site);
+    let admin = server.admin().await;
+    let r = admin.call("POST", "/resources", json!({ "name": "size-desk", "host": "127.0.0.1", "ports": { "rdp": x.port }, "policy_id": "policy-low" })).await.ok();
+    let rid = r["id"].as_str().unwrap().to_string();
+    let ac = server.client();
+    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
+    let (user, mut ws, mut d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
+    assert_eq!((d.width, d.height), (1024, 768));
+
+    // The owner's tab grows (an odd width: RDP wants it even). xrdp changes its desktop over
+    // the Display Control channel and reactivates the session at the new size; the picture
+    // is the new desktop's, root colour out to its new right edge.
+    send(
+        &mut ws,
+        json!({ "type": "resize", "width": 1281, "height": 721 }),
+    )
+    .await;
+    read_until(&mut ws, &mut d, "the desktop at the tab's size", |d| {
+        (d.width, d.height) == (1280, 721) && near(d.pixel(1270, 700), ROOT_RGB)
+    })
+    .await;
+    assert!(
+        d.controls
+            .iter()
+            .any(|c| c["type"] == "marker" && c["text"] == "The desktop is now 1280x721."),
+        "{:?}",
+        d.controls
+    );
+    // The X server on the target has that size too, and the session still takes keys.
+    send(
+        &mut ws,
+        json!({ "type": "pointer", "x": 200, "y": 100, "buttons": 0 }),
+    )
+    .await;
+    type_text(&mut ws, "xrandr >size.txt").await;
+    let xrandr = file_text(&format!("/home/{user}/size.txt")).await;
+    assert!(
+        xrandr.contains("current 1280 x 721"),
+        "xrandr on the target: {xrandr:?}"
+    );
+    // The recording holds the new size, for the player.
+    let live = admin.get("/sessions").await.ok();
+    let first = live
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["protocol"] == "rdp")
+        .cloned()
+        .unwrap_or_else(|| panic!("no live RDP session: {live}"));
+    let recording = first["recording_id"].as_str().unwrap().to_string();
+    admin
+        .call(
+            "POST",
+            &format!("/sessions/{}/terminate", first["id"].as_str().unwrap()),
+            json!({ "reason": "size check done" }),
+        )
+        .await
+        .ok();
+    drop(ws);
+
+    // A fixed size: the tab's size at the start and later is ignored; the browser scales.
+    let bad = admin
+        .call(
+            "PUT",
+            &format!("/resources/{rid}/rdp"),
+            json!({ "display": "fixed", "fixed_width": 801, "fixed_height": 600 }),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.error_field(), Some("fixed_width"));
+    let set = admin
+        .call(
+            "PUT",
+            &format!("/resources/{rid}/rdp"),
+            json!({ "display": "fixed", "fixed_width": 800, "fixed_height": 600 }),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        (&set["display"], &set["fixed_width"], &set["fixed_height"]),
+        (&json!("fixed"), &json!(800), &json!(600))
+    );
+    let (_, mut ws, d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
+    assert_eq!((d.width, d.height), (800, 600), "{:?}", d.controls);
+    send(
+        &mut ws,
+        json!({ "type": "resize", "width": 1200, "height": 900 }),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            assert_ne!(v["type"], "resize", "a fixed-size desktop was resized: {v}");
+        }
+    }
+    drop(ws);
+
+    // The first recording replays through the size change.
+    let mut events = Value::Null;
+    for _ in 0..100 {
+        let r = admin.get(&format!("/recordings/{recording}")).await.ok();
+        if r["status"] == "complete" {
+            events = admin
+                .get(&format!("/recordings/{recording}/events"))
+                .await
+                .ok();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = events.to_string();
+    assert!(
+        text.contains("\"r\",\"1280x721\""),
+        "the recording has no resize to 1280x721: {}",
+        text.chars().take(600).collect::<String>()
+    );
+}

@@ -169,7 +169,9 @@ fn config(t: &RdpTarget, nla: bool, tls: bool) -> ironrdp_connector::Config {
             password: String::from_utf8_lossy(t.password.expose()).into_owned(),
         },
         domain,
-        client_build: 0,
+        // A modern client build: servers (xrdp among them) refuse to resize the desktop of
+        // clients that report an old one.
+        client_build: 18363,
         client_name: "portcullis".into(),
         keyboard_type: gcc::KeyboardType::IBM_ENHANCED,
         keyboard_subtype: 0,
@@ -254,6 +256,13 @@ pub async fn connect(
         connector.attach_static_channel(ironrdp_cliprdr::CliprdrClient::new(Box::new(bridge)));
         events
     });
+    // The Display Control channel lets the desktop follow the browser tab's size (servers
+    // that do not offer it keep the first size; the browser scales the picture).
+    if t.follow_tab {
+        connector.attach_static_channel(ironrdp_dvc::DrdynvcClient::new().with_dynamic_channel(
+            ironrdp_displaycontrol::client::DisplayControlClient::new(|_| Ok(Vec::new())),
+        ));
+    }
     let should_upgrade = ironrdp_tokio::connect_begin(&mut framed, &mut connector)
         .await
         .map_err(|e| negotiation_failure(label, nla, tls, &e))?;

@@ -10,6 +10,7 @@
 pub mod clipboard;
 pub mod connect;
 pub mod keys;
+pub mod resize;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,9 @@ pub struct RdpTarget {
     /// Initial desktop size in pixels.
     pub width: u16,
     pub height: u16,
+    /// Whether the desktop follows the browser tab's size (Display Control); otherwise the
+    /// size stays fixed and the browser scales the picture.
+    pub follow_tab: bool,
     /// What may cross the clipboard.
     pub clipboard: clipboard::ClipboardPolicy,
     /// Every clipboard transfer made, for the audit: (to the target?, characters).
@@ -160,16 +164,11 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     let policy = target.clipboard;
     // The browser's text last offered to the desktop's clipboard.
     let mut offered: Option<String> = None;
-    let (w, h) = (result.desktop_size.width, result.desktop_size.height);
-    if !(1..=crate::desktop::MAX_SIDE).contains(&w) || !(1..=crate::desktop::MAX_SIDE).contains(&h)
-    {
-        return fail(
-            &io,
-            FailureKind::Protocol,
-            format!("{}: the server chose a desktop of {w}x{h} pixels, which the gateway does not accept (at most {m}x{m}).", target.label, m = crate::desktop::MAX_SIDE),
-        )
-        .await;
+    let (mut w, mut h) = (result.desktop_size.width, result.desktop_size.height);
+    if let Err(why) = size_check(&target.label, w, h) {
+        return fail(&io, FailureKind::Protocol, why).await;
     }
+    let activation = result.activation_factory.clone();
     let mut image = DecodedImage::new(PixelFormat::RgbA32, w, h);
     let mut stage: ActiveStage = ActiveStageBuilder {
         static_channels: result.static_channels,
@@ -202,10 +201,18 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     let mut buttons: u8 = 0;
     let mut dirty: Option<InclusiveRectangle> = None;
     let mut flush_at: Option<tokio::time::Instant> = None;
+    let mut tab = resize::TabSize::new(target.follow_tab, tokio::time::Instant::now());
+    let mut recheck_at: Option<tokio::time::Instant> = None;
     let label = target.label.clone();
     let reason = loop {
         let flush = async {
             match flush_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let recheck = async {
+            match recheck_at {
                 Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
@@ -253,8 +260,26 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                             break;
                         }
                         ActiveStageOutput::DeactivateAll => {
-                            ended = Some(format!("{label} asked to reactivate the session, which this gateway does not support yet; the session was ended."));
-                            break;
+                            // Usually a new desktop size (the tab was resized).
+                            let done = tokio::time::timeout(Duration::from_secs(15), resize::reactivate(&mut framed, &activation, &mut stage)).await;
+                            let (nw, nh) = match done {
+                                Ok(Ok(size)) => size,
+                                Ok(Err(e)) => { ended = Some(format!("{label} reactivated the session and it failed: {e}")); break; }
+                                Err(_) => { ended = Some(format!("{label} did not complete the session's reactivation within 15 s.")); break; }
+                            };
+                            if let Err(why) = size_check(&label, nw, nh) {
+                                ended = Some(why);
+                                break;
+                            }
+                            tab.answered((nw, nh));
+                            if (nw, nh) != (w, h) {
+                                (w, h) = (nw, nh);
+                                image = DecodedImage::new(PixelFormat::RgbA32, w, h);
+                                dirty = None;
+                                flush_at = None;
+                                let _ = io.events.send(SessionEvent::Resize { cols: w, rows: h }).await;
+                                let _ = io.events.send(SessionEvent::Marker(format!("The desktop is now {w}x{h}."))).await;
+                            }
                         }
                         _ => {}
                     }
@@ -266,6 +291,22 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                 if let Err(why) = on_clipboard(reported, &target, &offered, &mut stage, &mut framed, &io).await {
                     break why;
                 }
+            }
+            _ = recheck => {
+                match tab.step(stage.display_control_ready() == Some(true), tokio::time::Instant::now()) {
+                    resize::Step::Idle => {}
+                    resize::Step::Ask(nw, nh) => {
+                        if let Some(Ok(frame)) = stage.encode_resize(u32::from(nw), u32::from(nh), None, None) {
+                            if let Err(e) = framed.write_all(&frame).await {
+                                break format!("Sending to {label} failed: {e}");
+                            }
+                        }
+                    }
+                    resize::Step::Unsupported => {
+                        let _ = io.events.send(SessionEvent::Marker(format!("{label} does not offer display control: the desktop stays {w}x{h} and the picture is scaled to the tab."))).await;
+                    }
+                }
+                recheck_at = tab.recheck_at();
             }
             _ = flush => {
                 flush_at = None;
@@ -326,8 +367,14 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                         }
                         continue;
                     }
-                    // Terminal input and terminal sizes mean nothing to a desktop.
-                    Some(ClientInput::Data(_) | ClientInput::Resize { .. }) => Vec::new(),
+                    // The browser tab's size, in pixels.
+                    Some(ClientInput::Resize { cols, rows }) => {
+                        tab.want(cols, rows, (w, h));
+                        recheck_at = Some(tokio::time::Instant::now());
+                        continue;
+                    }
+                    // Terminal input means nothing to a desktop.
+                    Some(ClientInput::Data(_)) => Vec::new(),
                 };
                 let events = input.apply(ops);
                 if let Err(why) = send_input(&mut stage, &mut image, &mut framed, &events, &label).await {
@@ -457,6 +504,18 @@ async fn send_input(
         }
     }
     Ok(())
+}
+
+/// A desktop size the gateway can hold, or why not.
+fn size_check(label: &str, w: u16, h: u16) -> Result<(), String> {
+    let ok = 1..=crate::desktop::MAX_SIDE;
+    if ok.contains(&w) && ok.contains(&h) {
+        return Ok(());
+    }
+    Err(format!(
+        "{label}: the server chose a desktop of {w}x{h} pixels, which the gateway does not accept (at most {m}x{m}).",
+        m = crate::desktop::MAX_SIDE
+    ))
 }
 
 async fn fail(io: &AdapterIo, kind: FailureKind, message: String) {

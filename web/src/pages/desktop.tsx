@@ -31,6 +31,8 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
   const [recorded, setRecorded] = useState(false);
   const [size, setSize] = useState<[number, number] | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
+  // The session's latest timeline note ("the desktop is now 1280x720", "... joined").
+  const [note, setNote] = useState<string | null>(null);
   const [attempt, setAttempt] = useState(0);
   const socket = useRef<WebSocket | null>(null);
 
@@ -55,9 +57,17 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
         drawing = drawing.then(() => bitmap.then((b) => { ctx.drawImage(b, r.x, r.y); b.close(); }).catch(() => undefined));
       }
     };
-    // The desktop is the tab's size when it starts (rounded to what RDP likes).
-    const width = Math.max(200, Math.min(8192, Math.floor(box.clientWidth / 4) * 4));
-    const height = Math.max(200, Math.min(8192, Math.floor(box.clientHeight)));
+    // The desktop is the tab's size (rounded to what RDP likes): when it starts, and, for the
+    // owner, whenever the tab changes size (the gateway asks the server to follow; where it
+    // cannot, or the resource's size is fixed, the picture is scaled to the tab).
+    const tabSize = () => [Math.max(200, Math.min(8192, Math.floor(box.clientWidth / 4) * 4)), Math.max(200, Math.min(8192, Math.floor(box.clientHeight)))];
+    const [width, height] = tabSize();
+    let resizeTimer: number | undefined;
+    const resized = new ResizeObserver(() => {
+      clearTimeout(resizeTimer);
+      resizeTimer = window.setTimeout(() => { const [w, h] = tabSize(); send({ type: 'resize', width: w, height: h }); }, 300);
+    });
+    if (!guest) resized.observe(box);
     (async () => {
       let ticket: { url: string };
       try {
@@ -92,6 +102,9 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
           case 'notice':
             setNotice(m.message);
             break;
+          case 'marker':
+            setNote(m.text);
+            break;
           case 'cursor':
             // The desktop's pointer shape becomes this canvas's cursor.
             c.style.cursor = m.png ? `url(data:image/png;base64,${m.png}) ${m.x} ${m.y}, default` : m.shape === 'hidden' ? 'none' : 'default';
@@ -117,7 +130,7 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
       };
     })();
 
-    if (props.watch) return () => { closedByUs = true; socket.current?.close(); };
+    if (props.watch) return () => { closedByUs = true; resized.disconnect(); socket.current?.close(); };
     // Pointer: desktop coordinates, whatever the canvas's displayed size.
     const at = (e: MouseEvent) => {
       const r = c.getBoundingClientRect();
@@ -153,6 +166,8 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
     c.focus();
     return () => {
       closedByUs = true;
+      resized.disconnect();
+      clearTimeout(resizeTimer);
       c.removeEventListener('mousemove', onMove);
       c.removeEventListener('mousedown', onButton);
       c.removeEventListener('mouseup', onButton);
@@ -180,10 +195,11 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
           </>
         )}
         <span class="spacer" />
+        {note && <span class="muted note" data-testid="desktop-note">{note}</span>}
         <a href="#/accounts">Back to Connect</a>
       </div>
-      {notice && <div class="terminal-banner" role="alert">⚠ {notice}</div>}
       <div class="desktop-host" ref={host}>
+        {notice && <div class="terminal-banner" role="alert">⚠ {notice}</div>}
         <canvas ref={canvas} tabIndex={0} class="desktop" data-testid="desktop" />
       </div>
       {phase.kind === 'ended' && (
