@@ -4,6 +4,11 @@
 //! rectangles as raw RGBA; this is also where they are encoded for the browser, once per
 //! update whatever the number of viewers, so the live view, the recording and the replay all
 //! carry the same encoded rectangles.
+//!
+//! Scrolling is the common heavy case (a terminal printing, a page scrolled): the server sends
+//! the whole scrolled area again as bitmaps. Here it is recognised (the new rows are the old
+//! ones moved up or down) and sent as "copy this region" plus only the rows that are new, so
+//! neither the gateway nor the browser compresses and decodes what they already have.
 
 use std::sync::Arc;
 
@@ -14,6 +19,14 @@ use crate::event::FrameRect;
 pub const RAW_RGBA: &str = "raw-rgba";
 /// What browsers, recordings and replays get.
 pub const PNG: &str = "png";
+/// A region copied within the picture (a scroll): `data` is the source's x and y (u16,
+/// big-endian); the rectangle is the destination.
+pub const COPY: &str = "copy";
+
+/// Smallest damaged rectangle looked at for scrolling (each side, pixels).
+const SCROLL_MIN: usize = 64;
+/// Rows between two changed runs that are sent with them rather than as another rectangle.
+const MERGE_GAP: usize = 4;
 
 /// Largest desktop side we accept (pixels).
 pub const MAX_SIDE: u16 = 8192;
@@ -74,6 +87,10 @@ impl DesktopScreen {
             }
             let cw = x_end - r.x as usize;
             let stride = self.width as usize * 4;
+            if let Some(rects) = self.scrolled(r, cw, y_end - r.y as usize) {
+                out.extend(rects);
+                continue;
+            }
             for (row, y) in (r.y as usize..y_end).enumerate() {
                 let src = &r.data[row * w * 4..row * w * 4 + cw * 4];
                 let at = y * stride + r.x as usize * 4;
@@ -90,6 +107,81 @@ impl DesktopScreen {
             out.push(clipped);
         }
         out.into()
+    }
+
+    /// When the raw rectangle `r` (clipped to `cw` x `ch`) is mostly the picture's own rows
+    /// moved up or down, paints it and returns a copy plus PNGs of the rows that are new;
+    /// otherwise leaves the picture alone and returns None.
+    fn scrolled(&mut self, r: &FrameRect, cw: usize, ch: usize) -> Option<Vec<FrameRect>> {
+        if cw < SCROLL_MIN || ch < SCROLL_MIN {
+            return None;
+        }
+        let (x0, y0, w) = (r.x as usize, r.y as usize, r.width as usize);
+        let stride = self.width as usize * 4;
+        let old_row = |i: usize| -> std::ops::Range<usize> {
+            let at = (y0 + i) * stride + x0 * 4;
+            at..at + cw * 4
+        };
+        let new_row = |i: usize| i * w * 4..i * w * 4 + cw * 4;
+        let old: Vec<u64> = (0..ch).map(|i| row_hash(&self.rgba[old_row(i)])).collect();
+        let new: Vec<u64> = (0..ch).map(|i| row_hash(&r.data[new_row(i)])).collect();
+        let dy = find_scroll(&old, &new)?;
+        // Row i of the new picture comes from old row i + dy, where that exists.
+        let source = |i: usize| -> Option<usize> {
+            let s = i as isize + dy;
+            (0..ch as isize).contains(&s).then_some(s as usize)
+        };
+        let clean: Vec<bool> = (0..ch)
+            .map(|i| {
+                source(i).is_some_and(|s| {
+                    old[s] == new[i] && self.rgba[old_row(s)] == r.data[new_row(i)]
+                })
+            })
+            .collect();
+        // Move the rows (top down when moving up, bottom up when moving down, so every source
+        // row is read before it is overwritten), then paint the rows that are new.
+        let order: Vec<usize> = if dy > 0 {
+            (0..ch).collect()
+        } else {
+            (0..ch).rev().collect()
+        };
+        for i in order {
+            if let Some(s) = source(i) {
+                let from = old_row(s);
+                let to = old_row(i).start;
+                self.rgba.copy_within(from, to);
+            }
+        }
+        for i in (0..ch).filter(|&i| !clean[i]) {
+            let to = old_row(i);
+            self.rgba[to].copy_from_slice(&r.data[new_row(i)]);
+        }
+        let moved = ch - dy.unsigned_abs();
+        let (src_y, dst_y) = if dy > 0 {
+            (y0 + dy as usize, y0)
+        } else {
+            (y0, y0 + dy.unsigned_abs())
+        };
+        let mut out = vec![FrameRect {
+            x: r.x,
+            y: dst_y as u16,
+            width: cw as u16,
+            height: moved as u16,
+            encoding: COPY,
+            data: Arc::from([r.x.to_be_bytes(), (src_y as u16).to_be_bytes()].concat()),
+        }];
+        for (start, len) in dirty_runs(&clean) {
+            let y = (y0 + start) as u16;
+            out.push(FrameRect {
+                x: r.x,
+                y,
+                width: cw as u16,
+                height: len as u16,
+                encoding: PNG,
+                data: Arc::from(self.encode(r.x, y, cw as u16, len as u16)),
+            });
+        }
+        Some(out)
     }
 
     /// The whole picture as one PNG.
@@ -120,6 +212,67 @@ impl DesktopScreen {
         }
         encode_png(w, h, &rgb)
     }
+}
+
+/// A quick fingerprint of a row of pixels (equal rows are confirmed byte for byte).
+fn row_hash(px: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut words = px.chunks_exact(8);
+    for c in &mut words {
+        let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = (h ^ v).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(23);
+    }
+    for &b in words.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The vertical move that best explains the `new` rows from the `old` ones: `dy` > 0 when
+/// the content moved up (new row i is old row i + dy), < 0 when it moved down. None when no
+/// move explains clearly more rows than staying in place (and a quarter of them at least).
+fn find_scroll(old: &[u64], new: &[u64]) -> Option<isize> {
+    let h = old.len() as isize;
+    let matches = |dy: isize| -> usize {
+        (0..h)
+            .filter(|&i| {
+                let s = i + dy;
+                (0..h).contains(&s) && old[s as usize] == new[i as usize]
+            })
+            .count()
+    };
+    let in_place = matches(0);
+    let mut best = (0usize, 0isize);
+    for step in 1..h - 8 {
+        for dy in [step, -step] {
+            let m = matches(dy);
+            if m > best.0 {
+                best = (m, dy);
+            }
+        }
+        // No larger move can explain more rows than remain.
+        if best.0 >= (h - step) as usize {
+            break;
+        }
+    }
+    let (m, dy) = best;
+    (dy != 0 && m >= (old.len() / 4).max(8) && m > in_place + 8).then_some(dy)
+}
+
+/// Runs of rows that are not clean, as (first row, count), with short clean gaps between two
+/// runs sent along (one rectangle costs more than a few rows).
+fn dirty_runs(clean: &[bool]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, &c) in clean.iter().enumerate() {
+        if c {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((start, len)) if i - (*start + *len) <= MERGE_GAP => *len = i + 1 - *start,
+            _ => runs.push((i, 1)),
+        }
+    }
+    runs
 }
 
 /// Most colours an indexed encoding is tried with.
@@ -311,5 +464,172 @@ mod tests {
         ]);
         assert!(out.is_empty());
         assert_eq!(d.pixel(0, 0), Some([0, 0, 0, 0]));
+    }
+
+    /// A "browser": applies rectangles (PNG or copy) to its own RGB picture, in order.
+    fn apply(pic: &mut [u8], width: usize, rects: &[FrameRect]) {
+        for r in rects {
+            let (x, y, w, h) = (
+                r.x as usize,
+                r.y as usize,
+                r.width as usize,
+                r.height as usize,
+            );
+            if r.encoding == COPY {
+                let sx = u16::from_be_bytes([r.data[0], r.data[1]]) as usize;
+                let sy = u16::from_be_bytes([r.data[2], r.data[3]]) as usize;
+                let src: Vec<u8> = (0..h)
+                    .flat_map(|row| {
+                        let at = ((sy + row) * width + sx) * 3;
+                        pic[at..at + w * 3].to_vec()
+                    })
+                    .collect();
+                for row in 0..h {
+                    let at = ((y + row) * width + x) * 3;
+                    pic[at..at + w * 3].copy_from_slice(&src[row * w * 3..(row + 1) * w * 3]);
+                }
+                continue;
+            }
+            let (pw, ph, rgb) = decode(&r.data);
+            assert_eq!((pw as usize, ph as usize), (w, h));
+            for row in 0..h {
+                let at = ((y + row) * width + x) * 3;
+                pic[at..at + w * 3].copy_from_slice(&rgb[row * w * 3..(row + 1) * w * 3]);
+            }
+        }
+    }
+
+    /// A terminal-like picture: row `i` of text line `l` has a pattern that depends on `l`.
+    fn lines(first_line: usize, w: usize, h: usize) -> Vec<u8> {
+        (0..h)
+            .flat_map(|y| {
+                let line = first_line + y / 10;
+                (0..w).flat_map(move |x| {
+                    let mut v = ((x / 3) as u64) << 40 | (line as u64) << 8 | (y % 10) as u64;
+                    v ^= v >> 33;
+                    v = v.wrapping_mul(0xff51_afd7_ed55_8ccd);
+                    v ^= v >> 29;
+                    let ink = v.is_multiple_of(5);
+                    if ink {
+                        [0, 0, 0, 255]
+                    } else {
+                        [255, 255, 255, 255]
+                    }
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_scroll_is_sent_as_a_copy_and_the_new_rows() {
+        let (w, h) = (200usize, 120usize);
+        let mut d = DesktopScreen::new(w as u16, h as u16);
+        let mut browser = vec![0u8; w * h * 3];
+        let first = FrameRect {
+            x: 0,
+            y: 0,
+            width: w as u16,
+            height: h as u16,
+            encoding: RAW_RGBA,
+            data: lines(0, w, h).into(),
+        };
+        apply(&mut browser, w, &d.take(&[first]));
+        // Three text lines scroll off the top (30 rows); the area below row 10 is redrawn.
+        let scrolled = lines(3, w, h);
+        let redraw = FrameRect {
+            x: 0,
+            y: 10,
+            width: w as u16,
+            height: (h - 10) as u16,
+            encoding: RAW_RGBA,
+            data: scrolled[10 * w * 4..].to_vec().into(),
+        };
+        let out = d.take(&[redraw]);
+        assert_eq!(
+            out[0].encoding,
+            COPY,
+            "{:?}",
+            out.iter().map(|r| r.encoding).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            (out[0].x, out[0].y, out[0].width, out[0].height),
+            (0, 10, w as u16, (h - 40) as u16)
+        );
+        assert_eq!(&out[0].data[..], &[0, 0, 0, 40]);
+        // Only the new rows at the bottom travel as pictures.
+        let sent_rows: usize = out[1..].iter().map(|r| r.height as usize).sum();
+        assert!(sent_rows <= 30 + MERGE_GAP, "{sent_rows} rows sent");
+        apply(&mut browser, w, &out);
+        // The browser's picture and the gateway's are the scrolled picture (below row 10,
+        // which was not redrawn).
+        for y in 10..h {
+            for x in 0..w {
+                let want = &scrolled[(y * w + x) * 4..(y * w + x) * 4 + 3];
+                assert_eq!(
+                    &browser[(y * w + x) * 3..(y * w + x) * 3 + 3],
+                    want,
+                    "browser at ({x}, {y})"
+                );
+                assert_eq!(
+                    &d.pixel(x as u16, y as u16).unwrap()[..3],
+                    want,
+                    "gateway at ({x}, {y})"
+                );
+            }
+        }
+        // Scrolling back down (content moves down) is recognised too.
+        let back = FrameRect {
+            x: 0,
+            y: 0,
+            width: w as u16,
+            height: h as u16,
+            encoding: RAW_RGBA,
+            data: lines(1, w, h).into(),
+        };
+        let out = d.take(&[back]);
+        assert_eq!(out[0].encoding, COPY);
+        assert_eq!(&out[0].data[..], &[0, 0, 0, 0]);
+        assert_eq!(out[0].y, 20);
+        apply(&mut browser, w, &out);
+        let want = lines(1, w, h);
+        for i in 0..w * h {
+            assert_eq!(&browser[i * 3..i * 3 + 3], &want[i * 4..i * 4 + 3]);
+        }
+    }
+
+    #[test]
+    fn a_picture_that_did_not_move_is_not_a_scroll() {
+        let (w, h) = (100usize, 100usize);
+        let mut d = DesktopScreen::new(w as u16, h as u16);
+        d.take(&[FrameRect {
+            x: 0,
+            y: 0,
+            width: w as u16,
+            height: h as u16,
+            encoding: RAW_RGBA,
+            data: lines(0, w, h).into(),
+        }]);
+        // The same lines with a changed colour: nothing moved.
+        let recoloured: Vec<u8> = lines(0, w, h)
+            .chunks(4)
+            .flat_map(|p| {
+                if p[0] == 0 {
+                    [200, 0, 0, 255]
+                } else {
+                    [p[0], p[1], p[2], p[3]]
+                }
+            })
+            .collect();
+        let out = d.take(&[FrameRect {
+            x: 0,
+            y: 0,
+            width: w as u16,
+            height: h as u16,
+            encoding: RAW_RGBA,
+            data: recoloured.into(),
+        }]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].encoding, PNG);
+        assert_eq!(d.pixel(0, 0).map(|p| p[0]), Some(200));
     }
 }

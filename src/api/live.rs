@@ -791,11 +791,21 @@ pub fn frame_message(rects: &[gateway::event::FrameRect]) -> Vec<u8> {
         for v in [r.x, r.y, r.width, r.height] {
             out.extend_from_slice(&v.to_be_bytes());
         }
-        out.extend_from_slice(&(r.data.len() as u32).to_be_bytes());
+        // A copy within the picture (a scroll) is marked by a length of all ones; its 4
+        // bytes are the source's x and y.
+        let len = if r.encoding == gateway::desktop::COPY {
+            COPY_MARK
+        } else {
+            r.data.len() as u32
+        };
+        out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&r.data);
     }
     out
 }
+
+/// The length field of a copied rectangle in a desktop frame.
+pub const COPY_MARK: u32 = u32::MAX;
 
 /// A desktop session's input from the browser (docs/websocket-protocol.md): the input, and
 /// the text a key press made (for the recording), if any.

@@ -259,7 +259,8 @@ async fn events_for(
 /// Each event is `[t_ms, kind, ...]`: `o` output (base64), `k` keyframe (base64, cols,
 /// rows), `r` resize ("COLSxROWS"), `i` typed text, `s` a redacted secret (length), `m` a
 /// marker, `l` a lifecycle change (JSON text), `f` a desktop rectangle (x, y, width,
-/// height, PNG as base64). For a desktop (`"desktop": true`) a keyframe is a PNG of the whole
+/// height, PNG as base64), `c` a desktop region copied within the picture, a scroll (x, y,
+/// width, height of the destination, then the source's x and y). For a desktop (`"desktop": true`) a keyframe is a PNG of the whole
 /// desktop and the sizes are in pixels.
 pub async fn events(
     State(app): State<App>,
@@ -285,6 +286,23 @@ pub async fn events(
                 RecordedEvent::RedactedInput { by, len, .. } => json!([t, "s", len, by]),
                 RecordedEvent::Marker(m) => json!([t, "m", m]),
                 RecordedEvent::Lifecycle(l) => json!([t, "l", l]),
+                RecordedEvent::Frame {
+                    x,
+                    y,
+                    width,
+                    height,
+                    encoding,
+                    data,
+                } if encoding == gateway::desktop::COPY && data.len() == 4 => json!([
+                    t,
+                    "c",
+                    x,
+                    y,
+                    width,
+                    height,
+                    u16::from_be_bytes([data[0], data[1]]),
+                    u16::from_be_bytes([data[2], data[3]])
+                ]),
                 RecordedEvent::Frame {
                     x,
                     y,

@@ -17,6 +17,17 @@ const pixel = (tab, x, y) => tab.evaluate(([x, y]) => {
   return Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3));
 }, [x, y]);
 
+// Whether a binary desktop frame (as latin1 text) holds a copied rectangle (a scroll).
+const hasCopy = (f) => {
+  const b = Buffer.from(f, 'latin1');
+  for (let at = 0; at + 12 <= b.length;) {
+    const len = b.readUInt32BE(at + 8);
+    if (len === 0xffffffff) return true;
+    at += 12 + len;
+  }
+  return false;
+};
+
 const near = (p, want) => !!p && p.every((v, i) => Math.abs(v - want[i]) <= 8);
 
 async function waitForPixel(tab, x, y, want, what) {
@@ -105,6 +116,20 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     await tab.waitForSelector('[data-testid=session-state] >> text=connected', { timeout: 20000 });
     await waitForPixel(tab, size[0] - 30, size[1] - 30, ROOT_RGB, 'the root window after a reload');
     assert.equal((await admin.call('GET', '/sessions')).filter((x) => x.protocol === 'rdp').length, 1, 'one RDP session after the reload');
+    // The xterm scrolls line by line: that travels as copies within the picture plus the new
+    // rows, which the page applies to its canvas (compared with an observer's picture below).
+    sshd.file(user, 'scroll.sh', '755', 'for i in $(seq 1 30); do echo line-$i; sleep 0.05; done; touch scrolled\n');
+    const box3 = await tab.locator('canvas[data-testid=desktop]').boundingBox();
+    await tab.mouse.click(box3.x + 200 * (box3.width / size[0]), box3.y + 100 * (box3.width / size[0]));
+    const framesBefore = received.length;
+    await tab.keyboard.type('sh scroll.sh');
+    await tab.keyboard.press('Enter');
+    const scrolled = `/home/${user}/scrolled`;
+    const until1 = Date.now() + 15000;
+    while (!existsSync(scrolled) && Date.now() < until1) await tab.waitForTimeout(100);
+    assert.ok(existsSync(scrolled), 'the scrolling script did not finish');
+    await tab.waitForTimeout(1000);
+    assert.ok(received.slice(framesBefore).some(hasCopy), 'no scroll reached the browser as a copy');
     // An administrator watches from the Live sessions page: the same desktop, read-only.
     const live0 = await admin.call('GET', '/sessions');
     const watched = live0.find((x) => x.protocol === 'rdp');
@@ -113,6 +138,12 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     assert.ok(watchTab.url().includes(`#/watch-desktop/${watched.id}`), watchTab.url());
     await watchTab.waitForSelector('[data-testid=read-only]');
     await waitForPixel(watchTab, size[0] - 30, size[1] - 30, ROOT_RGB, 'the observer\'s desktop');
+    // The scrolled xterm on the owner's canvas is the gateway's picture, as the observer got it.
+    const xterm = (t) => t.evaluate(() => Array.from(document.querySelector('canvas[data-testid=desktop]').getContext('2d').getImageData(0, 0, 480, 310).data));
+    const [mine, theirs] = [await xterm(tab), await xterm(watchTab)];
+    let differing = 0;
+    for (let i = 0; i < mine.length; i += 4) if (Math.abs(mine[i] - theirs[i]) > 8) differing++;
+    assert.ok(differing < 50, `${differing} pixels of the xterm differ between the owner's canvas and the observer's`);
     await watchTab.close();
     // An administrator ends the session; the recording replays to the desktop in the player.
     const live = await admin.call('GET', '/sessions');

@@ -26,6 +26,7 @@ struct Desktop {
     rgb: Vec<u8>,
     raw: Vec<u8>,
     rects: usize,
+    copies: usize,
 }
 
 impl Desktop {
@@ -34,12 +35,34 @@ impl Desktop {
         self.rgb.get(i..i + 3).map(|p| [p[0], p[1], p[2]])
     }
 
-    /// Paints one binary message (rectangles: x, y, w, h as u16 BE, PNG length as u32 BE, PNG).
+    /// Copies a region of the picture (a scroll) from (sx, sy) to (x, y).
+    fn copy(&mut self, (x, y, w, h): (usize, usize, usize, usize), (sx, sy): (usize, usize)) {
+        let src: Vec<u8> = (0..h)
+            .flat_map(|row| {
+                let at = ((sy + row) * self.width + sx) * 3;
+                self.rgb[at..at + w * 3].to_vec()
+            })
+            .collect();
+        for row in 0..h {
+            let at = ((y + row) * self.width + x) * 3;
+            self.rgb[at..at + w * 3].copy_from_slice(&src[row * w * 3..(row + 1) * w * 3]);
+        }
+        self.copies += 1;
+    }
+
+    /// Paints one binary message (rectangles: x, y, w, h as u16 BE, PNG length as u32 BE, PNG;
+    /// a length of all ones is a copy within the picture from the x, y (u16 BE) that follow).
     fn paint(&mut self, mut msg: &[u8]) {
         while msg.len() >= 12 {
             let n = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]) as usize;
             let (x, y, w, h) = (n(0), n(2), n(4), n(6));
-            let len = u32::from_be_bytes([msg[8], msg[9], msg[10], msg[11]]) as usize;
+            let len = u32::from_be_bytes([msg[8], msg[9], msg[10], msg[11]]);
+            if len == u32::MAX {
+                self.copy((x, y, w, h), (n(12), n(14)));
+                msg = &msg[16..];
+                continue;
+            }
+            let len = len as usize;
             let png_bytes = &msg[12..12 + len];
             let mut decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
             // Indexed PNGs (few colours) come out as RGB.
@@ -103,6 +126,18 @@ async fn read_until(ws: &mut Ws, d: &mut Desktop, what: &str, done: impl Fn(&Des
     }
 }
 
+/// Paints whatever arrives until the desktop has been quiet for half a second (10 s at most).
+async fn settle(ws: &mut Ws, d: &mut Desktop) {
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < end {
+        match tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => d.paint(&b),
+            Ok(Some(Ok(_))) => {}
+            _ => return,
+        }
+    }
+}
+
 fn near(p: Option<[u8; 3]>, want: [u8; 3]) -> bool {
     p.is_some_and(|p| p.iter().zip(want).all(|(a, b)| a.abs_diff(b) <= 8))
 }
@@ -111,12 +146,16 @@ async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 
-/// Types `text` (lower-case letters, digits, space, '-', '.', '>', '|') and Enter, key by key.
+/// Types `text` (lower-case letters, digits, space, '-', '.', ';', '>', '|', '$', '(', ')')
+/// and Enter, key by key.
 async fn type_text(ws: &mut Ws, text: &str) {
     for c in text.chars().chain(std::iter::once('\n')) {
         let shifted = match c {
             '>' => Some("Period"),
             '|' => Some("Backslash"),
+            '$' => Some("Digit4"),
+            '(' => Some("Digit9"),
+            ')' => Some("Digit0"),
             _ => None,
         };
         if let Some(code) = shifted {
@@ -148,6 +187,7 @@ async fn type_text(ws: &mut Ws, text: &str) {
             ' ' => "Space".into(),
             '-' => "Minus".into(),
             '.' => "Period".into(),
+            ';' => "Semicolon".into(),
             '\n' => "Enter".into(),
             _ => panic!("type_text cannot type {c:?}"),
         };
@@ -270,6 +310,23 @@ async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(made, "the xterm on the target did not create {marker}");
+    // Scrolling the xterm travels as copies within the picture plus the new rows (the
+    // observer's and the replay's pictures below are compared with this one).
+    type_text(
+        &mut ws,
+        "for i in $(seq 1 30); do echo $i; sleep 0.05; done; touch scrolled",
+    )
+    .await;
+    read_until(&mut ws, &mut d, "a scroll sent as a copy", |d| d.copies > 0).await;
+    let scrolled = format!("{home}/scrolled");
+    for _ in 0..100 {
+        if std::path::Path::new(&scrolled).exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(std::path::Path::new(&scrolled).exists());
+    settle(&mut ws, &mut d).await;
 
     // The session is live in the API, with the protocol; an administrator ends it.
     let live = admin.get("/sessions").await.ok();
@@ -407,6 +464,10 @@ async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
                 msg.extend_from_slice(&png);
                 played.paint(&msg);
             }
+            "c" => played.copy(
+                (n(&e[2]), n(&e[3]), n(&e[4]), n(&e[5])),
+                (n(&e[6]), n(&e[7])),
+            ),
             _ => {}
         }
     }

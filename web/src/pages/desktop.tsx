@@ -7,16 +7,27 @@ import { storageKey, ticketFor } from './terminal';
 
 type Phase = { kind: 'starting' } | { kind: 'connecting' } | { kind: 'connected' } | { kind: 'ended'; title: string; message: string };
 
+type Rect = { x: number; y: number; w: number; h: number; png?: Uint8Array<ArrayBuffer>; from?: [number, number] };
+
 /** Splits one binary message into rectangles: x, y, width, height (u16 BE), PNG length
- *  (u32 BE), PNG. */
-export function rectangles(buf: ArrayBuffer): { x: number; y: number; w: number; h: number; png: Uint8Array<ArrayBuffer> }[] {
+ *  (u32 BE), PNG; a length of 0xFFFFFFFF marks a region copied within the picture (a
+ *  scroll), followed by the source's x and y (u16 BE). */
+export function rectangles(buf: ArrayBuffer): Rect[] {
   const v = new DataView(buf);
-  const out: { x: number; y: number; w: number; h: number; png: Uint8Array<ArrayBuffer> }[] = [];
+  const out: Rect[] = [];
   let at = 0;
   while (at + 12 <= buf.byteLength) {
     const len = v.getUint32(at + 8);
-    out.push({ x: v.getUint16(at), y: v.getUint16(at + 2), w: v.getUint16(at + 4), h: v.getUint16(at + 6), png: new Uint8Array(buf, at + 12, len) });
-    at += 12 + len;
+    const r: Rect = { x: v.getUint16(at), y: v.getUint16(at + 2), w: v.getUint16(at + 4), h: v.getUint16(at + 6) };
+    if (len === 0xffffffff) {
+      if (at + 16 > buf.byteLength) break;
+      r.from = [v.getUint16(at + 12), v.getUint16(at + 14)];
+      at += 16;
+    } else {
+      r.png = new Uint8Array(buf, at + 12, len);
+      at += 12 + len;
+    }
+    out.push(r);
   }
   return out;
 }
@@ -53,6 +64,12 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
     let drawing: Promise<void> = Promise.resolve();
     const draw = (buf: ArrayBuffer) => {
       for (const r of rectangles(buf)) {
+        if (r.from) {
+          const [sx, sy] = r.from;
+          drawing = drawing.then(() => ctx.drawImage(c, sx, sy, r.w, r.h, r.x, r.y, r.w, r.h));
+          continue;
+        }
+        if (!r.png) continue;
         const bitmap = createImageBitmap(new Blob([r.png], { type: 'image/png' }));
         drawing = drawing.then(() => bitmap.then((b) => { ctx.drawImage(b, r.x, r.y); b.close(); }).catch(() => undefined));
       }

@@ -151,6 +151,12 @@ class DesktopPlayback implements Replay {
     this.drawing = this.drawing.then(() => bitmap.then((b) => { if (gen === this.generation) this.ctx?.drawImage(b, x, y); b.close(); }).catch(() => undefined));
   }
 
+  /** A region copied within the picture (a scroll), in order with the rectangles. */
+  private copy(x: number, y: number, w: number, h: number, sx: number, sy: number) {
+    const gen = this.generation;
+    this.drawing = this.drawing.then(() => { if (gen === this.generation) this.ctx?.drawImage(this.canvas, sx, sy, w, h, x, y, w, h); });
+  }
+
   private size(w: number, h: number) {
     if (this.canvas.width !== w || this.canvas.height !== h) { this.canvas.width = w; this.canvas.height = h; }
   }
@@ -175,6 +181,7 @@ class DesktopPlayback implements Replay {
     while (this.pos < this.ev.length && this.ev[this.pos][0] <= t) {
       const e = this.ev[this.pos++];
       if (e[1] === 'f') this.draw(e[6] as string, e[2] as number, e[3] as number);
+      else if (e[1] === 'c') this.copy(e[2] as number, e[3] as number, e[4] as number, e[5] as number, e[6] as number, e[7] as number);
       else if (e[1] === 'r') { const [w, h] = String(e[2]).split('x').map(Number); this.size(w, h); }
     }
   }
