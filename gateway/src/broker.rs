@@ -465,6 +465,11 @@ impl LiveSession {
             SessionEvent::Resize { cols, rows } => shared.screen.resize(*cols, *rows),
             SessionEvent::Input { redacted, .. } => *redacted = shared.screen.at_secret_prompt(),
             // Raw rectangles paint the desktop and go on encoded, once for every viewer.
+            SessionEvent::Cursor(c) => {
+                if let Screen::Desktop(d) = &mut shared.screen {
+                    d.set_cursor(c.clone());
+                }
+            }
             SessionEvent::Frame(rects) => {
                 if let Screen::Desktop(d) = &mut shared.screen {
                     *rects = d.take(rects);

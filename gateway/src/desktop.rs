@@ -35,6 +35,7 @@ pub struct DesktopScreen {
     width: u16,
     height: u16,
     rgba: Vec<u8>,
+    cursor: Option<crate::event::Cursor>,
 }
 
 impl DesktopScreen {
@@ -44,16 +45,29 @@ impl DesktopScreen {
             width,
             height,
             rgba: vec![0; width as usize * height as usize * 4],
+            cursor: None,
         }
+    }
+
+    /// The pointer shape the server set last.
+    pub fn cursor(&self) -> Option<&crate::event::Cursor> {
+        self.cursor.as_ref()
+    }
+
+    pub fn set_cursor(&mut self, cursor: crate::event::Cursor) {
+        self.cursor = Some(cursor);
     }
 
     pub fn size(&self) -> (u16, u16) {
         (self.width, self.height)
     }
 
-    /// A new desktop size: the picture starts black; the server repaints it.
+    /// A new desktop size: the picture starts black; the server repaints it. The pointer
+    /// shape stays.
     pub fn resize(&mut self, width: u16, height: u16) {
+        let cursor = self.cursor.take();
         *self = DesktopScreen::new(width, height);
+        self.cursor = cursor;
     }
 
     /// The pixel at (x, y) as R, G, B, A (tests and checks).

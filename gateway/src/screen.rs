@@ -25,6 +25,9 @@ pub struct ScreenSnapshot {
     pub rows: u16,
     pub data: Vec<u8>,
     pub desktop: bool,
+    /// A desktop's current pointer shape, when the server has set one (a late viewer gets
+    /// it with the picture).
+    pub cursor: Option<crate::event::Cursor>,
 }
 
 /// What a session shows: a terminal, or a desktop's picture. (One per session, so the size
@@ -67,6 +70,7 @@ impl Screen {
                     rows,
                     data: d.snapshot_png(),
                     desktop: true,
+                    cursor: d.cursor().cloned(),
                 }
             }
         }
@@ -111,6 +115,7 @@ impl TerminalScreen {
             rows: rows.get(),
             data,
             desktop: false,
+            cursor: None,
         }
     }
 

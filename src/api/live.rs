@@ -705,25 +705,7 @@ async fn deliver(
                 }
                 ws.send(Message::Binary(frame.into())).await.is_ok()
             }
-            Delivery::Event(SessionEvent::Cursor(c)) => {
-                use base64::Engine;
-                let m = match c {
-                    gateway::event::Cursor::Default => {
-                        json!({ "type": "cursor", "shape": "default" })
-                    }
-                    gateway::event::Cursor::Hidden => {
-                        json!({ "type": "cursor", "shape": "hidden" })
-                    }
-                    gateway::event::Cursor::Image {
-                        png,
-                        hotspot_x,
-                        hotspot_y,
-                    } => {
-                        json!({ "type": "cursor", "png": base64::engine::general_purpose::STANDARD.encode(&png), "x": hotspot_x, "y": hotspot_y })
-                    }
-                };
-                send_json(ws, m).await
-            }
+            Delivery::Event(SessionEvent::Cursor(c)) => send_json(ws, cursor_json(&c)).await,
             // Text copied on the desktop goes to the browsers' clipboards (the policy allowed it).
             Delivery::Event(SessionEvent::Clipboard {
                 to_target: false,
@@ -755,8 +737,30 @@ async fn deliver(
     true
 }
 
+/// A desktop's pointer shape for the browser (docs/websocket-protocol.md).
+fn cursor_json(c: &gateway::event::Cursor) -> Value {
+    use base64::Engine;
+    match c {
+        gateway::event::Cursor::Default => json!({ "type": "cursor", "shape": "default" }),
+        gateway::event::Cursor::Hidden => json!({ "type": "cursor", "shape": "hidden" }),
+        gateway::event::Cursor::Image {
+            png,
+            hotspot_x,
+            hotspot_y,
+        } => {
+            json!({ "type": "cursor", "png": base64::engine::general_purpose::STANDARD.encode(png), "x": hotspot_x, "y": hotspot_y })
+        }
+    }
+}
+
 async fn send_snapshot(ws: &mut WebSocket, s: gateway::screen::ScreenSnapshot) -> bool {
     if s.desktop {
+        // The pointer shape comes with the picture, so a late viewer has it at once.
+        if let Some(c) = &s.cursor {
+            if !send_json(ws, cursor_json(c)).await {
+                return false;
+            }
+        }
         let whole = gateway::event::FrameRect {
             x: 0,
             y: 0,

@@ -360,6 +360,14 @@ async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
     })
     .await;
     assert_eq!((od.width, od.height), (1024, 768));
+    // The pointer shape the desktop set earlier comes with the picture.
+    assert!(
+        od.controls
+            .iter()
+            .any(|c| c["type"] == "cursor" && c["png"].is_string()),
+        "the late observer did not get the pointer shape: {:?}",
+        od.controls
+    );
     assert!(
         near(od.pixel(900, 700), ROOT_RGB),
         "{:?}",
