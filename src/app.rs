@@ -23,4 +23,6 @@ pub struct App {
     pub desk: Arc<SessionDesk>,
     /// The recording store and the manifest signing key.
     pub recordings: Arc<crate::recordings::Recordings>,
+    /// The rotation engine's queue state (jobs themselves are rows).
+    pub rotation: Arc<crate::rotation::Engine>,
 }

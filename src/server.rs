@@ -92,6 +92,7 @@ pub async fn open_app(cfg: Config, progress: &mut dyn FnMut(&str)) -> anyhow::Re
         broker: Arc::new(gateway::broker::Broker::default()),
         desk: Arc::new(crate::sessions::SessionDesk::default()),
         recordings: Arc::new(recordings),
+        rotation: Arc::new(crate::rotation::Engine::default()),
     };
     Ok(Opened { app, key_outcome })
 }
@@ -217,6 +218,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         );
     }
     crate::recordings::spawn_retention(app.clone());
+    // Pending secrets a stop left behind are settled before anything else may rotate.
+    crate::rotation::start(&app).await?;
     if let Some(pw) = crate::identity::users::bootstrap_admin(&app)
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?

@@ -11,6 +11,7 @@ pub mod live;
 pub mod openapi;
 pub mod rdp;
 pub mod recordings;
+pub mod rotation;
 pub mod telnet;
 pub mod vault;
 
@@ -124,7 +125,12 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("PUT", "/api/v1/logon-scripts/{id}", "Choose a resource type's Telnet logon script: a built-in, a custom one, or the default; audited", "sessions", "administrator", [("builtin", "string"), ("script", "object")]),
     r!("GET", "/api/v1/resources/{id}/telnet", "The resource's Telnet settings, the logon script that applies, and the plaintext warning", "sessions", "anyone who can see the resource"),
     r!("GET", "/api/v1/resources/{id}/rdp", "The resource's RDP settings: security (NLA required, NLA preferred, TLS only), keyboard layout, clipboard policy", "sessions", "anyone who can see the resource"),
-    r!("PUT", "/api/v1/resources/{id}/rdp", "Change the resource's RDP settings; audited", "sessions", "administrator", [("security", "string"), ("keyboard_layout", "integer"), ("clipboard", "string")]),
+    r!("PUT", "/api/v1/resources/{id}/rdp", "Change the resource's RDP settings; audited", "sessions", "administrator", [("security", "string"), ("keyboard_layout", "integer"), ("clipboard", "string"), ("display", "string"), ("fixed_width", "integer"), ("fixed_height", "integer")]),
+    r!("GET", "/api/v1/resources/{id}/rotation", "How the resource's accounts are rotated (method, privileged account, database, TLS), or null", "rotation", "anyone who can see the resource"),
+    r!("PUT", "/api/v1/resources/{id}/rotation", "Set how the resource's accounts are rotated; audited", "rotation", "administrator", [("method", "string"), ("privileged_account_id", "string"), ("db_name", "string"), ("db_tls", "string")]),
+    r!("POST", "/api/v1/accounts/{id}/rotate", "Queue a rotation of the account's secret (two-phase: pending, target, verify, commit); returns the job; audited", "rotation", "Modify on the account"),
+    r!("GET", "/api/v1/rotation/jobs", "Rotation jobs: running, queued and deferred first, then finished ones, with step and outcome", "rotation", "administrator, password administrator, auditor"),
+    r!("GET", "/api/v1/rotation/jobs/{id}", "One rotation job", "rotation", "administrator, password administrator, auditor"),
     r!("PUT", "/api/v1/resources/{id}/telnet", "Set the resource's logon-script override, enable account and landing-server rule; audited", "sessions", "administrator", [("script_override", "object"), ("enable_account_id", "string"), ("require_landing", "boolean")]),
     r!("GET", "/api/v1/host-keys", "Pinned and pending SSH host keys", "sessions", "administrator"),
     r!("POST", "/api/v1/host-keys/{id}/approve", "Pin a fingerprint for a resource (approve a pending key)", "sessions", "administrator", [("fingerprint", "string")]),
@@ -282,6 +288,13 @@ pub fn router(app: App) -> Router {
             "/api/v1/resources/{id}/rdp",
             get(rdp::resource).put(rdp::set_resource),
         )
+        .route(
+            "/api/v1/resources/{id}/rotation",
+            get(rotation::resource).put(rotation::set_resource),
+        )
+        .route("/api/v1/accounts/{id}/rotate", post(rotation::rotate))
+        .route("/api/v1/rotation/jobs", get(rotation::jobs))
+        .route("/api/v1/rotation/jobs/{id}", get(rotation::job))
         .route("/api/v1/sessions/ws", get(live::socket))
         .route("/api/v1/host-keys", get(live::host_keys))
         .route(

@@ -65,7 +65,7 @@ pub fn secret_context(id: &str) -> String {
 fn passphrase_context(id: &str) -> String {
     format!("accounts/{id}/passphrase")
 }
-fn history_context(id: &str) -> String {
+pub(crate) fn history_context(id: &str) -> String {
     format!("password_history/{id}/secret")
 }
 
@@ -92,7 +92,7 @@ fn view(a: &AccountRow, r: &ResourceRow, access: Level, max_age_days: i64) -> Ac
     }
 }
 
-async fn load_policy(app: &App, id: &str) -> ApiResult<Policy> {
+pub(crate) async fn load_policy(app: &App, id: &str) -> ApiResult<Policy> {
     sqlx::query_as::<_, Policy>(crate::db::sql(format!(
         "SELECT {} FROM password_policies WHERE id = $1",
         policy::COLUMNS
@@ -103,7 +103,7 @@ async fn load_policy(app: &App, id: &str) -> ApiResult<Policy> {
     .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("resource refers to a missing policy {id}")))
 }
 
-async fn get(app: &App, id: &str) -> ApiResult<AccountRow> {
+pub(crate) async fn get(app: &App, id: &str) -> ApiResult<AccountRow> {
     sqlx::query_as::<_, AccountRow>(crate::db::sql(format!(
         "SELECT {COLUMNS} FROM accounts WHERE id = $1"
     )))

@@ -469,6 +469,30 @@ const TABLE: &[Row] = &[
         |_| json!({ "security": "tls" }),
         "yynnn",
     ),
+    row(
+        "GET",
+        "/api/v1/resources/{id}/rotation",
+        Fx::Resource,
+        none,
+        "yyyyy",
+    ),
+    row(
+        "PUT",
+        "/api/v1/resources/{id}/rotation",
+        Fx::Resource,
+        |_| json!({ "method": "postgres" }),
+        "yynnn",
+    ),
+    row(
+        "POST",
+        "/api/v1/accounts/{id}/rotate",
+        Fx::Account,
+        none,
+        "ynnnn",
+    ),
+    row("GET", "/api/v1/rotation/jobs", Fx::None, none, "yyyyn"),
+    // No such job: those who may see jobs get a 404, the others a 403 (both refusals).
+    row("GET", "/api/v1/rotation/jobs/{id}", Fx::None, none, "nnnnn"),
     // Without a ticket and an upgrade request the socket is refused after authentication.
     row("GET", "/api/v1/sessions/ws", Fx::None, none, "rrrrr"),
     row("GET", "/api/v1/host-keys", Fx::None, none, "yynnn"),

@@ -24,6 +24,7 @@ mod keys;
 mod live;
 mod rdp;
 mod recordings;
+mod rotation;
 mod ssh;
 mod startup;
 mod telnet;

@@ -187,6 +187,61 @@ impl Cluster {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 
+    /// The name of a group role whose members must log in with their password (SCRAM) over
+    /// TCP; everyone else keeps the cluster's `trust`. Rotation tests need the server to
+    /// check passwords, the other tests do not.
+    pub fn password_group(&self) -> &'static str {
+        static DONE: OnceLock<()> = OnceLock::new();
+        DONE.get_or_init(|| {
+            self.psql("postgres", "CREATE ROLE pw_login NOLOGIN");
+            let hba = self.data_dir().join("pg_hba.conf");
+            let text = std::fs::read_to_string(&hba).unwrap_or_else(|e| panic!("pg_hba.conf: {e}"));
+            std::fs::write(
+                &hba,
+                format!("host all +pw_login 127.0.0.1/32 scram-sha-256\n{text}"),
+            )
+            .unwrap_or_else(|e| panic!("pg_hba.conf: {e}"));
+            self.psql("postgres", "SELECT pg_reload_conf()");
+            // The reload is asynchronous: wait until a wrong password is refused.
+            self.psql(
+                "postgres",
+                "CREATE ROLE pw_probe LOGIN PASSWORD 'probe-pw' IN ROLE pw_login",
+            );
+            for _ in 0..100 {
+                if !self.login_works("pw_probe", "not-the-password") {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            panic!("pg_hba.conf reload did not take effect");
+        });
+        "pw_login"
+    }
+
+    /// Whether `user` can log in over TCP with `password`.
+    pub fn login_works(&self, user: &str, password: &str) -> bool {
+        Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                user,
+                "-d",
+                "postgres",
+                "-w",
+                "-qAt",
+                "-c",
+                "SELECT 1",
+            ])
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
     /// The cluster's data directory (for scanning files for canaries).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")

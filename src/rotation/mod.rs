@@ -1,0 +1,618 @@
+//! Why: the vault is only as good as the freshness of what it holds. The rotation engine
+//! changes an account's secret on the target and in the vault together, in two phases so that
+//! the working secret is always in the vault:
+//!
+//! 1. the new secret is stored as *pending* (sealed) before the target is touched;
+//! 2. the target is changed (the pending row then says so);
+//! 3. a login with the new secret is tried;
+//! 4. only then does it replace the old one (which goes to the history), in one transaction
+//!    with the job's success and the audit record.
+//!
+//! A gateway that dies between steps finds its pending secrets at start-up and settles each
+//! against the target: committed if the new one logs in, discarded if the old one does, kept
+//! for an administrator (both sealed) if neither does. Jobs are rows, so they survive
+//! restarts; a small dispatcher runs them with a global and a per-resource limit, and a job
+//! for an account with a live session waits ("deferred") until the session ends.
+
+pub mod postgres;
+pub mod settings;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::app::App;
+use crate::audit::{Actor, Event, Outcome};
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+use crate::vault::accounts::{self, history_context, secret_context, AccountRow};
+use crate::vault::resources::{self, ResourceRow};
+use gateway::Secret;
+
+/// Jobs running at once, in all.
+pub const GLOBAL_LIMIT: usize = 8;
+/// Jobs running at once against one resource.
+pub const PER_RESOURCE_LIMIT: usize = 4;
+
+/// The test hook that proves crash safety: with `PORTCULLIS_TEST_PAUSE_AT` set to `stored`,
+/// `changed` or `verified`, a job stops at that point (its step says so) and waits, so a
+/// test can kill the process there with SIGKILL. Unset in production.
+const PAUSE_ENV: &str = "PORTCULLIS_TEST_PAUSE_AT";
+
+#[derive(Default)]
+pub struct Engine {
+    wake: tokio::sync::Notify,
+    /// Jobs running per resource id.
+    running: Mutex<HashMap<String, usize>>,
+}
+
+impl Engine {
+    /// Asks the dispatcher to look at the queue now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn running_total(&self) -> usize {
+        self.running.lock().map(|m| m.values().sum()).unwrap_or(0)
+    }
+
+    fn try_claim(&self, resource_id: &str) -> bool {
+        let Ok(mut m) = self.running.lock() else {
+            return false;
+        };
+        if m.values().sum::<usize>() >= GLOBAL_LIMIT {
+            return false;
+        }
+        let n = m.entry(resource_id.to_string()).or_insert(0);
+        if *n >= PER_RESOURCE_LIMIT {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, resource_id: &str) {
+        if let Ok(mut m) = self.running.lock() {
+            if let Some(n) = m.get_mut(resource_id) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        self.wake();
+    }
+}
+
+/// A job as the API shows it.
+#[derive(Clone, Debug, serde::Serialize, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: String,
+    pub account_id: String,
+    pub resource_id: String,
+    pub account_name: String,
+    pub resource_name: String,
+    pub reason: String,
+    pub requested_by: String,
+    pub state: String,
+    pub step: String,
+    pub message: String,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+pub const JOB_COLUMNS: &str = "id, account_id, resource_id, account_name, resource_name, reason, requested_by, state, step, message, created_at, started_at, finished_at";
+
+/// Queues a rotation of `account` (the caller checked the right to ask). A second request
+/// while one is queued or running returns that job.
+pub async fn request(
+    app: &App,
+    a: &AccountRow,
+    r: &ResourceRow,
+    reason: &str,
+    by: &str,
+) -> ApiResult<JobRow> {
+    let open: Option<JobRow> = sqlx::query_as(db::sql(format!(
+        "SELECT {JOB_COLUMNS} FROM rotation_jobs WHERE account_id = $1 AND state IN ('queued', 'deferred', 'running')"
+    )))
+    .bind(&a.id)
+    .fetch_optional(&app.db.pool)
+    .await?;
+    if let Some(j) = open {
+        return Ok(j);
+    }
+    let id = db::new_id();
+    sqlx::query("INSERT INTO rotation_jobs (id, account_id, resource_id, account_name, resource_name, reason, requested_by, state, step, message, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 'queued', '', $8)")
+        .bind(&id)
+        .bind(&a.id)
+        .bind(&r.id)
+        .bind(&a.username)
+        .bind(&r.name)
+        .bind(reason)
+        .bind(by)
+        .bind(db::now_ms())
+        .execute(&app.db.pool)
+        .await?;
+    app.rotation.wake();
+    job(app, &id).await
+}
+
+pub async fn job(app: &App, id: &str) -> ApiResult<JobRow> {
+    sqlx::query_as(db::sql(format!(
+        "SELECT {JOB_COLUMNS} FROM rotation_jobs WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&app.db.pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found("rotation job"))
+}
+
+/// The newest jobs first (running, queued and deferred ones before finished ones).
+pub async fn jobs(app: &App, limit: i64) -> ApiResult<Vec<JobRow>> {
+    Ok(sqlx::query_as(db::sql(format!(
+        "SELECT {JOB_COLUMNS} FROM rotation_jobs ORDER BY CASE WHEN state IN ('running', 'queued', 'deferred') THEN 0 ELSE 1 END, created_at DESC LIMIT $1"
+    )))
+    .bind(limit)
+    .fetch_all(&app.db.pool)
+    .await?)
+}
+
+/// Settles what the last stop left (pending secrets, interrupted jobs), then runs the queue.
+pub async fn start(app: &App) -> anyhow::Result<()> {
+    recover(app).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let app = app.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = dispatch(&app).await {
+                tracing::warn!(error = ?e, "rotation dispatcher");
+            }
+            tokio::select! {
+                _ = app.rotation.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Starts the queued (and deferred) jobs that may run now.
+async fn dispatch(app: &App) -> ApiResult<()> {
+    let waiting: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT id, account_id, resource_id, state FROM rotation_jobs WHERE state IN ('queued', 'deferred') ORDER BY created_at",
+    )
+    .fetch_all(&app.db.pool)
+    .await?;
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    let live: Vec<String> = app
+        .broker
+        .list()
+        .into_iter()
+        .filter(|s| s.state != "ended" && s.state != "failed")
+        .map(|s| s.account_id)
+        .collect();
+    for (id, account_id, resource_id, state) in waiting {
+        if live.contains(&account_id) {
+            if state != "deferred" {
+                set_step(
+                    app,
+                    &id,
+                    "deferred",
+                    "waiting for the account's live session to end",
+                )
+                .await?;
+            }
+            continue;
+        }
+        if app.rotation.running_total() >= GLOBAL_LIMIT {
+            break;
+        }
+        if !app.rotation.try_claim(&resource_id) {
+            continue;
+        }
+        let claimed = sqlx::query("UPDATE rotation_jobs SET state = 'running', step = 'starting', started_at = $2 WHERE id = $1 AND state IN ('queued', 'deferred')")
+            .bind(&id)
+            .bind(db::now_ms())
+            .execute(&app.db.pool)
+            .await?
+            .rows_affected();
+        if claimed != 1 {
+            app.rotation.release(&resource_id);
+            continue;
+        }
+        let app = app.clone();
+        tokio::spawn(async move {
+            run(&app, &id).await;
+            app.rotation.release(&resource_id);
+        });
+    }
+    Ok(())
+}
+
+async fn set_step(app: &App, id: &str, state: &str, step: &str) -> ApiResult<()> {
+    sqlx::query("UPDATE rotation_jobs SET state = $2, step = $3 WHERE id = $1")
+        .bind(id)
+        .bind(state)
+        .bind(step)
+        .execute(&app.db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Stops here when the test hook names this point (see `PAUSE_ENV`).
+async fn pause_point(app: &App, id: &str, point: &str) {
+    if std::env::var(PAUSE_ENV).is_ok_and(|v| v == point) {
+        let _ = set_step(
+            app,
+            id,
+            "running",
+            &format!("paused after {point} (test hook)"),
+        )
+        .await;
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Runs one job to its end and records how it ended.
+async fn run(app: &App, id: &str) {
+    let outcome = rotate(app, id).await;
+    let (state, message) = match &outcome {
+        Ok(()) => return, // committed together with the new secret
+        Err(m) => ("failed", m.clone()),
+    };
+    let _ = sqlx::query("UPDATE rotation_jobs SET state = $2, step = 'finished', message = $3, finished_at = $4 WHERE id = $1")
+        .bind(id)
+        .bind(state)
+        .bind(&message)
+        .bind(db::now_ms())
+        .execute(&app.db.pool)
+        .await;
+    if let Ok(j) = job(app, id).await {
+        system_event(
+            app,
+            "account.rotate",
+            Outcome::Failed,
+            &j,
+            json!({ "job": id, "error": message }),
+        )
+        .await;
+    }
+}
+
+async fn system_event(
+    app: &App,
+    action: &str,
+    outcome: Outcome,
+    j: &JobRow,
+    detail: serde_json::Value,
+) {
+    let actor = Actor {
+        id: "system".into(),
+        name: format!("rotation (for {})", j.requested_by),
+        addr: "local".into(),
+    };
+    if let Err(e) = app
+        .audit
+        .append(Event {
+            actor: &actor,
+            action,
+            outcome,
+            object_kind: "account",
+            object_id: &j.account_id,
+            object_name: &format!("{}@{}", j.account_name, j.resource_name),
+            detail,
+        })
+        .await
+    {
+        tracing::error!(error = ?e, "could not audit a rotation event");
+    }
+}
+
+/// Where the job's target is and how to change it.
+async fn target_for(app: &App, r: &ResourceRow) -> Result<postgres::PgTarget, String> {
+    let s = settings::for_resource(app, &r.id)
+        .await
+        .map_err(|_| "the gateway's database is unavailable".to_string())?
+        .ok_or_else(|| {
+            format!(
+                "{} has no rotation method set (resource settings, Rotation)",
+                r.name
+            )
+        })?;
+    if s.method != "postgres" {
+        return Err(format!(
+            "{}: rotation method {} is not built yet",
+            r.name, s.method
+        ));
+    }
+    let port = r
+        .db_port
+        .ok_or_else(|| format!("{} has no database port", r.name))?;
+    let admin = match s.privileged_account_id {
+        None => None,
+        Some(admin_id) => {
+            let admin = accounts::get(app, &admin_id).await.map_err(|_| {
+                format!(
+                    "{}: the privileged account for rotation no longer exists",
+                    r.name
+                )
+            })?;
+            let password = app
+                .crypto
+                .open(&secret_context(&admin.id), &admin.secret_enc)
+                .map_err(|e| format!("the privileged account's secret could not be opened: {e}"))?;
+            Some((admin.username, password))
+        }
+    };
+    Ok(postgres::PgTarget {
+        host: r.host.clone(),
+        port: u16::try_from(port).map_err(|_| format!("{}: bad database port", r.name))?,
+        database: s.db_name,
+        tls: postgres::tls_mode(&s.db_tls).unwrap_or(sqlx::postgres::PgSslMode::Prefer),
+        admin,
+    })
+}
+
+/// The two phases (module comment). Errors are for people: what happened, and what the
+/// vault holds now.
+async fn rotate(app: &App, id: &str) -> Result<(), String> {
+    let db_down = |_| "the gateway's database is unavailable".to_string();
+    let j = job(app, id).await.map_err(db_down)?;
+    let a = accounts::get(app, &j.account_id).await.map_err(db_down)?;
+    let r = resources::get(app, &a.resource_id).await.map_err(db_down)?;
+    if a.secret_kind != "password" {
+        return Err(
+            "only password accounts are rotated so far (SSH keys are not built yet)".into(),
+        );
+    }
+    let target = target_for(app, &r).await?;
+    let old = app
+        .crypto
+        .open(&secret_context(&a.id), &a.secret_enc)
+        .map_err(|e| format!("the account's secret could not be opened: {e}"))?;
+    let policy = accounts::load_policy(app, &r.policy_id)
+        .await
+        .map_err(db_down)?;
+    let new = Secret::from(policy.generate());
+
+    // Phase 1: the new secret is in the vault (pending) before the target hears of it.
+    set_step(app, id, "running", "storing the new secret as pending")
+        .await
+        .map_err(db_down)?;
+    let stored = sqlx::query("INSERT INTO pending_secrets (account_id, job_id, secret_enc, phase, created_at) VALUES ($1, $2, $3, 'stored', $4)")
+        .bind(&a.id)
+        .bind(id)
+        .bind(app.crypto.seal(&pending_context(&a.id), new.expose()))
+        .bind(db::now_ms())
+        .execute(&app.db.pool)
+        .await;
+    if stored.is_err() {
+        return Err("a pending secret from an earlier rotation of this account is not settled yet; it is checked at the next start".into());
+    }
+    pause_point(app, id, "stored").await;
+
+    set_step(app, id, "running", "changing the secret on the target")
+        .await
+        .map_err(db_down)?;
+    if let Err(e) = target.change(&a.username, &old, &new).await {
+        discard_pending(app, &a.id).await.map_err(db_down)?;
+        return Err(format!(
+            "the target refused the change: {e}. The vault keeps the current secret."
+        ));
+    }
+    sqlx::query("UPDATE pending_secrets SET phase = 'changed' WHERE account_id = $1")
+        .bind(&a.id)
+        .execute(&app.db.pool)
+        .await
+        .map_err(|_| "the gateway's database is unavailable after the target was changed; the pending secret is settled at the next start".to_string())?;
+    pause_point(app, id, "changed").await;
+
+    // Phase 2: it works, then it is the account's secret.
+    set_step(app, id, "running", "verifying the new secret")
+        .await
+        .map_err(db_down)?;
+    if let Err(e) = target.login(&a.username, &new).await {
+        return match target.login(&a.username, &old).await {
+            Ok(()) => {
+                discard_pending(app, &a.id).await.map_err(db_down)?;
+                Err(format!("a login with the new secret failed ({e}) while the old one still works: the vault keeps the old one."))
+            }
+            Err(e2) => Err(format!("neither the new secret ({e}) nor the old one ({e2}) logs in: both are kept (the new one as pending) and checked again at the next start; an administrator should look at the target.")),
+        };
+    }
+    pause_point(app, id, "verified").await;
+    commit(
+        app,
+        &a,
+        &old,
+        &new,
+        id,
+        &j.requested_by,
+        "rotated: the new secret logs in and is now the account's secret",
+    )
+    .await
+    .map_err(db_down)?;
+    Ok(())
+}
+
+fn pending_context(account_id: &str) -> String {
+    format!("pending_secrets/{account_id}/secret")
+}
+
+async fn discard_pending(app: &App, account_id: &str) -> ApiResult<()> {
+    sqlx::query("DELETE FROM pending_secrets WHERE account_id = $1")
+        .bind(account_id)
+        .execute(&app.db.pool)
+        .await?;
+    Ok(())
+}
+
+/// The new secret becomes the account's, the old one goes to the history, the pending row
+/// goes, the job succeeds, and the audit says so: all in one transaction.
+async fn commit(
+    app: &App,
+    a: &AccountRow,
+    old: &Secret,
+    new: &Secret,
+    job_id: &str,
+    requested_by: &str,
+    message: &str,
+) -> ApiResult<()> {
+    let r = resources::get(app, &a.resource_id).await?;
+    let hid = db::new_id();
+    let now = db::now_ms();
+    let mut tx = app.db.begin_write().await?;
+    sqlx::query("INSERT INTO password_history (id, account_id, secret_kind, secret_enc, changed_by, client_addr, changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(&hid)
+        .bind(&a.id)
+        .bind(&a.secret_kind)
+        .bind(app.crypto.seal(&history_context(&hid), old.expose()))
+        .bind(format!("rotation (for {requested_by})"))
+        .bind("local")
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("UPDATE accounts SET secret_enc = $1, secret_changed_at = $2, updated_at = $2 WHERE id = $3")
+        .bind(app.crypto.seal(&secret_context(&a.id), new.expose()))
+        .bind(now)
+        .bind(&a.id)
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("DELETE FROM pending_secrets WHERE account_id = $1")
+        .bind(&a.id)
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("UPDATE rotation_jobs SET state = 'succeeded', step = 'finished', message = $2, finished_at = $3 WHERE id = $1")
+        .bind(job_id)
+        .bind(message)
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+    let actor = Actor {
+        id: "system".into(),
+        name: format!("rotation (for {requested_by})"),
+        addr: "local".into(),
+    };
+    app.audit
+        .append_in(
+            &mut tx,
+            Event {
+                actor: &actor,
+                action: "account.rotate",
+                outcome: Outcome::Ok,
+                object_kind: "account",
+                object_id: &a.id,
+                object_name: &format!("{}@{}", a.username, r.name),
+                detail: json!({ "job": job_id, "message": message }),
+            },
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What settling a pending secret came to.
+enum Settled {
+    /// The new secret logs in: it is now the account's (the job succeeded).
+    Committed(String),
+    /// The target still takes the old secret: the pending one was discarded and the job runs
+    /// again from the start.
+    Again(String),
+    /// Neither works, or the target could not be asked: both are kept for later.
+    Open(String),
+}
+
+/// At start-up: jobs the last stop interrupted, and pending secrets it left. Each pending
+/// secret is settled against the target (module comment); an interrupted job whose rotation
+/// did not take is queued again, so what was asked for still happens.
+pub async fn recover(app: &App) -> ApiResult<()> {
+    let pending: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT account_id, job_id, secret_enc FROM pending_secrets")
+            .fetch_all(&app.db.pool)
+            .await?;
+    for (account_id, job_id, enc) in pending {
+        let settled = settle(app, &account_id, &job_id, &enc).await;
+        let (state, outcome, text) = match settled {
+            Settled::Committed(m) => ("succeeded", Outcome::Ok, m),
+            Settled::Again(m) => ("queued", Outcome::Ok, m),
+            Settled::Open(m) => ("failed", Outcome::Failed, m),
+        };
+        // The interrupted job goes on with what recovery found (a commit already ended it).
+        sqlx::query("UPDATE rotation_jobs SET state = $2, step = $3, message = $3, finished_at = CASE WHEN $2 = 'queued' THEN NULL ELSE $4 END WHERE id = $1 AND state = 'running'")
+            .bind(&job_id)
+            .bind(state)
+            .bind(&text)
+            .bind(db::now_ms())
+            .execute(&app.db.pool)
+            .await?;
+        if let Ok(j) = job(app, &job_id).await {
+            system_event(
+                app,
+                "account.rotate.recover",
+                outcome,
+                &j,
+                json!({ "job": job_id, "message": text }),
+            )
+            .await;
+        }
+    }
+    // Interrupted before anything was stored: nothing changed anywhere, so run it again.
+    sqlx::query("UPDATE rotation_jobs SET state = 'queued', step = 'queued again after a gateway stop', started_at = NULL WHERE state = 'running' AND account_id NOT IN (SELECT account_id FROM pending_secrets)")
+        .execute(&app.db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Settles one pending secret against the target.
+async fn settle(app: &App, account_id: &str, job_id: &str, enc: &str) -> Settled {
+    match try_settle(app, account_id, job_id, enc).await {
+        Ok(s) => s,
+        Err(m) => Settled::Open(m),
+    }
+}
+
+async fn try_settle(
+    app: &App,
+    account_id: &str,
+    job_id: &str,
+    enc: &str,
+) -> Result<Settled, String> {
+    let db_down = |_| "the gateway's database is unavailable".to_string();
+    let a = accounts::get(app, account_id).await.map_err(db_down)?;
+    let r = resources::get(app, &a.resource_id).await.map_err(db_down)?;
+    let new = app
+        .crypto
+        .open(&pending_context(account_id), enc)
+        .map_err(|e| format!("the pending secret could not be opened: {e}"))?;
+    let old = app
+        .crypto
+        .open(&secret_context(&a.id), &a.secret_enc)
+        .map_err(|e| format!("the account's secret could not be opened: {e}"))?;
+    let target = target_for(app, &r).await?;
+    let requested_by = job(app, job_id)
+        .await
+        .map(|j| j.requested_by)
+        .unwrap_or_else(|_| "system".into());
+    match target.login(&a.username, &new).await {
+        Ok(()) => {
+            let m = "recovered after a gateway stop: the new secret logs in and is now the account's secret";
+            commit(app, &a, &old, &new, job_id, &requested_by, m)
+                .await
+                .map_err(db_down)?;
+            Ok(Settled::Committed(m.into()))
+        }
+        Err(postgres::LoginError::Unreachable(e)) => Ok(Settled::Open(format!(
+            "recovery after a gateway stop could not reach the target ({e}): the pending secret is kept and checked at the next start"
+        ))),
+        Err(postgres::LoginError::Refused(e)) => match target.login(&a.username, &old).await {
+            Ok(()) => {
+                discard_pending(app, account_id).await.map_err(db_down)?;
+                Ok(Settled::Again(format!("queued again after a gateway stop: the target still takes the old secret (the new one was refused: {e}), which the vault keeps")))
+            }
+            Err(e2) => Ok(Settled::Open(format!(
+                "recovery after a gateway stop: neither the new secret ({e}) nor the old one ({e2}) logs in; both are kept for an administrator"
+            ))),
+        },
+    }
+}
