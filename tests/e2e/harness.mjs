@@ -153,3 +153,22 @@ export function startXrdp() {
 /// xterm, black on white, at the top left.
 export const ROOT_RGB = [0x3a, 0x6e, 0xa5];
 export const XSESSION = "#!/bin/sh\nxsetroot -solid '#3a6ea5'\nexec xterm -geometry 80x24+0+0 -bg white -fg black\n";
+
+const POSTGRES_SH = join(ROOT, 'tests/support/postgres.sh');
+
+/// A private PostgreSQL on 127.0.0.1 whose TCP logins are checked with passwords
+/// (tests/support/postgres.sh), stopped by its watchdog at exit.
+export function startPostgres() {
+  const dir = join(tmpdir(), `portcullis-e2e-pg-${process.pid}`);
+  const port = Number(execFileSync('sh', [POSTGRES_SH, 'start', dir, String(process.pid)]).toString().trim());
+  return {
+    port,
+    sql: (q) => execFileSync('sh', [POSTGRES_SH, 'sql', dir, String(port), q]).toString().trim(),
+    loginWorks: (user, password) => {
+      try {
+        execFileSync('psql', ['-h', '127.0.0.1', '-p', String(port), '-U', user, '-d', 'postgres', '-w', '-qAt', '-c', 'SELECT 1'], { env: { ...process.env, PGPASSWORD: password }, stdio: 'pipe' });
+        return true;
+      } catch { return false; }
+    },
+  };
+}

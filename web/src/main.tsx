@@ -13,6 +13,7 @@ import { TerminalPage } from './pages/terminal';
 import { DesktopPage } from './pages/desktop';
 import { LiveSessions } from './pages/live';
 import { Player, Recordings } from './pages/recordings';
+import { RotationJobs } from './pages/rotation';
 
 function useHash(): string {
   const [hash, setHash] = useState(location.hash || '#/accounts');
@@ -83,6 +84,7 @@ function App() {
     ['#/logon-scripts', 'Logon scripts', caps.manage_users],
     ['#/landing-servers', 'Landing servers', true],
     ['#/recordings', 'Recorded sessions', true],
+    ['#/rotation', 'Rotation jobs', caps.read_audit || caps.create_resources],
     ['#/audit', 'Audit', caps.read_audit],
     ['#/profile', 'My profile', true],
   ];
@@ -97,6 +99,7 @@ function App() {
     case 'logon-scripts': page = <LogonScripts me={me} />; break;
     case 'landing-servers': page = <LandingServers me={me} />; break;
     case 'audit': page = <Audit />; break;
+    case 'rotation': page = <RotationJobs />; break;
     case 'sessions': page = <LiveSessions me={me} />; break;
     case 'recordings': page = id ? <Player id={id} /> : <Recordings />; break;
     case 'profile': page = <Profile me={me} onChange={refresh} />; break;

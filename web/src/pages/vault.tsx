@@ -3,6 +3,7 @@
 // action, which asks for a reason and is shown only to users with View access or more.
 import { TelnetSettings } from './logon';
 import { RdpSettings } from './rdp';
+import { RotationSettings, rotateNow } from './rotation';
 import { ReachedThrough } from './landing';
 import { useEffect, useState } from 'preact/hooks';
 import { Account, api, atLeast, Group, Level, LEVELS, Me, Policy, Resource, ResourceGroup, Share, TYPES, User } from '../api';
@@ -197,6 +198,7 @@ export function ResourceDetail(props: { id: string; me: Me }) {
   const [changing, setChanging] = useState<Account | null>(null);
   const [sharing, setSharing] = useState<{ kind: string; id: string; name: string } | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
+  const [queued, setQueued] = useState<string | null>(null);
   if (err) return <Notice kind="error">{err}</Notice>;
   if (!r) return <p>Loading…</p>;
   const del = async (a: Account) => {
@@ -217,6 +219,7 @@ export function ResourceDetail(props: { id: string; me: Me }) {
         </div>
       </div>
       {notice && <Notice kind="error">{notice}</Notice>}
+      {queued && <Notice kind="info"><span data-testid="rotation-queued">{queued}</span> <a href="#/rotation">Rotation jobs</a></Notice>}
       <dl class="facts">
         <dt>Host</dt><dd>{r.host}</dd>
         <dt>Type</dt><dd>{TYPES[r.resource_type]}</dd>
@@ -229,6 +232,7 @@ export function ResourceDetail(props: { id: string; me: Me }) {
         <dt>Session limits</dt><dd><SessionLimits resourceId={r.id} canChange={props.me.capabilities.manage_users} /></dd>
         {r.ports.telnet && <><dt>Telnet</dt><dd><TelnetSettings resourceId={r.id} canChange={props.me.capabilities.manage_users} accounts={accounts ?? []} /></dd></>}
         {r.ports.rdp && <><dt>RDP</dt><dd><RdpSettings resourceId={r.id} canChange={props.me.capabilities.manage_users} /></dd></>}
+        {r.ports.database && <><dt>Rotation</dt><dd><RotationSettings resourceId={r.id} canChange={props.me.capabilities.manage_users} accounts={accounts ?? []} /></dd></>}
       </dl>
       <div class="title-row">
         <h2>Accounts</h2>
@@ -245,6 +249,9 @@ export function ResourceDetail(props: { id: string; me: Me }) {
               <div class="actions">
                 {atLeast(a.access, 'view') && <button onClick={() => setReveal(a)}>Reveal…</button>}
                 {atLeast(a.access, 'modify') && <button onClick={() => setChanging(a)}>Change secret…</button>}
+                {atLeast(a.access, 'modify') && r.ports.database && a.secret_kind === 'password' && <button data-testid="rotate-now" onClick={async () => {
+                  try { setQueued(await rotateNow(a)); } catch (e) { setNotice(errorsFrom(e)._ ?? 'Failed'); }
+                }}>Rotate now</button>}
                 {atLeast(a.access, 'manage') && <button onClick={() => setSharing({ kind: 'account', id: a.id, name: `${a.username}@${r.name}` })}>Share…</button>}
                 {atLeast(a.access, 'manage') && <button class="danger" onClick={() => del(a)}>Delete</button>}
               </div>
