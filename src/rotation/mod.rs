@@ -27,7 +27,7 @@ use crate::app::App;
 use crate::audit::{Actor, Event, Outcome};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
-use crate::vault::accounts::{self, history_context, secret_context, AccountRow};
+use crate::vault::accounts::{self, secret_context, AccountRow};
 use crate::vault::resources::{self, ResourceRow};
 use gateway::Secret;
 
@@ -460,19 +460,10 @@ async fn commit(
     message: &str,
 ) -> ApiResult<()> {
     let r = resources::get(app, &a.resource_id).await?;
-    let hid = db::new_id();
     let now = db::now_ms();
     let mut tx = app.db.begin_write().await?;
-    sqlx::query("INSERT INTO password_history (id, account_id, secret_kind, secret_enc, changed_by, client_addr, changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(&hid)
-        .bind(&a.id)
-        .bind(&a.secret_kind)
-        .bind(app.crypto.seal(&history_context(&hid), old.expose()))
-        .bind(format!("rotation (for {requested_by})"))
-        .bind("local")
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
+    let by = format!("rotation (for {requested_by})");
+    accounts::push_history(app, &mut tx, a, old, &by, "local", now).await?;
     sqlx::query("UPDATE accounts SET secret_enc = $1, secret_changed_at = $2, updated_at = $2 WHERE id = $3")
         .bind(app.crypto.seal(&secret_context(&a.id), new.expose()))
         .bind(now)

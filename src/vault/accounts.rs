@@ -65,7 +65,7 @@ pub fn secret_context(id: &str) -> String {
 fn passphrase_context(id: &str) -> String {
     format!("accounts/{id}/passphrase")
 }
-pub(crate) fn history_context(id: &str) -> String {
+fn history_context(id: &str) -> String {
     format!("password_history/{id}/secret")
 }
 
@@ -496,19 +496,9 @@ pub async fn set_secret(
             }
         }
     }
-    let hid = db::new_id();
     let now = db::now_ms();
     let mut tx = app.db.begin_write().await?;
-    sqlx::query("INSERT INTO password_history (id, account_id, secret_kind, secret_enc, changed_by, client_addr, changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(&hid)
-        .bind(&a.id)
-        .bind(&a.secret_kind)
-        .bind(app.crypto.seal(&history_context(&hid), old.expose()))
-        .bind(&p.username)
-        .bind(&p.addr)
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
+    push_history(app, &mut tx, &a, &old, &p.username, &p.addr, now).await?;
     sqlx::query("UPDATE accounts SET secret_kind = $1, secret_enc = $2, passphrase_enc = $3, secret_changed_at = $4, updated_at = $4 WHERE id = $5")
         .bind(&kind)
         .bind(app.crypto.seal(&secret_context(&a.id), secret.expose()))
@@ -529,6 +519,31 @@ pub async fn set_secret(
     .await?;
     tx.commit().await?;
     show(app, p, id).await
+}
+
+/// Puts the account's current secret `old` into its history (sealed), inside `tx`, as
+/// changed by `by` from `addr` at `now`.
+pub(crate) async fn push_history(
+    app: &App,
+    tx: &mut db::WriteTx,
+    a: &AccountRow,
+    old: &Secret,
+    by: &str,
+    addr: &str,
+    now: i64,
+) -> ApiResult<()> {
+    let hid = db::new_id();
+    sqlx::query("INSERT INTO password_history (id, account_id, secret_kind, secret_enc, changed_by, client_addr, changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(&hid)
+        .bind(&a.id)
+        .bind(&a.secret_kind)
+        .bind(app.crypto.seal(&history_context(&hid), old.expose()))
+        .bind(by)
+        .bind(addr)
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
 }
 
 fn open(app: &App, context: &str, enc: &str) -> ApiResult<Secret> {

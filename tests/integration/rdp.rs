@@ -301,15 +301,10 @@ async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
     let home = format!("/home/{user}");
     let marker = format!("{home}/made-by-rdp");
     type_text(&mut ws, "touch made-by-rdp").await;
-    let mut made = false;
-    for _ in 0..100 {
-        if std::path::Path::new(&marker).exists() {
-            made = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(made, "the xterm on the target did not create {marker}");
+    assert!(
+        appears(&marker).await,
+        "the xterm on the target did not create {marker}"
+    );
     // Scrolling the xterm travels as copies within the picture plus the new rows (the
     // observer's and the replay's pictures below are compared with this one).
     type_text(
@@ -318,14 +313,7 @@ async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
     )
     .await;
     read_until(&mut ws, &mut d, "a scroll sent as a copy", |d| d.copies > 0).await;
-    let scrolled = format!("{home}/scrolled");
-    for _ in 0..100 {
-        if std::path::Path::new(&scrolled).exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(std::path::Path::new(&scrolled).exists());
+    assert!(appears(&format!("{home}/scrolled")).await);
     settle(&mut ws, &mut d).await;
 
     // The session is live in the API, with the protocol; an administrator ends it.
@@ -772,14 +760,7 @@ async fn the_clipboard_crosses_as_the_policy_allows_and_is_audited() {
     let (user2, mut ws, mut d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
     type_text(&mut ws, "echo kept-99 | xclip -selection clipboard").await;
     type_text(&mut ws, "touch copied").await;
-    let marker = format!("/home/{user2}/copied");
-    for _ in 0..100 {
-        if std::path::Path::new(&marker).exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(std::path::Path::new(&marker).exists());
+    assert!(appears(&format!("/home/{user2}/copied")).await);
     read_until(&mut ws, &mut d, "a moment more", |d| d.rects > 0).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
@@ -796,6 +777,17 @@ async fn the_clipboard_crosses_as_the_policy_allows_and_is_audited() {
         "{:?}",
         d.controls
     );
+}
+
+/// Whether the file at `path` exists within 10 s (a command typed on the desktop makes it).
+async fn appears(path: &str) -> bool {
+    for _ in 0..100 {
+        if std::path::Path::new(path).exists() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// Reads `path` until it has text (the command typed on the desktop wrote it), or 10 s.
