@@ -17,6 +17,7 @@ if [ "$mode" = test ]; then
   [ -x /usr/bin/inetutils-telnet ] || need_apt+=(inetutils-telnet)
   [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
   command -v setpriv >/dev/null || need_apt+=(util-linux)
+  [ -x /usr/bin/sudo ] || need_apt+=(sudo)
   # RDP peers: xrdp with its Xorg backend (TLS, autologon), and FreeRDP's NLA-only shadow
   # server on Xvfb; xterm and xsetroot draw the known desktop the tests look at.
   [ -x /usr/sbin/xrdp ] || need_apt+=(xrdp)

@@ -16,6 +16,8 @@ use crate::audit::Actor;
 use crate::config::HostKeyFirstUse;
 use crate::sessions::{record_host_key, telnet_target, TelnetLogin};
 use crate::vault::accounts;
+use gateway::ssh::SshAdapter;
+use gateway::telnet::TelnetAdapter;
 
 /// What to accept as the SSH host key of `resource_id`: its pin, else the first-use setting.
 pub(crate) async fn host_key_policy(
@@ -103,6 +105,131 @@ pub(crate) async fn chain_hops(
         });
     }
     Ok(hops)
+}
+
+/// What a terminal login takes from the vault.
+pub(crate) struct TerminalLogin<'a> {
+    pub(crate) account: &'a accounts::AccountRow,
+    pub(crate) secret: gateway::Secret,
+    pub(crate) passphrase: Option<gateway::Secret>,
+}
+
+/// The adapter, the host-key report, what the audit should add, and the stream.
+pub(crate) type Connection = (
+    Box<dyn ProtocolAdapter>,
+    Option<tokio::sync::oneshot::Receiver<HostKeyObservation>>,
+    serde_json::Value,
+    gateway::adapter::TargetStream,
+);
+
+/// A terminal (SSH or Telnet) login to `r` as `login.account`, over the resource's path:
+/// direct, tunnelled through landing servers, or typed at interactive ones. Sessions and
+/// rotation jobs both come here, so a rotation reaches a target exactly as a session does.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn connect_terminal(
+    app: &App,
+    actor: &Actor,
+    info: &SessionInfo,
+    chain: &[crate::hop_path::LandingServer],
+    r: &crate::vault::resources::ResourceRow,
+    port: u16,
+    protocol: Protocol,
+    login: TerminalLogin<'_>,
+) -> Result<Connection, (FailureKind, String)> {
+    let TerminalLogin {
+        account,
+        secret,
+        passphrase,
+    } = login;
+    if let Some(k) = chain.iter().position(|l| l.mode == "interactive") {
+        // From the first interactive landing server on, the hops are typed at shells.
+        return interactive_session(
+            app, actor, info, chain, k, r, port, protocol, account, secret,
+        )
+        .await;
+    }
+    let label = format!("{} ({}:{port})", r.name, r.host);
+    let (adapter, host_key, mut audit_detail): (
+        Box<dyn ProtocolAdapter>,
+        Option<tokio::sync::oneshot::Receiver<HostKeyObservation>>,
+        serde_json::Value,
+    ) = match protocol {
+        Protocol::Telnet => {
+            let (target, detail) = telnet_target(
+                app,
+                &TelnetLogin {
+                    username: &account.username,
+                    secret_kind: &account.secret_kind,
+                },
+                r,
+                secret,
+                label,
+                info,
+            )
+            .await?;
+            (Box::new(TelnetAdapter::new(target)), None, detail)
+        }
+        _ => {
+            let policy = host_key_policy(app, &r.id).await.map_err(|_| {
+                (
+                    FailureKind::Protocol,
+                    "The gateway's database is unavailable.".to_string(),
+                )
+            })?;
+            let credential = match account.secret_kind.as_str() {
+                "ssh_key" => SshCredential::PrivateKey {
+                    pem: secret,
+                    passphrase,
+                },
+                _ => SshCredential::Password(secret),
+            };
+            let (adapter, host_key) = SshAdapter::new(SshTarget {
+                username: account.username.clone(),
+                credential,
+                host_key: policy,
+                label,
+                handshake_timeout: std::time::Duration::from_secs(15),
+            });
+            (Box::new(adapter), Some(host_key), json!({}))
+        }
+    };
+    let stream = path_stream(app, actor, info, chain, &r.host, port, &mut audit_detail).await?;
+    Ok((adapter, host_key, audit_detail, stream))
+}
+
+/// The byte stream to `host:port`: a TCP connection, or a channel through the tunnel-mode
+/// landing servers of `chain` (which ones were used, and whether a secondary stood in, goes
+/// into `audit_detail["path"]`; their host keys are pinned or checked as for any session).
+pub(crate) async fn path_stream(
+    app: &App,
+    actor: &Actor,
+    info: &SessionInfo,
+    chain: &[crate::hop_path::LandingServer],
+    host: &str,
+    port: u16,
+    audit_detail: &mut serde_json::Value,
+) -> Result<gateway::adapter::TargetStream, (FailureKind, String)> {
+    if chain.is_empty() {
+        return connect_tcp(host, port, std::time::Duration::from_secs(5)).await;
+    }
+    let hops = chain_hops(app, chain).await?;
+    let opened = gateway::hop_chain::open(hops, host, port).await;
+    let used = match &opened {
+        Ok((_, used)) => used.as_slice(),
+        Err(e) => e.used.as_slice(),
+    };
+    audit_detail["path"] = json!(used
+        .iter()
+        .filter(|u| u.logged_in)
+        .map(|u| json!({ "landing_server": u.name, "secondary": u.secondary }))
+        .collect::<Vec<_>>());
+    for u in used {
+        record_hop_host_key(app, actor, info, u);
+    }
+    match opened {
+        Ok((s, _)) => Ok(s),
+        Err(e) => Err((e.kind, e.message)),
+    }
 }
 
 /// A session whose path has an interactive landing server at index `k`: the hops before it

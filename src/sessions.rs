@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use gateway::adapter::ProtocolAdapter;
 use gateway::broker::{Delivery, LiveSession, SessionInfo};
 use gateway::event::{ClientInput, FailureKind, Lifecycle, Protocol};
-use gateway::ssh::{connect_tcp, HostKeyObservation, SshAdapter, SshCredential, SshTarget};
-use gateway::telnet::{TelnetAdapter, TelnetTarget};
+use gateway::ssh::HostKeyObservation;
+use gateway::telnet::TelnetTarget;
 use serde_json::json;
 
 use crate::app::App;
@@ -22,7 +22,7 @@ use crate::db;
 use crate::error::ApiError;
 use crate::identity::passwords;
 use crate::identity::Principal;
-use crate::session_paths::{chain_hops, host_key_policy, interactive_session, record_hop_host_key};
+use crate::session_paths::{connect_terminal, host_key_policy, path_stream, TerminalLogin};
 use crate::vault::accounts;
 
 pub const TICKET_TTL: Duration = Duration::from_secs(30);
@@ -282,51 +282,19 @@ async fn try_launch(
         Option<tokio::sync::oneshot::Receiver<HostKeyObservation>>,
         serde_json::Value,
         gateway::adapter::TargetStream,
-    ) = match chain.iter().position(|l| l.mode == "interactive") {
-        Some(k) if protocol == Protocol::Rdp => {
+    ) = match (protocol, chain.iter().position(|l| l.mode == "interactive")) {
+        (Protocol::Rdp, Some(k)) => {
             return Err(fail(
                 FailureKind::Protocol,
                 format!("{} is reached through landing server {}, which is in interactive mode (commands typed at its shell); RDP needs a tunnel, so every landing server on its path must be in tunnel mode.", r.name, chain[k].name),
             ))
         }
-        // From the first interactive landing server on, the hops are typed at shells.
-        Some(k) => interactive_session(
-            app,
-            &actor,
-            &info,
-            &chain,
-            k,
-            r,
-            port as u16,
-            protocol,
-            &cred.account,
-            cred.secret,
-        )
-        .await
-        .map_err(|(kind, message)| fail(kind, message))?,
-        None => {
+        (Protocol::Rdp, None) => {
             let (adapter, host_key, mut audit_detail): (
                 Box<dyn ProtocolAdapter>,
                 Option<tokio::sync::oneshot::Receiver<HostKeyObservation>>,
                 serde_json::Value,
-            ) = match protocol {
-                Protocol::Telnet => {
-                    let (target, detail) = telnet_target(
-                        app,
-                        &TelnetLogin {
-                            username: &cred.account.username,
-                            secret_kind: &cred.account.secret_kind,
-                        },
-                        r,
-                        cred.secret,
-                        label,
-                        &info,
-                    )
-                    .await
-                    .map_err(|(kind, message)| fail(kind, message))?;
-                    (Box::new(TelnetAdapter::new(target)), None, detail)
-                }
-                Protocol::Rdp => {
+            ) = {
                     let db_down = |_| {
                         fail(
                             FailureKind::Protocol,
@@ -384,60 +352,28 @@ async fn try_launch(
                         Some(seen),
                         json!({ "rdp_security": settings.security }),
                     )
-                }
-                _ => {
-                    let policy = host_key_policy(app, &r.id).await.map_err(|_| {
-                        fail(
-                            FailureKind::Protocol,
-                            "The gateway's database is unavailable.".into(),
-                        )
-                    })?;
-                    let credential = match cred.account.secret_kind.as_str() {
-                        "ssh_key" => SshCredential::PrivateKey {
-                            pem: cred.secret,
-                            passphrase: cred.passphrase,
-                        },
-                        _ => SshCredential::Password(cred.secret),
-                    };
-                    let (adapter, host_key) = SshAdapter::new(SshTarget {
-                        username: cred.account.username.clone(),
-                        credential,
-                        host_key: policy,
-                        label,
-                        handshake_timeout: Duration::from_secs(15),
-                    });
-                    (Box::new(adapter), Some(host_key), json!({}))
-                }
-            };
-            let stream = if chain.is_empty() {
-                match connect_tcp(&r.host, port as u16, Duration::from_secs(5)).await {
-                    Ok(s) => s,
-                    Err((kind, message)) => return Err(fail(kind, message)),
-                }
-            } else {
-                let hops = chain_hops(app, &chain)
-                    .await
-                    .map_err(|(kind, message)| fail(kind, message))?;
-                let opened = gateway::hop_chain::open(hops, &r.host, port as u16).await;
-                let used = match &opened {
-                    Ok((_, used)) => used.as_slice(),
-                    Err(e) => e.used.as_slice(),
-                };
-                audit_detail["path"] = json!(used
-                    .iter()
-                    .filter(|u| u.logged_in)
-                    .map(|u| json!({ "landing_server": u.name, "secondary": u.secondary }))
-                    .collect::<Vec<_>>());
-                for u in used {
-                    record_hop_host_key(app, &actor, &info, u);
-                }
-                match opened {
-                    Ok((s, _)) => s,
-                    Err(e) => return Err(fail(e.kind, e.message)),
-                }
-            };
+                            };
+            let stream = path_stream(app, &actor, &info, &chain, &r.host, port as u16, &mut audit_detail)
+                .await
+                .map_err(|(kind, message)| fail(kind, message))?;
             (adapter, host_key, audit_detail, stream)
         }
+        _ => connect_terminal(
+            app,
+            &actor,
+            &info,
+            &chain,
+            r,
+            port as u16,
+            protocol,
+            TerminalLogin {
+                account: &cred.account,
+                secret: cred.secret,
+                passphrase: cred.passphrase,
+            },
+        )
+        .await
+        .map_err(|(kind, message)| fail(kind, message))?,
     };
     // The recording exists before the session starts, so it holds every event.
     let planned = match crate::recordings::plan(app, &info, cols, rows).await {

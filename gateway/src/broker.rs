@@ -728,6 +728,7 @@ mod tests {
                         },
                         Some(input) = io.input.recv() => match input {
                             ClientInput::Data(d) => { let _ = target.write_all(&d).await; }
+                            ClientInput::Secret(k) => { let _ = target.write_all(k.0.expose()).await; }
                             ClientInput::Resize { cols, rows } => { let _ = io.events.send(SessionEvent::Resize { cols, rows }).await; }
                             ClientInput::Terminate { .. } => break,
                             ClientInput::Key { .. } | ClientInput::Pointer { .. } | ClientInput::Wheel { .. } | ClientInput::ReleaseAll | ClientInput::Clipboard { .. } => {}

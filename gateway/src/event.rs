@@ -140,4 +140,32 @@ pub enum ClientInput {
     Clipboard {
         text: String,
     },
+    /// Keystrokes the gateway itself types into a terminal (a rotation job answering the
+    /// target's prompts): written like `Data`, never a session `Input` event, wiped when
+    /// dropped. Never built from anything a browser sent.
+    Secret(SecretKeys),
 }
+
+/// Secret keystrokes (see `ClientInput::Secret`). The wrapper exists so `ClientInput` can
+/// stay `Clone`/`Debug`/`Eq`: its `Debug` shows the length only, never the bytes.
+pub struct SecretKeys(pub crate::Secret);
+
+impl Clone for SecretKeys {
+    fn clone(&self) -> Self {
+        SecretKeys(self.0.duplicate())
+    }
+}
+
+impl std::fmt::Debug for SecretKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretKeys({} bytes, hidden)", self.0.len())
+    }
+}
+
+impl PartialEq for SecretKeys {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(other.0.expose())
+    }
+}
+
+impl Eq for SecretKeys {}

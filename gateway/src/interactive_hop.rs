@@ -648,6 +648,7 @@ async fn telnet_logon(
                     username,
                     password,
                     enable_secret: enable_secret.as_ref(),
+                    rotation: None,
                 };
                 let (value, _) = fill_value(&pieces, &creds)
                     .map_err(|m| (FailureKind::Protocol, format!("{label}: {m}")))?;
@@ -888,6 +889,11 @@ async fn run(mut chain: InteractiveChain, stream: TargetStream, mut io: AdapterI
             input = io.input.recv() => match input {
                 Some(ClientInput::Data(d)) => {
                     if let Err(e) = term.wire.send(&d[..]).await {
+                        break format!("Sending through the landing server failed: {e}");
+                    }
+                }
+                Some(ClientInput::Secret(k)) => {
+                    if let Err(e) = term.wire.send(k.0.expose()).await {
                         break format!("Sending through the landing server failed: {e}");
                     }
                 }

@@ -309,6 +309,11 @@ async fn run(
                         break format!("Sending to {} failed: {e}", t.label);
                     }
                 }
+                Some(ClientInput::Secret(k)) => {
+                    if let Err(e) = channel.data(k.0.expose()).await {
+                        break format!("Sending to {} failed: {e}", t.label);
+                    }
+                }
                 Some(ClientInput::Resize { cols, rows }) => {
                     let _ = channel.window_change(cols as u32, rows as u32, 0, 0).await;
                     let _ = io.events.send(SessionEvent::Resize { cols, rows }).await;

@@ -23,7 +23,20 @@ pub async fn resource(
 ) -> ApiResult<Json<Value>> {
     let (r, _) = crate::vault::resources::get_for(&app, &p, &id).await?;
     let s = settings::for_resource(&app, &r.id).await?;
-    Ok(Json(json!({ "resource_id": r.id, "settings": s })))
+    let script = s.as_ref().and_then(|s| s.effective_script());
+    Ok(Json(
+        json!({ "resource_id": r.id, "settings": s, "effective_script": script, "builtin_scripts": builtins() }),
+    ))
+}
+
+/// The built-in scripts, so the page can show what a method types (and offer one as the
+/// start of a custom script).
+fn builtins() -> Value {
+    crate::rotation::scripts::METHODS
+        .iter()
+        .filter_map(|m| crate::rotation::scripts::builtin(m).map(|s| (m.to_string(), json!(s))))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 #[derive(Deserialize)]
@@ -33,6 +46,7 @@ pub struct RotationInput {
     privileged_account_id: Option<String>,
     db_name: Option<String>,
     db_tls: Option<String>,
+    script: Option<gateway::telnet::logon::LogonScript>,
 }
 
 /// `PUT /api/v1/resources/{id}/rotation`: administrators; audited.
@@ -57,6 +71,7 @@ pub async fn set_resource(
         privileged_account_id: input.privileged_account_id,
         db_name: input.db_name.unwrap_or_else(|| "postgres".into()),
         db_tls: input.db_tls.unwrap_or_else(|| "prefer".into()),
+        script: input.script,
     };
     s.check()?;
     // The privileged account, when there is one, is one of this resource's password
@@ -84,7 +99,7 @@ pub async fn set_resource(
         "resource.rotation",
         &r.id,
         &r.name,
-        json!({ "method": s.method, "privileged_account": admin_name, "db_name": s.db_name, "db_tls": s.db_tls }),
+        json!({ "method": s.method, "privileged_account": admin_name, "db_name": s.db_name, "db_tls": s.db_tls, "script": s.script }),
     )
     .await?;
     tx.commit().await?;

@@ -14,8 +14,11 @@
 //! restarts; a small dispatcher runs them with a global and a per-resource limit, and a job
 //! for an account with a live session waits ("deferred") until the session ends.
 
+pub mod keys;
 pub mod postgres;
+pub mod scripts;
 pub mod settings;
+pub mod terminal;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,7 +32,26 @@ use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::vault::accounts::{self, secret_context, AccountRow};
 use crate::vault::resources::{self, ResourceRow};
+use gateway::telnet::logon::{Credentials, LogonScript, RotationCredentials};
 use gateway::Secret;
+
+/// Why a login did not work.
+#[derive(Debug)]
+pub enum LoginError {
+    /// The target answered and refused the credential.
+    Refused(String),
+    /// The target could not be reached, or the exchange broke off.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for LoginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoginError::Refused(m) => write!(f, "refused: {m}"),
+            LoginError::Unreachable(m) => write!(f, "unreachable: {m}"),
+        }
+    }
+}
 
 /// Jobs running at once, in all.
 pub const GLOBAL_LIMIT: usize = 8;
@@ -309,8 +331,49 @@ async fn system_event(
     }
 }
 
-/// Where the job's target is and how to change it.
-async fn target_for(app: &App, r: &ResourceRow) -> Result<postgres::PgTarget, String> {
+/// Where an account's secret is changed, and how.
+enum Target {
+    Postgres(postgres::PgTarget),
+    /// A shell (SSH, or Telnet), reached over the resource's path like a session.
+    Terminal(Box<TerminalTarget>),
+}
+
+struct TerminalTarget {
+    resource: ResourceRow,
+    /// The method (`scripts::METHODS`), or "ssh_key" for key accounts.
+    method: String,
+    /// The password-changing script (None for key accounts: `scripts::install_key`).
+    script: Option<LogonScript>,
+    /// The resource's privileged account and its password.
+    privileged: Option<(AccountRow, Secret)>,
+}
+
+/// The actor a rotation's own connections are audited as (host-key pins, failures).
+fn rotation_actor(requested_by: &str) -> Actor {
+    Actor {
+        id: "system".into(),
+        name: format!("rotation (for {requested_by})"),
+        addr: "local".into(),
+    }
+}
+
+/// Where `a`'s secret is changed and how: SSH-key accounts by installing a new key over
+/// SSH; password accounts by the resource's rotation method.
+async fn target_for(app: &App, a: &AccountRow, r: &ResourceRow) -> Result<Target, String> {
+    if a.secret_kind == "ssh_key" {
+        if r.ssh_port.is_none() {
+            return Err(format!(
+                "{} has no SSH port, and an SSH key is rotated over SSH",
+                r.name
+            ));
+        }
+        return Ok(Target::Terminal(Box::new(TerminalTarget {
+            resource: r.clone(),
+            method: "ssh_key".into(),
+            script: None,
+            privileged: None,
+        })));
+    }
     let s = settings::for_resource(app, &r.id)
         .await
         .map_err(|_| "the gateway's database is unavailable".to_string())?
@@ -320,19 +383,10 @@ async fn target_for(app: &App, r: &ResourceRow) -> Result<postgres::PgTarget, St
                 r.name
             )
         })?;
-    if s.method != "postgres" {
-        return Err(format!(
-            "{}: rotation method {} is not built yet",
-            r.name, s.method
-        ));
-    }
-    let port = r
-        .db_port
-        .ok_or_else(|| format!("{} has no database port", r.name))?;
-    let admin = match s.privileged_account_id {
+    let privileged = match &s.privileged_account_id {
         None => None,
         Some(admin_id) => {
-            let admin = accounts::get(app, &admin_id).await.map_err(|_| {
+            let admin = accounts::get(app, admin_id).await.map_err(|_| {
                 format!(
                     "{}: the privileged account for rotation no longer exists",
                     r.name
@@ -342,16 +396,235 @@ async fn target_for(app: &App, r: &ResourceRow) -> Result<postgres::PgTarget, St
                 .crypto
                 .open(&secret_context(&admin.id), &admin.secret_enc)
                 .map_err(|e| format!("the privileged account's secret could not be opened: {e}"))?;
-            Some((admin.username, password))
+            Some((admin, password))
         }
     };
-    Ok(postgres::PgTarget {
+    if scripts::is_terminal(&s.method) {
+        if !terminal::reachable_by_terminal(r) {
+            return Err(format!(
+                "{} has no SSH or Telnet port for the {} method",
+                r.name, s.method
+            ));
+        }
+        return Ok(Target::Terminal(Box::new(TerminalTarget {
+            resource: r.clone(),
+            method: s.method.clone(),
+            script: s.effective_script(),
+            privileged,
+        })));
+    }
+    let port = r
+        .db_port
+        .ok_or_else(|| format!("{} has no database port", r.name))?;
+    Ok(Target::Postgres(postgres::PgTarget {
         host: r.host.clone(),
         port: u16::try_from(port).map_err(|_| format!("{}: bad database port", r.name))?,
         database: s.db_name,
         tls: postgres::tls_mode(&s.db_tls).unwrap_or(sqlx::postgres::PgSslMode::Prefer),
-        admin,
-    })
+        admin: privileged.map(|(a, p)| (a.username, p)),
+    }))
+}
+
+/// A new secret of the account's kind: a password from the resource's policy, or a new
+/// ed25519 key (OpenSSH format, no passphrase: the vault encrypts it).
+async fn new_secret(app: &App, a: &AccountRow, r: &ResourceRow) -> Result<Secret, String> {
+    if a.secret_kind == "ssh_key" {
+        return keys::generate(&format!("portcullis {}@{}", a.username, r.name));
+    }
+    let policy = accounts::load_policy(app, &r.policy_id)
+        .await
+        .map_err(|_| "the gateway's database is unavailable".to_string())?;
+    Ok(Secret::from(policy.generate()))
+}
+
+/// Progress of a job, written to its row as it goes (the jobs page shows it).
+fn progress_writer(app: &App, id: &str, prefix: &'static str) -> impl FnMut(String) + Send {
+    let (app, id) = (app.clone(), id.to_string());
+    move |s: String| {
+        let (app, id) = (app.clone(), id.clone());
+        tokio::spawn(async move {
+            let _ = set_step(&app, &id, "running", &format!("{prefix}: {s}")).await;
+        });
+    }
+}
+
+impl Target {
+    /// Changes `a`'s secret from `current` to `new` on the target.
+    async fn change(
+        &self,
+        app: &App,
+        actor: &Actor,
+        a: &AccountRow,
+        current: &Secret,
+        new: &Secret,
+        progress: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), String> {
+        let t = match self {
+            Target::Postgres(pg) => return pg.change(&a.username, current, new).await,
+            Target::Terminal(t) => t,
+        };
+        if t.method == "ssh_key" {
+            let public = keys::public_line(new, None)?;
+            let mut term = t
+                .open(app, actor, a, current, passphrase_of(app, a)?)
+                .await
+                .map_err(|e| {
+                    format!("{} could not log in with its current key ({e})", a.username)
+                })?;
+            let done = term
+                .run_script(
+                    compile(scripts::install_key(&public))?,
+                    &creds(&a.username, current),
+                    &[],
+                    progress,
+                )
+                .await;
+            term.close().await;
+            return done;
+        }
+        let script = t
+            .script
+            .as_ref()
+            .ok_or("the rotation method has no script")?;
+        // Who logs in: the privileged account for sudo (and for a script, when one is set);
+        // the account itself otherwise (passwd; su, which then asks for root's password).
+        let as_privileged = t.method == "sudo" || (t.method == "script" && t.privileged.is_some());
+        let (login_account, login_secret) = match (&t.privileged, as_privileged) {
+            (Some((pa, ps)), true) => (pa, ps),
+            (None, true) => return Err("the rotation method needs a privileged account".into()),
+            (_, false) => (a, current),
+        };
+        let mut term = t
+            .open(app, actor, login_account, login_secret, None)
+            .await
+            .map_err(|e| {
+                format!(
+                    "{} could not log in to change the password ({e})",
+                    login_account.username
+                )
+            })?;
+        let privileged = t.privileged.as_ref().map(|(_, s)| s);
+        let c = Credentials {
+            username: &login_account.username,
+            password: login_secret,
+            enable_secret: None,
+            rotation: Some(RotationCredentials {
+                account: &a.username,
+                current,
+                new,
+                privileged,
+            }),
+        };
+        let mut mask = vec![current, new, login_secret];
+        mask.extend(privileged);
+        let done = term
+            .run_script(compile(script.clone())?, &c, &mask, progress)
+            .await;
+        term.close().await;
+        done
+    }
+
+    /// Logs in as `a` with `secret` (and leaves).
+    async fn login(
+        &self,
+        app: &App,
+        actor: &Actor,
+        a: &AccountRow,
+        secret: &Secret,
+        passphrase: Option<Secret>,
+    ) -> Result<(), LoginError> {
+        match self {
+            Target::Postgres(pg) => pg.login(&a.username, secret).await,
+            Target::Terminal(t) => {
+                t.open(app, actor, a, secret, passphrase)
+                    .await?
+                    .close()
+                    .await;
+                Ok(())
+            }
+        }
+    }
+
+    /// What is left after the new secret works: an SSH key account's old key is removed
+    /// from `authorized_keys` (logged in with the new key).
+    async fn finish(
+        &self,
+        app: &App,
+        actor: &Actor,
+        a: &AccountRow,
+        old: &Secret,
+        new: &Secret,
+        progress: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), String> {
+        let Target::Terminal(t) = self else {
+            return Ok(());
+        };
+        if t.method != "ssh_key" {
+            return Ok(());
+        }
+        let old_body = keys::public_body(old, passphrase_of(app, a)?.as_ref())?;
+        let new_body = keys::public_body(new, None)?;
+        if old_body == new_body {
+            return Ok(());
+        }
+        let mut term = t
+            .open(app, actor, a, new, None)
+            .await
+            .map_err(|e| format!("the new key could not log in to remove the old one ({e})"))?;
+        let done = term
+            .run_script(
+                compile(scripts::remove_key(&old_body))?,
+                &creds(&a.username, new),
+                &[],
+                progress,
+            )
+            .await;
+        term.close().await;
+        done
+    }
+}
+
+impl TerminalTarget {
+    async fn open(
+        &self,
+        app: &App,
+        actor: &Actor,
+        a: &AccountRow,
+        secret: &Secret,
+        passphrase: Option<Secret>,
+    ) -> Result<terminal::Terminal, LoginError> {
+        terminal::Terminal::open(
+            app,
+            actor,
+            &self.resource,
+            terminal::Login {
+                account: a,
+                secret: secret.duplicate(),
+                passphrase,
+            },
+        )
+        .await
+    }
+}
+
+fn compile(s: LogonScript) -> Result<gateway::telnet::logon::CompiledScript, String> {
+    s.compile_rotation()
+        .map_err(|e| format!("the rotation script is invalid ({e}); an administrator must fix it"))
+}
+
+/// Credentials for a script that names only the logged-in account.
+fn creds<'a>(username: &'a str, secret: &'a Secret) -> Credentials<'a> {
+    Credentials {
+        username,
+        password: secret,
+        enable_secret: None,
+        rotation: None,
+    }
+}
+
+fn passphrase_of(app: &App, a: &AccountRow) -> Result<Option<Secret>, String> {
+    accounts::open_passphrase(app, a)
+        .map_err(|_| "the account's key passphrase could not be opened".to_string())
 }
 
 /// The two phases (module comment). Errors are for people: what happened, and what the
@@ -361,20 +634,13 @@ async fn rotate(app: &App, id: &str) -> Result<(), String> {
     let j = job(app, id).await.map_err(db_down)?;
     let a = accounts::get(app, &j.account_id).await.map_err(db_down)?;
     let r = resources::get(app, &a.resource_id).await.map_err(db_down)?;
-    if a.secret_kind != "password" {
-        return Err(
-            "only password accounts are rotated so far (SSH keys are not built yet)".into(),
-        );
-    }
-    let target = target_for(app, &r).await?;
+    let actor = rotation_actor(&j.requested_by);
+    let target = target_for(app, &a, &r).await?;
     let old = app
         .crypto
         .open(&secret_context(&a.id), &a.secret_enc)
         .map_err(|e| format!("the account's secret could not be opened: {e}"))?;
-    let policy = accounts::load_policy(app, &r.policy_id)
-        .await
-        .map_err(db_down)?;
-    let new = Secret::from(policy.generate());
+    let new = new_secret(app, &a, &r).await?;
 
     // Phase 1: the new secret is in the vault (pending) before the target hears of it.
     set_step(app, id, "running", "storing the new secret as pending")
@@ -395,11 +661,30 @@ async fn rotate(app: &App, id: &str) -> Result<(), String> {
     set_step(app, id, "running", "changing the secret on the target")
         .await
         .map_err(db_down)?;
-    if let Err(e) = target.change(&a.username, &old, &new).await {
-        discard_pending(app, &a.id).await.map_err(db_down)?;
-        return Err(format!(
-            "the target refused the change: {e}. The vault keeps the current secret."
-        ));
+    let mut progress = progress_writer(app, id, "changing the secret on the target");
+    if let Err(e) = target
+        .change(app, &actor, &a, &old, &new, &mut progress)
+        .await
+    {
+        // The change may have happened before the error (a lost connection after the
+        // target took it): only a login with the old secret proves the vault may keep it.
+        let old_works = target
+            .login(app, &actor, &a, &old, passphrase_of(app, &a)?)
+            .await;
+        let new_works = target.login(app, &actor, &a, &new, None).await;
+        return match (old_works, new_works) {
+            (_, Ok(())) => {
+                set_step(app, id, "running", "the change reported an error, but the new secret logs in").await.map_err(db_down)?;
+                target.finish(app, &actor, &a, &old, &new, &mut progress).await.unwrap_or_else(|e| tracing::warn!(error = %e, "finishing a rotation"));
+                commit(app, &a, &old, &new, id, &j.requested_by, &format!("rotated: the change reported an error ({e}), but the new secret logs in and is now the account's secret")).await.map_err(db_down)?;
+                Ok(())
+            }
+            (Ok(()), Err(_)) => {
+                discard_pending(app, &a.id).await.map_err(db_down)?;
+                Err(format!("the target refused the change: {e}. The vault keeps the current secret, which still logs in."))
+            }
+            (Err(e1), Err(e2)) => Err(format!("the change failed ({e}), and neither the old secret ({e1}) nor the new one ({e2}) logs in now: both are kept (the new one as pending) and checked again at the next start; an administrator should look at the target.")),
+        };
     }
     sqlx::query("UPDATE pending_secrets SET phase = 'changed' WHERE account_id = $1")
         .bind(&a.id)
@@ -412,8 +697,11 @@ async fn rotate(app: &App, id: &str) -> Result<(), String> {
     set_step(app, id, "running", "verifying the new secret")
         .await
         .map_err(db_down)?;
-    if let Err(e) = target.login(&a.username, &new).await {
-        return match target.login(&a.username, &old).await {
+    if let Err(e) = target.login(app, &actor, &a, &new, None).await {
+        return match target
+            .login(app, &actor, &a, &old, passphrase_of(app, &a)?)
+            .await
+        {
             Ok(()) => {
                 discard_pending(app, &a.id).await.map_err(db_down)?;
                 Err(format!("a login with the new secret failed ({e}) while the old one still works: the vault keeps the old one."))
@@ -422,17 +710,18 @@ async fn rotate(app: &App, id: &str) -> Result<(), String> {
         };
     }
     pause_point(app, id, "verified").await;
-    commit(
-        app,
-        &a,
-        &old,
-        &new,
-        id,
-        &j.requested_by,
-        "rotated: the new secret logs in and is now the account's secret",
-    )
-    .await
-    .map_err(db_down)?;
+    let mut progress = progress_writer(app, id, "removing the old key");
+    let finished = target
+        .finish(app, &actor, &a, &old, &new, &mut progress)
+        .await;
+    let message = match &finished {
+        Ok(()) if a.secret_kind == "ssh_key" => "rotated: the new key logs in, the old key was removed from authorized_keys, and the new key is now the account's secret".to_string(),
+        Ok(()) => "rotated: the new secret logs in and is now the account's secret".to_string(),
+        Err(e) => format!("rotated: the new key logs in and is now the account's secret, but the old key could not be removed ({e}); remove it by hand"),
+    };
+    commit(app, &a, &old, &new, id, &j.requested_by, &message)
+        .await
+        .map_err(db_down)?;
     Ok(())
 }
 
@@ -464,7 +753,8 @@ async fn commit(
     let mut tx = app.db.begin_write().await?;
     let by = format!("rotation (for {requested_by})");
     accounts::push_history(app, &mut tx, a, old, &by, "local", now).await?;
-    sqlx::query("UPDATE accounts SET secret_enc = $1, secret_changed_at = $2, updated_at = $2 WHERE id = $3")
+    // A rotated key has no passphrase (the vault encrypts it).
+    sqlx::query("UPDATE accounts SET secret_enc = $1, passphrase_enc = CASE WHEN secret_kind = 'ssh_key' THEN NULL ELSE passphrase_enc END, secret_changed_at = $2, updated_at = $2 WHERE id = $3")
         .bind(app.crypto.seal(&secret_context(&a.id), new.expose()))
         .bind(now)
         .bind(&a.id)
@@ -580,23 +870,31 @@ async fn try_settle(
         .crypto
         .open(&secret_context(&a.id), &a.secret_enc)
         .map_err(|e| format!("the account's secret could not be opened: {e}"))?;
-    let target = target_for(app, &r).await?;
+    let target = target_for(app, &a, &r).await?;
     let requested_by = job(app, job_id)
         .await
         .map(|j| j.requested_by)
         .unwrap_or_else(|_| "system".into());
-    match target.login(&a.username, &new).await {
+    let actor = rotation_actor(&requested_by);
+    match target.login(app, &actor, &a, &new, None).await {
         Ok(()) => {
-            let m = "recovered after a gateway stop: the new secret logs in and is now the account's secret";
-            commit(app, &a, &old, &new, job_id, &requested_by, m)
+            let mut progress = |_: String| {};
+            let m = match target.finish(app, &actor, &a, &old, &new, &mut progress).await {
+                Ok(()) => "recovered after a gateway stop: the new secret logs in and is now the account's secret".to_string(),
+                Err(e) => format!("recovered after a gateway stop: the new key logs in and is now the account's secret, but the old key could not be removed ({e}); remove it by hand"),
+            };
+            commit(app, &a, &old, &new, job_id, &requested_by, &m)
                 .await
                 .map_err(db_down)?;
-            Ok(Settled::Committed(m.into()))
+            Ok(Settled::Committed(m))
         }
-        Err(postgres::LoginError::Unreachable(e)) => Ok(Settled::Open(format!(
+        Err(LoginError::Unreachable(e)) => Ok(Settled::Open(format!(
             "recovery after a gateway stop could not reach the target ({e}): the pending secret is kept and checked at the next start"
         ))),
-        Err(postgres::LoginError::Refused(e)) => match target.login(&a.username, &old).await {
+        Err(LoginError::Refused(e)) => match target
+            .login(app, &actor, &a, &old, passphrase_of(app, &a)?)
+            .await
+        {
             Ok(()) => {
                 discard_pending(app, account_id).await.map_err(db_down)?;
                 Ok(Settled::Again(format!("queued again after a gateway stop: the target still takes the old secret (the new one was refused: {e}), which the vault keeps")))

@@ -30,23 +30,7 @@ pub struct PgTarget {
     pub admin: Option<(String, Secret)>,
 }
 
-/// Why a login did not work.
-#[derive(Debug)]
-pub enum LoginError {
-    /// The server answered and refused the credential.
-    Refused(String),
-    /// The server could not be reached or the exchange broke off.
-    Unreachable(String),
-}
-
-impl std::fmt::Display for LoginError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LoginError::Refused(m) => write!(f, "refused: {m}"),
-            LoginError::Unreachable(m) => write!(f, "unreachable: {m}"),
-        }
-    }
-}
+pub use super::LoginError;
 
 /// `db_tls` setting values as sqlx modes.
 pub fn tls_mode(s: &str) -> Option<PgSslMode> {

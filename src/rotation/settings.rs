@@ -1,57 +1,126 @@
 //! Why: how a resource's accounts are rotated is a per-resource choice made by an
-//! administrator (which method, which privileged account, which database and TLS mode);
-//! the engine reads it for every job.
+//! administrator (which method, which privileged account, which database and TLS mode, or
+//! which prompt/answer script); the engine reads it for every job.
+
+use gateway::telnet::logon::LogonScript;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 
+use super::scripts;
+
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RotationSettings {
-    /// 'postgres' (the only method built so far).
+    /// One of `scripts::METHODS`: 'postgres' (ALTER ROLE), 'passwd' (each account changes
+    /// its own), 'sudo' / 'su' (chpasswd through the privileged account), 'script'.
     pub method: String,
     /// The account of the same resource that changes the others' secrets (None: each
-    /// account changes its own, logged in with its current secret).
+    /// account changes its own, logged in with its current secret). For 'su', the account
+    /// whose password `su` asks for (root).
     pub privileged_account_id: Option<String>,
-    /// The database to connect to.
+    /// PostgreSQL only: the database to connect to.
     pub db_name: String,
-    /// 'disable', 'prefer', 'require' or 'verify_full'.
+    /// PostgreSQL only: 'disable', 'prefer', 'require' or 'verify_full'.
     pub db_tls: String,
+    /// Method 'script' only: the administrator's script.
+    pub script: Option<LogonScript>,
 }
 
 impl RotationSettings {
     pub fn check(&self) -> ApiResult<()> {
-        if self.method != "postgres" {
+        if !scripts::METHODS.contains(&self.method.as_str()) {
             return Err(ApiError::field(
                 "method",
-                "must be postgres (ALTER ROLE as the privileged account); SSH, Telnet and MariaDB rotation are not built yet",
+                "must be postgres (ALTER ROLE), passwd (each account changes its own password), sudo or su (chpasswd through the privileged account) or script (your own prompt/answer script)",
             ));
         }
-        if super::postgres::tls_mode(&self.db_tls).is_none() {
+        if self.method == "postgres" {
+            if super::postgres::tls_mode(&self.db_tls).is_none() {
+                return Err(ApiError::field(
+                    "db_tls",
+                    "must be disable, prefer, require or verify_full",
+                ));
+            }
+            crate::vault::check_text("db_name", &self.db_name, 1, 63)?;
+        }
+        if scripts::needs_privileged(&self.method) && self.privileged_account_id.is_none() {
             return Err(ApiError::field(
-                "db_tls",
-                "must be disable, prefer, require or verify_full",
+                "privileged_account_id",
+                format!(
+                    "the {} method needs the privileged account whose password it types",
+                    self.method
+                ),
             ));
         }
-        crate::vault::check_text("db_name", &self.db_name, 1, 63)?;
+        match (&self.script, self.method == "script") {
+            (None, true) => {
+                return Err(ApiError::field(
+                    "script",
+                    "the script method needs a script (steps of expect and send)",
+                ))
+            }
+            (Some(s), true) => {
+                s.compile_rotation()
+                    .map_err(|e| ApiError::field(&format!("script.{}", e.field), &e.message))?;
+                if s.steps.iter().any(|st| {
+                    st.send
+                        .as_deref()
+                        .is_some_and(|v| v.contains("{privileged_password}"))
+                }) && self.privileged_account_id.is_none()
+                {
+                    return Err(ApiError::field(
+                        "privileged_account_id",
+                        "the script types {privileged_password}: choose the privileged account",
+                    ));
+                }
+            }
+            (Some(_), false) => {
+                return Err(ApiError::field(
+                    "script",
+                    "only the script method takes a script; the others use their built-in one",
+                ))
+            }
+            (None, false) => {}
+        }
         Ok(())
+    }
+
+    /// The script a terminal method runs: the built-in one, or the administrator's.
+    pub fn effective_script(&self) -> Option<LogonScript> {
+        match self.method.as_str() {
+            "script" => self.script.clone(),
+            m => scripts::builtin(m),
+        }
     }
 }
 
+type Row = (String, Option<String>, String, String, Option<String>);
+
 pub async fn for_resource(app: &App, resource_id: &str) -> ApiResult<Option<RotationSettings>> {
-    let row: Option<(String, Option<String>, String, String)> = sqlx::query_as(
-        "SELECT method, privileged_account_id, db_name, db_tls FROM resource_rotation WHERE resource_id = $1",
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT method, privileged_account_id, db_name, db_tls, script FROM resource_rotation WHERE resource_id = $1",
     )
     .bind(resource_id)
     .fetch_optional(&app.db.pool)
     .await?;
-    Ok(row.map(
-        |(method, privileged_account_id, db_name, db_tls)| RotationSettings {
-            method,
-            privileged_account_id,
-            db_name,
-            db_tls,
-        },
-    ))
+    let Some((method, privileged_account_id, db_name, db_tls, script)) = row else {
+        return Ok(None);
+    };
+    let script = match script {
+        Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
+            ApiError::Internal(anyhow::anyhow!(
+                "a stored rotation script does not parse: {e}"
+            ))
+        })?),
+        None => None,
+    };
+    Ok(Some(RotationSettings {
+        method,
+        privileged_account_id,
+        db_name,
+        db_tls,
+        script,
+    }))
 }
 
 pub async fn set(
@@ -60,16 +129,23 @@ pub async fn set(
     s: &RotationSettings,
     by: &str,
 ) -> ApiResult<()> {
+    let script = match &s.script {
+        Some(sc) => Some(
+            serde_json::to_string(sc).map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?,
+        ),
+        None => None,
+    };
     sqlx::query("DELETE FROM resource_rotation WHERE resource_id = $1")
         .bind(resource_id)
         .execute(tx.conn())
         .await?;
-    sqlx::query("INSERT INTO resource_rotation (resource_id, method, privileged_account_id, db_name, db_tls, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+    sqlx::query("INSERT INTO resource_rotation (resource_id, method, privileged_account_id, db_name, db_tls, script, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(resource_id)
         .bind(&s.method)
         .bind(&s.privileged_account_id)
         .bind(&s.db_name)
         .bind(&s.db_tls)
+        .bind(script)
         .bind(by)
         .bind(crate::db::now_ms())
         .execute(tx.conn())

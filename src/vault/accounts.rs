@@ -703,6 +703,15 @@ pub struct LandingLogin {
     pub passphrase: Option<Secret>,
 }
 
+/// The key passphrase of an SSH-key account, if it has one (the rotation engine logs in with
+/// it as a session would).
+pub fn open_passphrase(app: &App, a: &AccountRow) -> ApiResult<Option<Secret>> {
+    match &a.passphrase_enc {
+        Some(enc) => Ok(Some(open(app, &passphrase_context(&a.id), enc)?)),
+        None => Ok(None),
+    }
+}
+
 pub async fn open_for_session(app: &App, p: &Principal, id: &str) -> ApiResult<SessionCredential> {
     let (a, r, _level) = get_for(app, p, id).await?;
     let secret = open(app, &secret_context(&a.id), &a.secret_enc)?;

@@ -25,6 +25,7 @@ mod live;
 mod rdp;
 mod recordings;
 mod rotation;
+mod rotation_terminal;
 mod ssh;
 mod startup;
 mod telnet;

@@ -374,7 +374,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                         continue;
                     }
                     // Terminal input means nothing to a desktop.
-                    Some(ClientInput::Data(_)) => Vec::new(),
+                    Some(ClientInput::Data(_) | ClientInput::Secret(_)) => Vec::new(),
                 };
                 let events = input.apply(ops);
                 if let Err(why) = send_input(&mut stage, &mut image, &mut framed, &events, &label).await {

@@ -6,6 +6,11 @@
 //! incorrect`) end the attempt at once with the step that failed, instead of waiting for
 //! the timeout. The runner here is sans-I/O: it is fed the target's output and says what to
 //! send; the adapter owns the clock and the socket.
+//!
+//! The rotation engine runs the same kind of script over a logged-in terminal to change a
+//! password (`passwd`, `sudo`/`su` + `chpasswd`, a network device's config mode): those
+//! scripts may also name the rotated account and its current, new and privileged secrets
+//! (`compile_rotation`), which a logon script may not (`compile`).
 
 use std::time::Duration;
 
@@ -42,6 +47,10 @@ pub struct LogonStep {
     pub send: Option<String>,
     #[serde(default = "default_timeout")]
     pub timeout_s: u32,
+    /// Skipped when the next step's pattern shows up first (a prompt some targets show and
+    /// others do not, such as `sudo`'s password prompt when credentials are cached).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 fn default_timeout() -> u32 {
@@ -55,11 +64,36 @@ pub enum Piece {
     Username,
     Password,
     EnableSecret,
+    /// Rotation scripts only: the rotated account's user name.
+    Account,
+    /// Rotation scripts only: the rotated account's current secret.
+    CurrentPassword,
+    /// Rotation scripts only: the secret it is being changed to.
+    NewPassword,
+    /// Rotation scripts only: the privileged account's secret (`sudo`, `su`).
+    PrivilegedPassword,
 }
 
 impl Piece {
     pub fn is_secret(&self) -> bool {
-        matches!(self, Piece::Password | Piece::EnableSecret)
+        matches!(
+            self,
+            Piece::Password
+                | Piece::EnableSecret
+                | Piece::CurrentPassword
+                | Piece::NewPassword
+                | Piece::PrivilegedPassword
+        )
+    }
+
+    fn rotation_only(&self) -> bool {
+        matches!(
+            self,
+            Piece::Account
+                | Piece::CurrentPassword
+                | Piece::NewPassword
+                | Piece::PrivilegedPassword
+        )
     }
 }
 
@@ -128,9 +162,13 @@ pub fn parse_value(field: &str, v: &str) -> Result<Vec<Piece>, ScriptError> {
                     "username" => Piece::Username,
                     "password" => Piece::Password,
                     "enable_secret" => Piece::EnableSecret,
+                    "account" => Piece::Account,
+                    "current_password" => Piece::CurrentPassword,
+                    "new_password" => Piece::NewPassword,
+                    "privileged_password" => Piece::PrivilegedPassword,
                     other => {
                         return Err(err(&format!(
-                            "unknown placeholder {{{other}}}: use {{username}}, {{password}} or {{enable_secret}}"
+                            "unknown placeholder {{{other}}}: use {{username}}, {{password}} or {{enable_secret}} (and in rotation scripts {{account}}, {{current_password}}, {{new_password}}, {{privileged_password}})"
                         )))
                     }
                 };
@@ -156,6 +194,7 @@ struct CompiledStep {
     expect: Regex,
     send: Option<Vec<Piece>>,
     timeout: Duration,
+    optional: bool,
 }
 
 /// A checked script, ready to run.
@@ -166,8 +205,23 @@ pub struct CompiledScript {
 }
 
 impl LogonScript {
-    /// Checks everything an administrator can get wrong, with the field at fault.
+    /// Checks a logon script: everything an administrator can get wrong, with the field at
+    /// fault. The rotation placeholders are refused here (a logon has no new password).
     pub fn compile(&self) -> Result<CompiledScript, ScriptError> {
+        let c = self.compile_rotation()?;
+        for (i, s) in c.steps.iter().enumerate() {
+            if s.send.iter().flatten().any(Piece::rotation_only) {
+                return Err(ScriptError {
+                    field: format!("steps[{i}].send"),
+                    message: "{account}, {current_password}, {new_password} and {privileged_password} belong in rotation scripts, not logon scripts".into(),
+                });
+            }
+        }
+        Ok(c)
+    }
+
+    /// Checks a rotation script (every placeholder allowed).
+    pub fn compile_rotation(&self) -> Result<CompiledScript, ScriptError> {
         if self.steps.is_empty() || self.steps.len() > MAX_STEPS {
             return Err(ScriptError {
                 field: "steps".into(),
@@ -205,7 +259,14 @@ impl LogonScript {
                     .map(|v| parse_value(&f("send"), v))
                     .transpose()?,
                 timeout: Duration::from_secs(s.timeout_s as u64),
+                optional: s.optional,
             });
+            if s.optional && i + 1 == self.steps.len() {
+                return Err(ScriptError {
+                    field: f("optional"),
+                    message: "the last step cannot be optional (it says the script is done)".into(),
+                });
+            }
         }
         let failure = self
             .failure
@@ -226,12 +287,13 @@ impl LogonScript {
     }
 }
 
-fn step(label: &str, expect: &str, send: Option<&str>) -> LogonStep {
+pub fn step(label: &str, expect: &str, send: Option<&str>) -> LogonStep {
     LogonStep {
         label: label.into(),
         expect: expect.into(),
         send: send.map(Into::into),
         timeout_s: DEFAULT_TIMEOUT_S,
+        optional: false,
     }
 }
 
@@ -301,6 +363,16 @@ pub struct Credentials<'a> {
     pub username: &'a str,
     pub password: &'a crate::Secret,
     pub enable_secret: Option<&'a crate::Secret>,
+    /// What a rotation script may name besides (None in a logon).
+    pub rotation: Option<RotationCredentials<'a>>,
+}
+
+/// The rotated account, for a rotation script's placeholders.
+pub struct RotationCredentials<'a> {
+    pub account: &'a str,
+    pub current: &'a crate::Secret,
+    pub new: &'a crate::Secret,
+    pub privileged: Option<&'a crate::Secret>,
 }
 
 /// The bytes a step types (without Enter), in a buffer wiped when dropped, and how the
@@ -332,6 +404,32 @@ pub fn fill_value(
                 }
                 None => return Err("the script sends {enable_secret}, but the resource has no enable account: an administrator sets one in the resource's Telnet settings".into()),
             },
+            Piece::Account | Piece::CurrentPassword | Piece::NewPassword | Piece::PrivilegedPassword => {
+                let Some(r) = &c.rotation else {
+                    return Err("a rotation placeholder in a logon script".into());
+                };
+                match p {
+                    Piece::Account => {
+                        value.extend_from_slice(r.account.as_bytes());
+                        said.push("the account's name".into());
+                    }
+                    Piece::CurrentPassword => {
+                        value.extend_from_slice(r.current.expose());
+                        said.push("the current password".into());
+                    }
+                    Piece::NewPassword => {
+                        value.extend_from_slice(r.new.expose());
+                        said.push("the new password".into());
+                    }
+                    _ => match r.privileged {
+                        Some(s) => {
+                            value.extend_from_slice(s.expose());
+                            said.push("the privileged account's password".into());
+                        }
+                        None => return Err("the script sends {privileged_password}, but the resource's rotation settings name no privileged account".into()),
+                    },
+                }
+            }
         }
     }
     if said.is_empty() {
@@ -453,7 +551,17 @@ impl LogonRun {
                 };
             }
         }
-        let Some(m) = current.expect.find(&text) else {
+        let mut matched = current.expect.find(&text);
+        if matched.is_none() && current.optional {
+            // An optional prompt that did not come: the next step's prompt stands for it.
+            if let Some(next) = self.script.steps.get(self.step + 1) {
+                if next.expect.find(&text).is_some() {
+                    self.step += 1;
+                    return self.feed(&[]);
+                }
+            }
+        }
+        let Some(m) = matched.take() else {
             return LogonAction::Wait;
         };
         // Keep what came after the match for the next step.
@@ -720,5 +828,102 @@ mod tests {
         let mut short = b"abc".to_vec();
         mask_secret(&mut short, b"abcdef");
         assert_eq!(short, b"abc");
+    }
+
+    fn script(steps: Vec<LogonStep>) -> LogonScript {
+        LogonScript {
+            steps,
+            failure: vec!["authentication failure".into()],
+        }
+    }
+
+    #[test]
+    fn an_optional_step_is_skipped_when_the_next_prompt_comes_first() {
+        let mut optional = step("sudo password", r"sudo password: $", Some("{password}"));
+        optional.optional = true;
+        let s = script(vec![
+            step("prompt", r"\$ $", Some("sudo true")),
+            optional,
+            step("done", r"ok$", None),
+        ]);
+        // The optional prompt shows: it is answered.
+        let mut r = LogonRun::new(s.compile().expect("compiles"));
+        assert!(matches!(
+            r.feed(b"$ "),
+            LogonAction::Matched { index: 0, .. }
+        ));
+        assert!(matches!(
+            r.feed(b"sudo password: "),
+            LogonAction::Matched { index: 1, .. }
+        ));
+        assert_eq!(r.feed(b"\r\nok"), LogonAction::Done);
+        // It does not (credentials cached): the run goes straight to the next step.
+        let mut r = LogonRun::new(s.compile().expect("compiles"));
+        assert!(matches!(
+            r.feed(b"$ "),
+            LogonAction::Matched { index: 0, .. }
+        ));
+        assert_eq!(r.feed(b"\r\nok"), LogonAction::Done);
+        // Without the flag the same output waits for the prompt that never comes.
+        let mut strict = s.clone();
+        strict.steps[1].optional = false;
+        let mut r = LogonRun::new(strict.compile().expect("compiles"));
+        assert!(matches!(
+            r.feed(b"$ "),
+            LogonAction::Matched { index: 0, .. }
+        ));
+        assert_eq!(r.feed(b"\r\nok"), LogonAction::Wait);
+        // A last step cannot be optional.
+        let mut bad = s.clone();
+        bad.steps[2].optional = true;
+        assert_eq!(
+            bad.compile_rotation().err().map(|e| e.field),
+            Some("steps[2].optional".to_string())
+        );
+    }
+
+    #[test]
+    fn rotation_placeholders_are_for_rotation_scripts_only() {
+        let s = script(vec![
+            step("prompt", r"\$ $", Some("passwd")),
+            step("new", r"new password: $", Some("{new_password}")),
+            step("done", r"updated", None),
+        ]);
+        assert_eq!(
+            s.compile().err().map(|e| e.field),
+            Some("steps[1].send".to_string())
+        );
+        let c = s.compile_rotation().expect("a rotation script");
+        let mut r = LogonRun::new(c);
+        r.feed(b"$ ");
+        let LogonAction::Matched { send: Some(p), .. } = r.feed(b"New password: ") else {
+            panic!("the new-password prompt should match");
+        };
+        let (pw, cur, new) = (
+            crate::Secret::from_str_copy("login-pw"),
+            crate::Secret::from_str_copy("old-pw"),
+            crate::Secret::from_str_copy("NEW-pw"),
+        );
+        let mut creds = Credentials {
+            username: "root",
+            password: &pw,
+            enable_secret: None,
+            rotation: Some(RotationCredentials {
+                account: "alice",
+                current: &cur,
+                new: &new,
+                privileged: None,
+            }),
+        };
+        let (value, said) = fill_value(p, &creds).expect("filled");
+        assert_eq!(&value[..], b"NEW-pw");
+        assert_eq!(said, "the new password");
+        assert!(!said.contains("NEW-pw"));
+        // {privileged_password} without a privileged account, and any rotation placeholder
+        // outside a rotation, are errors rather than empty strings.
+        let priv_piece = parse_value("v", "{privileged_password}").expect("parses");
+        assert!(fill_value(&priv_piece, &creds).is_err());
+        creds.rotation = None;
+        assert!(fill_value(p, &creds).is_err());
     }
 }

@@ -87,6 +87,7 @@ fn typed_bytes(
         username: &t.username,
         password: &t.password,
         enable_secret: t.enable_secret.as_ref(),
+        rotation: None,
     };
     let (mut value, said) = fill_value(pieces, &creds)?;
     value.push(b'\r');
@@ -263,6 +264,17 @@ async fn run(t: TelnetTarget, stream: TargetStream, mut io: AdapterIo) {
                     } else {
                         let room = TYPE_AHEAD.saturating_sub(type_ahead.len());
                         type_ahead.extend_from_slice(&d[..d.len().min(room)]);
+                    }
+                }
+                // Typed by the gateway only once logged in (it waits for that); dropped
+                // before, like nothing else, since a secret must not sit in a type-ahead.
+                Some(ClientInput::Secret(k)) => {
+                    if matches!(phase, Phase::LoggedIn) {
+                        let mut out = Zeroizing::new(Vec::with_capacity(k.0.len() + 4));
+                        c.proto.encode_input(k.0.expose(), &mut out);
+                        if let Err(e) = c.wr.write_all(&out).await {
+                            break format!("Sending to {} failed: {e}", t.label);
+                        }
                     }
                 }
                 Some(ClientInput::Resize { cols, rows }) => {

