@@ -18,14 +18,14 @@ use crate::live::{
 use crate::netns_chain::Chain;
 use crate::sshd_server::sshd;
 
-const PASSWORD: &str = "Hop-Target-Canary-Pw-31!";
+pub(crate) const PASSWORD: &str = "Hop-Target-Canary-Pw-31!";
 const HOP_PASSWORD: &str = "Hop-Landing-Canary-Pw-47!";
 
-struct HopWorld {
-    chain: Chain,
+pub(crate) struct HopWorld {
+    pub(crate) chain: Chain,
     server: Server,
     tls: Tls,
-    admin: Client,
+    pub(crate) admin: Client,
     eng: Client,
     cookie: String,
     /// Resource ids of the landing servers' machines, first hop first.
@@ -34,14 +34,16 @@ struct HopWorld {
     landings: Vec<String>,
     /// Login account of each landing server.
     hop_accounts: Vec<String>,
-    target: String,
-    account: String,
+    pub(crate) target: String,
+    pub(crate) account: String,
+    /// The target account's machine user (the machine's own users, shared by the nodes).
+    pub(crate) target_user: String,
     _site: Site,
 }
 
 /// `hops` landing servers and a target behind them; the engineer has Connect on the target
 /// account only.
-async fn hop_world(hops: usize) -> HopWorld {
+pub(crate) async fn hop_world(hops: usize) -> HopWorld {
     let chain = Chain::up(hops + 1);
     let target_user = sshd().user(PASSWORD);
     let hop_user = sshd().user(HOP_PASSWORD);
@@ -98,6 +100,7 @@ async fn hop_world(hops: usize) -> HopWorld {
         hop_accounts,
         target,
         account,
+        target_user,
         _site: site,
     }
 }

@@ -291,3 +291,46 @@ async fn a_gateway_killed_mid_change_over_ssh_keeps_a_working_password() {
         assert_eq!(pending, vec!["0".to_string()], "after a kill at {step}");
     }
 }
+
+/// Whether the machine's shadow file holds `password` for `user` (the nodes of a network
+/// namespace chain share the machine's users, and the target is unreachable from here but
+/// through the chain: this checks the change itself, independently of any login path).
+fn shadow_holds(user: &str, password: &str) -> bool {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            "import crypt, spwd, sys; h = spwd.getspnam(sys.argv[1]).sp_pwdp; print(crypt.crypt(sys.argv[2], h) == h)",
+            user,
+            password,
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim() == "True"
+}
+
+#[tokio::test]
+async fn a_target_behind_a_landing_server_is_rotated_through_it() {
+    let w = crate::hops::hop_world(1).await;
+    // The target answers only through the landing server.
+    w.chain.assert_isolated(1);
+    set_method(&w.admin, &w.target, json!({ "method": "passwd" })).await;
+    assert!(shadow_holds(&w.target_user, crate::hops::PASSWORD));
+    let job = rotate(&w.admin, &w.account).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let new = reveal(&w.admin, &w.account).await;
+    assert!(
+        shadow_holds(&w.target_user, &new),
+        "the new password is not the target's"
+    );
+    assert!(
+        !shadow_holds(&w.target_user, crate::hops::PASSWORD),
+        "the old password still is the target's"
+    );
+}
