@@ -69,11 +69,13 @@ async fn main() -> anyhow::Result<()> {
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
 
+    // The concurrency the server runs with (settings rotation_concurrency and
+    // rotation_per_target), as its jobs page reports it.
+    let load = g.call("GET", "/rotation/jobs?limit=1", json!({})).await?["load"].clone();
     println!(
         "Rotation through the gateway: {ROLES} PostgreSQL roles on one server (local PostgreSQL 15, SQLite vault), \
          at most {} jobs at once ({} per resource)\n",
-        portcullis::rotation::GLOBAL_LIMIT,
-        portcullis::rotation::PER_RESOURCE_LIMIT
+        load["global_limit"], load["per_resource_limit"]
     );
     let started = Instant::now();
     futures_util::stream::iter(accounts.iter())

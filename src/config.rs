@@ -52,6 +52,9 @@ pub struct FileConfig {
     pub log: Option<String>,
     pub session_idle_timeout: Option<String>,
     pub login_max_failures: Option<u32>,
+    pub rotation_concurrency: Option<u32>,
+    pub rotation_per_target: Option<u32>,
+    pub rotation_verify_at: Option<String>,
     pub login_lockout: Option<String>,
     pub syslog: Option<String>,
     pub host_key_policy: Option<String>,
@@ -101,6 +104,12 @@ pub struct Config {
     pub log: String,
     pub session_idle_timeout: Duration,
     pub login_max_failures: u32,
+    /// Rotation and verification jobs running at once, in all and against one resource.
+    pub rotation_concurrency: usize,
+    pub rotation_per_target: usize,
+    /// The nightly verification of every rotatable account: minutes after midnight UTC,
+    /// None when switched off.
+    pub rotation_verify_at: Option<u32>,
     pub login_lockout: Duration,
     pub syslog: Option<SyslogTarget>,
     /// First contact with an SSH host key: trust it (and pin it), or wait for approval.
@@ -216,6 +225,24 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
         "forward audit events: udp://HOST:PORT or tcp://HOST:PORT",
     ),
     (
+        "rotation_concurrency",
+        "PORTCULLIS_ROTATION_CONCURRENCY",
+        "8",
+        "rotation and verification jobs running at once",
+    ),
+    (
+        "rotation_per_target",
+        "PORTCULLIS_ROTATION_PER_TARGET",
+        "4",
+        "rotation and verification jobs running at once against one resource",
+    ),
+    (
+        "rotation_verify_at",
+        "PORTCULLIS_ROTATION_VERIFY_AT",
+        "02:00",
+        "nightly check that every rotatable account's secret logs in (HH:MM UTC, or off)",
+    ),
+    (
         "host_key_policy",
         "PORTCULLIS_HOST_KEY_POLICY",
         "tofu",
@@ -318,6 +345,15 @@ impl Config {
                 file.login_max_failures.map(|n| n.to_string()),
             );
             put("login_lockout", file.login_lockout);
+            put(
+                "rotation_concurrency",
+                file.rotation_concurrency.map(|n| n.to_string()),
+            );
+            put(
+                "rotation_per_target",
+                file.rotation_per_target.map(|n| n.to_string()),
+            );
+            put("rotation_verify_at", file.rotation_verify_at);
             put("syslog", file.syslog);
             put("host_key_policy", file.host_key_policy);
             put("session_reattach_grace", file.session_reattach_grace);
@@ -488,6 +524,28 @@ impl Config {
             },
             None => 5,
         };
+        let count = |k: &str, default: usize| -> Result<usize, ConfigError> {
+            match get(k) {
+                Some(r) => match r.value.parse::<usize>() {
+                    Ok(n) if (1..=256).contains(&n) => Ok(n),
+                    _ => Err(err(k, r, "must be a whole number from 1 to 256".into())),
+                },
+                None => Ok(default),
+            }
+        };
+        let rotation_concurrency = count("rotation_concurrency", 8)?;
+        let rotation_per_target = count("rotation_per_target", 4)?;
+        let rotation_verify_at = match get("rotation_verify_at") {
+            Some(r) if r.value == "off" => None,
+            Some(r) => Some(parse_time_of_day(&r.value).ok_or_else(|| {
+                err(
+                    "rotation_verify_at",
+                    r,
+                    "must be a time of day HH:MM (UTC), or off".into(),
+                )
+            })?),
+            None => Some(2 * 60),
+        };
         let syslog = match get("syslog") {
             Some(r) if r.value == "off" || r.value.is_empty() => None,
             Some(r) => Some(parse_syslog(&r.value).ok_or_else(|| {
@@ -564,6 +622,9 @@ impl Config {
             log,
             session_idle_timeout,
             login_max_failures,
+            rotation_concurrency,
+            rotation_per_target,
+            rotation_verify_at,
             login_lockout,
             syslog,
             host_key_policy,
@@ -691,6 +752,13 @@ pub fn process_env() -> BTreeMap<String, String> {
     std::env::vars()
         .filter(|(k, _)| k.starts_with("PORTCULLIS_"))
         .collect()
+}
+
+/// `HH:MM` as minutes after midnight.
+pub fn parse_time_of_day(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60 && s.len() == 5).then_some(h * 60 + m)
 }
 
 #[cfg(test)]

@@ -83,6 +83,7 @@ pub async fn open_app(cfg: Config, progress: &mut dyn FnMut(&str)) -> anyhow::Re
     audit.init().await?;
     seed_policies(&db).await?;
     let recordings = crate::recordings::Recordings::open(&db, &crypto, &cfg.data_dir).await?;
+    let rotation = crate::rotation::Engine::new(cfg.rotation_concurrency, cfg.rotation_per_target);
     let app = App {
         db,
         crypto: Arc::new(crypto),
@@ -92,7 +93,7 @@ pub async fn open_app(cfg: Config, progress: &mut dyn FnMut(&str)) -> anyhow::Re
         broker: Arc::new(gateway::broker::Broker::default()),
         desk: Arc::new(crate::sessions::SessionDesk::default()),
         recordings: Arc::new(recordings),
-        rotation: Arc::new(crate::rotation::Engine::default()),
+        rotation: Arc::new(rotation),
     };
     Ok(Opened { app, key_outcome })
 }

@@ -636,6 +636,8 @@ async fn watch_end(app: App, actor: Actor, session: Arc<LiveSession>) {
         ),
         _ => (Outcome::Ok, json!({ "reason": "closed" })),
     };
+    // An account whose policy says so gets a new secret after each session.
+    crate::rotation::after_session(&app, &info.account_id, &info.owner_name).await;
     audit_event(&app, &actor, "session.end", outcome, &info, json!({ "duration_s": duration_s, "bytes_from_target": info.bytes_from_target, "bytes_to_target": info.bytes_to_target, "end": how, "recording_id": info.recording_id })).await;
     let untracked = async {
         let mut tx = app.db.begin_write().await?;

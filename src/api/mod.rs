@@ -131,6 +131,15 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("POST", "/api/v1/accounts/{id}/rotate", "Queue a rotation of the account's secret (two-phase: pending, target, verify, commit); returns the job; audited", "rotation", "Modify on the account"),
     r!("GET", "/api/v1/rotation/jobs", "Rotation jobs: running, queued and deferred first, then finished ones, with step and outcome", "rotation", "administrator, password administrator, auditor"),
     r!("GET", "/api/v1/rotation/jobs/{id}", "One rotation job", "rotation", "administrator, password administrator, auditor"),
+    r!("POST", "/api/v1/accounts/{id}/verify", "Queue a verification of the account's secret (a login with it: in sync, out of sync, unreachable); returns the job; audited", "rotation", "Modify on the account"),
+    r!("GET", "/api/v1/accounts/{id}/rotation", "The account's rotation policy (rotate after each session) and its last verification", "rotation", "anyone who can see the account"),
+    r!("PUT", "/api/v1/accounts/{id}/rotation", "Set the account's rotation policy; audited", "rotation", "Modify on the account", [("after_session", "boolean")]),
+    r!("POST", "/api/v1/resources/{id}/rotation/run", "Rotate or verify every account of the resource as one run; returns the run's summary; audited", "rotation", "administrator", [("kind", "string")]),
+    r!("GET", "/api/v1/rotation/runs", "Rotation and verification runs (scheduled, nightly, on demand) with their summaries", "rotation", "administrator, password administrator, auditor"),
+    r!("GET", "/api/v1/rotation/runs/{id}", "One run: its summary and its jobs", "rotation", "administrator, password administrator, auditor"),
+    r!("GET", "/api/v1/rotation/schedules", "Rotation schedules with their next run and notice", "rotation", "administrator, password administrator, auditor"),
+    r!("POST", "/api/v1/rotation/schedules", "Schedule rotations of a resource or resource group (every N days at HH:MM UTC, notice N minutes before); audited", "rotation", "administrator", [("target_kind", "string"), ("target_id", "string"), ("interval_days", "integer"), ("time_of_day", "string"), ("notice_minutes", "integer")]),
+    r!("DELETE", "/api/v1/rotation/schedules/{id}", "Remove a rotation schedule; audited", "rotation", "administrator"),
     r!("PUT", "/api/v1/resources/{id}/telnet", "Set the resource's logon-script override, enable account and landing-server rule; audited", "sessions", "administrator", [("script_override", "object"), ("enable_account_id", "string"), ("require_landing", "boolean")]),
     r!("GET", "/api/v1/host-keys", "Pinned and pending SSH host keys", "sessions", "administrator"),
     r!("POST", "/api/v1/host-keys/{id}/approve", "Pin a fingerprint for a resource (approve a pending key)", "sessions", "administrator", [("fingerprint", "string")]),
@@ -295,6 +304,25 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/accounts/{id}/rotate", post(rotation::rotate))
         .route("/api/v1/rotation/jobs", get(rotation::jobs))
         .route("/api/v1/rotation/jobs/{id}", get(rotation::job))
+        .route("/api/v1/accounts/{id}/verify", post(rotation::verify))
+        .route(
+            "/api/v1/accounts/{id}/rotation",
+            get(rotation::account_policy).put(rotation::set_account_policy),
+        )
+        .route(
+            "/api/v1/resources/{id}/rotation/run",
+            post(rotation::run_resource),
+        )
+        .route("/api/v1/rotation/runs", get(rotation::runs))
+        .route("/api/v1/rotation/runs/{id}", get(rotation::run))
+        .route(
+            "/api/v1/rotation/schedules",
+            get(rotation::schedules).post(rotation::create_schedule),
+        )
+        .route(
+            "/api/v1/rotation/schedules/{id}",
+            axum::routing::delete(rotation::delete_schedule),
+        )
         .route("/api/v1/sessions/ws", get(live::socket))
         .route("/api/v1/host-keys", get(live::host_keys))
         .route(

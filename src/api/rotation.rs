@@ -128,7 +128,16 @@ pub async fn rotate(
         )
         .await);
     }
-    let job = crate::rotation::request(&app, &a, &r, "on_demand", &p.username).await?;
+    let job = crate::rotation::request(
+        &app,
+        &a,
+        &r,
+        crate::rotation::JobKind::Rotate,
+        "on_demand",
+        &p.username,
+        None,
+    )
+    .await?;
     let mut tx = app.db.begin_write().await?;
     audit(
         &app,
@@ -165,7 +174,7 @@ pub async fn jobs(
         ));
     }
     let list = crate::rotation::jobs(&app, q.limit.unwrap_or(200).clamp(1, 1000)).await?;
-    Ok(Json(json!({ "jobs": list })))
+    Ok(Json(json!({ "jobs": list, "load": app.rotation.load() })))
 }
 
 /// `GET /api/v1/rotation/jobs/{id}`: as above, one job.
@@ -181,5 +190,314 @@ pub async fn job(
     }
     Ok(Json(
         json!({ "job": crate::rotation::job(&app, &id).await? }),
+    ))
+}
+
+/// `POST /api/v1/accounts/{id}/verify`: whoever may change the account's secret (Modify);
+/// queues a verification (a login with the stored secret). Audited.
+pub async fn verify(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (a, r, level) = crate::vault::accounts::get_for(&app, &p, &id).await?;
+    if let Err(e) =
+        crate::vault::resources::require(Some(level), Level::Modify, "verify this account's secret")
+    {
+        return Err(denied(
+            &app,
+            &p,
+            "account.verify.request",
+            "account",
+            &a.id,
+            &a.username,
+            e,
+        )
+        .await);
+    }
+    let job = crate::rotation::request(
+        &app,
+        &a,
+        &r,
+        crate::rotation::JobKind::Verify,
+        "on_demand",
+        &p.username,
+        None,
+    )
+    .await?;
+    let mut tx = app.db.begin_write().await?;
+    audit(
+        &app,
+        &mut tx,
+        &p,
+        "account.verify.request",
+        &a.id,
+        &format!("{}@{}", a.username, r.name),
+        json!({ "job": job.id }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job": job }))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunInput {
+    /// 'rotate' or 'verify'.
+    kind: String,
+}
+
+/// `POST /api/v1/resources/{id}/rotation/run`: administrators; rotates or verifies every
+/// account of the resource as one run (with a summary). Audited.
+pub async fn run_resource(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    Body(input): Body<RunInput>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    crate::audited::require_admin(
+        &app,
+        &p,
+        "rotation.run",
+        "resource",
+        &id,
+        "Only administrators rotate or verify a whole resource at once.",
+    )
+    .await?;
+    let kind = match input.kind.as_str() {
+        "rotate" => crate::rotation::JobKind::Rotate,
+        "verify" => crate::rotation::JobKind::Verify,
+        _ => return Err(ApiError::field("kind", "must be rotate or verify")),
+    };
+    let r = crate::vault::resources::get(&app, &id).await?;
+    let run = crate::rotation::schedule::start_run(
+        &app,
+        kind,
+        "on_demand",
+        "resource",
+        &r.id,
+        &p.username,
+    )
+    .await?;
+    let summary = crate::rotation::schedule::run_summary(&app, &run).await?;
+    Ok((StatusCode::ACCEPTED, Json(summary)))
+}
+
+/// `GET /api/v1/rotation/runs`: the runs (scheduled, nightly, on demand) with summaries.
+pub async fn runs(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Query(q): Query<JobsQuery>,
+) -> ApiResult<Json<Value>> {
+    if !may_oversee(&p) {
+        return Err(ApiError::forbidden(
+            "Only administrators and auditors see the rotation runs.",
+        ));
+    }
+    let mut out = Vec::new();
+    for run in crate::rotation::schedule::runs(&app, q.limit.unwrap_or(50).clamp(1, 500)).await? {
+        out.push(crate::rotation::schedule::run_summary(&app, &run).await?);
+    }
+    Ok(Json(json!({ "runs": out })))
+}
+
+/// `GET /api/v1/rotation/runs/{id}`: one run's summary and its jobs (the run's report).
+pub async fn run(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    if !may_oversee(&p) {
+        return Err(ApiError::forbidden(
+            "Only administrators and auditors see the rotation runs.",
+        ));
+    }
+    let run = crate::rotation::schedule::run(&app, &id).await?;
+    let mut summary = crate::rotation::schedule::run_summary(&app, &run).await?;
+    summary["jobs"] = json!(crate::rotation::jobs_of_run(&app, &run.id).await?);
+    Ok(Json(summary))
+}
+
+/// `GET /api/v1/rotation/schedules`: administrators, password administrators, auditors.
+pub async fn schedules(State(app): State<App>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+    if !may_oversee(&p) {
+        return Err(ApiError::forbidden(
+            "Only administrators and auditors see the rotation schedules.",
+        ));
+    }
+    Ok(Json(
+        json!({ "schedules": crate::rotation::schedule::schedules(&app).await? }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleInput {
+    target_kind: String,
+    target_id: String,
+    interval_days: i64,
+    /// `HH:MM`, UTC.
+    time_of_day: String,
+    #[serde(default)]
+    notice_minutes: i64,
+}
+
+/// `POST /api/v1/rotation/schedules`: administrators; audited.
+pub async fn create_schedule(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Body(input): Body<ScheduleInput>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    crate::audited::require_admin(
+        &app,
+        &p,
+        "rotation.schedule.create",
+        "rotation",
+        "",
+        "Only administrators schedule rotations.",
+    )
+    .await?;
+    let s = crate::rotation::schedule::NewSchedule {
+        target_kind: input.target_kind,
+        target_id: input.target_id,
+        interval_days: input.interval_days,
+        time_of_day: input.time_of_day,
+        notice_minutes: input.notice_minutes,
+    };
+    let mut tx = app.db.begin_write().await?;
+    let row = crate::rotation::schedule::create_schedule(&app, &mut tx, &s, &p.username).await?;
+    audit(
+        &app,
+        &mut tx,
+        &p,
+        "rotation.schedule.create",
+        &row.id,
+        &format!("{} {}", row.target_kind, row.target_id),
+        json!({ "schedule": row }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(json!({ "schedule": row }))))
+}
+
+/// `DELETE /api/v1/rotation/schedules/{id}`: administrators; audited.
+pub async fn delete_schedule(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    crate::audited::require_admin(
+        &app,
+        &p,
+        "rotation.schedule.delete",
+        "rotation",
+        &id,
+        "Only administrators remove rotation schedules.",
+    )
+    .await?;
+    let mut tx = app.db.begin_write().await?;
+    let gone = sqlx::query("DELETE FROM rotation_schedules WHERE id = $1")
+        .bind(&id)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+    if gone == 0 {
+        return Err(ApiError::not_found("rotation schedule"));
+    }
+    audit(
+        &app,
+        &mut tx,
+        &p,
+        "rotation.schedule.delete",
+        &id,
+        &id,
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/accounts/{id}/rotation`: anyone who can see the account: its policy
+/// ("rotate after each session") and the last verification.
+pub async fn account_policy(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (a, _, _) = crate::vault::accounts::get_for(&app, &p, &id).await?;
+    let after: Option<(i64,)> =
+        sqlx::query_as("SELECT after_session FROM account_rotation_policy WHERE account_id = $1")
+            .bind(&a.id)
+            .fetch_optional(&app.db.pool)
+            .await?;
+    let check: Option<(String, String, i64)> = sqlx::query_as(
+        "SELECT state, message, checked_at FROM account_checks WHERE account_id = $1",
+    )
+    .bind(&a.id)
+    .fetch_optional(&app.db.pool)
+    .await?;
+    Ok(Json(json!({
+        "account_id": a.id,
+        "after_session": after.is_some_and(|(v,)| v != 0),
+        "last_check": check.map(|(state, message, at)| json!({ "state": state, "message": message, "checked_at": at })),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyInput {
+    after_session: bool,
+}
+
+/// `PUT /api/v1/accounts/{id}/rotation`: Modify on the account; audited.
+pub async fn set_account_policy(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    Body(input): Body<PolicyInput>,
+) -> ApiResult<Json<Value>> {
+    let (a, r, level) = crate::vault::accounts::get_for(&app, &p, &id).await?;
+    if let Err(e) = crate::vault::resources::require(
+        Some(level),
+        Level::Modify,
+        "change this account's rotation policy",
+    ) {
+        return Err(denied(
+            &app,
+            &p,
+            "account.rotation_policy",
+            "account",
+            &a.id,
+            &a.username,
+            e,
+        )
+        .await);
+    }
+    let mut tx = app.db.begin_write().await?;
+    sqlx::query("DELETE FROM account_rotation_policy WHERE account_id = $1")
+        .bind(&a.id)
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("INSERT INTO account_rotation_policy (account_id, after_session, updated_by, updated_at) VALUES ($1, $2, $3, $4)")
+        .bind(&a.id)
+        .bind(i64::from(input.after_session))
+        .bind(&p.username)
+        .bind(crate::db::now_ms())
+        .execute(tx.conn())
+        .await?;
+    audit(
+        &app,
+        &mut tx,
+        &p,
+        "account.rotation_policy",
+        &a.id,
+        &format!("{}@{}", a.username, r.name),
+        json!({ "after_session": input.after_session }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(
+        json!({ "account_id": a.id, "after_session": input.after_session }),
     ))
 }

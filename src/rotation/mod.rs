@@ -16,6 +16,7 @@
 
 pub mod keys;
 pub mod postgres;
+pub mod schedule;
 pub mod scripts;
 pub mod settings;
 pub mod terminal;
@@ -53,21 +54,34 @@ impl std::fmt::Display for LoginError {
     }
 }
 
-/// Jobs running at once, in all.
-pub const GLOBAL_LIMIT: usize = 8;
-/// Jobs running at once against one resource.
-pub const PER_RESOURCE_LIMIT: usize = 4;
-
 /// The test hook that proves crash safety: with `PORTCULLIS_TEST_PAUSE_AT` set to `stored`,
 /// `changed` or `verified`, a job stops at that point (its step says so) and waits, so a
 /// test can kill the process there with SIGKILL. Unset in production.
 const PAUSE_ENV: &str = "PORTCULLIS_TEST_PAUSE_AT";
 
-#[derive(Default)]
 pub struct Engine {
     wake: tokio::sync::Notify,
     /// Jobs running per resource id.
     running: Mutex<HashMap<String, usize>>,
+    /// Jobs running at once, in all and against one resource (settings).
+    global_limit: usize,
+    per_resource_limit: usize,
+}
+
+impl Engine {
+    pub fn new(global_limit: usize, per_resource_limit: usize) -> Engine {
+        Engine {
+            wake: Default::default(),
+            running: Default::default(),
+            global_limit: global_limit.max(1),
+            per_resource_limit: per_resource_limit.max(1),
+        }
+    }
+
+    /// What the jobs page shows of the limits and the load.
+    pub fn load(&self) -> serde_json::Value {
+        json!({ "running": self.running_total(), "global_limit": self.global_limit, "per_resource_limit": self.per_resource_limit })
+    }
 }
 
 impl Engine {
@@ -84,11 +98,11 @@ impl Engine {
         let Ok(mut m) = self.running.lock() else {
             return false;
         };
-        if m.values().sum::<usize>() >= GLOBAL_LIMIT {
+        if m.values().sum::<usize>() >= self.global_limit {
             return false;
         }
         let n = m.entry(resource_id.to_string()).or_insert(0);
-        if *n >= PER_RESOURCE_LIMIT {
+        if *n >= self.per_resource_limit {
             return false;
         }
         *n += 1;
@@ -121,30 +135,56 @@ pub struct JobRow {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// 'rotate' or 'verify'.
+    pub kind: String,
+    /// verify: 'in_sync', 'out_of_sync', 'unreachable'; rotate: 'rotated' or ''.
+    pub result: String,
+    /// The scheduled or nightly run the job belongs to.
+    pub run_id: Option<String>,
 }
 
-pub const JOB_COLUMNS: &str = "id, account_id, resource_id, account_name, resource_name, reason, requested_by, state, step, message, created_at, started_at, finished_at";
+pub const JOB_COLUMNS: &str = "id, account_id, resource_id, account_name, resource_name, reason, requested_by, state, step, message, created_at, started_at, finished_at, kind, result, run_id";
 
-/// Queues a rotation of `account` (the caller checked the right to ask). A second request
-/// while one is queued or running returns that job.
+/// What a job does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    Rotate,
+    Verify,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Rotate => "rotate",
+            JobKind::Verify => "verify",
+        }
+    }
+}
+
+/// Queues a rotation or a verification of `account` (the caller checked the right to ask).
+/// A second request of the same kind while one is queued or running returns that job.
+/// `reason`: 'on_demand', 'schedule', 'nightly', 'after_session', 'cli'.
 pub async fn request(
     app: &App,
     a: &AccountRow,
     r: &ResourceRow,
+    kind: JobKind,
     reason: &str,
     by: &str,
+    run_id: Option<&str>,
 ) -> ApiResult<JobRow> {
     let open: Option<JobRow> = sqlx::query_as(db::sql(format!(
-        "SELECT {JOB_COLUMNS} FROM rotation_jobs WHERE account_id = $1 AND state IN ('queued', 'deferred', 'running')"
+        "SELECT {JOB_COLUMNS} FROM rotation_jobs WHERE account_id = $1 AND kind = $2 AND state IN ('queued', 'deferred', 'running')"
     )))
     .bind(&a.id)
+    .bind(kind.as_str())
     .fetch_optional(&app.db.pool)
     .await?;
     if let Some(j) = open {
         return Ok(j);
     }
     let id = db::new_id();
-    sqlx::query("INSERT INTO rotation_jobs (id, account_id, resource_id, account_name, resource_name, reason, requested_by, state, step, message, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 'queued', '', $8)")
+    sqlx::query("INSERT INTO rotation_jobs (id, account_id, resource_id, account_name, resource_name, reason, requested_by, state, step, message, created_at, kind, run_id) VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 'queued', '', $8, $9, $10)")
         .bind(&id)
         .bind(&a.id)
         .bind(&r.id)
@@ -153,6 +193,8 @@ pub async fn request(
         .bind(reason)
         .bind(by)
         .bind(db::now_ms())
+        .bind(kind.as_str())
+        .bind(run_id)
         .execute(&app.db.pool)
         .await?;
     app.rotation.wake();
@@ -179,9 +221,20 @@ pub async fn jobs(app: &App, limit: i64) -> ApiResult<Vec<JobRow>> {
     .await?)
 }
 
+/// The jobs of one run, in the order they were queued.
+pub async fn jobs_of_run(app: &App, run_id: &str) -> ApiResult<Vec<JobRow>> {
+    Ok(sqlx::query_as(db::sql(format!(
+        "SELECT {JOB_COLUMNS} FROM rotation_jobs WHERE run_id = $1 ORDER BY created_at, account_name"
+    )))
+    .bind(run_id)
+    .fetch_all(&app.db.pool)
+    .await?)
+}
+
 /// Settles what the last stop left (pending secrets, interrupted jobs), then runs the queue.
 pub async fn start(app: &App) -> anyhow::Result<()> {
     recover(app).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    schedule::spawn(app);
     let app = app.clone();
     tokio::spawn(async move {
         loop {
@@ -199,8 +252,8 @@ pub async fn start(app: &App) -> anyhow::Result<()> {
 
 /// Starts the queued (and deferred) jobs that may run now.
 async fn dispatch(app: &App) -> ApiResult<()> {
-    let waiting: Vec<(String, String, String, String)> = sqlx::query_as(
-        "SELECT id, account_id, resource_id, state FROM rotation_jobs WHERE state IN ('queued', 'deferred') ORDER BY created_at",
+    let waiting: Vec<(String, String, String, String, String)> = sqlx::query_as(
+        "SELECT id, account_id, resource_id, state, kind FROM rotation_jobs WHERE state IN ('queued', 'deferred') ORDER BY created_at",
     )
     .fetch_all(&app.db.pool)
     .await?;
@@ -214,8 +267,9 @@ async fn dispatch(app: &App) -> ApiResult<()> {
         .filter(|s| s.state != "ended" && s.state != "failed")
         .map(|s| s.account_id)
         .collect();
-    for (id, account_id, resource_id, state) in waiting {
-        if live.contains(&account_id) {
+    for (id, account_id, resource_id, state, kind) in waiting {
+        // A verification changes nothing: it does not wait for sessions.
+        if kind == "rotate" && live.contains(&account_id) {
             if state != "deferred" {
                 set_step(
                     app,
@@ -227,7 +281,7 @@ async fn dispatch(app: &App) -> ApiResult<()> {
             }
             continue;
         }
-        if app.rotation.running_total() >= GLOBAL_LIMIT {
+        if app.rotation.running_total() >= app.rotation.global_limit {
             break;
         }
         if !app.rotation.try_claim(&resource_id) {
@@ -278,6 +332,9 @@ async fn pause_point(app: &App, id: &str, point: &str) {
 
 /// Runs one job to its end and records how it ended.
 async fn run(app: &App, id: &str) {
+    if job(app, id).await.is_ok_and(|j| j.kind == "verify") {
+        return verify(app, id).await;
+    }
     let outcome = rotate(app, id).await;
     let (state, message) = match &outcome {
         Ok(()) => return, // committed together with the new secret
@@ -725,6 +782,110 @@ async fn rotate(app: &App, id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A verification: does the vault's secret log in? In sync, out of sync (the target
+/// refused it: raised as an alert), or unreachable (the target could not be asked, which
+/// says nothing about the secret). The answer is kept per account for the pages.
+async fn verify(app: &App, id: &str) {
+    let (state, result, message) = match check(app, id).await {
+        Ok(()) => ("succeeded", "in_sync", "the stored secret logs in".to_string()),
+        Err(LoginError::Refused(m)) => ("failed", "out_of_sync", format!("out of sync: the target refused the stored secret ({m}); rotate it, or set the secret the target has")),
+        Err(LoginError::Unreachable(m)) => ("failed", "unreachable", format!("unreachable: {m} (this says nothing about the secret)")),
+    };
+    let now = db::now_ms();
+    let _ = sqlx::query("UPDATE rotation_jobs SET state = $2, step = 'finished', result = $3, message = $4, finished_at = $5 WHERE id = $1")
+        .bind(id)
+        .bind(state)
+        .bind(result)
+        .bind(&message)
+        .bind(now)
+        .execute(&app.db.pool)
+        .await;
+    let Ok(j) = job(app, id).await else { return };
+    let _ = sqlx::query("DELETE FROM account_checks WHERE account_id = $1")
+        .bind(&j.account_id)
+        .execute(&app.db.pool)
+        .await;
+    let _ = sqlx::query("INSERT INTO account_checks (account_id, state, message, job_id, checked_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&j.account_id)
+        .bind(result)
+        .bind(&message)
+        .bind(id)
+        .bind(now)
+        .execute(&app.db.pool)
+        .await;
+    let outcome = if result == "in_sync" {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    };
+    system_event(
+        app,
+        "account.verify",
+        outcome,
+        &j,
+        json!({ "job": id, "result": result, "message": message, "alert": result == "out_of_sync" }),
+    )
+    .await;
+}
+
+async fn check(app: &App, id: &str) -> Result<(), LoginError> {
+    let db_down = |_| LoginError::Unreachable("the gateway's database is unavailable".into());
+    let j = job(app, id).await.map_err(db_down)?;
+    let a = accounts::get(app, &j.account_id).await.map_err(db_down)?;
+    let r = resources::get(app, &a.resource_id).await.map_err(db_down)?;
+    let _ = set_step(app, id, "running", "logging in with the stored secret").await;
+    let target = target_for(app, &a, &r)
+        .await
+        .map_err(LoginError::Unreachable)?;
+    let secret = app
+        .crypto
+        .open(&secret_context(&a.id), &a.secret_enc)
+        .map_err(|e| {
+            LoginError::Unreachable(format!("the account's secret could not be opened: {e}"))
+        })?;
+    let passphrase = passphrase_of(app, &a).map_err(LoginError::Unreachable)?;
+    target
+        .login(
+            app,
+            &rotation_actor(&j.requested_by),
+            &a,
+            &secret,
+            passphrase,
+        )
+        .await
+}
+
+/// Queues a rotation after a session of an account whose policy says so (a one-time
+/// password per session). Called when a session ends.
+pub async fn after_session(app: &App, account_id: &str, owner: &str) {
+    let on: Option<(i64,)> =
+        sqlx::query_as("SELECT after_session FROM account_rotation_policy WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_optional(&app.db.pool)
+            .await
+            .unwrap_or(None);
+    if on.is_none_or(|(v,)| v == 0) {
+        return;
+    }
+    let queued = async {
+        let a = accounts::get(app, account_id).await?;
+        let r = resources::get(app, &a.resource_id).await?;
+        request(
+            app,
+            &a,
+            &r,
+            JobKind::Rotate,
+            "after_session",
+            &format!("session end ({owner})"),
+            None,
+        )
+        .await
+    };
+    if let Err(e) = queued.await {
+        tracing::error!(error = ?e, "could not queue the rotation after a session");
+    }
+}
+
 fn pending_context(account_id: &str) -> String {
     format!("pending_secrets/{account_id}/secret")
 }
@@ -764,7 +925,7 @@ async fn commit(
         .bind(&a.id)
         .execute(tx.conn())
         .await?;
-    sqlx::query("UPDATE rotation_jobs SET state = 'succeeded', step = 'finished', message = $2, finished_at = $3 WHERE id = $1")
+    sqlx::query("UPDATE rotation_jobs SET state = 'succeeded', step = 'finished', result = 'rotated', message = $2, finished_at = $3 WHERE id = $1")
         .bind(job_id)
         .bind(message)
         .bind(now)

@@ -334,3 +334,283 @@ async fn a_target_behind_a_landing_server_is_rotated_through_it() {
         "the old password still is the target's"
     );
 }
+
+/// A 127.0.0.1 port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    l.local_addr().map(|a| a.port()).unwrap_or(1)
+}
+
+#[tokio::test]
+async fn verification_tells_in_sync_out_of_sync_and_unreachable_apart_nightly_too() {
+    let s = private_sshd();
+    let mut site = Site::new(Backend::Sqlite);
+    let mut server = site.start();
+    let admin = server.admin().await;
+    let rid = resource(&admin, "unix-verify", true).await;
+    set_method(&admin, &rid, json!({ "method": "passwd" })).await;
+    let good_user = s.user("Good-Pw-71");
+    let drift_user = s.user("Drift-Pw-72");
+    let good = admin.account(&rid, &good_user, "Good-Pw-71").await;
+    let drift = admin.account(&rid, &drift_user, "Drift-Pw-72").await;
+    // Someone changes a password on the target without the vault.
+    s.set_password(&drift_user, "Changed-Behind-The-Vault-73");
+    // A machine that does not answer.
+    let down = admin
+        .call("POST", "/resources", json!({ "name": "unix-down", "host": "127.0.0.1", "resource_type": "linux", "ports": { "ssh": closed_port() }, "policy_id": "policy-low" }))
+        .await
+        .ok();
+    let down_rid = down["id"].as_str().unwrap_or_default().to_string();
+    set_method(&admin, &down_rid, json!({ "method": "passwd" })).await;
+    let unreachable = admin.account(&down_rid, "nobody", "Whatever-Pw-74").await;
+
+    let verify = |account: String| {
+        let admin = &admin;
+        async move {
+            let r = admin
+                .call("POST", &format!("/accounts/{account}/verify"), json!({}))
+                .await;
+            assert_eq!(r.status, 202, "{}", r.body);
+            wait_job(
+                admin,
+                r.body["job"]["id"].as_str().unwrap_or_default(),
+                None,
+            )
+            .await
+        }
+    };
+    let job = verify(good.clone()).await;
+    assert_eq!(
+        (job["kind"].as_str(), job["result"].as_str()),
+        (Some("verify"), Some("in_sync")),
+        "{job}"
+    );
+    let job = verify(drift.clone()).await;
+    assert_eq!(job["result"], "out_of_sync", "{job}");
+    let job = verify(unreachable.clone()).await;
+    assert_eq!(job["result"], "unreachable", "{job}");
+    assert!(
+        job["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("says nothing about the secret"),
+        "{job}"
+    );
+    // The account shows its last check; an out-of-sync secret is an audited alert.
+    let policy = admin.get(&format!("/accounts/{drift}/rotation")).await.ok();
+    assert_eq!(policy["last_check"]["state"], "out_of_sync", "{policy}");
+    let audit = admin
+        .get("/audit?action=account.verify")
+        .await
+        .ok()
+        .to_string();
+    assert!(audit.contains("\"alert\":true"), "{audit}");
+    // Verifying changed nothing: the vault still holds what it held.
+    assert_eq!(reveal(&admin, &drift).await, "Drift-Pw-72");
+
+    // A whole resource as one run, with its summary.
+    let r = admin
+        .call(
+            "POST",
+            &format!("/resources/{rid}/rotation/run"),
+            json!({ "kind": "verify" }),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let run_id = r.body["run"]["id"].as_str().unwrap_or_default().to_string();
+    let summary = wait_run(&admin, &run_id).await;
+    assert_eq!(summary["total"], 2, "{summary}");
+    assert_eq!(
+        summary["by_result"],
+        json!({ "in_sync": 1, "out_of_sync": 1 }),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["jobs"].as_array().map(|j| j.len()),
+        Some(2),
+        "{summary}"
+    );
+
+    // The nightly verification, at a time of day that has just come: it covers every
+    // rotatable account once, and not twice.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let hhmm = format!("{:02}:{:02}", (now / 3600) % 24, (now / 60) % 60);
+    site.env = vec![("PORTCULLIS_ROTATION_VERIFY_AT".into(), hhmm)];
+    drop(admin);
+    server.kill();
+    server = site.start();
+    let admin = server.client();
+    admin.login_ok("admin", ADMIN_PASSWORD).await;
+    let mut nightly = Value::Null;
+    for _ in 0..200 {
+        let runs = admin.get("/rotation/runs").await.ok();
+        if let Some(n) = runs["runs"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["run"]["trig"] == "nightly"))
+        {
+            nightly = n.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let nightly_id = nightly["run"]["id"]
+        .as_str()
+        .expect("a nightly run")
+        .to_string();
+    let summary = wait_run(&admin, &nightly_id).await;
+    assert_eq!(
+        summary["by_result"],
+        json!({ "in_sync": 1, "out_of_sync": 1, "unreachable": 1 }),
+        "{summary}"
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let runs = admin.get("/rotation/runs").await.ok();
+    let count = runs["runs"]
+        .as_array()
+        .map(|r| r.iter().filter(|r| r["run"]["trig"] == "nightly").count());
+    assert_eq!(count, Some(1), "{runs}");
+}
+
+/// Waits until a run has no open job; its report.
+async fn wait_run(admin: &Client, id: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        last = admin.get(&format!("/rotation/runs/{id}")).await.ok();
+        if last["open"] == 0 && last["total"].as_i64().unwrap_or(0) > 0 {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the run did not finish: {last}");
+}
+
+#[tokio::test]
+async fn a_schedule_gives_notice_and_a_session_end_rotates_a_one_time_password() {
+    use crate::live::{cookie_of, open_ws, start};
+    let s = private_sshd();
+    let site = Site::new(Backend::Sqlite);
+    let (server, tls) = start(&site);
+    let admin = server.admin().await;
+    let rid = resource(&admin, "unix-otp", true).await;
+    set_method(&admin, &rid, json!({ "method": "passwd" })).await;
+    let user = s.user("Otp-Old-Pw-81");
+    let account = admin.account(&rid, &user, "Otp-Old-Pw-81").await;
+
+    // A schedule due within two minutes with a 5-minute notice: the notice goes out (audited)
+    // at once, once.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        + 120;
+    let hhmm = format!("{:02}:{:02}", (now / 3600) % 24, (now / 60) % 60);
+    let bad = admin
+        .call("POST", "/rotation/schedules", json!({ "target_kind": "resource", "target_id": rid, "interval_days": 0, "time_of_day": hhmm }))
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_eq!(bad.body["error"]["field"], "interval_days", "{}", bad.body);
+    let r = admin
+        .call("POST", "/rotation/schedules", json!({ "target_kind": "resource", "target_id": rid, "interval_days": 30, "time_of_day": hhmm, "notice_minutes": 5 }))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sid = r.body["schedule"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut notice = String::new();
+    for _ in 0..150 {
+        notice = admin
+            .get("/audit?action=rotation.notice")
+            .await
+            .ok()
+            .to_string();
+        if notice.contains(&user) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        notice.contains(&user),
+        "no notice naming the account: {notice}"
+    );
+    let schedules = admin.get("/rotation/schedules").await.ok();
+    assert!(
+        schedules.to_string().contains("notice_sent_for"),
+        "{schedules}"
+    );
+    // Removed before it runs: no rotation happens in this test because of it.
+    let r = admin
+        .call("DELETE", &format!("/rotation/schedules/{sid}"), json!({}))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+
+    // "Rotate after each session": the account's password changes when a session ends.
+    let r = admin
+        .call(
+            "PUT",
+            &format!("/accounts/{account}/rotation"),
+            json!({ "after_session": true }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ac = server.client();
+    let cookie = cookie_of(&ac.login("admin", ADMIN_PASSWORD).await);
+    let t = ac
+        .call(
+            "POST",
+            "/sessions",
+            json!({ "account_id": account, "protocol": "ssh", "cols": 80, "rows": 24 }),
+        )
+        .await
+        .ok();
+    let ws = open_ws(
+        &server,
+        &tls,
+        &cookie,
+        t["url"].as_str().unwrap_or_default(),
+    )
+    .await;
+    let mut sid = String::new();
+    for _ in 0..100 {
+        let live = admin.get("/sessions").await.ok();
+        if let Some(x) = live
+            .as_array()
+            .and_then(|l| l.iter().find(|x| x["state"] == "connected"))
+        {
+            sid = x["id"].as_str().unwrap_or_default().to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!sid.is_empty(), "the SSH session did not connect");
+    // No rotation while the session is live.
+    let jobs = admin.get("/rotation/jobs").await.ok();
+    assert_eq!(jobs["jobs"].as_array().map(|j| j.len()), Some(0), "{jobs}");
+    admin
+        .call(
+            "POST",
+            &format!("/sessions/{sid}/terminate"),
+            json!({ "reason": "done" }),
+        )
+        .await
+        .ok();
+    drop(ws);
+    let mut job = Value::Null;
+    for _ in 0..300 {
+        let jobs = admin.get("/rotation/jobs").await.ok();
+        if let Some(j) = jobs["jobs"].as_array().and_then(|j| j.first()) {
+            if j["state"] == "succeeded" || j["state"] == "failed" {
+                job = j.clone();
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(job["reason"], "after_session", "{job}");
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let new = reveal(&admin, &account).await;
+    assert!(logs_in(&user, &new).await && !logs_in(&user, "Otp-Old-Pw-81").await);
+}

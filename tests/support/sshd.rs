@@ -183,6 +183,11 @@ impl PrivateSshd {
         std::fs::read_to_string(path).expect("private key")
     }
 
+    /// Changes `user`'s password on the server, as someone bypassing the vault would.
+    pub fn set_password(&self, user: &str, password: &str) {
+        script(&["pset", self.dir_str(), user, password]);
+    }
+
     /// `~user/.ssh/authorized_keys`.
     pub fn authorized_keys(&self, user: &str) -> String {
         script(&["pcat", self.dir_str(), user, ".ssh/authorized_keys"])

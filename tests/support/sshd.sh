@@ -24,6 +24,7 @@
 #   sshd.sh pkey DIR USER             -> a new ed25519 key in ~USER/.ssh/authorized_keys,
 #                                        prints the private key file
 #   sshd.sh pcat DIR USER NAME        -> prints ~USER/NAME
+#   sshd.sh pset DIR USER PASSWORD    -> sets USER's password (behind the gateway's back)
 set -eu
 cmd=$1; dir=$2
 
@@ -185,6 +186,9 @@ pkey)
   ;;
 pcat)
   cat "/home/$3/$4"
+  ;;
+pset)
+  echo "$3:$4" | nsenter --mount=/proc/$(cat "$dir/ns.pid")/ns/mnt chpasswd
   ;;
 *)
   echo "usage: sshd.sh start|user|key|rekey|telnet|file|shell|private|puser|psudo|proot|pkey|pcat DIR ..." >&2; exit 2 ;;
