@@ -84,7 +84,7 @@ function App() {
     ['#/logon-scripts', 'Logon scripts', caps.manage_users],
     ['#/landing-servers', 'Landing servers', true],
     ['#/recordings', 'Recorded sessions', true],
-    ['#/rotation', 'Rotation jobs', caps.read_audit || caps.create_resources],
+    ['#/rotation', 'Rotation', caps.read_audit || caps.create_resources],
     ['#/audit', 'Audit', caps.read_audit],
     ['#/profile', 'My profile', true],
   ];
@@ -99,7 +99,7 @@ function App() {
     case 'logon-scripts': page = <LogonScripts me={me} />; break;
     case 'landing-servers': page = <LandingServers me={me} />; break;
     case 'audit': page = <Audit />; break;
-    case 'rotation': page = <RotationJobs />; break;
+    case 'rotation': page = <RotationJobs me={me} />; break;
     case 'sessions': page = <LiveSessions me={me} />; break;
     case 'recordings': page = id ? <Player id={id} /> : <Recordings />; break;
     case 'profile': page = <Profile me={me} onChange={refresh} />; break;

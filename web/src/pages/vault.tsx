@@ -3,7 +3,7 @@
 // action, which asks for a reason and is shown only to users with View access or more.
 import { TelnetSettings } from './logon';
 import { RdpSettings } from './rdp';
-import { RotationSettings, rotateNow } from './rotation';
+import { AccountRotation, RotationSettings, rotateNow, verifyNow } from './rotation';
 import { ReachedThrough } from './landing';
 import { useEffect, useState } from 'preact/hooks';
 import { Account, api, atLeast, Group, Level, LEVELS, Me, Policy, Resource, ResourceGroup, Share, TYPES, User } from '../api';
@@ -219,7 +219,7 @@ export function ResourceDetail(props: { id: string; me: Me }) {
         </div>
       </div>
       {notice && <Notice kind="error">{notice}</Notice>}
-      {queued && <Notice kind="info"><span data-testid="rotation-queued">{queued}</span> <a href="#/rotation">Rotation jobs</a></Notice>}
+      {queued && <Notice kind="info"><span data-testid="rotation-queued">{queued}</span> <a href="#/rotation">Rotation</a></Notice>}
       <dl class="facts">
         <dt>Host</dt><dd>{r.host}</dd>
         <dt>Type</dt><dd>{TYPES[r.resource_type]}</dd>
@@ -232,7 +232,7 @@ export function ResourceDetail(props: { id: string; me: Me }) {
         <dt>Session limits</dt><dd><SessionLimits resourceId={r.id} canChange={props.me.capabilities.manage_users} /></dd>
         {r.ports.telnet && <><dt>Telnet</dt><dd><TelnetSettings resourceId={r.id} canChange={props.me.capabilities.manage_users} accounts={accounts ?? []} /></dd></>}
         {r.ports.rdp && <><dt>RDP</dt><dd><RdpSettings resourceId={r.id} canChange={props.me.capabilities.manage_users} /></dd></>}
-        {r.ports.database && <><dt>Rotation</dt><dd><RotationSettings resourceId={r.id} canChange={props.me.capabilities.manage_users} accounts={accounts ?? []} /></dd></>}
+        {(r.ports.database || r.ports.ssh || r.ports.telnet) && <><dt>Rotation</dt><dd><RotationSettings resource={r} canChange={props.me.capabilities.manage_users} accounts={accounts ?? []} /></dd></>}
       </dl>
       <div class="title-row">
         <h2>Accounts</h2>
@@ -249,9 +249,13 @@ export function ResourceDetail(props: { id: string; me: Me }) {
               <div class="actions">
                 {atLeast(a.access, 'view') && <button onClick={() => setReveal(a)}>Reveal…</button>}
                 {atLeast(a.access, 'modify') && <button onClick={() => setChanging(a)}>Change secret…</button>}
-                {atLeast(a.access, 'modify') && r.ports.database && a.secret_kind === 'password' && <button data-testid="rotate-now" onClick={async () => {
+                {atLeast(a.access, 'modify') && (r.ports.database || r.ports.ssh || r.ports.telnet) && <button data-testid="rotate-now" onClick={async () => {
                   try { setQueued(await rotateNow(a)); } catch (e) { setNotice(errorsFrom(e)._ ?? 'Failed'); }
                 }}>Rotate now</button>}
+                {atLeast(a.access, 'modify') && (r.ports.database || r.ports.ssh || r.ports.telnet) && <button data-testid="verify-now" onClick={async () => {
+                  try { setQueued(await verifyNow(a)); } catch (e) { setNotice(errorsFrom(e)._ ?? 'Failed'); }
+                }}>Verify now</button>}
+                <AccountRotation account={a} canChange={atLeast(a.access, 'modify')} />
                 {atLeast(a.access, 'manage') && <button onClick={() => setSharing({ kind: 'account', id: a.id, name: `${a.username}@${r.name}` })}>Share…</button>}
                 {atLeast(a.access, 'manage') && <button class="danger" onClick={() => del(a)}>Delete</button>}
               </div>
