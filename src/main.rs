@@ -63,6 +63,28 @@ enum Command {
         #[command(subcommand)]
         op: RecordingOp,
     },
+    /// Rotate or verify an account's secret (queued for the running server)
+    Rotation {
+        #[command(subcommand)]
+        op: RotationOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum RotationOp {
+    /// Queue a rotation of ACCOUNT (an account id, or user@resource)
+    Rotate {
+        account: String,
+        /// Follow the job until it ends (exit status 1 if it failed)
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Queue a verification of ACCOUNT: a login with the stored secret
+    Verify {
+        account: String,
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -150,6 +172,28 @@ fn main() -> ExitCode {
             Command::Recording {
                 op: RecordingOp::Verify { target, public_key },
             } => portcullis::recordings::verify_cli(cfg, &target, public_key.as_deref()).await,
+            Command::Rotation {
+                op: RotationOp::Rotate { account, wait },
+            } => {
+                portcullis::rotation::cli::run(
+                    cfg,
+                    portcullis::rotation::JobKind::Rotate,
+                    &account,
+                    wait,
+                )
+                .await
+            }
+            Command::Rotation {
+                op: RotationOp::Verify { account, wait },
+            } => {
+                portcullis::rotation::cli::run(
+                    cfg,
+                    portcullis::rotation::JobKind::Verify,
+                    &account,
+                    wait,
+                )
+                .await
+            }
         }
     });
     match result {
