@@ -32,9 +32,9 @@ async fn find(app: &crate::app::App, account: &str) -> anyhow::Result<AccountRow
     .await?;
     let (id,) =
         row.ok_or_else(|| anyhow::anyhow!("no account {user} on a resource named {resource}"))?;
-    Ok(accounts::get(app, &id)
+    accounts::get(app, &id)
         .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
 }
 
 /// Queues the job; with `wait`, prints its steps until it ends. Exit status: 0 when queued

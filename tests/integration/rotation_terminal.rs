@@ -409,15 +409,33 @@ async fn verification_tells_in_sync_out_of_sync_and_unreachable_apart_nightly_to
     assert_eq!(reveal(&admin, &drift).await, "Drift-Pw-72");
     // From the command line, by user@resource, followed to its end (the running server
     // carries it out): exit status 0 in sync, 1 out of sync.
-    let o = site.cli(&["rotation", "verify", &format!("{good_user}@unix-verify"), "--wait"]);
+    let o = site.cli(&[
+        "rotation",
+        "verify",
+        &format!("{good_user}@unix-verify"),
+        "--wait",
+    ]);
     let said = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(o.status.success() && said.contains("logs in"), "{said}{}", String::from_utf8_lossy(&o.stderr));
-    let o = site.cli(&["rotation", "verify", &format!("{drift_user}@unix-verify"), "--wait"]);
+    assert!(
+        o.status.success() && said.contains("logs in"),
+        "{said}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = site.cli(&[
+        "rotation",
+        "verify",
+        &format!("{drift_user}@unix-verify"),
+        "--wait",
+    ]);
     let said = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(!o.status.success() && said.contains("out of sync"), "{said}");
+    assert!(
+        !o.status.success() && said.contains("out of sync"),
+        "{said}"
+    );
     let o = site.cli(&["rotation", "verify", "nobody@no-such-resource"]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no account nobody on a resource named no-such-resource"));
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("no account nobody on a resource named no-such-resource"));
 
     // A whole resource as one run, with its summary.
     let r = admin
