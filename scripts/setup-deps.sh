@@ -18,6 +18,8 @@ if [ "$mode" = test ]; then
   [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
   command -v setpriv >/dev/null || need_apt+=(util-linux)
   [ -x /usr/bin/sudo ] || need_apt+=(sudo)
+  [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
+  [ -x /usr/bin/mariadb ] || need_apt+=(mariadb-client)
   # RDP peers: xrdp with its Xorg backend (TLS, autologon), and FreeRDP's NLA-only shadow
   # server on Xvfb; xterm and xsetroot draw the known desktop the tests look at.
   [ -x /usr/sbin/xrdp ] || need_apt+=(xrdp)

@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod keys;
+pub mod mysql;
 pub mod postgres;
 pub mod schedule;
 pub mod scripts;
@@ -392,6 +393,7 @@ async fn system_event(
 /// Where an account's secret is changed, and how.
 enum Target {
     Postgres(postgres::PgTarget),
+    Mysql(mysql::MyTarget),
     /// A shell (SSH, or Telnet), reached over the resource's path like a session.
     Terminal(Box<TerminalTarget>),
 }
@@ -474,6 +476,15 @@ async fn target_for(app: &App, a: &AccountRow, r: &ResourceRow) -> Result<Target
     let port = r
         .db_port
         .ok_or_else(|| format!("{} has no database port", r.name))?;
+    if s.method == "mysql" {
+        return Ok(Target::Mysql(mysql::MyTarget {
+            host: r.host.clone(),
+            port: u16::try_from(port).map_err(|_| format!("{}: bad database port", r.name))?,
+            database: s.db_name,
+            tls: mysql::tls_mode(&s.db_tls).unwrap_or(sqlx::mysql::MySqlSslMode::Preferred),
+            admin: privileged.map(|(a, p)| (a.username, p)),
+        }));
+    }
     Ok(Target::Postgres(postgres::PgTarget {
         host: r.host.clone(),
         port: u16::try_from(port).map_err(|_| format!("{}: bad database port", r.name))?,
@@ -519,6 +530,7 @@ impl Target {
     ) -> Result<(), String> {
         let t = match self {
             Target::Postgres(pg) => return pg.change(&a.username, current, new).await,
+            Target::Mysql(my) => return my.change(&a.username, current, new).await,
             Target::Terminal(t) => t,
         };
         if t.method == "ssh_key" {
@@ -593,6 +605,7 @@ impl Target {
     ) -> Result<(), LoginError> {
         match self {
             Target::Postgres(pg) => pg.login(&a.username, secret).await,
+            Target::Mysql(my) => my.login(&a.username, secret).await,
             Target::Terminal(t) => {
                 t.open(app, actor, a, secret, passphrase)
                     .await?

@@ -14,7 +14,7 @@
 use gateway::telnet::logon::{step, LogonScript, LogonStep};
 
 /// The rotation methods a resource can be set to.
-pub const METHODS: &[&str] = &["postgres", "passwd", "sudo", "su", "script"];
+pub const METHODS: &[&str] = &["postgres", "mysql", "passwd", "sudo", "su", "script"];
 
 /// Methods that log in to a terminal (SSH, or Telnet when the resource has no SSH port).
 pub fn is_terminal(method: &str) -> bool {

@@ -11,7 +11,8 @@ use super::scripts;
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RotationSettings {
-    /// One of `scripts::METHODS`: 'postgres' (ALTER ROLE), 'passwd' (each account changes
+    /// One of `scripts::METHODS`: 'postgres' (ALTER ROLE), 'mysql' (MariaDB ALTER USER),
+    /// 'passwd' (each account changes
     /// its own), 'sudo' / 'su' (chpasswd through the privileged account), 'script'.
     pub method: String,
     /// The account of the same resource that changes the others' secrets (None: each
@@ -31,17 +32,19 @@ impl RotationSettings {
         if !scripts::METHODS.contains(&self.method.as_str()) {
             return Err(ApiError::field(
                 "method",
-                "must be postgres (ALTER ROLE), passwd (each account changes its own password), sudo or su (chpasswd through the privileged account) or script (your own prompt/answer script)",
+                "must be postgres (ALTER ROLE), mysql (MariaDB ALTER USER), passwd (each account changes its own password), sudo or su (chpasswd through the privileged account) or script (your own prompt/answer script)",
             ));
         }
-        if self.method == "postgres" {
+        if self.method == "postgres" || self.method == "mysql" {
             if super::postgres::tls_mode(&self.db_tls).is_none() {
                 return Err(ApiError::field(
                     "db_tls",
                     "must be disable, prefer, require or verify_full",
                 ));
             }
-            crate::vault::check_text("db_name", &self.db_name, 1, 63)?;
+            // MariaDB needs no database to log in to.
+            let min = if self.method == "mysql" { 0 } else { 1 };
+            crate::vault::check_text("db_name", &self.db_name, min, 63)?;
         }
         if scripts::needs_privileged(&self.method) && self.privileged_account_id.is_none() {
             return Err(ApiError::field(

@@ -4,6 +4,9 @@
 #[path = "../support/postgres.rs"]
 mod postgres_cluster;
 
+#[path = "../support/mariadb.rs"]
+mod mariadb_server;
+
 #[path = "../support/sshd.rs"]
 mod sshd_server;
 

@@ -291,3 +291,100 @@ async fn a_live_session_defers_the_rotation_of_its_account_until_it_ends() {
     assert!(c.login_works(&user, &new));
     assert!(!c.login_works(&user, "Both-Old-Pw-5"));
 }
+
+#[tokio::test]
+async fn a_mariadb_user_is_rotated_on_every_host_and_a_refused_change_keeps_the_vault() {
+    use crate::mariadb_server::mariadb;
+    let m = mariadb();
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let (admin_user, app_user) = (format!("rotadm{n}"), format!("rotapp{n}"));
+    // The privileged account may change others' passwords (and read mysql.user); the app
+    // user exists for two hosts, both of which must change.
+    m.sql(&format!(
+        "CREATE USER '{admin_user}'@'%' IDENTIFIED BY 'My-Admin-Pw-1'; GRANT CREATE USER, SELECT ON *.* TO '{admin_user}'@'%'; CREATE USER '{app_user}'@'%' IDENTIFIED BY 'My-App-Old-2'; CREATE USER '{app_user}'@'127.0.0.1' IDENTIFIED BY 'My-App-Old-2';"
+    ));
+    assert!(m.login_works(&app_user, "My-App-Old-2"));
+    let site = Site::new(Backend::Sqlite);
+    let server = site.start();
+    let admin = server.admin().await;
+    let r = admin
+        .call("POST", "/resources", json!({ "name": "maria-1", "host": "127.0.0.1", "resource_type": "database", "ports": { "database": m.port }, "policy_id": "policy-low" }))
+        .await
+        .ok();
+    let rid = r["id"].as_str().unwrap().to_string();
+    let privileged = admin.account(&rid, &admin_user, "My-Admin-Pw-1").await;
+    let set = admin
+        .call("PUT", &format!("/resources/{rid}/rotation"), json!({ "method": "mysql", "privileged_account_id": privileged, "db_name": "", "db_tls": "prefer" }))
+        .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    let account = admin.account(&rid, &app_user, "My-App-Old-2").await;
+    let r = admin
+        .call("POST", &format!("/accounts/{account}/rotate"), json!({}))
+        .await;
+    let job = wait_job(&admin, r.body["job"]["id"].as_str().unwrap(), None).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let new = reveal(&admin, &account).await;
+    assert!(
+        m.login_works(&app_user, &new),
+        "the new password does not log in"
+    );
+    assert!(
+        !m.login_works(&app_user, "My-App-Old-2"),
+        "the old one still does"
+    );
+    // Both host entries carry the new password's hash; the server never saw the plaintext.
+    let hashes = m.sql(&format!(
+        "SELECT DISTINCT authentication_string FROM mysql.user WHERE User = '{app_user}'"
+    ));
+    assert_eq!(hashes.lines().count(), 1, "{hashes}");
+    let expected = m.sql(&format!("SELECT PASSWORD('{new}')"));
+    assert_eq!(hashes, expected);
+
+    // The account itself (no privileged account): SET PASSWORD with its current one.
+    let self_user = format!("rotself{n}");
+    m.sql(&format!(
+        "CREATE USER '{self_user}'@'%' IDENTIFIED BY 'My-Self-Old-3';"
+    ));
+    let own = admin.account(&rid, &self_user, "My-Self-Old-3").await;
+    admin
+        .call(
+            "PUT",
+            &format!("/resources/{rid}/rotation"),
+            json!({ "method": "mysql", "db_name": "", "db_tls": "prefer" }),
+        )
+        .await
+        .ok();
+    let r = admin
+        .call("POST", &format!("/accounts/{own}/rotate"), json!({}))
+        .await;
+    let job = wait_job(&admin, r.body["job"]["id"].as_str().unwrap(), None).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let new = reveal(&admin, &own).await;
+    assert!(m.login_works(&self_user, &new) && !m.login_works(&self_user, "My-Self-Old-3"));
+
+    // A change the server refuses: without CREATE USER the privileged account may not alter
+    // another user. The vault keeps the old password, which still logs in.
+    let weak = format!("rotweak{n}");
+    let victim = format!("rotvic{n}");
+    m.sql(&format!("CREATE USER '{weak}'@'%' IDENTIFIED BY 'My-Weak-4'; GRANT SELECT ON mysql.* TO '{weak}'@'%'; CREATE USER '{victim}'@'%' IDENTIFIED BY 'My-Victim-5';"));
+    let weak_acc = admin.account(&rid, &weak, "My-Weak-4").await;
+    admin
+        .call("PUT", &format!("/resources/{rid}/rotation"), json!({ "method": "mysql", "privileged_account_id": weak_acc, "db_name": "", "db_tls": "prefer" }))
+        .await
+        .ok();
+    let v = admin.account(&rid, &victim, "My-Victim-5").await;
+    let r = admin
+        .call("POST", &format!("/accounts/{v}/rotate"), json!({}))
+        .await;
+    let job = wait_job(&admin, r.body["job"]["id"].as_str().unwrap(), None).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(
+        job["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("keeps the current secret"),
+        "{job}"
+    );
+    assert_eq!(reveal(&admin, &v).await, "My-Victim-5");
+    assert!(m.login_works(&victim, "My-Victim-5"));
+}

@@ -22,6 +22,7 @@ const at = (ms: number | null) => (ms ? new Date(ms).toLocaleString() : '—');
 const TLS: Record<string, string> = { disable: 'no TLS', prefer: 'TLS when offered', require: 'TLS required', verify_full: 'TLS, certificate and name verified' };
 const METHODS: Record<string, string> = {
   postgres: 'PostgreSQL: ALTER ROLE',
+  mysql: 'MariaDB: ALTER USER (sent as the native password hash)',
   passwd: 'passwd: each account changes its own password',
   sudo: 'sudo + chpasswd, as the privileged account',
   su: 'su + chpasswd: the account logs in, su asks for the privileged (root) password',
@@ -85,8 +86,8 @@ export function RotationSettings(props: { resource: Resource; canChange: boolean
   const shown = s ? (s.method === 'script' ? s.script : builtins[s.method]) : null;
   return (
     <div data-testid="rotation-settings">
-      {s && s.method === 'postgres' && <p>PostgreSQL (<code>ALTER ROLE</code>) as <b>{name(s.privileged_account_id)}</b> · database <b>{s.db_name}</b> · {TLS[s.db_tls] ?? s.db_tls}</p>}
-      {s && s.method !== 'postgres' && <p data-testid="rotation-method">{METHODS[s.method] ?? s.method}{s.privileged_account_id ? <> · privileged account <b>{name(s.privileged_account_id)}</b></> : ''} · over {props.resource.ports.ssh ? 'SSH' : 'Telnet'}, through the resource's landing servers if any</p>}
+      {s && (s.method === 'postgres' || s.method === 'mysql') && <p>{s.method === 'postgres' ? <>PostgreSQL (<code>ALTER ROLE</code>)</> : <>MariaDB (<code>ALTER USER</code>)</>} as <b>{name(s.privileged_account_id)}</b>{s.db_name ? <> · database <b>{s.db_name}</b></> : ''} · {TLS[s.db_tls] ?? s.db_tls}</p>}
+      {s && s.method !== 'postgres' && s.method !== 'mysql' && <p data-testid="rotation-method">{METHODS[s.method] ?? s.method}{s.privileged_account_id ? <> · privileged account <b>{name(s.privileged_account_id)}</b></> : ''} · over {props.resource.ports.ssh ? 'SSH' : 'Telnet'}, through the resource's landing servers if any</p>}
       {!s && <p class="muted">Not set: password accounts of this resource are not rotated (SSH keys are, over SSH).</p>}
       {shown && <details><summary>What it types</summary><ScriptSteps script={shown} /></details>}
       {props.canChange && !editing && <div class="actions">
@@ -103,15 +104,15 @@ export function RotationSettings(props: { resource: Resource; canChange: boolean
             </select>
           </Field>
           {form.method !== 'passwd' && (
-            <Field label="Privileged account" name="privileged_account_id" errors={errors} hint={form.method === 'postgres' ? 'A role with CREATEROLE changes the others\' passwords; without one, each role changes its own.' : form.method === 'su' ? 'The account whose password su asks for (root).' : 'The account that logs in and changes the others\' passwords.'}>
+            <Field label="Privileged account" name="privileged_account_id" errors={errors} hint={form.method === 'postgres' ? 'A role with CREATEROLE changes the others\' passwords; without one, each role changes its own.' : form.method === 'mysql' ? 'A user with CREATE USER (and SELECT on mysql.user) changes the others\'; without one, each changes its own.' : form.method === 'su' ? 'The account whose password su asks for (root).' : 'The account that logs in and changes the others\' passwords.'}>
               <select name="privileged_account_id" value={form.privileged_account_id} onChange={(e) => setForm({ ...form, privileged_account_id: inputValue(e) })}>
-                <option value="">{form.method === 'postgres' || form.method === 'script' ? 'each account itself' : '— choose —'}</option>
+                <option value="">{form.method === 'postgres' || form.method === 'mysql' || form.method === 'script' ? 'each account itself' : '— choose —'}</option>
                 {props.accounts.filter((a) => a.secret_kind === 'password').map((a) => <option value={a.id}>{a.username}</option>)}
               </select>
             </Field>
           )}
-          {form.method === 'postgres' && <>
-            <Field label="Database" name="db_name" errors={errors}>
+          {(form.method === 'postgres' || form.method === 'mysql') && <>
+            <Field label="Database" name="db_name" errors={errors} hint={form.method === 'mysql' ? 'May be empty.' : undefined}>
               <input name="db_name" value={form.db_name} onInput={(e) => setForm({ ...form, db_name: inputValue(e) })} />
             </Field>
             <Field label="TLS" name="db_tls" errors={errors}>
@@ -125,7 +126,7 @@ export function RotationSettings(props: { resource: Resource; canChange: boolean
               <textarea name="script" rows={12} value={form.script} onInput={(e) => setForm({ ...form, script: inputValue(e) })} />
             </Field>
           )}
-          {form.method !== 'postgres' && form.method !== 'script' && builtins[form.method] && <ScriptSteps script={builtins[form.method]} />}
+          {builtins[form.method] && <ScriptSteps script={builtins[form.method]} />}
           {errors._ && <Notice kind="error">{errors._}</Notice>}
           <div class="actions"><button type="submit" class="primary">Save rotation</button><button type="button" onClick={() => { setEditing(false); setErrors({}); }}>Cancel</button></div>
         </form>
