@@ -355,7 +355,7 @@ async fn run(app: &App, id: &str) {
             "account.rotate",
             Outcome::Failed,
             &j,
-            json!({ "job": id, "error": message }),
+            json!({ "job": id, "error": message, "alert": true }),
         )
         .await;
     }

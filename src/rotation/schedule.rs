@@ -97,11 +97,12 @@ pub async fn tick(app: &App, now: i64) -> ApiResult<()> {
                 "the schedule",
             )
             .await?;
-            // The next due time keeps the time of day, whatever the delay of this one.
-            let mut next = next_time_of_day(s.next_run_at, s.time_of_day)
-                + (s.interval_days - 1).max(0) * DAY_MS;
+            // The next due time keeps the time of day (due times are always at it), whatever
+            // the delay of this run; missed ones are skipped, not run in a burst.
+            let interval = s.interval_days.max(1) * DAY_MS;
+            let mut next = s.next_run_at + interval;
             while next <= now {
-                next += s.interval_days.max(1) * DAY_MS;
+                next += interval;
             }
             sqlx::query(
                 "UPDATE rotation_schedules SET next_run_at = $2, last_run_id = $3 WHERE id = $1",

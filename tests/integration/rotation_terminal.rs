@@ -150,6 +150,13 @@ async fn unix_passwords_are_rotated_with_passwd_sudo_and_su_over_ssh_and_telnet(
     assert!(!message.contains("Not-Roots-Password-1"), "{message}");
     assert_eq!(reveal(&admin, &a2).await, new);
     assert!(logs_in(&bob, &new).await);
+    // The failed attempt is audited as an alert.
+    let failed = admin
+        .get("/audit?action=account.rotate")
+        .await
+        .ok()
+        .to_string();
+    assert!(failed.contains("\"alert\":true"), "{failed}");
 
     // su: the account logs in with its own password and becomes root with root's.
     s.root_password("Root-Pw-333");
@@ -517,24 +524,23 @@ async fn wait_run(admin: &Client, id: &str) -> Value {
 }
 
 #[tokio::test]
-async fn a_schedule_gives_notice_and_a_session_end_rotates_a_one_time_password() {
-    use crate::live::{cookie_of, open_ws, start};
+async fn a_schedule_gives_notice_then_runs_and_moves_on() {
     let s = private_sshd();
     let site = Site::new(Backend::Sqlite);
-    let (server, tls) = start(&site);
+    let server = site.start();
     let admin = server.admin().await;
-    let rid = resource(&admin, "unix-otp", true).await;
+    let rid = resource(&admin, "unix-scheduled", true).await;
     set_method(&admin, &rid, json!({ "method": "passwd" })).await;
-    let user = s.user("Otp-Old-Pw-81");
-    let account = admin.account(&rid, &user, "Otp-Old-Pw-81").await;
+    let user = s.user("Sched-Old-Pw-91");
+    let account = admin.account(&rid, &user, "Sched-Old-Pw-91").await;
 
-    // A schedule due within two minutes with a 5-minute notice: the notice goes out (audited)
-    // at once, once.
+    // A schedule due in 10 to 70 s (the next whole minute at least 10 s away) with a 5-minute
+    // notice: the notice goes out (audited) at once, once, then the run.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-        + 120;
+        + 70;
     let hhmm = format!("{:02}:{:02}", (now / 3600) % 24, (now / 60) % 60);
     let bad = admin
         .call("POST", "/rotation/schedules", json!({ "target_kind": "resource", "target_id": rid, "interval_days": 0, "time_of_day": hhmm }))
@@ -545,7 +551,7 @@ async fn a_schedule_gives_notice_and_a_session_end_rotates_a_one_time_password()
         .call("POST", "/rotation/schedules", json!({ "target_kind": "resource", "target_id": rid, "interval_days": 30, "time_of_day": hhmm, "notice_minutes": 5 }))
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let sid = r.body["schedule"]["id"]
+    let schedule_id = r.body["schedule"]["id"]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -566,15 +572,60 @@ async fn a_schedule_gives_notice_and_a_session_end_rotates_a_one_time_password()
         "no notice naming the account: {notice}"
     );
     let schedules = admin.get("/rotation/schedules").await.ok();
-    assert!(
-        schedules.to_string().contains("notice_sent_for"),
-        "{schedules}"
+    let first_due = schedules["schedules"][0]["schedule"]["next_run_at"]
+        .as_i64()
+        .unwrap_or_default();
+    assert_eq!(
+        schedules["schedules"][0]["schedule"]["notice_sent_for"],
+        json!(first_due),
+        "the schedule does not show its notice as sent: {schedules}"
     );
-    // Removed before it runs: no rotation happens in this test because of it.
+
+    // The schedule comes due: one run rotates the
+    // resource's account, its summary says so, and the next run is 30 days later.
+    let mut run = Value::Null;
+    for _ in 0..1500 {
+        let runs = admin.get("/rotation/runs").await.ok();
+        if let Some(r) = runs["runs"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["run"]["trig"] == "schedule"))
+        {
+            if r["open"] == 0 && r["total"] == 1 {
+                run = r.clone();
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(run["by_result"], json!({ "rotated": 1 }), "{run}");
+    let new = reveal(&admin, &account).await;
+    assert!(logs_in(&user, &new).await && !logs_in(&user, "Sched-Old-Pw-91").await);
+    let schedules = admin.get("/rotation/schedules").await.ok();
+    let next = schedules["schedules"][0]["schedule"]["next_run_at"]
+        .as_i64()
+        .unwrap_or_default();
+    assert_eq!(next - first_due, 30 * 24 * 3600 * 1000, "{schedules}");
     let r = admin
-        .call("DELETE", &format!("/rotation/schedules/{sid}"), json!({}))
+        .call(
+            "DELETE",
+            &format!("/rotation/schedules/{schedule_id}"),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 204, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_session_end_rotates_a_one_time_password() {
+    use crate::live::{cookie_of, open_ws, start};
+    let s = private_sshd();
+    let site = Site::new(Backend::Sqlite);
+    let (server, tls) = start(&site);
+    let admin = server.admin().await;
+    let rid = resource(&admin, "unix-otp", true).await;
+    set_method(&admin, &rid, json!({ "method": "passwd" })).await;
+    let user = s.user("Otp-Old-Pw-81");
+    let account = admin.account(&rid, &user, "Otp-Old-Pw-81").await;
 
     // "Rotate after each session": the account's password changes when a session ends.
     let r = admin
