@@ -113,37 +113,38 @@ pub async fn rotate(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (a, r, level) = crate::vault::accounts::get_for(&app, &p, &id).await?;
-    if let Err(e) =
-        crate::vault::resources::require(Some(level), Level::Modify, "rotate this account's secret")
-    {
-        return Err(denied(
-            &app,
-            &p,
-            "account.rotate.request",
-            "account",
-            &a.id,
-            &a.username,
-            e,
-        )
-        .await);
+    queue(&app, &p, &id, crate::rotation::JobKind::Rotate).await
+}
+
+/// `POST /api/v1/accounts/{id}/verify`: whoever may change the account's secret (Modify);
+/// queues a verification (a login with the stored secret). Audited.
+pub async fn verify(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    queue(&app, &p, &id, crate::rotation::JobKind::Verify).await
+}
+
+async fn queue(
+    app: &App,
+    p: &Principal,
+    id: &str,
+    kind: crate::rotation::JobKind,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let action = format!("account.{}.request", kind.as_str());
+    let (a, r, level) = crate::vault::accounts::get_for(app, p, id).await?;
+    let what = format!("{} this account's secret", kind.as_str());
+    if let Err(e) = crate::vault::resources::require(Some(level), Level::Modify, &what) {
+        return Err(denied(app, p, &action, "account", &a.id, &a.username, e).await);
     }
-    let job = crate::rotation::request(
-        &app,
-        &a,
-        &r,
-        crate::rotation::JobKind::Rotate,
-        "on_demand",
-        &p.username,
-        None,
-    )
-    .await?;
+    let job = crate::rotation::request(app, &a, &r, kind, "on_demand", &p.username, None).await?;
     let mut tx = app.db.begin_write().await?;
     audit(
-        &app,
+        app,
         &mut tx,
-        &p,
-        "account.rotate.request",
+        p,
+        &action,
         &a.id,
         &format!("{}@{}", a.username, r.name),
         json!({ "job": job.id }),
@@ -191,53 +192,6 @@ pub async fn job(
     Ok(Json(
         json!({ "job": crate::rotation::job(&app, &id).await? }),
     ))
-}
-
-/// `POST /api/v1/accounts/{id}/verify`: whoever may change the account's secret (Modify);
-/// queues a verification (a login with the stored secret). Audited.
-pub async fn verify(
-    State(app): State<App>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (a, r, level) = crate::vault::accounts::get_for(&app, &p, &id).await?;
-    if let Err(e) =
-        crate::vault::resources::require(Some(level), Level::Modify, "verify this account's secret")
-    {
-        return Err(denied(
-            &app,
-            &p,
-            "account.verify.request",
-            "account",
-            &a.id,
-            &a.username,
-            e,
-        )
-        .await);
-    }
-    let job = crate::rotation::request(
-        &app,
-        &a,
-        &r,
-        crate::rotation::JobKind::Verify,
-        "on_demand",
-        &p.username,
-        None,
-    )
-    .await?;
-    let mut tx = app.db.begin_write().await?;
-    audit(
-        &app,
-        &mut tx,
-        &p,
-        "account.verify.request",
-        &a.id,
-        &format!("{}@{}", a.username, r.name),
-        json!({ "job": job.id }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "job": job }))))
 }
 
 #[derive(Deserialize)]

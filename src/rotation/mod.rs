@@ -262,6 +262,16 @@ async fn dispatch(app: &App) -> ApiResult<()> {
     if waiting.is_empty() {
         return Ok(());
     }
+    // One job per account at a time: a verification during a rotation would see the
+    // target change under it (and raise a false alarm), and the other way round.
+    let mut busy: std::collections::HashSet<String> = sqlx::query_as::<_, (String,)>(
+        "SELECT account_id FROM rotation_jobs WHERE state = 'running'",
+    )
+    .fetch_all(&app.db.pool)
+    .await?
+    .into_iter()
+    .map(|(a,)| a)
+    .collect();
     let live: Vec<String> = app
         .broker
         .list()
@@ -283,6 +293,9 @@ async fn dispatch(app: &App) -> ApiResult<()> {
             }
             continue;
         }
+        if busy.contains(&account_id) {
+            continue;
+        }
         if app.rotation.running_total() >= app.rotation.global_limit {
             break;
         }
@@ -299,6 +312,7 @@ async fn dispatch(app: &App) -> ApiResult<()> {
             app.rotation.release(&resource_id);
             continue;
         }
+        busy.insert(account_id.clone());
         let app = app.clone();
         tokio::spawn(async move {
             run(&app, &id).await;
@@ -506,14 +520,24 @@ async fn new_secret(app: &App, a: &AccountRow, r: &ResourceRow) -> Result<Secret
     Ok(Secret::from(policy.generate()))
 }
 
-/// Progress of a job, written to its row as it goes (the jobs page shows it).
+/// Progress of a job, written to its row as it goes (the jobs page shows it). One writer
+/// per job, in order, and only while the job runs: a late note never reopens a finished job.
 fn progress_writer(app: &App, id: &str, prefix: &'static str) -> impl FnMut(String) + Send {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (app, id) = (app.clone(), id.to_string());
+    tokio::spawn(async move {
+        while let Some(s) = rx.recv().await {
+            let _ = sqlx::query(
+                "UPDATE rotation_jobs SET step = $2 WHERE id = $1 AND state = 'running'",
+            )
+            .bind(&id)
+            .bind(format!("{prefix}: {s}"))
+            .execute(&app.db.pool)
+            .await;
+        }
+    });
     move |s: String| {
-        let (app, id) = (app.clone(), id.clone());
-        tokio::spawn(async move {
-            let _ = set_step(&app, &id, "running", &format!("{prefix}: {s}")).await;
-        });
+        let _ = tx.send(s);
     }
 }
 
@@ -535,22 +559,18 @@ impl Target {
         };
         if t.method == "ssh_key" {
             let public = keys::public_line(new, None)?;
-            let mut term = t
-                .open(app, actor, a, current, passphrase_of(app, a)?)
-                .await
-                .map_err(|e| {
-                    format!("{} could not log in with its current key ({e})", a.username)
-                })?;
-            let done = term
-                .run_script(
-                    compile(scripts::install_key(&public))?,
-                    &creds(&a.username, current),
-                    &[],
+            let passphrase = passphrase_of(app, a)?;
+            return t
+                .key_script(
+                    app,
+                    actor,
+                    a,
+                    (current, passphrase),
+                    scripts::install_key(&public),
                     progress,
                 )
-                .await;
-            term.close().await;
-            return done;
+                .await
+                .map_err(|e| format!("{} could not install its new key: {e}", a.username));
         }
         let script = t
             .script
@@ -638,24 +658,46 @@ impl Target {
         if old_body == new_body {
             return Ok(());
         }
-        let mut term = t
-            .open(app, actor, a, new, None)
-            .await
-            .map_err(|e| format!("the new key could not log in to remove the old one ({e})"))?;
-        let done = term
-            .run_script(
-                compile(scripts::remove_key(&old_body))?,
-                &creds(&a.username, new),
-                &[],
-                progress,
-            )
-            .await;
-        term.close().await;
-        done
+        t.key_script(
+            app,
+            actor,
+            a,
+            (new, None),
+            scripts::remove_key(&old_body),
+            progress,
+        )
+        .await
+        .map_err(|e| format!("the old key could not be removed: {e}"))
     }
 }
 
 impl TerminalTarget {
+    /// Logs in as the key account itself with `key` (and its passphrase) and runs `script`.
+    async fn key_script(
+        &self,
+        app: &App,
+        actor: &Actor,
+        a: &AccountRow,
+        key: (&Secret, Option<Secret>),
+        script: LogonScript,
+        progress: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), String> {
+        let (pem, passphrase) = key;
+        let mut term = self
+            .open(app, actor, a, pem, passphrase)
+            .await
+            .map_err(|e| format!("the login failed ({e})"))?;
+        let c = Credentials {
+            username: &a.username,
+            password: pem,
+            enable_secret: None,
+            rotation: None,
+        };
+        let done = term.run_script(compile(script)?, &c, &[], progress).await;
+        term.close().await;
+        done
+    }
+
     async fn open(
         &self,
         app: &App,
@@ -681,16 +723,6 @@ impl TerminalTarget {
 fn compile(s: LogonScript) -> Result<gateway::telnet::logon::CompiledScript, String> {
     s.compile_rotation()
         .map_err(|e| format!("the rotation script is invalid ({e}); an administrator must fix it"))
-}
-
-/// Credentials for a script that names only the logged-in account.
-fn creds<'a>(username: &'a str, secret: &'a Secret) -> Credentials<'a> {
-    Credentials {
-        username,
-        password: secret,
-        enable_secret: None,
-        rotation: None,
-    }
 }
 
 fn passphrase_of(app: &App, a: &AccountRow) -> Result<Option<Secret>, String> {

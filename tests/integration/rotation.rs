@@ -50,7 +50,8 @@ async fn pg_resource(admin: &Client, name: &str) -> (String, String) {
     (rid, privileged)
 }
 
-async fn reveal(admin: &Client, account: &str) -> String {
+/// The account's secret as the vault holds it (a reveal, audited).
+pub(crate) async fn reveal(admin: &Client, account: &str) -> String {
     admin
         .call(
             "POST",
@@ -65,9 +66,9 @@ async fn reveal(admin: &Client, account: &str) -> String {
 }
 
 /// Waits until the job is finished (or its step contains `until`); returns it.
-async fn wait_job(admin: &Client, id: &str, until: Option<&str>) -> Value {
+pub(crate) async fn wait_job(admin: &Client, id: &str, until: Option<&str>) -> Value {
     let mut last = Value::Null;
-    for _ in 0..300 {
+    for _ in 0..600 {
         last = admin.get(&format!("/rotation/jobs/{id}")).await.ok()["job"].clone();
         let step = last["step"].as_str().unwrap_or("");
         match until {

@@ -11,36 +11,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::harness::{Backend, Client, Site, ADMIN_PASSWORD};
+use crate::rotation::{reveal, wait_job};
 use crate::sshd_server::{key_login_works, password_login_works, private_sshd};
-
-async fn reveal(admin: &Client, account: &str) -> String {
-    admin
-        .call(
-            "POST",
-            &format!("/accounts/{account}/reveal"),
-            json!({ "reason": "rotation test" }),
-        )
-        .await
-        .ok()["secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-async fn wait_job(admin: &Client, id: &str, until: Option<&str>) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..600 {
-        last = admin.get(&format!("/rotation/jobs/{id}")).await.ok()["job"].clone();
-        let step = last["step"].as_str().unwrap_or("");
-        match until {
-            Some(u) if step.contains(u) => return last,
-            None if last["state"] == "succeeded" || last["state"] == "failed" => return last,
-            _ => {}
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the rotation job did not get there: {last}");
-}
 
 /// Rotates `account` and waits for the job's end.
 async fn rotate(admin: &Client, account: &str) -> Value {
