@@ -666,3 +666,72 @@ async fn a_session_end_rotates_a_one_time_password() {
     let new = reveal(&admin, &account).await;
     assert!(logs_in(&user, &new).await && !logs_in(&user, "Otp-Old-Pw-81").await);
 }
+
+#[tokio::test]
+async fn an_administrators_script_rotates_and_a_bad_one_is_refused_naming_the_field() {
+    let s = private_sshd();
+    let site = Site::new(Backend::Sqlite);
+    let server = site.start();
+    let admin = server.admin().await;
+    let rid = resource(&admin, "unix-script", true).await;
+    // A bad pattern, a rotation placeholder that does not exist, an optional last step: each
+    // refused with the field at fault.
+    for (script, field) in [
+        (
+            json!({ "steps": [{ "label": "p", "expect": "([", "send": "x" }, { "label": "d", "expect": "x" }] }),
+            "script.steps[0].expect",
+        ),
+        (
+            json!({ "steps": [{ "label": "p", "expect": "\\$ $", "send": "{new_pasword}" }, { "label": "d", "expect": "x" }] }),
+            "script.steps[0].send",
+        ),
+        (
+            json!({ "steps": [{ "label": "p", "expect": "\\$ $" }, { "label": "d", "expect": "x", "optional": true }] }),
+            "script.steps[1].optional",
+        ),
+    ] {
+        let r = admin
+            .call(
+                "PUT",
+                &format!("/resources/{rid}/rotation"),
+                json!({ "method": "script", "script": script }),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert_eq!(r.body["error"]["field"], field, "{}", r.body);
+    }
+    // A script an administrator wrote (chpasswd through sudo, in their own words).
+    let padm = s.user("Script-Adm-Pw-61");
+    s.sudoer(&padm);
+    let privileged = admin.account(&rid, &padm, "Script-Adm-Pw-61").await;
+    let script = json!({
+        "steps": [
+            { "label": "prompt", "expect": "[$#] ?$", "send": "stty -echo; sudo -k; sudo -p 'Pw for %p: ' sh -c 'PATH=/usr/sbin:$PATH; echo OK-$((40+2)); read l; echo \"$l\" | chpasswd'; echo RC-$?; stty echo" },
+            { "label": "sudo", "expect": "Pw for [a-z0-9]+: $", "send": "{privileged_password}" },
+            { "label": "ready", "expect": "OK-42", "send": "{account}:{new_password}" },
+            { "label": "done", "expect": "RC-0" }
+        ],
+        "failure": ["RC-[1-9]", "sorry"]
+    });
+    let set = set_method(
+        &admin,
+        &rid,
+        json!({ "method": "script", "privileged_account_id": privileged, "script": script }),
+    )
+    .await;
+    // Stored as written, with the default step timeout filled in.
+    assert_eq!(
+        set["settings"]["script"]["steps"][2]["send"], "{account}:{new_password}",
+        "{set}"
+    );
+    assert_eq!(
+        set["settings"]["script"]["steps"][3]["timeout_s"], 10,
+        "{set}"
+    );
+    let user = s.user("Script-Old-Pw-62");
+    let account = admin.account(&rid, &user, "Script-Old-Pw-62").await;
+    let job = rotate(&admin, &account).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let new = reveal(&admin, &account).await;
+    assert!(logs_in(&user, &new).await && !logs_in(&user, "Script-Old-Pw-62").await);
+}
