@@ -514,13 +514,23 @@ async fn a_schedule_gives_notice_then_runs_and_moves_on() {
         .unwrap_or(0)
         + 70;
     let hhmm = format!("{:02}:{:02}", (now / 3600) % 24, (now / 60) % 60);
+    // The schedule is for a resource group holding the resource.
+    let g = admin
+        .call(
+            "POST",
+            "/resource-groups",
+            json!({ "name": "scheduled-servers", "description": "", "resource_ids": [rid] }),
+        )
+        .await
+        .ok();
+    let gid = g["id"].as_str().unwrap_or_default().to_string();
     let bad = admin
         .call("POST", "/rotation/schedules", json!({ "target_kind": "resource", "target_id": rid, "interval_days": 0, "time_of_day": hhmm }))
         .await;
     assert_eq!(bad.status, 400, "{}", bad.body);
     assert_eq!(bad.body["error"]["field"], "interval_days", "{}", bad.body);
     let r = admin
-        .call("POST", "/rotation/schedules", json!({ "target_kind": "resource", "target_id": rid, "interval_days": 30, "time_of_day": hhmm, "notice_minutes": 5 }))
+        .call("POST", "/rotation/schedules", json!({ "target_kind": "group", "target_id": gid, "interval_days": 30, "time_of_day": hhmm, "notice_minutes": 5 }))
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let schedule_id = r.body["schedule"]["id"]
@@ -570,6 +580,7 @@ async fn a_schedule_gives_notice_then_runs_and_moves_on() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(run["by_result"], json!({ "rotated": 1 }), "{run}");
+    assert_eq!(run["run"]["scope"], "group scheduled-servers", "{run}");
     let new = reveal(&admin, &account).await;
     assert!(logs_in(&user, &new).await && !logs_in(&user, "Sched-Old-Pw-91").await);
     let schedules = admin.get("/rotation/schedules").await.ok();
