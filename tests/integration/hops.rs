@@ -31,7 +31,7 @@ pub(crate) struct HopWorld {
     /// Resource ids of the landing servers' machines, first hop first.
     jumps: Vec<String>,
     /// Landing server ids, first hop first.
-    landings: Vec<String>,
+    pub(crate) landings: Vec<String>,
     /// Login account of each landing server.
     hop_accounts: Vec<String>,
     pub(crate) target: String,

@@ -312,6 +312,26 @@ async fn a_target_behind_a_landing_server_is_rotated_through_it() {
         !shadow_holds(&w.target_user, crate::hops::PASSWORD),
         "the old password still is the target's"
     );
+
+    // The landing server in interactive mode, without TCP forwarding: the rotation types its
+    // way to the target through the landing server's shell, as a session does.
+    w.chain.no_forwarding(1);
+    w.admin
+        .call(
+            "PATCH",
+            &format!("/landing-servers/{}", w.landings[0]),
+            json!({ "mode": "interactive" }),
+        )
+        .await
+        .ok();
+    let job = rotate(&w.admin, &w.account).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let newer = reveal(&w.admin, &w.account).await;
+    assert!(
+        shadow_holds(&w.target_user, &newer),
+        "the newer password is not the target's"
+    );
+    assert!(!shadow_holds(&w.target_user, &new));
 }
 
 /// A 127.0.0.1 port nothing listens on.
