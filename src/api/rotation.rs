@@ -154,8 +154,14 @@ async fn queue(
     Ok((StatusCode::ACCEPTED, Json(json!({ "job": job }))))
 }
 
-fn may_oversee(p: &Principal) -> bool {
-    p.role.can_read_audit() || p.role.can_create_resources()
+/// Administrators, password administrators and auditors see jobs, runs and schedules.
+fn oversee(p: &Principal, what: &str) -> ApiResult<()> {
+    if p.role.can_read_audit() || p.role.can_create_resources() {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "Only administrators and auditors see the rotation {what}."
+    )))
 }
 
 #[derive(Deserialize)]
@@ -169,11 +175,7 @@ pub async fn jobs(
     Auth(p): Auth,
     Query(q): Query<JobsQuery>,
 ) -> ApiResult<Json<Value>> {
-    if !may_oversee(&p) {
-        return Err(ApiError::forbidden(
-            "Only administrators and auditors see the rotation jobs.",
-        ));
-    }
+    oversee(&p, "jobs")?;
     let list = crate::rotation::jobs(&app, q.limit.unwrap_or(200).clamp(1, 1000)).await?;
     Ok(Json(json!({ "jobs": list, "load": app.rotation.load() })))
 }
@@ -184,11 +186,7 @@ pub async fn job(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    if !may_oversee(&p) {
-        return Err(ApiError::forbidden(
-            "Only administrators and auditors see the rotation jobs.",
-        ));
-    }
+    oversee(&p, "jobs")?;
     Ok(Json(
         json!({ "job": crate::rotation::job(&app, &id).await? }),
     ))
@@ -243,11 +241,7 @@ pub async fn runs(
     Auth(p): Auth,
     Query(q): Query<JobsQuery>,
 ) -> ApiResult<Json<Value>> {
-    if !may_oversee(&p) {
-        return Err(ApiError::forbidden(
-            "Only administrators and auditors see the rotation runs.",
-        ));
-    }
+    oversee(&p, "runs")?;
     let mut out = Vec::new();
     for run in crate::rotation::schedule::runs(&app, q.limit.unwrap_or(50).clamp(1, 500)).await? {
         out.push(crate::rotation::schedule::run_summary(&app, &run).await?);
@@ -261,11 +255,7 @@ pub async fn run(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    if !may_oversee(&p) {
-        return Err(ApiError::forbidden(
-            "Only administrators and auditors see the rotation runs.",
-        ));
-    }
+    oversee(&p, "runs")?;
     let run = crate::rotation::schedule::run(&app, &id).await?;
     let mut summary = crate::rotation::schedule::run_summary(&app, &run).await?;
     summary["jobs"] = json!(crate::rotation::jobs_of_run(&app, &run.id).await?);
@@ -274,11 +264,7 @@ pub async fn run(
 
 /// `GET /api/v1/rotation/schedules`: administrators, password administrators, auditors.
 pub async fn schedules(State(app): State<App>, Auth(p): Auth) -> ApiResult<Json<Value>> {
-    if !may_oversee(&p) {
-        return Err(ApiError::forbidden(
-            "Only administrators and auditors see the rotation schedules.",
-        ));
-    }
+    oversee(&p, "schedules")?;
     Ok(Json(
         json!({ "schedules": crate::rotation::schedule::schedules(&app).await? }),
     ))

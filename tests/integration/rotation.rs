@@ -203,7 +203,7 @@ async fn a_gateway_killed_at_any_step_of_a_rotation_loses_no_password() {
 
 #[tokio::test]
 async fn a_live_session_defers_the_rotation_of_its_account_until_it_ends() {
-    use crate::live::{cookie_of, open_ws, start};
+    use crate::live::start;
     use crate::sshd_server::sshd;
     // A database host that also has SSH: the machine user and the PostgreSQL role share a
     // name and a password, so the account has a live session (SSH) while it is rotated
@@ -234,30 +234,7 @@ async fn a_live_session_defers_the_rotation_of_its_account_until_it_ends() {
         .await
         .ok();
     let account = admin.account(&rid, &user, "Both-Old-Pw-5").await;
-    let ac = server.client();
-    let cookie = cookie_of(&ac.login("admin", ADMIN_PASSWORD).await);
-    let t = ac
-        .call(
-            "POST",
-            "/sessions",
-            json!({ "account_id": account, "protocol": "ssh", "cols": 80, "rows": 24 }),
-        )
-        .await
-        .ok();
-    let ws = open_ws(&server, &tls, &cookie, t["url"].as_str().unwrap()).await;
-    let mut sid = String::new();
-    for _ in 0..100 {
-        let live = admin.get("/sessions").await.ok();
-        if let Some(s) = live
-            .as_array()
-            .and_then(|l| l.iter().find(|s| s["state"] == "connected"))
-        {
-            sid = s["id"].as_str().unwrap().to_string();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(!sid.is_empty(), "the SSH session did not connect");
+    let (ws, sid) = live_ssh_session(&server, &tls, &admin, &account).await;
 
     let r = admin
         .call("POST", &format!("/accounts/{account}/rotate"), json!({}))
@@ -388,4 +365,38 @@ async fn a_mariadb_user_is_rotated_on_every_host_and_a_refused_change_keeps_the_
     );
     assert_eq!(reveal(&admin, &v).await, "My-Victim-5");
     assert!(m.login_works(&victim, "My-Victim-5"));
+}
+
+/// Opens an SSH session of `account` as the administrator, through the WebSocket, and waits
+/// until the gateway lists it as connected; the socket (the session lives while it is open)
+/// and the session id.
+pub(crate) async fn live_ssh_session(
+    server: &Server,
+    tls: &crate::live::Tls,
+    admin: &Client,
+    account: &str,
+) -> (crate::live::Ws, String) {
+    use crate::live::{cookie_of, open_ws};
+    let ac = server.client();
+    let cookie = cookie_of(&ac.login("admin", ADMIN_PASSWORD).await);
+    let t = ac
+        .call(
+            "POST",
+            "/sessions",
+            json!({ "account_id": account, "protocol": "ssh", "cols": 80, "rows": 24 }),
+        )
+        .await
+        .ok();
+    let ws = open_ws(server, tls, &cookie, t["url"].as_str().unwrap_or_default()).await;
+    for _ in 0..100 {
+        let live = admin.get("/sessions").await.ok();
+        if let Some(s) = live
+            .as_array()
+            .and_then(|l| l.iter().find(|s| s["state"] == "connected"))
+        {
+            return (ws, s["id"].as_str().unwrap_or_default().to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the SSH session did not connect");
 }

@@ -55,6 +55,25 @@ async fn logs_in(user: &str, password: &str) -> bool {
     password_login_works("127.0.0.1", private_sshd().port, user, password).await
 }
 
+/// Rotates `account` (machine user `user`, password `old`), expects success, and checks with
+/// the tests' own SSH client that the vault's new password logs in and `old` no longer
+/// does; the new password.
+async fn rotated(admin: &Client, account: &str, user: &str, old: &str) -> String {
+    let job = rotate(admin, account).await;
+    assert_eq!(job["state"], "succeeded", "{job}\n{}", private_sshd().log());
+    let new = reveal(admin, account).await;
+    assert_ne!(new, old);
+    assert!(
+        logs_in(user, &new).await,
+        "the new password of {user} does not log in"
+    );
+    assert!(
+        !logs_in(user, old).await,
+        "the old password of {user} still logs in"
+    );
+    new
+}
+
 #[tokio::test]
 async fn unix_passwords_are_rotated_with_passwd_sudo_and_su_over_ssh_and_telnet() {
     let s = private_sshd();
@@ -68,23 +87,9 @@ async fn unix_passwords_are_rotated_with_passwd_sudo_and_su_over_ssh_and_telnet(
     let settings = set_method(&admin, &r1, json!({ "method": "passwd" })).await;
     assert_eq!(settings["settings"]["method"], "passwd", "{settings}");
     let a1 = admin.account(&r1, &alice, "Alice-Old-Pw-1").await;
-    let job = rotate(&admin, &a1).await;
-    assert_eq!(job["state"], "succeeded", "{job}\n{}", s.log());
-    let new = reveal(&admin, &a1).await;
-    assert_ne!(new, "Alice-Old-Pw-1");
-    assert!(
-        logs_in(&alice, &new).await,
-        "the new password does not log in"
-    );
-    assert!(
-        !logs_in(&alice, "Alice-Old-Pw-1").await,
-        "the old password still logs in"
-    );
+    let new = rotated(&admin, &a1, &alice, "Alice-Old-Pw-1").await;
     // And again from the rotated one (the vault's new secret is the current one).
-    let job = rotate(&admin, &a1).await;
-    assert_eq!(job["state"], "succeeded", "{job}");
-    let newer = reveal(&admin, &a1).await;
-    assert!(newer != new && logs_in(&alice, &newer).await && !logs_in(&alice, &new).await);
+    rotated(&admin, &a1, &alice, &new).await;
 
     // chpasswd through sudo, logged in as the privileged account.
     let padm = s.user("Padm-Pw-22");
@@ -99,10 +104,7 @@ async fn unix_passwords_are_rotated_with_passwd_sudo_and_su_over_ssh_and_telnet(
     )
     .await;
     let a2 = admin.account(&r2, &bob, "Bob-Old-Pw-2").await;
-    let job = rotate(&admin, &a2).await;
-    assert_eq!(job["state"], "succeeded", "{job}");
-    let new = reveal(&admin, &a2).await;
-    assert!(logs_in(&bob, &new).await && !logs_in(&bob, "Bob-Old-Pw-2").await);
+    let new = rotated(&admin, &a2, &bob, "Bob-Old-Pw-2").await;
     // The privileged account's own password did not change.
     assert!(logs_in(&padm, "Padm-Pw-22").await);
 
@@ -142,10 +144,7 @@ async fn unix_passwords_are_rotated_with_passwd_sudo_and_su_over_ssh_and_telnet(
     )
     .await;
     let a3 = admin.account(&r3, &carol, "Carol-Old-Pw-3").await;
-    let job = rotate(&admin, &a3).await;
-    assert_eq!(job["state"], "succeeded", "{job}");
-    let new = reveal(&admin, &a3).await;
-    assert!(logs_in(&carol, &new).await && !logs_in(&carol, "Carol-Old-Pw-3").await);
+    rotated(&admin, &a3, &carol, "Carol-Old-Pw-3").await;
 
     // passwd over Telnet (the resource has no SSH port): the logon script logs in, the
     // rotation script runs at the shell.
@@ -153,10 +152,7 @@ async fn unix_passwords_are_rotated_with_passwd_sudo_and_su_over_ssh_and_telnet(
     let r4 = resource(&admin, "unix-telnet", false).await;
     set_method(&admin, &r4, json!({ "method": "passwd" })).await;
     let a4 = admin.account(&r4, &dave, "Dave-Old-Pw-4").await;
-    let job = rotate(&admin, &a4).await;
-    assert_eq!(job["state"], "succeeded", "{job}");
-    let new = reveal(&admin, &a4).await;
-    assert!(logs_in(&dave, &new).await && !logs_in(&dave, "Dave-Old-Pw-4").await);
+    rotated(&admin, &a4, &dave, "Dave-Old-Pw-4").await;
 
     // Every rotation is audited; no secret reached the API's answers or the audit.
     let audit = admin
@@ -620,7 +616,7 @@ async fn a_schedule_gives_notice_then_runs_and_moves_on() {
 
 #[tokio::test]
 async fn a_session_end_rotates_a_one_time_password() {
-    use crate::live::{cookie_of, open_ws, start};
+    use crate::live::start;
     let s = private_sshd();
     let site = Site::new(Backend::Sqlite);
     let (server, tls) = start(&site);
@@ -639,36 +635,7 @@ async fn a_session_end_rotates_a_one_time_password() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let ac = server.client();
-    let cookie = cookie_of(&ac.login("admin", ADMIN_PASSWORD).await);
-    let t = ac
-        .call(
-            "POST",
-            "/sessions",
-            json!({ "account_id": account, "protocol": "ssh", "cols": 80, "rows": 24 }),
-        )
-        .await
-        .ok();
-    let ws = open_ws(
-        &server,
-        &tls,
-        &cookie,
-        t["url"].as_str().unwrap_or_default(),
-    )
-    .await;
-    let mut sid = String::new();
-    for _ in 0..100 {
-        let live = admin.get("/sessions").await.ok();
-        if let Some(x) = live
-            .as_array()
-            .and_then(|l| l.iter().find(|x| x["state"] == "connected"))
-        {
-            sid = x["id"].as_str().unwrap_or_default().to_string();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(!sid.is_empty(), "the SSH session did not connect");
+    let (ws, sid) = crate::rotation::live_ssh_session(&server, &tls, &admin, &account).await;
     // No rotation while the session is live.
     let jobs = admin.get("/rotation/jobs").await.ok();
     assert_eq!(jobs["jobs"].as_array().map(|j| j.len()), Some(0), "{jobs}");
@@ -761,8 +728,5 @@ async fn an_administrators_script_rotates_and_a_bad_one_is_refused_naming_the_fi
     );
     let user = s.user("Script-Old-Pw-62");
     let account = admin.account(&rid, &user, "Script-Old-Pw-62").await;
-    let job = rotate(&admin, &account).await;
-    assert_eq!(job["state"], "succeeded", "{job}");
-    let new = reveal(&admin, &account).await;
-    assert!(logs_in(&user, &new).await && !logs_in(&user, "Script-Old-Pw-62").await);
+    rotated(&admin, &account, &user, "Script-Old-Pw-62").await;
 }
