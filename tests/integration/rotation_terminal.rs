@@ -16,8 +16,13 @@ use crate::sshd_server::{key_login_works, password_login_works, private_sshd};
 
 /// Rotates `account` and waits for the job's end.
 async fn rotate(admin: &Client, account: &str) -> Value {
+    job_for(admin, account, "rotate").await
+}
+
+/// Asks for a job of `kind` (`rotate`, `verify`) on `account` and waits for its end.
+async fn job_for(admin: &Client, account: &str, kind: &str) -> Value {
     let r = admin
-        .call("POST", &format!("/accounts/{account}/rotate"), json!({}))
+        .call("POST", &format!("/accounts/{account}/{kind}"), json!({}))
         .await;
     assert_eq!(r.status, 202, "{}", r.body);
     wait_job(
@@ -361,18 +366,7 @@ async fn verification_tells_in_sync_out_of_sync_and_unreachable_apart_nightly_to
 
     let verify = |account: String| {
         let admin = &admin;
-        async move {
-            let r = admin
-                .call("POST", &format!("/accounts/{account}/verify"), json!({}))
-                .await;
-            assert_eq!(r.status, 202, "{}", r.body);
-            wait_job(
-                admin,
-                r.body["job"]["id"].as_str().unwrap_or_default(),
-                None,
-            )
-            .await
-        }
+        async move { job_for(admin, &account, "verify").await }
     };
     let job = verify(good.clone()).await;
     assert_eq!(

@@ -29,6 +29,16 @@ fn script(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// `sshd.sh start|private` prints "PORT SHA256:fingerprint".
+fn port_and_fingerprint(out: &str) -> (u16, String) {
+    let mut parts = out.split_whitespace();
+    let port = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("sshd.sh printed {out:?}"));
+    (port, parts.next().unwrap_or_default().to_string())
+}
+
 pub fn sshd() -> &'static Sshd {
     static S: OnceLock<Sshd> = OnceLock::new();
     S.get_or_init(|| {
@@ -38,12 +48,7 @@ pub fn sshd() -> &'static Sshd {
             dir.to_str().unwrap_or_default(),
             &std::process::id().to_string(),
         ]);
-        let mut parts = out.split_whitespace();
-        let port = parts
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("sshd.sh start printed {out:?}"));
-        let fingerprint = parts.next().unwrap_or_default().to_string();
+        let (port, fingerprint) = port_and_fingerprint(&out);
         Sshd {
             port,
             dir,
@@ -131,12 +136,7 @@ pub fn private_sshd() -> &'static PrivateSshd {
             dir.to_str().unwrap_or_default(),
             &std::process::id().to_string(),
         ]);
-        let mut parts = out.split_whitespace();
-        let port = parts
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("sshd.sh private printed {out:?}"));
-        let fingerprint = parts.next().unwrap_or_default().to_string();
+        let (port, fingerprint) = port_and_fingerprint(&out);
         let telnet_port = std::fs::read_to_string(dir.join("telnet_port"))
             .ok()
             .and_then(|p| p.trim().parse().ok())
