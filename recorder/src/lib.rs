@@ -22,7 +22,7 @@ pub use writer::RecordingWriter;
 
 /// Version of the recording format this crate writes. Bumped with every breaking change to
 /// `docs/recording-format.md`.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The 256-bit AES-GCM key of one recording. Zeroed on drop; no `Debug`, `Display`, `Clone`
 /// or `Serialize`, so it cannot end up in a log or a response by accident.
@@ -55,7 +55,7 @@ impl RecordingKey {
 pub enum FormatError {
     #[error("not a Portcullis recording (bad magic)")]
     Magic,
-    #[error("recording format version {0} is not supported (this build reads 1)")]
+    #[error("recording format version {0} is not supported (this build reads {FORMAT_VERSION})", FORMAT_VERSION = crate::FORMAT_VERSION)]
     Version(u32),
     #[error("malformed recording: {0}")]
     Malformed(String),

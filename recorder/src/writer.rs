@@ -6,7 +6,9 @@
 //! every 30 minutes or 8 MiB, which bounds what a seek must decompress.
 
 use crate::event::{encode, RecordedEvent, Timed};
-use crate::format::{encode_header, link, seal_chunk, sha256, ChunkSpec, RecordingHeader};
+use crate::format::{
+    encode_header, link, seal_chunk, sha256, ChunkCompressor, ChunkSpec, RecordingHeader,
+};
 use crate::manifest::Manifest;
 use crate::{FormatError, RecordingKey, FORMAT_VERSION};
 
@@ -20,8 +22,6 @@ pub const MAX_CHUNK_PLAINTEXT: usize = 1024 * 1024;
 pub const ANCHOR_EVERY_MS: u64 = 30 * 60 * 1000;
 /// ... or after this much plaintext.
 pub const ANCHOR_EVERY_BYTES: u64 = 8 * 1024 * 1024;
-const ZSTD_LEVEL: i32 = 3;
-const ZSTD_WINDOW_LOG: u32 = 23;
 
 pub struct RecordingWriter {
     key: RecordingKey,
@@ -37,7 +37,7 @@ pub struct RecordingWriter {
     /// The time of the last event in `pending` (event times are deltas within a chunk).
     pending_prev_t: u64,
     /// The compression stream (None: the next chunk starts a new one, an anchor).
-    stream: Option<zstd::stream::write::Encoder<'static, Vec<u8>>>,
+    stream: Option<ChunkCompressor>,
     stream_started: u64,
     stream_bytes: u64,
     anchor_every: (u64, u64),
@@ -153,19 +153,12 @@ impl RecordingWriter {
         };
         let anchor = self.stream.is_none();
         if anchor {
-            let mut enc = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)?;
-            enc.window_log(ZSTD_WINDOW_LOG)?;
-            self.stream = Some(enc);
+            self.stream = Some(ChunkCompressor::default());
             self.stream_started = first;
             self.stream_bytes = 0;
         }
         let compressed = match self.stream.as_mut() {
-            Some(enc) => {
-                use std::io::Write;
-                enc.write_all(&self.pending)?;
-                enc.flush()?;
-                std::mem::take(enc.get_mut())
-            }
+            Some(c) => c.compress(&self.pending).map_err(FormatError::Malformed)?,
             None => return Err(FormatError::Malformed("no compression stream".into())),
         };
         self.stream_bytes += self.pending.len() as u64;
