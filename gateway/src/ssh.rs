@@ -169,6 +169,9 @@ impl ProtocolAdapter for SshAdapter {
     }
 }
 
+/// Bytes read from the target's socket at a time.
+const READ_BUFFER: usize = 16 * 1024;
+
 /// An authenticated SSH connection (the target, or a landing server on a hop chain).
 pub type SshHandle = client::Handle<Client>;
 
@@ -192,6 +195,10 @@ pub async fn login(
         keepalive_max: 3,
         ..Default::default()
     });
+    // russh reads each packet with two exact reads (length, then body); a read buffer turns
+    // that into one system call per several packets under bulk output (a PTY yields packets
+    // of about 4 KiB). Kept small: it is paid by every idle session.
+    let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, stream);
     let mut handle = match tokio::time::timeout(
         t.handshake_timeout,
         client::connect_stream(config, stream, handler),
