@@ -224,8 +224,9 @@ const SMALL_CHUNK: usize = 64 * 1024;
 const ZSTD_LEVEL: i32 = 3;
 /// 128 KiB: the history plus a chunk's repeats within itself.
 const ZSTD_WINDOW_LOG: u32 = 17;
-/// A chunk's plaintext is at most 1 MiB plus one event; anything larger is refused when
-/// decompressing (a decompression bomb in a forged file).
+/// A chunk's plaintext is at most 1 MiB plus one event, and one event (a desktop keyframe)
+/// stays well below this; anything larger is refused when decompressing (a decompression
+/// bomb in a forged file would otherwise take the reader's memory).
 const MAX_PLAINTEXT: usize = 80 * 1024 * 1024;
 
 /// Compresses the chunks of one stream (an anchor and the chunks up to the next): each chunk
