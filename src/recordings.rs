@@ -620,10 +620,12 @@ pub async fn purge_expired(app: &App) -> anyhow::Result<usize> {
     }
     let mut tx = app.db.begin_write().await?;
     for id in &ids {
-        sqlx::query("DELETE FROM recording_index WHERE recording_id = $1")
-            .bind(id)
-            .execute(tx.conn())
-            .await?;
+        for sql in [
+            "DELETE FROM recording_index WHERE recording_id = $1",
+            "DELETE FROM recording_index_lines WHERE recording_id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(tx.conn()).await?;
+        }
         sqlx::query("DELETE FROM recordings WHERE id = $1")
             .bind(id)
             .execute(tx.conn())
@@ -670,38 +672,108 @@ pub fn spawn_retention(app: App) {
     });
 }
 
-fn lines_context(recording_id: &str) -> String {
-    format!("recordings/{recording_id}/lines")
+/// The vault context of segment `seq` of a recording's index lines. Segment 0 keeps the
+/// context of the single sealed blob it replaced (migration 0013), so indexes built before
+/// segments still open.
+fn lines_context(recording_id: &str, seq: i64) -> String {
+    match seq {
+        0 => format!("recordings/{recording_id}/lines"),
+        n => format!("recordings/{recording_id}/lines/{n}"),
+    }
 }
 
+/// A segment's lines, unpacked, are at most this large (a segment closes at about 1 MiB of
+/// text; this bounds what a corrupt or hostile row can make the server allocate).
+const MAX_SEGMENT_JSON: usize = 64 * 1024 * 1024;
+
 /// Builds the search index of a closed (or cut-off) recording: its Bloom filter of keyed word
-/// hashes, and its lines sealed by the vault. Replaces any earlier index of it.
-pub async fn index_recording(app: &App, id: &str) -> anyhow::Result<usize> {
+/// hashes, and its lines in segments sealed by the vault. Replaces any earlier index of it.
+/// The recording is read on a blocking thread one chunk at a time and each segment is stored
+/// as soon as it is full, so memory stays near one segment whatever the recording's length (a
+/// session that printed a gigabyte used to cost gigabytes here). The filter row goes in last:
+/// until it exists, search passes the recording by. Returns the number of lines.
+pub async fn index_recording(app: &App, id: &str) -> anyhow::Result<u64> {
     use base64::Engine;
-    let (store, rid) = (app.recordings.store.clone(), id.to_string());
-    let rec = tokio::task::spawn_blocking(move || store.read(&rid)).await??;
-    let rec = Recording::parse(rec)?;
-    let key = Recordings::key_of(&app.crypto, &rec.header).map_err(|e| anyhow::anyhow!(e))?;
-    // An incomplete recording may end in a chunk that does not decrypt: index what does.
-    let events = rec.events_readable(&key);
-    let lines = recorder::search::lines(&events);
-    let bloom = recorder::search::Bloom::build(&app.recordings.search_key, &lines);
-    let packed = zstd::bulk::compress(&serde_json::to_vec(&lines)?, 3)?;
-    let sealed = app.crypto.seal(&lines_context(id), &packed);
+    use std::ops::ControlFlow;
     let mut tx = app.db.begin_write().await?;
-    sqlx::query("DELETE FROM recording_index WHERE recording_id = $1")
-        .bind(id)
-        .execute(tx.conn())
-        .await?;
-    sqlx::query("INSERT INTO recording_index (recording_id, bloom, sealed_lines, line_count) VALUES ($1, $2, $3, $4)")
-        .bind(id)
-        .bind(base64::engine::general_purpose::STANDARD.encode(&bloom.0))
-        .bind(sealed)
-        .bind(lines.len() as i64)
-        .execute(tx.conn())
-        .await?;
+    for sql in [
+        "DELETE FROM recording_index WHERE recording_id = $1",
+        "DELETE FROM recording_index_lines WHERE recording_id = $1",
+    ] {
+        sqlx::query(sql).bind(id).execute(tx.conn()).await?;
+    }
     tx.commit().await?;
-    Ok(lines.len())
+    if let Ok(mut m) = app.recordings.blooms.lock() {
+        m.remove(id);
+    }
+
+    let (segments_tx, mut segments) = tokio::sync::mpsc::channel::<(i64, String)>(2);
+    let (store, rid, crypto) = (
+        app.recordings.store.clone(),
+        id.to_string(),
+        app.crypto.clone(),
+    );
+    let search_key = app.recordings.search_key.clone();
+    let worker = tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<u8>, u64)> {
+        let rec = Recording::parse(store.read(&rid)?)?;
+        let key = Recordings::key_of(&crypto, &rec.header).map_err(|e| anyhow::anyhow!(e))?;
+        let mut indexer = recorder::search::Indexer::new(&search_key);
+        let mut next_seq = 0i64;
+        let mut failed: Option<anyhow::Error> = None;
+        let mut store_segment = |lines: Vec<recorder::search::Line>| -> anyhow::Result<()> {
+            let packed = zstd::bulk::compress(&serde_json::to_vec(&lines)?, 3)?;
+            let sealed = crypto.seal(&lines_context(&rid, next_seq), &packed);
+            segments_tx
+                .blocking_send((next_seq, sealed))
+                .map_err(|_| anyhow::anyhow!("the index writer stopped"))?;
+            next_seq += 1;
+            Ok(())
+        };
+        // An incomplete recording may end in a chunk that does not decrypt: index what does.
+        rec.for_each_readable_chunk(&key, |events| {
+            for e in &events {
+                if let Some(full) = indexer.feed(e) {
+                    if let Err(e) = store_segment(full) {
+                        failed = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let (bloom, last, count) = indexer.finish();
+        if !last.is_empty() {
+            store_segment(last)?;
+        }
+        Ok((bloom.0, count))
+    });
+    while let Some((seq, sealed)) = segments.recv().await {
+        let mut tx = app.db.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO recording_index_lines (recording_id, seq, sealed_lines) VALUES ($1, $2, $3)",
+        )
+        .bind(id)
+        .bind(seq)
+        .bind(sealed)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+    }
+    let (bloom, count) = worker.await??;
+    let mut tx = app.db.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO recording_index (recording_id, bloom, line_count) VALUES ($1, $2, $3)",
+    )
+    .bind(id)
+    .bind(base64::engine::general_purpose::STANDARD.encode(&bloom))
+    .bind(count as i64)
+    .execute(tx.conn())
+    .await?;
+    tx.commit().await?;
+    Ok(count)
 }
 
 /// One search hit: where in which recording the text appeared (or was typed).
@@ -724,6 +796,8 @@ pub async fn search(
     limit: usize,
 ) -> anyhow::Result<Vec<Hit>> {
     use base64::Engine;
+    use recorder::search::Match;
+    let q = recorder::search::Query::new(query);
     let words = recorder::search::words(query);
     let hashes: Vec<[u8; 32]> = words
         .iter()
@@ -762,25 +836,46 @@ pub async fn search(
         if !bloom.may_contain_all(&hashes) {
             continue;
         }
-        let (sealed,): (String,) =
-            sqlx::query_as("SELECT sealed_lines FROM recording_index WHERE recording_id = $1")
-                .bind(id)
-                .fetch_one(&app.db.pool)
-                .await?;
-        let packed = app
-            .crypto
-            .open(&lines_context(id), &sealed)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let lines: Vec<recorder::search::Line> =
-            serde_json::from_slice(&zstd::bulk::decompress(packed.expose(), 512 * 1024 * 1024)?)?;
-        for l in recorder::search::matching(&lines, query)
-            .into_iter()
-            .take(per_recording)
-        {
+        // The candidate's lines, one segment at a time: phrase matches rank first, so the
+        // segments are read until enough of those are found (or all are read).
+        let seqs: Vec<(i64,)> = sqlx::query_as(
+            "SELECT seq FROM recording_index_lines WHERE recording_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&app.db.pool)
+        .await?;
+        let (mut phrase, mut all_words) = (Vec::new(), Vec::new());
+        for (seq,) in seqs {
+            if phrase.len() >= per_recording {
+                break;
+            }
+            let (sealed,): (String,) = sqlx::query_as(
+                "SELECT sealed_lines FROM recording_index_lines WHERE recording_id = $1 AND seq = $2",
+            )
+            .bind(id)
+            .bind(seq)
+            .fetch_one(&app.db.pool)
+            .await?;
+            let packed = app
+                .crypto
+                .open(&lines_context(id, seq), &sealed)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let lines: Vec<recorder::search::Line> = serde_json::from_slice(
+                &zstd::bulk::decompress(packed.expose(), MAX_SEGMENT_JSON)?,
+            )?;
+            for l in lines {
+                match q.matches(&l) {
+                    Some(Match::Phrase) if phrase.len() < per_recording => phrase.push(l),
+                    Some(Match::Words) if all_words.len() < per_recording => all_words.push(l),
+                    _ => {}
+                }
+            }
+        }
+        for l in phrase.into_iter().chain(all_words).take(per_recording) {
             hits.push(Hit {
                 recording_id: id.clone(),
                 t_ms: l.t_ms,
-                line: l.text.clone(),
+                line: l.text,
                 typed: l.typed,
             });
         }

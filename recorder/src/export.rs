@@ -76,11 +76,26 @@ pub fn asciicast(header: &RecordingHeader, events: &[Timed]) -> String {
 /// player's side list. Backspace edits the line; escape sequences (arrow keys) are dropped;
 /// a line typed at a secret prompt shows as `[secret, N characters]`.
 pub fn typed_commands(events: &[Timed]) -> Vec<(u64, String)> {
+    let mut typed = TypedCommands::default();
     let mut out = Vec::new();
-    let mut line = String::new();
-    let mut started: Option<u64> = None;
-    let mut secret_len = 0u32;
     for e in events {
+        typed.feed(e, &mut out);
+    }
+    out
+}
+
+/// [`typed_commands`] one event at a time, so a recording of any length can be read chunk by
+/// chunk: it holds only the line being typed.
+#[derive(Default)]
+pub struct TypedCommands {
+    line: String,
+    started: Option<u64>,
+    secret_len: u32,
+}
+
+impl TypedCommands {
+    /// Appends to `out` the command lines that `e` completes.
+    pub fn feed(&mut self, e: &Timed, out: &mut Vec<(u64, String)>) {
         match &e.event {
             RecordedEvent::Input { data, .. } => {
                 let mut i = 0;
@@ -88,22 +103,25 @@ pub fn typed_commands(events: &[Timed]) -> Vec<(u64, String)> {
                     let c = data[i];
                     match c {
                         b'\r' | b'\n' => {
-                            if secret_len > 0 {
+                            if self.secret_len > 0 {
                                 out.push((
-                                    started.unwrap_or(e.t_ms),
-                                    format!("[secret, {secret_len} characters]"),
+                                    self.started.unwrap_or(e.t_ms),
+                                    format!("[secret, {} characters]", self.secret_len),
                                 ));
-                            } else if !line.trim().is_empty() {
-                                out.push((started.unwrap_or(e.t_ms), line.trim().to_string()));
+                            } else if !self.line.trim().is_empty() {
+                                out.push((
+                                    self.started.unwrap_or(e.t_ms),
+                                    self.line.trim().to_string(),
+                                ));
                             }
-                            line.clear();
-                            started = None;
-                            secret_len = 0;
+                            self.line.clear();
+                            self.started = None;
+                            self.secret_len = 0;
                         }
                         0x7f | 0x08 => {
-                            line.pop();
+                            self.line.pop();
                         }
-                        0x15 => line.clear(),
+                        0x15 => self.line.clear(),
                         0x1b => {
                             // Skip an escape sequence: ESC [ ... final byte, or ESC O x.
                             i += 1;
@@ -115,12 +133,12 @@ pub fn typed_commands(events: &[Timed]) -> Vec<(u64, String)> {
                             }
                         }
                         c if c >= 0x20 => {
-                            started.get_or_insert(e.t_ms);
+                            self.started.get_or_insert(e.t_ms);
                             // UTF-8 continuation bytes are kept as they come.
                             let end = (i + 1..data.len())
                                 .find(|&j| data[j] & 0xC0 != 0x80)
                                 .unwrap_or(data.len());
-                            line.push_str(&String::from_utf8_lossy(&data[i..end]));
+                            self.line.push_str(&String::from_utf8_lossy(&data[i..end]));
                             i = end;
                             continue;
                         }
@@ -130,22 +148,21 @@ pub fn typed_commands(events: &[Timed]) -> Vec<(u64, String)> {
                 }
             }
             RecordedEvent::RedactedInput { len, submitted, .. } => {
-                let t = *started.get_or_insert(e.t_ms);
+                let t = *self.started.get_or_insert(e.t_ms);
                 // The Enter that submits the secret is redacted with it.
-                secret_len += if *submitted {
+                self.secret_len += if *submitted {
                     len.saturating_sub(1)
                 } else {
                     *len
                 };
-                line.clear();
+                self.line.clear();
                 if *submitted {
-                    out.push((t, format!("[secret, {secret_len} characters]")));
-                    started = None;
-                    secret_len = 0;
+                    out.push((t, format!("[secret, {} characters]", self.secret_len)));
+                    self.started = None;
+                    self.secret_len = 0;
                 }
             }
             _ => {}
         }
     }
-    out
 }

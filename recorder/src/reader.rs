@@ -4,6 +4,7 @@
 //! chunk cut short at the end is simply not there yet.
 
 use std::num::NonZeroU16;
+use std::ops::ControlFlow;
 
 use crate::event::{decode_all, RecordedEvent, Timed};
 use crate::format::{
@@ -269,28 +270,37 @@ impl Recording {
         self.events_of(key, 0, self.chunks.len().saturating_sub(1))
     }
 
-    /// Every event of the chunks that decrypt and decode, stopping at the first that does not
-    /// (for indexing an incomplete recording).
-    pub fn events_readable(&self, key: &RecordingKey) -> Vec<Timed> {
-        let mut all = Vec::new();
+    /// Hands `each` the events of one chunk at a time, in order, stopping at the first chunk
+    /// that does not decrypt and decode (an incomplete recording is read up to there). Memory
+    /// is one chunk, whatever the length of the recording. `each` may also stop the walk.
+    /// Returns the chunks handed over.
+    pub fn for_each_readable_chunk(
+        &self,
+        key: &RecordingKey,
+        mut each: impl FnMut(Vec<Timed>) -> ControlFlow<()>,
+    ) -> usize {
         let mut dec: Option<StreamDecoder> = None;
         for (j, c) in self.chunks.iter().enumerate() {
             if c.anchor || j == 0 {
                 match StreamDecoder::new() {
                     Ok(d) => dec = Some(d),
-                    Err(_) => break,
+                    Err(_) => return j,
                 }
             }
-            let Some(d) = dec.as_mut() else { break };
+            let Some(d) = dec.as_mut() else { return j };
             let decoded = open_chunk(key, self.chunk_bytes(c))
                 .and_then(|ct| d.next(&ct))
                 .and_then(|p| decode_all(&p).map_err(|e| e.to_string()));
             match decoded {
-                Ok(ev) => all.extend(ev),
-                Err(_) => break,
+                Ok(ev) => {
+                    if each(ev).is_break() {
+                        return j + 1;
+                    }
+                }
+                Err(_) => return j,
             }
         }
-        all
+        self.chunks.len()
     }
 
     /// The events needed to show the terminal at `t_ms`: from the last keyframe at or before

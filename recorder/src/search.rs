@@ -9,6 +9,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::event::{RecordedEvent, Timed};
+use crate::export::TypedCommands;
 
 /// Filter size: 2^17 bits (16 KiB); with 4 probes and 5,000 distinct words the false-positive
 /// rate is about 1 in 2,500 per word (a false positive only costs a decryption).
@@ -43,32 +44,41 @@ pub fn words(text: &str) -> Vec<String> {
 /// The lines of a terminal recording: output split into lines (escape sequences removed,
 /// carriage returns and backspaces applied) and the typed command lines.
 pub fn lines(events: &[Timed]) -> Vec<Line> {
-    let mut out = Vec::new();
-    let mut cur: Vec<char> = Vec::new();
-    let mut col = 0usize;
-    let mut cur_t: Option<u64> = None;
-    let mut esc = Esc::None;
-    let flush = |out: &mut Vec<Line>, cur: &mut Vec<char>, col: &mut usize, t: &mut Option<u64>| {
-        let text: String = cur.iter().collect::<String>().trim_end().to_string();
-        if !text.trim().is_empty() {
-            out.push(Line {
-                t_ms: t.unwrap_or(0),
-                text,
-                typed: false,
-            });
-        }
-        cur.clear();
-        *col = 0;
-        *t = None;
-    };
+    let (mut output, mut typed) = (OutputLines::default(), TypedCommands::default());
+    let (mut out, mut commands) = (Vec::new(), Vec::new());
     for e in events {
+        output.feed(e, &mut out);
+        typed.feed(e, &mut commands);
+    }
+    output.finish(&mut out);
+    out.extend(commands.into_iter().map(|(t_ms, text)| Line {
+        t_ms,
+        text,
+        typed: true,
+    }));
+    out.sort_by_key(|l| l.t_ms);
+    out
+}
+
+/// Screen output split into lines, one event at a time: it holds only the line being drawn.
+#[derive(Default)]
+pub struct OutputLines {
+    cur: Vec<char>,
+    col: usize,
+    cur_t: Option<u64>,
+    esc: Esc,
+}
+
+impl OutputLines {
+    /// Appends to `out` the lines that `e` completes.
+    pub fn feed(&mut self, e: &Timed, out: &mut Vec<Line>) {
         let RecordedEvent::Output(b) = &e.event else {
-            continue;
+            return;
         };
         for ch in String::from_utf8_lossy(b).chars() {
-            match esc {
+            match self.esc {
                 Esc::Start => {
-                    esc = match ch {
+                    self.esc = match ch {
                         '[' => Esc::Csi,
                         ']' => Esc::Osc,
                         '(' | ')' | '#' => Esc::OneMore,
@@ -77,57 +87,146 @@ pub fn lines(events: &[Timed]) -> Vec<Line> {
                     continue;
                 }
                 Esc::OneMore => {
-                    esc = Esc::None;
+                    self.esc = Esc::None;
                     continue;
                 }
                 Esc::Csi => {
                     if ('@'..='~').contains(&ch) {
-                        esc = Esc::None;
+                        self.esc = Esc::None;
                     }
                     continue;
                 }
                 Esc::Osc => {
                     if ch == '\u{7}' || ch == '\u{9c}' {
-                        esc = Esc::None;
+                        self.esc = Esc::None;
                     } else if ch == '\u{1b}' {
-                        esc = Esc::OneMore;
+                        self.esc = Esc::OneMore;
                     }
                     continue;
                 }
                 Esc::None => {}
             }
             match ch {
-                '\u{1b}' => esc = Esc::Start,
-                '\n' => flush(&mut out, &mut cur, &mut col, &mut cur_t),
-                '\r' => col = 0,
-                '\u{8}' => col = col.saturating_sub(1),
+                '\u{1b}' => self.esc = Esc::Start,
+                '\n' => self.finish(out),
+                '\r' => self.col = 0,
+                '\u{8}' => self.col = self.col.saturating_sub(1),
                 c if c.is_control() => {}
                 c => {
-                    cur_t.get_or_insert(e.t_ms);
-                    if col < cur.len() {
-                        cur[col] = c;
-                    } else if cur.len() < MAX_LINE {
-                        cur.push(c);
+                    self.cur_t.get_or_insert(e.t_ms);
+                    if self.col < self.cur.len() {
+                        self.cur[self.col] = c;
+                    } else if self.cur.len() < MAX_LINE {
+                        self.cur.push(c);
                     }
-                    col += 1;
+                    self.col += 1;
                 }
             }
         }
     }
-    flush(&mut out, &mut cur, &mut col, &mut cur_t);
-    for (t_ms, text) in crate::export::typed_commands(events) {
-        out.push(Line {
+
+    /// Ends the line being drawn (at a newline, or at the end of the recording).
+    pub fn finish(&mut self, out: &mut Vec<Line>) {
+        let text: String = self.cur.iter().collect::<String>().trim_end().to_string();
+        if !text.trim().is_empty() {
+            out.push(Line {
+                t_ms: self.cur_t.unwrap_or(0),
+                text,
+                typed: false,
+            });
+        }
+        self.cur.clear();
+        self.col = 0;
+        self.cur_t = None;
+    }
+}
+
+/// The lines of one segment are sealed and stored together once their text reaches this size:
+/// indexing a recording of any length holds one segment, and a search opens one at a time.
+pub const SEGMENT_TEXT: usize = 1024 * 1024;
+
+/// Builds a recording's search index one event at a time: the Bloom filter of the whole
+/// recording and its lines in segments of about [`SEGMENT_TEXT`], in time order within each.
+/// Memory is one segment and its words, whatever the length of the recording.
+pub struct Indexer<'k> {
+    key: &'k [u8; 32],
+    bits: Vec<u8>,
+    output: OutputLines,
+    typed: TypedCommands,
+    commands: Vec<(u64, String)>,
+    segment: Vec<Line>,
+    segment_text: usize,
+    /// Words already in the filter, for this segment only (hashing is the costly part).
+    seen: std::collections::HashSet<String>,
+    lines: u64,
+}
+
+impl<'k> Indexer<'k> {
+    pub fn new(key: &'k [u8; 32]) -> Indexer<'k> {
+        Indexer {
+            key,
+            bits: vec![0u8; BLOOM_BITS / 8],
+            output: OutputLines::default(),
+            typed: TypedCommands::default(),
+            commands: Vec::new(),
+            segment: Vec::new(),
+            segment_text: 0,
+            seen: Default::default(),
+            lines: 0,
+        }
+    }
+
+    /// Takes one event; returns a full segment when this event completes one.
+    pub fn feed(&mut self, e: &Timed) -> Option<Vec<Line>> {
+        let before = self.segment.len();
+        self.output.feed(e, &mut self.segment);
+        self.typed.feed(e, &mut self.commands);
+        let typed = self.commands.drain(..).map(|(t_ms, text)| Line {
             t_ms,
             text,
             typed: true,
         });
+        self.segment.extend(typed);
+        self.add_words(before);
+        (self.segment_text >= SEGMENT_TEXT).then(|| self.take_segment())
     }
-    out.sort_by_key(|l| l.t_ms);
-    out
+
+    /// Ends the recording: the filter, the last segment (possibly empty) and the line count.
+    pub fn finish(mut self) -> (Bloom, Vec<Line>, u64) {
+        let before = self.segment.len();
+        self.output.finish(&mut self.segment);
+        self.add_words(before);
+        let last = self.take_segment();
+        (Bloom(self.bits), last, self.lines)
+    }
+
+    fn add_words(&mut self, from: usize) {
+        for l in &self.segment[from..] {
+            self.segment_text += l.text.len();
+            self.lines += 1;
+            for w in words(&l.text) {
+                if !self.seen.contains(&w) {
+                    for p in probes(&term_hash(self.key, &w)) {
+                        self.bits[p / 8] |= 1 << (p % 8);
+                    }
+                    self.seen.insert(w);
+                }
+            }
+        }
+    }
+
+    fn take_segment(&mut self) -> Vec<Line> {
+        self.segment_text = 0;
+        self.seen.clear();
+        let mut segment = std::mem::take(&mut self.segment);
+        segment.sort_by_key(|l| l.t_ms);
+        segment
+    }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 enum Esc {
+    #[default]
     None,
     Start,
     OneMore,
@@ -185,20 +284,51 @@ impl Bloom {
 /// The lines of a candidate recording that match the query: all its words, case-insensitive;
 /// lines with the whole query as a phrase first.
 pub fn matching<'a>(lines: &'a [Line], query: &str) -> Vec<&'a Line> {
-    let q = query.trim().to_lowercase();
-    let q_words = words(&q);
+    let q = Query::new(query);
     let mut phrase = Vec::new();
     let mut all_words = Vec::new();
     for l in lines {
-        let text = l.text.to_lowercase();
-        if text.contains(&q) {
-            phrase.push(l);
-        } else if !q_words.is_empty() && q_words.iter().all(|w| text.contains(w.as_str())) {
-            all_words.push(l);
+        match q.matches(l) {
+            Some(Match::Phrase) => phrase.push(l),
+            Some(Match::Words) => all_words.push(l),
+            None => {}
         }
     }
     phrase.extend(all_words);
     phrase
+}
+
+/// A search query, lowered once for matching many lines.
+pub struct Query {
+    phrase: String,
+    words: Vec<String>,
+}
+
+/// How a line matches a [`Query`]: the whole query as a phrase (ranked first), or all its
+/// words somewhere in the line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Match {
+    Phrase,
+    Words,
+}
+
+impl Query {
+    pub fn new(query: &str) -> Query {
+        let phrase = query.trim().to_lowercase();
+        let words = words(&phrase);
+        Query { phrase, words }
+    }
+
+    pub fn matches(&self, line: &Line) -> Option<Match> {
+        let text = line.text.to_lowercase();
+        if text.contains(&self.phrase) {
+            Some(Match::Phrase)
+        } else if !self.words.is_empty() && self.words.iter().all(|w| text.contains(w.as_str())) {
+            Some(Match::Words)
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -277,5 +407,72 @@ mod tests {
         assert!(hits < 5);
         let m = matching(&lines, "WORD17 common-3");
         assert_eq!(m.first().map(|l| l.t_ms), Some(17));
+    }
+
+    #[test]
+    fn the_indexer_finds_what_the_whole_recording_reading_finds_in_bounded_segments() {
+        // Output cut at arbitrary places (mid-line, mid-escape, mid-UTF-8) and typed commands
+        // in between: segment by segment, the indexer yields exactly the lines and the filter
+        // that reading the whole recording at once yields.
+        let key = [9u8; 32];
+        let mut text = String::new();
+        for i in 0..120_000u32 {
+            text.push_str(&format!(
+                "\x1b[1mrow {i}\x1b[0m wört-{} progress 1%\rdone {i}\r\n",
+                i % 13
+            ));
+        }
+        let bytes = text.into_bytes();
+        let mut events = Vec::new();
+        let (mut at, mut t) = (0usize, 0u64);
+        while at < bytes.len() {
+            let n = (t as usize * 7919) % 5000 + 1;
+            let end = (at + n).min(bytes.len());
+            events.push(Timed {
+                t_ms: t,
+                event: RecordedEvent::Output(bytes[at..end].to_vec()),
+            });
+            if t % 50 == 0 {
+                events.push(Timed {
+                    t_ms: t,
+                    event: RecordedEvent::Input {
+                        by: "a".into(),
+                        data: format!("typed-{t}\r").into_bytes(),
+                    },
+                });
+            }
+            at = end;
+            t += 1;
+        }
+        let whole = lines(&events);
+        let mut indexer = Indexer::new(&key);
+        let mut segments = Vec::new();
+        for e in &events {
+            if let Some(s) = indexer.feed(e) {
+                segments.push(s);
+            }
+        }
+        let (bloom, last, count) = indexer.finish();
+        segments.push(last);
+        assert!(segments.len() >= 3, "{} segments", segments.len());
+        for s in &segments[..segments.len() - 1] {
+            let size: usize = s.iter().map(|l| l.text.len()).sum();
+            assert!(
+                (SEGMENT_TEXT..SEGMENT_TEXT + 64 * 1024).contains(&size),
+                "{size}"
+            );
+            assert!(s.windows(2).all(|w| w[0].t_ms <= w[1].t_ms));
+        }
+        let mut streamed: Vec<Line> = segments.into_iter().flatten().collect();
+        assert_eq!(count as usize, whole.len());
+        let key_of = |l: &Line| (l.t_ms, l.typed, l.text.clone());
+        streamed.sort_by_key(key_of);
+        let mut expected = whole.clone();
+        expected.sort_by_key(key_of);
+        assert_eq!(streamed, expected);
+        assert!(expected
+            .iter()
+            .any(|l| l.text.starts_with("done 119999") && l.text.ends_with("progress 1%")));
+        assert_eq!(bloom.0, Bloom::build(&key, &whole).0);
     }
 }

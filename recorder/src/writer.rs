@@ -1,9 +1,11 @@
 //! Why: turns a live event stream into sealed chunks, sans I/O: the caller decides when to
 //! flush (at least every second, for crash safety) and writes the returned bytes wherever the
 //! recording is stored. Keyframes start a new chunk, so playback can start at any keyframe.
-//! Compression is one zstd stream, flushed (not ended) at every chunk, so small chunks and
-//! keyframes compress against what came before; the stream restarts at an *anchor* keyframe
-//! every 30 minutes or 8 MiB, which bounds what a seek must decompress.
+//! Compression (format version 2): each chunk is its own zstd frame compressed against the
+//! last 64 KiB of plaintext before it, so small chunks and keyframes compress against what
+//! came before while a session keeps only that history, not a live compression context. The
+//! history restarts at an *anchor* keyframe every 30 minutes or 8 MiB, which bounds what a
+//! seek must decompress.
 
 use crate::event::{encode, RecordedEvent, Timed};
 use crate::format::{

@@ -196,14 +196,30 @@ pub async fn detail(
     let mut out = row_json(&row);
     match open(&app, &id).await {
         Ok((rec, key)) => {
-            let manifest = app.recordings.store.read_manifest(&id).ok().flatten();
-            let report = rec.verify(
-                Some(&key),
-                manifest.as_ref(),
-                Some(&app.recordings.public_key),
+            // Verifying and listing the commands decrypt every chunk: CPU work, kept off the
+            // async workers, and done one chunk at a time (memory is one chunk, not the
+            // whole session's output).
+            let (store, rid, public_key) = (
+                app.recordings.store.clone(),
+                id.clone(),
+                app.recordings.public_key.clone(),
             );
-            let events = rec.events(&key).unwrap_or_default();
-            let commands: Vec<Value> = recorder::export::typed_commands(&events)
+            let (rec, report, commands) = tokio::task::spawn_blocking(move || {
+                let manifest = store.read_manifest(&rid).ok().flatten();
+                let report = rec.verify(Some(&key), manifest.as_ref(), Some(&public_key));
+                let (mut typed, mut commands) =
+                    (recorder::export::TypedCommands::default(), Vec::new());
+                rec.for_each_readable_chunk(&key, |events| {
+                    for e in &events {
+                        typed.feed(e, &mut commands);
+                    }
+                    std::ops::ControlFlow::Continue(())
+                });
+                (rec, report, commands)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
+            let commands: Vec<Value> = commands
                 .into_iter()
                 .map(|(t, c)| json!({ "t_ms": t, "command": c }))
                 .collect();

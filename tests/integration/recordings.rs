@@ -57,6 +57,108 @@ fn play_cast(cast: &str, cols: u16, rows: u16) -> gateway::screen::TerminalScree
     screen
 }
 
+/// Search hits for `q` (the index is built just after the recording closes: waits for it).
+async fn hits_for(who: &Client, q: &str) -> Vec<Value> {
+    for _ in 0..150 {
+        let hits = who.get(&format!("/recordings/search?q={q}")).await.ok();
+        let hits = hits.as_array().cloned().unwrap_or_default();
+        if !hits.is_empty() {
+            return hits;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no search hit for {q}");
+}
+
+#[tokio::test]
+async fn a_long_session_is_indexed_in_segments_and_found_from_start_to_end() {
+    // About 3.4 MB of distinct lines: the index holds them in several sealed segments of
+    // about 1 MiB (memory while indexing is one segment, not the session's output).
+    let w = engineer_with_connect().await;
+    let (mut ws, mut got) = open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    type_line(
+        &mut ws,
+        &mut got,
+        "echo first-$((1+1))-marker",
+        "first-2-marker",
+    )
+    .await;
+    type_line(
+        &mut ws,
+        &mut got,
+        "seq -f 'filler-line-%08g' 1 160000; echo last-$((2+2))-marker",
+        "last-4-marker",
+    )
+    .await;
+    ws.send(Message::Binary(b"exit\r".to_vec().into()))
+        .await
+        .unwrap();
+    read_until(&mut ws, &mut got, "the end", |g| {
+        g.controls.iter().any(|c| c["type"] == "exit")
+    })
+    .await;
+    let rows = recordings_in(&w.admin, "complete", 1).await;
+    let id = rows[0]["id"].as_str().unwrap().to_string();
+
+    for (q, line) in [
+        ("first-2-marker", "first-2-marker"),
+        ("filler-line-00080000", "filler-line-00080000"),
+        ("last-4-marker", "last-4-marker"),
+    ] {
+        let hits = hits_for(&w.admin, q).await;
+        assert!(
+            hits.iter().any(|h| h["line"] == line
+                && h["recording_id"] == id.as_str()
+                && h["typed"] == false),
+            "{q}: {hits:?}"
+        );
+    }
+    // In time order: the first marker before the filler, the filler before the last marker.
+    let t = |hits: Vec<Value>, line: &str| {
+        hits.iter()
+            .find(|h| h["line"] == line)
+            .and_then(|h| h["t_ms"].as_i64())
+            .unwrap_or_else(|| panic!("{line}: {hits:?}"))
+    };
+    let first = t(hits_for(&w.admin, "first-2-marker").await, "first-2-marker");
+    let middle = t(
+        hits_for(&w.admin, "filler-line-00080000").await,
+        "filler-line-00080000",
+    );
+    let last = t(hits_for(&w.admin, "last-4-marker").await, "last-4-marker");
+    assert!(first <= middle && middle <= last, "{first} {middle} {last}");
+
+    // Stored as several segments, none of them readable without the vault.
+    let url = format!(
+        "sqlite://{}",
+        w._site.data_dir().join("portcullis.db").display()
+    );
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let segments: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT seq, sealed_lines FROM recording_index_lines WHERE recording_id = $1 ORDER BY seq",
+    )
+    .bind(&id)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert!(segments.len() >= 3, "{} segments", segments.len());
+    assert_eq!(
+        segments.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        (0..segments.len() as i64).collect::<Vec<_>>()
+    );
+    assert!(segments
+        .iter()
+        .all(|(_, sealed)| sealed.starts_with("pc1:") && !sealed.contains("filler")));
+    let (count,): (i64,) =
+        sqlx::query_as("SELECT line_count FROM recording_index WHERE recording_id = $1")
+            .bind(&id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(count > 160_000, "{count} lines");
+}
+
 #[tokio::test]
 async fn a_session_is_recorded_replays_to_the_same_screen_and_verifies() {
     let w = engineer_with_connect().await;
