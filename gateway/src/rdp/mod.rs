@@ -204,6 +204,8 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     let mut tab = resize::TabSize::new(target.follow_tab, tokio::time::Instant::now());
     let mut recheck_at: Option<tokio::time::Instant> = None;
     let label = target.label.clone();
+    // Virtual-channel frames that arrived during a reactivation, processed before new reads.
+    let mut later: std::collections::VecDeque<ironrdp_tokio::bytes::BytesMut> = Default::default();
     let reason = loop {
         let flush = async {
             match flush_at {
@@ -218,7 +220,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
             }
         };
         tokio::select! {
-            pdu = framed.read_pdu() => {
+            pdu = next_frame(&mut later, &mut framed) => {
                 let (action, payload) = match pdu {
                     Ok(p) => p,
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break format!("{label} closed the connection."),
@@ -263,7 +265,10 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                             // Usually a new desktop size (the tab was resized).
                             let done = tokio::time::timeout(Duration::from_secs(15), resize::reactivate(&mut framed, &activation, &mut stage)).await;
                             let (nw, nh) = match done {
-                                Ok(Ok(size)) => size,
+                                Ok(Ok(r)) => {
+                                    later.extend(r.later);
+                                    r.size
+                                }
                                 Ok(Err(e)) => { ended = Some(format!("{label} reactivated the session and it failed: {e}")); break; }
                                 Err(_) => { ended = Some(format!("{label} did not complete the session's reactivation within 15 s.")); break; }
                             };
@@ -504,6 +509,18 @@ async fn send_input(
         }
     }
     Ok(())
+}
+
+/// The next frame from the server: first those set aside during a reactivation (slow-path
+/// X.224 frames), then what the connection brings.
+async fn next_frame(
+    later: &mut std::collections::VecDeque<ironrdp_tokio::bytes::BytesMut>,
+    framed: &mut connect::Upgraded,
+) -> std::io::Result<(ironrdp_pdu::Action, ironrdp_tokio::bytes::BytesMut)> {
+    match later.pop_front() {
+        Some(frame) => Ok((ironrdp_pdu::Action::X224, frame)),
+        None => framed.read_pdu().await,
+    }
 }
 
 /// A desktop size the gateway can hold, or why not.

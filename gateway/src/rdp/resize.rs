@@ -118,19 +118,95 @@ impl TabSize {
     }
 }
 
+/// What to do with a PDU that arrives while the session is being reactivated.
+#[derive(Debug, PartialEq, Eq)]
+enum WhileReactivating {
+    /// Part of the sequence: step it.
+    Step,
+    /// A screen or pointer update sent before the new desktop is set up (xrdp does this now
+    /// and then): dropped, since the whole new desktop is asked for afterwards anyway. IronRDP
+    /// would otherwise end the session ("unexpected server message").
+    Drop,
+    /// Virtual-channel traffic (clipboard, display control): kept and handed to the session
+    /// once it is active again, so that no channel loses a message.
+    Later,
+}
+
+/// `finalizing`: the sequence is past the capabilities exchange (it waits for the server's
+/// Synchronize, Control and Font Map PDUs); otherwise it waits for Demand Active.
+fn while_reactivating(finalizing: bool, io_channel_id: u16, pdu: &[u8]) -> WhileReactivating {
+    use ironrdp_pdu::rdp::headers::{ShareControlPdu, ShareDataPdu};
+    // Anything that does not decode is the sequence's to report.
+    let Ok(ctx) = ironrdp_pdu::mcs::decode_send_data_indication(pdu) else {
+        return WhileReactivating::Step;
+    };
+    if ctx.channel_id != io_channel_id {
+        return WhileReactivating::Later;
+    }
+    let Ok(share) = ironrdp_pdu::rdp::headers::decode_share_control(ctx) else {
+        return WhileReactivating::Step;
+    };
+    let ShareControlPdu::Data(data) = share.pdu else {
+        return WhileReactivating::Step;
+    };
+    match data.share_data_pdu {
+        ShareDataPdu::ServerSetErrorInfo(_) => WhileReactivating::Step,
+        ShareDataPdu::Synchronize(_)
+        | ShareDataPdu::Control(_)
+        | ShareDataPdu::MonitorLayout(_)
+        | ShareDataPdu::FontMap(_)
+            if finalizing =>
+        {
+            WhileReactivating::Step
+        }
+        _ => WhileReactivating::Drop,
+    }
+}
+
+/// The session after a reactivation: the new desktop size, and virtual-channel frames that
+/// arrived during it (X.224 frames, for the session to process next).
+pub struct Reactivated {
+    pub size: (u16, u16),
+    pub later: Vec<ironrdp_tokio::bytes::BytesMut>,
+}
+
 /// Runs the Deactivation-Reactivation Sequence the server started and hands the session
-/// the new parameters; returns the new desktop size.
+/// the new parameters.
 pub async fn reactivate(
     framed: &mut Upgraded,
     factory: &ConnectionActivationFactory,
     stage: &mut ActiveStage,
-) -> Result<(u16, u16), String> {
+) -> Result<Reactivated, String> {
+    use ironrdp_connector::Sequence as _;
     let mut sequence = factory.create();
     let mut buf = WriteBuf::new();
+    let mut later = Vec::new();
     loop {
-        let written = ironrdp_tokio::single_sequence_step_read(framed, &mut sequence, &mut buf)
-            .await
-            .map_err(|e| e.to_string())?;
+        buf.clear();
+        let written = match sequence.next_pdu_hint() {
+            Some(hint) => {
+                let pdu = framed.read_by_hint(hint).await.map_err(|e| e.to_string())?;
+                let finalizing = match sequence.connection_activation_state() {
+                    ConnectionActivationState::CapabilitiesExchange => Some(false),
+                    ConnectionActivationState::ConnectionFinalization { .. } => Some(true),
+                    _ => None,
+                };
+                let what = finalizing.map_or(WhileReactivating::Step, |f| {
+                    while_reactivating(f, factory.io_channel_id(), &pdu)
+                });
+                match what {
+                    WhileReactivating::Step => {}
+                    WhileReactivating::Drop => continue,
+                    WhileReactivating::Later => {
+                        later.push(ironrdp_tokio::bytes::BytesMut::from(&pdu[..]));
+                        continue;
+                    }
+                }
+                sequence.step(&pdu, framed.last_read_at(), &mut buf)
+            }
+            None => sequence.step_no_input(&mut buf),
+        }
+        .map_err(|e| e.to_string())?;
         if let Some(n) = written.size() {
             let frame = buf.filled().get(..n).unwrap_or_default().to_vec();
             framed.write_all(&frame).await.map_err(|e| e.to_string())?;
@@ -166,7 +242,10 @@ pub async fn reactivate(
                         framed.write_all(&f).await.map_err(|e| e.to_string())?;
                     }
                 }
-                return Ok((w, h));
+                return Ok(Reactivated {
+                    size: (w, h),
+                    later,
+                });
             }
             ConnectionActivationState::Redirected { .. } => return Err(
                 "the server redirected the session elsewhere, which this gateway does not support"
@@ -243,5 +322,78 @@ mod tests {
         let mut tab = TabSize::new(false, t0);
         tab.want(1280, 720, (1024, 768));
         assert_eq!(tab.step(true, t0), Step::Idle);
+    }
+
+    /// A server-to-client slow-path frame: a Share Data PDU of type `pdu_type2` (MS-RDPBCGR
+    /// 2.2.8.1.1.1.2) on `channel`. IronRDP encodes only some types, so a Font Map is encoded
+    /// and its type byte changed (Update and Pointer bodies are kept as raw bytes on decoding).
+    fn share_data(channel: u16, pdu_type2: u8) -> Vec<u8> {
+        use ironrdp_pdu::rdp::finalization_messages::FontPdu;
+        use ironrdp_pdu::rdp::headers::{
+            CompressionFlags, ShareControlHeader, ShareControlPdu, ShareDataHeader, ShareDataPdu,
+            StreamPriority,
+        };
+        let header = ShareControlHeader {
+            share_control_pdu: ShareControlPdu::Data(ShareDataHeader {
+                share_data_pdu: ShareDataPdu::FontMap(FontPdu::default()),
+                stream_priority: StreamPriority::Medium,
+                compression_flags: CompressionFlags::empty(),
+                compression_type: ironrdp_pdu::rdp::client_info::CompressionType::K8,
+            }),
+            pdu_source: 1002,
+            share_id: 0x10ea,
+        };
+        let mut user_data = ironrdp_core::encode_vec(&header).unwrap_or_default();
+        // Share Control header (6), share id (4), pad (1), stream (1), length (2): then the type.
+        assert_eq!(user_data.get(14), Some(&0x28), "a Font Map, as encoded");
+        user_data[14] = pdu_type2;
+        let indication = ironrdp_pdu::x224::X224(ironrdp_pdu::mcs::SendDataIndication {
+            initiator_id: 1002,
+            channel_id: channel,
+            user_data: user_data.into(),
+        });
+        ironrdp_core::encode_vec(&indication).unwrap_or_default()
+    }
+
+    #[test]
+    fn updates_during_a_reactivation_are_dropped_channel_traffic_is_kept_for_later() {
+        const IO: u16 = 1003;
+        let (update, pointer, font_map) = (0x02, 0x1b, 0x28);
+        let (update, pointer, font_map, on_a_channel) = (
+            share_data(IO, update),
+            share_data(IO, pointer),
+            share_data(IO, font_map),
+            share_data(1005, update),
+        );
+        assert_eq!(
+            while_reactivating(true, IO, &update),
+            WhileReactivating::Drop
+        );
+        assert_eq!(
+            while_reactivating(false, IO, &update),
+            WhileReactivating::Drop
+        );
+        assert_eq!(
+            while_reactivating(true, IO, &pointer),
+            WhileReactivating::Drop
+        );
+        assert_eq!(
+            while_reactivating(true, IO, &font_map),
+            WhileReactivating::Step
+        );
+        // Before Demand Active a Font Map is out of place: the sequence says so.
+        assert_eq!(
+            while_reactivating(false, IO, &font_map),
+            WhileReactivating::Drop
+        );
+        assert_eq!(
+            while_reactivating(true, IO, &on_a_channel),
+            WhileReactivating::Later
+        );
+        // What does not decode is left to the sequence to report.
+        assert_eq!(
+            while_reactivating(true, IO, b"\x03\x00\x00\x05x"),
+            WhileReactivating::Step
+        );
     }
 }
