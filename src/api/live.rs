@@ -621,8 +621,11 @@ async fn pump(
                 let participants = show_participants.then_some(&**session);
                 // Observers do not need per-keystroke latency: their output is gathered for a
                 // few milliseconds, so the typist's own echo goes out first and fifty watchers
-                // cost a few frames instead of one per key.
-                let gather = (role == Role::Observer).then_some(OBSERVER_GATHER);
+                // cost a few frames instead of one per key. The wait is drawn at random for
+                // each frame: with one fixed wait, every observer of a session wakes at the
+                // same instant (they all got the same output) and the typist's next echo
+                // queues behind fifty sends; spread out, it meets one or two at most.
+                let gather = (role == Role::Observer).then(observer_gather);
                 if !deliver(ws, &mut sub, d, participants, gather).await { return; }
             }
             m = ws.recv() => match m {
@@ -667,8 +670,13 @@ async fn pump(
     }
 }
 
-/// How long an observer's output is gathered before it is sent.
-const OBSERVER_GATHER: std::time::Duration = std::time::Duration::from_millis(8);
+/// How long an observer's output is gathered before it is sent: 16 ms on average (a frame at
+/// 60 Hz; at most 24 ms behind the typist, below what a watcher notices), spread evenly from
+/// 8 to 24 ms.
+fn observer_gather() -> std::time::Duration {
+    use rand::Rng;
+    std::time::Duration::from_micros(rand::thread_rng().gen_range(8_000..24_000))
+}
 
 /// Largest WebSocket frame built from output that was already waiting.
 const MAX_FRAME: usize = 64 * 1024;
