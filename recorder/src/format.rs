@@ -287,10 +287,6 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
-    pub fn new() -> Result<StreamDecoder, String> {
-        Ok(StreamDecoder::default())
-    }
-
     /// Feeds one chunk's part of the stream; returns its plaintext.
     pub fn next(&mut self, compressed: &[u8]) -> Result<Vec<u8>, String> {
         let plain = decompress_frame(&self.history, compressed)?;

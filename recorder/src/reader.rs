@@ -141,13 +141,7 @@ impl Recording {
             }
             if let Some(k) = key {
                 if c.anchor || i == 0 {
-                    match StreamDecoder::new() {
-                        Ok(d) => decoder = Some(d),
-                        Err(why) => {
-                            fail(&mut report, i, why);
-                            return report;
-                        }
-                    }
+                    decoder = Some(StreamDecoder::default());
                 }
                 let decoded = match decoder.as_mut() {
                     Some(d) => open_chunk(k, self.chunk_bytes(c))
@@ -224,12 +218,12 @@ impl Recording {
             .find(|&j| self.chunks[j].anchor)
             .unwrap_or(0);
         let fail = |seq: u64, reason: String| FormatError::Chunk { seq, reason };
-        let mut dec = StreamDecoder::new().map_err(|r| fail(anchor as u64, r))?;
+        let mut dec = StreamDecoder::default();
         let mut out = Vec::new();
         for j in anchor..=to.min(last) {
             let c = &self.chunks[j];
             if c.anchor && j != anchor {
-                dec = StreamDecoder::new().map_err(|r| fail(c.seq, r))?;
+                dec = StreamDecoder::default();
             }
             let plain = open_chunk(key, self.chunk_bytes(c))
                 .and_then(|ct| dec.next(&ct))
@@ -282,10 +276,7 @@ impl Recording {
         let mut dec: Option<StreamDecoder> = None;
         for (j, c) in self.chunks.iter().enumerate() {
             if c.anchor || j == 0 {
-                match StreamDecoder::new() {
-                    Ok(d) => dec = Some(d),
-                    Err(_) => return j,
-                }
+                dec = Some(StreamDecoder::default());
             }
             let Some(d) = dec.as_mut() else { return j };
             let decoded = open_chunk(key, self.chunk_bytes(c))
