@@ -22,6 +22,7 @@ mod netns_chain;
 #[path = "support/gateway.rs"]
 mod gateway_bench;
 
+use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,8 @@ const PASSWORD: &str = "Bench-Passw0rd!";
 const KEYSTROKES: usize = 400;
 /// Keys per echo measurement in part (o), where p99 is compared between runs.
 const OBSERVED_KEYSTROKES: usize = 1000;
+/// Keys timed through the probe observer in part (o) (each waits for a gathered frame).
+const PROBE_KEYS: usize = 200;
 // The end marker is computed by the shell so that the echoed command line cannot match it.
 const BULK_CMD: &str = "head -c 150000000 /dev/zero | base64 -w 100; echo BULK-$((40+2))-DONE";
 const BULK_END: &[u8] = b"BULK-42-DONE\r\n";
@@ -93,6 +96,39 @@ async fn echo_rtt(ws: &mut Ws, keys: usize) -> anyhow::Result<(f64, f64)> {
             ws.send(Message::Binary(b"\x15".to_vec().into())).await?;
         }
     }
+    Ok((pct(&mut rtt, 50), pct(&mut rtt, 99)))
+}
+
+/// Keys timed from the owner's send to the probe observer's sight of the echo (one at a time).
+async fn probe_rtt(owner: &mut Ws, probe: &mut Ws, keys: usize) -> anyhow::Result<(f64, f64)> {
+    // Both sockets past everything earlier (floods, prompts) before timing starts.
+    owner
+        .send(Message::Binary(
+            // (No bracketed-paste escapes around the prompt: they hold lowercase letters.)
+            b"\x15bind 'set enable-bracketed-paste off'; echo SYNC-$((3+4))\r"
+                .to_vec()
+                .into(),
+        ))
+        .await?;
+    ws_until(owner, b"SYNC-7\r\nREADY> ")
+        .await
+        .context("the owner's sync")?;
+    ws_until(probe, b"SYNC-7\r\nREADY> ")
+        .await
+        .context("the probe's sync")?;
+    let mut rtt = Vec::new();
+    for i in 0..keys {
+        let key = [b'a' + (i % 26) as u8];
+        let t = Instant::now();
+        owner.send(Message::Binary(key.to_vec().into())).await?;
+        ws_until(owner, &key).await.context("the owner's echo")?;
+        ws_until(probe, &key).await.context("the probe's echo")?;
+        rtt.push(t.elapsed());
+        if i % 50 == 49 {
+            owner.send(Message::Binary(b"\x15".to_vec().into())).await?;
+        }
+    }
+    owner.send(Message::Binary(b"\x15".to_vec().into())).await?;
     Ok((pct(&mut rtt, 50), pct(&mut rtt, 99)))
 }
 
@@ -310,13 +346,17 @@ async fn run() -> anyhow::Result<()> {
         // make the observers look cheap or dear.
         let (alone50, alone99) = echo_rtt(&mut owner, OBSERVED_KEYSTROKES).await?;
         let (rss0, _) = proc_stat(g.child.id());
+        // 49 observers drained by tasks, and one (the probe) read here: how long after the
+        // owner's key it sees the echo, before and after a stuck observer joins.
         let mut readers = Vec::new();
-        for _ in 0..OBSERVERS {
+        for _ in 0..OBSERVERS - 1 {
             let mut o = open_ws_at(&g, &format!("/sessions/{id}/watch"), json!({})).await?;
             readers.push(tokio::spawn(async move {
                 while let Some(Ok(_)) = o.next().await {}
             }));
         }
+        let mut probe = open_ws_at(&g, &format!("/sessions/{id}/watch"), json!({})).await?;
+        let (probe50, probe99) = probe_rtt(&mut owner, &mut probe, PROBE_KEYS).await?;
         let stuck = open_ws_at(&g, &format!("/sessions/{id}/watch"), json!({})).await?;
         // Four floods: memory must level off instead of growing with the output (the stuck
         // observer's backlog is bounded; it is resynchronised instead of buffered).
@@ -329,6 +369,9 @@ async fn run() -> anyhow::Result<()> {
             rss.push(proc_stat(g.child.id()).0);
         }
         let (with50, with99) = echo_rtt(&mut owner, OBSERVED_KEYSTROKES).await?;
+        let (stuck50, stuck99) = probe_rtt(&mut owner, &mut probe, PROBE_KEYS).await?;
+        println!("(o) a watching observer sees the owner's key after: p50 {:.1} ms p99 {:.1} ms without the stuck observer | p50 {:.1} ms p99 {:.1} ms with it, after 160 MB it never read (target: not delayed; observers gather output 8-24 ms by design)", probe50 / 1000.0, probe99 / 1000.0, stuck50 / 1000.0, stuck99 / 1000.0);
+        drop(probe);
         drop(stuck);
         for r in readers {
             r.abort();
