@@ -6,14 +6,12 @@
 
 use std::time::Duration;
 
-use futures_util::SinkExt;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::{Backend, Client, Server, Site};
 use crate::live::{
-    connected, cookie_of, open_ws, read_until, screen_has_line, start, terminal_has, type_line,
-    Received, Tls, Ws,
+    connected, cookie_of, exit_shell, open_ws, read_until, screen_has_line, start, terminal_has,
+    type_line, Received, Tls, Ws,
 };
 use crate::netns_chain::Chain;
 use crate::sshd_server::sshd;
@@ -169,13 +167,7 @@ async fn ssh_targets_behind_one_two_and_three_landing_servers() {
             .map(|h| h["landing_server"].as_str().unwrap())
             .collect();
         assert_eq!(audited, want, "{audit}");
-        ws.send(Message::Binary(b"exit\r".to_vec().into()))
-            .await
-            .unwrap();
-        read_until(&mut ws, &mut got, "the end", |g| {
-            g.controls.iter().any(|c| c["type"] == "exit")
-        })
-        .await;
+        exit_shell(&mut ws, &mut got).await;
         let mut rec = Value::Null;
         for _ in 0..50 {
             rec = w.admin.get("/recordings").await.ok();
@@ -625,13 +617,7 @@ async fn interactive_mode_types_ssh_and_telnet_at_a_landing_server_without_forwa
         "{keys}"
     );
     // Leaving the target ends the session: nobody is left in the landing server's shell.
-    ws.send(Message::Binary(b"exit\r".to_vec().into()))
-        .await
-        .unwrap();
-    read_until(&mut ws, &mut got, "the end", |g| {
-        g.controls.iter().any(|c| c["type"] == "exit")
-    })
-    .await;
+    exit_shell(&mut ws, &mut got).await;
     let audit = w
         .admin
         .get("/audit?action=session.start&outcome=ok")

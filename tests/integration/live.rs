@@ -403,6 +403,17 @@ pub(crate) async fn type_line(ws: &mut Ws, got: &mut Received, line: &str, expec
     read_until(ws, got, expect, |g| screen_has_line(g, expect)).await;
 }
 
+/// Types `exit` and waits until the session reports that the shell exited.
+pub(crate) async fn exit_shell(ws: &mut Ws, got: &mut Received) {
+    ws.send(Message::Binary(b"exit\r".to_vec().into()))
+        .await
+        .unwrap();
+    read_until(ws, got, "the end", |g| {
+        g.controls.iter().any(|c| c["type"] == "exit")
+    })
+    .await;
+}
+
 /// Whether the session reported that it is connected (logged in).
 pub(crate) fn connected(g: &Received) -> bool {
     g.controls

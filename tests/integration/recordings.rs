@@ -12,8 +12,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::{Client, ADMIN_PASSWORD};
 use crate::live::{
-    engineer_with_connect, engineer_with_connect_env, open_session, read_until, screen_has_line,
-    terminal_has, type_line, Received,
+    engineer_with_connect, engineer_with_connect_env, exit_shell, open_session, read_until,
+    screen_has_line, terminal_has, type_line, Received,
 };
 
 const SECRET_TYPED: &str = "typed-Secret-4471";
@@ -104,13 +104,7 @@ async fn a_long_session_is_indexed_in_segments_and_found_from_start_to_end() {
             other => panic!("the output did not reach last-4-marker: {other:?}"),
         }
     }
-    ws.send(Message::Binary(b"exit\r".to_vec().into()))
-        .await
-        .unwrap();
-    read_until(&mut ws, &mut got, "the end", |g| {
-        g.controls.iter().any(|c| c["type"] == "exit")
-    })
-    .await;
+    exit_shell(&mut ws, &mut got).await;
     let rows = recordings_in(&w.admin, "complete", 1).await;
     let id = rows[0]["id"].as_str().unwrap().to_string();
 
@@ -217,13 +211,7 @@ async fn a_session_is_recorded_replays_to_the_same_screen_and_verifies() {
         "line-60",
     )
     .await;
-    ws.send(Message::Binary(b"exit\r".to_vec().into()))
-        .await
-        .unwrap();
-    read_until(&mut ws, &mut got, "the end", |g| {
-        g.controls.iter().any(|c| c["type"] == "exit")
-    })
-    .await;
+    exit_shell(&mut ws, &mut got).await;
 
     let rows = recordings_in(&w.admin, "complete", 1).await;
     let id = rows[0]["id"].as_str().unwrap().to_string();
@@ -517,13 +505,7 @@ async fn recordings_past_their_retention_are_purged_and_the_purge_is_audited() {
     let w = engineer_with_connect_env(&[("PORTCULLIS_RECORDING_RETENTION", "2s")]).await;
     let (mut ws, mut got) = open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
     read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
-    ws.send(Message::Binary(b"exit\r".to_vec().into()))
-        .await
-        .unwrap();
-    read_until(&mut ws, &mut got, "the end", |g| {
-        g.controls.iter().any(|c| c["type"] == "exit")
-    })
-    .await;
+    exit_shell(&mut ws, &mut got).await;
     let id = recordings_in(&w.admin, "complete", 1).await[0]["id"]
         .as_str()
         .unwrap()

@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::{Backend, Client, Server, Site};
 use crate::live::{
-    connected, cookie_of, open_session, open_ws, read_until, screen_has_line, start, terminal_has,
-    type_line, Received, Tls,
+    connected, cookie_of, exit_shell, open_session, open_ws, read_until, screen_has_line, start,
+    terminal_has, type_line, Received, Tls,
 };
 use crate::sshd_server::sshd;
 
@@ -444,13 +444,7 @@ async fn the_cisco_script_reaches_privileged_mode_with_the_enable_secret() {
             .as_str()
             .unwrap()
             .contains("typed the enable secret (not recorded)")));
-    ws.send(Message::Binary(b"exit\r".to_vec().into()))
-        .await
-        .unwrap();
-    read_until(&mut ws, &mut got, "the end", |g| {
-        g.controls.iter().any(|c| c["type"] == "exit")
-    })
-    .await;
+    exit_shell(&mut ws, &mut got).await;
     let audit = w.admin.get("/audit?action=session.start").await.ok();
     let started = audit
         .as_array()
