@@ -33,9 +33,15 @@ start)
     while kill -0 $owner 2>/dev/null && kill -0 \$S 2>/dev/null; do sleep 1; done
     kill \$S \$V 2>/dev/null; wait \$S \$V 2>/dev/null
     rm -rf '$dir'" >/dev/null 2>&1 &
+  # Up to 40 s: Xvfb and the xterm may take 10 s each on a loaded machine before the server
+  # even starts (CI once gave up at 10 s, before shadow.log existed).
   i=0
   until $run python3 -c "import socket; socket.create_connection(('$addr', $port), 1)" 2>/dev/null; do
-    i=$((i + 1)); [ $i -lt 200 ] || { cat "$dir/xvfb.log" "$dir/shadow.log" >&2; exit 1; }; sleep 0.05
+    i=$((i + 1))
+    [ $i -lt 800 ] || {
+      echo "freerdp-shadow-cli did not listen on $addr:$port within 40 s" >&2
+      cat "$dir/xvfb.log" "$dir/shadow.log" >&2 2>/dev/null; exit 1; }
+    sleep 0.05
   done
   echo "$port"
   ;;
