@@ -624,6 +624,21 @@ impl Broker {
             // WebSocket frame per subscriber, while the adapter keeps reading the target.
             let mut batch = Vec::with_capacity(64);
             while event_rx.recv_many(&mut batch, 64).await > 0 {
+                // Under a flood of output the target's packets (about 4 KiB from a PTY) would
+                // otherwise each make one screen update, one broadcast, one recorder wake-up
+                // and one WebSocket frame: the gateway then spends its time switching tasks.
+                // A batch that already carries a packet's worth of output waits a moment for
+                // the rest of the flood. Keystroke echoes and prompts are far smaller and go
+                // out at once; a screenful waits at most `FLOOD_GATHER`.
+                if output_len(&batch) >= FLOOD_FROM {
+                    tokio::time::sleep(FLOOD_GATHER).await;
+                    while batch.len() < FLOOD_BATCH {
+                        match event_rx.try_recv() {
+                            Ok(ev) => batch.push(ev),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 for ev in coalesce_output(std::mem::take(&mut batch)) {
                     // An ended session leaves the live list before anyone is told it ended:
                     // the adapter may still be closing hop connections, and a listing taken
@@ -649,6 +664,23 @@ impl Broker {
         v.sort_by_key(|i| i.started_at_ms);
         v
     }
+}
+
+/// A batch with this much output is taken for a flood (see the pump in `start_tapped`).
+const FLOOD_FROM: usize = 2048;
+/// How long a flood is gathered: at 30 MB/s, about one merged chunk (`MAX_MERGED_OUTPUT`).
+const FLOOD_GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+/// Most events taken after a flood's gather (the event queue holds 256).
+const FLOOD_BATCH: usize = 256;
+
+fn output_len(events: &[SessionEvent]) -> usize {
+    events
+        .iter()
+        .map(|e| match e {
+            SessionEvent::Output(b) => b.len(),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Largest merged output chunk: big enough to amortise per-event costs, small enough to keep
@@ -1010,6 +1042,49 @@ mod tests {
         // After the resync it continues with live events.
         target_side.write_all(b"after\r\n").await.unwrap();
         assert_eq!(next_output(&mut slow).await, b"after\r\n");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_output_is_gathered_and_an_echo_is_not() {
+        use std::io::Write;
+        let broker = Arc::new(Broker::default());
+        let (gateway_side, target_side) = tokio::net::UnixStream::pair().unwrap();
+        let mut target_side = target_side.into_std().unwrap();
+        target_side.set_nonblocking(false).unwrap();
+        let s = broker.start(
+            info("flood"),
+            Box::new(RawAdapter),
+            Box::new(gateway_side),
+            80,
+            24,
+        );
+        let (_, mut sub) = s.subscribe();
+        // A key's echo after a quiet moment arrives on its own.
+        target_side.write_all(b"k").unwrap();
+        assert_eq!(next_output(&mut sub).await, b"k");
+        // 100 packets of 4 KiB, 300 us apart, as a PTY under `cat` yields them (written from
+        // a thread of its own, so the pacing is real): without the gather each is one
+        // delivery; with it they come a few milliseconds' worth at a time.
+        let writer = std::thread::spawn(move || {
+            for i in 0..100u8 {
+                target_side.write_all(&[b'a' + i % 26; 4096]).unwrap();
+                std::thread::sleep(Duration::from_micros(300));
+            }
+            target_side
+        });
+        let (mut got, mut deliveries) = (Vec::new(), 0);
+        while got.len() < 100 * 4096 {
+            got.extend(next_output(&mut sub).await);
+            deliveries += 1;
+        }
+        let mut target_side = writer.join().unwrap();
+        let want: Vec<u8> = (0..100u8).flat_map(|i| [b'a' + i % 26; 4096]).collect();
+        assert_eq!(got, want, "nothing lost or reordered");
+        assert!(deliveries <= 50, "{deliveries} deliveries for 100 packets");
+        // Once the flood is over, the next echo is again delivered alone.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        target_side.write_all(b"z").unwrap();
+        assert_eq!(next_output(&mut sub).await, b"z");
     }
 
     #[test]
