@@ -7,15 +7,20 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use sha2::{Digest, Sha256};
 
-use crate::{FormatError, RecordingKey, FORMAT_VERSION};
+use crate::{FormatError, RecordingKey};
 
 pub const FILE_MAGIC: &[u8; 8] = b"PCREC\x00\r\n";
 pub const CHUNK_MAGIC: &[u8; 2] = b"PK";
+/// An unsealed *tail* chunk: the events of the chunk still open, rewritten every second (see
+/// `docs/recording-format.md`). Same fields as a chunk, plus a revision before the body.
+pub const TAIL_MAGIC: &[u8; 2] = b"PT";
 /// magic, body length u32, seq u32, t_first u32, t_last u32, flags u8, prev hash (16).
 pub const CHUNK_FIXED: usize = 2 + 4 + 4 + 4 + 4 + 1 + PREV_HASH_LEN;
 /// The chain stores the first 128 bits of each SHA-256 (second preimages stay out of reach);
 /// the manifest keeps the full hash of the last chunk.
 pub const PREV_HASH_LEN: usize = 16;
+/// A tail's fixed part: a chunk's, then the revision (u32).
+pub const TAIL_FIXED: usize = CHUNK_FIXED + 4;
 /// The largest chunk body a reader accepts (a writer seals far smaller ones).
 pub const MAX_CHUNK_BODY: usize = 64 * 1024 * 1024;
 const FLAG_KEYFRAME: u8 = 1;
@@ -66,7 +71,7 @@ pub fn decode_header(b: &[u8]) -> Result<(RecordingHeader, usize), FormatError> 
     }
     let h: RecordingHeader = serde_json::from_slice(&b[12..12 + n])
         .map_err(|e| FormatError::Malformed(format!("header: {e}")))?;
-    if h.format_version != FORMAT_VERSION {
+    if !crate::READABLE_VERSIONS.contains(&h.format_version) {
         return Err(FormatError::Version(h.format_version));
     }
     Ok((h, 12 + n))
@@ -92,6 +97,8 @@ pub struct ChunkInfo {
     pub len: usize,
     /// SHA-256 of the whole chunk (the next chunk's `prev_hash` is its first 16 bytes).
     pub hash: [u8; 32],
+    /// `Some(revision)` for an unsealed tail chunk.
+    pub tail: Option<u32>,
 }
 
 /// Everything a writer needs to seal a chunk. `compressed`: this chunk's part of the
@@ -110,9 +117,12 @@ fn clamp32(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
-/// The nonce of chunk `seq`: unique under the recording's own key, so it need not be stored.
-fn nonce_of(seq: u32) -> [u8; 12] {
+/// The nonce of chunk `seq`, revision 0 when sealed, 1, 2, ... for its tails: unique under
+/// the recording's own key (a tail is rewritten with more events under the same `seq`, never
+/// under the same nonce), so it need not be stored beyond the tail's revision.
+fn nonce_of(seq: u32, revision: u32) -> [u8; 12] {
     let mut n = [0u8; 12];
+    n[..4].copy_from_slice(&revision.to_be_bytes());
     n[8..].copy_from_slice(&seq.to_be_bytes());
     n
 }
@@ -122,11 +132,42 @@ pub fn seal_chunk(
     key: &RecordingKey,
     spec: ChunkSpec<'_>,
 ) -> Result<(Vec<u8>, [u8; 32]), FormatError> {
+    seal(key, spec, None)
+}
+
+/// Encrypts and frames the open chunk's events so far as a tail, revision `revision` (>= 1).
+pub fn seal_tail(
+    key: &RecordingKey,
+    spec: ChunkSpec<'_>,
+    revision: u32,
+) -> Result<Vec<u8>, FormatError> {
+    if revision == 0 {
+        return Err(FormatError::Malformed(
+            "a tail's revision starts at 1".into(),
+        ));
+    }
+    seal(key, spec, Some(revision)).map(|(b, _)| b)
+}
+
+fn seal(
+    key: &RecordingKey,
+    spec: ChunkSpec<'_>,
+    tail: Option<u32>,
+) -> Result<(Vec<u8>, [u8; 32]), FormatError> {
     let seq = u32::try_from(spec.seq)
         .map_err(|_| FormatError::Malformed("more than 2^32 chunks".into()))?;
     let ct_len = spec.compressed.len() + 16;
-    let mut out = Vec::with_capacity(CHUNK_FIXED + ct_len);
-    out.extend_from_slice(CHUNK_MAGIC);
+    let fixed = if tail.is_some() {
+        TAIL_FIXED
+    } else {
+        CHUNK_FIXED
+    };
+    let mut out = Vec::with_capacity(fixed + ct_len);
+    out.extend_from_slice(if tail.is_some() {
+        TAIL_MAGIC
+    } else {
+        CHUNK_MAGIC
+    });
     out.extend_from_slice(&(ct_len as u32).to_be_bytes());
     out.extend_from_slice(&seq.to_be_bytes());
     out.extend_from_slice(&clamp32(spec.t_first_ms).to_be_bytes());
@@ -135,13 +176,16 @@ pub fn seal_chunk(
         if spec.keyframe { FLAG_KEYFRAME } else { 0 } | if spec.anchor { FLAG_ANCHOR } else { 0 },
     );
     out.extend_from_slice(&spec.prev_hash);
+    if let Some(r) = tail {
+        out.extend_from_slice(&r.to_be_bytes());
+    }
     let cipher = Aes256Gcm::new_from_slice(key.expose()).map_err(|_| FormatError::Key)?;
     let ct = cipher
         .encrypt(
-            Nonce::from_slice(&nonce_of(seq)),
+            Nonce::from_slice(&nonce_of(seq, tail.unwrap_or(0))),
             Payload {
                 msg: spec.compressed,
-                aad: &out[..CHUNK_FIXED],
+                aad: &out[..fixed],
             },
         )
         .map_err(|_| FormatError::Key)?;
@@ -164,10 +208,17 @@ pub fn parse_chunk(file: &[u8], offset: usize) -> Result<Option<ChunkInfo>, Form
     if b.len() < CHUNK_FIXED {
         return Ok(None);
     }
-    if &b[..2] != CHUNK_MAGIC {
-        return Err(FormatError::Malformed(format!(
-            "no chunk starts at byte {offset}"
-        )));
+    let fixed = match &b[..2] {
+        m if m == CHUNK_MAGIC => CHUNK_FIXED,
+        m if m == TAIL_MAGIC => TAIL_FIXED,
+        _ => {
+            return Err(FormatError::Malformed(format!(
+                "no chunk starts at byte {offset}"
+            )))
+        }
+    };
+    if b.len() < fixed {
+        return Ok(None);
     }
     let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
     let body = u32_at(2) as usize;
@@ -176,7 +227,7 @@ pub fn parse_chunk(file: &[u8], offset: usize) -> Result<Option<ChunkInfo>, Form
             "chunk at byte {offset} claims {body} bytes"
         )));
     }
-    if b.len() < CHUNK_FIXED + body {
+    if b.len() < fixed + body {
         return Ok(None);
     }
     let mut prev_hash = [0u8; PREV_HASH_LEN];
@@ -189,24 +240,61 @@ pub fn parse_chunk(file: &[u8], offset: usize) -> Result<Option<ChunkInfo>, Form
         anchor: b[18] & FLAG_ANCHOR != 0,
         prev_hash,
         offset: offset as u64,
-        len: CHUNK_FIXED + body,
-        hash: sha256(&b[..CHUNK_FIXED + body]),
+        len: fixed + body,
+        hash: sha256(&b[..fixed + body]),
+        tail: (fixed == TAIL_FIXED).then(|| u32_at(CHUNK_FIXED)),
     }))
+}
+
+/// How many bytes of `file` are its header and whole chunks, from the length fields alone (no
+/// hashing): `Some(n) < len` when the file ends inside a chunk (an append cut short, or
+/// still being written), `None` when it does not parse.
+pub fn whole_chunks_len(file: &[u8]) -> Option<usize> {
+    let (_, mut at) = decode_header(file).ok()?;
+    while file.len() - at >= CHUNK_FIXED {
+        let b = &file[at..];
+        let fixed = match &b[..2] {
+            m if m == CHUNK_MAGIC => CHUNK_FIXED,
+            m if m == TAIL_MAGIC => TAIL_FIXED,
+            _ => return None,
+        };
+        let body = u32::from_be_bytes([b[2], b[3], b[4], b[5]]) as usize;
+        if body > MAX_CHUNK_BODY {
+            return None;
+        }
+        if b.len() < fixed + body {
+            break;
+        }
+        at += fixed + body;
+    }
+    Some(at)
 }
 
 /// Decrypts a chunk (`bytes`: the whole chunk): its part of the compression stream.
 pub fn open_chunk(key: &RecordingKey, bytes: &[u8]) -> Result<Vec<u8>, String> {
-    if bytes.len() < CHUNK_FIXED + 16 {
+    let tail = bytes.starts_with(TAIL_MAGIC);
+    let fixed = if tail { TAIL_FIXED } else { CHUNK_FIXED };
+    if bytes.len() < fixed + 16 {
         return Err("too short".into());
     }
-    let seq = u32::from_be_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]);
+    let u32_at =
+        |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let seq = u32_at(6);
+    let revision = if tail {
+        match u32_at(CHUNK_FIXED) {
+            0 => return Err("a tail with revision 0 (a sealed chunk's nonce)".into()),
+            r => r,
+        }
+    } else {
+        0
+    };
     let cipher = Aes256Gcm::new_from_slice(key.expose()).map_err(|_| "bad key".to_string())?;
     cipher
         .decrypt(
-            Nonce::from_slice(&nonce_of(seq)),
+            Nonce::from_slice(&nonce_of(seq, revision)),
             Payload {
-                msg: &bytes[CHUNK_FIXED..],
-                aad: &bytes[..CHUNK_FIXED],
+                msg: &bytes[fixed..],
+                aad: &bytes[..fixed],
             },
         )
         .map_err(|_| {
@@ -216,10 +304,13 @@ pub fn open_chunk(key: &RecordingKey, bytes: &[u8]) -> Result<Vec<u8>, String> {
 
 /// How much plaintext before a chunk (since its anchor) the chunk is compressed against.
 pub const HISTORY_BYTES: usize = 64 * 1024;
-/// Interactive sessions seal many small chunks: a stronger level costs little there (about
-/// 0.1 s of CPU per hour of session, bench/README.md) and saves about 6 %. Bulk output comes
-/// in large chunks, where the fast level keeps recording from slowing the session.
-const ZSTD_LEVEL_SMALL: i32 = 9;
+/// Interactive sessions seal a chunk every 10 s or so: a strong level costs little there
+/// (well under a second of CPU per hour of session, bench/README.md) and saves about 12 %
+/// against level 9. Bulk output comes in large chunks, where the fast level keeps recording
+/// from slowing the session.
+const ZSTD_LEVEL_SMALL: i32 = 15;
+/// Tails are compressed anew every second while a chunk is open: a fast level.
+const ZSTD_LEVEL_TAIL: i32 = 3;
 const SMALL_CHUNK: usize = 64 * 1024;
 const ZSTD_LEVEL: i32 = 3;
 /// 128 KiB: the history plus a chunk's repeats within itself.
@@ -243,17 +334,30 @@ pub struct ChunkCompressor {
 }
 
 impl ChunkCompressor {
+    /// Compresses a chunk to seal: its plaintext becomes history for the next one.
     pub fn compress(&mut self, plain: &[u8]) -> Result<Vec<u8>, String> {
+        let level = if plain.len() <= SMALL_CHUNK {
+            ZSTD_LEVEL_SMALL
+        } else {
+            ZSTD_LEVEL
+        };
+        let out = self.compress_at(plain, level)?;
+        push_history(&mut self.history, plain);
+        Ok(out)
+    }
+
+    /// Compresses the open chunk's events for a tail, against the same history; the history
+    /// stays as it is (the events are compressed again, with more, when the chunk is sealed).
+    pub fn compress_tail(&self, plain: &[u8]) -> Result<Vec<u8>, String> {
+        self.compress_at(plain, ZSTD_LEVEL_TAIL)
+    }
+
+    fn compress_at(&self, plain: &[u8], level: i32) -> Result<Vec<u8>, String> {
         use zstd::zstd_safe::{CCtx, CParameter, FrameFormat};
         let fail = |e: usize| format!("zstd: {}", zstd::zstd_safe::get_error_name(e));
         let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(plain.len()));
         {
             let mut cctx = CCtx::create();
-            let level = if plain.len() <= SMALL_CHUNK {
-                ZSTD_LEVEL_SMALL
-            } else {
-                ZSTD_LEVEL
-            };
             cctx.set_parameter(CParameter::CompressionLevel(level))
                 .map_err(fail)?;
             cctx.set_parameter(CParameter::WindowLog(ZSTD_WINDOW_LOG))
@@ -263,7 +367,6 @@ impl ChunkCompressor {
             cctx.ref_prefix(&self.history).map_err(fail)?;
             cctx.compress2(&mut out, plain).map_err(fail)?;
         }
-        push_history(&mut self.history, plain);
         Ok(out)
     }
 }

@@ -1,7 +1,8 @@
 //! Why: everything a reader does with a recording file: walk its chunks without decrypting
 //! them (the index), check the chain and the signed manifest (verify), and decrypt the chunks
 //! needed to play from any moment (seek). It reads files that are still being written: a
-//! chunk cut short at the end is simply not there yet.
+//! chunk cut short at the end is simply not there yet, and the open chunk's *tail* (written
+//! every second, see `writer`) counts as the last chunk until the chunk is sealed.
 
 use std::num::NonZeroU16;
 use std::ops::ControlFlow;
@@ -24,6 +25,8 @@ pub struct Recording {
     /// Why parsing stopped before the end of the file, if it did for a reason other than a
     /// cut-short write.
     pub parse_problem: Option<String>,
+    /// A tail of a chunk that was sealed since followed the chunks (ignored when reading).
+    pub stale_tail: bool,
 }
 
 /// What `verify` found. `ok()` when nothing is wrong; `complete` when a valid signed manifest
@@ -37,6 +40,9 @@ pub struct VerifyReport {
     pub complete: bool,
     /// The chunks were decrypted and decoded (a key was available).
     pub decrypted: bool,
+    /// The last chunk is the open chunk's tail (written every second, never sealed): the
+    /// session was cut off (or is still running) and the recording ends with it.
+    pub unsealed_tail: bool,
     /// The first problem, naming the chunk.
     pub problem: Option<String>,
     pub bad_chunk: Option<u64>,
@@ -59,8 +65,22 @@ impl Recording {
         let mut chunks = Vec::new();
         let mut at = header_len;
         let mut parse_problem = None;
+        let mut stale_tail = false;
         while at < bytes.len() {
             match parse_chunk(&bytes, at) {
+                Ok(Some(c)) if c.tail.is_some() && at + c.len != bytes.len() => {
+                    parse_problem = Some(format!(
+                        "after chunk {}: an unsealed tail that is not at the end",
+                        chunks.len()
+                    ));
+                    break;
+                }
+                // A tail of a chunk that has been sealed since (the store replaces tails
+                // after appending): nothing new in it.
+                Ok(Some(c)) if c.tail.is_some() && c.seq < chunks.len() as u64 => {
+                    at += c.len;
+                    stale_tail = true;
+                }
                 Ok(Some(c)) => {
                     at += c.len;
                     chunks.push(c);
@@ -79,6 +99,7 @@ impl Recording {
             bytes,
             chunks,
             parse_problem,
+            stale_tail,
         })
     }
 
@@ -104,6 +125,7 @@ impl Recording {
             duration_ms: self.duration_ms(),
             complete: false,
             decrypted: key.is_some(),
+            unsealed_tail: self.chunks.last().is_some_and(|c| c.tail.is_some()),
             problem: None,
             bad_chunk: None,
         };
@@ -163,6 +185,14 @@ impl Recording {
         }
         match manifest {
             None => {}
+            Some(_) if report.unsealed_tail || self.stale_tail => {
+                let at = self.chunks.len() as u64 - u64::from(report.unsealed_tail);
+                report.problem = Some(format!(
+                    "chunk {at}: an unsealed tail after the chunks of a closed recording"
+                ));
+                report.bad_chunk = Some(at);
+                return report;
+            }
             Some(m) => {
                 if let Err(why) = m.check(trusted_key) {
                     report.problem = Some(format!("manifest: {why}"));

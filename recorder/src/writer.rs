@@ -1,6 +1,11 @@
-//! Why: turns a live event stream into sealed chunks, sans I/O: the caller decides when to
-//! flush (at least every second, for crash safety) and writes the returned bytes wherever the
-//! recording is stored. Keyframes start a new chunk, so playback can start at any keyframe.
+//! Why: turns a live event stream into sealed chunks, sans I/O: the caller calls `tick` every
+//! second and writes the returned bytes wherever the recording is stored. Keyframes start a
+//! new chunk, so playback can start at any keyframe. Crash safety without a chunk per second
+//! (format version 3): the open chunk's events so far are written every second as a *tail*,
+//! which the store keeps beside the sealed chunks and replaces each time; a chunk is sealed at
+//! the next keyframe (about every 10 s of activity), after 30 s, or once it holds 64 KiB at a
+//! tick (1 MiB at any event). A chunk per second cost 51 bytes of framing each and compressed
+//! worse.
 //! Compression (format version 2): each chunk is its own zstd frame compressed against the
 //! last 64 KiB of plaintext before it, so small chunks and keyframes compress against what
 //! came before while a session keeps only that history, not a live compression context. The
@@ -9,7 +14,7 @@
 
 use crate::event::{encode, RecordedEvent, Timed};
 use crate::format::{
-    encode_header, link, seal_chunk, sha256, ChunkCompressor, ChunkSpec, RecordingHeader,
+    encode_header, link, seal_chunk, seal_tail, sha256, ChunkCompressor, ChunkSpec, RecordingHeader,
 };
 use crate::manifest::Manifest;
 use crate::{FormatError, RecordingKey, FORMAT_VERSION};
@@ -18,8 +23,14 @@ use crate::{FormatError, RecordingKey, FORMAT_VERSION};
 pub const KEYFRAME_EVERY_MS: u64 = 10_000;
 /// ... or after this much output, whichever comes first.
 pub const KEYFRAME_EVERY_BYTES: u64 = 256 * 1024;
-/// A chunk is sealed once its events reach this size, even before the next flush.
+/// A chunk is sealed once its events reach this size, even before the next tick ...
 pub const MAX_CHUNK_PLAINTEXT: usize = 1024 * 1024;
+/// ... or at a tick once its first event is this old (keyframes usually seal it sooner) ...
+pub const SEAL_AFTER_MS: u64 = 30_000;
+/// ... or at a tick once its events reach this size: a tail is rewritten whole every second,
+/// so this bounds the disk writes and CPU that crash safety costs a busy session (a desktop's
+/// frames, bulk output) to 64 KiB per second, while an interactive chunk stays well below it.
+pub const MAX_TAIL_PLAINTEXT: usize = 64 * 1024;
 /// The compression stream restarts at the first keyframe after this long ...
 pub const ANCHOR_EVERY_MS: u64 = 30 * 60 * 1000;
 /// ... or after this much plaintext.
@@ -47,6 +58,21 @@ pub struct RecordingWriter {
     output_since_keyframe: u64,
     output_bytes: u64,
     last_t: u64,
+    /// The revision of the last tail written (tails of all chunks count on: every tail's
+    /// nonce is unique).
+    tail_revision: u32,
+    /// `pending.len()` when the last tail was written (None: no tail of this chunk yet).
+    tail_of: Option<usize>,
+}
+
+/// What a tick asks the caller to store.
+#[derive(Default)]
+pub struct Tick {
+    /// Sealed chunks to append.
+    pub sealed: Option<Vec<u8>>,
+    /// The open chunk as a tail, to store in place of the previous tail. `None` with
+    /// `sealed`: no chunk is open; the previous tail is obsolete.
+    pub tail: Option<Vec<u8>>,
 }
 
 impl RecordingWriter {
@@ -77,6 +103,8 @@ impl RecordingWriter {
                 output_since_keyframe: 0,
                 output_bytes: 0,
                 last_t: 0,
+                tail_revision: 0,
+                tail_of: None,
             },
             bytes,
         )
@@ -148,11 +176,59 @@ impl RecordingWriter {
         Ok(sealed)
     }
 
+    /// Called every second (crash safety: at most the last second is lost). At `now_ms`
+    /// (the session's clock, as event times): seals the open chunk once it is
+    /// `SEAL_AFTER_MS` old; otherwise returns it as a tail if events came since the last one.
+    pub fn tick(&mut self, now_ms: u64) -> Result<Tick, FormatError> {
+        let Some((first, last)) = self.pending_span else {
+            return Ok(Tick::default());
+        };
+        if now_ms.saturating_sub(first) >= SEAL_AFTER_MS || self.pending.len() >= MAX_TAIL_PLAINTEXT
+        {
+            return Ok(Tick {
+                sealed: self.flush()?,
+                tail: None,
+            });
+        }
+        if self.tail_of == Some(self.pending.len()) {
+            return Ok(Tick::default());
+        }
+        let anchor = self.stream.is_none();
+        let compressed = match &self.stream {
+            Some(c) => c.compress_tail(&self.pending),
+            None => ChunkCompressor::default().compress_tail(&self.pending),
+        }
+        .map_err(FormatError::Malformed)?;
+        self.tail_revision = self
+            .tail_revision
+            .checked_add(1)
+            .ok_or_else(|| FormatError::Malformed("more than 2^32 tails".into()))?;
+        let bytes = seal_tail(
+            &self.key,
+            ChunkSpec {
+                seq: self.next_seq,
+                t_first_ms: first,
+                t_last_ms: last,
+                keyframe: self.pending_keyframe,
+                anchor,
+                prev_hash: link(&self.prev_hash),
+                compressed: &compressed,
+            },
+            self.tail_revision,
+        )?;
+        self.tail_of = Some(self.pending.len());
+        Ok(Tick {
+            sealed: None,
+            tail: Some(bytes),
+        })
+    }
+
     /// Seals the events pushed since the last chunk, if any.
     pub fn flush(&mut self) -> Result<Option<Vec<u8>>, FormatError> {
         let Some((first, last)) = self.pending_span.take() else {
             return Ok(None);
         };
+        self.tail_of = None;
         let anchor = self.stream.is_none();
         if anchor {
             self.stream = Some(ChunkCompressor::default());

@@ -370,3 +370,190 @@ fn streams_restart_at_anchors_and_every_part_still_seeks_and_verifies() {
         .verify(Some(&key()), Some(&manifest), None);
     assert_eq!(r.bad_chunk, Some(a as u64), "{r:?}");
 }
+
+/// A 95-second typing session ticked every second as the server does: sealed chunks go to
+/// `file`, each tail replaces the last. Returns the writer's outputs after every tick, as
+/// (sealed bytes so far, latest tail, events pushed so far).
+/// After one tick: the sealed chunks so far, the latest tail, the events pushed so far.
+type AfterTick = (Vec<u8>, Option<Vec<u8>>, Vec<Timed>);
+
+fn ticked_session(key_bytes: [u8; 32]) -> Vec<AfterTick> {
+    let key = RecordingKey::from_slice(&key_bytes).unwrap();
+    let (mut w, mut file) = RecordingWriter::new(&header(), key);
+    let mut tail: Option<Vec<u8>> = None;
+    let mut written = Vec::new();
+    let mut after_each_tick = Vec::new();
+    let mut screen = vt100::Parser::new(
+        std::num::NonZeroU16::new(24).unwrap(),
+        std::num::NonZeroU16::new(80).unwrap(),
+        0,
+    );
+    // A key every 300 ms, with a pause from 40 s to 55 s (no events: nothing to store).
+    for tenth in 0..950u64 {
+        let t = tenth * 100;
+        let typing = !(400..550).contains(&tenth);
+        if typing && tenth % 3 == 0 {
+            if w.needs_keyframe(t) {
+                let e = Timed {
+                    t_ms: t,
+                    event: RecordedEvent::Keyframe {
+                        cols: 80,
+                        rows: 24,
+                        data: screen.screen().contents_formatted().into_bytes(),
+                    },
+                };
+                written.push(e.clone());
+                if let Some(b) = w.push(e).unwrap() {
+                    file.extend(b);
+                }
+            }
+            let out = format!("{}", (b'a' + (tenth % 26) as u8) as char).into_bytes();
+            screen.process(&out);
+            let e = Timed {
+                t_ms: t,
+                event: RecordedEvent::Output(out),
+            };
+            written.push(e.clone());
+            if let Some(b) = w.push(e).unwrap() {
+                file.extend(b);
+            }
+        }
+        if tenth % 10 == 9 {
+            let tick = w.tick(t).unwrap();
+            let sealed = tick.sealed.is_some();
+            if let Some(b) = tick.sealed {
+                file.extend(b);
+            }
+            match tick.tail {
+                Some(t) => tail = Some(t),
+                None if sealed => tail = None,
+                None => {}
+            }
+            after_each_tick.push((file.clone(), tail.clone(), written.clone()));
+        }
+    }
+    after_each_tick
+}
+
+#[test]
+fn a_crash_at_any_second_leaves_every_event_up_to_that_second_in_chunks_and_tail() {
+    let ticks = ticked_session(K);
+    let mut tails_seen = 0;
+    for (second, (sealed, tail, written)) in ticks.iter().enumerate() {
+        let mut bytes = sealed.clone();
+        if let Some(t) = tail {
+            bytes.extend_from_slice(t);
+            tails_seen += 1;
+        }
+        let rec = Recording::parse(bytes).unwrap();
+        let report = rec.verify(Some(&key()), None, None);
+        assert!(report.ok(), "second {second}: {:?}", report.problem);
+        assert!(!report.complete);
+        assert_eq!(report.unsealed_tail, tail.is_some(), "second {second}");
+        assert_eq!(&rec.events(&key()).unwrap(), written, "second {second}");
+    }
+    assert!(tails_seen > 60, "tails carried most seconds ({tails_seen})");
+    // Far fewer sealed chunks than seconds with events: one per keyframe (10 s of activity).
+    let (sealed, _, _) = ticks.last().unwrap();
+    let chunks = Recording::parse(sealed.clone()).unwrap().chunks.len();
+    assert!((7..=12).contains(&chunks), "{chunks} sealed chunks in 95 s");
+}
+
+#[test]
+fn a_stale_tail_is_ignored_and_a_tail_is_never_sealed_under_a_chunk_nonce() {
+    let ticks = ticked_session(K);
+    // A tail written before its chunk was sealed, read with the sealed chunk: nothing twice.
+    let i = ticks
+        .windows(2)
+        .position(|w| w[0].1.is_some() && w[1].0.len() > w[0].0.len())
+        .expect("a chunk sealed after a tail");
+    let (old_tail, (sealed, _, _)) = (ticks[i].1.clone().unwrap(), &ticks[i + 1]);
+    let rec = Recording::parse([sealed.clone(), old_tail].concat()).unwrap();
+    assert_eq!(
+        rec.chunks.len(),
+        Recording::parse(sealed.clone()).unwrap().chunks.len()
+    );
+    assert!(rec.verify(Some(&key()), None, None).ok());
+    // Successive tails of one chunk are sealed under different revisions (nonces), and a
+    // tail's body does not decrypt as the sealed chunk would (revision 0).
+    let mut tails: Vec<Vec<u8>> = ticks.iter().filter_map(|t| t.1.clone()).collect();
+    tails.dedup();
+    let revision = |t: &[u8]| u32::from_be_bytes([t[35], t[36], t[37], t[38]]);
+    for w in tails.windows(2) {
+        assert!(revision(&w[1]) > revision(&w[0]));
+    }
+    let mut forged = tails[0].clone();
+    forged[35..39].copy_from_slice(&0u32.to_be_bytes());
+    assert!(recorder::format::open_chunk(&key(), &forged).is_err());
+}
+
+#[test]
+fn a_closed_recording_with_a_tail_after_it_fails_verification() {
+    let signer = SigningKey::generate();
+    let (file, manifest, _) = record(K, &signer);
+    let tail = ticked_session(K).into_iter().find_map(|t| t.1).unwrap();
+    let rec = Recording::parse([file, tail].concat()).unwrap();
+    let report = rec.verify(Some(&key()), Some(&manifest), None);
+    assert!(!report.ok());
+}
+
+#[test]
+fn the_store_reads_an_append_cut_short_as_the_chunks_before_it_and_the_tail() {
+    use recorder::storage::{LocalDirStore, RecordingStore};
+    let ticks = ticked_session(K);
+    let (_, header_len) = recorder::format::decode_header(&ticks[0].0).unwrap();
+    // Chunks sealed so far, then the next chunk's tail, then that chunk sealed.
+    let i = ticks
+        .windows(2)
+        .position(|w| w[0].1.is_some() && w[1].0.len() > w[0].0.len() && w[0].0.len() > header_len)
+        .unwrap();
+    let (before, tail, events) = &ticks[i];
+    let after = &ticks[i + 1].0;
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalDirStore::new(dir.path()).unwrap();
+    store.create("r1", &before[..header_len]).unwrap();
+    store.append("r1", &before[header_len..]).unwrap();
+    store.write_tail("r1", tail.as_ref().unwrap()).unwrap();
+    // The sealing append is cut short after 20 bytes (a crash while writing it).
+    store
+        .append("r1", &after[before.len()..before.len() + 20])
+        .unwrap();
+    let rec = Recording::parse(store.read("r1").unwrap()).unwrap();
+    assert!(rec.verify(Some(&key()), None, None).ok());
+    assert_eq!(&rec.events(&key()).unwrap(), events);
+    // Cleared tail, whole file: the sealed chunks alone; size counts what is stored.
+    store.clear_tail("r1").unwrap();
+    assert!(store.size("r1").unwrap() as usize == before.len() + 20);
+    store.delete("r1").unwrap();
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+}
+
+#[test]
+fn a_busy_chunk_is_sealed_at_the_tick_instead_of_growing_its_tail() {
+    let (mut w, mut file) = RecordingWriter::new(&header(), key());
+    // An idle prompt: a small tail.
+    w.push(Timed {
+        t_ms: 0,
+        event: RecordedEvent::Output(b"$ ".to_vec()),
+    })
+    .unwrap();
+    let tick = w.tick(1000).unwrap();
+    assert!(tick.sealed.is_none() && tick.tail.is_some());
+    // Nothing new: no tail to rewrite.
+    let tick = w.tick(2000).unwrap();
+    assert!(tick.sealed.is_none() && tick.tail.is_none());
+    // 100 KiB of output within a second: sealed at the tick, no tail of that size.
+    for i in 0..100u64 {
+        w.push(Timed {
+            t_ms: 2000 + i,
+            event: RecordedEvent::Output(vec![b'x'; 1024]),
+        })
+        .unwrap();
+    }
+    let tick = w.tick(3000).unwrap();
+    assert!(tick.tail.is_none());
+    file.extend(tick.sealed.expect("sealed at the tick"));
+    let rec = Recording::parse(file).unwrap();
+    assert_eq!(rec.chunks.len(), 1);
+    assert!(rec.verify(Some(&key()), None, None).ok());
+}
