@@ -304,14 +304,15 @@ pub fn open_chunk(key: &RecordingKey, bytes: &[u8]) -> Result<Vec<u8>, String> {
 
 /// How much plaintext before a chunk (since its anchor) the chunk is compressed against.
 pub const HISTORY_BYTES: usize = 64 * 1024;
-/// Interactive sessions seal a chunk every 10 s or so: a strong level costs little there
-/// (well under a second of CPU per hour of session, bench/README.md) and saves about 12 %
-/// against level 9. Bulk output comes in large chunks, where the fast level keeps recording
-/// from slowing the session.
+/// Interactive sessions seal a chunk of a few KiB every 10 s or so: a strong level costs
+/// little there (well under a second of CPU per hour of session, bench/README.md; most of it
+/// loading the history into the match finder, once per chunk) and saves about 12 % against
+/// level 9. Bulk output and desktops (whose pictures are PNGs already) come in larger chunks,
+/// where the fast level keeps recording from slowing the session.
 const ZSTD_LEVEL_SMALL: i32 = 15;
 /// Tails are compressed anew every second while a chunk is open: a fast level.
 const ZSTD_LEVEL_TAIL: i32 = 3;
-const SMALL_CHUNK: usize = 64 * 1024;
+const SMALL_CHUNK: usize = 16 * 1024;
 const ZSTD_LEVEL: i32 = 3;
 /// 128 KiB: the history plus a chunk's repeats within itself.
 const ZSTD_WINDOW_LOG: u32 = 17;
