@@ -111,6 +111,15 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     const until0 = Date.now() + 15000;
     while (!(existsSync(sizeFile) && readFileSync(sizeFile, 'utf8').includes('current')) && Date.now() < until0) await tab.waitForTimeout(100);
     assert.ok(readFileSync(sizeFile, 'utf8').includes(`current ${size[0]} x ${size[1]}`), readFileSync(sizeFile, 'utf8'));
+    // Full screen locks the keyboard (Alt+Tab, the Windows key and Esc go to the desktop);
+    // the desktop follows the screen's size; leaving full screen unlocks and sizes it back.
+    await tab.locator('[data-testid=full-screen]').click();
+    await tab.waitForFunction(() => document.fullscreenElement?.classList.contains('desktop-host'), null, { timeout: 10000 });
+    await tab.locator('[data-testid=keys-locked]').waitFor({ state: 'attached', timeout: 10000 });
+    await tab.evaluate(() => document.exitFullscreen());
+    await tab.waitForFunction(() => !document.fullscreenElement && !document.querySelector('[data-testid=keys-locked]'), null, { timeout: 10000 });
+    await tab.waitForFunction(([w, h]) => { const c = document.querySelector('canvas[data-testid=desktop]'); return c.width === w && c.height === h; }, size, { timeout: 20000 });
+    await waitForPixel(tab, 200, 100, [255, 255, 255], 'the xterm after full screen');
     // A reload re-attaches to the same desktop (no new session), which is shown at once.
     await tab.reload();
     await tab.waitForSelector('[data-testid=session-state] >> text=connected', { timeout: 20000 });

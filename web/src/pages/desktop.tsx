@@ -45,6 +45,9 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
   // The session's latest timeline note ("the desktop is now 1280x720", "... joined").
   const [note, setNote] = useState<string | null>(null);
   const [attempt, setAttempt] = useState(0);
+  // Full screen with the keyboard locked (Chromium's Keyboard Lock API): Alt+Tab, the Windows
+  // key and Escape reach the desktop instead of the browser or the system.
+  const [keysLocked, setKeysLocked] = useState(false);
   const socket = useRef<WebSocket | null>(null);
 
   const send = (m: object) => socket.current?.readyState === WebSocket.OPEN && socket.current.send(JSON.stringify(m));
@@ -52,6 +55,33 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
     for (const code of codes) send({ type: 'key', code, down: true });
     for (const code of [...codes].reverse()) send({ type: 'key', code, down: false });
   };
+  const keyboard = () => (navigator as Navigator & { keyboard?: { lock?: () => Promise<void>; unlock?: () => void } }).keyboard;
+  const fullScreen = async () => {
+    const box = host.current;
+    if (!box) return;
+    try {
+      await box.requestFullscreen();
+    } catch {
+      setNote('This browser did not allow full screen.');
+      return;
+    }
+    try {
+      await keyboard()?.lock?.();
+      setKeysLocked(!!keyboard()?.lock);
+    } catch {
+      setKeysLocked(false);
+    }
+    canvas.current?.focus();
+  };
+  useEffect(() => {
+    const left = () => {
+      if (document.fullscreenElement) return;
+      keyboard()?.unlock?.();
+      setKeysLocked(false);
+    };
+    document.addEventListener('fullscreenchange', left);
+    return () => document.removeEventListener('fullscreenchange', left);
+  }, []);
 
   useEffect(() => {
     const c = canvas.current;
@@ -209,6 +239,7 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
             <button class="link" data-testid="send-ctrl-alt-del" onClick={() => keys(['ControlLeft', 'AltLeft', 'Delete'])}>Ctrl+Alt+Del</button>
             <button class="link" onClick={() => keys(['MetaLeft'])}>Windows key</button>
             <button class="link" onClick={() => keys(['AltLeft', 'Tab'])}>Alt+Tab</button>
+            <button class="link" data-testid="full-screen" onClick={fullScreen} title="Full screen: where the browser allows it, every key (Alt+Tab, the Windows key, Esc) goes to the desktop">Full screen</button>
           </>
         )}
         <span class="spacer" />
@@ -217,6 +248,7 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
       </div>
       <div class="desktop-host" ref={host}>
         {notice && <div class="terminal-banner" role="alert">⚠ {notice}</div>}
+        {keysLocked && <div class="keys-locked" data-testid="keys-locked">Every key goes to the desktop. Hold Esc to leave full screen.</div>}
         <canvas ref={canvas} tabIndex={0} class="desktop" data-testid="desktop" />
       </div>
       {phase.kind === 'ended' && (
