@@ -203,24 +203,31 @@ impl RecordingWriter {
             .tail_revision
             .checked_add(1)
             .ok_or_else(|| FormatError::Malformed("more than 2^32 tails".into()))?;
-        let bytes = seal_tail(
-            &self.key,
-            ChunkSpec {
-                seq: self.next_seq,
-                t_first_ms: first,
-                t_last_ms: last,
-                keyframe: self.pending_keyframe,
-                anchor,
-                prev_hash: link(&self.prev_hash),
-                compressed: &compressed,
-            },
-            self.tail_revision,
-        )?;
+        let spec = self.open_chunk((first, last), anchor, &compressed);
+        let bytes = seal_tail(&self.key, spec, self.tail_revision)?;
         self.tail_of = Some(self.pending.len());
         Ok(Tick {
             sealed: None,
             tail: Some(bytes),
         })
+    }
+
+    /// The fields of the chunk now open (sealed or as a tail), around its compressed events.
+    fn open_chunk<'a>(
+        &self,
+        span: (u64, u64),
+        anchor: bool,
+        compressed: &'a [u8],
+    ) -> ChunkSpec<'a> {
+        ChunkSpec {
+            seq: self.next_seq,
+            t_first_ms: span.0,
+            t_last_ms: span.1,
+            keyframe: self.pending_keyframe,
+            anchor,
+            prev_hash: link(&self.prev_hash),
+            compressed,
+        }
     }
 
     /// Seals the events pushed since the last chunk, if any.
@@ -240,18 +247,8 @@ impl RecordingWriter {
             None => return Err(FormatError::Malformed("no compression stream".into())),
         };
         self.stream_bytes += self.pending.len() as u64;
-        let (bytes, hash) = seal_chunk(
-            &self.key,
-            ChunkSpec {
-                seq: self.next_seq,
-                t_first_ms: first,
-                t_last_ms: last,
-                keyframe: self.pending_keyframe,
-                anchor,
-                prev_hash: link(&self.prev_hash),
-                compressed: &compressed,
-            },
-        )?;
+        let spec = self.open_chunk((first, last), anchor, &compressed);
+        let (bytes, hash) = seal_chunk(&self.key, spec)?;
         self.pending.clear();
         self.pending_keyframe = false;
         self.prev_hash = hash;
