@@ -24,6 +24,15 @@ fn header() -> RecordingHeader {
     }
 }
 
+/// Pushes `e` as the server does: kept in `written` (what the recording must give back), and
+/// any chunk it seals appended to `file`.
+fn push_written(w: &mut RecordingWriter, file: &mut Vec<u8>, written: &mut Vec<Timed>, e: Timed) {
+    written.push(e.clone());
+    if let Some(b) = w.push(e).unwrap() {
+        file.extend(b);
+    }
+}
+
 /// A 60-second session: a line of output every 500 ms, a flush every second (as the server
 /// does), keyframes when the writer asks for them. Returns the file, the manifest and the
 /// events as written.
@@ -65,10 +74,7 @@ fn record_with_anchors(
                     data,
                 },
             };
-            written.push(e.clone());
-            if let Some(b) = w.push(e).unwrap() {
-                file.extend(b);
-            }
+            push_written(&mut w, &mut file, &mut written, e);
         }
         let out = format!("line {i} at {t} ms\r\n").into_bytes();
         screen.process(&out);
@@ -76,10 +82,7 @@ fn record_with_anchors(
             t_ms: t,
             event: RecordedEvent::Output(out),
         };
-        written.push(e.clone());
-        if let Some(b) = w.push(e).unwrap() {
-            file.extend(b);
-        }
+        push_written(&mut w, &mut file, &mut written, e);
         if i % 2 == 1 {
             if let Some(b) = w.flush().unwrap() {
                 file.extend(b);
@@ -402,10 +405,7 @@ fn ticked_session(key_bytes: [u8; 32]) -> Vec<AfterTick> {
                         data: screen.screen().contents_formatted().into_bytes(),
                     },
                 };
-                written.push(e.clone());
-                if let Some(b) = w.push(e).unwrap() {
-                    file.extend(b);
-                }
+                push_written(&mut w, &mut file, &mut written, e);
             }
             let out = format!("{}", (b'a' + (tenth % 26) as u8) as char).into_bytes();
             screen.process(&out);
@@ -413,10 +413,7 @@ fn ticked_session(key_bytes: [u8; 32]) -> Vec<AfterTick> {
                 t_ms: t,
                 event: RecordedEvent::Output(out),
             };
-            written.push(e.clone());
-            if let Some(b) = w.push(e).unwrap() {
-                file.extend(b);
-            }
+            push_written(&mut w, &mut file, &mut written, e);
         }
         if tenth % 10 == 9 {
             let tick = w.tick(t).unwrap();
