@@ -304,12 +304,23 @@ pub fn open_chunk(key: &RecordingKey, bytes: &[u8]) -> Result<Vec<u8>, String> {
 
 /// How much plaintext before a chunk (since its anchor) the chunk is compressed against.
 pub const HISTORY_BYTES: usize = 64 * 1024;
-/// Interactive sessions seal a chunk of a few KiB every 10 s or so: a strong level costs
-/// little there (well under a second of CPU per hour of session, bench/README.md; most of it
-/// loading the history into the match finder, once per chunk) and saves about 12 % against
-/// level 9. Bulk output and desktops (whose pictures are PNGs already) come in larger chunks,
-/// where the fast level keeps recording from slowing the session.
+/// How hard to compress a chunk being sealed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Level {
+    /// By its size: strong for a small chunk, fast for a large one.
+    BySize,
+    /// The chunk was open for two minutes and stayed below 64 KiB (an interactive session):
+    /// the strongest level costs about 30 ms once per two minutes here.
+    Settled,
+}
+
+/// Interactive sessions' chunks are a few KiB: a strong level costs little there (well
+/// under a second of CPU per hour of session, bench/README.md; most of it loading the
+/// history into the match finder, once per chunk) and saves about 12 % against level 9.
+/// Bulk output and desktops (whose pictures are PNGs already) come in larger chunks, where
+/// the fast level keeps recording from slowing the session.
 const ZSTD_LEVEL_SMALL: i32 = 15;
+const ZSTD_LEVEL_SETTLED: i32 = 19;
 /// Tails are compressed anew every second while a chunk is open: a fast level.
 const ZSTD_LEVEL_TAIL: i32 = 3;
 const SMALL_CHUNK: usize = 16 * 1024;
@@ -336,11 +347,11 @@ pub struct ChunkCompressor {
 
 impl ChunkCompressor {
     /// Compresses a chunk to seal: its plaintext becomes history for the next one.
-    pub fn compress(&mut self, plain: &[u8]) -> Result<Vec<u8>, String> {
-        let level = if plain.len() <= SMALL_CHUNK {
-            ZSTD_LEVEL_SMALL
-        } else {
-            ZSTD_LEVEL
+    pub fn compress(&mut self, plain: &[u8], level: Level) -> Result<Vec<u8>, String> {
+        let level = match level {
+            Level::Settled => ZSTD_LEVEL_SETTLED,
+            Level::BySize if plain.len() <= SMALL_CHUNK => ZSTD_LEVEL_SMALL,
+            Level::BySize => ZSTD_LEVEL,
         };
         let out = self.compress_at(plain, level)?;
         push_history(&mut self.history, plain);

@@ -225,7 +225,9 @@ impl Recording {
         report
     }
 
-    /// Time -> chunk: the keyframe chunks, as (time of the keyframe, chunk index).
+    /// Time -> chunk: the chunks that hold a keyframe, as (time of the chunk's first event,
+    /// chunk index). (Versions 2 and 3 started a chunk with each keyframe; since version 4 a
+    /// keyframe may sit anywhere in its chunk.)
     pub fn keyframe_index(&self) -> Vec<(u64, usize)> {
         self.chunks
             .iter()
@@ -325,7 +327,9 @@ impl Recording {
     }
 
     /// The events needed to show the terminal at `t_ms`: from the last keyframe at or before
-    /// it, up to `t_ms`. Decompresses from that keyframe's anchor, decodes from the keyframe.
+    /// it, up to `t_ms`. The last keyframe chunk that starts by `t_ms` may hold its keyframe
+    /// after `t_ms`, so decoding starts at the keyframe chunk before that one, whose keyframe
+    /// is earlier. Decompresses from that chunk's anchor.
     pub fn events_for_seek(
         &self,
         key: &RecordingKey,
@@ -334,18 +338,22 @@ impl Recording {
         if self.chunks.is_empty() {
             return Ok(Vec::new());
         }
-        let start = self
-            .keyframe_index()
-            .into_iter()
-            .rfind(|(t, _)| *t <= t_ms)
-            .map(|(_, i)| i)
-            .unwrap_or(0);
+        let index = self.keyframe_index();
+        let start = match index.iter().rposition(|(t, _)| *t <= t_ms) {
+            Some(k) => index[k.saturating_sub(1)].1,
+            None => 0,
+        };
         let end = (start..self.chunks.len())
             .take_while(|&j| self.chunks[j].t_first_ms <= t_ms)
             .last()
             .unwrap_or(start);
-        Ok(self
-            .events_of(key, start, end)?
+        let mut events = self.events_of(key, start, end)?;
+        let from = events
+            .iter()
+            .rposition(|e| e.t_ms <= t_ms && matches!(e.event, RecordedEvent::Keyframe { .. }))
+            .unwrap_or(0);
+        Ok(events
+            .split_off(from)
             .into_iter()
             .filter(|e| e.t_ms <= t_ms)
             .collect())

@@ -1,20 +1,24 @@
 //! Why: turns a live event stream into sealed chunks, sans I/O: the caller calls `tick` every
-//! second and writes the returned bytes wherever the recording is stored. Keyframes start a
-//! new chunk, so playback can start at any keyframe. Crash safety without a chunk per second
-//! (format version 3): the open chunk's events so far are written every second as a *tail*,
-//! which the store keeps beside the sealed chunks and replaces each time; a chunk is sealed at
-//! the next keyframe (about every 10 s of activity), after 30 s, or once it holds 64 KiB at a
-//! tick (1 MiB at any event). A chunk per second cost 51 bytes of framing each and compressed
-//! worse.
-//! Compression (format version 2): each chunk is its own zstd frame compressed against the
-//! last 64 KiB of plaintext before it, so small chunks and keyframes compress against what
-//! came before while a session keeps only that history, not a live compression context. The
-//! history restarts at an *anchor* keyframe every 30 minutes or 8 MiB, which bounds what a
-//! seek must decompress.
+//! second and writes the returned bytes wherever the recording is stored.
+//! Chunks (format version 4): a chunk is sealed after 2 minutes, or once it holds 64 KiB at a
+//! tick (1 MiB at any event). Keyframes (a full screen, about every 10 s of activity) sit
+//! inside chunks, and a chunk that holds one is flagged, so a seek starts from the keyframe
+//! chunk before the moment and replays from the last keyframe. Sealing at every keyframe, as
+//! version 3 did, cost 52 bytes of framing and a zstd frame per keyframe: a fifth of an
+//! interactive hour's recording (bench/README.md).
+//! Crash safety without a chunk per second (version 3): the open chunk's events so far are
+//! written every second as a *tail*, which the store keeps beside the sealed chunks and
+//! replaces each time.
+//! Compression (version 2): each chunk is its own zstd frame compressed against the last
+//! 64 KiB of plaintext before it, so keyframes compress against what came before while a
+//! session keeps only that history, not a live compression context. The history restarts
+//! at an *anchor* every 30 minutes or 8 MiB, which bounds what a seek must decompress; an
+//! anchor chunk starts with a keyframe.
 
 use crate::event::{encode, RecordedEvent, Timed};
 use crate::format::{
-    encode_header, link, seal_chunk, seal_tail, sha256, ChunkCompressor, ChunkSpec, RecordingHeader,
+    encode_header, link, seal_chunk, seal_tail, sha256, ChunkCompressor, ChunkSpec, Level,
+    RecordingHeader,
 };
 use crate::manifest::Manifest;
 use crate::{FormatError, RecordingKey, FORMAT_VERSION};
@@ -25,8 +29,9 @@ pub const KEYFRAME_EVERY_MS: u64 = 10_000;
 pub const KEYFRAME_EVERY_BYTES: u64 = 256 * 1024;
 /// A chunk is sealed once its events reach this size, even before the next tick ...
 pub const MAX_CHUNK_PLAINTEXT: usize = 1024 * 1024;
-/// ... or at a tick once its first event is this old (keyframes usually seal it sooner) ...
-pub const SEAL_AFTER_MS: u64 = 30_000;
+/// ... or at a tick once its first event is this old (an idle or interactive session: the
+/// chunk is small, and sealed with the strong compression level) ...
+pub const SEAL_AFTER_MS: u64 = 120_000;
 /// ... or at a tick once its events reach this size: a tail is rewritten whole every second,
 /// so this bounds the disk writes and CPU that crash safety costs a busy session (a desktop's
 /// frames, bulk output) to 64 KiB per second, while an interactive chunk stays well below it.
@@ -130,15 +135,16 @@ impl RecordingWriter {
     }
 
     /// Adds one event. Returns sealed chunk bytes to store when the event closed a chunk
-    /// (a keyframe starts a new one; a full chunk is sealed).
+    /// (a full chunk is sealed; a keyframe that starts an anchor starts a new chunk).
     pub fn push(&mut self, e: Timed) -> Result<Option<Vec<u8>>, FormatError> {
         let mut sealed = None;
         let t = e.t_ms.max(self.last_t);
         if matches!(e.event, RecordedEvent::Keyframe { .. }) {
-            sealed = self.flush()?;
-            if t.saturating_sub(self.stream_started) >= self.anchor_every.0
-                || self.stream_bytes >= self.anchor_every.1
+            if self.stream.is_some()
+                && (t.saturating_sub(self.stream_started) >= self.anchor_every.0
+                    || self.stream_bytes >= self.anchor_every.1)
             {
+                sealed = self.flush()?;
                 self.stream = None;
             }
             self.pending_keyframe = true;
@@ -183,10 +189,15 @@ impl RecordingWriter {
         let Some((first, last)) = self.pending_span else {
             return Ok(Tick::default());
         };
-        if now_ms.saturating_sub(first) >= SEAL_AFTER_MS || self.pending.len() >= MAX_TAIL_PLAINTEXT
-        {
+        if self.pending.len() >= MAX_TAIL_PLAINTEXT {
             return Ok(Tick {
                 sealed: self.flush()?,
+                tail: None,
+            });
+        }
+        if now_ms.saturating_sub(first) >= SEAL_AFTER_MS {
+            return Ok(Tick {
+                sealed: self.seal(Level::Settled)?,
                 tail: None,
             });
         }
@@ -232,6 +243,10 @@ impl RecordingWriter {
 
     /// Seals the events pushed since the last chunk, if any.
     pub fn flush(&mut self) -> Result<Option<Vec<u8>>, FormatError> {
+        self.seal(Level::BySize)
+    }
+
+    fn seal(&mut self, level: Level) -> Result<Option<Vec<u8>>, FormatError> {
         let Some((first, last)) = self.pending_span.take() else {
             return Ok(None);
         };
@@ -243,7 +258,9 @@ impl RecordingWriter {
             self.stream_bytes = 0;
         }
         let compressed = match self.stream.as_mut() {
-            Some(c) => c.compress(&self.pending).map_err(FormatError::Malformed)?,
+            Some(c) => c
+                .compress(&self.pending, level)
+                .map_err(FormatError::Malformed)?,
             None => return Err(FormatError::Malformed("no compression stream".into())),
         };
         self.stream_bytes += self.pending.len() as u64;
@@ -262,7 +279,12 @@ impl RecordingWriter {
         ended_at_ms: i64,
         end_reason: &str,
     ) -> Result<(Option<Vec<u8>>, Manifest), FormatError> {
-        let last = self.flush()?;
+        let level = if self.pending.len() <= MAX_TAIL_PLAINTEXT {
+            Level::Settled
+        } else {
+            Level::BySize
+        };
+        let last = self.seal(level)?;
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             recording_id: self.recording_id.clone(),

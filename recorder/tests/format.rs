@@ -374,9 +374,8 @@ fn streams_restart_at_anchors_and_every_part_still_seeks_and_verifies() {
     assert_eq!(r.bad_chunk, Some(a as u64), "{r:?}");
 }
 
-/// A 95-second typing session ticked every second as the server does: sealed chunks go to
-/// `file`, each tail replaces the last. Returns the writer's outputs after every tick, as
-/// (sealed bytes so far, latest tail, events pushed so far).
+/// A 5-minute typing session ticked every second as the server does: sealed chunks go to
+/// `file`, each tail replaces the last. Returns the writer's outputs after every tick.
 /// After one tick: the sealed chunks so far, the latest tail, the events pushed so far.
 type AfterTick = (Vec<u8>, Option<Vec<u8>>, Vec<Timed>);
 
@@ -392,7 +391,7 @@ fn ticked_session(key_bytes: [u8; 32]) -> Vec<AfterTick> {
         0,
     );
     // A key every 300 ms, with a pause from 40 s to 55 s (no events: nothing to store).
-    for tenth in 0..950u64 {
+    for tenth in 0..3000u64 {
         let t = tenth * 100;
         let typing = !(400..550).contains(&tenth);
         if typing && tenth % 3 == 0 {
@@ -449,11 +448,64 @@ fn a_crash_at_any_second_leaves_every_event_up_to_that_second_in_chunks_and_tail
         assert_eq!(report.unsealed_tail, tail.is_some(), "second {second}");
         assert_eq!(&rec.events(&key()).unwrap(), written, "second {second}");
     }
-    assert!(tails_seen > 60, "tails carried most seconds ({tails_seen})");
-    // Far fewer sealed chunks than seconds with events: one per keyframe (10 s of activity).
-    let (sealed, _, _) = ticks.last().unwrap();
+    assert!(
+        tails_seen > 250,
+        "tails carried most seconds ({tails_seen})"
+    );
+    // A chunk per two minutes, not per second nor per keyframe (every 10 s).
+    let (sealed, _, written) = ticks.last().unwrap();
     let chunks = Recording::parse(sealed.clone()).unwrap().chunks.len();
-    assert!((7..=12).contains(&chunks), "{chunks} sealed chunks in 95 s");
+    let keyframes = written
+        .iter()
+        .filter(|e| matches!(e.event, RecordedEvent::Keyframe { .. }))
+        .count();
+    assert_eq!(chunks, 2, "sealed chunks in 300 s");
+    assert!(keyframes >= 28, "{keyframes} keyframes");
+}
+
+#[test]
+fn seeking_lands_on_the_screen_of_that_moment_with_keyframes_inside_chunks() {
+    let ticks = ticked_session(K);
+    let (sealed, tail, written) = ticks.last().unwrap();
+    let rec =
+        Recording::parse([sealed.clone(), tail.clone().unwrap_or_default()].concat()).unwrap();
+    // Keyframes sit inside chunks: some chunk holds one after its first event.
+    let chunk_starts: Vec<u64> = rec.chunks.iter().map(|c| c.t_first_ms).collect();
+    let mid_chunk = written.iter().any(|e| {
+        matches!(e.event, RecordedEvent::Keyframe { .. }) && !chunk_starts.contains(&e.t_ms)
+    });
+    assert!(mid_chunk);
+    for t in (0..300_000u64)
+        .step_by(4_700)
+        .chain([120_000, 239_999, 299_900])
+    {
+        let mut reference = vt100::Parser::new(
+            std::num::NonZeroU16::new(24).unwrap(),
+            std::num::NonZeroU16::new(80).unwrap(),
+            0,
+        );
+        for e in written.iter().filter(|e| e.t_ms <= t) {
+            if !matches!(e.event, RecordedEvent::Keyframe { .. }) {
+                apply(&mut reference, &e.event);
+            }
+        }
+        let seek = rec.events_for_seek(&key(), t).unwrap();
+        assert!(
+            matches!(
+                seek.first().map(|e| &e.event),
+                Some(RecordedEvent::Keyframe { .. })
+            ),
+            "a seek to {t} ms starts at a keyframe"
+        );
+        let first = seek.first().map(|e| e.t_ms).unwrap_or(0);
+        assert!(t - first <= 10_000 + 15_000, "at {t} ms: from {first} ms");
+        let seen = rec.screen_at(&key(), t).unwrap();
+        assert_eq!(
+            seen.screen().contents_formatted(),
+            reference.screen().contents_formatted(),
+            "at {t} ms"
+        );
+    }
 }
 
 #[test]

@@ -204,18 +204,24 @@ pub async fn detail(
                 id.clone(),
                 app.recordings.public_key.clone(),
             );
-            let (rec, report, commands) = tokio::task::spawn_blocking(move || {
+            let (rec, report, commands, keyframes) = tokio::task::spawn_blocking(move || {
                 let manifest = store.read_manifest(&rid).ok().flatten();
                 let report = rec.verify(Some(&key), manifest.as_ref(), Some(&public_key));
-                let (mut typed, mut commands) =
-                    (recorder::export::TypedCommands::default(), Vec::new());
+                let (mut typed, mut commands, mut keyframes) = (
+                    recorder::export::TypedCommands::default(),
+                    Vec::new(),
+                    Vec::new(),
+                );
                 rec.for_each_readable_chunk(&key, |events| {
                     for e in &events {
                         typed.feed(e, &mut commands);
+                        if let RecordedEvent::Keyframe { .. } = e.event {
+                            keyframes.push(e.t_ms);
+                        }
                     }
                     std::ops::ControlFlow::Continue(())
                 });
-                (rec, report, commands)
+                (rec, report, commands, keyframes)
             })
             .await
             .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
@@ -224,11 +230,7 @@ pub async fn detail(
                 .map(|(t, c)| json!({ "t_ms": t, "command": c }))
                 .collect();
             out["verification"] = json!(report);
-            out["keyframes_ms"] = json!(rec
-                .keyframe_index()
-                .iter()
-                .map(|(t, _)| *t)
-                .collect::<Vec<_>>());
+            out["keyframes_ms"] = json!(keyframes);
             out["commands"] = json!(commands);
             out["cols"] = json!(rec.header.cols);
             out["rows"] = json!(rec.header.rows);
