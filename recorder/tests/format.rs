@@ -127,22 +127,28 @@ fn a_closed_recording_verifies_and_replays_exactly() {
     assert_eq!(bad.bad_chunk, Some(0), "{bad:?}");
 }
 
+/// The 80x24 screen at `t_ms` from every event but the keyframes: what a seek must show.
+fn replayed_without_keyframes(written: &[Timed], t_ms: u64) -> vt100::Parser {
+    let mut reference = vt100::Parser::new(
+        std::num::NonZeroU16::new(24).unwrap(),
+        std::num::NonZeroU16::new(80).unwrap(),
+        0,
+    );
+    for e in written.iter().filter(|e| e.t_ms <= t_ms) {
+        if !matches!(e.event, RecordedEvent::Keyframe { .. }) {
+            apply(&mut reference, &e.event);
+        }
+    }
+    reference
+}
+
 #[test]
 fn seeking_lands_on_the_screen_of_that_moment() {
     let signer = SigningKey::generate();
     let (file, _, written) = record(K, &signer);
     let rec = Recording::parse(file).unwrap();
     for t in [0u64, 4_750, 10_000, 33_300, 59_500] {
-        let mut reference = vt100::Parser::new(
-            std::num::NonZeroU16::new(24).unwrap(),
-            std::num::NonZeroU16::new(80).unwrap(),
-            0,
-        );
-        for e in written.iter().filter(|e| e.t_ms <= t) {
-            if !matches!(e.event, RecordedEvent::Keyframe { .. }) {
-                apply(&mut reference, &e.event);
-            }
-        }
+        let reference = replayed_without_keyframes(&written, t);
         let seen = rec.screen_at(&key(), t).unwrap();
         assert_eq!(
             seen.screen().contents(),
@@ -479,16 +485,7 @@ fn seeking_lands_on_the_screen_of_that_moment_with_keyframes_inside_chunks() {
         .step_by(4_700)
         .chain([120_000, 239_999, 299_900])
     {
-        let mut reference = vt100::Parser::new(
-            std::num::NonZeroU16::new(24).unwrap(),
-            std::num::NonZeroU16::new(80).unwrap(),
-            0,
-        );
-        for e in written.iter().filter(|e| e.t_ms <= t) {
-            if !matches!(e.event, RecordedEvent::Keyframe { .. }) {
-                apply(&mut reference, &e.event);
-            }
-        }
+        let reference = replayed_without_keyframes(written, t);
         let seek = rec.events_for_seek(&key(), t).unwrap();
         assert!(
             matches!(
