@@ -132,7 +132,6 @@ async fn probe_rtt(owner: &mut Ws, probe: &mut Ws, keys: usize) -> anyhow::Resul
     Ok((pct(&mut rtt, 50), pct(&mut rtt, 99)))
 }
 
-/// Reads binary frames until `marker` has been seen; returns the bytes read.
 /// Watches a byte stream for a marker that may be split across messages. Only the new bytes
 /// (plus the marker's length of overlap) are scanned: the client shares the two cores with the
 /// pipeline it measures, so a naive rescan costs the measured side CPU (it was the largest
@@ -170,6 +169,7 @@ impl<'m> MarkerSeen<'m> {
     }
 }
 
+/// Reads binary frames until `marker` has been seen; returns the bytes read.
 async fn ws_until(ws: &mut Ws, marker: &[u8]) -> anyhow::Result<usize> {
     let mut seen = MarkerSeen::new(marker);
     let mut n = 0;

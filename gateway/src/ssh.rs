@@ -169,7 +169,6 @@ impl ProtocolAdapter for SshAdapter {
     }
 }
 
-/// Bytes read from the target's socket at a time.
 /// The ciphers offered to targets, best first. Where the CPU has AES instructions, AES-GCM
 /// costs a fraction of ChaCha20-Poly1305 on both ends (the gateway decrypts every byte a
 /// session prints; a target's sshd encrypts it); without them ChaCha20 is the faster and the
@@ -215,6 +214,7 @@ fn aes_in_hardware() -> bool {
     }
 }
 
+/// Bytes read from the target's socket at a time.
 const READ_BUFFER: usize = 16 * 1024;
 
 /// An authenticated SSH connection (the target, or a landing server on a hop chain).

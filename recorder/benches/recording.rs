@@ -221,11 +221,11 @@ fn bench_header(input_recorded: bool) -> RecordingHeader {
     }
 }
 
-/// Writes the session as the server does; returns the file and the time spent.
 /// Bytes of tails written (each replaces the one before; none is left once the recording
 /// closes): the price of crash safety, in disk writes rather than in the file.
 static TAIL_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// Writes the session as the server does; returns the file and the time spent.
 fn write(events: &[Timed], key: [u8; 32]) -> (Vec<u8>, f64) {
     write_with(events, key, true)
 }
@@ -332,8 +332,8 @@ fn main() {
             return;
         }
     };
-    let keyframes = Recording::parse(file.clone())
-        .and_then(|r| r.events(&RecordingKey::from_slice(&key)?))
+    let keyframes = RecordingKey::from_slice(&key)
+        .and_then(|k| rec.events(&k))
         .map(|ev| {
             ev.iter()
                 .filter(|e| matches!(e.event, RecordedEvent::Keyframe { .. }))

@@ -21,6 +21,15 @@ pub const CHUNK_FIXED: usize = 2 + 4 + 4 + 4 + 4 + 1 + PREV_HASH_LEN;
 pub const PREV_HASH_LEN: usize = 16;
 /// A tail's fixed part: a chunk's, then the revision (u32).
 pub const TAIL_FIXED: usize = CHUNK_FIXED + 4;
+/// The fixed part's length of the chunk or tail that starts with `magic`.
+fn fixed_len(magic: &[u8]) -> Option<usize> {
+    match magic {
+        m if m == CHUNK_MAGIC => Some(CHUNK_FIXED),
+        m if m == TAIL_MAGIC => Some(TAIL_FIXED),
+        _ => None,
+    }
+}
+
 /// The largest chunk body a reader accepts (a writer seals far smaller ones).
 pub const MAX_CHUNK_BODY: usize = 64 * 1024 * 1024;
 const FLAG_KEYFRAME: u8 = 1;
@@ -157,17 +166,12 @@ fn seal(
     let seq = u32::try_from(spec.seq)
         .map_err(|_| FormatError::Malformed("more than 2^32 chunks".into()))?;
     let ct_len = spec.compressed.len() + 16;
-    let fixed = if tail.is_some() {
-        TAIL_FIXED
-    } else {
-        CHUNK_FIXED
+    let (magic, fixed) = match tail {
+        Some(_) => (TAIL_MAGIC, TAIL_FIXED),
+        None => (CHUNK_MAGIC, CHUNK_FIXED),
     };
     let mut out = Vec::with_capacity(fixed + ct_len);
-    out.extend_from_slice(if tail.is_some() {
-        TAIL_MAGIC
-    } else {
-        CHUNK_MAGIC
-    });
+    out.extend_from_slice(magic);
     out.extend_from_slice(&(ct_len as u32).to_be_bytes());
     out.extend_from_slice(&seq.to_be_bytes());
     out.extend_from_slice(&clamp32(spec.t_first_ms).to_be_bytes());
@@ -208,14 +212,10 @@ pub fn parse_chunk(file: &[u8], offset: usize) -> Result<Option<ChunkInfo>, Form
     if b.len() < CHUNK_FIXED {
         return Ok(None);
     }
-    let fixed = match &b[..2] {
-        m if m == CHUNK_MAGIC => CHUNK_FIXED,
-        m if m == TAIL_MAGIC => TAIL_FIXED,
-        _ => {
-            return Err(FormatError::Malformed(format!(
-                "no chunk starts at byte {offset}"
-            )))
-        }
+    let Some(fixed) = fixed_len(&b[..2]) else {
+        return Err(FormatError::Malformed(format!(
+            "no chunk starts at byte {offset}"
+        )));
     };
     if b.len() < fixed {
         return Ok(None);
@@ -253,11 +253,7 @@ pub fn whole_chunks_len(file: &[u8]) -> Option<usize> {
     let (_, mut at) = decode_header(file).ok()?;
     while file.len() - at >= CHUNK_FIXED {
         let b = &file[at..];
-        let fixed = match &b[..2] {
-            m if m == CHUNK_MAGIC => CHUNK_FIXED,
-            m if m == TAIL_MAGIC => TAIL_FIXED,
-            _ => return None,
-        };
+        let fixed = fixed_len(&b[..2])?;
         let body = u32::from_be_bytes([b[2], b[3], b[4], b[5]]) as usize;
         if body > MAX_CHUNK_BODY {
             return None;

@@ -62,6 +62,11 @@ impl LocalDirStore {
     pub fn tail_path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.tail"))
     }
+
+    /// Where the next tail is written before it replaces `tail_path`.
+    fn tail_tmp_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.tail.tmp"))
+    }
 }
 
 fn remove_if_there(p: PathBuf) -> std::io::Result<()> {
@@ -95,11 +100,12 @@ impl RecordingStore for LocalDirStore {
     fn write_tail(&self, id: &str, tail: &[u8]) -> std::io::Result<()> {
         valid_id(id)?;
         // The sealed chunks must still be appendable: a tail beside a recording file that is
-        // gone or broken would hide the failure until the chunk is sealed, up to 30 s later.
+        // gone or broken would hide the failure until the chunk is sealed, up to 2 minutes
+        // later.
         std::fs::OpenOptions::new()
             .append(true)
             .open(self.data_path(id))?;
-        let tmp = self.dir.join(format!("{id}.tail.tmp"));
+        let tmp = self.tail_tmp_path(id);
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(tail)?;
         f.sync_data()?;
@@ -161,7 +167,7 @@ impl RecordingStore for LocalDirStore {
         for p in [
             self.data_path(id),
             self.tail_path(id),
-            self.dir.join(format!("{id}.tail.tmp")),
+            self.tail_tmp_path(id),
             self.manifest_path(id),
         ] {
             remove_if_there(p)?;

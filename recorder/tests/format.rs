@@ -52,11 +52,7 @@ fn record_with_anchors(
     let key = RecordingKey::from_slice(&key_bytes).unwrap();
     let (w, mut file) = RecordingWriter::new(&header(), key);
     let mut w = w.anchor_every(anchor_ms, u64::MAX);
-    let mut screen = vt100::Parser::new(
-        std::num::NonZeroU16::new(24).unwrap(),
-        std::num::NonZeroU16::new(80).unwrap(),
-        0,
-    );
+    let mut screen = blank_screen();
     let mut written = Vec::new();
     for i in 0..120u64 {
         let t = i * 500;
@@ -127,13 +123,18 @@ fn a_closed_recording_verifies_and_replays_exactly() {
     assert_eq!(bad.bad_chunk, Some(0), "{bad:?}");
 }
 
-/// The 80x24 screen at `t_ms` from every event but the keyframes: what a seek must show.
-fn replayed_without_keyframes(written: &[Timed], t_ms: u64) -> vt100::Parser {
-    let mut reference = vt100::Parser::new(
+/// An 80x24 terminal, as the header says.
+fn blank_screen() -> vt100::Parser {
+    vt100::Parser::new(
         std::num::NonZeroU16::new(24).unwrap(),
         std::num::NonZeroU16::new(80).unwrap(),
         0,
-    );
+    )
+}
+
+/// The 80x24 screen at `t_ms` from every event but the keyframes: what a seek must show.
+fn replayed_without_keyframes(written: &[Timed], t_ms: u64) -> vt100::Parser {
+    let mut reference = blank_screen();
     for e in written.iter().filter(|e| e.t_ms <= t_ms) {
         if !matches!(e.event, RecordedEvent::Keyframe { .. }) {
             apply(&mut reference, &e.event);
@@ -391,11 +392,7 @@ fn ticked_session(key_bytes: [u8; 32]) -> Vec<AfterTick> {
     let mut tail: Option<Vec<u8>> = None;
     let mut written = Vec::new();
     let mut after_each_tick = Vec::new();
-    let mut screen = vt100::Parser::new(
-        std::num::NonZeroU16::new(24).unwrap(),
-        std::num::NonZeroU16::new(80).unwrap(),
-        0,
-    );
+    let mut screen = blank_screen();
     // A key every 300 ms, with a pause from 40 s to 55 s (no events: nothing to store).
     for tenth in 0..3000u64 {
         let t = tenth * 100;
