@@ -9,7 +9,11 @@
 //!   - keystroke to changed picture in the browser (an idle xterm echoing a key: xrdp, the
 //!     xterm and the gateway's 16-ms frame gathering included), p50 and p95;
 //!   - the same workload viewed through `xfreerdp` (a complete native client that decodes and
-//!     draws on an Xvfb display), when it is installed: its CPU and memory.
+//!     draws on an Xvfb display), when it is installed: its CPU and memory;
+//!   - for both, the RDP update volume each viewer received (MB/s, from the kernel's socket
+//!     counters) and the CPU spent per MB of it: the per-session CPU follows how fast xrdp
+//!     produces updates on a shared 2-core machine, which varies between runs and viewers;
+//!     the cost per MB compares the work itself.
 //!
 //! Run with `cargo bench --bench desktop`. It prints figures; it asserts nothing.
 
@@ -128,9 +132,52 @@ async fn echo_latency(ws: &mut Ws) -> anyhow::Result<(f64, f64)> {
     Ok((pct(&mut times, 50), pct(&mut times, 95)))
 }
 
+/// Bytes received so far on the established TCP connections to `port` on loopback (the
+/// kernel's `bytes_received` per socket, read with `ss`): what the RDP server has sent to
+/// its clients, TLS included. Connections that closed meanwhile no longer count, so it is
+/// read at the start and end of a window in which the same connections stay open.
+fn received_from(port: u16) -> u64 {
+    let out = std::process::Command::new("ss")
+        .args([
+            "-tinH",
+            "state",
+            "established",
+            &format!("( dport = :{port} )"),
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.split_whitespace()
+        .filter_map(|w| w.strip_prefix("bytes_received:"))
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum()
+}
+
+/// What one viewer cost for the updates it was sent: CPU (% of one core), and the update
+/// volume (MB/s from the RDP server) it decoded for it.
+struct Work {
+    cpu: f64,
+    mb_per_s: f64,
+}
+
+impl Work {
+    /// Milliseconds of CPU per MB of RDP updates received: the cost of the same work,
+    /// whatever rate the server reached in a run (the machine's two cores are shared with
+    /// xrdp, Xorg and the xterms, so the rate varies from run to run and between viewers).
+    fn ms_per_mb(&self) -> f64 {
+        if self.mb_per_s > 0.0 {
+            self.cpu * 10.0 / self.mb_per_s
+        } else {
+            0.0
+        }
+    }
+}
+
 /// `xfreerdp` on a private Xvfb display viewing the scrolling desktop of `user` for
-/// `MEASURE`: its CPU (% of one core) and resident memory (MiB).
-fn native_client(port: u16, user: &str) -> anyhow::Result<Option<(f64, f64)>> {
+/// `MEASURE`: its CPU and update volume, and its resident memory (MiB). Bulk compression is
+/// turned off (`-compression`) because the gateway does not negotiate it: both then receive
+/// the same kind of stream (TLS around planar and interleaved bitmaps).
+fn native_client(port: u16, user: &str) -> anyhow::Result<Option<(Work, f64)>> {
     if std::process::Command::new("sh")
         .args(["-c", "command -v xfreerdp && command -v Xvfb"])
         .output()?
@@ -154,21 +201,29 @@ fn native_client(port: u16, user: &str) -> anyhow::Result<Option<(f64, f64)>> {
             "/cert:ignore",
             &format!("/size:{WIDTH}x{HEIGHT}"),
             "/sec:tls",
+            "-compression",
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()?;
     std::thread::sleep(WARM_UP);
     let (_, t0) = proc_stat(client.id());
+    let rx0 = received_from(port);
     let start = Instant::now();
     std::thread::sleep(MEASURE);
     let (rss, t1) = proc_stat(client.id());
-    let cpu = (t1 - t0) as f64 / 100.0 / start.elapsed().as_secs_f64() * 100.0;
+    let rx1 = received_from(port);
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = (t1 - t0) as f64 / 100.0 / secs * 100.0;
+    let work = Work {
+        cpu,
+        mb_per_s: rx1.saturating_sub(rx0) as f64 / 1e6 / secs,
+    };
     let _ = client.kill();
     let _ = client.wait();
     let _ = xvfb.kill();
     let _ = xvfb.wait();
-    Ok(Some((cpu, rss as f64 / 1024.0)))
+    Ok(Some((work, rss as f64 / 1024.0)))
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -208,6 +263,7 @@ async fn run() -> anyhow::Result<()> {
         w?;
     }
     let (_, ticks0) = proc_stat(pid);
+    let rx0 = received_from(xrdp.port);
     let start = Instant::now();
     let until = start + MEASURE;
     let counted = futures_util::future::join_all(sockets.iter_mut().map(|ws| drain(ws, until)))
@@ -216,7 +272,12 @@ async fn run() -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let secs = start.elapsed().as_secs_f64();
     let (rss1, ticks1) = proc_stat(pid);
+    let rx1 = received_from(xrdp.port);
     let cpu_per_session = (ticks1 - ticks0) as f64 / 100.0 / secs * 100.0 / SESSIONS as f64;
+    let gateway_work = Work {
+        cpu: cpu_per_session,
+        mb_per_s: rx1.saturating_sub(rx0) as f64 / 1e6 / secs / SESSIONS as f64,
+    };
     let mem_per_session = (rss1.saturating_sub(rss0)) as f64 / 1024.0 / SESSIONS as f64;
     let fps = counted.iter().map(|c| c.frames as f64).sum::<f64>() / secs / SESSIONS as f64;
     let per_minute =
@@ -260,12 +321,28 @@ async fn run() -> anyhow::Result<()> {
     println!();
     println!("| measure | gateway | xfreerdp (native client, decodes and draws) | target |");
     println!("| --- | ---: | ---: | --- |");
-    let (ncpu, nmem) = match native {
-        Some((c, m)) => (format!("{c:.1} %"), format!("{m:.0} MiB")),
-        None => ("(not installed)".into(), "(not installed)".into()),
+    let (ncpu, nmem, nrate, ncost) = match &native {
+        Some((w, m)) => (
+            format!("{:.1} %", w.cpu),
+            format!("{m:.0} MiB"),
+            format!("{:.2} MB/s", w.mb_per_s),
+            format!("{:.0} ms", w.ms_per_mb()),
+        ),
+        None => {
+            let n = || "(not installed)".to_string();
+            (n(), n(), n(), n())
+        }
     };
     println!(
         "| CPU per active session (% of one core) | {cpu_per_session:.1} % | {ncpu} | <= 2 % |"
+    );
+    println!(
+        "| RDP updates received from the server (per session) | {:.2} MB/s | {nrate} | |",
+        gateway_work.mb_per_s
+    );
+    println!(
+        "| CPU per MB of updates received | {:.0} ms | {ncost} | |",
+        gateway_work.ms_per_mb()
     );
     println!("| resident memory per session | {mem_per_session:.1} MiB | {nmem} | <= 32 MiB |");
     println!("| frames per second delivered (per session) | {fps:.1} | | |");
