@@ -283,6 +283,17 @@ fn lifecycle_json(l: &Lifecycle) -> serde_json::Value {
     }
 }
 
+/// Runs CPU-bound work of some tens of milliseconds (sealing a chunk at the strong level)
+/// without stalling the other tasks of this worker thread, among them other sessions'
+/// keystrokes: on the multi-threaded runtime the worker hands its tasks to another first.
+fn off_the_runtime<R>(work: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Runs the recorder of one session until the session is over.
 pub fn spawn_writer(
     app: App,
@@ -333,7 +344,13 @@ pub fn spawn_writer(
                 _ = flush.tick() => {
                     // Every second: sealed chunks are appended, and the open chunk's events so
                     // far are stored as its tail (crash safety without a chunk per second).
-                    let tick = match writer.tick(started.elapsed().as_millis() as u64) {
+                    let now_ms = started.elapsed().as_millis() as u64;
+                    let tick = if writer.tick_is_heavy(now_ms) {
+                        off_the_runtime(|| writer.tick(now_ms))
+                    } else {
+                        writer.tick(now_ms)
+                    };
+                    let tick = match tick {
                         Ok(t) => t,
                         Err(e) => { failure = Some(e.to_string()); break; }
                     };
@@ -355,7 +372,7 @@ pub fn spawn_writer(
             recording_failed(&app, &actor, &id, &session, &why, &store).await;
             return;
         }
-        let (last, manifest) = match writer.finish(db::now_ms(), &end_reason) {
+        let (last, manifest) = match off_the_runtime(|| writer.finish(db::now_ms(), &end_reason)) {
             Ok(x) => x,
             Err(e) => {
                 recording_failed(&app, &actor, &id, &session, &e.to_string(), &store).await;

@@ -372,6 +372,17 @@ fn main() {
     let cast_in_gz = gzip(cast_in.as_bytes());
     println!("  same content      asciicast v2 with keystrokes (--stdin) gzipped {:>8.0} KiB | ratio {:.2}",
         cast_in_gz as f64 / 1024.0, file.len() as f64 / cast_in_gz as f64);
+    // Other hours of the same kind (other seeds): how far the one figure above generalises.
+    let mut ratios: Vec<f64> = (1..=8u64)
+        .map(|seed| {
+            let ev = session_seeded(seed);
+            let gz = gzip(recorder::export::asciicast(&header, &ev).as_bytes());
+            write(&ev, key).0.len() as f64 / gz as f64
+        })
+        .collect();
+    ratios.sort_by(|a, b| a.total_cmp(b));
+    println!("  8 other hours     ratio min {:.3}, median {:.3}, max {:.3} (same kind of session, other random seeds)",
+        ratios[0], ratios[4], ratios[7]);
     println!("  crash safety      {} KiB of tails written over the hour (each replaces the last; none is left in the closed recording)",
         tail_bytes / 1024);
     let framing = rec.chunks.len() * (recorder::format::CHUNK_FIXED + 16);

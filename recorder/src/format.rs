@@ -299,14 +299,19 @@ pub fn open_chunk(key: &RecordingKey, bytes: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// How much plaintext before a chunk (since its anchor) the chunk is compressed against.
-pub const HISTORY_BYTES: usize = 64 * 1024;
+/// 256 KiB since version 5 (64 KiB before): an interactive hour is 7 % smaller
+/// (bench/README.md). Readers keep 256 KiB for every version: a version-4 frame refers back
+/// at most 64 KiB, which a longer history holds as well.
+pub const HISTORY_BYTES: usize = 256 * 1024;
 /// How hard to compress a chunk being sealed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Level {
     /// By its size: strong for a small chunk, fast for a large one.
     BySize,
-    /// The chunk was open for two minutes and stayed below 64 KiB (an interactive session):
-    /// level 19 costs about 6 ms per such chunk (157 ms per interactive hour, bench/README.md).
+    /// The chunk's events came slowly (an interactive session: the chunk was open for ten
+    /// minutes, or took half a minute or more to reach 64 KiB): level 19 costs some 20 ms
+    /// per such chunk (bench/README.md), and the session has gone quiet enough that its
+    /// history is packed until it is needed again.
     Settled,
 }
 
@@ -321,8 +326,8 @@ const ZSTD_LEVEL_SETTLED: i32 = 19;
 const ZSTD_LEVEL_TAIL: i32 = 3;
 const SMALL_CHUNK: usize = 16 * 1024;
 const ZSTD_LEVEL: i32 = 3;
-/// 128 KiB: the history plus a chunk's repeats within itself.
-const ZSTD_WINDOW_LOG: u32 = 17;
+/// 512 KiB: the history plus a chunk's repeats within itself (version 4: 128 KiB).
+const ZSTD_WINDOW_LOG: u32 = 19;
 /// A chunk's plaintext is at most 1 MiB plus one event, and one event (a desktop keyframe)
 /// stays well below this; anything larger is refused when decompressing (a decompression
 /// bomb in a forged file would otherwise take the reader's memory).
@@ -334,49 +339,99 @@ const MAX_PLAINTEXT: usize = 80 * 1024 * 1024;
 ///
 /// Why not one zstd stream flushed per chunk (as format version 1 did): a streaming context holds
 /// its window and tables, several hundred KiB, for the whole life of every session, idle or
-/// not. Here a session holds only its history (as large as what it printed, at most 64 KiB)
-/// and a context exists only while a chunk is being sealed.
+/// not. Here a session holds only its history, and a context exists only while a chunk is
+/// being compressed. The history is as large as what the session printed, at most 256 KiB
+/// while the session is busy; once it has gone quiet (a `Settled` chunk) the history is kept
+/// packed (zstd level 1, a few tens of KiB) and unpacked only while a tail or the next chunk
+/// is compressed.
 #[derive(Default)]
 pub struct ChunkCompressor {
-    history: Vec<u8>,
+    history: History,
+}
+
+enum History {
+    Plain(Vec<u8>),
+    /// A zstd frame of the history (a quiet session).
+    Packed(Vec<u8>),
+}
+
+impl Default for History {
+    fn default() -> History {
+        History::Plain(Vec::new())
+    }
 }
 
 impl ChunkCompressor {
     /// Compresses a chunk to seal: its plaintext becomes history for the next one.
     pub fn compress(&mut self, plain: &[u8], level: Level) -> Result<Vec<u8>, String> {
-        let level = match level {
+        let strength = match level {
             Level::Settled => ZSTD_LEVEL_SETTLED,
             Level::BySize if plain.len() <= SMALL_CHUNK => ZSTD_LEVEL_SMALL,
             Level::BySize => ZSTD_LEVEL,
         };
-        let out = self.compress_at(plain, level)?;
-        push_history(&mut self.history, plain);
+        let mut history = match std::mem::take(&mut self.history) {
+            History::Plain(h) => h,
+            History::Packed(p) => unpack(&p)?,
+        };
+        let out = compress_at(&history, plain, strength)?;
+        push_history(&mut history, plain);
+        self.history = History::Plain(history);
+        if level == Level::Settled {
+            self.pack_history();
+        }
         Ok(out)
     }
 
     /// Compresses the open chunk's events for a tail, against the same history; the history
     /// stays as it is (the events are compressed again, with more, when the chunk is sealed).
     pub fn compress_tail(&self, plain: &[u8]) -> Result<Vec<u8>, String> {
-        self.compress_at(plain, ZSTD_LEVEL_TAIL)
+        match &self.history {
+            History::Plain(h) => compress_at(h, plain, ZSTD_LEVEL_TAIL),
+            History::Packed(p) => compress_at(&unpack(p)?, plain, ZSTD_LEVEL_TAIL),
+        }
     }
 
-    fn compress_at(&self, plain: &[u8], level: i32) -> Result<Vec<u8>, String> {
-        use zstd::zstd_safe::{CCtx, CParameter, FrameFormat};
-        let fail = |e: usize| format!("zstd: {}", zstd::zstd_safe::get_error_name(e));
-        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(plain.len()));
-        {
-            let mut cctx = CCtx::create();
-            cctx.set_parameter(CParameter::CompressionLevel(level))
-                .map_err(fail)?;
-            cctx.set_parameter(CParameter::WindowLog(ZSTD_WINDOW_LOG))
-                .map_err(fail)?;
-            cctx.set_parameter(CParameter::Format(FrameFormat::Magicless))
-                .map_err(fail)?;
-            cctx.ref_prefix(&self.history).map_err(fail)?;
-            cctx.compress2(&mut out, plain).map_err(fail)?;
+    /// Packs the history (the session has gone quiet); a no-op if it is packed already. A
+    /// failure to pack costs memory, not the recording: the history stays as it is.
+    pub fn pack_history(&mut self) {
+        if let History::Plain(h) = &self.history {
+            if !h.is_empty() {
+                if let Ok(p) = zstd::bulk::compress(h, 1) {
+                    self.history = History::Packed(p);
+                }
+            }
         }
-        Ok(out)
     }
+
+    /// The bytes the history takes while no chunk is being compressed.
+    pub fn held_bytes(&self) -> usize {
+        match &self.history {
+            History::Plain(h) | History::Packed(h) => h.len(),
+        }
+    }
+}
+
+fn unpack(packed: &[u8]) -> Result<Vec<u8>, String> {
+    zstd::bulk::decompress(packed, HISTORY_BYTES)
+        .map_err(|e| format!("zstd: the packed history does not unpack: {e}"))
+}
+
+fn compress_at(history: &[u8], plain: &[u8], level: i32) -> Result<Vec<u8>, String> {
+    use zstd::zstd_safe::{CCtx, CParameter, FrameFormat};
+    let fail = |e: usize| format!("zstd: {}", zstd::zstd_safe::get_error_name(e));
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(plain.len()));
+    {
+        let mut cctx = CCtx::create();
+        cctx.set_parameter(CParameter::CompressionLevel(level))
+            .map_err(fail)?;
+        cctx.set_parameter(CParameter::WindowLog(ZSTD_WINDOW_LOG))
+            .map_err(fail)?;
+        cctx.set_parameter(CParameter::Format(FrameFormat::Magicless))
+            .map_err(fail)?;
+        cctx.ref_prefix(history).map_err(fail)?;
+        cctx.compress2(&mut out, plain).map_err(fail)?;
+    }
+    Ok(out)
 }
 
 fn push_history(history: &mut Vec<u8>, plain: &[u8]) {

@@ -100,7 +100,7 @@ impl RecordingStore for LocalDirStore {
     fn write_tail(&self, id: &str, tail: &[u8]) -> std::io::Result<()> {
         valid_id(id)?;
         // The sealed chunks must still be appendable: a tail beside a recording file that is
-        // gone or broken would hide the failure until the chunk is sealed, up to 2 minutes
+        // gone or broken would hide the failure until the chunk is sealed, up to 10 minutes
         // later.
         std::fs::OpenOptions::new()
             .append(true)

@@ -1,19 +1,23 @@
 //! Why: turns a live event stream into sealed chunks, sans I/O: the caller calls `tick` every
 //! second and writes the returned bytes wherever the recording is stored.
-//! Chunks (format version 4): a chunk is sealed after 2 minutes, or once it holds 64 KiB at a
-//! tick (1 MiB at any event). Keyframes (a full screen, about every 10 s of activity) sit
-//! inside chunks, and a chunk that holds one is flagged, so a seek starts from the keyframe
-//! chunk before the moment and replays from the last keyframe. Version 3 sealed a chunk at
-//! every keyframe, each with 52 bytes of framing and a zstd frame of its own; with this and
-//! level 19 for settled chunks an interactive hour went from 62 to 49 KiB (bench/README.md).
+//! Chunks (format version 4): a chunk is sealed after 10 minutes (2 before version 5), or once
+//! it holds 64 KiB at a tick (1 MiB at any event). Keyframes (a full screen, about every 10 s
+//! of activity) sit inside chunks, and a chunk that holds one is flagged, so a seek starts
+//! from the keyframe chunk before the moment and replays from the last keyframe. Version 3
+//! sealed a chunk at every keyframe, each with 52 bytes of framing and a zstd frame of its
+//! own; with this and level 19 for settled chunks an interactive hour went from 62 to 49 KiB,
+//! and with version 5's longer chunks, longer history and no time-bound anchors to 44 KiB
+//! (bench/README.md).
 //! Crash safety without a chunk per second (version 3): the open chunk's events so far are
 //! written every second as a *tail*, which the store keeps beside the sealed chunks and
 //! replaces each time.
 //! Compression (version 2): each chunk is its own zstd frame compressed against the last
-//! 64 KiB of plaintext before it, so keyframes compress against what came before while a
-//! session keeps only that history, not a live compression context. The history restarts
-//! at an *anchor* every 30 minutes or 8 MiB, which bounds what a seek must decompress; an
-//! anchor chunk starts with a keyframe.
+//! 256 KiB (version 4: 64 KiB) of plaintext before it, so keyframes compress against what
+//! came before while a session keeps only that history, not a live compression context (and
+//! keeps it packed while quiet). The history restarts at an *anchor* every 8 MiB, which
+//! bounds what a seek must decompress; an anchor chunk starts with a keyframe. (Before
+//! version 5 also every 30 minutes: that cost a slow session a chunk compressed without
+//! history, 1-2 KiB, and bought a seek nothing the byte bound does not.)
 
 use crate::event::{encode, RecordedEvent, Timed};
 use crate::format::{
@@ -30,15 +34,20 @@ pub const KEYFRAME_EVERY_BYTES: u64 = 256 * 1024;
 /// A chunk is sealed once its events reach this size, even before the next tick ...
 pub const MAX_CHUNK_PLAINTEXT: usize = 1024 * 1024;
 /// ... or at a tick once its first event is this old (an idle or interactive session: the
-/// chunk is small, and sealed with the strong compression level) ...
-pub const SEAL_AFTER_MS: u64 = 120_000;
+/// chunk is small, and sealed with the strong compression level). Ten minutes since version 5
+/// (two before): each chunk restarts zstd's statistics, and an interactive hour went from
+/// 28 chunks to 10 and 7 % smaller; the tail, rewritten each active second, grows instead
+/// (bench/README.md) ...
+pub const SEAL_AFTER_MS: u64 = 600_000;
 /// ... or at a tick once its events reach this size: a tail is rewritten whole every second,
 /// so this bounds the disk writes and CPU that crash safety costs a busy session (a desktop's
-/// frames, bulk output) to 64 KiB per second, while an interactive chunk stays well below it.
+/// frames, bulk output) to 64 KiB per second; an interactive chunk reaches it slowly, if at
+/// all, and is then sealed as `Settled` (`SETTLED_RATE`).
 pub const MAX_TAIL_PLAINTEXT: usize = 64 * 1024;
-/// The compression stream restarts at the first keyframe after this long ...
-pub const ANCHOR_EVERY_MS: u64 = 30 * 60 * 1000;
-/// ... or after this much plaintext.
+/// A chunk that reaches `MAX_TAIL_PLAINTEXT` at no more than this rate (bytes per second
+/// since its first event) came from an interactive session: it is sealed as `Settled`.
+pub const SETTLED_RATE: u64 = 2048;
+/// The compression stream restarts at the first keyframe after this much plaintext.
 pub const ANCHOR_EVERY_BYTES: u64 = 8 * 1024 * 1024;
 
 pub struct RecordingWriter {
@@ -59,6 +68,7 @@ pub struct RecordingWriter {
     stream_started: u64,
     stream_bytes: u64,
     anchor_every: (u64, u64),
+    seal_after_ms: u64,
     last_keyframe: Option<u64>,
     output_since_keyframe: u64,
     output_bytes: u64,
@@ -103,7 +113,8 @@ impl RecordingWriter {
                 stream: None,
                 stream_started: 0,
                 stream_bytes: 0,
-                anchor_every: (ANCHOR_EVERY_MS, ANCHOR_EVERY_BYTES),
+                anchor_every: (u64::MAX, ANCHOR_EVERY_BYTES),
+                seal_after_ms: SEAL_AFTER_MS,
                 last_keyframe: None,
                 output_since_keyframe: 0,
                 output_bytes: 0,
@@ -116,9 +127,15 @@ impl RecordingWriter {
     }
 
     /// Restarts the compression stream at the first keyframe after `ms` or `bytes` of
-    /// plaintext (defaults: `ANCHOR_EVERY_MS`, `ANCHOR_EVERY_BYTES`).
+    /// plaintext (defaults: no time bound, `ANCHOR_EVERY_BYTES`).
     pub fn anchor_every(mut self, ms: u64, bytes: u64) -> RecordingWriter {
         self.anchor_every = (ms, bytes);
+        self
+    }
+
+    /// Seals a chunk at the tick once its first event is `ms` old (default: `SEAL_AFTER_MS`).
+    pub fn seal_after(mut self, ms: u64) -> RecordingWriter {
+        self.seal_after_ms = ms;
         self
     }
 
@@ -182,22 +199,41 @@ impl RecordingWriter {
         Ok(sealed)
     }
 
+    /// Whether the tick at `now_ms` seals the open chunk, and how hard it compresses it: at
+    /// `MAX_TAIL_PLAINTEXT` (`Settled` if the events came at `SETTLED_RATE` or slower), or
+    /// once the chunk's first event is `SEAL_AFTER_MS` old.
+    fn seal_due(&self, now_ms: u64) -> Option<Level> {
+        let (first, _) = self.pending_span?;
+        let age_ms = now_ms.saturating_sub(first);
+        if self.pending.len() >= MAX_TAIL_PLAINTEXT {
+            let slow = self.pending.len() as u64 <= (age_ms / 1000).saturating_mul(SETTLED_RATE);
+            return Some(if slow { Level::Settled } else { Level::BySize });
+        }
+        (age_ms >= self.seal_after_ms).then_some(Level::Settled)
+    }
+
+    /// Whether the tick at `now_ms` compresses a chunk at the strong level (10-20 ms of CPU
+    /// against a full history): the caller may run it where it stalls no other task.
+    pub fn tick_is_heavy(&self, now_ms: u64) -> bool {
+        self.seal_due(now_ms) == Some(Level::Settled)
+    }
+
     /// Called every second (crash safety: at most the last second is lost). At `now_ms`
-    /// (the session's clock, as event times): seals the open chunk once it is
-    /// `SEAL_AFTER_MS` old; otherwise returns it as a tail if events came since the last one.
+    /// (the session's clock, as event times): seals the open chunk when `seal_due` says so;
+    /// otherwise returns it as a tail if events came since the last one.
     pub fn tick(&mut self, now_ms: u64) -> Result<Tick, FormatError> {
         let Some((first, last)) = self.pending_span else {
+            // Nothing for a second since the last chunk was sealed: a quiet session holds
+            // its history packed and gives back the chunk buffer (a busy one's, up to 1 MiB).
+            if let Some(c) = self.stream.as_mut() {
+                c.pack_history();
+            }
+            self.pending = Vec::new();
             return Ok(Tick::default());
         };
-        if self.pending.len() >= MAX_TAIL_PLAINTEXT {
+        if let Some(level) = self.seal_due(now_ms) {
             return Ok(Tick {
-                sealed: self.flush()?,
-                tail: None,
-            });
-        }
-        if now_ms.saturating_sub(first) >= SEAL_AFTER_MS {
-            return Ok(Tick {
-                sealed: self.seal(Level::Settled)?,
+                sealed: self.seal(level)?,
                 tail: None,
             });
         }
@@ -266,7 +302,12 @@ impl RecordingWriter {
         self.stream_bytes += self.pending.len() as u64;
         let spec = self.open_chunk((first, last), anchor, &compressed);
         let (bytes, hash) = seal_chunk(&self.key, spec)?;
-        self.pending.clear();
+        if level == Level::Settled {
+            // A quiet session: give back the buffer (the history is packed as well).
+            self.pending = Vec::new();
+        } else {
+            self.pending.clear();
+        }
         self.pending_keyframe = false;
         self.prev_hash = hash;
         self.next_seq += 1;
@@ -303,5 +344,11 @@ impl RecordingWriter {
 
     pub fn chunks_sealed(&self) -> u64 {
         self.next_seq
+    }
+
+    /// The bytes the writer holds between events: the open chunk's events and the
+    /// compression history.
+    pub fn held_bytes(&self) -> usize {
+        self.pending.capacity() + self.stream.as_ref().map_or(0, |c| c.held_bytes())
     }
 }
