@@ -8,7 +8,9 @@
 use gateway::adapter::ProtocolAdapter;
 use gateway::broker::SessionInfo;
 use gateway::event::{FailureKind, Protocol};
-use gateway::ssh::{connect_tcp, HostKeyObservation, HostKeyPolicy, SshCredential, SshTarget};
+use gateway::ssh::{
+    connect_tcp, connect_tcp_sized, HostKeyObservation, HostKeyPolicy, SshCredential, SshTarget,
+};
 use serde_json::json;
 
 use crate::app::App;
@@ -210,7 +212,15 @@ pub(crate) async fn path_stream(
     audit_detail: &mut serde_json::Value,
 ) -> Result<gateway::adapter::TargetStream, (FailureKind, String)> {
     if chain.is_empty() {
-        return connect_tcp(host, port, std::time::Duration::from_secs(5)).await;
+        let receive_buffer =
+            (info.protocol == Protocol::Rdp).then_some(gateway::rdp::RECEIVE_BUFFER);
+        return connect_tcp_sized(
+            host,
+            port,
+            std::time::Duration::from_secs(5),
+            receive_buffer,
+        )
+        .await;
     }
     let hops = chain_hops(app, chain).await?;
     let opened = gateway::hop_chain::open(hops, host, port).await;

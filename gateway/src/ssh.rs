@@ -468,8 +468,39 @@ pub async fn connect_tcp(
     port: u16,
     timeout: Duration,
 ) -> Result<TargetStream, (FailureKind, String)> {
+    connect_tcp_sized(host, port, timeout, None).await
+}
+
+/// The same, with the kernel's receive buffer fixed at `receive_buffer` bytes instead of
+/// growing with the traffic: how much the target can send before it waits for the gateway
+/// (`rdp::RECEIVE_BUFFER` says why a desktop wants that).
+pub async fn connect_tcp_sized(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    receive_buffer: Option<u32>,
+) -> Result<TargetStream, (FailureKind, String)> {
     let label = format!("{host}:{port}");
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await {
+    let connect = async {
+        let Some(bytes) = receive_buffer else {
+            return tokio::net::TcpStream::connect((host, port)).await;
+        };
+        let mut last = std::io::Error::other("the name resolves to no address");
+        for addr in tokio::net::lookup_host((host, port)).await? {
+            let socket = match addr {
+                std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            // Set before connecting, so that the window offered in the handshake is small.
+            socket.set_recv_buffer_size(bytes)?;
+            match socket.connect(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    };
+    match tokio::time::timeout(timeout, connect).await {
         Err(_) => Err((
             FailureKind::TimedOut,
             format!("{label} did not answer within {} s.", timeout.as_secs()),

@@ -10,6 +10,7 @@
 pub mod clipboard;
 pub mod connect;
 pub mod keys;
+pub mod pacing;
 pub mod resize;
 
 use std::sync::Arc;
@@ -123,6 +124,12 @@ impl ProtocolAdapter for RdpAdapter {
 /// How long screen updates are gathered before they are handed on: under a burst (a
 /// scrolling terminal) many small updates become one rectangle set per frame.
 const FRAME_INTERVAL: Duration = Duration::from_millis(16);
+/// The kernel receive buffer of a direct RDP connection. Left to grow (up to 32 MiB here),
+/// it held seconds of stale updates that the gateway then decoded in full; at 64 KiB a
+/// pause in reading reaches the server within one update. The cost: at most 64 KiB in
+/// flight, about 1.3 MB/s on a 50 ms round trip (a target far from its gateway). Through
+/// landing servers the SSH channel's window plays this part.
+pub const RECEIVE_BUFFER: u32 = 64 * 1024;
 
 async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     let RdpAdapter { mut target, report } = a;
@@ -201,6 +208,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     let mut buttons: u8 = 0;
     let mut dirty: Option<InclusiveRectangle> = None;
     let mut flush_at: Option<tokio::time::Instant> = None;
+    let mut pacer = pacing::FloodPacer::default();
     let mut tab = resize::TabSize::new(target.follow_tab, tokio::time::Instant::now());
     let mut recheck_at: Option<tokio::time::Instant> = None;
     let label = target.label.clone();
@@ -219,8 +227,16 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                 None => std::future::pending().await,
             }
         };
+        let paused_until = pacer.paused_until();
+        let paused = async {
+            match paused_until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            pdu = next_frame(&mut later, &mut framed) => {
+            _ = paused => pacer.resume(tokio::time::Instant::now()),
+            pdu = next_frame(&mut later, &mut framed), if paused_until.is_none() => {
                 let (action, payload) = match pdu {
                     Ok(p) => p,
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break format!("{label} closed the connection."),
@@ -244,7 +260,11 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                                 Some(d) => d.union(&r),
                                 None => r,
                             });
-                            flush_at.get_or_insert_with(|| tokio::time::Instant::now() + FRAME_INTERVAL);
+                            flush_at.get_or_insert_with(|| {
+                                let now = tokio::time::Instant::now();
+                                pacer.frame_began(now);
+                                now + FRAME_INTERVAL
+                            });
                         }
                         ActiveStageOutput::PointerDefault => {
                             let _ = io.events.send(SessionEvent::Cursor(Cursor::Default)).await;
@@ -315,6 +335,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
             }
             _ = flush => {
                 flush_at = None;
+                pacer.frame_sent(tokio::time::Instant::now());
                 if let Some(r) = dirty.take() {
                     if io.events.send(SessionEvent::Frame(vec![cut(&image, &r)].into())).await.is_err() {
                         break "the gateway closed the session".to_string();
@@ -326,6 +347,9 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                     None => break "The session was closed by the gateway.".to_string(),
                     Some(ClientInput::Terminate { reason }) => break reason,
                     Some(ClientInput::Key { scancode, extended, down }) => {
+                        // The server reads input only once it can send again: a key (Ctrl+C
+                        // into a flood) ends a pause at once.
+                        pacer.resume(tokio::time::Instant::now());
                         let sc = Scancode::from_u8(extended, scancode);
                         vec![if down { Operation::KeyPressed(sc) } else { Operation::KeyReleased(sc) }]
                     }
