@@ -373,13 +373,15 @@ impl ChunkCompressor {
             History::Plain(h) => h,
             History::Packed(p) => unpack(&p)?,
         };
-        let out = compress_at(&history, plain, strength)?;
-        push_history(&mut history, plain);
+        let out = compress_at(&history, plain, strength);
+        if out.is_ok() {
+            push_history(&mut history, plain);
+        }
         self.history = History::Plain(history);
         if level == Level::Settled {
             self.pack_history();
         }
-        Ok(out)
+        out
     }
 
     /// Compresses the open chunk's events for a tail, against the same history; the history

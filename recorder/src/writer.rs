@@ -1,9 +1,10 @@
 //! Why: turns a live event stream into sealed chunks, sans I/O: the caller calls `tick` every
 //! second and writes the returned bytes wherever the recording is stored.
-//! Chunks (format version 4): a chunk is sealed after 10 minutes (2 before version 5), or once
-//! it holds 64 KiB at a tick (1 MiB at any event). Keyframes (a full screen, about every 10 s
-//! of activity) sit inside chunks, and a chunk that holds one is flagged, so a seek starts
-//! from the keyframe chunk before the moment and replays from the last keyframe. Version 3
+//! Chunks (keyframes inside them since format version 4): a chunk is sealed after 10 minutes
+//! (2 before version 5), or once it holds 64 KiB at a tick (1 MiB at any event). Keyframes
+//! (a full screen, about every 10 s of activity) sit inside chunks, and a chunk that holds
+//! one is flagged, so a seek starts from the keyframe chunk before the moment and replays
+//! from the last keyframe. Version 3
 //! sealed a chunk at every keyframe, each with 52 bytes of framing and a zstd frame of its
 //! own; with this and level 19 for settled chunks an interactive hour went from 62 to 49 KiB,
 //! and with version 5's longer chunks, longer history and no time-bound anchors to 44 KiB
