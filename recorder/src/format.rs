@@ -299,8 +299,8 @@ pub fn open_chunk(key: &RecordingKey, bytes: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// How much plaintext before a chunk (since its anchor) the chunk is compressed against.
-/// 256 KiB since version 5 (64 KiB before): an interactive hour is 7 % smaller
-/// (bench/README.md). Readers keep 256 KiB for every version: a version-4 frame refers back
+/// 256 KiB since version 5 (64 KiB before): about 1 KiB of version 5's 49 -> 44 KiB per
+/// interactive hour (bench/README.md). Readers keep 256 KiB for every version: a version-4 frame refers back
 /// at most 64 KiB, which a longer history holds as well.
 pub const HISTORY_BYTES: usize = 256 * 1024;
 /// How hard to compress a chunk being sealed.
@@ -309,7 +309,7 @@ pub enum Level {
     /// By its size: strong for a small chunk, fast for a large one.
     BySize,
     /// The chunk's events came slowly (an interactive session: the chunk was open for ten
-    /// minutes, or took half a minute or more to reach 64 KiB): level 19 costs some 20 ms
+    /// minutes, or took half a minute or more to reach 64 KiB): level 19 costs 14-18 ms
     /// per such chunk (bench/README.md), and the session has gone quiet enough that its
     /// history is packed until it is needed again.
     Settled,
