@@ -7,6 +7,7 @@
 //! Browser input arrives as key positions and pointer events and leaves as RDP fast-path
 //! input.
 
+pub mod bitmaps;
 pub mod clipboard;
 pub mod connect;
 pub mod keys;
@@ -177,6 +178,8 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     }
     let activation = result.activation_factory.clone();
     let mut image = DecodedImage::new(PixelFormat::RgbA32, w, h);
+    let mut picture = bitmaps::Picture::new(w, h);
+    let mut bitmap_path = bitmaps::BitmapPath::new(result.io_channel_id);
     let mut stage: ActiveStage = ActiveStageBuilder {
         static_channels: result.static_channels,
         user_channel_id: result.user_channel_id,
@@ -242,7 +245,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break format!("{label} closed the connection."),
                     Err(e) => break format!("The connection to {label} failed: {e}"),
                 };
-                let outputs = match stage.process(&mut image, action, &payload, framed.last_read_at()) {
+                let outputs = match bitmaps::process_frame(&mut stage, &mut image, &mut picture, &mut bitmap_path, action, &payload, framed.last_read_at()) {
                     Ok(o) => o,
                     Err(e) => break format!("{label} sent something the gateway could not decode: {e}"),
                 };
@@ -300,6 +303,8 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                             if (nw, nh) != (w, h) {
                                 (w, h) = (nw, nh);
                                 image = DecodedImage::new(PixelFormat::RgbA32, w, h);
+                                picture = bitmaps::Picture::new(w, h);
+                                bitmap_path.reset();
                                 dirty = None;
                                 flush_at = None;
                                 let _ = io.events.send(SessionEvent::Resize { cols: w, rows: h }).await;
@@ -337,7 +342,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                 flush_at = None;
                 pacer.frame_sent(tokio::time::Instant::now());
                 if let Some(r) = dirty.take() {
-                    if io.events.send(SessionEvent::Frame(vec![cut(&image, &r)].into())).await.is_err() {
+                    if io.events.send(SessionEvent::Frame(vec![cut(&picture, &r)].into())).await.is_err() {
                         break "the gateway closed the session".to_string();
                     }
                 }
@@ -423,7 +428,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     if let Some(r) = dirty.take() {
         let _ = io
             .events
-            .send(SessionEvent::Frame(vec![cut(&image, &r)].into()))
+            .send(SessionEvent::Frame(vec![cut(&picture, &r)].into()))
             .await;
     }
     let _ = io
@@ -588,35 +593,28 @@ fn cursor_image(p: &ironrdp_graphics::pointer::DecodedPointer) -> Option<Cursor>
     })
 }
 
-/// The raw pixels of `r` (inclusive bounds) out of the decoded picture.
-fn cut(image: &DecodedImage, r: &InclusiveRectangle) -> FrameRect {
-    let (iw, ih) = (image.width(), image.height());
-    let right = r.right.min(iw.saturating_sub(1));
-    let bottom = r.bottom.min(ih.saturating_sub(1));
-    let (left, top) = (r.left.min(right), r.top.min(bottom));
-    let (w, h) = (right - left + 1, bottom - top + 1);
-    let stride = image.stride();
-    let data = image.data();
-    let mut out = Vec::with_capacity(w as usize * h as usize * 4);
-    for y in top as usize..=bottom as usize {
-        let start = y * stride + left as usize * 4;
-        // (Always inside the picture; a short rectangle would be dropped by the broker.)
-        match data.get(start..start + w as usize * 4) {
-            Some(row) => out.extend_from_slice(row),
-            None => break,
-        }
-    }
-    // The decoder leaves alpha at 0 in places; the picture is opaque.
-    for px in out.chunks_exact_mut(4) {
-        px[3] = 255;
-    }
+/// The raw pixels of `r` (inclusive bounds, clipped to the desktop) out of the picture.
+fn cut(picture: &bitmaps::Picture, r: &InclusiveRectangle) -> FrameRect {
+    let (pw, ph) = picture.size();
+    let right = r.right.min(pw.saturating_sub(1));
+    let bottom = r.bottom.min(ph.saturating_sub(1));
+    let clipped = InclusiveRectangle {
+        left: r.left.min(right),
+        top: r.top.min(bottom),
+        right,
+        bottom,
+    };
+    // (Always inside the picture; an empty rectangle would be dropped by the broker.)
+    let data = picture
+        .region_shared(&clipped)
+        .unwrap_or_else(|| Arc::from(Vec::new()));
     FrameRect {
-        x: left,
-        y: top,
-        width: w,
-        height: h,
+        x: clipped.left,
+        y: clipped.top,
+        width: clipped.width(),
+        height: clipped.height(),
         encoding: RAW_RGBA,
-        data: Arc::from(out),
+        data,
     }
 }
 
