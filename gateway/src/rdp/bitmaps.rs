@@ -111,6 +111,7 @@ const MAX_FRAGMENTED_UPDATE: usize = 64 << 20;
 pub struct BitmapPath {
     /// The MCS channel slow-path updates come on.
     io_channel_id: u16,
+    planar: super::planar::PlanarDecoder,
     decoder: BitmapStreamDecoder,
     scratch: Vec<u8>,
     /// The raw update PDUs of a fragmented bitmap update that is not complete yet.
@@ -126,6 +127,7 @@ impl BitmapPath {
     pub fn new(io_channel_id: u16) -> Self {
         BitmapPath {
             io_channel_id,
+            planar: Default::default(),
             decoder: BitmapStreamDecoder::default(),
             scratch: Vec::new(),
             fragments: Vec::new(),
@@ -310,9 +312,32 @@ impl BitmapPath {
             .compression_flags
             .contains(Compression::BITMAP_COMPRESSION);
         // Every format here is stored bottom-up.
+        if compressed {
+            // RDP 6.0 planar: colour planes, bottom scanline first.
+            match self.planar.decode(b.bitmap_data, sw, h) {
+                Ok(super::planar::Planes::Rgb(planes)) => {
+                    let n = sw * h;
+                    let (r, g, bl) = (&planes[..n], &planes[n..2 * n], &planes[2 * n..3 * n]);
+                    for i in 0..h {
+                        let dst = picture.row_mut(dest.left, dest.bottom - i as u16, dw);
+                        let at = i * sw..i * sw + dw;
+                        let pixels = r[at.clone()].iter().zip(&g[at.clone()]).zip(&bl[at]);
+                        for (d, ((&r, &g), &b)) in dst.chunks_exact_mut(4).zip(pixels) {
+                            d.copy_from_slice(&[r, g, b, 255]);
+                        }
+                    }
+                    return Some(dest.clone());
+                }
+                Ok(super::planar::Planes::NotRgb) => {}
+                Err(e) => {
+                    tracing::warn!("{e}; the bitmap was ignored");
+                    return None;
+                }
+            }
+        }
         let (rows, stride, bgr, bytes): (&[u8], usize, bool, usize) = if compressed {
-            // RDP 6.0 planar ([MS-RDPEGDI] 2.2.2.5.1), decoded by IronRDP into RGB rows
-            // (appended to what the buffer holds).
+            // Colour-loss planar, decoded by IronRDP into RGB rows (appended to what the
+            // buffer holds).
             self.scratch.clear();
             if let Err(e) =
                 self.decoder

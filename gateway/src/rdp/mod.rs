@@ -12,6 +12,7 @@ pub mod clipboard;
 pub mod connect;
 pub mod keys;
 pub mod pacing;
+pub mod planar;
 pub mod resize;
 
 use std::sync::Arc;
