@@ -163,6 +163,28 @@ impl BitmapPath {
         }
     }
 
+    /// Whether IronRDP may draw while processing this slow-path frame: only updates on the
+    /// I/O channel draw (virtual channels carry the clipboard and display control; the
+    /// graphics pipeline is not offered, and pointers are not drawn into the picture).
+    fn slow_path_may_draw(&self, frame: &[u8]) -> bool {
+        let Ok(ctx) = ironrdp_pdu::mcs::decode_send_data_indication(frame) else {
+            return true;
+        };
+        if ctx.channel_id != self.io_channel_id {
+            return false;
+        }
+        let data = ctx.user_data;
+        let one_pdu = data.len() >= 4
+            && usize::from(u16::from_le_bytes([data[0], data[1]])) == data.len()
+            && data[2..4] != [0, 0];
+        !(one_pdu
+            && matches!(
+                ironrdp_pdu::rdp::headers::decode_io_channel(ctx),
+                Ok(IoChannelPdu::Data(share)) if matches!(share.pdu, ShareDataPdu::Pointer(_))
+            ))
+    }
+
+    /// A new desktop (size): nothing pending, nothing stale.
     pub fn reset(&mut self) {
         self.fragments.clear();
         self.fragment_bytes = 0;
@@ -256,7 +278,12 @@ impl BitmapPath {
         frame: &[u8],
         fast_path: bool,
     ) {
-        if self.stale.is_none() || (fast_path && !may_draw(frame)) {
+        let may_draw = if fast_path {
+            may_draw(frame)
+        } else {
+            self.slow_path_may_draw(frame)
+        };
+        if self.stale.is_none() || !may_draw {
             return;
         }
         let Some(r) = self.stale.take() else { return };
@@ -851,8 +878,10 @@ mod tests {
             path.slow_path_bitmap(&sixteen).is_none(),
             "16 bpp is left to IronRDP"
         );
-        // Another channel's data is not an update.
+        // Another channel's data is not an update, and IronRDP draws nothing from it.
         assert!(BitmapPath::new(1004).slow_path_bitmap(&planar).is_none());
+        assert!(!BitmapPath::new(1004).slow_path_may_draw(&planar));
+        assert!(path.slow_path_may_draw(&sixteen));
         let after = frame(&[update_pdu(
             UpdateCode::Bitmap,
             Fragmentation::Single,

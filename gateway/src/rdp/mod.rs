@@ -2,8 +2,9 @@
 //! the gateway log in with a vault credential the browser never sees, record what really
 //! happened, let others watch and join, and end the session. This adapter runs IronRDP's
 //! client over the session's byte stream (a socket or a landing-server tunnel), keeps the
-//! desktop's picture in a framebuffer, and hands changed rectangles to the broker as raw
-//! pixels; the broker encodes them once for every viewer and the recorder (`desktop`).
+//! desktop's picture (bitmap updates are decoded into it by `bitmaps`, the rest of the
+//! protocol is IronRDP's), and hands changed rectangles to the broker as raw pixels; the
+//! broker encodes them once for every viewer and the recorder (`desktop`).
 //! Browser input arrives as key positions and pointer events and leaves as RDP fast-path
 //! input.
 
