@@ -142,11 +142,7 @@ impl BitmapPath {
     /// compressed data, is left to IronRDP.
     pub fn slow_path_bitmap(&self, frame: &[u8]) -> Option<Vec<u8>> {
         let ctx = ironrdp_pdu::mcs::decode_send_data_indication(frame).ok()?;
-        let data = ctx.user_data;
-        let one_pdu = data.len() >= 4
-            && usize::from(u16::from_le_bytes([data[0], data[1]])) == data.len()
-            && data[2..4] != [0, 0];
-        if ctx.channel_id != self.io_channel_id || !one_pdu {
+        if ctx.channel_id != self.io_channel_id || !one_share_pdu(ctx.user_data) {
             return None;
         }
         let IoChannelPdu::Data(share) = ironrdp_pdu::rdp::headers::decode_io_channel(ctx).ok()?
@@ -173,11 +169,7 @@ impl BitmapPath {
         if ctx.channel_id != self.io_channel_id {
             return false;
         }
-        let data = ctx.user_data;
-        let one_pdu = data.len() >= 4
-            && usize::from(u16::from_le_bytes([data[0], data[1]])) == data.len()
-            && data[2..4] != [0, 0];
-        !(one_pdu
+        !(one_share_pdu(ctx.user_data)
             && matches!(
                 ironrdp_pdu::rdp::headers::decode_io_channel(ctx),
                 Ok(IoChannelPdu::Data(share)) if matches!(share.pdu, ShareDataPdu::Pointer(_))
@@ -463,6 +455,14 @@ fn handled_here(b: &BitmapData<'_>) -> bool {
         (compressed, b.bits_per_pixel),
         (true, 32) | (false, 24 | 32)
     )
+}
+
+/// Whether an I/O channel's data is exactly one Share Control PDU (its total length is all
+/// of it; a Basic Security Header, with zero high flags, is something else).
+fn one_share_pdu(data: &[u8]) -> bool {
+    data.len() >= 4
+        && usize::from(u16::from_le_bytes([data[0], data[1]])) == data.len()
+        && data[2..4] != [0, 0]
 }
 
 /// Whether a complete bitmap update (its data) decodes and is drawn here.

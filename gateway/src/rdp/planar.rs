@@ -76,8 +76,11 @@ fn rle_plane(
     width: usize,
 ) -> Result<usize, &'static str> {
     const SHORT: &str = "a planar bitmap ended early";
-    if out.len() < plane || width == 0 {
+    if width == 0 || plane == 0 {
         return Ok(0);
+    }
+    if out.len() < plane {
+        return Err("a planar bitmap's planes do not fit the decoder's buffer");
     }
     let mut at = 0;
     for start in (0..plane).step_by(width) {
