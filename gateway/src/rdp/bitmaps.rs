@@ -1,11 +1,12 @@
 //! Why: IronRDP draws a bitmap into its image one byte at a time, with an index computation
 //! and a bounds check per byte; on a busy desktop that was a quarter of the gateway's CPU
-//! (bench/README.md). Fast-path bitmap updates, nearly everything a desktop sends with
-//! RemoteFX off, are therefore taken out of each frame here and drawn row by row into the
-//! adapter's own picture. Everything else (pointers, palettes, surface commands, bitmaps in a
-//! format not handled here, slow-path updates) still goes to IronRDP; before IronRDP may draw,
-//! its image is brought up to date with what was drawn here, and what it then draws is copied
-//! into the picture. So the picture is always what the server drew, in the server's order.
+//! (bench/README.md). Bitmap updates, nearly everything a desktop sends with RemoteFX off,
+//! are therefore taken out of each frame here (fast-path ones, and slow-path frames holding
+//! just one, as xrdp sends them) and drawn row by row into the adapter's own picture.
+//! Everything else (pointers, palettes, surface commands, bitmaps in a format not handled
+//! here, compressed data) still goes to IronRDP. Before IronRDP may draw, its image is
+//! brought up to date with what was drawn here, and what it then draws is copied into the
+//! picture. So the picture is always what the server drew, in the server's order.
 
 use ironrdp_core::{decode_cursor, encode_vec, ReadCursor};
 use ironrdp_graphics::rdp6::BitmapStreamDecoder;
@@ -270,12 +271,15 @@ impl BitmapPath {
         frame: &[u8],
         fast_path: bool,
     ) {
+        if self.stale.is_none() {
+            return;
+        }
         let may_draw = if fast_path {
             may_draw(frame)
         } else {
             self.slow_path_may_draw(frame)
         };
-        if self.stale.is_none() || !may_draw {
+        if !may_draw {
             return;
         }
         let Some(r) = self.stale.take() else { return };
@@ -393,7 +397,7 @@ impl BitmapPath {
     }
 }
 
-/// Runs one frame from the server. Fast-path bitmap updates are drawn into `picture` by
+/// Runs one frame from the server. Bitmap updates are drawn into `picture` by
 /// `bitmap_path`; the rest goes to IronRDP, whose drawing is copied into `picture`. Regions
 /// drawn either way come back as graphics updates, in the server's order.
 pub fn process_frame(
