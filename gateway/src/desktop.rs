@@ -254,35 +254,67 @@ fn row_hash(px: &[u8]) -> u64 {
     (h ^ (h >> 31)).wrapping_mul(K)
 }
 
+/// Rows whose fingerprint appears more often than this among the old rows (the blank pixel
+/// rows between lines of text) do not vote for a move: they fit many moves and tell none.
+const VOTE_MAX_REPEATS: usize = 4;
+/// How many of the best-voted moves have their matching rows counted exactly.
+const SCROLL_CANDIDATES: usize = 4;
+
 /// The vertical move that best explains the `new` rows from the `old` ones: `dy` > 0 when
 /// the content moved up (new row i is old row i + dy), < 0 when it moved down. None when no
 /// move explains clearly more rows than staying in place (and a quarter of them at least).
+///
+/// Every new row votes for the moves that would bring an equal old row to it (found by
+/// binary search among the sorted old rows), and only the best-voted moves are counted
+/// exactly: a few hundred operations for a full-height terminal. Trying every move instead
+/// cost about a million comparisons a frame whenever nothing had scrolled, which under a
+/// flood of full redraws is every frame.
 fn find_scroll(old: &[u64], new: &[u64]) -> Option<isize> {
-    let h = old.len() as isize;
+    let h = old.len().min(new.len());
+    if h < 9 {
+        return None;
+    }
+    let (old, new) = (&old[..h], &new[..h]);
     let matches = |dy: isize| -> usize {
         (0..h)
             .filter(|&i| {
-                let s = i + dy;
-                (0..h).contains(&s) && old[s as usize] == new[i as usize]
+                let s = i as isize + dy;
+                s >= 0 && (s as usize) < h && old[s as usize] == new[i]
             })
             .count()
     };
-    let in_place = matches(0);
-    let mut best = (0usize, 0isize);
-    for step in 1..h - 8 {
-        for dy in [step, -step] {
-            let m = matches(dy);
-            if m > best.0 {
-                best = (m, dy);
+    let mut sorted: Vec<(u64, usize)> = old.iter().copied().zip(0..).collect();
+    sorted.sort_unstable();
+    // votes[dy + h - 1] for dy in -(h - 1)..=(h - 1).
+    let mut votes = vec![0u32; 2 * h - 1];
+    for (i, &v) in new.iter().enumerate() {
+        let lo = sorted.partition_point(|&(x, _)| x < v);
+        let hi = sorted.partition_point(|&(x, _)| x <= v);
+        if hi - lo > VOTE_MAX_REPEATS {
+            continue;
+        }
+        for &(_, s) in &sorted[lo..hi] {
+            if s != i {
+                votes[s + h - 1 - i] += 1;
             }
         }
-        // No larger move can explain more rows than remain.
-        if best.0 >= (h - step) as usize {
-            break;
-        }
     }
-    let (m, dy) = best;
-    (dy != 0 && m >= (old.len() / 4).max(8) && m > in_place + 8).then_some(dy)
+    let mut voted: Vec<(u32, isize)> = votes
+        .iter()
+        .zip(-(h as isize - 1)..)
+        .filter(|&(&v, _)| v > 0)
+        .map(|(&v, dy)| (v, dy))
+        .collect();
+    // Most votes first; among equals the smaller move, upwards first.
+    let rank = |&(v, dy): &(u32, isize)| (std::cmp::Reverse(v), dy.unsigned_abs(), dy < 0);
+    voted.sort_unstable_by_key(rank);
+    let (m, dy) = voted
+        .iter()
+        .take(SCROLL_CANDIDATES)
+        .map(|&(_, dy)| (matches(dy), dy))
+        .max_by_key(|&(m, dy)| (m, std::cmp::Reverse(dy.unsigned_abs()), dy > 0))?;
+    let in_place = matches(0);
+    (m >= (h / 4).max(8) && m > in_place + 8).then_some(dy)
 }
 
 /// Runs of rows that are not clean, as (first row, count), with short clean gaps between two
@@ -711,6 +743,88 @@ mod tests {
         for i in 0..w * h {
             assert_eq!(&browser[i * 3..i * 3 + 3], &want[i * 4..i * 4 + 3]);
         }
+    }
+
+    /// Every move tried in turn: what `find_scroll` computed before it voted.
+    fn every_move(old: &[u64], new: &[u64]) -> Option<isize> {
+        let h = old.len() as isize;
+        let matches = |dy: isize| -> usize {
+            (0..h)
+                .filter(|&i| {
+                    (0..h).contains(&(i + dy)) && old[(i + dy) as usize] == new[i as usize]
+                })
+                .count()
+        };
+        let in_place = matches(0);
+        let mut best = (0usize, 0isize);
+        for step in 1..h - 8 {
+            for dy in [step, -step] {
+                let m = matches(dy);
+                if m > best.0 {
+                    best = (m, dy);
+                }
+            }
+        }
+        let (m, dy) = best;
+        (dy != 0 && m >= (old.len() / 4).max(8) && m > in_place + 8).then_some(dy)
+    }
+
+    /// Row fingerprints of a terminal: 13 pixel rows a text line, the first two blank (the
+    /// same fingerprint everywhere), the others depending on the line's text.
+    fn terminal_rows(first_line: u64, rows: usize, changed: &[usize]) -> Vec<u64> {
+        (0..rows)
+            .map(|y| {
+                let line = first_line + (y / 13) as u64;
+                let r = (y % 13) as u64;
+                if r < 2 {
+                    7
+                } else if changed.contains(&y) {
+                    0xdead_0000 + y as u64
+                } else {
+                    (line << 8 | r).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn voting_finds_the_move_that_trying_every_move_finds() {
+        let rows = 800;
+        let old = terminal_rows(100, rows, &[]);
+        let cases = vec![
+            ("three lines up", terminal_rows(103, rows, &[])),
+            ("one line down", terminal_rows(99, rows, &[])),
+            ("forty lines up", terminal_rows(140, rows, &[])),
+            (
+                "up, with a few rows redrawn",
+                terminal_rows(101, rows, &[5, 300, 301, 799]),
+            ),
+            ("nothing moved", old.clone()),
+            ("all new text", terminal_rows(10_000, rows, &[])),
+            ("blank", vec![7; rows]),
+        ];
+        // Moves of a few pixels (not whole lines), both ways, from a picture of its own.
+        let tall = terminal_rows(90, rows + 64, &[]);
+        let shifted = |dy: isize| -> Vec<u64> {
+            (0..rows)
+                .map(|i| tall[(i as isize + 32 + dy) as usize])
+                .collect()
+        };
+        let base = shifted(0);
+        let mut found = 0;
+        for (what, new) in &cases {
+            let want = every_move(&old, new);
+            assert_eq!(find_scroll(&old, new), want, "{what}");
+            found += usize::from(want.is_some());
+        }
+        for dy in [1isize, -1, 5, -7, 20] {
+            let want = every_move(&base, &shifted(dy));
+            assert_eq!(want, Some(dy), "the reference finds the pixel move {dy}");
+            assert_eq!(find_scroll(&base, &shifted(dy)), want, "pixel move {dy}");
+        }
+        assert_eq!(find_scroll(&old, &cases[0].1), Some(39));
+        assert_eq!(find_scroll(&old, &cases[1].1), Some(-13));
+        assert!(found >= 4, "the cases include moves the reference finds");
     }
 
     #[test]
