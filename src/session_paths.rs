@@ -212,15 +212,8 @@ pub(crate) async fn path_stream(
     audit_detail: &mut serde_json::Value,
 ) -> Result<gateway::adapter::TargetStream, (FailureKind, String)> {
     if chain.is_empty() {
-        let receive_buffer =
-            (info.protocol == Protocol::Rdp).then_some(gateway::rdp::RECEIVE_BUFFER);
-        return connect_tcp_sized(
-            host,
-            port,
-            std::time::Duration::from_secs(5),
-            receive_buffer,
-        )
-        .await;
+        let sizes = (info.protocol == Protocol::Rdp).then_some(gateway::rdp::PACED_SOCKET);
+        return connect_tcp_sized(host, port, std::time::Duration::from_secs(5), sizes).await;
     }
     let hops = chain_hops(app, chain).await?;
     let opened = gateway::hop_chain::open(hops, host, port).await;

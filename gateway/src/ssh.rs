@@ -471,18 +471,27 @@ pub async fn connect_tcp(
     connect_tcp_sized(host, port, timeout, None).await
 }
 
-/// The same, with the kernel's receive buffer fixed at `receive_buffer` bytes instead of
-/// growing with the traffic: how much the target can send before it waits for the gateway
-/// (`rdp::RECEIVE_BUFFER` says why a desktop wants that).
+/// Socket sizes for a connection whose reader paces its server (`rdp::PACED_SOCKET` says why
+/// a desktop wants them).
+#[derive(Clone, Copy, Debug)]
+pub struct SocketSizes {
+    /// The kernel's receive buffer, fixed instead of growing with the traffic: how much the
+    /// target can send before it waits for the gateway.
+    pub receive_buffer: u32,
+    /// The largest segment offered to the target in the handshake.
+    pub segment: u32,
+}
+
+/// The same, with the socket sized as `sizes` says.
 pub async fn connect_tcp_sized(
     host: &str,
     port: u16,
     timeout: Duration,
-    receive_buffer: Option<u32>,
+    sizes: Option<SocketSizes>,
 ) -> Result<TargetStream, (FailureKind, String)> {
     let label = format!("{host}:{port}");
     let connect = async {
-        let Some(bytes) = receive_buffer else {
+        let Some(sizes) = sizes else {
             return tokio::net::TcpStream::connect((host, port)).await;
         };
         let mut last = std::io::Error::other("the name resolves to no address");
@@ -491,8 +500,9 @@ pub async fn connect_tcp_sized(
                 std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
                 std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
             };
-            // Set before connecting, so that the window offered in the handshake is small.
-            socket.set_recv_buffer_size(bytes)?;
+            // Set before connecting, so that the handshake offers them.
+            socket.set_recv_buffer_size(sizes.receive_buffer)?;
+            socket2::SockRef::from(&socket).set_tcp_mss(sizes.segment)?;
             match socket.connect(addr).await {
                 Ok(s) => return Ok(s),
                 Err(e) => last = e,

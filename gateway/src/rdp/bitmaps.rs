@@ -24,6 +24,10 @@ pub struct Picture {
     width: u16,
     height: u16,
     rgba: Vec<u8>,
+    /// The buffer of the last frame handed on. Once the broker has taken that frame (and
+    /// dropped it), the next frame of the same size is written into it: no allocation and
+    /// no zeroing of 4 MB a frame when a flood redraws the whole desktop.
+    spare: Option<std::sync::Arc<[u8]>>,
 }
 
 impl Picture {
@@ -32,6 +36,7 @@ impl Picture {
             width,
             height,
             rgba: vec![0; usize::from(width) * usize::from(height) * 4],
+            spare: None,
         }
     }
 
@@ -56,11 +61,21 @@ impl Picture {
         Some(out)
     }
 
-    /// The same, shared: allocated once, not copied out of a `Vec` (a changed frame is
-    /// often the whole desktop, 4 MB at 1280x800).
-    pub fn region_shared(&self, r: &InclusiveRectangle) -> Option<std::sync::Arc<[u8]>> {
-        let mut out: std::sync::Arc<[u8]> = std::iter::repeat_n(0, self.region_len(r)?).collect();
+    /// The same, shared: written into the last frame's buffer when nothing else holds it
+    /// any more and it has the size, otherwise into a new one (allocated once, not copied out
+    /// of a `Vec`: a changed frame is often the whole desktop, 4 MB at 1280x800).
+    pub fn region_shared(&mut self, r: &InclusiveRectangle) -> Option<std::sync::Arc<[u8]>> {
+        let len = self.region_len(r)?;
+        let mut out = self
+            .spare
+            .take()
+            .filter(|s| s.len() == len)
+            .unwrap_or_else(|| std::iter::repeat_n(0, len).collect());
+        if std::sync::Arc::get_mut(&mut out).is_none() {
+            out = std::iter::repeat_n(0, len).collect();
+        }
         self.copy_region(r, std::sync::Arc::get_mut(&mut out)?);
+        self.spare = Some(out.clone());
         Some(out)
     }
 
@@ -122,6 +137,9 @@ pub struct BitmapPath {
     dropping: bool,
     /// What was drawn here since IronRDP's image last caught up.
     stale: Option<InclusiveRectangle>,
+    /// Pixels drawn (here or by IronRDP) since `pixels_drawn` was last asked: how much of
+    /// the desktop the frame being gathered has redrawn.
+    pixels: u64,
 }
 
 impl BitmapPath {
@@ -135,7 +153,14 @@ impl BitmapPath {
             fragment_bytes: 0,
             dropping: false,
             stale: None,
+            pixels: 0,
         }
+    }
+
+    /// Pixels drawn since the last call (counted per rectangle, so overlapping rectangles
+    /// count twice: what was decoded, not what changed).
+    pub fn pixels_drawn(&mut self) -> u64 {
+        std::mem::take(&mut self.pixels)
     }
 
     /// A slow-path frame that is one bitmap update drawn here: that update's data. (xrdp
@@ -307,6 +332,7 @@ impl BitmapPath {
         let mut drawn: Option<InclusiveRectangle> = None;
         for b in &update.rectangles {
             if let Some(r) = self.draw_one(b, picture) {
+                self.pixels += u64::from(r.width()) * u64::from(r.height());
                 drawn = Some(drawn.map_or(r.clone(), |d| d.union(&r)));
             }
         }
@@ -419,6 +445,7 @@ pub fn process_frame(
         let outputs = stage.process(image, action, frame, received_at)?;
         for out in &outputs {
             if let ActiveStageOutput::GraphicsUpdate(r) = out {
+                bitmap_path.pixels += u64::from(r.width()) * u64::from(r.height());
                 picture.copy_from(image, r);
             }
         }
@@ -570,6 +597,54 @@ mod tests {
     use ironrdp_session::ActiveStageBuilder;
 
     const W: u16 = 64;
+
+    #[test]
+    fn a_frame_buffer_is_written_again_only_once_nobody_holds_it() {
+        let mut p = Picture::new(8, 4);
+        let all = InclusiveRectangle {
+            left: 0,
+            top: 0,
+            right: 7,
+            bottom: 3,
+        };
+        let paint = |p: &mut Picture, v: u8| {
+            for y in 0..4 {
+                p.row_mut(0, y, 8).fill(v);
+            }
+        };
+        paint(&mut p, 1);
+        let first = p.region_shared(&all).expect("inside");
+        paint(&mut p, 2);
+        // The broker still holds the first frame: the second gets a buffer of its own.
+        let second = p.region_shared(&all).expect("inside");
+        assert!(
+            first.iter().all(|&b| b == 1),
+            "a held frame was overwritten"
+        );
+        assert!(second.iter().all(|&b| b == 2));
+        assert_ne!(first.as_ptr(), second.as_ptr());
+        let reused = second.as_ptr();
+        drop((first, second));
+        paint(&mut p, 3);
+        let third = p.region_shared(&all).expect("inside");
+        assert_eq!(
+            third.as_ptr(),
+            reused,
+            "the released buffer is written again"
+        );
+        assert!(third.iter().all(|&b| b == 3));
+        // Another size: a buffer of that size.
+        let part = InclusiveRectangle {
+            left: 1,
+            top: 1,
+            right: 2,
+            bottom: 2,
+        };
+        drop(third);
+        let small = p.region_shared(&part).expect("inside");
+        assert_eq!(small.len(), 2 * 2 * 4);
+        assert!(small.iter().all(|&b| b == 3));
+    }
     const H: u16 = 48;
 
     fn stage() -> ActiveStage {

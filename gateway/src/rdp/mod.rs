@@ -127,12 +127,23 @@ impl ProtocolAdapter for RdpAdapter {
 /// How long screen updates are gathered before they are handed on: under a burst (a
 /// scrolling terminal) many small updates become one rectangle set per frame.
 const FRAME_INTERVAL: Duration = Duration::from_millis(16);
-/// The kernel receive buffer of a direct RDP connection. Left to grow (up to 32 MiB here),
-/// it held seconds of stale updates that the gateway then decoded in full; at 64 KiB a
-/// pause in reading reaches the server within one update. The cost: at most 64 KiB in
-/// flight, about 1.3 MB/s on a 50 ms round trip (a target far from its gateway). Through
-/// landing servers the SSH channel's window plays this part.
-pub const RECEIVE_BUFFER: u32 = 64 * 1024;
+/// The socket of a direct RDP connection.
+///
+/// Its receive buffer: left to grow (up to 32 MiB here), it held seconds of stale updates
+/// that the gateway then decoded in full; at 64 KiB a pause in reading reaches the server
+/// within one update. The cost: at most 64 KiB in flight, about 1.3 MB/s on a 50 ms round
+/// trip (a target far from its gateway). Through landing servers the SSH channel's window
+/// plays this part.
+///
+/// Its segment size, offered to the server: Ethernet's 1460 bytes. Linux sizes a sender's
+/// buffer from its segments, so a server on loopback (64 KiB segments) queued 2.8 MB of
+/// updates in its own socket, about 3 s of a flood at the rate the gateway reads it, all of
+/// it shown late; with Ethernet-sized segments it queues about 1 MB. On a network with a
+/// 1500-byte MTU (most targets) this changes nothing.
+pub const PACED_SOCKET: crate::ssh::SocketSizes = crate::ssh::SocketSizes {
+    receive_buffer: 64 * 1024,
+    segment: 1460,
+};
 
 async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     let RdpAdapter { mut target, report } = a;
@@ -213,6 +224,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     let mut buttons: u8 = 0;
     let mut dirty: Option<InclusiveRectangle> = None;
     let mut flush_at: Option<tokio::time::Instant> = None;
+    let mut frame_fill = pacing::FrameFill::default();
     let mut pacer = pacing::FloodPacer::default();
     let mut tab = resize::TabSize::new(target.follow_tab, tokio::time::Instant::now());
     let mut recheck_at: Option<tokio::time::Instant> = None;
@@ -233,6 +245,8 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
             }
         };
         let paused_until = pacer.paused_until();
+        // A frame that has redrawn a whole desktop's worth is handed on before more is read.
+        let frame_full = flush_at.is_some() && frame_fill.is_full(w, h);
         let paused = async {
             match paused_until {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -241,7 +255,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
         };
         tokio::select! {
             _ = paused => pacer.resume(tokio::time::Instant::now()),
-            pdu = next_frame(&mut later, &mut framed), if paused_until.is_none() => {
+            pdu = next_frame(&mut later, &mut framed), if paused_until.is_none() && !frame_full => {
                 let (action, payload) = match pdu {
                     Ok(p) => p,
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break format!("{label} closed the connection."),
@@ -309,6 +323,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                                 bitmap_path.reset();
                                 dirty = None;
                                 flush_at = None;
+                                frame_fill = Default::default();
                                 let _ = io.events.send(SessionEvent::Resize { cols: w, rows: h }).await;
                                 let _ = io.events.send(SessionEvent::Marker(format!("The desktop is now {w}x{h}."))).await;
                             }
@@ -318,6 +333,10 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                 }
                 if let Some(why) = ended {
                     break why;
+                }
+                frame_fill.drawn(bitmap_path.pixels_drawn());
+                if flush_at.is_some() && frame_fill.is_full(w, h) {
+                    flush_at = Some(tokio::time::Instant::now());
                 }
                 let reported: Vec<_> = clip_events.as_ref().map(|rx| rx.try_iter().collect()).unwrap_or_default();
                 if let Err(why) = on_clipboard(reported, &target, &offered, &mut stage, &mut framed, &io).await {
@@ -342,9 +361,10 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
             }
             _ = flush => {
                 flush_at = None;
+                frame_fill = Default::default();
                 pacer.frame_sent(tokio::time::Instant::now());
                 if let Some(r) = dirty.take() {
-                    if io.events.send(SessionEvent::Frame(vec![cut(&picture, &r)].into())).await.is_err() {
+                    if io.events.send(SessionEvent::Frame(vec![cut(&mut picture, &r)].into())).await.is_err() {
                         break "the gateway closed the session".to_string();
                     }
                 }
@@ -430,7 +450,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     if let Some(r) = dirty.take() {
         let _ = io
             .events
-            .send(SessionEvent::Frame(vec![cut(&picture, &r)].into()))
+            .send(SessionEvent::Frame(vec![cut(&mut picture, &r)].into()))
             .await;
     }
     let _ = io
@@ -596,7 +616,7 @@ fn cursor_image(p: &ironrdp_graphics::pointer::DecodedPointer) -> Option<Cursor>
 }
 
 /// The raw pixels of `r` (inclusive bounds, clipped to the desktop) out of the picture.
-fn cut(picture: &bitmaps::Picture, r: &InclusiveRectangle) -> FrameRect {
+fn cut(picture: &mut bitmaps::Picture, r: &InclusiveRectangle) -> FrameRect {
     let (pw, ph) = picture.size();
     let right = r.right.min(pw.saturating_sub(1));
     let bottom = r.bottom.min(ph.saturating_sub(1));

@@ -18,6 +18,28 @@ pub const FLOOD_WITHIN: Duration = Duration::from_millis(50);
 /// while the flood lasts).
 pub const FLOOD_PAUSE: Duration = Duration::from_millis(300);
 
+/// How much the frame being gathered has redrawn. A frame is handed on at once when its
+/// updates have redrawn a whole desktop's worth of pixels, before more is read: under a
+/// flood more would mostly be drawn over before anyone saw it, and every byte read is
+/// decoded. Without this, the faster the gateway decoded, the more it read in each frame's
+/// 16 ms: two desktops' worth a frame on a scrolling xterm (bench/README.md, issue 8).
+#[derive(Default)]
+pub struct FrameFill {
+    pixels: u64,
+}
+
+impl FrameFill {
+    /// `pixels` more were drawn (overlaps count twice: what was decoded).
+    pub fn drawn(&mut self, pixels: u64) {
+        self.pixels = self.pixels.saturating_add(pixels);
+    }
+
+    /// Whether the frame has redrawn a `width` x `height` desktop's worth.
+    pub fn is_full(&self, width: u16, height: u16) -> bool {
+        self.pixels >= u64::from(width) * u64::from(height)
+    }
+}
+
 /// When the session may read from the server again.
 #[derive(Default)]
 pub struct FloodPacer {
@@ -65,6 +87,22 @@ mod tests {
 
     fn ms(base: Instant, n: u64) -> Instant {
         base + Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_frame_is_full_once_it_has_redrawn_a_desktops_worth() {
+        let mut f = FrameFill::default();
+        // A keystroke's echo: a character cell.
+        f.drawn(8 * 16);
+        assert!(!f.is_full(1280, 768));
+        // 64x64 tiles of a full redraw: full with the last one, not before.
+        for _ in 0..(1280 / 64) * (768 / 64) - 1 {
+            f.drawn(64 * 64);
+        }
+        assert!(!f.is_full(1280, 768));
+        f.drawn(64 * 64);
+        assert!(f.is_full(1280, 768));
+        assert!(!f.is_full(1920, 1080), "the desktop's own size counts");
     }
 
     #[test]
