@@ -153,17 +153,67 @@ fn received_from(port: u16) -> u64 {
         .sum()
 }
 
+/// Bytes the RDP server on `port` holds in its sockets for its clients, not yet taken by
+/// them (the kernel's send queue per connection, read with `ss`), and the number of
+/// connections: what a viewer will still read before it sees anything newer.
+fn queued_at(port: u16) -> (u64, u64) {
+    let out = std::process::Command::new("ss")
+        .args([
+            "-tnH",
+            "state",
+            "established",
+            &format!("( sport = :{port} )"),
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .fold((0, 0), |(bytes, n), q| (bytes + q, n + 1))
+}
+
+/// The server's mean queue per connection (MB), sampled every second for `window`.
+fn mean_queue(port: u16, window: Duration) -> f64 {
+    let until = Instant::now() + window;
+    let (mut sum, mut samples) = (0f64, 0u32);
+    while Instant::now() < until {
+        let (bytes, n) = queued_at(port);
+        if n > 0 {
+            sum += bytes as f64 / n as f64 / 1e6;
+            samples += 1;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    if samples > 0 {
+        sum / f64::from(samples)
+    } else {
+        0.0
+    }
+}
+
 /// What one viewer cost for the updates it was sent: CPU (% of one core), and the update
 /// volume (MB/s from the RDP server) it decoded for it.
 struct Work {
     cpu: f64,
     mb_per_s: f64,
+    /// Mean MB queued for it at the server (see `queued_at`).
+    queued_mb: f64,
 }
 
 impl Work {
     /// Milliseconds of CPU per MB of RDP updates received: the cost of the same work,
     /// whatever rate the server reached in a run (the machine's two cores are shared with
     /// xrdp, Xorg and the xterms, so the rate varies from run to run and between viewers).
+    /// How far behind the server's picture the viewer is under the flood: its backlog at
+    /// the server, in seconds of the rate at which it reads.
+    fn behind_s(&self) -> f64 {
+        if self.mb_per_s > 0.0 {
+            self.queued_mb / self.mb_per_s
+        } else {
+            0.0
+        }
+    }
+
     fn ms_per_mb(&self) -> f64 {
         if self.mb_per_s > 0.0 {
             self.cpu * 10.0 / self.mb_per_s
@@ -210,7 +260,7 @@ fn native_client(port: u16, user: &str) -> anyhow::Result<Option<(Work, f64)>> {
     let (_, t0) = proc_stat(client.id());
     let rx0 = received_from(port);
     let start = Instant::now();
-    std::thread::sleep(MEASURE);
+    let queued_mb = mean_queue(port, MEASURE);
     let (rss, t1) = proc_stat(client.id());
     let rx1 = received_from(port);
     let secs = start.elapsed().as_secs_f64();
@@ -218,6 +268,7 @@ fn native_client(port: u16, user: &str) -> anyhow::Result<Option<(Work, f64)>> {
     let work = Work {
         cpu,
         mb_per_s: rx1.saturating_sub(rx0) as f64 / 1e6 / secs,
+        queued_mb,
     };
     let _ = client.kill();
     let _ = client.wait();
@@ -266,6 +317,8 @@ async fn run() -> anyhow::Result<()> {
     let rx0 = received_from(xrdp.port);
     let start = Instant::now();
     let until = start + MEASURE;
+    let port = xrdp.port;
+    let sampler = std::thread::spawn(move || mean_queue(port, MEASURE));
     let counted = futures_util::future::join_all(sockets.iter_mut().map(|ws| drain(ws, until)))
         .await
         .into_iter()
@@ -277,6 +330,7 @@ async fn run() -> anyhow::Result<()> {
     let gateway_work = Work {
         cpu: cpu_per_session,
         mb_per_s: rx1.saturating_sub(rx0) as f64 / 1e6 / secs / SESSIONS as f64,
+        queued_mb: sampler.join().unwrap_or(0.0),
     };
     let mem_per_session = (rss1.saturating_sub(rss0)) as f64 / 1024.0 / SESSIONS as f64;
     let fps = counted.iter().map(|c| c.frames as f64).sum::<f64>() / secs / SESSIONS as f64;
@@ -321,20 +375,21 @@ async fn run() -> anyhow::Result<()> {
     println!();
     println!("| measure | gateway | xfreerdp (native client, decodes and draws) | target |");
     println!("| --- | ---: | ---: | --- |");
-    let (ncpu, nmem, nrate, ncost) = match &native {
+    let (ncpu, nmem, nrate, ncost, nbehind) = match &native {
         Some((w, m)) => (
             format!("{:.1} %", w.cpu),
             format!("{m:.0} MiB"),
             format!("{:.2} MB/s", w.mb_per_s),
             format!("{:.0} ms", w.ms_per_mb()),
+            format!("{:.2} MB, {:.1} s", w.queued_mb, w.behind_s()),
         ),
         None => {
             let n = || "(not installed)".to_string();
-            (n(), n(), n(), n())
+            (n(), n(), n(), n(), n())
         }
     };
     println!(
-        "| CPU per active session (% of one core) | {cpu_per_session:.1} % | {ncpu} | <= 2 % |"
+        "| CPU per active session (% of one core) | {cpu_per_session:.2} % | {ncpu} | <= 2 % |"
     );
     println!(
         "| RDP updates received from the server (per session) | {:.2} MB/s | {nrate} | |",
@@ -343,6 +398,11 @@ async fn run() -> anyhow::Result<()> {
     println!(
         "| CPU per MB of updates received | {:.0} ms | {ncost} | |",
         gateway_work.ms_per_mb()
+    );
+    println!(
+        "| updates queued at the server for it, and how far behind that puts it | {:.2} MB, {:.1} s | {nbehind} | |",
+        gateway_work.queued_mb,
+        gateway_work.behind_s()
     );
     println!("| resident memory per session | {mem_per_session:.1} MiB | {nmem} | <= 32 MiB |");
     println!("| frames per second delivered (per session) | {fps:.1} | | |");
