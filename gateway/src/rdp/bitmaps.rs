@@ -597,6 +597,7 @@ mod tests {
     use ironrdp_session::ActiveStageBuilder;
 
     const W: u16 = 64;
+    const H: u16 = 48;
 
     #[test]
     fn a_frame_buffer_is_written_again_only_once_nobody_holds_it() {
@@ -645,7 +646,6 @@ mod tests {
         assert_eq!(small.len(), 2 * 2 * 4);
         assert!(small.iter().all(|&b| b == 3));
     }
-    const H: u16 = 48;
 
     fn stage() -> ActiveStage {
         ActiveStageBuilder {
