@@ -11,6 +11,7 @@
 pub mod bitmaps;
 pub mod clipboard;
 pub mod connect;
+pub mod damage;
 pub mod keys;
 pub mod pacing;
 pub mod planar;
@@ -222,7 +223,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
         .await;
     let mut input = ironrdp_input::Database::new();
     let mut buttons: u8 = 0;
-    let mut dirty: Option<InclusiveRectangle> = None;
+    let mut damage = damage::Damage::default();
     let mut flush_at: Option<tokio::time::Instant> = None;
     let mut frame_fill = pacing::FrameFill::default();
     let mut pacer = pacing::FloodPacer::default();
@@ -275,10 +276,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                             }
                         }
                         ActiveStageOutput::GraphicsUpdate(r) => {
-                            dirty = Some(match dirty.take() {
-                                Some(d) => d.union(&r),
-                                None => r,
-                            });
+                            damage.add(r);
                             flush_at.get_or_insert_with(|| {
                                 let now = tokio::time::Instant::now();
                                 pacer.frame_began(now);
@@ -321,7 +319,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                                 image = DecodedImage::new(PixelFormat::RgbA32, w, h);
                                 picture = bitmaps::Picture::new(w, h);
                                 bitmap_path.reset();
-                                dirty = None;
+                                damage = Default::default();
                                 flush_at = None;
                                 frame_fill = Default::default();
                                 let _ = io.events.send(SessionEvent::Resize { cols: w, rows: h }).await;
@@ -363,8 +361,9 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                 flush_at = None;
                 frame_fill = Default::default();
                 pacer.frame_sent(tokio::time::Instant::now());
-                if let Some(r) = dirty.take() {
-                    if io.events.send(SessionEvent::Frame(vec![cut(&mut picture, &r)].into())).await.is_err() {
+                if !damage.is_empty() {
+                    let rects: Vec<FrameRect> = damage.take().iter().map(|r| cut(&mut picture, r)).collect();
+                    if io.events.send(SessionEvent::Frame(rects.into())).await.is_err() {
                         break "the gateway closed the session".to_string();
                     }
                 }
@@ -447,11 +446,9 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
         }
     }
     // What was drawn last is part of the record.
-    if let Some(r) = dirty.take() {
-        let _ = io
-            .events
-            .send(SessionEvent::Frame(vec![cut(&mut picture, &r)].into()))
-            .await;
+    if !damage.is_empty() {
+        let rects: Vec<FrameRect> = damage.take().iter().map(|r| cut(&mut picture, r)).collect();
+        let _ = io.events.send(SessionEvent::Frame(rects.into())).await;
     }
     let _ = io
         .events
