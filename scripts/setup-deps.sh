@@ -29,6 +29,8 @@ if [ "$mode" = test ]; then
   [ -d /usr/share/fonts/X11/misc ] || need_apt+=(xfonts-base)
   command -v xterm >/dev/null || need_apt+=(xterm)
   command -v xsetroot >/dev/null || need_apt+=(x11-xserver-utils)
+  # xwud shows a photograph on the desktop (the JPEG-then-lossless test).
+  command -v xwud >/dev/null || need_apt+=(x11-apps)
   command -v xclip >/dev/null || need_apt+=(xclip)
   command -v Xvfb >/dev/null || need_apt+=(xvfb)
   command -v freerdp-shadow-cli >/dev/null || need_apt+=(freerdp2-shadow-x11)

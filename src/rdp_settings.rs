@@ -19,6 +19,9 @@ pub struct RdpSettings {
     /// The desktop size when `display` is 'fixed'.
     pub fixed_width: i64,
     pub fixed_height: i64,
+    /// 'auto' (photographic regions travel as JPEG while they change, then exactly) or
+    /// 'lossless' (every region exact from the start, at several times the bytes).
+    pub image_quality: String,
 }
 
 impl Default for RdpSettings {
@@ -30,6 +33,7 @@ impl Default for RdpSettings {
             display: "follow".into(),
             fixed_width: 1280,
             fixed_height: 800,
+            image_quality: "auto".into(),
         }
     }
 }
@@ -59,6 +63,12 @@ impl RdpSettings {
             return Err(ApiError::field(
                 "display",
                 "must be follow (the desktop follows the browser tab's size) or fixed",
+            ));
+        }
+        if !matches!(self.image_quality.as_str(), "auto" | "lossless") {
+            return Err(ApiError::field(
+                "image_quality",
+                "must be auto (photographs as JPEG while they change, then exact) or lossless",
             ));
         }
         let sides = 200..=i64::from(gateway::desktop::MAX_SIDE);
@@ -94,24 +104,32 @@ impl RdpSettings {
 }
 
 pub async fn for_resource(app: &App, resource_id: &str) -> ApiResult<RdpSettings> {
-    let row: Option<(String, i64, String, String, i64, i64)> = sqlx::query_as(
-        "SELECT security, keyboard_layout, clipboard, display, fixed_width, fixed_height FROM resource_rdp WHERE resource_id = $1",
+    #[allow(clippy::type_complexity)]
+    let row: Option<(String, i64, String, String, i64, i64, String)> = sqlx::query_as(
+        "SELECT security, keyboard_layout, clipboard, display, fixed_width, fixed_height, image_quality FROM resource_rdp WHERE resource_id = $1",
     )
     .bind(resource_id)
     .fetch_optional(&app.db.pool)
     .await?;
     Ok(match row {
         None => RdpSettings::default(),
-        Some((security, keyboard_layout, clipboard, display, fixed_width, fixed_height)) => {
-            RdpSettings {
-                security,
-                keyboard_layout,
-                clipboard,
-                display,
-                fixed_width,
-                fixed_height,
-            }
-        }
+        Some((
+            security,
+            keyboard_layout,
+            clipboard,
+            display,
+            fixed_width,
+            fixed_height,
+            image_quality,
+        )) => RdpSettings {
+            security,
+            keyboard_layout,
+            clipboard,
+            display,
+            fixed_width,
+            fixed_height,
+            image_quality,
+        },
     })
 }
 
@@ -125,7 +143,7 @@ pub async fn set(
         .bind(resource_id)
         .execute(tx.conn())
         .await?;
-    sqlx::query("INSERT INTO resource_rdp (resource_id, security, keyboard_layout, clipboard, display, fixed_width, fixed_height, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+    sqlx::query("INSERT INTO resource_rdp (resource_id, security, keyboard_layout, clipboard, display, fixed_width, fixed_height, image_quality, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
         .bind(resource_id)
         .bind(&s.security)
         .bind(s.keyboard_layout)
@@ -133,6 +151,7 @@ pub async fn set(
         .bind(&s.display)
         .bind(s.fixed_width)
         .bind(s.fixed_height)
+        .bind(&s.image_quality)
         .bind(by)
         .bind(crate::db::now_ms())
         .execute(tx.conn())

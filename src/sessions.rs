@@ -346,6 +346,7 @@ async fn try_launch(
                         follow_tab: settings.display == "follow",
                         clipboard,
                         clipboard_log,
+                        lossless_only: settings.image_quality == "lossless",
                     });
                     (
                         Box::new(adapter),

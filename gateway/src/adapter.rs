@@ -37,5 +37,10 @@ pub type AdapterFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// sent a final `Lifecycle::Ended` or `Lifecycle::Failed` event.
 pub trait ProtocolAdapter: Send {
     fn protocol(&self) -> Protocol;
+    /// For a desktop: whether every region must reach browsers exactly, with no lossy
+    /// encoding while it moves.
+    fn lossless_only(&self) -> bool {
+        false
+    }
     fn run(self: Box<Self>, target: TargetStream, io: AdapterIo) -> AdapterFuture;
 }

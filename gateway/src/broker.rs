@@ -346,6 +346,26 @@ impl LiveSession {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// When a desktop's picture has lossy regions due to be sent again exactly.
+    fn refine_due(&self) -> Option<std::time::Instant> {
+        match &self.lock().screen {
+            Screen::Desktop(d) => d.refine_due(),
+            Screen::Terminal(_) => None,
+        }
+    }
+
+    /// Sends a desktop's settled lossy regions again losslessly, to every viewer and the
+    /// recording, like any other frame.
+    fn refine(&self) {
+        let rects = match &mut self.lock().screen {
+            Screen::Desktop(d) => d.refine(std::time::Instant::now()),
+            Screen::Terminal(_) => return,
+        };
+        if !rects.is_empty() {
+            self.apply(SessionEvent::Frame(rects.into()));
+        }
+    }
+
     fn snapshot_and_subscribe(
         &self,
     ) -> (ScreenSnapshot, Option<broadcast::Receiver<SessionEvent>>) {
@@ -472,7 +492,7 @@ impl LiveSession {
             }
             SessionEvent::Frame(rects) => {
                 if let Screen::Desktop(d) = &mut shared.screen {
-                    *rects = d.take(rects);
+                    *rects = d.take(rects, std::time::Instant::now());
                     let n: usize = rects.iter().map(|r| r.data.len()).sum();
                     self.bytes_from_target
                         .fetch_add(n as u64, Ordering::Relaxed);
@@ -586,7 +606,11 @@ impl Broker {
             state: Mutex::new(Shared {
                 // A desktop's size is in pixels.
                 screen: match adapter.protocol() {
-                    crate::event::Protocol::Rdp => Screen::Desktop(DesktopScreen::new(cols, rows)),
+                    crate::event::Protocol::Rdp => {
+                        let mut d = DesktopScreen::new(cols, rows);
+                        d.set_lossless_only(adapter.lossless_only());
+                        Screen::Desktop(d)
+                    }
                     _ => Screen::Terminal(TerminalScreen::new(cols, rows)),
                 },
                 events: Some(broadcast_tx),
@@ -623,7 +647,22 @@ impl Broker {
             // this turns many small chunks into one screen update, one broadcast and one
             // WebSocket frame per subscriber, while the adapter keeps reading the target.
             let mut batch = Vec::with_capacity(64);
-            while event_rx.recv_many(&mut batch, 64).await > 0 {
+            loop {
+                // A desktop's lossy regions are sent again exactly once they have been still
+                // for a moment: the wait for events ends then too.
+                let got = match s.refine_due() {
+                    Some(at) => tokio::select! {
+                        n = event_rx.recv_many(&mut batch, 64) => n,
+                        _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {
+                            s.refine();
+                            continue;
+                        }
+                    },
+                    None => event_rx.recv_many(&mut batch, 64).await,
+                };
+                if got == 0 {
+                    break;
+                }
                 // Under a flood of output the target's packets (about 4 KiB from a PTY) would
                 // otherwise each make one screen update, one broadcast, one recorder wake-up
                 // and one WebSocket frame: the gateway then spends its time switching tasks.

@@ -9,16 +9,26 @@
 //! the whole scrolled area again as bitmaps. Here it is recognised (the new rows are the old
 //! ones moved up or down) and sent as "copy this region" plus only the rows that are new, so
 //! neither the gateway nor the browser compresses and decodes what they already have.
+//!
+//! Each region is encoded as what suits it: an indexed PNG when it has few colours (text,
+//! flat widgets), a JPEG when it is photographic and large, an RGB PNG otherwise. What went
+//! out as JPEG is sent again as PNG once it has been still for a moment (`lossy`), so only
+//! moving pictures are ever shown inexactly.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::event::FrameRect;
+use crate::lossy::{Area, LossyRegions};
 
 /// Raw pixels, 4 bytes per pixel (R, G, B, A), rows top to bottom. Only the adapter
 /// produces this encoding; it never leaves the gateway.
 pub const RAW_RGBA: &str = "raw-rgba";
 /// What browsers, recordings and replays get.
 pub const PNG: &str = "png";
+/// What browsers, recordings and replays get for a photographic region while it changes;
+/// the same region follows as PNG once it is still (`lossy::REFINE_AFTER`).
+pub const JPEG: &str = "jpeg";
 /// A region copied within the picture (a scroll): `data` is the source's x and y (u16,
 /// big-endian); the rectangle is the destination.
 pub const COPY: &str = "copy";
@@ -27,6 +37,13 @@ pub const COPY: &str = "copy";
 const SCROLL_MIN: usize = 64;
 /// Rows between two changed runs that are sent with them rather than as another rectangle.
 const MERGE_GAP: usize = 4;
+
+/// Smallest region (pixels) sent as JPEG: below, a JPEG's headers and tables (about 600
+/// bytes) outweigh what it saves, and small changes are mostly text (a key's echo).
+const LOSSY_MIN_PIXELS: usize = 64 * 64;
+/// JPEG quality (1-100). At 80 a photograph shows no artefacts at a glance and is about a
+/// tenth of its PNG (bench/README.md, "photographic regions"); chroma is halved both ways.
+const JPEG_QUALITY: u8 = 80;
 
 /// Largest desktop side we accept (pixels).
 pub const MAX_SIDE: u16 = 8192;
@@ -40,6 +57,10 @@ pub struct DesktopScreen {
     /// picture holds them now: the next one over the same columns (under a flood, the whole
     /// desktop every frame) does not hash the picture's rows again.
     known_rows: Option<KnownRows>,
+    /// What browsers hold as JPEG, until it is sent again losslessly.
+    lossy: LossyRegions,
+    /// Never send JPEG (the resource's setting): every region is exact from the start.
+    lossless_only: bool,
 }
 
 /// Row fingerprints of the columns `x..x + w`, rows from `y` down.
@@ -59,6 +80,16 @@ impl DesktopScreen {
             rgba: vec![0; width as usize * height as usize * 4],
             cursor: None,
             known_rows: None,
+            lossy: LossyRegions::default(),
+            lossless_only: false,
+        }
+    }
+
+    /// Whether photographic regions may travel as JPEG (then refined) or only as PNG.
+    pub fn set_lossless_only(&mut self, lossless_only: bool) {
+        self.lossless_only = lossless_only;
+        if lossless_only {
+            self.lossy.clear();
         }
     }
 
@@ -76,11 +107,13 @@ impl DesktopScreen {
     }
 
     /// A new desktop size: the picture starts black; the server repaints it. The pointer
-    /// shape stays.
+    /// shape and the lossless setting stay.
     pub fn resize(&mut self, width: u16, height: u16) {
         let cursor = self.cursor.take();
+        let lossless_only = self.lossless_only;
         *self = DesktopScreen::new(width, height);
         self.cursor = cursor;
+        self.lossless_only = lossless_only;
     }
 
     /// The pixel at (x, y) as R, G, B, A (tests and checks).
@@ -94,12 +127,14 @@ impl DesktopScreen {
     }
 
     /// Paints raw rectangles into the picture and returns them encoded for the browser.
-    /// A rectangle that is malformed or outside the desktop is clipped or dropped.
-    pub fn take(&mut self, rects: &[FrameRect]) -> Arc<[FrameRect]> {
+    /// A rectangle that is malformed or outside the desktop is clipped or dropped. `now`
+    /// dates what is sent lossy.
+    pub fn take(&mut self, rects: &[FrameRect], now: Instant) -> Arc<[FrameRect]> {
         let mut out = Vec::with_capacity(rects.len());
         for r in rects {
             if r.encoding != RAW_RGBA {
-                // Already encoded (nothing produces this today): pass it on unpainted.
+                // Already encoded (a lossless refinement, made from the picture itself):
+                // passed on unpainted.
                 out.push(r.clone());
                 continue;
             }
@@ -114,7 +149,7 @@ impl DesktopScreen {
             }
             let cw = x_end - r.x as usize;
             let stride = self.width as usize * 4;
-            if let Some(rects) = self.scrolled(r, cw, y_end - r.y as usize) {
+            if let Some(rects) = self.scrolled(r, cw, y_end - r.y as usize, now) {
                 out.extend(rects);
                 continue;
             }
@@ -123,23 +158,68 @@ impl DesktopScreen {
                 let at = y * stride + r.x as usize * 4;
                 self.rgba[at..at + cw * 4].copy_from_slice(src);
             }
-            let clipped = FrameRect {
-                x: r.x,
-                y: r.y,
-                width: cw as u16,
-                height: (y_end - r.y as usize) as u16,
-                encoding: PNG,
-                data: Arc::from(self.encode(r.x, r.y, cw as u16, (y_end - r.y as usize) as u16)),
-            };
-            out.push(clipped);
+            out.push(self.encoded(r.x, r.y, cw as u16, (y_end - r.y as usize) as u16, now));
         }
         out.into()
+    }
+
+    /// A region of the picture encoded for the browser, and noted as lossy or exact.
+    fn encoded(&mut self, x: u16, y: u16, w: u16, h: u16, now: Instant) -> FrameRect {
+        let (encoding, data) = self.encode(x, y, w, h, !self.lossless_only);
+        let area = Area::new(x as usize, y as usize, w as usize, h as usize);
+        if encoding == JPEG {
+            self.lossy.drawn_lossy(area, now);
+        } else if !self.lossy.is_empty() {
+            self.lossy.drawn_lossless(area);
+        }
+        FrameRect {
+            x,
+            y,
+            width: w,
+            height: h,
+            encoding,
+            data: Arc::from(data),
+        }
+    }
+
+    /// When something sent lossy will have been still long enough to be sent again exactly.
+    pub fn refine_due(&self) -> Option<Instant> {
+        self.lossy.due()
+    }
+
+    /// The lossy regions that have been still since `lossy::REFINE_AFTER` before `now`,
+    /// encoded losslessly (empty when there are none).
+    pub fn refine(&mut self, now: Instant) -> Vec<FrameRect> {
+        let whole = Area::new(0, 0, self.width as usize, self.height as usize);
+        let mut out = Vec::new();
+        for a in self.lossy.settled(now) {
+            let Some(a) = a.intersection(&whole) else {
+                continue;
+            };
+            let (x, y, w, h) = (a.x as u16, a.y as u16, a.w as u16, a.h as u16);
+            let (encoding, data) = self.encode(x, y, w, h, false);
+            out.push(FrameRect {
+                x,
+                y,
+                width: w,
+                height: h,
+                encoding,
+                data: Arc::from(data),
+            });
+        }
+        out
     }
 
     /// When the raw rectangle `r` (clipped to `cw` x `ch`) is mostly the picture's own rows
     /// moved up or down, paints it and returns a copy plus PNGs of the rows that are new;
     /// otherwise leaves the picture alone and returns None.
-    fn scrolled(&mut self, r: &FrameRect, cw: usize, ch: usize) -> Option<Vec<FrameRect>> {
+    fn scrolled(
+        &mut self,
+        r: &FrameRect,
+        cw: usize,
+        ch: usize,
+        now: Instant,
+    ) -> Option<Vec<FrameRect>> {
         if cw < SCROLL_MIN || ch < SCROLL_MIN {
             // The caller paints it: rows known before may change.
             self.known_rows = None;
@@ -212,30 +292,32 @@ impl DesktopScreen {
             encoding: COPY,
             data: Arc::from([r.x.to_be_bytes(), (src_y as u16).to_be_bytes()].concat()),
         }];
+        if !self.lossy.is_empty() {
+            self.lossy.copied(
+                Area::new(x0, src_y, cw, moved),
+                Area::new(x0, dst_y, cw, moved),
+                now,
+            );
+        }
         for (start, len) in dirty_runs(&clean) {
             let y = (y0 + start) as u16;
-            out.push(FrameRect {
-                x: r.x,
-                y,
-                width: cw as u16,
-                height: len as u16,
-                encoding: PNG,
-                data: Arc::from(self.encode(r.x, y, cw as u16, len as u16)),
-            });
+            out.push(self.encoded(r.x, y, cw as u16, len as u16, now));
         }
         Some(out)
     }
 
-    /// The whole picture as one PNG.
+    /// The whole picture as one PNG, exact (a keyframe, a late viewer's first picture).
     pub fn snapshot_png(&self) -> Vec<u8> {
-        self.encode(0, 0, self.width, self.height)
+        self.encode(0, 0, self.width, self.height, false).1
     }
 
-    /// A region of the picture as a PNG. Screen content usually has few colours (text, flat
-    /// widgets): with at most 16 the PNG is indexed at 1, 2 or 4 bits per pixel, which is
-    /// several times smaller and faster to compress than RGB; otherwise RGB (the alpha
-    /// channel carries nothing here).
-    fn encode(&self, x: u16, y: u16, w: u16, h: u16) -> Vec<u8> {
+    /// A region of the picture, encoded, and the encoding's name. Screen content usually has
+    /// few colours (text, flat widgets): with at most 16 the PNG is indexed at 1, 2 or 4 bits
+    /// per pixel, which is several times smaller and faster to compress than RGB. With more,
+    /// a large region (`LOSSY_MIN_PIXELS`) is taken for photographic and, when `lossy` is
+    /// allowed, sent as JPEG; anything else as an RGB PNG (the alpha channel carries nothing
+    /// here).
+    fn encode(&self, x: u16, y: u16, w: u16, h: u16, lossy: bool) -> (&'static str, Vec<u8>) {
         let stride = self.width as usize * 4;
         let rows = (y as usize..y as usize + h as usize)
             .map(|row| {
@@ -244,7 +326,12 @@ impl DesktopScreen {
             })
             .collect::<Vec<_>>();
         if let Some(png) = encode_indexed(w, h, &rows) {
-            return png;
+            return (PNG, png);
+        }
+        if lossy && w as usize * h as usize >= LOSSY_MIN_PIXELS {
+            if let Some(jpeg) = encode_jpeg(w, h, &rows) {
+                return (JPEG, jpeg);
+            }
         }
         let mut rgb = Vec::with_capacity(w as usize * h as usize * 3);
         for r in &rows {
@@ -252,8 +339,22 @@ impl DesktopScreen {
                 rgb.extend_from_slice(&px[..3]);
             }
         }
-        encode_png(w, h, &rgb)
+        (PNG, encode_png(w, h, &rgb))
     }
+}
+
+/// `rows` (RGBA) as a baseline JPEG at `JPEG_QUALITY`; None if the encoder refuses them.
+fn encode_jpeg(w: u16, h: u16, rows: &[&[u8]]) -> Option<Vec<u8>> {
+    let mut rgba = Vec::with_capacity(w as usize * h as usize * 4);
+    for r in rows {
+        rgba.extend_from_slice(r);
+    }
+    let mut out = Vec::with_capacity(rgba.len() / 16);
+    let mut enc = jpeg_encoder::Encoder::new(&mut out, JPEG_QUALITY);
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+    enc.encode(&rgba, w, h, jpeg_encoder::ColorType::Rgba)
+        .ok()?;
+    Some(out)
 }
 
 /// A quick fingerprint of a row of pixels (equal rows are confirmed byte for byte). Four
@@ -574,6 +675,19 @@ pub fn encode_png(w: u16, h: u16, rgb: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    impl DesktopScreen {
+        fn take_now(&mut self, rects: &[FrameRect]) -> Arc<[FrameRect]> {
+            self.take(rects, Instant::now())
+        }
+
+        /// The size of the region's exact PNG.
+        fn refine_dry_run(&self, (x, y, w, h): (usize, usize, usize, usize)) -> usize {
+            self.encode(x as u16, y as u16, w as u16, h as u16, false)
+                .1
+                .len()
+        }
+    }
+
     fn raw(x: u16, y: u16, w: u16, h: u16, rgba: [u8; 4]) -> FrameRect {
         let data: Vec<u8> = std::iter::repeat_n(rgba, w as usize * h as usize)
             .flatten()
@@ -601,7 +715,7 @@ mod tests {
     #[test]
     fn rectangles_are_painted_clipped_and_encoded_as_png() {
         let mut d = DesktopScreen::new(64, 32);
-        let out = d.take(&[
+        let out = d.take_now(&[
             raw(10, 5, 4, 3, [200, 10, 20, 255]),
             raw(62, 30, 8, 8, [1, 2, 3, 255]),
         ]);
@@ -627,7 +741,7 @@ mod tests {
     fn few_colours_are_indexed_many_are_rgb_and_both_round_trip() {
         let mut d = DesktopScreen::new(40, 20);
         // Text-like: two colours.
-        d.take(&[
+        d.take_now(&[
             raw(0, 0, 40, 20, [255, 255, 255, 255]),
             raw(3, 3, 5, 2, [0, 0, 0, 255]),
         ]);
@@ -655,7 +769,7 @@ mod tests {
             encoding: RAW_RGBA,
             data: data.clone().into(),
         };
-        let out = d.take(&[grad]);
+        let out = d.take_now(&[grad]);
         let info = png::Decoder::new(std::io::Cursor::new(&out[0].data))
             .read_info()
             .expect("png")
@@ -681,7 +795,7 @@ mod tests {
                     .flat_map(|i| palette[(i * 7 + i / 3) % colours])
                     .collect();
                 let mut d = DesktopScreen::new(16, 8);
-                let out = d.take(&[FrameRect {
+                let out = d.take_now(&[FrameRect {
                     x: 2,
                     y: 1,
                     width: w,
@@ -723,7 +837,7 @@ mod tests {
         let mut d = DesktopScreen::new(16, 16);
         let mut short = raw(0, 0, 4, 4, [9, 9, 9, 255]);
         short.data = Arc::from(&short.data[..10]);
-        let out = d.take(&[
+        let out = d.take_now(&[
             short,
             raw(20, 20, 2, 2, [1, 1, 1, 255]),
             raw(0, 0, 0, 5, [1, 1, 1, 1]),
@@ -756,12 +870,191 @@ mod tests {
                 }
                 continue;
             }
-            let (pw, ph, rgb) = decode(&r.data);
+            let (pw, ph, rgb) = match r.encoding {
+                JPEG => decode_jpeg(&r.data),
+                _ => decode(&r.data),
+            };
             assert_eq!((pw as usize, ph as usize), (w, h));
             for row in 0..h {
                 let at = ((y + row) * width + x) * 3;
                 pic[at..at + w * 3].copy_from_slice(&rgb[row * w * 3..(row + 1) * w * 3]);
             }
+        }
+    }
+
+    fn decode_jpeg(jpeg: &[u8]) -> (u32, u32, Vec<u8>) {
+        let mut dec = jpeg_decoder::Decoder::new(jpeg);
+        let rgb = dec.decode().expect("jpeg");
+        let info = dec.info().expect("jpeg info");
+        assert_eq!(info.pixel_format, jpeg_decoder::PixelFormat::RGB24);
+        (u32::from(info.width), u32::from(info.height), rgb)
+    }
+
+    /// Photograph-like pixels: smooth light with grain, thousands of colours. `seed` shifts
+    /// the light and the grain (frames of a moving picture).
+    fn photo(w: usize, h: usize, seed: u64) -> Vec<u8> {
+        let mut g = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = ((i % w) as u64, (i / w) as u64);
+                g ^= g << 13;
+                g ^= g >> 7;
+                g ^= g << 17;
+                let grain = (g % 24) as u8;
+                let r = ((x * 255 / w as u64 + seed * 9) % 200) as u8 + grain;
+                let gr = ((y * 255 / h as u64 + seed * 5) % 200) as u8 + grain;
+                let b = (((x + y) * 128 / (w + h) as u64 + seed) % 200) as u8 + grain / 2;
+                [r, gr, b, 255]
+            })
+            .collect()
+    }
+
+    fn rgb_of(rgba: &[u8]) -> Vec<u8> {
+        rgba.chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect()
+    }
+
+    /// The browser's picture (RGB, `width` wide) within `x, y, w, h`.
+    fn region(pic: &[u8], width: usize, (x, y, w, h): (usize, usize, usize, usize)) -> Vec<u8> {
+        (y..y + h)
+            .flat_map(|row| pic[(row * width + x) * 3..(row * width + x + w) * 3].to_vec())
+            .collect()
+    }
+
+    fn mean_error(a: &[u8], b: &[u8]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        let sum: u64 = a
+            .iter()
+            .zip(b)
+            .map(|(p, q)| u64::from(p.abs_diff(*q)))
+            .sum();
+        sum as f64 / a.len() as f64
+    }
+
+    #[test]
+    fn a_photograph_goes_as_jpeg_and_again_exactly_once_it_is_still() {
+        let (width, height) = (320usize, 240usize);
+        let mut d = DesktopScreen::new(width as u16, height as u16);
+        let mut browser = vec![0u8; width * height * 3];
+        let (x, y, w, h) = (40usize, 30usize, 200usize, 150usize);
+        let pixels = photo(w, h, 1);
+        let t0 = Instant::now();
+        let out = d.take(
+            &[FrameRect {
+                x: x as u16,
+                y: y as u16,
+                width: w as u16,
+                height: h as u16,
+                encoding: RAW_RGBA,
+                data: pixels.clone().into(),
+            }],
+            t0,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].encoding, JPEG);
+        // Far smaller than the exact picture, close to it, and not exact.
+        let exact_png = d.refine_dry_run((x, y, w, h));
+        assert!(
+            out[0].data.len() * 3 < exact_png,
+            "JPEG {} bytes, PNG {exact_png}",
+            out[0].data.len()
+        );
+        apply(&mut browser, width, &out);
+        let shown = region(&browser, width, (x, y, w, h));
+        let err = mean_error(&shown, &rgb_of(&pixels));
+        assert!(err > 0.0 && err < 8.0, "mean error {err}");
+        // Not before it has been still for REFINE_AFTER; then once, exactly.
+        assert_eq!(d.refine_due(), Some(t0 + crate::lossy::REFINE_AFTER));
+        assert!(d.refine(t0 + crate::lossy::REFINE_AFTER / 2).is_empty());
+        let refined = d.refine(t0 + crate::lossy::REFINE_AFTER);
+        assert_eq!(refined.len(), 1);
+        assert_eq!(refined[0].encoding, PNG);
+        apply(&mut browser, width, &refined);
+        assert_eq!(region(&browser, width, (x, y, w, h)), rgb_of(&pixels));
+        assert_eq!(d.refine_due(), None);
+        assert!(d.refine(t0 + crate::lossy::REFINE_AFTER * 10).is_empty());
+        // The keyframe is exact whatever the browsers were sent.
+        let (_, _, snap) = decode(&d.snapshot_png());
+        assert_eq!(region(&snap, width, (x, y, w, h)), rgb_of(&pixels));
+
+        // A small region of many colours, and anything when lossless only: PNG, nothing to
+        // refine.
+        let small = photo(30, 30, 2);
+        let out = d.take_now(&[FrameRect {
+            x: 0,
+            y: 0,
+            width: 30,
+            height: 30,
+            encoding: RAW_RGBA,
+            data: small.into(),
+        }]);
+        assert_eq!(out[0].encoding, PNG);
+        d.set_lossless_only(true);
+        d.resize(width as u16, height as u16);
+        let out = d.take_now(&[FrameRect {
+            x: x as u16,
+            y: y as u16,
+            width: w as u16,
+            height: h as u16,
+            encoding: RAW_RGBA,
+            data: pixels.clone().into(),
+        }]);
+        assert_eq!(out[0].encoding, PNG);
+        assert_eq!(d.refine_due(), None);
+    }
+
+    #[test]
+    fn a_moving_photograph_is_refined_only_where_it_came_to_rest() {
+        let (width, height) = (400usize, 300usize);
+        let mut d = DesktopScreen::new(width as u16, height as u16);
+        let mut browser = vec![0u8; width * height * 3];
+        let whole = |data: Vec<u8>| FrameRect {
+            x: 0,
+            y: 0,
+            width: width as u16,
+            height: height as u16,
+            encoding: RAW_RGBA,
+            data: data.into(),
+        };
+        // A page of text with a photograph in it, scrolled up by 30 pixels every 100 ms.
+        let page = |shift: usize| -> Vec<u8> {
+            let mut p = lines(0, width, height + 400);
+            let pic = photo(160, 120, 3);
+            for row in 0..120 {
+                let at = ((200 + row) * width + 100) * 4;
+                p[at..at + 160 * 4].copy_from_slice(&pic[row * 160 * 4..(row + 1) * 160 * 4]);
+            }
+            p[shift * width * 4..(shift + height) * width * 4].to_vec()
+        };
+        let t0 = Instant::now();
+        let mut t = t0;
+        let mut sent_jpeg = false;
+        for step in 0..6 {
+            t = t0 + std::time::Duration::from_millis(100 * step as u64);
+            // Nothing settles while it moves.
+            assert!(d.refine(t).is_empty(), "refined while moving");
+            let out = d.take(&[whole(page(step * 30))], t);
+            sent_jpeg |= out.iter().any(|r| r.encoding == JPEG);
+            if step > 0 {
+                assert_eq!(out[0].encoding, COPY, "step {step} was not a scroll");
+            }
+            apply(&mut browser, width, &out);
+        }
+        assert!(sent_jpeg);
+        let gateway = rgb_of(&d.rgba);
+        assert_ne!(browser, gateway, "nothing was lossy");
+        // At rest: what is refined covers the photograph where it now is (rows 50..170).
+        let refined = d.refine(t + crate::lossy::REFINE_AFTER);
+        assert!(!refined.is_empty());
+        assert!(refined.iter().all(|r| r.encoding == PNG));
+        apply(&mut browser, width, &refined);
+        assert_eq!(browser, gateway);
+        // What was sent lossy and is still on screen: the first page's rows 150..300 (now at
+        // 0..150) and the photograph's last rows, which came in with rows 300..330 (now at
+        // 150..180). Nothing below that was ever lossy, and nothing scrolled off is sent.
+        for r in refined.iter() {
+            assert!(r.y as usize + r.height as usize <= 180, "refined {r:?}");
         }
     }
 
@@ -799,7 +1092,7 @@ mod tests {
             encoding: RAW_RGBA,
             data: lines(0, w, h).into(),
         };
-        apply(&mut browser, w, &d.take(&[first]));
+        apply(&mut browser, w, &d.take_now(&[first]));
         // Three text lines scroll off the top (30 rows); the area below row 10 is redrawn.
         let scrolled = lines(3, w, h);
         let redraw = FrameRect {
@@ -810,7 +1103,7 @@ mod tests {
             encoding: RAW_RGBA,
             data: scrolled[10 * w * 4..].to_vec().into(),
         };
-        let out = d.take(&[redraw]);
+        let out = d.take_now(&[redraw]);
         assert_eq!(
             out[0].encoding,
             COPY,
@@ -852,7 +1145,7 @@ mod tests {
             encoding: RAW_RGBA,
             data: lines(1, w, h).into(),
         };
-        let out = d.take(&[back]);
+        let out = d.take_now(&[back]);
         assert_eq!(out[0].encoding, COPY);
         assert_eq!(&out[0].data[..], &[0, 0, 0, 0]);
         assert_eq!(out[0].y, 20);
@@ -960,7 +1253,7 @@ mod tests {
             encoding: RAW_RGBA,
             data: data.into(),
         };
-        apply(&mut browser, w, &d.take(&[whole(lines(0, w, h))]));
+        apply(&mut browser, w, &d.take_now(&[whole(lines(0, w, h))]));
         let mut want = Vec::new();
         for (frame, first_line) in [2usize, 3, 5, 6].into_iter().enumerate() {
             let mut next = lines(first_line, w, h);
@@ -970,7 +1263,7 @@ mod tests {
                 apply(
                     &mut browser,
                     w,
-                    &d.take(&[FrameRect {
+                    &d.take_now(&[FrameRect {
                         x: 0,
                         y: 60,
                         width: w as u16,
@@ -982,7 +1275,7 @@ mod tests {
                 assert_eq!(d.pixel(3, 62), Some([9, 9, 9, 255]));
                 next = lines(first_line, w, h);
             }
-            let out = d.take(&[whole(next.clone())]);
+            let out = d.take_now(&[whole(next.clone())]);
             assert_eq!(out[0].encoding, COPY, "frame {frame}");
             apply(&mut browser, w, &out);
             want = next;
@@ -1000,7 +1293,7 @@ mod tests {
     fn a_picture_that_did_not_move_is_not_a_scroll() {
         let (w, h) = (100usize, 100usize);
         let mut d = DesktopScreen::new(w as u16, h as u16);
-        d.take(&[FrameRect {
+        d.take_now(&[FrameRect {
             x: 0,
             y: 0,
             width: w as u16,
@@ -1019,7 +1312,7 @@ mod tests {
                 }
             })
             .collect();
-        let out = d.take(&[FrameRect {
+        let out = d.take_now(&[FrameRect {
             x: 0,
             y: 0,
             width: w as u16,

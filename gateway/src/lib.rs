@@ -13,6 +13,7 @@ pub mod desktop;
 pub mod event;
 pub mod hop_chain;
 pub mod interactive_hop;
+pub mod lossy;
 pub mod rdp;
 pub mod screen;
 pub mod secret;

@@ -1,6 +1,6 @@
-//! Why: an RDP resource's settings (security, keyboard layout, clipboard policy) are read by
-//! anyone who can see the resource, so the Connect page can say what applies, and changed
-//! only by administrators, audited.
+//! Why: an RDP resource's settings (security, keyboard layout, clipboard policy, desktop
+//! size, image quality) are read by anyone who can see the resource, so the Connect page can
+//! say what applies, and changed only by administrators, audited.
 
 use axum::extract::{Path, State};
 use axum::Json;
@@ -21,6 +21,7 @@ fn to_json(r: &crate::vault::resources::ResourceRow, s: &RdpSettings) -> Value {
         "display": s.display,
         "fixed_width": s.fixed_width,
         "fixed_height": s.fixed_height,
+        "image_quality": s.image_quality,
         "tls_only_warning": (s.security == "tls").then_some(TLS_ONLY),
     })
 }
@@ -48,6 +49,7 @@ pub struct RdpInput {
     display: Option<String>,
     fixed_width: Option<i64>,
     fixed_height: Option<i64>,
+    image_quality: Option<String>,
 }
 
 /// `PUT /api/v1/resources/{id}/rdp`: administrators; audited. Absent fields keep their value.
@@ -86,6 +88,9 @@ pub async fn set_resource(
     if let Some(v) = input.fixed_height {
         s.fixed_height = v;
     }
+    if let Some(v) = input.image_quality {
+        s.image_quality = v;
+    }
     s.check()?;
     let mut tx = app.db.begin_write().await?;
     rdp_settings::set(&mut tx, &r.id, &s, &p.username).await?;
@@ -96,7 +101,7 @@ pub async fn set_resource(
         "resource.rdp",
         &r.id,
         &r.name,
-        json!({ "security": s.security, "keyboard_layout": s.keyboard_layout, "clipboard": s.clipboard, "display": s.display, "fixed_width": s.fixed_width, "fixed_height": s.fixed_height }),
+        json!({ "security": s.security, "keyboard_layout": s.keyboard_layout, "clipboard": s.clipboard, "display": s.display, "fixed_width": s.fixed_width, "fixed_height": s.fixed_height, "image_quality": s.image_quality }),
     )
     .await?;
     tx.commit().await?;

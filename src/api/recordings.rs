@@ -277,8 +277,9 @@ async fn events_for(
 /// Each event is `[t_ms, kind, ...]`: `o` output (base64), `k` keyframe (base64, cols,
 /// rows), `r` resize ("COLSxROWS"), `i` typed text, `s` a redacted secret (length), `m` a
 /// marker, `l` a lifecycle change (JSON text), `f` a desktop rectangle (x, y, width,
-/// height, PNG as base64), `c` a desktop region copied within the picture, a scroll (x, y,
-/// width, height of the destination, then the source's x and y). For a desktop (`"desktop": true`) a keyframe is a PNG of the whole
+/// height, a PNG or JPEG as base64, told apart by its signature), `c` a desktop region
+/// copied within the picture, a scroll (x, y, width, height of the destination, then the
+/// source's x and y). For a desktop (`"desktop": true`) a keyframe is a PNG of the whole
 /// desktop and the sizes are in pixels.
 pub async fn events(
     State(app): State<App>,

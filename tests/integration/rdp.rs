@@ -1,5 +1,5 @@
 //! RDP sessions through the real binary against a real xrdp (TLS, autologon, Xorg): the
-//! session WebSocket carries PNG rectangles that this test paints into its own copy of the
+//! session WebSocket carries PNG and JPEG rectangles that this test paints into its own copy of the
 //! desktop, the way the browser does, and checks pixels; keys and pointer events typed here
 //! reach an xterm on the target, which creates a file we then look for. The account's
 //! password is a canary that must never reach the "browser".
@@ -13,7 +13,9 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::harness::{Backend, Site};
 use crate::live::{cookie_of, open_ws, start, Ws};
 use crate::sshd_server::sshd;
-use crate::xrdp_server::{nla_server, nla_server_at, xrdp, ROOT_RGB, SHADOW_RGB, XSESSION};
+use crate::xrdp_server::{
+    nla_server, nla_server_at, photo_xwd, xrdp, ROOT_RGB, SHADOW_RGB, XSESSION,
+};
 
 const PASSWORD: &str = "Rdp-Canary-Pw-4417!";
 
@@ -27,6 +29,8 @@ struct Desktop {
     raw: Vec<u8>,
     rects: usize,
     copies: usize,
+    /// Rectangles that came as JPEG (photographic, lossy until refined).
+    jpegs: usize,
 }
 
 impl Desktop {
@@ -50,8 +54,9 @@ impl Desktop {
         self.copies += 1;
     }
 
-    /// Paints one binary message (rectangles: x, y, w, h as u16 BE, PNG length as u32 BE, PNG;
-    /// a length of all ones is a copy within the picture from the x, y (u16 BE) that follow).
+    /// Paints one binary message (rectangles: x, y, w, h as u16 BE, image length as u32 BE,
+    /// a PNG or a JPEG; a length of all ones is a copy within the picture from the x, y (u16
+    /// BE) that follow).
     fn paint(&mut self, mut msg: &[u8]) {
         while msg.len() >= 12 {
             let n = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]) as usize;
@@ -63,14 +68,24 @@ impl Desktop {
                 continue;
             }
             let len = len as usize;
-            let png_bytes = &msg[12..12 + len];
-            let mut decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
-            // Indexed PNGs (few colours) come out as RGB.
-            decoder.set_transformations(png::Transformations::EXPAND);
-            let mut reader = decoder.read_info().expect("a PNG rectangle");
-            let mut buf = vec![0; reader.output_buffer_size().expect("size")];
-            let info = reader.next_frame(&mut buf).expect("PNG data");
-            assert_eq!((info.width as usize, info.height as usize), (w, h));
+            let image = &msg[12..12 + len];
+            let (iw, ih, buf) = if image.starts_with(&[0xff, 0xd8, 0xff]) {
+                let mut decoder = jpeg_decoder::Decoder::new(image);
+                let buf = decoder.decode().expect("JPEG data");
+                let info = decoder.info().expect("a JPEG rectangle");
+                assert_eq!(info.pixel_format, jpeg_decoder::PixelFormat::RGB24);
+                self.jpegs += 1;
+                (info.width as usize, info.height as usize, buf)
+            } else {
+                let mut decoder = png::Decoder::new(std::io::Cursor::new(image));
+                // Indexed PNGs (few colours) come out as RGB.
+                decoder.set_transformations(png::Transformations::EXPAND);
+                let mut reader = decoder.read_info().expect("a PNG rectangle");
+                let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+                let info = reader.next_frame(&mut buf).expect("PNG data");
+                (info.width as usize, info.height as usize, buf)
+            };
+            assert_eq!((iw, ih), (w, h));
             for row in 0..h {
                 for col in 0..w {
                     let (dx, dy) = (x + col, y + row);
@@ -85,6 +100,80 @@ impl Desktop {
             msg = &msg[12 + len..];
         }
     }
+}
+
+/// A finished desktop recording played the way the player does (keyframes, rectangles,
+/// copies) into a picture of its own; also the kinds of event it held.
+async fn replayed(
+    admin: &crate::harness::Client,
+    recording_id: &str,
+) -> (Desktop, std::collections::BTreeSet<String>) {
+    let mut replay = Value::Null;
+    for _ in 0..100 {
+        let r = admin.get(&format!("/recordings/{recording_id}")).await.ok();
+        if r["status"] == "complete" {
+            replay = admin
+                .get(&format!("/recordings/{recording_id}/events"))
+                .await
+                .ok();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        replay["desktop"],
+        true,
+        "{}",
+        replay.to_string().chars().take(300).collect::<String>()
+    );
+    let mut played = Desktop::default();
+    let mut kinds = std::collections::BTreeSet::new();
+    for e in replay["events"].as_array().unwrap() {
+        let kind = e[1].as_str().unwrap_or("");
+        kinds.insert(kind.to_string());
+        let b64 = |v: &Value| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap_or(""))
+                .unwrap()
+        };
+        let n = |v: &Value| v.as_u64().unwrap_or(0) as usize;
+        match kind {
+            "k" => {
+                (played.width, played.height) = (n(&e[3]), n(&e[4]));
+                played.rgb = vec![0; played.width * played.height * 3];
+                let png = b64(&e[2]);
+                let mut msg = Vec::new();
+                for v in [
+                    0u16,
+                    0,
+                    e[3].as_u64().unwrap() as u16,
+                    e[4].as_u64().unwrap() as u16,
+                ] {
+                    msg.extend_from_slice(&v.to_be_bytes());
+                }
+                msg.extend_from_slice(&(png.len() as u32).to_be_bytes());
+                msg.extend_from_slice(&png);
+                played.paint(&msg);
+            }
+            "f" => {
+                let image = b64(&e[6]);
+                let mut msg = Vec::new();
+                for i in 2..6 {
+                    msg.extend_from_slice(&(n(&e[i]) as u16).to_be_bytes());
+                }
+                msg.extend_from_slice(&(image.len() as u32).to_be_bytes());
+                msg.extend_from_slice(&image);
+                played.paint(&msg);
+            }
+            "c" => played.copy(
+                (n(&e[2]), n(&e[3]), n(&e[4]), n(&e[5])),
+                (n(&e[6]), n(&e[7])),
+            ),
+            _ => {}
+        }
+    }
+    (played, kinds)
 }
 
 async fn read_until(ws: &mut Ws, d: &mut Desktop, what: &str, done: impl Fn(&Desktop) -> bool) {
@@ -402,71 +491,7 @@ async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
         .ok();
     assert_eq!(start[0]["detail"]["protocol"], "rdp", "{start}");
     // The recording replays to the same final picture the owner saw.
-    let mut replay = Value::Null;
-    for _ in 0..100 {
-        let r = admin.get(&format!("/recordings/{recording_id}")).await.ok();
-        if r["status"] == "complete" {
-            replay = admin
-                .get(&format!("/recordings/{recording_id}/events"))
-                .await
-                .ok();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        replay["desktop"],
-        true,
-        "{}",
-        replay.to_string().chars().take(300).collect::<String>()
-    );
-    let mut played = Desktop::default();
-    let mut kinds = std::collections::BTreeSet::new();
-    for e in replay["events"].as_array().unwrap() {
-        let kind = e[1].as_str().unwrap_or("");
-        kinds.insert(kind.to_string());
-        let b64 = |v: &Value| {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD
-                .decode(v.as_str().unwrap_or(""))
-                .unwrap()
-        };
-        let n = |v: &Value| v.as_u64().unwrap_or(0) as usize;
-        match kind {
-            "k" => {
-                (played.width, played.height) = (n(&e[3]), n(&e[4]));
-                played.rgb = vec![0; played.width * played.height * 3];
-                let png = b64(&e[2]);
-                let mut msg = Vec::new();
-                for v in [
-                    0u16,
-                    0,
-                    e[3].as_u64().unwrap() as u16,
-                    e[4].as_u64().unwrap() as u16,
-                ] {
-                    msg.extend_from_slice(&v.to_be_bytes());
-                }
-                msg.extend_from_slice(&(png.len() as u32).to_be_bytes());
-                msg.extend_from_slice(&png);
-                played.paint(&msg);
-            }
-            "f" => {
-                let png = b64(&e[6]);
-                let mut msg = Vec::new();
-                for i in 2..6 {
-                    msg.extend_from_slice(&(n(&e[i]) as u16).to_be_bytes());
-                }
-                msg.extend_from_slice(&(png.len() as u32).to_be_bytes());
-                msg.extend_from_slice(&png);
-                played.paint(&msg);
-            }
-            "c" => played.copy(
-                (n(&e[2]), n(&e[3]), n(&e[4]), n(&e[5])),
-                (n(&e[6]), n(&e[7])),
-            ),
-            _ => {}
-        }
-    }
+    let (played, kinds) = replayed(&admin, &recording_id).await;
     assert!(kinds.contains("k") && kinds.contains("f"), "{kinds:?}");
     assert_eq!((played.width, played.height), (1024, 768));
     let differing = (0..768)
@@ -777,6 +802,138 @@ async fn the_clipboard_crosses_as_the_policy_allows_and_is_audited() {
         "{:?}",
         d.controls
     );
+}
+
+/// The browser's picture within `x, y, w, h`, as RGB.
+fn region_of(d: &Desktop, (x, y, w, h): (usize, usize, usize, usize)) -> Vec<u8> {
+    if d.width < x + w || d.height < y + h {
+        return Vec::new();
+    }
+    (y..y + h)
+        .flat_map(|row| d.rgb[(row * d.width + x) * 3..(row * d.width + x + w) * 3].to_vec())
+        .collect()
+}
+
+/// Mean difference per colour channel (255 when the sizes differ).
+fn mean_error(a: &[u8], b: &[u8]) -> f64 {
+    if a.len() != b.len() || a.is_empty() {
+        return 255.0;
+    }
+    let sum: u64 = a
+        .iter()
+        .zip(b)
+        .map(|(p, q)| u64::from(p.abs_diff(*q)))
+        .sum();
+    sum as f64 / a.len() as f64
+}
+
+#[tokio::test]
+async fn a_photograph_travels_as_jpeg_and_comes_to_rest_exact() {
+    use std::os::unix::fs::PermissionsExt;
+    let x = xrdp();
+    let site = Site::new(Backend::Sqlite);
+    let (server, tls) = start(&site);
+    let admin = server.admin().await;
+    let r = admin.call("POST", "/resources", json!({ "name": "photo-desk", "host": "127.0.0.1", "ports": { "rdp": x.port }, "policy_id": "policy-low" })).await.ok();
+    let rid = r["id"].as_str().unwrap().to_string();
+    let settings = format!("/resources/{rid}/rdp");
+    // A setting that does not exist is refused, naming the field.
+    let bad = admin
+        .call("PUT", &settings, json!({ "image_quality": "blurry" }))
+        .await;
+    assert_eq!(bad.status, 400, "{:?}", bad.body);
+    assert!(
+        bad.body.to_string().contains("image_quality"),
+        "{:?}",
+        bad.body
+    );
+    // A photograph beside the xterm, shown by xwud at a known place.
+    let (pw, ph, px, py) = (240usize, 180usize, 600usize, 400usize);
+    let (file, rgb) = photo_xwd(pw, ph, 1);
+    let path = std::env::temp_dir().join(format!("portcullis-photo-{}.xwd", std::process::id()));
+    std::fs::write(&path, &file).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let session = format!(
+        "#!/bin/sh\nxsetroot -solid '#3a6ea5'\nxwud -noclick -geometry +{px}+{py} -in {} &\nexec xterm -geometry 80x24+0+0 -bg white -fg black\n",
+        path.display()
+    );
+    let ac = server.client();
+    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
+    let photo = (px, py, pw, ph);
+    for quality in ["auto", "lossless"] {
+        let set = admin
+            .call("PUT", &settings, json!({ "image_quality": quality }))
+            .await
+            .ok();
+        assert_eq!(set["image_quality"], quality, "{set}");
+        let user = sshd().user(PASSWORD);
+        sshd().write_home_file(&user, ".xsession", "755", &session);
+        let account = admin.account(&rid, &user, PASSWORD).await;
+        let t = ac
+            .call(
+                "POST",
+                "/sessions",
+                json!({ "account_id": account, "protocol": "rdp", "width": 1024, "height": 768 }),
+            )
+            .await
+            .ok();
+        let mut ws = open_ws(&server, &tls, &acookie, t["url"].as_str().unwrap()).await;
+        let mut d = Desktop::default();
+        read_until(&mut ws, &mut d, "the photograph", |d| {
+            mean_error(&region_of(d, photo), &rgb) < 8.0
+        })
+        .await;
+        if quality == "auto" {
+            // It came as JPEG (close, far fewer bytes), then exactly once it was still.
+            assert!(d.jpegs > 0, "a photograph and no JPEG");
+            read_until(&mut ws, &mut d, "the photograph, exact", |d| {
+                region_of(d, photo) == rgb
+            })
+            .await;
+        } else {
+            read_until(&mut ws, &mut d, "the photograph, exact", |d| {
+                region_of(d, photo) == rgb
+            })
+            .await;
+            settle(&mut ws, &mut d).await;
+            assert_eq!(d.jpegs, 0, "a JPEG although the resource is lossless");
+        }
+        // The session ends; its recording replays to the same exact photograph, through the
+        // same JPEG first.
+        let live = admin.get("/sessions").await.ok();
+        let entry = live
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["protocol"] == "rdp")
+            .cloned()
+            .unwrap_or_else(|| panic!("no live RDP session: {live}"));
+        let recording_id = entry["recording_id"].as_str().unwrap().to_string();
+        admin
+            .call(
+                "POST",
+                &format!("/sessions/{}/terminate", entry["id"].as_str().unwrap()),
+                json!({ "reason": "photo check" }),
+            )
+            .await
+            .ok();
+        read_until(&mut ws, &mut d, "the end", |d| {
+            d.controls.iter().any(|c| c["type"] == "exit")
+        })
+        .await;
+        let (played, _) = replayed(&admin, &recording_id).await;
+        assert_eq!(
+            region_of(&played, photo),
+            rgb,
+            "{quality}: the replay's photograph"
+        );
+        assert_eq!(
+            played.jpegs > 0,
+            quality == "auto",
+            "{quality}: JPEGs in the recording"
+        );
+    }
+    let _ = std::fs::remove_file(&path);
 }
 
 /// Whether the file at `path` exists within 10 s (a command typed on the desktop makes it).

@@ -81,3 +81,61 @@ pub fn nla_server_at(user: &str, password: &str, at: Option<(&str, &str)>) -> u1
 }
 
 pub const SHADOW_RGB: [u8; 3] = [0x2e, 0x8b, 0x57];
+
+/// A photograph-like picture (smooth light with grain: thousands of colours) as an XWD file,
+/// which `xwud` shows pixel for pixel on a 24-bit desktop, and its pixels as RGB. `seed` makes
+/// another picture (the light shifts, the grain changes).
+pub fn photo_xwd(w: usize, h: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    let mut g: u64 = 0x2545_f491_4f6c_dd1d ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let shift = (seed * 37) as usize;
+    for y in 0..h {
+        for x in 0..w {
+            g ^= g << 13;
+            g ^= g >> 7;
+            g ^= g << 17;
+            let grain = (g % 24) as usize;
+            rgb.extend_from_slice(&[
+                ((x * 255 / w + shift) % 200 + grain) as u8,
+                ((y * 255 / h) % 200 + grain) as u8,
+                (((x + y) * 128 / (w + h) + shift / 2) % 200 + grain / 2) as u8,
+            ]);
+        }
+    }
+    let name = b"photo\0";
+    // XWD version 7: ZPixmap, depth 24, MSB first, 32 bits per pixel, TrueColor.
+    let (w32, h32) = (w as u32, h as u32);
+    let header: [u32; 25] = [
+        100 + name.len() as u32,
+        7,
+        2,
+        24,
+        w32,
+        h32,
+        0,
+        1,
+        32,
+        1,
+        32,
+        32,
+        w32 * 4,
+        4,
+        0xff_0000,
+        0xff00,
+        0xff,
+        8,
+        256,
+        0,
+        w32,
+        h32,
+        0,
+        0,
+        0,
+    ];
+    let mut file: Vec<u8> = header.iter().flat_map(|v| v.to_be_bytes()).collect();
+    file.extend_from_slice(name);
+    for p in rgb.chunks_exact(3) {
+        file.extend_from_slice(&[0, p[0], p[1], p[2]]);
+    }
+    (file, rgb)
+}

@@ -82,6 +82,9 @@ pub struct RdpTarget {
     pub clipboard: clipboard::ClipboardPolicy,
     /// Every clipboard transfer made, for the audit: (to the target?, characters).
     pub clipboard_log: tokio::sync::mpsc::UnboundedSender<(bool, usize)>,
+    /// Every region reaches browsers exactly: no JPEG while a photograph moves (the
+    /// resource's image quality setting; see `desktop`).
+    pub lossless_only: bool,
 }
 
 impl RdpTarget {
@@ -119,6 +122,9 @@ impl RdpAdapter {
 impl ProtocolAdapter for RdpAdapter {
     fn protocol(&self) -> Protocol {
         Protocol::Rdp
+    }
+    fn lossless_only(&self) -> bool {
+        self.target.lossless_only
     }
     fn run(self: Box<Self>, target: TargetStream, io: AdapterIo) -> AdapterFuture {
         Box::pin(run(*self, target, io))

@@ -1,5 +1,6 @@
 // Why: the RDP session tab. The gateway decodes RDP and sends only the rectangles that
-// changed, as PNGs, which this page draws on a canvas in order; keys travel as key positions
+// changed, as PNGs or (photographic regions while they move) JPEGs, which this page draws on
+// a canvas in order; keys travel as key positions
 // (KeyboardEvent.code, so the target's own keyboard layout applies) and the pointer as
 // desktop coordinates. The credential never comes here. Protocol: docs/websocket-protocol.md.
 import { useEffect, useRef, useState } from 'preact/hooks';
@@ -7,11 +8,17 @@ import { storageKey, ticketFor } from './terminal';
 
 type Phase = { kind: 'starting' } | { kind: 'connecting' } | { kind: 'connected' } | { kind: 'ended'; title: string; message: string };
 
-type Rect = { x: number; y: number; w: number; h: number; png?: Uint8Array<ArrayBuffer>; from?: [number, number] };
+type Rect = { x: number; y: number; w: number; h: number; image?: Uint8Array<ArrayBuffer>; from?: [number, number] };
 
-/** Splits one binary message into rectangles: x, y, width, height (u16 BE), PNG length
- *  (u32 BE), PNG; a length of 0xFFFFFFFF marks a region copied within the picture (a
- *  scroll), followed by the source's x and y (u16 BE). */
+/** The MIME type of an encoded rectangle, from its signature: a JPEG starts FF D8 FF, a PNG
+ *  89 'P' 'N' 'G'. */
+export function imageType(b: Uint8Array): string {
+  return b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff ? 'image/jpeg' : 'image/png';
+}
+
+/** Splits one binary message into rectangles: x, y, width, height (u16 BE), image length
+ *  (u32 BE), image (PNG or JPEG); a length of 0xFFFFFFFF marks a region copied within the
+ *  picture (a scroll), followed by the source's x and y (u16 BE). */
 export function rectangles(buf: ArrayBuffer): Rect[] {
   const v = new DataView(buf);
   const out: Rect[] = [];
@@ -24,7 +31,7 @@ export function rectangles(buf: ArrayBuffer): Rect[] {
       r.from = [v.getUint16(at + 12), v.getUint16(at + 14)];
       at += 16;
     } else {
-      r.png = new Uint8Array(buf, at + 12, len);
+      r.image = new Uint8Array(buf, at + 12, len);
       at += 12 + len;
     }
     out.push(r);
@@ -90,7 +97,7 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
     const ctx = c.getContext('2d');
     if (!ctx) return;
     let closedByUs = false;
-    // Rectangles are drawn strictly in arrival order, each once its PNG is decoded.
+    // Rectangles are drawn strictly in arrival order, each once its image is decoded.
     let drawing: Promise<void> = Promise.resolve();
     const draw = (buf: ArrayBuffer) => {
       for (const r of rectangles(buf)) {
@@ -99,8 +106,8 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
           drawing = drawing.then(() => ctx.drawImage(c, sx, sy, r.w, r.h, r.x, r.y, r.w, r.h));
           continue;
         }
-        if (!r.png) continue;
-        const bitmap = createImageBitmap(new Blob([r.png], { type: 'image/png' }));
+        if (!r.image) continue;
+        const bitmap = createImageBitmap(new Blob([r.image], { type: imageType(r.image) }));
         drawing = drawing.then(() => bitmap.then((b) => { ctx.drawImage(b, r.x, r.y); b.close(); }).catch(() => undefined));
       }
     };

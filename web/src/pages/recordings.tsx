@@ -5,6 +5,7 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { Terminal } from '@xterm/xterm';
 import { api } from '../api';
+import { imageType } from './desktop';
 import { bytes, duration, errorsFrom, Notice, Table, when } from '../ui';
 
 interface RecordingRow {
@@ -145,9 +146,10 @@ class DesktopPlayback implements Replay {
     this.ctx = canvas.getContext('2d');
   }
 
-  private draw(png: string, x: number, y: number) {
+  private draw(image: string, x: number, y: number) {
     const gen = this.generation;
-    const bitmap = createImageBitmap(new Blob([b64(png)], { type: 'image/png' }));
+    const bytes = b64(image);
+    const bitmap = createImageBitmap(new Blob([bytes], { type: imageType(bytes) }));
     this.drawing = this.drawing.then(() => bitmap.then((b) => { if (gen === this.generation) this.ctx?.drawImage(b, x, y); b.close(); }).catch(() => undefined));
   }
 
