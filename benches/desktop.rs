@@ -15,7 +15,13 @@
 //!     produces updates on a shared 2-core machine, which varies between runs and viewers;
 //!     the cost per MB compares the work itself.
 //!
-//! Run with `cargo bench --bench desktop`. It prints figures; it asserts nothing.
+//! A second workload shows photographs changing four times a second, viewed with the
+//! automatic image quality (JPEG while a picture changes, PNG once it is still), lossless
+//! (PNG only), and by `xfreerdp`: CPU, bytes to the browser (JPEG and PNG apart), frames,
+//! recording size.
+//!
+//! Run with `cargo bench --bench desktop` (`DESKTOP_BENCH=photographs` for the second
+//! workload alone). It prints figures; it asserts nothing.
 
 #[allow(dead_code)]
 #[path = "../tests/support/sshd.rs"]
@@ -46,18 +52,42 @@ const HEIGHT: u16 = 800;
 /// An xterm filling the desktop (6x13 font: 210x60 cells = 1260x780 pixels), scrolling.
 const SCROLLING: &str = "#!/bin/sh\nexec xterm -geometry 210x60+0+0 -bg white -fg black -e sh -c 'while :; do ls -lR /usr/share; done'\n";
 const IDLE: &str = xrdp_server::XSESSION;
+/// The photographic workload's pictures (pixels).
+const PHOTO_W: usize = 800;
+const PHOTO_H: usize = 500;
 
+#[derive(Default)]
 struct Counted {
     frames: u64,
     bytes: u64,
+    /// Bytes of the rectangles sent as JPEG, and as PNG.
+    jpeg_bytes: u64,
+    png_bytes: u64,
+}
+
+impl Counted {
+    /// Adds up one frame's rectangles by encoding (docs/websocket-protocol.md).
+    fn rectangles(&mut self, mut msg: &[u8]) {
+        while msg.len() >= 12 {
+            let len = u32::from_be_bytes([msg[8], msg[9], msg[10], msg[11]]);
+            if len == u32::MAX {
+                msg = msg.get(16..).unwrap_or_default();
+                continue;
+            }
+            let image = msg.get(12..12 + len as usize).unwrap_or_default();
+            if image.starts_with(&[0xff, 0xd8, 0xff]) {
+                self.jpeg_bytes += image.len() as u64;
+            } else {
+                self.png_bytes += image.len() as u64;
+            }
+            msg = msg.get(12 + len as usize..).unwrap_or_default();
+        }
+    }
 }
 
 /// Reads everything the session sends until `until`, counting desktop frames and bytes.
 async fn drain(ws: &mut Ws, until: Instant) -> anyhow::Result<Counted> {
-    let mut c = Counted {
-        frames: 0,
-        bytes: 0,
-    };
+    let mut c = Counted::default();
     loop {
         match tokio::time::timeout_at(until.into(), ws.next()).await {
             Err(_) => return Ok(c),
@@ -66,6 +96,7 @@ async fn drain(ws: &mut Ws, until: Instant) -> anyhow::Result<Counted> {
                 Message::Binary(b) => {
                     c.frames += 1;
                     c.bytes += b.len() as u64;
+                    c.rectangles(&b);
                 }
                 Message::Text(t) => {
                     c.bytes += t.len() as u64;
@@ -281,6 +312,10 @@ async fn run() -> anyhow::Result<()> {
     let sshd = sshd_server::sshd();
     let xrdp = xrdp_server::xrdp();
     let mut g = Gateway::start(&[]).await?;
+    // `DESKTOP_BENCH=photographs`: the photographic workload alone.
+    if std::env::var("DESKTOP_BENCH").as_deref() == Ok("photographs") {
+        return photographs(&mut g, xrdp.port).await;
+    }
     let pid = g.child.id();
     // One user (one desktop) per scrolling session, one idle for the latency, one for xfreerdp.
     let mut scrolling = Vec::new();
@@ -419,6 +454,107 @@ async fn run() -> anyhow::Result<()> {
         p50 / 1000.0,
         p95 / 1000.0
     );
+    photographs(&mut g, xrdp.port).await
+}
+
+/// The photographic workload: a slideshow of photograph-like pictures (`PHOTO_W` x
+/// `PHOTO_H`, smooth light with grain, a new one every 250 ms) beside an idle xterm, viewed
+/// once with the automatic image quality (JPEG while the picture changes, PNG once it is
+/// still) and once lossless (PNG only), one session each, and by `xfreerdp`.
+async fn photographs(g: &mut Gateway, port: u16) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let sshd = sshd_server::sshd();
+    let dir = tempfile::tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let mut files = Vec::new();
+    for seed in 1..=4 {
+        let path = dir.path().join(format!("photo-{seed}.xwd"));
+        std::fs::write(&path, xrdp_server::photo_xwd(PHOTO_W, PHOTO_H, seed).0)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        files.push(path.display().to_string());
+    }
+    let slideshow = format!(
+        "#!/bin/sh\nxsetroot -solid '#3a6ea5'\nxterm -geometry 80x10+0+{} -bg white -fg black &\nold=\nwhile :; do for f in {}; do xwud -noclick -geometry +100+20 -in $f & new=$!; sleep 0.25; [ -n \"$old\" ] && kill $old; old=$new; done; done\n",
+        PHOTO_H + 40,
+        files.join(" ")
+    );
+    println!();
+    println!("Photographs: {PHOTO_W}x{PHOTO_H} pictures (smooth light with grain), a new one every 250 ms, beside an idle xterm, {WIDTH}x{HEIGHT}; one session each, {} s measured after {} s", MEASURE.as_secs(), WARM_UP.as_secs());
+    let mut rows: Vec<(String, Vec<String>)> = vec![
+        ("CPU per session (% of one core)".into(), vec![]),
+        ("bytes to the browser per minute".into(), vec![]),
+        ("of which JPEG / PNG".into(), vec![]),
+        ("frames per second delivered".into(), vec![]),
+        ("recording bytes per hour".into(), vec![]),
+    ];
+    for quality in ["auto", "lossless"] {
+        let u = sshd.user(PASSWORD);
+        sshd.write_home_file(&u, ".xsession", "755", &slideshow);
+        let rid = g.add_account(json!({ "rdp": port }), &u, PASSWORD).await?;
+        g.call(
+            "PUT",
+            &format!("/resources/{rid}/rdp"),
+            json!({ "image_quality": quality }),
+        )
+        .await?;
+        let mut ws = open_desktop(g, &g.account.clone()).await?;
+        drain(&mut ws, Instant::now() + WARM_UP).await?;
+        let (_, t0) = proc_stat(g.child.id());
+        let start = Instant::now();
+        let c = drain(&mut ws, start + MEASURE).await?;
+        let secs = start.elapsed().as_secs_f64();
+        let (_, t1) = proc_stat(g.child.id());
+        let per_minute = |b: u64| b as f64 / secs * 60.0 / 1e6;
+        rows[0]
+            .1
+            .push(format!("{:.2} %", (t1 - t0) as f64 / 100.0 / secs * 100.0));
+        rows[1].1.push(format!("{:.1} MB", per_minute(c.bytes)));
+        rows[2].1.push(format!(
+            "{:.1} / {:.1} MB",
+            per_minute(c.jpeg_bytes),
+            per_minute(c.png_bytes)
+        ));
+        rows[3].1.push(format!("{:.1}", c.frames as f64 / secs));
+        let live = g.call("GET", "/sessions", Value::Null).await?;
+        let mut recording = None;
+        for s in live.as_array().into_iter().flatten() {
+            recording = s["recording_id"].as_str().map(str::to_string);
+            let id = s["id"].as_str().unwrap_or_default();
+            g.post(
+                &format!("/sessions/{id}/terminate"),
+                json!({ "reason": "benchmark over" }),
+            )
+            .await?;
+        }
+        drop(ws);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut per_hour = 0.0;
+        if let Some(r) = recording {
+            let d = g
+                .call("GET", &format!("/recordings/{r}"), Value::Null)
+                .await?;
+            let ms = d["duration_ms"].as_f64().unwrap_or(0.0);
+            if ms > 0.0 {
+                per_hour = d["size_bytes"].as_f64().unwrap_or(0.0) / ms * 3_600_000.0;
+            }
+        }
+        rows[4].1.push(format!("{:.0} MB", per_hour / 1e6));
+    }
+    let native_user = sshd.user(PASSWORD);
+    sshd.write_home_file(&native_user, ".xsession", "755", &slideshow);
+    let native = native_client(port, &native_user)?;
+    rows[0].1.push(match &native {
+        Some((w, _)) => format!("{:.2} %", w.cpu),
+        None => "(not installed)".into(),
+    });
+    println!();
+    println!("| measure | gateway, automatic (JPEG while it changes, then PNG) | gateway, lossless (PNG only) | xfreerdp |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (name, cells) in rows {
+        let mut cells = cells;
+        cells.resize(3, String::new());
+        println!("| {name} | {} |", cells.join(" | "));
+    }
     Ok(())
 }
 

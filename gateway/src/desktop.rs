@@ -11,23 +11,23 @@
 //! neither the gateway nor the browser compresses and decodes what they already have.
 //!
 //! Each region is encoded as what suits it: an indexed PNG when it has few colours (text,
-//! flat widgets), a JPEG when it is photographic and large, an RGB PNG otherwise. What went
-//! out as JPEG is sent again as PNG once it has been still for a moment (`lossy`), so only
-//! moving pictures are ever shown inexactly.
+//! flat widgets), a JPEG when it is photographic, large and moving (drawn again within a
+//! second), an RGB PNG otherwise. What went out as JPEG is sent again as PNG once it has been
+//! still for a second (`lossy`), so only moving pictures are ever shown inexactly.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::event::FrameRect;
-use crate::lossy::{Area, LossyRegions};
+use crate::lossy::{Area, LossyRegions, Motion};
 
 /// Raw pixels, 4 bytes per pixel (R, G, B, A), rows top to bottom. Only the adapter
 /// produces this encoding; it never leaves the gateway.
 pub const RAW_RGBA: &str = "raw-rgba";
 /// What browsers, recordings and replays get.
 pub const PNG: &str = "png";
-/// What browsers, recordings and replays get for a photographic region while it changes;
-/// the same region follows as PNG once it is still (`lossy::REFINE_AFTER`).
+/// What browsers, recordings and replays get for a photographic region while it moves; the
+/// same region follows as PNG once it is still (`lossy::REFINE_AFTER`).
 pub const JPEG: &str = "jpeg";
 /// A region copied within the picture (a scroll): `data` is the source's x and y (u16,
 /// big-endian); the rectangle is the destination.
@@ -59,6 +59,8 @@ pub struct DesktopScreen {
     known_rows: Option<KnownRows>,
     /// What browsers hold as JPEG, until it is sent again losslessly.
     lossy: LossyRegions,
+    /// Where large regions were drawn lately (a moving picture may go as JPEG).
+    motion: Motion,
     /// Never send JPEG (the resource's setting): every region is exact from the start.
     lossless_only: bool,
 }
@@ -81,6 +83,7 @@ impl DesktopScreen {
             cursor: None,
             known_rows: None,
             lossy: LossyRegions::default(),
+            motion: Motion::default(),
             lossless_only: false,
         }
     }
@@ -163,10 +166,14 @@ impl DesktopScreen {
         out.into()
     }
 
-    /// A region of the picture encoded for the browser, and noted as lossy or exact.
+    /// A region of the picture encoded for the browser, and noted as lossy or exact. Only a
+    /// large region that is moving may go lossy.
     fn encoded(&mut self, x: u16, y: u16, w: u16, h: u16, now: Instant) -> FrameRect {
-        let (encoding, data) = self.encode(x, y, w, h, !self.lossless_only);
         let area = Area::new(x as usize, y as usize, w as usize, h as usize);
+        let lossy = !self.lossless_only
+            && area.w * area.h >= LOSSY_MIN_PIXELS
+            && self.motion.drawn(area, now);
+        let (encoding, data) = self.encode(x, y, w, h, lossy);
         if encoding == JPEG {
             self.lossy.drawn_lossy(area, now);
         } else if !self.lossy.is_empty() {
@@ -314,9 +321,8 @@ impl DesktopScreen {
     /// A region of the picture, encoded, and the encoding's name. Screen content usually has
     /// few colours (text, flat widgets): with at most 16 the PNG is indexed at 1, 2 or 4 bits
     /// per pixel, which is several times smaller and faster to compress than RGB. With more,
-    /// a large region (`LOSSY_MIN_PIXELS`) is taken for photographic and, when `lossy` is
-    /// allowed, sent as JPEG; anything else as an RGB PNG (the alpha channel carries nothing
-    /// here).
+    /// it is taken for photographic and, when `lossy` is allowed (a large moving region), sent
+    /// as JPEG; anything else as an RGB PNG (the alpha channel carries nothing here).
     fn encode(&self, x: u16, y: u16, w: u16, h: u16, lossy: bool) -> (&'static str, Vec<u8>) {
         let stride = self.width as usize * 4;
         let rows = (y as usize..y as usize + h as usize)
@@ -328,7 +334,7 @@ impl DesktopScreen {
         if let Some(png) = encode_indexed(w, h, &rows) {
             return (PNG, png);
         }
-        if lossy && w as usize * h as usize >= LOSSY_MIN_PIXELS {
+        if lossy {
             if let Some(jpeg) = encode_jpeg(w, h, &rows) {
                 return (JPEG, jpeg);
             }
@@ -933,24 +939,30 @@ mod tests {
     }
 
     #[test]
-    fn a_photograph_goes_as_jpeg_and_again_exactly_once_it_is_still() {
+    fn a_moving_photograph_goes_as_jpeg_and_again_exactly_once_it_is_still() {
         let (width, height) = (320usize, 240usize);
         let mut d = DesktopScreen::new(width as u16, height as u16);
         let mut browser = vec![0u8; width * height * 3];
         let (x, y, w, h) = (40usize, 30usize, 200usize, 150usize);
+        let slide = |seed: u64| FrameRect {
+            x: x as u16,
+            y: y as u16,
+            width: w as u16,
+            height: h as u16,
+            encoding: RAW_RGBA,
+            data: photo(w, h, seed).into(),
+        };
+        // A photograph that appears goes exactly (it may stay: one PNG costs less than a
+        // JPEG and a PNG).
+        let t = Instant::now();
+        let first = d.take(&[slide(7)], t);
+        assert_eq!(first[0].encoding, PNG);
+        assert_eq!(d.refine_due(), None);
+        apply(&mut browser, width, &first);
+        // Another in its place soon after: moving, so JPEG.
         let pixels = photo(w, h, 1);
-        let t0 = Instant::now();
-        let out = d.take(
-            &[FrameRect {
-                x: x as u16,
-                y: y as u16,
-                width: w as u16,
-                height: h as u16,
-                encoding: RAW_RGBA,
-                data: pixels.clone().into(),
-            }],
-            t0,
-        );
+        let t0 = t + crate::lossy::MOVING_WITHIN / 3;
+        let out = d.take(&[slide(1)], t0);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].encoding, JPEG);
         // Far smaller than the exact picture, close to it, and not exact.
@@ -978,29 +990,24 @@ mod tests {
         let (_, _, snap) = decode(&d.snapshot_png());
         assert_eq!(region(&snap, width, (x, y, w, h)), rgb_of(&pixels));
 
-        // A small region of many colours, and anything when lossless only: PNG, nothing to
-        // refine.
-        let small = photo(30, 30, 2);
-        let out = d.take_now(&[FrameRect {
+        // A small region of many colours, moving, and anything when lossless only: PNG,
+        // nothing to refine.
+        let small = |seed: u64| FrameRect {
             x: 0,
             y: 0,
             width: 30,
             height: 30,
             encoding: RAW_RGBA,
-            data: small.into(),
-        }]);
-        assert_eq!(out[0].encoding, PNG);
+            data: photo(30, 30, seed).into(),
+        };
+        for seed in 2..5 {
+            assert_eq!(d.take_now(&[small(seed)])[0].encoding, PNG);
+        }
         d.set_lossless_only(true);
         d.resize(width as u16, height as u16);
-        let out = d.take_now(&[FrameRect {
-            x: x as u16,
-            y: y as u16,
-            width: w as u16,
-            height: h as u16,
-            encoding: RAW_RGBA,
-            data: pixels.clone().into(),
-        }]);
-        assert_eq!(out[0].encoding, PNG);
+        for seed in 2..5 {
+            assert_eq!(d.take_now(&[slide(seed)])[0].encoding, PNG);
+        }
         assert_eq!(d.refine_due(), None);
     }
 
@@ -1017,7 +1024,9 @@ mod tests {
             encoding: RAW_RGBA,
             data: data.into(),
         };
-        // A page of text with a photograph in it, scrolled up by 30 pixels every 100 ms.
+        // A page of text with a photograph in it, scrolled up by 30 pixels every 100 ms. The
+        // first page goes exactly; the photograph's last rows come in with a scroll, moving,
+        // as JPEG.
         let page = |shift: usize| -> Vec<u8> {
             let mut p = lines(0, width, height + 400);
             let pic = photo(160, 120, 3);
@@ -1050,11 +1059,13 @@ mod tests {
         assert!(refined.iter().all(|r| r.encoding == PNG));
         apply(&mut browser, width, &refined);
         assert_eq!(browser, gateway);
-        // What was sent lossy and is still on screen: the first page's rows 150..300 (now at
-        // 0..150) and the photograph's last rows, which came in with rows 300..330 (now at
-        // 150..180). Nothing below that was ever lossy, and nothing scrolled off is sent.
+        // What was sent lossy: the photograph's last rows, which came in with the page's rows
+        // 300..330 and are now at 150..180. Nothing else was, wherever it moved.
         for r in refined.iter() {
-            assert!(r.y as usize + r.height as usize <= 180, "refined {r:?}");
+            assert!(
+                r.y >= 150 && r.y as usize + r.height as usize <= 180,
+                "refined {r:?}"
+            );
         }
     }
 

@@ -1,17 +1,24 @@
-//! Why: a photographic region of a desktop travels as a JPEG, several times smaller than a
-//! PNG of it, but not exact. Whatever is shown lossy is remembered here until it has stopped
-//! changing for `REFINE_AFTER`; then the desktop sends it again losslessly, so a picture at
-//! rest is exact in every browser and in the recording, and only moving pictures ever carry
-//! JPEG artefacts. This file is the bookkeeping only (areas and times); the encoding is in
-//! `desktop`.
+//! Why: a moving photographic region of a desktop (a video, a slideshow, a picture being
+//! dragged) travels as JPEG, a tenth of its PNG, but not exact. `Motion` tells a moving
+//! region from one drawn once (a picture that appears and stays goes as PNG straight away:
+//! sending it twice would cost more than it saves). Whatever is shown lossy is remembered in
+//! `LossyRegions` until it has stopped changing for `REFINE_AFTER`; then the desktop sends it
+//! again losslessly, so a picture at rest is exact in every browser and in the recording.
+//! This file is the bookkeeping only (areas and times); the encoding is in `desktop`.
 
 use std::time::{Duration, Instant};
 
-/// How long a lossy region must stay unchanged before it is sent again losslessly: long
-/// enough that a moving picture (video, a window dragged, a page scrolling) is not encoded
-/// twice per frame, short enough that the eye barely sees the artefacts of a picture that
-/// has stopped.
-pub const REFINE_AFTER: Duration = Duration::from_millis(300);
+/// How long a lossy region must stay unchanged before it is sent again losslessly. The same
+/// as `MOVING_WITHIN`: what changes at least this often is moving and stays JPEG; what
+/// changes less often is sent as PNG anyway, so no picture is sent twice per change.
+pub const REFINE_AFTER: Duration = Duration::from_secs(1);
+
+/// A region drawn again within this long, over at least half of what was drawn there
+/// before, is a moving picture.
+pub const MOVING_WITHIN: Duration = Duration::from_secs(1);
+
+/// Most recent drawings remembered by `Motion` (the oldest are forgotten first).
+const MAX_RECENT: usize = 32;
 
 /// Most lossy regions remembered; beyond, the two whose bounding box adds the fewest pixels
 /// are merged (refining a few pixels more costs less than tracking many small regions).
@@ -88,6 +95,31 @@ impl Area {
             out.push(Area::new(i.right(), i.y, self.right() - i.right(), i.h));
         }
         out
+    }
+}
+
+/// Where large regions were drawn lately.
+#[derive(Default)]
+pub struct Motion {
+    recent: Vec<(Area, Instant)>,
+}
+
+impl Motion {
+    /// `a` is being drawn at `now`: whether it is moving (drawn within `MOVING_WITHIN`
+    /// over at least half of it).
+    pub fn drawn(&mut self, a: Area, now: Instant) -> bool {
+        self.recent
+            .retain(|(_, t)| now.saturating_duration_since(*t) < MOVING_WITHIN);
+        let half = a.pixels() / 2;
+        let moving = self.recent.iter().any(|(r, _)| {
+            r.intersection(&a)
+                .is_some_and(|i| i.pixels() >= half.max(1))
+        });
+        if self.recent.len() == MAX_RECENT {
+            self.recent.remove(0);
+        }
+        self.recent.push((a, now));
+        moving
     }
 }
 
@@ -229,6 +261,25 @@ impl LossyRegions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_region_drawn_again_soon_over_most_of_it_is_moving() {
+        let t0 = Instant::now();
+        let q = MOVING_WITHIN / 4;
+        let mut m = Motion::default();
+        let a = Area::new(100, 100, 400, 300);
+        assert!(!m.drawn(a, t0), "drawn once");
+        assert!(m.drawn(a, t0 + q), "drawn again soon");
+        // Elsewhere, or over less than half of it: not moving.
+        assert!(!m.drawn(Area::new(600, 500, 400, 200), t0 + q));
+        assert!(!m.drawn(Area::new(400, 100, 400, 300), t0 + q));
+        // Over more than half of something drawn lately (the last two together).
+        assert!(m.drawn(Area::new(450, 100, 400, 300), t0 + q * 2));
+        // Drawn long ago: forgotten.
+        let far = Area::new(0, 600, 50, 50);
+        assert!(!m.drawn(far, t0));
+        assert!(!m.drawn(far, t0 + MOVING_WITHIN + q));
+    }
 
     #[test]
     fn a_region_is_refined_once_it_has_been_still_long_enough() {

@@ -847,16 +847,25 @@ async fn a_photograph_travels_as_jpeg_and_comes_to_rest_exact() {
         "{:?}",
         bad.body
     );
-    // A photograph beside the xterm, shown by xwud at a known place.
+    // A slideshow beside the xterm: four photographs, one every 300 ms, shown by xwud at a
+    // known place; the last one stays.
     let (pw, ph, px, py) = (240usize, 180usize, 600usize, 400usize);
-    let (file, rgb) = photo_xwd(pw, ph, 1);
-    let path = std::env::temp_dir().join(format!("portcullis-photo-{}.xwd", std::process::id()));
-    std::fs::write(&path, &file).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let session = format!(
-        "#!/bin/sh\nxsetroot -solid '#3a6ea5'\nxwud -noclick -geometry +{px}+{py} -in {} &\nexec xterm -geometry 80x24+0+0 -bg white -fg black\n",
-        path.display()
-    );
+    let dir = std::env::temp_dir().join(format!("portcullis-photos-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut rgb = Vec::new();
+    let mut shows = String::new();
+    for seed in 1..=4 {
+        let (file, pixels) = photo_xwd(pw, ph, seed);
+        let path = dir.join(format!("photo-{seed}.xwd"));
+        std::fs::write(&path, &file).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        shows.push_str(&format!(
+            "xwud -noclick -geometry +{px}+{py} -in {} &\nsleep 0.3\n",
+            path.display()
+        ));
+        rgb = pixels;
+    }
     let ac = server.client();
     let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
     let photo = (px, py, pw, ph);
@@ -866,26 +875,17 @@ async fn a_photograph_travels_as_jpeg_and_comes_to_rest_exact() {
             .await
             .ok();
         assert_eq!(set["image_quality"], quality, "{set}");
-        let user = sshd().user(PASSWORD);
-        sshd().write_home_file(&user, ".xsession", "755", &session);
-        let account = admin.account(&rid, &user, PASSWORD).await;
-        let t = ac
-            .call(
-                "POST",
-                "/sessions",
-                json!({ "account_id": account, "protocol": "rdp", "width": 1024, "height": 768 }),
-            )
-            .await
-            .ok();
-        let mut ws = open_ws(&server, &tls, &acookie, t["url"].as_str().unwrap()).await;
-        let mut d = Desktop::default();
-        read_until(&mut ws, &mut d, "the photograph", |d| {
+        let (user, mut ws, mut d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
+        sshd().write_home_file(&user, "slides", "644", &shows);
+        type_text(&mut ws, "sh slides").await;
+        read_until(&mut ws, &mut d, "the last photograph", |d| {
             mean_error(&region_of(d, photo), &rgb) < 8.0
         })
         .await;
         if quality == "auto" {
-            // It came as JPEG (close, far fewer bytes), then exactly once it was still.
-            assert!(d.jpegs > 0, "a photograph and no JPEG");
+            // The moving pictures came as JPEG (close, far fewer bytes); the last one,
+            // exactly once it was still.
+            read_until(&mut ws, &mut d, "a JPEG", |d| d.jpegs > 0).await;
             read_until(&mut ws, &mut d, "the photograph, exact", |d| {
                 region_of(d, photo) == rgb
             })
@@ -933,7 +933,7 @@ async fn a_photograph_travels_as_jpeg_and_comes_to_rest_exact() {
             "{quality}: JPEGs in the recording"
         );
     }
-    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Whether the file at `path` exists within 10 s (a command typed on the desktop makes it).
