@@ -1,10 +1,12 @@
 // RDP in a real Chromium against a real xrdp: the engineer clicks Connect (RDP), the canvas
 // shows the target's desktop (its known root colour), typing into the remote xterm creates a
-// file on the target, the remote desktop follows the tab's size, and the password never
-// reaches the browser (canary).
+// file on the target, the remote desktop follows the tab's size, a moving photograph is drawn
+// from JPEG and then exactly, and the password never reaches the browser (canary).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { apiSession, launchBrowser, ROOT_RGB, startServer, startSshd, startXrdp, XSESSION } from './harness.mjs';
 
 const sshd = startSshd();
@@ -27,6 +29,43 @@ const hasCopy = (f) => {
   }
   return false;
 };
+
+// Whether a binary desktop frame holds a JPEG rectangle (a moving photograph).
+const hasJpeg = (f) => {
+  const b = Buffer.from(f, 'latin1');
+  for (let at = 0; at + 12 <= b.length;) {
+    const len = b.readUInt32BE(at + 8);
+    if (len === 0xffffffff) { at += 16; continue; }
+    if (b[at + 12] === 0xff && b[at + 13] === 0xd8 && b[at + 14] === 0xff) return true;
+    at += 12 + len;
+  }
+  return false;
+};
+
+/** A photograph-like picture (smooth light with grain) as an XWD file that xwud shows pixel
+ *  for pixel, and its pixels as RGB. */
+function photoXwd(w, h, seed) {
+  let g = (0x9e3779b9 ^ (seed * 0x85ebca6b)) >>> 0 || 1;
+  const rgb = Buffer.alloc(w * h * 3);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      g ^= g << 13; g >>>= 0; g ^= g >>> 17; g ^= g << 5; g >>>= 0;
+      const grain = g % 24;
+      const i = (y * w + x) * 3;
+      rgb[i] = ((Math.floor((x * 255) / w) + seed * 37) % 200) + grain;
+      rgb[i + 1] = (Math.floor((y * 255) / h) % 200) + grain;
+      rgb[i + 2] = ((Math.floor(((x + y) * 128) / (w + h)) + seed * 18) % 200) + (grain >> 1);
+    }
+  }
+  const name = Buffer.from('photo\0');
+  // XWD version 7: ZPixmap, depth 24, MSB first, 32 bits per pixel, TrueColor.
+  const fields = [100 + name.length, 7, 2, 24, w, h, 0, 1, 32, 1, 32, 32, w * 4, 4, 0xff0000, 0xff00, 0xff, 8, 256, 0, w, h, 0, 0, 0];
+  const header = Buffer.alloc(100);
+  fields.forEach((v, i) => header.writeUInt32BE(v, i * 4));
+  const pixels = Buffer.alloc(w * h * 4);
+  for (let i = 0; i < w * h; i++) rgb.copy(pixels, i * 4 + 1, i * 3, i * 3 + 3);
+  return { file: Buffer.concat([header, name, pixels]), rgb };
+}
 
 const near = (p, want) => !!p && p.every((v, i) => Math.abs(v - want[i]) <= 8);
 
@@ -66,6 +105,7 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     await settings.locator('button[type=submit]').click();
     await settings.locator('text=a wrong password cannot be detected').waitFor();
     await settings.locator('[data-testid=rdp-display] >> text=follows the browser tab').waitFor();
+    await settings.locator('[data-testid=rdp-image-quality] >> text=photographs as JPEG while they move').waitFor();
     await page.goto(`${server.url}/#/accounts`);
     const row = page.locator('[data-testid=accounts] tr', { hasText: user });
     await row.waitFor();
@@ -139,6 +179,49 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     assert.ok(existsSync(scrolled), 'the scrolling script did not finish');
     await tab.waitForTimeout(1000);
     assert.ok(received.slice(framesBefore).some(hasCopy), 'no scroll reached the browser as a copy');
+    // A slideshow beside the xterm: the moving photographs arrive as JPEG, which the page
+    // draws (close to the picture, not exact); the last one, once still, arrives again
+    // exactly.
+    const [pw, ph, px, py] = [240, 180, 600, 380];
+    const photos = join(tmpdir(), `portcullis-e2e-photos-${process.pid}`);
+    mkdirSync(photos, { recursive: true });
+    chmodSync(photos, 0o755);
+    let last = null;
+    let slides = '';
+    for (let seed = 1; seed <= 4; seed++) {
+      const p = photoXwd(pw, ph, seed);
+      const path = join(photos, `photo-${seed}.xwd`);
+      writeFileSync(path, p.file);
+      chmodSync(path, 0o644);
+      slides += `xwud -noclick -geometry +${px}+${py} -in ${path} &\nsleep 0.3\n`;
+      last = p.rgb;
+    }
+    sshd.file(user, 'slides.sh', '644', slides);
+    // Mean difference per channel between a canvas's photograph and the last one's pixels.
+    const meanError = (t, canvas) => t.evaluate(([canvas, px, py, pw, ph, want]) => {
+      const d = document.querySelector(`canvas[data-testid=${canvas}]`).getContext('2d').getImageData(px, py, pw, ph).data;
+      const rgb = Uint8Array.from(atob(want), (c) => c.charCodeAt(0));
+      let sum = 0;
+      for (let i = 0; i < pw * ph; i++) for (let c = 0; c < 3; c++) sum += Math.abs(d[i * 4 + c] - rgb[i * 3 + c]);
+      return sum / (pw * ph * 3);
+    }, [canvas, px, py, pw, ph, last.toString('base64')]);
+    const photoError = () => meanError(tab, 'desktop');
+    const framesBeforeSlides = received.length;
+    await tab.mouse.click(box3.x + 200 * (box3.width / size[0]), box3.y + 100 * (box3.width / size[0]));
+    await tab.keyboard.type('sh slides.sh');
+    await tab.keyboard.press('Enter');
+    let sawLossy = false;
+    let err = 255;
+    const until2 = Date.now() + 20000;
+    while (Date.now() < until2) {
+      err = await photoError();
+      if (err === 0) break;
+      if (err < 8) sawLossy = true;
+      await tab.waitForTimeout(50);
+    }
+    assert.equal(err, 0, 'the last photograph is not shown exactly');
+    assert.ok(received.slice(framesBeforeSlides).some(hasJpeg), 'no JPEG reached the browser');
+    assert.ok(sawLossy, 'the canvas never showed the JPEG of the last photograph');
     // An administrator watches from the Live sessions page: the same desktop, read-only.
     const live0 = await admin.call('GET', '/sessions');
     const watched = live0.find((x) => x.protocol === 'rdp');
@@ -175,6 +258,8 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     const until = Date.now() + 15000;
     while (!near(await replayPixel(), ROOT_RGB) && Date.now() < until) await page.waitForTimeout(200);
     assert.ok(near(await replayPixel(), ROOT_RGB), `replayed pixel ${JSON.stringify(await replayPixel())}`);
+    // The player drew the same JPEGs and their exact refinement: the last photograph, exact.
+    assert.equal(await meanError(page, 'player-desktop'), 0, 'the replayed photograph is not exact');
     // Canary: not a byte of the password reached the browser.
     assert.ok(!received.some((f) => f.includes(PASSWORD)), 'the RDP password reached the browser');
   } finally {
