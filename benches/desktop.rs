@@ -458,7 +458,8 @@ async fn run() -> anyhow::Result<()> {
 }
 
 /// The photographic workload: a slideshow of photograph-like pictures (`PHOTO_W` x
-/// `PHOTO_H`, smooth light with grain, a new one every 250 ms) beside an idle xterm, viewed
+/// `PHOTO_H`, smooth light with grain, a new one about three times a second) beside an idle
+/// xterm, viewed
 /// once with the automatic image quality (JPEG while the picture changes, PNG once it is
 /// still) and once lossless (PNG only), one session each, and by `xfreerdp`.
 async fn photographs(g: &mut Gateway, port: u16) -> anyhow::Result<()> {
@@ -479,7 +480,7 @@ async fn photographs(g: &mut Gateway, port: u16) -> anyhow::Result<()> {
         files.join(" ")
     );
     println!();
-    println!("Photographs: {PHOTO_W}x{PHOTO_H} pictures (smooth light with grain), a new one every 250 ms, beside an idle xterm, {WIDTH}x{HEIGHT}; one session each, {} s measured after {} s", MEASURE.as_secs(), WARM_UP.as_secs());
+    println!("Photographs: {PHOTO_W}x{PHOTO_H} pictures (smooth light with grain), a new one about three times a second (xwud every 250 ms, plus its start-up), beside an idle xterm, {WIDTH}x{HEIGHT}; one session each, {} s measured after {} s", MEASURE.as_secs(), WARM_UP.as_secs());
     let mut rows: Vec<(String, Vec<String>)> = vec![
         ("CPU per session (% of one core)".into(), vec![]),
         ("bytes to the browser per minute".into(), vec![]),
