@@ -708,6 +708,18 @@ mod tests {
         }
     }
 
+    /// A raw rectangle of the given RGBA pixels.
+    fn raw_pixels(x: usize, y: usize, w: usize, h: usize, data: Vec<u8>) -> FrameRect {
+        FrameRect {
+            x: x as u16,
+            y: y as u16,
+            width: w as u16,
+            height: h as u16,
+            encoding: RAW_RGBA,
+            data: data.into(),
+        }
+    }
+
     fn decode(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
         let mut dec = png::Decoder::new(std::io::Cursor::new(png_bytes));
         dec.set_transformations(png::Transformations::EXPAND);
@@ -944,14 +956,7 @@ mod tests {
         let mut d = DesktopScreen::new(width as u16, height as u16);
         let mut browser = vec![0u8; width * height * 3];
         let (x, y, w, h) = (40usize, 30usize, 200usize, 150usize);
-        let slide = |seed: u64| FrameRect {
-            x: x as u16,
-            y: y as u16,
-            width: w as u16,
-            height: h as u16,
-            encoding: RAW_RGBA,
-            data: photo(w, h, seed).into(),
-        };
+        let slide = |seed: u64| raw_pixels(x, y, w, h, photo(w, h, seed));
         // A photograph that appears goes exactly (it may stay: one PNG costs less than a
         // JPEG and a PNG).
         let t = Instant::now();
@@ -992,14 +997,7 @@ mod tests {
 
         // A small region of many colours, moving, and anything when lossless only: PNG,
         // nothing to refine.
-        let small = |seed: u64| FrameRect {
-            x: 0,
-            y: 0,
-            width: 30,
-            height: 30,
-            encoding: RAW_RGBA,
-            data: photo(30, 30, seed).into(),
-        };
+        let small = |seed: u64| raw_pixels(0, 0, 30, 30, photo(30, 30, seed));
         for seed in 2..5 {
             assert_eq!(d.take_now(&[small(seed)])[0].encoding, PNG);
         }
@@ -1016,14 +1014,7 @@ mod tests {
         let (width, height) = (400usize, 300usize);
         let mut d = DesktopScreen::new(width as u16, height as u16);
         let mut browser = vec![0u8; width * height * 3];
-        let whole = |data: Vec<u8>| FrameRect {
-            x: 0,
-            y: 0,
-            width: width as u16,
-            height: height as u16,
-            encoding: RAW_RGBA,
-            data: data.into(),
-        };
+        let whole = |data: Vec<u8>| raw_pixels(0, 0, width, height, data);
         // A page of text with a photograph in it, scrolled up by 30 pixels every 100 ms. The
         // first page goes exactly; the photograph's last rows come in with a scroll, moving,
         // as JPEG.
@@ -1256,14 +1247,7 @@ mod tests {
         let (w, h) = (160usize, 130usize);
         let mut d = DesktopScreen::new(w as u16, h as u16);
         let mut browser = vec![0u8; w * h * 3];
-        let whole = |data: Vec<u8>| FrameRect {
-            x: 0,
-            y: 0,
-            width: w as u16,
-            height: h as u16,
-            encoding: RAW_RGBA,
-            data: data.into(),
-        };
+        let whole = |data: Vec<u8>| raw_pixels(0, 0, w, h, data);
         apply(&mut browser, w, &d.take_now(&[whole(lines(0, w, h))]));
         let mut want = Vec::new();
         for (frame, first_line) in [2usize, 3, 5, 6].into_iter().enumerate() {

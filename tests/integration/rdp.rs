@@ -804,6 +804,27 @@ async fn the_clipboard_crosses_as_the_policy_allows_and_is_audited() {
     );
 }
 
+/// Terminates the (one) live RDP session with `reason`; returns its recording's id.
+async fn terminate_live_rdp(admin: &crate::harness::Client, reason: &str) -> String {
+    let live = admin.get("/sessions").await.ok();
+    let session = live
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["protocol"] == "rdp")
+        .cloned()
+        .unwrap_or_else(|| panic!("no live RDP session: {live}"));
+    admin
+        .call(
+            "POST",
+            &format!("/sessions/{}/terminate", session["id"].as_str().unwrap()),
+            json!({ "reason": reason }),
+        )
+        .await
+        .ok();
+    session["recording_id"].as_str().unwrap().to_string()
+}
+
 /// The browser's picture within `x, y, w, h`, as RGB.
 fn region_of(d: &Desktop, (x, y, w, h): (usize, usize, usize, usize)) -> Vec<u8> {
     if d.width < x + w || d.height < y + h {
@@ -900,23 +921,7 @@ async fn a_photograph_travels_as_jpeg_and_comes_to_rest_exact() {
         }
         // The session ends; its recording replays to the same exact photograph, through the
         // same JPEG first.
-        let live = admin.get("/sessions").await.ok();
-        let entry = live
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["protocol"] == "rdp")
-            .cloned()
-            .unwrap_or_else(|| panic!("no live RDP session: {live}"));
-        let recording_id = entry["recording_id"].as_str().unwrap().to_string();
-        admin
-            .call(
-                "POST",
-                &format!("/sessions/{}/terminate", entry["id"].as_str().unwrap()),
-                json!({ "reason": "photo check" }),
-            )
-            .await
-            .ok();
+        let recording_id = terminate_live_rdp(&admin, "photo check").await;
         read_until(&mut ws, &mut d, "the end", |d| {
             d.controls.iter().any(|c| c["type"] == "exit")
         })
@@ -1004,23 +1009,7 @@ async fn the_desktop_follows_the_owners_tab_unless_its_size_is_fixed() {
         "xrandr on the target: {xrandr:?}"
     );
     // The recording holds the new size, for the player.
-    let live = admin.get("/sessions").await.ok();
-    let first = live
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["protocol"] == "rdp")
-        .cloned()
-        .unwrap_or_else(|| panic!("no live RDP session: {live}"));
-    let recording = first["recording_id"].as_str().unwrap().to_string();
-    admin
-        .call(
-            "POST",
-            &format!("/sessions/{}/terminate", first["id"].as_str().unwrap()),
-            json!({ "reason": "size check done" }),
-        )
-        .await
-        .ok();
+    let recording = terminate_live_rdp(&admin, "size check done").await;
     drop(ws);
 
     // A fixed size: the tab's size at the start and later is ignored; the browser scales.
