@@ -372,35 +372,8 @@ async fn run() -> anyhow::Result<()> {
     let per_minute =
         counted.iter().map(|c| c.bytes as f64).sum::<f64>() / secs * 60.0 / SESSIONS as f64;
     // End the sessions and weigh their recordings.
-    let live = g.call("GET", "/sessions", Value::Null).await?;
-    let mut recordings = Vec::new();
-    for s in live.as_array().into_iter().flatten() {
-        let id = s["id"].as_str().unwrap_or_default();
-        let started = s["started_at_ms"].as_i64().unwrap_or(0);
-        if let Some(r) = s["recording_id"].as_str() {
-            recordings.push((r.to_string(), started));
-        }
-        g.post(
-            &format!("/sessions/{id}/terminate"),
-            json!({ "reason": "benchmark over" }),
-        )
-        .await?;
-    }
+    let per_hour = end_sessions_and_weigh(&g).await?;
     drop(sockets);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (mut bytes, mut ms) = (0f64, 0f64);
-    for (r, _) in &recordings {
-        let d = g
-            .call("GET", &format!("/recordings/{r}"), Value::Null)
-            .await?;
-        bytes += d["size_bytes"].as_f64().unwrap_or(0.0);
-        ms += d["duration_ms"].as_f64().unwrap_or(0.0);
-    }
-    let per_hour = if ms > 0.0 {
-        bytes / ms * 3_600_000.0
-    } else {
-        0.0
-    };
 
     let mut ws = open_desktop(&g, &idle).await?;
     let (p50, p95) = echo_latency(&mut ws).await?;
@@ -455,6 +428,38 @@ async fn run() -> anyhow::Result<()> {
         p95 / 1000.0
     );
     photographs(&mut g, xrdp.port).await
+}
+
+/// Terminates every live session and returns their recordings' bytes per hour of session
+/// (all recordings together).
+async fn end_sessions_and_weigh(g: &Gateway) -> anyhow::Result<f64> {
+    let live = g.call("GET", "/sessions", Value::Null).await?;
+    let mut recordings = Vec::new();
+    for s in live.as_array().into_iter().flatten() {
+        let id = s["id"].as_str().unwrap_or_default();
+        if let Some(r) = s["recording_id"].as_str() {
+            recordings.push(r.to_string());
+        }
+        g.post(
+            &format!("/sessions/{id}/terminate"),
+            json!({ "reason": "benchmark over" }),
+        )
+        .await?;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (mut bytes, mut ms) = (0f64, 0f64);
+    for r in &recordings {
+        let d = g
+            .call("GET", &format!("/recordings/{r}"), Value::Null)
+            .await?;
+        bytes += d["size_bytes"].as_f64().unwrap_or(0.0);
+        ms += d["duration_ms"].as_f64().unwrap_or(0.0);
+    }
+    Ok(if ms > 0.0 {
+        bytes / ms * 3_600_000.0
+    } else {
+        0.0
+    })
 }
 
 /// The photographic workload: a slideshow of photograph-like pictures (`PHOTO_W` x
@@ -516,29 +521,8 @@ async fn photographs(g: &mut Gateway, port: u16) -> anyhow::Result<()> {
             per_minute(c.png_bytes)
         ));
         rows[3].1.push(format!("{:.1}", c.frames as f64 / secs));
-        let live = g.call("GET", "/sessions", Value::Null).await?;
-        let mut recording = None;
-        for s in live.as_array().into_iter().flatten() {
-            recording = s["recording_id"].as_str().map(str::to_string);
-            let id = s["id"].as_str().unwrap_or_default();
-            g.post(
-                &format!("/sessions/{id}/terminate"),
-                json!({ "reason": "benchmark over" }),
-            )
-            .await?;
-        }
+        let per_hour = end_sessions_and_weigh(g).await?;
         drop(ws);
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let mut per_hour = 0.0;
-        if let Some(r) = recording {
-            let d = g
-                .call("GET", &format!("/recordings/{r}"), Value::Null)
-                .await?;
-            let ms = d["duration_ms"].as_f64().unwrap_or(0.0);
-            if ms > 0.0 {
-                per_hour = d["size_bytes"].as_f64().unwrap_or(0.0) / ms * 3_600_000.0;
-            }
-        }
         rows[4].1.push(format!("{:.0} MB", per_hour / 1e6));
     }
     let native_user = sshd.user(PASSWORD);

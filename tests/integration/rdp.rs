@@ -102,24 +102,29 @@ impl Desktop {
     }
 }
 
+/// The player's events of a recording once it is complete (waiting up to 10 s); null if it
+/// never completes.
+async fn recording_events(admin: &crate::harness::Client, recording_id: &str) -> Value {
+    for _ in 0..100 {
+        let r = admin.get(&format!("/recordings/{recording_id}")).await.ok();
+        if r["status"] == "complete" {
+            return admin
+                .get(&format!("/recordings/{recording_id}/events"))
+                .await
+                .ok();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Value::Null
+}
+
 /// A finished desktop recording played the way the player does (keyframes, rectangles,
 /// copies) into a picture of its own; also the kinds of event it held.
 async fn replayed(
     admin: &crate::harness::Client,
     recording_id: &str,
 ) -> (Desktop, std::collections::BTreeSet<String>) {
-    let mut replay = Value::Null;
-    for _ in 0..100 {
-        let r = admin.get(&format!("/recordings/{recording_id}")).await.ok();
-        if r["status"] == "complete" {
-            replay = admin
-                .get(&format!("/recordings/{recording_id}/events"))
-                .await
-                .ok();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let replay = recording_events(admin, recording_id).await;
     assert_eq!(
         replay["desktop"],
         true,
@@ -1047,18 +1052,7 @@ async fn the_desktop_follows_the_owners_tab_unless_its_size_is_fixed() {
     drop(ws);
 
     // The first recording replays through the size change.
-    let mut events = Value::Null;
-    for _ in 0..100 {
-        let r = admin.get(&format!("/recordings/{recording}")).await.ok();
-        if r["status"] == "complete" {
-            events = admin
-                .get(&format!("/recordings/{recording}/events"))
-                .await
-                .ok();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let events = recording_events(&admin, &recording).await;
     let text = events.to_string();
     assert!(
         text.contains("\"r\",\"1280x721\""),
