@@ -266,6 +266,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// The gateway's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn log(&self) -> String {
         format!(
             "{}{}",

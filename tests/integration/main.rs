@@ -16,6 +16,9 @@ mod netns_chain;
 #[path = "../support/xrdp.rs"]
 mod xrdp_server;
 
+#[path = "../support/desktop_view.rs"]
+mod desktop_view;
+
 mod harness;
 
 mod audit;

@@ -139,3 +139,48 @@ pub fn photo_xwd(w: usize, h: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
     }
     (file, rgb)
 }
+
+/// The picture in an XWD file as `xwd -root` writes it (ZPixmap, 32 bits per pixel,
+/// TrueColor with 8-bit masks): width, height and RGB rows. None for anything else.
+pub fn read_xwd(file: &[u8]) -> Option<(usize, usize, Vec<u8>)> {
+    let field = |i: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(
+            file.get(i * 4..i * 4 + 4)?.try_into().ok()?,
+        ))
+    };
+    let (header, format, w, h) = (field(0)?, field(2)?, field(4)?, field(5)?);
+    let (byte_order, bpp, line, ncolors) = (field(7)?, field(11)?, field(12)?, field(19)?);
+    let masks = (field(14)?, field(15)?, field(16)?);
+    if format != 2 || bpp != 32 {
+        return None;
+    }
+    let shift = |m: u32| (m != 0).then(|| m.trailing_zeros());
+    let (rs, gs, bs) = (shift(masks.0)?, shift(masks.1)?, shift(masks.2)?);
+    let (w, h, line) = (w as usize, h as usize, line as usize);
+    let data = file.get(header as usize + ncolors as usize * 12..)?;
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            let b: [u8; 4] = data
+                .get(y * line + x * 4..y * line + x * 4 + 4)?
+                .try_into()
+                .ok()?;
+            let v = if byte_order == 0 {
+                u32::from_le_bytes(b)
+            } else {
+                u32::from_be_bytes(b)
+            };
+            rgb.extend_from_slice(&[(v >> rs) as u8, (v >> gs) as u8, (v >> bs) as u8]);
+        }
+    }
+    Some((w, h, rgb))
+}
+
+#[cfg(test)]
+mod xwd_tests {
+    #[test]
+    fn a_written_xwd_reads_back() {
+        let (file, rgb) = super::photo_xwd(7, 5, 3);
+        assert_eq!(super::read_xwd(&file), Some((7, 5, rgb)));
+    }
+}

@@ -28,6 +28,11 @@ pub struct Picture {
     /// dropped it), the next frame of the same size is written into it: no allocation and
     /// no zeroing of 4 MB a frame when a flood redraws the whole desktop.
     spare: Option<std::sync::Arc<[u8]>>,
+    /// Whether drawing notes if it changed a pixel (`watch`), and whether it did.
+    watching: bool,
+    changed: bool,
+    /// What a watched rectangle held before it was drawn.
+    before: Vec<u8>,
 }
 
 impl Picture {
@@ -37,7 +42,60 @@ impl Picture {
             height,
             rgba: vec![0; usize::from(width) * usize::from(height) * 4],
             spare: None,
+            watching: false,
+            changed: false,
+            before: Vec::new(),
         }
+    }
+
+    /// From now on (`on`) drawing notes whether it changed any pixel, until `changed` is
+    /// asked. The flood pacing asks it of the server's redraw after a pause: a redraw that
+    /// changes nothing means the desktop was still. Once one pixel changed, drawing no
+    /// longer compares.
+    pub fn watch(&mut self, on: bool) {
+        if on == self.watching {
+            return;
+        }
+        self.watching = on;
+        self.changed = false;
+        if !on {
+            self.before = Vec::new();
+        }
+    }
+
+    /// Whether anything drawn since `watch` (or the last call) changed a pixel.
+    pub fn changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Before `r` is drawn: keeps what it holds, if drawing is watched.
+    fn note_before(&mut self, r: &InclusiveRectangle) {
+        if !self.watching || self.changed {
+            return;
+        }
+        let Some(len) = self.region_len(r) else {
+            return;
+        };
+        let mut before = std::mem::take(&mut self.before);
+        before.resize(len, 0);
+        self.copy_region(r, &mut before);
+        self.before = before;
+    }
+
+    /// After `r` was drawn: whether it changed (against `note_before`).
+    fn note_after(&mut self, r: &InclusiveRectangle) {
+        if !self.watching || self.changed || self.region_len(r) != Some(self.before.len()) {
+            return;
+        }
+        let (w, stride) = (usize::from(r.width()) * 4, usize::from(self.width) * 4);
+        self.changed = self
+            .before
+            .chunks_exact(w)
+            .zip(usize::from(r.top)..)
+            .any(|(old, y)| {
+                let at = y * stride + usize::from(r.left) * 4;
+                old != &self.rgba[at..at + w]
+            });
     }
 
     pub fn size(&self) -> (u16, u16) {
@@ -97,6 +155,7 @@ impl Picture {
         if !self.fits(r) || image.width() != self.width || image.height() != self.height {
             return;
         }
+        self.note_before(r);
         let (w, stride, data) = (usize::from(r.width()), image.stride(), image.data());
         for y in r.top..=r.bottom {
             let at = usize::from(y) * stride + usize::from(r.left) * 4;
@@ -110,6 +169,7 @@ impl Picture {
                 px[3] = 255;
             }
         }
+        self.note_after(r);
     }
 }
 
@@ -140,6 +200,8 @@ pub struct BitmapPath {
     /// Pixels drawn (here or by IronRDP) since `pixels_drawn` was last asked: how much of
     /// the desktop the frame being gathered has redrawn.
     pixels: u64,
+    /// Bitmap updates are counted but not drawn (`discard`).
+    discarding: bool,
 }
 
 impl BitmapPath {
@@ -154,7 +216,16 @@ impl BitmapPath {
             dropping: false,
             stale: None,
             pixels: 0,
+            discarding: false,
         }
+    }
+
+    /// Whether bitmap updates are left undrawn from now on (they are still counted in
+    /// `pixels_drawn`). While the server's output is suppressed, what still arrives was on
+    /// its way before, and the server redraws the whole desktop when it is allowed to send
+    /// again: drawing it would be wasted (measured: about a desktop's worth a pause).
+    pub fn discard(&mut self, on: bool) {
+        self.discarding = on;
     }
 
     /// Pixels drawn since the last call (counted per rectangle, so overlapping rectangles
@@ -329,9 +400,17 @@ impl BitmapPath {
         else {
             return None;
         };
+        if self.discarding {
+            for b in &update.rectangles {
+                self.pixels += u64::from(b.rectangle.width()) * u64::from(b.rectangle.height());
+            }
+            return None;
+        }
         let mut drawn: Option<InclusiveRectangle> = None;
         for b in &update.rectangles {
+            picture.note_before(&b.rectangle);
             if let Some(r) = self.draw_one(b, picture) {
+                picture.note_after(&r);
                 self.pixels += u64::from(r.width()) * u64::from(r.height());
                 drawn = Some(drawn.map_or(r.clone(), |d| d.union(&r)));
             }
@@ -820,6 +899,116 @@ mod tests {
             );
         }
         regions
+    }
+
+    /// The gateway's drawing alone: a session, its image, path and picture.
+    struct Drawing {
+        stage: ActiveStage,
+        image: DecodedImage,
+        path: BitmapPath,
+        picture: Picture,
+    }
+
+    impl Drawing {
+        fn new() -> Self {
+            Drawing {
+                stage: stage(),
+                image: DecodedImage::new(PixelFormat::RgbA32, W, H),
+                path: BitmapPath::new(1003),
+                picture: Picture::new(W, H),
+            }
+        }
+
+        /// Draws fast-path `frames`; the regions reported.
+        fn draw(&mut self, frames: &[Vec<u8>]) -> Vec<InclusiveRectangle> {
+            let mut regions = Vec::new();
+            for f in frames {
+                for out in process_frame(
+                    &mut self.stage,
+                    &mut self.image,
+                    &mut self.picture,
+                    &mut self.path,
+                    ironrdp_pdu::Action::FastPath,
+                    f,
+                    None,
+                )
+                .expect("processed")
+                {
+                    if let ActiveStageOutput::GraphicsUpdate(r) = out {
+                        regions.push(r);
+                    }
+                }
+            }
+            regions
+        }
+    }
+
+    fn bitmap_frame(rects: &[Rect]) -> Vec<u8> {
+        frame(&[update_pdu(
+            UpdateCode::Bitmap,
+            Fragmentation::Single,
+            &bitmap_update(rects),
+        )])
+    }
+
+    #[test]
+    fn a_watched_picture_tells_whether_a_redraw_changed_it() {
+        let mut d = Drawing::new();
+        let first = bitmap_frame(&[rect((0, 0, W, H), 0, 32, true, 1)]);
+        d.draw(std::slice::from_ref(&first));
+        // Unwatched, nothing is noted.
+        assert!(!d.picture.changed());
+        d.picture.watch(true);
+        // The same picture drawn again (a server's redraw of a still desktop).
+        d.draw(std::slice::from_ref(&first));
+        assert!(!d.picture.changed(), "an identical redraw changed nothing");
+        // One tile of it different: planar, uncompressed, or drawn by IronRDP (16 bits).
+        for (compressed, bpp, seed) in [(true, 32, 2), (false, 24, 3), (false, 16, 4)] {
+            let other = bitmap_frame(&[rect((8, 8, 16, 16), 0, bpp, compressed, seed)]);
+            d.draw(&[other]);
+            assert!(d.picture.changed(), "a changed tile ({bpp} bits)");
+            assert!(!d.picture.changed(), "asked once, the note is cleared");
+        }
+        // The last drawn the same again: no change.
+        let again = bitmap_frame(&[rect((8, 8, 16, 16), 0, 16, false, 4)]);
+        d.draw(&[again]);
+        assert!(!d.picture.changed());
+        d.picture.watch(false);
+        d.draw(&[first]);
+        assert!(!d.picture.changed(), "no longer watched");
+    }
+
+    #[test]
+    fn discarded_bitmaps_are_counted_but_not_drawn() {
+        let mut d = Drawing::new();
+        let all = InclusiveRectangle {
+            left: 0,
+            top: 0,
+            right: W - 1,
+            bottom: H - 1,
+        };
+        d.draw(&[bitmap_frame(&[rect((0, 0, W, H), 0, 32, true, 1)])]);
+        let _ = d.path.pixels_drawn();
+        let before = d.picture.region(&all).expect("inside");
+        d.path.discard(true);
+        let later = bitmap_frame(&[
+            rect((0, 0, 16, 8), 0, 32, true, 5),
+            rect((16, 8, 8, 8), 0, 24, false, 6),
+        ]);
+        let regions = d.draw(std::slice::from_ref(&later));
+        assert!(regions.is_empty(), "nothing reported as drawn: {regions:?}");
+        assert_eq!(d.path.pixels_drawn(), 16 * 8 + 8 * 8, "but counted");
+        assert!(
+            d.picture.region(&all).expect("inside") == before,
+            "the picture is untouched"
+        );
+        d.path.discard(false);
+        let regions = d.draw(&[later]);
+        assert_eq!(regions.len(), 1);
+        assert!(
+            d.picture.region(&all).expect("inside") != before,
+            "drawn once not discarding"
+        );
     }
 
     #[test]

@@ -23,6 +23,8 @@ use std::time::Duration;
 use ironrdp_graphics::image_processing::PixelFormat;
 use ironrdp_input::{MouseButton, MousePosition, Operation, Scancode, WheelRotations};
 use ironrdp_pdu::geometry::{InclusiveRectangle, Rectangle as _};
+use ironrdp_pdu::rdp::headers::ShareDataPdu;
+use ironrdp_pdu::rdp::suppress_output::SuppressOutputPdu;
 use ironrdp_session::image::DecodedImage;
 use ironrdp_session::{ActiveStage, ActiveStageBuilder, ActiveStageOutput};
 use ironrdp_tokio::FramedWrite;
@@ -232,7 +234,9 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     let mut damage = damage::Damage::default();
     let mut flush_at: Option<tokio::time::Instant> = None;
     let mut frame_fill = pacing::FrameFill::default();
-    let mut pacer = pacing::FloodPacer::default();
+    // What was read during a suppressed pause.
+    let mut drained = pacing::FrameFill::default();
+    let mut pacer = pacing::FloodPacer::new(result.suppress_output_support);
     let mut tab = resize::TabSize::new(target.follow_tab, tokio::time::Instant::now());
     let mut recheck_at: Option<tokio::time::Instant> = None;
     let label = target.label.clone();
@@ -254,6 +258,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
         let paused_until = pacer.paused_until();
         // A frame that has redrawn a whole desktop's worth is handed on before more is read.
         let frame_full = flush_at.is_some() && frame_fill.is_full(w, h);
+        let reads = pacer.reads(&drained, w, h) && !frame_full;
         let paused = async {
             match paused_until {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -261,13 +266,21 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
             }
         };
         tokio::select! {
-            _ = paused => pacer.resume(tokio::time::Instant::now()),
-            pdu = next_frame(&mut later, &mut framed), if paused_until.is_none() && !frame_full => {
+            _ = paused => {
+                if let Some(t) = pacer.resume(tokio::time::Instant::now()) {
+                    if let Err(why) = tell_server(&mut stage, &mut framed, t, (w, h), &label).await {
+                        break why;
+                    }
+                    allowed(&mut picture, &mut drained, &damage, &mut flush_at, &mut pacer);
+                }
+            }
+            pdu = next_frame(&mut later, &mut framed), if reads => {
                 let (action, payload) = match pdu {
                     Ok(p) => p,
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break format!("{label} closed the connection."),
                     Err(e) => break format!("The connection to {label} failed: {e}"),
                 };
+                bitmap_path.discard(!pacer.hands_on());
                 let outputs = match bitmaps::process_frame(&mut stage, &mut image, &mut picture, &mut bitmap_path, action, &payload, framed.last_read_at()) {
                     Ok(o) => o,
                     Err(e) => break format!("{label} sent something the gateway could not decode: {e}"),
@@ -283,11 +296,22 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                         }
                         ActiveStageOutput::GraphicsUpdate(r) => {
                             damage.add(r);
-                            flush_at.get_or_insert_with(|| {
+                            if let Some(t) = pacer.update_read(tokio::time::Instant::now()) {
+                                if let Err(why) = tell_server(&mut stage, &mut framed, t, (w, h), &label).await {
+                                    ended = Some(why);
+                                    break;
+                                }
+                            }
+                            // While output is suppressed, what still comes waits for the
+                            // frame after the pause.
+                            if pacer.hands_on() && flush_at.is_none() {
                                 let now = tokio::time::Instant::now();
                                 pacer.frame_began(now);
-                                now + FRAME_INTERVAL
-                            });
+                                flush_at = Some(now + frame_gathering(&pacer));
+                                if !pacer.watching() {
+                                    picture.watch(false);
+                                }
+                            }
                         }
                         ActiveStageOutput::PointerDefault => {
                             let _ = io.events.send(SessionEvent::Cursor(Cursor::Default)).await;
@@ -320,6 +344,14 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                                 break;
                             }
                             tab.answered((nw, nh));
+                            // A reactivated server starts afresh: it may send.
+                            if let Some(t) = pacer.resume(tokio::time::Instant::now()) {
+                                if let Err(why) = tell_server(&mut stage, &mut framed, t, (nw, nh), &label).await {
+                                    ended = Some(why);
+                                    break;
+                                }
+                                allowed(&mut picture, &mut drained, &damage, &mut flush_at, &mut pacer);
+                            }
                             if (nw, nh) != (w, h) {
                                 (w, h) = (nw, nh);
                                 image = DecodedImage::new(PixelFormat::RgbA32, w, h);
@@ -338,7 +370,12 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                 if let Some(why) = ended {
                     break why;
                 }
-                frame_fill.drawn(bitmap_path.pixels_drawn());
+                let pixels = bitmap_path.pixels_drawn();
+                if pacer.hands_on() {
+                    frame_fill.drawn(pixels);
+                } else {
+                    drained.drawn(pixels);
+                }
                 if flush_at.is_some() && frame_fill.is_full(w, h) {
                     flush_at = Some(tokio::time::Instant::now());
                 }
@@ -366,7 +403,14 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
             _ = flush => {
                 flush_at = None;
                 frame_fill = Default::default();
-                pacer.frame_sent(tokio::time::Instant::now());
+                let tell = pacer.frame_sent(tokio::time::Instant::now(), picture.changed());
+                picture.watch(pacer.watching());
+                if let Some(t) = tell {
+                    if let Err(why) = tell_server(&mut stage, &mut framed, t, (w, h), &label).await {
+                        break why;
+                    }
+                    drained = Default::default();
+                }
                 if !damage.is_empty() {
                     let rects: Vec<FrameRect> = damage.take().iter().map(|r| cut(&mut picture, r)).collect();
                     if io.events.send(SessionEvent::Frame(rects.into())).await.is_err() {
@@ -375,17 +419,24 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                 }
             }
             ev = io.input.recv() => {
+                // Input ends a pause (the server is told first, so that it draws the answer).
+                let mut tell = None;
                 let ops: Vec<Operation> = match ev {
                     None => break "The session was closed by the gateway.".to_string(),
                     Some(ClientInput::Terminate { reason }) => break reason,
                     Some(ClientInput::Key { scancode, extended, down }) => {
-                        // The server reads input only once it can send again: a key (Ctrl+C
-                        // into a flood) ends a pause at once.
-                        pacer.resume(tokio::time::Instant::now());
+                        // A key (Ctrl+C into a flood) ends a pause at once: its answer is
+                        // wanted now, and a server that waits to send reads no input.
+                        tell = pacer.resume(tokio::time::Instant::now());
                         let sc = Scancode::from_u8(extended, scancode);
                         vec![if down { Operation::KeyPressed(sc) } else { Operation::KeyReleased(sc) }]
                     }
                     Some(ClientInput::Pointer { x, y, buttons: now }) => {
+                        let at = tokio::time::Instant::now();
+                        tell = pacer.pointer_moved(at);
+                        if now != buttons {
+                            tell = tell.or(pacer.resume(at));
+                        }
                         let mut ops = vec![Operation::MouseMove(MousePosition { x: x.min(w.saturating_sub(1)), y: y.min(h.saturating_sub(1)) })];
                         for (bit, b) in [(1u8, MouseButton::Left), (2, MouseButton::Right), (4, MouseButton::Middle)] {
                             match (buttons & bit != 0, now & bit != 0) {
@@ -397,7 +448,10 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                         buttons = now;
                         ops
                     }
-                    Some(ClientInput::Wheel { steps }) => vec![Operation::WheelRotations(WheelRotations { is_vertical: true, rotation_units: steps.saturating_mul(120) })],
+                    Some(ClientInput::Wheel { steps }) => {
+                        tell = pacer.resume(tokio::time::Instant::now());
+                        vec![Operation::WheelRotations(WheelRotations { is_vertical: true, rotation_units: steps.saturating_mul(120) })]
+                    }
                     Some(ClientInput::Clipboard { text }) => {
                         if !policy.to_target() || clip_events.is_none() {
                             let _ = io.events.send(SessionEvent::Marker("Clipboard text from the browser was not sent: this resource's clipboard policy is off.".into())).await;
@@ -437,6 +491,12 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                     // Terminal input means nothing to a desktop.
                     Some(ClientInput::Data(_) | ClientInput::Secret(_)) => Vec::new(),
                 };
+                if let Some(t) = tell {
+                    if let Err(why) = tell_server(&mut stage, &mut framed, t, (w, h), &label).await {
+                        break why;
+                    }
+                    allowed(&mut picture, &mut drained, &damage, &mut flush_at, &mut pacer);
+                }
                 let events = input.apply(ops);
                 if let Err(why) = send_input(&mut stage, &mut image, &mut framed, &events, &label).await {
                     break why;
@@ -541,6 +601,66 @@ async fn on_clipboard(
 }
 
 /// Encodes input events as fast-path PDUs and sends them; the error is the session's end.
+/// Tells the server to stop sending display updates, or to send again (the whole desktop:
+/// the area the gateway shows, [MS-RDPBCGR] 2.2.11.3.1).
+async fn tell_server(
+    stage: &mut ActiveStage,
+    framed: &mut connect::Upgraded,
+    tell: pacing::Tell,
+    (w, h): (u16, u16),
+    label: &str,
+) -> Result<(), String> {
+    let desktop_rect = match tell {
+        pacing::Tell::Suppress => None,
+        pacing::Tell::Allow => Some(InclusiveRectangle {
+            left: 0,
+            top: 0,
+            right: w.saturating_sub(1),
+            bottom: h.saturating_sub(1),
+        }),
+    };
+    let mut buf = ironrdp_core::WriteBuf::new();
+    stage
+        .encode_static(
+            &mut buf,
+            ShareDataPdu::SuppressOutput(SuppressOutputPdu { desktop_rect }),
+        )
+        .map_err(|e| format!("A Suppress Output PDU for {label} could not be encoded: {e}"))?;
+    framed
+        .write_all(buf.filled())
+        .await
+        .map_err(|e| format!("Sending to {label} failed: {e}"))
+}
+
+/// The server was allowed to send again: its redraw is watched (a redraw that changes
+/// nothing means the desktop was still), and what was read during the pause goes with the
+/// next frame.
+fn allowed(
+    picture: &mut bitmaps::Picture,
+    drained: &mut pacing::FrameFill,
+    damage: &damage::Damage,
+    flush_at: &mut Option<tokio::time::Instant>,
+    pacer: &mut pacing::FloodPacer,
+) {
+    picture.watch(true);
+    *drained = Default::default();
+    if !damage.is_empty() && flush_at.is_none() {
+        let now = tokio::time::Instant::now();
+        pacer.frame_began(now);
+        *flush_at = Some(now + frame_gathering(pacer));
+    }
+}
+
+/// How long a frame is gathered: longer for the server's redraw after a pause (a whole
+/// desktop, handed on as soon as it is complete), so that it is not shown half old.
+fn frame_gathering(pacer: &pacing::FloodPacer) -> Duration {
+    if pacer.watching() {
+        pacing::REDRAW_GATHER
+    } else {
+        FRAME_INTERVAL
+    }
+}
+
 async fn send_input(
     stage: &mut ActiveStage,
     image: &mut DecodedImage,

@@ -1,11 +1,21 @@
 //! Why: a desktop that changes without pause (a scrolling terminal, a video) sends updates as
 //! fast as the gateway reads them, and the gateway would decode every intermediate picture.
-//! Under such a flood the session stops reading for a moment after each frame it hands on:
-//! the server then waits on its socket, and xorgxrdp (as a Windows host's own pacing) merges
-//! what changed meanwhile into one update, so the gateway decodes the picture as it is. A
-//! keystroke echoed on a quiet desktop is no flood and is never held up. Measured on a
-//! scrolling xterm (bench/README.md, issue 8): a third less CPU per session at the same
-//! frames per second, and a third of the update volume from the server.
+//! Under such a flood the session holds the server back for a moment after each frame it
+//! hands on, so that what changed meanwhile arrives as one picture and is decoded once.
+//!
+//! Two ways to hold a server back:
+//! - **Suppress Output** ([MS-RDPBCGR] 2.2.11.3), when the server offers it: the server is
+//!   told to stop sending, and the gateway goes on reading what was already on its way.
+//!   When the pause ends the server is allowed to send again and sends the desktop as it is
+//!   then. Nothing waits in the server's socket, so the picture the browser gets is at most
+//!   one pause old.
+//! - **Stopping reading**, for servers without it and while the pointer is in use (xorgxrdp
+//!   drops pointer shapes while output is suppressed): the server waits on its socket and
+//!   merges what changed meanwhile into one update. What it had already queued is shown
+//!   late: under a flood xrdp's socket held 1.2 MB, 1.2 s of pictures (bench/README.md).
+//!
+//! A keystroke echoed on a quiet desktop is no flood and is never held up, and input ends a
+//! pause. Measured on a scrolling xterm (bench/README.md, issue 8).
 
 use std::time::Duration;
 
@@ -15,8 +25,20 @@ use tokio::time::Instant;
 /// resuming) belongs to a flood.
 pub const FLOOD_WITHIN: Duration = Duration::from_millis(50);
 /// How long reading stops after each frame of a flood (at most about 3 frames a second
-/// while the flood lasts).
+/// while it lasts).
 pub const FLOOD_PAUSE: Duration = Duration::from_millis(300);
+/// How long a flood's output stays suppressed after each of its frames. Longer than
+/// `FLOOD_PAUSE`: each frame is then a fresh picture of the whole desktop rather than the
+/// next of the server's queued updates, and costs more to decode and encode (measured in
+/// bench/README.md: 2.9 % of a core per flooding session at 300 ms).
+pub const SUPPRESSED_PAUSE: Duration = Duration::from_millis(500);
+/// How long after it was allowed to send again the server's redraw may take to begin (xrdp
+/// took up to about 100 ms with four floods on two cores); a first update later than that
+/// is not part of it.
+pub const REDRAW_WITHIN: Duration = Duration::from_millis(250);
+/// How long the server's redraw of the whole desktop is gathered at most: it is handed on
+/// as soon as it is a desktop's worth, so that it is not shown half old.
+pub const REDRAW_GATHER: Duration = Duration::from_millis(100);
 
 /// How much the frame being gathered has redrawn. A frame is handed on at once when its
 /// updates have redrawn a whole desktop's worth of pixels, before more is read: under a
@@ -40,44 +62,246 @@ impl FrameFill {
     }
 }
 
-/// When the session may read from the server again.
-#[derive(Default)]
+/// How a pause holds a flood back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hold {
+    /// The server was told to stop sending; reading goes on.
+    Suppressed,
+    /// Reading stopped.
+    NotReading,
+}
+
+/// What the session must tell the server (a Suppress Output PDU).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tell {
+    /// Stop sending display updates.
+    Suppress,
+    /// Send again, starting with the whole desktop as it is now.
+    Allow,
+}
+
+/// The pointer counts as in use for this long after it moved.
+pub const POINTER_IN_USE: Duration = Duration::from_secs(1);
+
+/// At most this many desktops' worth of updates are read during one suppressed pause (a
+/// server that went on sending after it was told to stop costs no more than this).
+pub const MAX_DRAINED_DESKTOPS: u64 = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Frames are handed on as they come.
+    Reading,
+    /// A flood is held back until then.
+    Paused(Instant, Hold),
+    /// After a suppressed pause the server was allowed to send again, and redraws the
+    /// desktop. A redraw that changes nothing means the desktop was still: it is no flood
+    /// (otherwise the redraw after every pause would start the next pause, forever).
+    Redrawing {
+        /// The server is told to stop again as soon as the redraw begins: the redraw is one
+        /// capture of the desktop, and the server would otherwise go on sending until the
+        /// redraw is handed on. Measured with xrdp: two to three desktops' worth more in
+        /// each pause, all decoded (bench/README.md).
+        suppress_early: bool,
+        /// It was told.
+        suppressed: bool,
+    },
+}
+
+/// When the session reads from the server, hands frames on, and tells the server to stop or
+/// go on. Sans-I/O: the session reports what happened and sends what it is told to.
 pub struct FloodPacer {
-    /// When the last frame was handed on, or reading resumed after a pause.
+    /// The server offers Suppress Output.
+    can_suppress: bool,
+    state: State,
+    /// When the last frame was handed on, or the server was allowed to send again, or
+    /// reading resumed.
     since: Option<Instant>,
     /// When the first update of the frame being gathered came.
     frame_began: Option<Instant>,
-    /// Reading stops until then (None: read).
-    read_after: Option<Instant>,
+    /// Until when the pointer counts as in use.
+    pointer_until: Option<Instant>,
 }
 
 impl FloodPacer {
+    /// `can_suppress`: the server offered Suppress Output (its General Capability Set).
+    pub fn new(can_suppress: bool) -> Self {
+        FloodPacer {
+            can_suppress,
+            state: State::Reading,
+            since: None,
+            frame_began: None,
+            pointer_until: None,
+        }
+    }
+
+    fn pointer_in_use(&self, now: Instant) -> bool {
+        self.pointer_until.is_some_and(|t| now < t)
+    }
+
+    /// Graphics updates were read (before `frame_began` is told of them).
+    pub fn update_read(&mut self, now: Instant) -> Option<Tell> {
+        match self.state {
+            State::Redrawing {
+                suppress_early: true,
+                suppressed: false,
+            } if !self.pointer_in_use(now) => {
+                self.state = State::Redrawing {
+                    suppress_early: true,
+                    suppressed: true,
+                };
+                Some(Tell::Suppress)
+            }
+            _ => None,
+        }
+    }
+
     /// An update came that starts a new frame.
     pub fn frame_began(&mut self, now: Instant) {
+        let late = self
+            .since
+            .is_some_and(|since| now.saturating_duration_since(since) >= REDRAW_WITHIN);
+        if late
+            && matches!(
+                self.state,
+                State::Redrawing {
+                    suppressed: false,
+                    ..
+                }
+            )
+        {
+            // Whatever the server redrew is over (or it redrew nothing).
+            self.state = State::Reading;
+        }
         self.frame_began = Some(now);
     }
 
-    /// A frame was handed on: under a flood, reading stops for `FLOOD_PAUSE`.
-    pub fn frame_sent(&mut self, now: Instant) {
-        if let (Some(since), Some(began)) = (self.since, self.frame_began.take()) {
-            if began.saturating_duration_since(since) < FLOOD_WITHIN {
-                self.read_after = Some(now + FLOOD_PAUSE);
+    /// Whether frames must tell whether they changed the picture (`frame_sent`), and are
+    /// gathered for up to `REDRAW_WITHIN`.
+    pub fn watching(&self) -> bool {
+        matches!(self.state, State::Redrawing { .. })
+    }
+
+    /// A frame was handed on; `changed`: whether it changed the picture (asked only while
+    /// `watching`). Under a flood a pause begins; the answer is what to tell the server.
+    pub fn frame_sent(&mut self, now: Instant, changed: bool) -> Option<Tell> {
+        let began = self.frame_began.take();
+        let since = self.since.replace(now);
+        let quick = match (since, began) {
+            (Some(since), Some(began)) => began.saturating_duration_since(since) < FLOOD_WITHIN,
+            _ => false,
+        };
+        match self.state {
+            State::Paused(..) => None,
+            State::Redrawing {
+                suppressed: true, ..
+            } => {
+                if changed {
+                    // The desktop changed while it was held back: the flood goes on, and
+                    // the server has been told to stop already.
+                    self.state = State::Paused(now + SUPPRESSED_PAUSE, Hold::Suppressed);
+                    None
+                } else {
+                    // It was still: let the server send again, and watch that redraw too.
+                    self.state = State::Redrawing {
+                        suppress_early: false,
+                        suppressed: false,
+                    };
+                    Some(Tell::Allow)
+                }
+            }
+            State::Redrawing {
+                suppressed: false, ..
+            } if !changed => None,
+            State::Reading | State::Redrawing { .. } => {
+                if quick {
+                    self.pause(now)
+                } else {
+                    self.state = State::Reading;
+                    None
+                }
             }
         }
-        self.since = Some(now);
     }
 
-    /// When reading resumes, if it is stopped.
+    /// A flood frame was handed on: the pause begins.
+    fn pause(&mut self, now: Instant) -> Option<Tell> {
+        if self.can_suppress && !self.pointer_in_use(now) {
+            self.state = State::Paused(now + SUPPRESSED_PAUSE, Hold::Suppressed);
+            Some(Tell::Suppress)
+        } else {
+            self.state = State::Paused(now + FLOOD_PAUSE, Hold::NotReading);
+            None
+        }
+    }
+
+    /// When the pause ends, if one is under way.
     pub fn paused_until(&self) -> Option<Instant> {
-        self.read_after
+        match self.state {
+            State::Paused(until, _) => Some(until),
+            _ => None,
+        }
     }
 
-    /// The pause is over (or a key ended it: a server that waits to send reads no input):
-    /// the next frame's first update counts from now (otherwise the pause itself would make
-    /// the flood look like a quiet desktop).
-    pub fn resume(&mut self, now: Instant) {
-        self.read_after = None;
-        self.since = Some(now);
+    /// Whether the session reads from the server now; `drained`: what was read during this
+    /// pause, bounded by `MAX_DRAINED_DESKTOPS` of a `width` x `height` desktop.
+    pub fn reads(&self, drained: &FrameFill, width: u16, height: u16) -> bool {
+        match self.state {
+            State::Paused(_, Hold::NotReading) => false,
+            State::Paused(_, Hold::Suppressed) => {
+                drained.pixels < MAX_DRAINED_DESKTOPS * u64::from(width) * u64::from(height)
+            }
+            _ => true,
+        }
+    }
+
+    /// Whether frames are handed on now. Not while output is suppressed: what is read then
+    /// was already on its way, and goes with the first frame after the pause.
+    pub fn hands_on(&self) -> bool {
+        !matches!(self.state, State::Paused(_, Hold::Suppressed))
+    }
+
+    /// The pause is over, or input came (a user who types wants to see it, and a server that
+    /// waits to send reads no input). The next frame counts from now: otherwise the pause
+    /// itself would make a flood look like a quiet desktop.
+    pub fn resume(&mut self, now: Instant) -> Option<Tell> {
+        match self.state {
+            State::Paused(_, Hold::NotReading) => {
+                self.state = State::Reading;
+                self.since = Some(now);
+                None
+            }
+            State::Paused(_, Hold::Suppressed) => {
+                self.state = State::Redrawing {
+                    suppress_early: true,
+                    suppressed: false,
+                };
+                self.since = Some(now);
+                Some(Tell::Allow)
+            }
+            State::Redrawing {
+                suppressed: true, ..
+            } => {
+                self.state = State::Redrawing {
+                    suppress_early: false,
+                    suppressed: false,
+                };
+                Some(Tell::Allow)
+            }
+            _ => None,
+        }
+    }
+
+    /// The pointer moved. While it is in use, pauses stop reading instead (xorgxrdp drops
+    /// pointer shapes while output is suppressed), and output suppressed now is allowed.
+    pub fn pointer_moved(&mut self, now: Instant) -> Option<Tell> {
+        self.pointer_until = Some(now + POINTER_IN_USE);
+        match self.state {
+            State::Paused(_, Hold::Suppressed)
+            | State::Redrawing {
+                suppressed: true, ..
+            } => self.resume(now),
+            _ => None,
+        }
     }
 }
 
@@ -105,45 +329,171 @@ mod tests {
         assert!(!f.is_full(1920, 1080), "the desktop's own size counts");
     }
 
+    /// A desktop's worth of 1280x768, and what was drained so far.
+    fn drained(desktops: u64) -> FrameFill {
+        let mut d = FrameFill::default();
+        d.drawn(desktops * 1280 * 768);
+        d
+    }
+
+    /// Two frames back to back (the second begins 1 ms after the first is handed on), from
+    /// `t`: what the second's handing on tells.
+    fn two_quick_frames(p: &mut FloodPacer, t: Instant) -> Option<Tell> {
+        p.frame_began(t);
+        assert_eq!(p.frame_sent(ms(t, 16), true), None, "the first frame");
+        p.frame_began(ms(t, 17));
+        p.frame_sent(ms(t, 33), true)
+    }
+
     #[test]
     fn a_quiet_desktop_is_never_paused() {
-        let t0 = Instant::now();
-        let mut p = FloodPacer::default();
-        // Keystroke echoes a second apart: a frame each, no pause.
-        for k in 0..5u64 {
-            p.frame_began(ms(t0, k * 1000));
-            p.frame_sent(ms(t0, k * 1000 + 16));
-            assert_eq!(p.paused_until(), None, "echo {k}");
+        for can_suppress in [false, true] {
+            let t0 = Instant::now();
+            let mut p = FloodPacer::new(can_suppress);
+            // Keystroke echoes a second apart: a frame each, no pause.
+            for k in 0..5u64 {
+                p.frame_began(ms(t0, k * 1000));
+                assert_eq!(p.update_read(ms(t0, k * 1000)), None);
+                assert_eq!(p.frame_sent(ms(t0, k * 1000 + 16), true), None);
+                assert_eq!(p.paused_until(), None, "echo {k}");
+                assert!(p.hands_on() && p.reads(&drained(0), 1280, 768));
+            }
         }
     }
 
     #[test]
-    fn a_flood_pauses_after_every_frame_including_the_one_after_a_pause() {
+    fn without_suppress_output_a_flood_stops_reading_after_every_frame() {
         let t0 = Instant::now();
-        let mut p = FloodPacer::default();
-        p.frame_began(t0);
-        p.frame_sent(ms(t0, 16));
-        assert_eq!(
-            p.paused_until(),
-            None,
-            "the first frame has nothing before it"
-        );
-        // The next update comes at once: a flood.
-        p.frame_began(ms(t0, 17));
-        p.frame_sent(ms(t0, 33));
+        let mut p = FloodPacer::new(false);
+        assert_eq!(two_quick_frames(&mut p, t0), None, "nothing to tell");
         assert_eq!(p.paused_until(), Some(ms(t0, 33) + FLOOD_PAUSE));
+        assert!(!p.reads(&drained(0), 1280, 768), "reading stopped");
+        assert!(p.hands_on());
         // Reading resumes; updates are still waiting: the flood goes on and pauses again,
         // although 300 ms passed since the last frame.
-        let resumed = ms(t0, 333);
-        p.resume(resumed);
-        assert_eq!(p.paused_until(), None);
+        assert_eq!(p.resume(ms(t0, 333)), None);
+        assert!(p.reads(&drained(0), 1280, 768));
         p.frame_began(ms(t0, 334));
-        p.frame_sent(ms(t0, 350));
+        assert_eq!(p.frame_sent(ms(t0, 350), true), None);
         assert_eq!(p.paused_until(), Some(ms(t0, 350) + FLOOD_PAUSE));
         // The flood ends: after the pause, the next update comes late and is not held.
         p.resume(ms(t0, 650));
         p.frame_began(ms(t0, 2000));
-        p.frame_sent(ms(t0, 2016));
+        p.frame_sent(ms(t0, 2016), true);
         assert_eq!(p.paused_until(), None);
+    }
+
+    #[test]
+    fn a_flood_is_suppressed_drained_and_its_redraw_told_to_stop_as_it_begins() {
+        let t0 = Instant::now();
+        let mut p = FloodPacer::new(true);
+        assert_eq!(two_quick_frames(&mut p, t0), Some(Tell::Suppress));
+        let until = ms(t0, 33) + SUPPRESSED_PAUSE;
+        assert_eq!(p.paused_until(), Some(until));
+        // What was on its way is read, not handed on, and only up to a bound.
+        assert!(!p.hands_on());
+        assert!(p.reads(&drained(MAX_DRAINED_DESKTOPS - 1), 1280, 768));
+        assert!(!p.reads(&drained(MAX_DRAINED_DESKTOPS), 1280, 768));
+        assert_eq!(p.update_read(ms(t0, 40)), None, "nothing more to tell");
+        // The pause ends: the server may send again, and its redraw is watched.
+        assert_eq!(p.resume(until), Some(Tell::Allow));
+        assert!(p.hands_on() && p.watching() && p.paused_until().is_none());
+        // The redraw begins: the server is told to stop again at once, once.
+        assert_eq!(p.update_read(until + ms_d(40)), Some(Tell::Suppress));
+        assert_eq!(p.update_read(until + ms_d(41)), None);
+        p.frame_began(until + ms_d(40));
+        assert!(p.hands_on(), "the redraw itself is handed on");
+        // It changed the picture: the flood goes on, paused (already told).
+        assert_eq!(p.frame_sent(until + ms_d(90), true), None);
+        assert_eq!(p.paused_until(), Some(until + ms_d(90) + SUPPRESSED_PAUSE));
+        assert!(!p.hands_on() && !p.watching());
+    }
+
+    fn ms_d(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_redraw_that_changes_nothing_ends_the_flood_without_a_loop() {
+        let t0 = Instant::now();
+        let mut p = FloodPacer::new(true);
+        two_quick_frames(&mut p, t0);
+        let until = ms(t0, 33) + SUPPRESSED_PAUSE;
+        assert_eq!(p.resume(until), Some(Tell::Allow));
+        assert_eq!(p.update_read(until + ms_d(30)), Some(Tell::Suppress));
+        p.frame_began(until + ms_d(30));
+        // The desktop was still: the server is allowed again and not paused.
+        assert_eq!(p.frame_sent(until + ms_d(60), false), Some(Tell::Allow));
+        assert_eq!(p.paused_until(), None);
+        assert!(p.watching(), "that second redraw is watched too");
+        // Its redraw begins at once and changes nothing: no stop, no pause.
+        assert_eq!(p.update_read(until + ms_d(70)), None);
+        p.frame_began(until + ms_d(70));
+        assert_eq!(p.frame_sent(until + ms_d(100), false), None);
+        assert_eq!(p.paused_until(), None);
+        // A keystroke's echo a second later is an ordinary frame.
+        let later = until + ms_d(1100);
+        assert_eq!(p.update_read(later), None);
+        p.frame_began(later);
+        assert!(!p.watching());
+        assert_eq!(p.frame_sent(later + ms_d(16), true), None);
+        assert_eq!(p.paused_until(), None);
+        // And a new flood is paced again.
+        assert_eq!(
+            two_quick_frames(&mut p, later + ms_d(2000)),
+            Some(Tell::Suppress)
+        );
+    }
+
+    #[test]
+    fn a_redraw_that_never_comes_leaves_the_next_update_unheld() {
+        let t0 = Instant::now();
+        let mut p = FloodPacer::new(true);
+        two_quick_frames(&mut p, t0);
+        let until = ms(t0, 33) + SUPPRESSED_PAUSE;
+        assert_eq!(p.resume(until), Some(Tell::Allow));
+        // Nothing for longer than a redraw takes to begin; then an echo.
+        let echo = until + REDRAW_WITHIN + ms_d(1);
+        p.frame_began(echo);
+        assert!(!p.watching());
+        assert_eq!(p.update_read(echo), None, "no early stop");
+        assert_eq!(p.frame_sent(echo + ms_d(16), true), None);
+        assert_eq!(p.paused_until(), None);
+    }
+
+    #[test]
+    fn input_ends_a_suppressed_pause_and_a_pointer_in_use_stops_reading_instead() {
+        let t0 = Instant::now();
+        let mut p = FloodPacer::new(true);
+        two_quick_frames(&mut p, t0);
+        // A key: the server is allowed at once.
+        assert_eq!(p.resume(ms(t0, 100)), Some(Tell::Allow));
+        assert_eq!(p.update_read(ms(t0, 120)), Some(Tell::Suppress));
+        // Another key while the redraw is told to stop: allowed again.
+        assert_eq!(p.resume(ms(t0, 125)), Some(Tell::Allow));
+        assert_eq!(p.update_read(ms(t0, 126)), None, "no second early stop");
+        p.frame_began(ms(t0, 120));
+        assert_eq!(p.frame_sent(ms(t0, 140), true), Some(Tell::Suppress));
+        // The pointer moves: suppressed output is allowed (xorgxrdp would drop its shapes),
+        // and while it is in use a flood stops reading instead.
+        assert_eq!(p.pointer_moved(ms(t0, 150)), Some(Tell::Allow));
+        assert_eq!(
+            p.update_read(ms(t0, 160)),
+            None,
+            "no early stop while it is in use"
+        );
+        p.frame_began(ms(t0, 160));
+        assert_eq!(p.frame_sent(ms(t0, 176), true), None);
+        assert_eq!(p.paused_until(), Some(ms(t0, 176) + FLOOD_PAUSE));
+        assert!(!p.reads(&drained(0), 1280, 768) && p.hands_on());
+        assert_eq!(
+            p.pointer_moved(ms(t0, 200)),
+            None,
+            "moving does not end that pause"
+        );
+        assert_eq!(p.resume(ms(t0, 476)), None);
+        // Once the pointer rests, floods are suppressed again.
+        let rest = ms(t0, 200) + POINTER_IN_USE;
+        assert_eq!(two_quick_frames(&mut p, rest), Some(Tell::Suppress));
     }
 }
