@@ -8,6 +8,9 @@
 //!     bytes per minute delivered to each browser, recording bytes per hour;
 //!   - keystroke to changed picture in the browser (an idle xterm echoing a key: xrdp, the
 //!     xterm and the gateway's 16-ms frame gathering included), p50 and p95;
+//!   - under the flood, a change on the desktop to the browser (a probe beside the xterm
+//!     changes colour twice a second; an observer paints every frame), p50 and p95, and
+//!     what the server holds queued for the gateway;
 //!   - the same workload viewed through `xfreerdp` (a complete native client that decodes and
 //!     draws on an Xvfb display), when it is installed: its CPU and memory;
 //!   - for both, the RDP update volume each viewer received (MB/s, from the kernel's socket
@@ -21,7 +24,8 @@
 //! recording size.
 //!
 //! Run with `cargo bench --bench desktop` (`DESKTOP_BENCH=photographs` for the second
-//! workload alone). It prints figures; it asserts nothing.
+//! workload alone, `DESKTOP_BENCH=terminal` for the first). It prints figures; it asserts
+//! nothing.
 
 #[allow(dead_code)]
 #[path = "../tests/support/sshd.rs"]
@@ -34,6 +38,10 @@ mod xrdp_server;
 #[allow(dead_code)]
 #[path = "support/gateway.rs"]
 mod gateway_bench;
+
+#[allow(dead_code)]
+#[path = "../tests/support/desktop_view.rs"]
+mod desktop_view;
 
 use std::time::{Duration, Instant};
 
@@ -50,7 +58,14 @@ const KEYS: usize = 100;
 const WIDTH: u16 = 1280;
 const HEIGHT: u16 = 800;
 /// An xterm filling the desktop (6x13 font: 210x60 cells = 1260x780 pixels), scrolling.
-const SCROLLING: &str = "#!/bin/sh\nexec xterm -geometry 210x60+0+0 -bg white -fg black -e sh -c 'while :; do ls -lR /usr/share; done'\n";
+/// Beside it, in a strip of the root window, a probe: the root turns red and blue in turn
+/// every half second, and the time of each change (ns since the epoch) is appended to
+/// `probe_file` (red first).
+const SCROLLING: &str = "#!/bin/sh\n(while :; do for c in '#ff0000' '#0000ff'; do xsetroot -solid \"$c\"; date +%s%N >> /tmp/pcprobe-$(id -un); sleep 0.5; done; done) &\nexec xterm -geometry 210x60+0+0 -bg white -fg black -e sh -c 'while :; do ls -lR /usr/share; done'\n";
+/// A pixel of the probe's strip.
+const PROBE: (usize, usize) = (1276, 400);
+/// How long the probe is watched.
+const PROBING: Duration = Duration::from_secs(15);
 const IDLE: &str = xrdp_server::XSESSION;
 /// The photographic workload's pictures (pixels).
 const PHOTO_W: usize = 800;
@@ -319,8 +334,14 @@ async fn run() -> anyhow::Result<()> {
     let pid = g.child.id();
     // One user (one desktop) per scrolling session, one idle for the latency, one for xfreerdp.
     let mut scrolling = Vec::new();
+    let mut probed_user = String::new();
+    let mut scrolling_users = Vec::new();
     for _ in 0..SESSIONS {
         let u = sshd.user(PASSWORD);
+        if probed_user.is_empty() {
+            probed_user = u.clone();
+        }
+        scrolling_users.push(u.clone());
         sshd.write_home_file(&u, ".xsession", "755", SCROLLING);
         g.add_account(json!({ "rdp": xrdp.port }), &u, PASSWORD)
             .await?;
@@ -368,6 +389,13 @@ async fn run() -> anyhow::Result<()> {
         queued_mb: sampler.join().unwrap_or(0.0),
     };
     let mem_per_session = (rss1.saturating_sub(rss0)) as f64 / 1024.0 / SESSIONS as f64;
+    // While the others go on being read.
+    let probing = Instant::now() + PROBING + Duration::from_secs(5);
+    let (probe, _) = tokio::join!(
+        probe_latency(&g, &scrolling[0], &probed_user),
+        futures_util::future::join_all(sockets.iter_mut().map(|ws| drain(ws, probing)))
+    );
+    let (probe50, probe95, probes) = probe?;
     let fps = counted.iter().map(|c| c.frames as f64).sum::<f64>() / secs / SESSIONS as f64;
     let per_minute =
         counted.iter().map(|c| c.bytes as f64).sum::<f64>() / secs * 60.0 / SESSIONS as f64;
@@ -379,6 +407,9 @@ async fn run() -> anyhow::Result<()> {
     let (p50, p95) = echo_latency(&mut ws).await?;
     drop(ws);
     let native = native_client(xrdp.port, &native_user)?;
+    for u in scrolling_users.iter().chain([&native_user]) {
+        let _ = std::fs::remove_file(probe_file(u));
+    }
 
     println!();
     println!("| measure | gateway | xfreerdp (native client, decodes and draws) | target |");
@@ -412,6 +443,11 @@ async fn run() -> anyhow::Result<()> {
         gateway_work.queued_mb,
         gateway_work.behind_s()
     );
+    println!(
+        "| a change on the desktop to the browser, under the flood: p50 / p95 ({probes} changes) | {:.0} / {:.0} ms | | |",
+        probe50 / 1000.0,
+        probe95 / 1000.0
+    );
     println!("| resident memory per session | {mem_per_session:.1} MiB | {nmem} | <= 32 MiB |");
     println!("| frames per second delivered (per session) | {fps:.1} | | |");
     println!(
@@ -427,7 +463,91 @@ async fn run() -> anyhow::Result<()> {
         p50 / 1000.0,
         p95 / 1000.0
     );
+    // `DESKTOP_BENCH=terminal`: the terminal workload alone.
+    if std::env::var("DESKTOP_BENCH").as_deref() == Ok("terminal") {
+        return Ok(());
+    }
     photographs(&mut g, xrdp.port).await
+}
+
+fn probe_file(user: &str) -> String {
+    format!("/tmp/pcprobe-{user}")
+}
+
+/// How long a change on the scrolling desktop takes to reach a browser, while the xterm
+/// floods: an observer of `account`'s live session paints every frame (as the browser does)
+/// for `PROBING`, and each time the probe's pixel turns red or blue, the time since the
+/// probe made that change (`probe_file`) is one sample. p50 and p95 in microseconds, and
+/// the number of samples.
+async fn probe_latency(
+    g: &Gateway,
+    account: &str,
+    user: &str,
+) -> anyhow::Result<(f64, f64, usize)> {
+    use std::time::SystemTime;
+    let live = g.call("GET", "/sessions", Value::Null).await?;
+    let sid = live
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["account_id"] == account)
+        .and_then(|s| s["id"].as_str())
+        .ok_or_else(|| anyhow::anyhow!("no live session of the probed account: {live}"))?
+        .to_string();
+    let mut ws = g
+        .open_ws_at(&format!("/sessions/{sid}/watch"), json!({}))
+        .await?;
+    let mut d = desktop_view::Desktop::default();
+    let mut seen: Vec<([u8; 3], SystemTime)> = Vec::new();
+    let mut last = None;
+    let until = Instant::now() + PROBING;
+    loop {
+        match tokio::time::timeout_at(until.into(), ws.next()).await {
+            Err(_) => break,
+            Ok(None) => anyhow::bail!("the watched session closed"),
+            Ok(Some(m)) => match m? {
+                Message::Text(t) => d.control(t.as_str()),
+                Message::Binary(b) => {
+                    d.paint(&b);
+                    let p = d.pixel(PROBE.0, PROBE.1);
+                    if p != last {
+                        if let Some(p) = p {
+                            seen.push((p, SystemTime::now()));
+                        }
+                        last = p;
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+    drop(ws);
+    // The probe's changes: line i made the root red (i even) or blue (i odd).
+    let changes: Vec<(bool, u128)> = std::fs::read_to_string(probe_file(user))?
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| Some((i % 2 == 0, l.trim().parse().ok()?)))
+        .collect();
+    let mut times = Vec::new();
+    // The first colour seen is the observer's first picture, not a change.
+    for (rgb, at) in seen.iter().skip(1) {
+        let red = match rgb {
+            [255, 0, 0] => true,
+            [0, 0, 255] => false,
+            _ => continue,
+        };
+        let at_ns = at.duration_since(SystemTime::UNIX_EPOCH)?.as_nanos();
+        if let Some((_, made)) = changes.iter().rev().find(|(r, t)| *r == red && *t <= at_ns) {
+            times.push(Duration::from_nanos((at_ns - made) as u64));
+        }
+    }
+    anyhow::ensure!(
+        !times.is_empty(),
+        "the probe's pixel never changed colour in the browser ({} colours seen)",
+        seen.len()
+    );
+    let n = times.len();
+    Ok((pct(&mut times, 50), pct(&mut times, 95), n))
 }
 
 /// Terminates every live session and returns their recordings' bytes per hour of session
