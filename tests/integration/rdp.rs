@@ -1030,14 +1030,16 @@ async fn a_flood_is_held_back_at_the_server_and_comes_to_rest_exact() {
     let ac = server.client();
     let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
     let (user, mut ws, mut d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
-    // Six seconds of a scrolling flood in the xterm, then a still screen, which the
-    // desktop itself then dumps (xwd) for comparison.
+    // Six seconds of a flood: the xterm scrolls, and the root window (the desktop's edges,
+    // its last row and column included) changes colour without pause. Then a still screen,
+    // which the desktop itself dumps (xwd) for comparison. The root keeps whichever colour
+    // it had last, most likely drawn while the gateway held the server back.
     let home = format!("/home/{user}");
     sshd().write_home_file(
         &user,
         "flood",
         "644",
-        "timeout 6 sh -c 'while :; do ls -lR /usr/share; done'\nclear\necho the flood is over\nsleep 3\nxwd -root -out $HOME/screen.part && mv $HOME/screen.part $HOME/screen.xwd\nexec sleep 600\n",
+        "timeout 6 sh -c 'while :; do xsetroot -solid \"#204080\"; xsetroot -solid \"#806040\"; xsetroot -solid \"#40a020\"; done' &\ntimeout 6 sh -c 'while :; do ls -lR /usr/share; done'\nwait\nclear\necho the flood is over\nsleep 3\nxwd -root -out $HOME/screen.part && mv $HOME/screen.part $HOME/screen.xwd\nexec sleep 600\n",
     );
     type_text(&mut ws, "sh flood").await;
     // While it floods, the server holds next to nothing for the gateway: it is told to

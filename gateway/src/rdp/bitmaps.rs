@@ -102,6 +102,11 @@ impl Picture {
         (self.width, self.height)
     }
 
+    /// Whether `r` reaches the picture's last column or row.
+    fn at_far_edge(&self, r: &InclusiveRectangle) -> bool {
+        r.right.saturating_add(1) >= self.width || r.bottom.saturating_add(1) >= self.height
+    }
+
     fn fits(&self, r: &InclusiveRectangle) -> bool {
         r.left <= r.right && r.top <= r.bottom && r.right < self.width && r.bottom < self.height
     }
@@ -224,6 +229,8 @@ impl BitmapPath {
     /// `pixels_drawn`). While the server's output is suppressed, what still arrives was on
     /// its way before, and the server redraws the whole desktop when it is allowed to send
     /// again: drawing it would be wasted (measured: about a desktop's worth a pause).
+    /// Rectangles on the desktop's last row or column are drawn all the same: xorgxrdp
+    /// takes the redraw's inclusive bounds as exclusive, and would not redraw those.
     pub fn discard(&mut self, on: bool) {
         self.discarding = on;
     }
@@ -400,14 +407,12 @@ impl BitmapPath {
         else {
             return None;
         };
-        if self.discarding {
-            for b in &update.rectangles {
-                self.pixels += u64::from(b.rectangle.width()) * u64::from(b.rectangle.height());
-            }
-            return None;
-        }
         let mut drawn: Option<InclusiveRectangle> = None;
         for b in &update.rectangles {
+            if self.discarding && !picture.at_far_edge(&b.rectangle) {
+                self.pixels += u64::from(b.rectangle.width()) * u64::from(b.rectangle.height());
+                continue;
+            }
             picture.note_before(&b.rectangle);
             if let Some(r) = self.draw_one(b, picture) {
                 picture.note_after(&r);
@@ -1002,6 +1007,10 @@ mod tests {
             d.picture.region(&all).expect("inside") == before,
             "the picture is untouched"
         );
+        // Except on the last row or column, which a server's redraw may leave out.
+        let corner = bitmap_frame(&[rect((W - 8, H - 4, 8, 4), 0, 24, false, 7)]);
+        assert_eq!(d.draw(&[corner]).len(), 1, "the far corner is drawn");
+        let before = d.picture.region(&all).expect("inside");
         d.path.discard(false);
         let regions = d.draw(&[later]);
         assert_eq!(regions.len(), 1);

@@ -600,7 +600,6 @@ async fn on_clipboard(
     Ok(())
 }
 
-/// Encodes input events as fast-path PDUs and sends them; the error is the session's end.
 /// Tells the server to stop sending display updates, or to send again (the whole desktop:
 /// the area the gateway shows, [MS-RDPBCGR] 2.2.11.3.1).
 async fn tell_server(
@@ -633,8 +632,8 @@ async fn tell_server(
 }
 
 /// The server was allowed to send again: its redraw is watched (a redraw that changes
-/// nothing means the desktop was still), and what was read during the pause goes with the
-/// next frame.
+/// nothing means the desktop was still). Bitmaps read during the pause were not drawn (the
+/// redraw covers them); anything else drawn then goes with the next frame.
 fn allowed(
     picture: &mut bitmaps::Picture,
     drained: &mut pacing::FrameFill,
@@ -661,6 +660,7 @@ fn frame_gathering(pacer: &pacing::FloodPacer) -> Duration {
     }
 }
 
+/// Encodes input events as fast-path PDUs and sends them; the error is the session's end.
 async fn send_input(
     stage: &mut ActiveStage,
     image: &mut DecodedImage,

@@ -5,9 +5,10 @@
 //!
 //! Two ways to hold a server back:
 //! - **Suppress Output** ([MS-RDPBCGR] 2.2.11.3), when the server offers it: the server is
-//!   told to stop sending, and the gateway goes on reading what was already on its way.
-//!   When the pause ends the server is allowed to send again and sends the desktop as it is
-//!   then. Nothing waits in the server's socket, so the picture the browser gets is at most
+//!   told to stop sending, and the gateway goes on reading what was already on its way
+//!   (counted, not drawn). When the pause ends the server is allowed to send again and
+//!   redraws the whole desktop as it is then; it is told to stop again as that redraw
+//!   begins. Nothing waits in the server's socket, so the picture the browser gets is at most
 //!   one pause old.
 //! - **Stopping reading**, for servers without it and while the pointer is in use (xorgxrdp
 //!   drops pointer shapes while output is suppressed): the server waits on its socket and
@@ -15,7 +16,9 @@
 //!   late: under a flood xrdp's socket held 1.2 MB, 1.2 s of pictures (bench/README.md).
 //!
 //! A keystroke echoed on a quiet desktop is no flood and is never held up, and input ends a
-//! pause. Measured on a scrolling xterm (bench/README.md, issue 8).
+//! pause. Measured on a scrolling xterm (bench/README.md, issue 8): with Suppress Output a
+//! change on the desktop reaches the browser in 0.13-0.34 s at the median under a flood,
+//! against 0.4 s (1.1 s at p95) when the gateway only stopped reading.
 
 use std::time::Duration;
 
