@@ -61,7 +61,7 @@ const HEIGHT: u16 = 800;
 /// Beside it, in a strip of the root window, a probe: the root turns red and blue in turn
 /// every half second, and the time of each change (ns since the epoch) is appended to
 /// `probe_file` (red first).
-const SCROLLING: &str = "#!/bin/sh\n(while :; do for c in '#ff0000' '#0000ff'; do xsetroot -solid \"$c\"; date +%s%N >> /tmp/pcprobe-$(id -un); sleep 0.5; done; done) &\nexec xterm -geometry 210x60+0+0 -bg white -fg black -e sh -c 'while :; do ls -lR /usr/share; done'\n";
+const SCROLLING: &str = "#!/bin/sh\n(while :; do for c in '#ff0000' '#0000ff'; do xsetroot -solid \"$c\"; date +%s%N >> \"$HOME/probe-times\"; sleep 0.5; done; done) &\nexec xterm -geometry 210x60+0+0 -bg white -fg black -e sh -c 'while :; do ls -lR /usr/share; done'\n";
 /// A pixel of the probe's strip.
 const PROBE: (usize, usize) = (1276, 400);
 /// How long the probe is watched.
@@ -335,13 +335,13 @@ async fn run() -> anyhow::Result<()> {
     // One user (one desktop) per scrolling session, one idle for the latency, one for xfreerdp.
     let mut scrolling = Vec::new();
     let mut probed_user = String::new();
-    let mut scrolling_users = Vec::new();
+
     for _ in 0..SESSIONS {
         let u = sshd.user(PASSWORD);
         if probed_user.is_empty() {
             probed_user = u.clone();
         }
-        scrolling_users.push(u.clone());
+
         sshd.write_home_file(&u, ".xsession", "755", SCROLLING);
         g.add_account(json!({ "rdp": xrdp.port }), &u, PASSWORD)
             .await?;
@@ -407,9 +407,6 @@ async fn run() -> anyhow::Result<()> {
     let (p50, p95) = echo_latency(&mut ws).await?;
     drop(ws);
     let native = native_client(xrdp.port, &native_user)?;
-    for u in scrolling_users.iter().chain([&native_user]) {
-        let _ = std::fs::remove_file(probe_file(u));
-    }
 
     println!();
     println!("| measure | gateway | xfreerdp (native client, decodes and draws) | target |");
@@ -470,8 +467,9 @@ async fn run() -> anyhow::Result<()> {
     photographs(&mut g, xrdp.port).await
 }
 
+/// In the user's home, removed with the user.
 fn probe_file(user: &str) -> String {
-    format!("/tmp/pcprobe-{user}")
+    format!("/home/{user}/probe-times")
 }
 
 /// How long a change on the scrolling desktop takes to reach a browser, while the xterm
