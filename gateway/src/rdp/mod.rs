@@ -271,7 +271,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                     if let Err(why) = tell_server(&mut stage, &mut framed, t, (w, h), &label).await {
                         break why;
                     }
-                    allowed(&mut picture, &mut drained, &damage, &mut flush_at, &mut pacer);
+                    allowed(&mut drained, &damage, &mut flush_at, &mut pacer);
                 }
             }
             pdu = next_frame(&mut later, &mut framed), if reads => {
@@ -280,6 +280,9 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break format!("{label} closed the connection."),
                     Err(e) => break format!("The connection to {label} failed: {e}"),
                 };
+                // Drawing follows the pacing: watched while the server redraws after a
+                // pause, not done while its output is suppressed.
+                picture.watch(pacer.watching());
                 bitmap_path.discard(!pacer.hands_on());
                 let outputs = match bitmaps::process_frame(&mut stage, &mut image, &mut picture, &mut bitmap_path, action, &payload, framed.last_read_at()) {
                     Ok(o) => o,
@@ -308,9 +311,6 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                                 let now = tokio::time::Instant::now();
                                 pacer.frame_began(now);
                                 flush_at = Some(now + frame_gathering(&pacer));
-                                if !pacer.watching() {
-                                    picture.watch(false);
-                                }
                             }
                         }
                         ActiveStageOutput::PointerDefault => {
@@ -350,7 +350,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                                     ended = Some(why);
                                     break;
                                 }
-                                allowed(&mut picture, &mut drained, &damage, &mut flush_at, &mut pacer);
+                                allowed(&mut drained, &damage, &mut flush_at, &mut pacer);
                             }
                             if (nw, nh) != (w, h) {
                                 (w, h) = (nw, nh);
@@ -404,7 +404,6 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                 flush_at = None;
                 frame_fill = Default::default();
                 let tell = pacer.frame_sent(tokio::time::Instant::now(), picture.changed());
-                picture.watch(pacer.watching());
                 if let Some(t) = tell {
                     if let Err(why) = tell_server(&mut stage, &mut framed, t, (w, h), &label).await {
                         break why;
@@ -495,7 +494,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                     if let Err(why) = tell_server(&mut stage, &mut framed, t, (w, h), &label).await {
                         break why;
                     }
-                    allowed(&mut picture, &mut drained, &damage, &mut flush_at, &mut pacer);
+                    allowed(&mut drained, &damage, &mut flush_at, &mut pacer);
                 }
                 let events = input.apply(ops);
                 if let Err(why) = send_input(&mut stage, &mut image, &mut framed, &events, &label).await {
@@ -631,17 +630,14 @@ async fn tell_server(
         .map_err(|e| format!("Sending to {label} failed: {e}"))
 }
 
-/// The server was allowed to send again: its redraw is watched (a redraw that changes
-/// nothing means the desktop was still). Bitmaps read during the pause were not drawn (the
+/// The server was allowed to send again. Bitmaps read during the pause were not drawn (its
 /// redraw covers them); anything else drawn then goes with the next frame.
 fn allowed(
-    picture: &mut bitmaps::Picture,
     drained: &mut pacing::FrameFill,
     damage: &damage::Damage,
     flush_at: &mut Option<tokio::time::Instant>,
     pacer: &mut pacing::FloodPacer,
 ) {
-    picture.watch(true);
     *drained = Default::default();
     if !damage.is_empty() && flush_at.is_none() {
         let now = tokio::time::Instant::now();

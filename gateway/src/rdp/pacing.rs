@@ -412,6 +412,14 @@ mod tests {
         assert!(!p.hands_on() && !p.watching());
     }
 
+    /// A flood from `t0`, suppressed; its pause ends and the server is allowed again: when.
+    fn allowed_after_a_flood(p: &mut FloodPacer, t0: Instant) -> Instant {
+        assert_eq!(two_quick_frames(p, t0), Some(Tell::Suppress));
+        let until = ms(t0, 33) + SUPPRESSED_PAUSE;
+        assert_eq!(p.resume(until), Some(Tell::Allow));
+        until
+    }
+
     fn ms_d(n: u64) -> Duration {
         Duration::from_millis(n)
     }
@@ -420,9 +428,7 @@ mod tests {
     fn a_redraw_that_changes_nothing_ends_the_flood_without_a_loop() {
         let t0 = Instant::now();
         let mut p = FloodPacer::new(true);
-        two_quick_frames(&mut p, t0);
-        let until = ms(t0, 33) + SUPPRESSED_PAUSE;
-        assert_eq!(p.resume(until), Some(Tell::Allow));
+        let until = allowed_after_a_flood(&mut p, t0);
         assert_eq!(p.update_read(until + ms_d(30)), Some(Tell::Suppress));
         p.frame_began(until + ms_d(30));
         // The desktop was still: the server is allowed again and not paused.
@@ -452,9 +458,7 @@ mod tests {
     fn a_redraw_that_never_comes_leaves_the_next_update_unheld() {
         let t0 = Instant::now();
         let mut p = FloodPacer::new(true);
-        two_quick_frames(&mut p, t0);
-        let until = ms(t0, 33) + SUPPRESSED_PAUSE;
-        assert_eq!(p.resume(until), Some(Tell::Allow));
+        let until = allowed_after_a_flood(&mut p, t0);
         // Nothing for longer than a redraw takes to begin; then an echo.
         let echo = until + REDRAW_WITHIN + ms_d(1);
         p.frame_began(echo);
