@@ -167,16 +167,23 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     assert.equal((await admin.call('GET', '/sessions')).filter((x) => x.protocol === 'rdp').length, 1, 'one RDP session after the reload');
     // The xterm scrolls line by line: that travels as copies within the picture plus the new
     // rows, which the page applies to its canvas (compared with an observer's picture below).
-    sshd.file(user, 'scroll.sh', '755', 'for i in $(seq 1 30); do echo line-$i; sleep 0.05; done; touch scrolled\n');
+    // The script first fills the xterm at once, so that every later line scrolls it; then it
+    // prints a line every 300 ms. Lines much faster than that are a flood, which is held back
+    // and redrawn whole instead (tests/rdp.rs tests floods): at 20 lines a second a slower
+    // machine took it for one.
+    sshd.file(user, 'scroll.sh', '755', 'seq 1 30; sleep 1; touch filled; sleep 0.5; for i in $(seq 1 6); do echo line-$i; sleep 0.3; done; touch scrolled\n');
     const box3 = await tab.locator('canvas[data-testid=desktop]').boundingBox();
     await tab.mouse.click(box3.x + 200 * (box3.width / size[0]), box3.y + 100 * (box3.width / size[0]));
-    const framesBefore = received.length;
     await tab.keyboard.type('sh scroll.sh');
     await tab.keyboard.press('Enter');
-    const scrolled = `/home/${user}/scrolled`;
-    const until1 = Date.now() + 15000;
-    while (!existsSync(scrolled) && Date.now() < until1) await tab.waitForTimeout(100);
-    assert.ok(existsSync(scrolled), 'the scrolling script did not finish');
+    const waitForFile = async (path, what) => {
+      const until = Date.now() + 15000;
+      while (!existsSync(path) && Date.now() < until) await tab.waitForTimeout(50);
+      assert.ok(existsSync(path), what);
+    };
+    await waitForFile(`/home/${user}/filled`, 'the scrolling script did not fill the xterm');
+    const framesBefore = received.length;
+    await waitForFile(`/home/${user}/scrolled`, 'the scrolling script did not finish');
     await tab.waitForTimeout(1000);
     assert.ok(received.slice(framesBefore).some(hasCopy), 'no scroll reached the browser as a copy');
     // A slideshow beside the xterm: the moving photographs arrive as JPEG, which the page
