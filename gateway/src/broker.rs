@@ -219,6 +219,57 @@ impl Subscription {
         }
     }
 
+    /// A desktop viewer that held frames back (its browser was still drawing) catches up.
+    /// Under the lock the session publishes with, so that nothing is published meanwhile,
+    /// every event still waiting for this subscriber is taken: frames among them are held
+    /// back too (their regions join `window`'s), the rest come back in order, followed by
+    /// one frame with the current picture of every region due. A subscriber that fell behind
+    /// the backlog meanwhile gets a `Resync` instead.
+    pub fn catch_up(&mut self, window: &mut crate::frame_window::FrameWindow) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        let Some(rx) = self.rx.as_mut() else {
+            out.push(Delivery::Closed);
+            return out;
+        };
+        let shared = self.session.lock();
+        loop {
+            match rx.try_recv() {
+                Ok(SessionEvent::Frame(rects)) => window.skip(&rects),
+                Ok(ev) => {
+                    if let SessionEvent::Resize { .. } = ev {
+                        window.resized();
+                    }
+                    out.push(Delivery::Event(ev));
+                }
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    out.push(Delivery::Closed);
+                    break;
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    drop(shared);
+                    window.resynchronised();
+                    out.clear();
+                    out.push(self.resync());
+                    return out;
+                }
+            }
+        }
+        if let Screen::Desktop(d) = &shared.screen {
+            let (width, height) = d.size();
+            let rects = d.regions_png(&window.take_due(width, height));
+            if !rects.is_empty() {
+                // Before a `Closed`, if the session ended meanwhile.
+                let at = out
+                    .iter()
+                    .position(|d| matches!(d, Delivery::Closed))
+                    .unwrap_or(out.len());
+                out.insert(at, Delivery::Event(SessionEvent::Frame(rects.into())));
+            }
+        }
+        out
+    }
+
     fn resync(&mut self) -> Delivery {
         let (snapshot, rx) = self.session.snapshot_and_subscribe();
         self.rx = rx;
@@ -499,6 +550,10 @@ impl LiveSession {
                 }
             }
             _ => {}
+        }
+        if matches!(&ev, SessionEvent::Frame(rects) if rects.is_empty()) {
+            // A redraw of what the picture already held: nothing to show or record.
+            return;
         }
         let shared = &mut *shared;
         if let Some(tap) = &mut shared.tap {
@@ -1189,5 +1244,187 @@ mod tests {
             }
         }
         assert_eq!((s.subscribe().0.cols, s.subscribe().0.rows), (132, 50));
+    }
+
+    /// A desktop whose pointer paints: each pointer event becomes an 8x8 square at the
+    /// pointer, of a colour made from its position and buttons.
+    struct PaintingAdapter;
+
+    impl ProtocolAdapter for PaintingAdapter {
+        fn protocol(&self) -> Protocol {
+            Protocol::Rdp
+        }
+        fn lossless_only(&self) -> bool {
+            true
+        }
+        fn run(self: Box<Self>, _target: TargetStream, mut io: AdapterIo) -> AdapterFuture {
+            Box::pin(async move {
+                let _ = io
+                    .events
+                    .send(SessionEvent::Lifecycle(Lifecycle::Connected))
+                    .await;
+                while let Some(input) = io.input.recv().await {
+                    let ClientInput::Pointer { x, y, buttons } = input else {
+                        break;
+                    };
+                    let px = [
+                        buttons.wrapping_mul(80),
+                        (x % 256) as u8,
+                        (y % 256) as u8,
+                        255,
+                    ];
+                    let square = crate::event::FrameRect {
+                        x,
+                        y,
+                        width: 8,
+                        height: 8,
+                        encoding: crate::desktop::RAW_RGBA,
+                        data: px.repeat(64).into(),
+                    };
+                    if io
+                        .events
+                        .send(SessionEvent::Frame(vec![square].into()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            })
+        }
+    }
+
+    /// A browser's picture: RGB, painted from PNG rectangles.
+    struct Canvas {
+        width: usize,
+        rgb: Vec<u8>,
+    }
+
+    fn decode_png(bytes: &[u8]) -> (usize, usize, Vec<u8>) {
+        let mut dec = png::Decoder::new(std::io::Cursor::new(bytes));
+        dec.set_transformations(png::Transformations::EXPAND);
+        let mut reader = dec.read_info().expect("png header");
+        let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+        let info = reader.next_frame(&mut buf).expect("png frame");
+        buf.truncate(info.buffer_size());
+        (info.width as usize, info.height as usize, buf)
+    }
+
+    impl Canvas {
+        fn of(snapshot: &ScreenSnapshot) -> Canvas {
+            let (width, _, rgb) = decode_png(&snapshot.data);
+            Canvas { width, rgb }
+        }
+
+        fn paint(&mut self, rects: &[crate::event::FrameRect]) {
+            for r in rects {
+                assert_eq!(r.encoding, crate::desktop::PNG, "lossless only");
+                let (w, h, rgb) = decode_png(&r.data);
+                for row in 0..h {
+                    let at = ((r.y as usize + row) * self.width + r.x as usize) * 3;
+                    self.rgb[at..at + w * 3].copy_from_slice(&rgb[row * w * 3..(row + 1) * w * 3]);
+                }
+            }
+        }
+    }
+
+    /// Waits until the session's picture has square `i` of `paint_square`.
+    async fn painted(s: &LiveSession, (x, y): (u16, u16)) {
+        for _ in 0..500 {
+            let c = Canvas::of(&s.snapshot_and_subscribe().0);
+            let at = (y as usize * c.width + x as usize) * 3;
+            if c.rgb[at + 1] == (x % 256) as u8 && c.rgb[at + 2] == (y % 256) as u8 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("square at {x},{y} never painted");
+    }
+
+    fn square(i: u16) -> (u16, u16) {
+        (10 + i * 43, 7 + i * 29)
+    }
+
+    #[tokio::test]
+    async fn a_viewer_that_held_frames_back_catches_up_with_the_current_picture_only() {
+        use crate::frame_window::{FrameWindow, FRAMES_IN_FLIGHT};
+        let broker = Arc::new(Broker::default());
+        let (gateway_side, _target_side) = tokio::io::duplex(1024);
+        let mut i = info("d1");
+        i.protocol = Protocol::Rdp;
+        let s = broker.start(
+            i,
+            Box::new(PaintingAdapter),
+            Box::new(gateway_side),
+            640,
+            480,
+        );
+        let (snapshot, mut sub) = s.subscribe();
+        let mut browser = Canvas::of(&snapshot);
+        let mut window = FrameWindow::default();
+        window.sent();
+        window.drawn(1);
+        // Ten squares, each a frame. The browser draws nothing meanwhile: it is sent the
+        // window's worth, and the rest are held back.
+        for n in 0..10 {
+            let (x, y) = square(n);
+            s.send_input(ClientInput::Pointer { x, y, buttons: 1 })
+                .await
+                .unwrap();
+        }
+        painted(&s, square(9)).await;
+        let mut sent = Vec::new();
+        while let Some(d) = sub.try_next() {
+            if let Delivery::Event(SessionEvent::Frame(rects)) = d {
+                if window.behind() || !window.may_send() {
+                    window.skip(&rects);
+                } else {
+                    sent.push(rects);
+                    window.sent();
+                }
+            }
+        }
+        assert_eq!(sent.len() as u64, FRAMES_IN_FLIGHT);
+        assert!(window.behind() && !window.may_send());
+        // Two more, published but not yet taken by this viewer; one paints over a square
+        // the viewer was sent, in another colour.
+        let (x, y) = square(0);
+        s.send_input(ClientInput::Pointer { x, y, buttons: 2 })
+            .await
+            .unwrap();
+        s.send_input(ClientInput::Pointer {
+            x: 600,
+            y: 400,
+            buttons: 1,
+        })
+        .await
+        .unwrap();
+        painted(&s, (600, 400)).await;
+        // The browser draws what it was sent and says so: it gets one frame, the picture as
+        // it is now of every region it missed, and nothing else.
+        for rects in &sent {
+            browser.paint(rects);
+        }
+        window.drawn(1 + FRAMES_IN_FLIGHT);
+        let out = sub.catch_up(&mut window);
+        assert_eq!(out.len(), 1, "one catch-up frame");
+        let Delivery::Event(SessionEvent::Frame(rects)) = &out[0] else {
+            panic!("not a frame: {:?}", out[0]);
+        };
+        browser.paint(rects);
+        assert!(!window.behind());
+        let now = Canvas::of(&s.snapshot_and_subscribe().0);
+        assert!(
+            browser.rgb == now.rgb,
+            "the browser's picture is the session's"
+        );
+        // Only what changed travelled, not the whole desktop.
+        let area: usize = rects
+            .iter()
+            .map(|r| r.width as usize * r.height as usize)
+            .sum();
+        assert!(area < 640 * 480 / 4, "{area} pixels sent");
+        // Nothing is left for the viewer afterwards.
+        assert!(sub.try_next().is_none());
     }
 }

@@ -35,6 +35,9 @@ pub const COPY: &str = "copy";
 
 /// Smallest damaged rectangle looked at for scrolling (each side, pixels).
 const SCROLL_MIN: usize = 64;
+/// A large rectangle whose unchanged rows are at least 1/`UNCHANGED_WORTH` of it is sent
+/// without them.
+const UNCHANGED_WORTH: usize = 4;
 /// Rows between two changed runs that are sent with them rather than as another rectangle.
 const MERGE_GAP: usize = 4;
 
@@ -254,7 +257,9 @@ impl DesktopScreen {
             w: cw,
             hashes: new.clone(),
         });
-        let dy = find_scroll(&old, &new)?;
+        let Some(dy) = find_scroll(&old, &new) else {
+            return self.unchanged_rows_left_out(r, cw, ch, &old, &new, now);
+        };
         // Row i of the new picture comes from old row i + dy, where that exists.
         let source = |i: usize| -> Option<usize> {
             let s = i as isize + dy;
@@ -311,6 +316,72 @@ impl DesktopScreen {
             out.push(self.encoded(r.x, y, cw as u16, len as u16, now));
         }
         Some(out)
+    }
+
+    /// When many rows of the raw rectangle `r` (clipped to `cw` x `ch`; `old` and `new` its
+    /// row fingerprints in the picture and in `r`) are what the picture holds already,
+    /// paints the others and returns them encoded, or nothing when no row changed; otherwise
+    /// leaves the picture alone and returns None. A server redraws the whole desktop after
+    /// output was suppressed (`rdp/pacing.rs`), mostly as it was: sent whole, it cost an
+    /// encoding of every pixel, and, where a photograph was on the desktop, looked like a
+    /// moving picture and went as JPEG, blurring the whole still desktop for a second.
+    fn unchanged_rows_left_out(
+        &mut self,
+        r: &FrameRect,
+        cw: usize,
+        ch: usize,
+        old: &[u64],
+        new: &[u64],
+        now: Instant,
+    ) -> Option<Vec<FrameRect>> {
+        let (x0, y0, w) = (r.x as usize, r.y as usize, r.width as usize);
+        let stride = self.width as usize * 4;
+        let old_row = |i: usize| (y0 + i) * stride + x0 * 4..(y0 + i) * stride + x0 * 4 + cw * 4;
+        let new_row = |i: usize| i * w * 4..i * w * 4 + cw * 4;
+        let clean: Vec<bool> = (0..ch)
+            .map(|i| old[i] == new[i] && self.rgba[old_row(i)] == r.data[new_row(i)])
+            .collect();
+        // Worth it only when it leaves out a good part of the rectangle.
+        if clean.iter().filter(|&&c| c).count() * UNCHANGED_WORTH < ch {
+            return None;
+        }
+        for i in (0..ch).filter(|&i| !clean[i]) {
+            let to = old_row(i);
+            self.rgba[to].copy_from_slice(&r.data[new_row(i)]);
+        }
+        Some(
+            dirty_runs(&clean)
+                .into_iter()
+                .map(|(start, len)| {
+                    self.encoded(r.x, (y0 + start) as u16, cw as u16, len as u16, now)
+                })
+                .collect(),
+        )
+    }
+
+    /// Regions of the picture as they are now, exact (a slow browser's catch-up,
+    /// `frame_window`). Regions are (x, y, width, height) within the desktop.
+    pub fn regions_png(&self, regions: &[(u16, u16, u16, u16)]) -> Vec<FrameRect> {
+        regions
+            .iter()
+            .filter(|&&(x, y, w, h)| {
+                w > 0
+                    && h > 0
+                    && u32::from(x) + u32::from(w) <= u32::from(self.width)
+                    && u32::from(y) + u32::from(h) <= u32::from(self.height)
+            })
+            .map(|&(x, y, w, h)| {
+                let (encoding, data) = self.encode(x, y, w, h, false);
+                FrameRect {
+                    x,
+                    y,
+                    width: w,
+                    height: h,
+                    encoding,
+                    data: Arc::from(data),
+                }
+            })
+            .collect()
     }
 
     /// The whole picture as one PNG, exact (a keyframe, a late viewer's first picture).
@@ -680,6 +751,7 @@ pub fn encode_png(w: u16, h: u16, rgb: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     impl DesktopScreen {
         fn take_now(&mut self, rects: &[FrameRect]) -> Arc<[FrameRect]> {
@@ -948,6 +1020,54 @@ mod tests {
             .map(|(p, q)| u64::from(p.abs_diff(*q)))
             .sum();
         sum as f64 / a.len() as f64
+    }
+
+    #[test]
+    fn a_redraw_of_what_the_picture_holds_sends_only_the_rows_that_changed() {
+        // A desktop with a photograph on it and a text window beside it, as a server redraws
+        // it whole after output was suppressed.
+        let (width, height) = (320usize, 240usize);
+        let mut desktop = vec![0u8; width * height * 4];
+        let put = |desktop: &mut Vec<u8>, (x, y, w, h): (usize, usize, usize, usize), px: &[u8]| {
+            for row in 0..h {
+                let at = ((y + row) * width + x) * 4;
+                desktop[at..at + w * 4].copy_from_slice(&px[row * w * 4..(row + 1) * w * 4]);
+            }
+        };
+        put(&mut desktop, (100, 60, 200, 150), &photo(200, 150, 3));
+        put(&mut desktop, (0, 0, 96, 240), &lines(0, 96, 240));
+        let mut d = DesktopScreen::new(width as u16, height as u16);
+        let mut browser = vec![0u8; width * height * 3];
+        let t = Instant::now();
+        let whole = |px: &Vec<u8>| raw_pixels(0, 0, width, height, px.clone());
+        apply(&mut browser, width, &d.take(&[whole(&desktop)], t));
+        // Redrawn as it is, twice within the second: nothing is sent, and the photograph is
+        // not taken for a moving picture.
+        for n in 1..=2u32 {
+            let out = d.take(
+                &[whole(&desktop)],
+                t + Duration::from_millis(100 * u64::from(n)),
+            );
+            assert!(out.is_empty(), "redraw {n} sent {} rectangles", out.len());
+        }
+        assert_eq!(d.refine_due(), None, "nothing went lossy");
+        // Redrawn with one text line changed: only its rows travel, exactly.
+        put(&mut desktop, (0, 200, 96, 10), &lines(90, 96, 10));
+        let out = d.take(&[whole(&desktop)], t + Duration::from_millis(300));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].y, out[0].height), (200, 10));
+        assert_eq!(out[0].encoding, PNG);
+        apply(&mut browser, width, &out);
+        assert!(
+            browser == rgb_of(&desktop),
+            "the browser's picture is the desktop"
+        );
+        // A redraw that changed most of it goes whole, as before.
+        let mut busy = desktop.clone();
+        put(&mut busy, (0, 0, 96, 240), &lines(500, 96, 240));
+        let out = d.take(&[whole(&busy)], t + Duration::from_millis(400));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].y, out[0].height), (0, 240));
     }
 
     #[test]

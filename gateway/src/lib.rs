@@ -11,6 +11,7 @@ pub mod adapter;
 pub mod broker;
 pub mod desktop;
 pub mod event;
+pub mod frame_window;
 pub mod hop_chain;
 pub mod interactive_hop;
 pub mod lossy;

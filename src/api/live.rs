@@ -17,6 +17,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::sessions::{self, TicketFor};
 use gateway::broker::{Delivery, LiveSession, Subscription};
 use gateway::event::{ClientInput, Lifecycle, Protocol, SessionEvent};
+use gateway::frame_window::FrameWindow;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -610,15 +611,25 @@ async fn pump(
     if !send_snapshot(ws, snapshot).await {
         return;
     }
+    let desktop = info.protocol == Protocol::Rdp;
+    // A desktop's frames in flight to this browser (a slow browser is sent fewer, newer
+    // pictures; `gateway::frame_window`).
+    let mut window = FrameWindow::default();
+    if desktop {
+        window.sent();
+    }
     if show_participants && !send_json(ws, participants_json(session)).await {
         return;
     }
     let mut last_notice: Option<std::time::Instant> = None;
-    let desktop = info.protocol == Protocol::Rdp;
     loop {
         tokio::select! {
             d = sub.next() => {
                 let participants = show_participants.then_some(&**session);
+                if desktop {
+                    if !deliver_desktop(ws, &mut sub, d, participants, &mut window).await { return; }
+                    continue;
+                }
                 // Observers do not need per-keystroke latency: their output is gathered for a
                 // few milliseconds, so the typist's own echo goes out first and fifty watchers
                 // cost a few frames instead of one per key. The wait is drawn at random for
@@ -629,6 +640,14 @@ async fn pump(
                 if !deliver(ws, &mut sub, d, participants, gather).await { return; }
             }
             m = ws.recv() => match m {
+                // Every desktop viewer says how many frames it has drawn.
+                Some(Ok(Message::Text(t))) if desktop && parse_drawn(t.as_str()).is_some() => {
+                    window.drawn(parse_drawn(t.as_str()).unwrap_or(0));
+                    if window.behind() && window.may_send() {
+                        let participants = show_participants.then_some(&**session);
+                        if !catch_up(ws, &mut sub, participants, &mut window).await { return; }
+                    }
+                }
                 // An observer's keys and resizes go nowhere.
                 Some(Ok(Message::Binary(_) | Message::Text(_))) if role == Role::Observer => {}
                 Some(Ok(Message::Binary(b))) => {
@@ -668,6 +687,77 @@ async fn pump(
             },
         }
     }
+}
+
+/// Sends a desktop delivery to a browser that may draw slower than frames come: a frame
+/// goes only while fewer than `FRAMES_IN_FLIGHT` are undrawn; otherwise its regions wait for
+/// the catch-up (the current picture of them, once the browser has drawn enough).
+async fn deliver_desktop(
+    ws: &mut WebSocket,
+    sub: &mut Subscription,
+    d: Delivery,
+    participants: Option<&LiveSession>,
+    window: &mut FrameWindow,
+) -> bool {
+    match d {
+        Delivery::Event(SessionEvent::Frame(rects)) if window.behind() || !window.may_send() => {
+            window.skip(&rects);
+            !window.may_send() || catch_up(ws, sub, participants, window).await
+        }
+        d => {
+            let binary = matches!(
+                d,
+                Delivery::Event(SessionEvent::Frame(_)) | Delivery::Resync(_)
+            );
+            match &d {
+                Delivery::Resync(_) => window.resynchronised(),
+                Delivery::Event(SessionEvent::Resize { .. }) => window.resized(),
+                _ => {}
+            }
+            if !deliver(ws, sub, d, participants, None).await {
+                return false;
+            }
+            if binary {
+                window.sent();
+            }
+            true
+        }
+    }
+}
+
+/// Sends a browser that held frames back what it missed: the events that are not frames,
+/// then the current picture of every region the held-back frames changed.
+async fn catch_up(
+    ws: &mut WebSocket,
+    sub: &mut Subscription,
+    participants: Option<&LiveSession>,
+    window: &mut FrameWindow,
+) -> bool {
+    for d in sub.catch_up(window) {
+        let binary = matches!(
+            d,
+            Delivery::Event(SessionEvent::Frame(_)) | Delivery::Resync(_)
+        );
+        if !deliver(ws, sub, d, participants, None).await {
+            return false;
+        }
+        if binary {
+            window.sent();
+        }
+    }
+    true
+}
+
+/// `{"type": "drawn", "frames": N}`: the browser has drawn N of the binary frames this
+/// socket sent (docs/websocket-protocol.md).
+fn parse_drawn(text: &str) -> Option<u64> {
+    // Cheap first test: most text from a desktop tab is input.
+    if !text.contains("\"drawn\"") {
+        return None;
+    }
+    let v: Value = serde_json::from_str(text).ok()?;
+    (v["type"].as_str()? == "drawn").then_some(())?;
+    v["frames"].as_u64()
 }
 
 /// How long an observer's output is gathered before it is sent: 16 ms on average (a frame at

@@ -303,10 +303,12 @@ async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
         "the xterm on the target did not create {marker}"
     );
     // Scrolling the xterm travels as copies within the picture plus the new rows (the
-    // observer's and the replay's pictures below are compared with this one).
+    // observer's and the replay's pictures below are compared with this one). The xterm is
+    // filled at once, then scrolls a line every 300 ms: much faster is a flood, held back
+    // and redrawn whole (tested below), as 20 lines a second became on a busy machine.
     type_text(
         &mut ws,
-        "for i in $(seq 1 30); do echo $i; sleep 0.05; done; touch scrolled",
+        "seq 1 30; sleep 1; for i in $(seq 1 6); do echo $i; sleep 0.3; done; touch scrolled",
     )
     .await;
     read_until(&mut ws, &mut d, "a scroll sent as a copy", |d| d.copies > 0).await;
@@ -1105,6 +1107,84 @@ async fn a_flood_is_held_back_at_the_server_and_comes_to_rest_exact() {
         after - before < 16 * 1024,
         "{} bytes came from a still desktop in 3 s",
         after - before
+    );
+    drop(ws);
+    terminate_live_rdp(&admin, "test over").await;
+}
+
+/// Paints whatever arrives and says it was drawn, as a browser that keeps up does, until the
+/// desktop has been quiet for half a second (10 s at most).
+async fn settle_drawing(ws: &mut Ws, d: &mut Desktop) {
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < end {
+        match tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => {
+                d.paint(&b);
+                send(ws, json!({ "type": "drawn", "frames": d.frames })).await;
+            }
+            Ok(Some(Ok(_))) => {}
+            _ => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_browser_that_stops_drawing_is_sent_a_few_frames_then_the_picture_as_it_is() {
+    let x = xrdp();
+    let site = Site::new(Backend::Sqlite);
+    let (server, tls) = start(&site);
+    let admin = server.admin().await;
+    let r = admin.call("POST", "/resources", json!({ "name": "slow-browser-desk", "host": "127.0.0.1", "ports": { "rdp": x.port }, "policy_id": "policy-low" })).await.ok();
+    let rid = r["id"].as_str().unwrap().to_string();
+    let ac = server.client();
+    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
+    let (user, mut ws, mut d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
+    // The browser has drawn everything so far, and says so.
+    send(&mut ws, json!({ "type": "drawn", "frames": d.frames })).await;
+    let drawn = d.frames;
+    // The xterm prints a line every 200 ms for four seconds (no flood: the server is not
+    // held back, and does not redraw the desktop afterwards), then the desktop is still and
+    // dumps itself for comparison.
+    let home = format!("/home/{user}");
+    sshd().write_home_file(
+        &user,
+        "flood",
+        "644",
+        "for i in $(seq 1 20); do echo line-$i; sleep 0.2; done\nsleep 2\nxwd -root -out $HOME/screen.part && mv $HOME/screen.part $HOME/screen.xwd\nexec sleep 600\n",
+    );
+    type_text(&mut ws, "sh flood").await;
+    // Meanwhile the browser draws nothing (a tab in the background, a busy laptop). It is
+    // sent no more than the frames in flight allowed; a browser that never says what it drew
+    // gets every frame (about five a second here).
+    let frozen_until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(frozen_until, ws.next()).await {
+        if let Message::Binary(b) = m {
+            d.paint(&b);
+        }
+    }
+    let undrawn = d.frames - drawn;
+    assert!(
+        undrawn <= gateway::frame_window::FRAMES_IN_FLIGHT,
+        "{undrawn} frames were sent to a browser that drew none of them"
+    );
+    assert!(undrawn > 0, "the xterm's lines sent nothing at all");
+    // It draws again: it is sent the current picture of what it missed, and at rest its
+    // picture is the desktop's own, pixel for pixel.
+    send(&mut ws, json!({ "type": "drawn", "frames": d.frames })).await;
+    assert!(
+        appears(&format!("{home}/screen.xwd")).await,
+        "the desktop's own dump"
+    );
+    settle_drawing(&mut ws, &mut d).await;
+    let (sw, sh, screen) = read_xwd(&std::fs::read(format!("{home}/screen.xwd")).unwrap())
+        .expect("an XWD of the screen");
+    assert_eq!((sw, sh), (d.width, d.height));
+    let differing = (0..sw * sh)
+        .filter(|i| screen[i * 3..i * 3 + 3] != d.rgb[i * 3..i * 3 + 3])
+        .count();
+    assert_eq!(
+        differing, 0,
+        "pixels differ between the desktop and the browser at rest"
     );
     drop(ws);
     terminate_live_rdp(&admin, "test over").await;

@@ -16,6 +16,8 @@ pub struct Desktop {
     pub copies: usize,
     /// Rectangles that came as JPEG (photographic, lossy until refined).
     pub jpegs: usize,
+    /// Binary messages painted (what a browser counts in its `drawn` messages).
+    pub frames: u64,
 }
 
 impl Desktop {
@@ -61,6 +63,7 @@ impl Desktop {
     /// a PNG or a JPEG; a length of all ones is a copy within the picture from the x, y (u16
     /// BE) that follow).
     pub fn paint(&mut self, mut msg: &[u8]) {
+        self.frames += 1;
         while msg.len() >= 12 {
             let n = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]) as usize;
             let (x, y, w, h) = (n(0), n(2), n(4), n(6));

@@ -99,6 +99,10 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
     let closedByUs = false;
     // Rectangles are drawn strictly in arrival order, each once its image is decoded.
     let drawing: Promise<void> = Promise.resolve();
+    // Binary frames drawn so far: the gateway sends only a few more than this, so a browser
+    // that draws slower than the desktop changes gets fewer, up-to-date pictures instead of
+    // a growing queue of old ones (docs/websocket-protocol.md, "drawn").
+    let drawn = 0;
     const draw = (buf: ArrayBuffer) => {
       for (const r of rectangles(buf)) {
         if (r.from) {
@@ -110,6 +114,7 @@ export function DesktopPage(props: { accountId: string; watch?: string; join?: s
         const bitmap = createImageBitmap(new Blob([r.image], { type: imageType(r.image) }));
         drawing = drawing.then(() => bitmap.then((b) => { ctx.drawImage(b, r.x, r.y); b.close(); }).catch(() => undefined));
       }
+      drawing = drawing.then(() => { drawn += 1; send({ type: 'drawn', frames: drawn }); });
     };
     // The desktop is the tab's size (rounded to what RDP likes): when it starts, and, for the
     // owner, whenever the tab changes size (the gateway asks the server to follow; where it
