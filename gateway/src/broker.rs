@@ -1301,13 +1301,8 @@ mod tests {
     }
 
     fn decode_png(bytes: &[u8]) -> (usize, usize, Vec<u8>) {
-        let mut dec = png::Decoder::new(std::io::Cursor::new(bytes));
-        dec.set_transformations(png::Transformations::EXPAND);
-        let mut reader = dec.read_info().expect("png header");
-        let mut buf = vec![0; reader.output_buffer_size().expect("size")];
-        let info = reader.next_frame(&mut buf).expect("png frame");
-        buf.truncate(info.buffer_size());
-        (info.width as usize, info.height as usize, buf)
+        let (w, h, rgb) = crate::desktop::tests::decode(bytes);
+        (w as usize, h as usize, rgb)
     }
 
     impl Canvas {

@@ -749,7 +749,7 @@ pub fn encode_png(w: u16, h: u16, rgb: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
@@ -792,7 +792,8 @@ mod tests {
         }
     }
 
-    fn decode(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+    /// A PNG's width, height and RGB pixels (indexed ones expanded).
+    pub(crate) fn decode(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
         let mut dec = png::Decoder::new(std::io::Cursor::new(png_bytes));
         dec.set_transformations(png::Transformations::EXPAND);
         let mut reader = dec.read_info().expect("png header");

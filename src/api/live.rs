@@ -639,52 +639,59 @@ async fn pump(
                 let gather = (role == Role::Observer).then(observer_gather);
                 if !deliver(ws, &mut sub, d, participants, gather).await { return; }
             }
-            m = ws.recv() => match m {
+            m = ws.recv() => {
                 // Every desktop viewer says how many frames it has drawn.
-                Some(Ok(Message::Text(t))) if desktop && parse_drawn(t.as_str()).is_some() => {
-                    window.drawn(parse_drawn(t.as_str()).unwrap_or(0));
+                let drawn = match &m {
+                    Some(Ok(Message::Text(t))) if desktop => parse_drawn(t.as_str()),
+                    _ => None,
+                };
+                if let Some(frames) = drawn {
+                    window.drawn(frames);
                     if window.behind() && window.may_send() {
                         let participants = show_participants.then_some(&**session);
                         if !catch_up(ws, &mut sub, participants, &mut window).await { return; }
                     }
+                    continue;
                 }
-                // An observer's keys and resizes go nowhere.
-                Some(Ok(Message::Binary(_) | Message::Text(_))) if role == Role::Observer => {}
-                Some(Ok(Message::Binary(b))) => {
-                    if !session.may_type(username) {
-                        // Said once per second at most, however fast the keys come.
-                        if last_notice.is_none_or(|t: std::time::Instant| t.elapsed() > std::time::Duration::from_secs(1)) {
-                            last_notice = Some(std::time::Instant::now());
-                            let holder = session.control().holder;
-                            if !send_json(ws, json!({ "type": "notice", "message": format!("{holder} has the keyboard; your keys are not sent.") })).await { return; }
+                match m {
+                    // An observer's keys and resizes go nowhere.
+                    Some(Ok(Message::Binary(_) | Message::Text(_))) if role == Role::Observer => {}
+                    Some(Ok(Message::Binary(b))) => {
+                        if !session.may_type(username) {
+                            // Said once per second at most, however fast the keys come.
+                            if last_notice.is_none_or(|t: std::time::Instant| t.elapsed() > std::time::Duration::from_secs(1)) {
+                                last_notice = Some(std::time::Instant::now());
+                                let holder = session.control().holder;
+                                if !send_json(ws, json!({ "type": "notice", "message": format!("{holder} has the keyboard; your keys are not sent.") })).await { return; }
+                            }
+                            continue;
                         }
-                        continue;
+                        if session.type_input(username, b.to_vec()).await.is_err() { return; }
                     }
-                    if session.type_input(username, b.to_vec()).await.is_err() { return; }
+                    // Only the owner's browser sets the terminal size (a desktop's input also
+                    // travels as text: a peer with the keyboard may send it).
+                    Some(Ok(Message::Text(_))) if role == Role::Peer && !desktop => {}
+                    Some(Ok(Message::Text(t))) if desktop => {
+                        // The owner's tab sizes the desktop (others' tabs scale the picture).
+                        if let Some((width, height)) = parse_desktop_size(t.as_str()) {
+                            if role == Role::Owner && session.send_input(ClientInput::Resize { cols: width, rows: height }).await.is_err() { return; }
+                            continue;
+                        }
+                        let Some((input, typed)) = parse_desktop_input(t.as_str()) else { continue };
+                        if !session.may_type(username) {
+                            continue;
+                        }
+                        if session.desktop_input(username, input, typed).await.is_err() { return; }
+                    }
+                    Some(Ok(Message::Text(t))) => {
+                        if let Some((cols, rows)) = parse_resize(t.as_str()) {
+                            if session.send_input(ClientInput::Resize { cols, rows }).await.is_err() { return; }
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => {}
                 }
-                // Only the owner's browser sets the terminal size (a desktop's input also
-                // travels as text: a peer with the keyboard may send it).
-                Some(Ok(Message::Text(_))) if role == Role::Peer && !desktop => {}
-                Some(Ok(Message::Text(t))) if desktop => {
-                    // The owner's tab sizes the desktop (others' tabs scale the picture).
-                    if let Some((width, height)) = parse_desktop_size(t.as_str()) {
-                        if role == Role::Owner && session.send_input(ClientInput::Resize { cols: width, rows: height }).await.is_err() { return; }
-                        continue;
-                    }
-                    let Some((input, typed)) = parse_desktop_input(t.as_str()) else { continue };
-                    if !session.may_type(username) {
-                        continue;
-                    }
-                    if session.desktop_input(username, input, typed).await.is_err() { return; }
-                }
-                Some(Ok(Message::Text(t))) => {
-                    if let Some((cols, rows)) = parse_resize(t.as_str()) {
-                        if session.send_input(ClientInput::Resize { cols, rows }).await.is_err() { return; }
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
-            },
+            }
         }
     }
 }
@@ -704,25 +711,34 @@ async fn deliver_desktop(
             window.skip(&rects);
             !window.may_send() || catch_up(ws, sub, participants, window).await
         }
-        d => {
-            let binary = matches!(
-                d,
-                Delivery::Event(SessionEvent::Frame(_)) | Delivery::Resync(_)
-            );
-            match &d {
-                Delivery::Resync(_) => window.resynchronised(),
-                Delivery::Event(SessionEvent::Resize { .. }) => window.resized(),
-                _ => {}
-            }
-            if !deliver(ws, sub, d, participants, None).await {
-                return false;
-            }
-            if binary {
-                window.sent();
-            }
-            true
-        }
+        d => deliver_counted(ws, sub, d, participants, window).await,
     }
+}
+
+/// Sends a desktop delivery, counting the binary frames among what goes.
+async fn deliver_counted(
+    ws: &mut WebSocket,
+    sub: &mut Subscription,
+    d: Delivery,
+    participants: Option<&LiveSession>,
+    window: &mut FrameWindow,
+) -> bool {
+    let binary = matches!(
+        d,
+        Delivery::Event(SessionEvent::Frame(_)) | Delivery::Resync(_)
+    );
+    match &d {
+        Delivery::Resync(_) => window.resynchronised(),
+        Delivery::Event(SessionEvent::Resize { .. }) => window.resized(),
+        _ => {}
+    }
+    if !deliver(ws, sub, d, participants, None).await {
+        return false;
+    }
+    if binary {
+        window.sent();
+    }
+    true
 }
 
 /// Sends a browser that held frames back what it missed: the events that are not frames,
@@ -734,15 +750,8 @@ async fn catch_up(
     window: &mut FrameWindow,
 ) -> bool {
     for d in sub.catch_up(window) {
-        let binary = matches!(
-            d,
-            Delivery::Event(SessionEvent::Frame(_)) | Delivery::Resync(_)
-        );
-        if !deliver(ws, sub, d, participants, None).await {
+        if !deliver_counted(ws, sub, d, participants, window).await {
             return false;
-        }
-        if binary {
-            window.sent();
         }
     }
     true

@@ -125,10 +125,21 @@ async fn read_until(ws: &mut Ws, d: &mut Desktop, what: &str, done: impl Fn(&Des
 
 /// Paints whatever arrives until the desktop has been quiet for half a second (10 s at most).
 async fn settle(ws: &mut Ws, d: &mut Desktop) {
+    settle_saying_drawn(ws, d, false).await
+}
+
+/// As `settle`; with `say_drawn`, says after each frame that it was drawn, as a browser
+/// that keeps up does (docs/websocket-protocol.md, `drawn`).
+async fn settle_saying_drawn(ws: &mut Ws, d: &mut Desktop, say_drawn: bool) {
     let end = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio::time::Instant::now() < end {
         match tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
-            Ok(Some(Ok(Message::Binary(b)))) => d.paint(&b),
+            Ok(Some(Ok(Message::Binary(b)))) => {
+                d.paint(&b);
+                if say_drawn {
+                    send(ws, json!({ "type": "drawn", "frames": d.frames })).await;
+                }
+            }
             Ok(Some(Ok(_))) => {}
             _ => return,
         }
@@ -1112,22 +1123,6 @@ async fn a_flood_is_held_back_at_the_server_and_comes_to_rest_exact() {
     terminate_live_rdp(&admin, "test over").await;
 }
 
-/// Paints whatever arrives and says it was drawn, as a browser that keeps up does, until the
-/// desktop has been quiet for half a second (10 s at most).
-async fn settle_drawing(ws: &mut Ws, d: &mut Desktop) {
-    let end = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::time::Instant::now() < end {
-        match tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
-            Ok(Some(Ok(Message::Binary(b)))) => {
-                d.paint(&b);
-                send(ws, json!({ "type": "drawn", "frames": d.frames })).await;
-            }
-            Ok(Some(Ok(_))) => {}
-            _ => return,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_browser_that_stops_drawing_is_sent_a_few_frames_then_the_picture_as_it_is() {
     let x = xrdp();
@@ -1175,7 +1170,7 @@ async fn a_browser_that_stops_drawing_is_sent_a_few_frames_then_the_picture_as_i
         appears(&format!("{home}/screen.xwd")).await,
         "the desktop's own dump"
     );
-    settle_drawing(&mut ws, &mut d).await;
+    settle_saying_drawn(&mut ws, &mut d, true).await;
     let (sw, sh, screen) = read_xwd(&std::fs::read(format!("{home}/screen.xwd")).unwrap())
         .expect("an XWD of the screen");
     assert_eq!((sw, sh), (d.width, d.height));
