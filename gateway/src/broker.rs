@@ -54,9 +54,12 @@ pub struct Control {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Participant {
     pub name: String,
-    /// owner | observer
+    /// owner | observer | peer
     pub role: String,
     pub since_ms: i64,
+    /// How this participant's browser keeps up with a desktop's frames (desktops only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drawing: Option<crate::frame_window::DrawingStats>,
 }
 
 /// Keeps a participant listed until dropped; joining and leaving (other than the owner's
@@ -65,6 +68,17 @@ pub struct Presence {
     session: Arc<LiveSession>,
     id: u64,
     announce: Option<String>,
+}
+
+impl Presence {
+    /// Lists how this participant's browser keeps up with the desktop's frames.
+    pub fn report_drawing(&self, stats: crate::frame_window::DrawingStats) {
+        if let Ok(mut p) = self.session.participants.lock() {
+            if let Some((_, x)) = p.iter_mut().find(|(id, _)| *id == self.id) {
+                x.drawing = Some(stats);
+            }
+        }
+    }
 }
 
 impl Drop for Presence {
@@ -340,6 +354,7 @@ impl LiveSession {
                     name: name.to_string(),
                     role: role.to_string(),
                     since_ms: now_ms,
+                    drawing: None,
                 },
             ));
         }
@@ -1357,8 +1372,8 @@ mod tests {
         let (snapshot, mut sub) = s.subscribe();
         let mut browser = Canvas::of(&snapshot);
         let mut window = FrameWindow::default();
-        window.sent();
-        window.drawn(1);
+        window.sent(std::time::Instant::now());
+        window.drawn(1, std::time::Instant::now());
         // Ten squares, each a frame. The browser draws nothing meanwhile: it is sent the
         // window's worth, and the rest are held back.
         for n in 0..10 {
@@ -1375,7 +1390,7 @@ mod tests {
                     window.skip(&rects);
                 } else {
                     sent.push(rects);
-                    window.sent();
+                    window.sent(std::time::Instant::now());
                 }
             }
         }
@@ -1400,7 +1415,7 @@ mod tests {
         for rects in &sent {
             browser.paint(rects);
         }
-        window.drawn(1 + FRAMES_IN_FLIGHT);
+        window.drawn(1 + FRAMES_IN_FLIGHT, std::time::Instant::now());
         let out = sub.catch_up(&mut window);
         assert_eq!(out.len(), 1, "one catch-up frame");
         let Delivery::Event(SessionEvent::Frame(rects)) = &out[0] else {

@@ -15,9 +15,9 @@ use super::{AnyAuth, Auth, Body};
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::sessions::{self, TicketFor};
-use gateway::broker::{Delivery, LiveSession, Subscription};
+use gateway::broker::{Delivery, LiveSession, Presence, Subscription};
 use gateway::event::{ClientInput, Lifecycle, Protocol, SessionEvent};
-use gateway::frame_window::FrameWindow;
+use gateway::frame_window::{DrawingStats, FrameWindow};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -492,7 +492,7 @@ async fn serve_socket(app: App, a: AnyAuth, web: String, purpose: TicketFor, mut
                         "observer"
                     };
                     let presence = s.join(&a.principal.username, name, crate::db::now_ms());
-                    pump(&a.principal.username, role, true, &s, &mut ws).await;
+                    pump(&a.principal.username, role, true, &s, &presence, &mut ws).await;
                     let _ = ws.send(Message::Close(None)).await;
                     drop(presence);
                     audit_leave(&app, &a.principal, &s, name).await;
@@ -515,13 +515,14 @@ async fn serve_socket(app: App, a: AnyAuth, web: String, purpose: TicketFor, mut
         },
     };
     {
-        let _presence = session.join(&a.principal.username, "owner", crate::db::now_ms());
+        let presence = session.join(&a.principal.username, "owner", crate::db::now_ms());
         let notify = app.config.notify_owner_of_observers;
         pump(
             &a.principal.username,
             Role::Owner,
             notify,
             &session,
+            &presence,
             &mut ws,
         )
         .await;
@@ -588,12 +589,14 @@ fn participants_json(session: &LiveSession) -> Value {
 }
 
 /// Moves events to the browser and (for the owner) input to the session until either side
-/// ends. `show_participants`: send who is in the session whenever it changes.
+/// ends. `show_participants`: send who is in the session whenever it changes. `presence`
+/// lists how this browser keeps up with a desktop's frames.
 async fn pump(
     username: &str,
     role: Role,
     show_participants: bool,
     session: &std::sync::Arc<LiveSession>,
+    presence: &Presence,
     ws: &mut WebSocket,
 ) {
     let _guard = (role == Role::Owner).then(|| session.attach());
@@ -615,8 +618,10 @@ async fn pump(
     // A desktop's frames in flight to this browser (a slow browser is sent fewer, newer
     // pictures; `gateway::frame_window`).
     let mut window = FrameWindow::default();
+    let mut reported = DrawingStats::default();
     if desktop {
-        window.sent();
+        window.sent(std::time::Instant::now());
+        report_drawing(presence, &window, &mut reported);
     }
     if show_participants && !send_json(ws, participants_json(session)).await {
         return;
@@ -628,6 +633,7 @@ async fn pump(
                 let participants = show_participants.then_some(&**session);
                 if desktop {
                     if !deliver_desktop(ws, &mut sub, d, participants, &mut window).await { return; }
+                    report_drawing(presence, &window, &mut reported);
                     continue;
                 }
                 // Observers do not need per-keystroke latency: their output is gathered for a
@@ -646,11 +652,12 @@ async fn pump(
                     _ => None,
                 };
                 if let Some(frames) = drawn {
-                    window.drawn(frames);
+                    window.drawn(frames, std::time::Instant::now());
                     if window.behind() && window.may_send() {
                         let participants = show_participants.then_some(&**session);
                         if !catch_up(ws, &mut sub, participants, &mut window).await { return; }
                     }
+                    report_drawing(presence, &window, &mut reported);
                     continue;
                 }
                 match m {
@@ -696,6 +703,16 @@ async fn pump(
     }
 }
 
+/// Lists what `window` measured with the session's participants, when it changed since
+/// `reported`.
+fn report_drawing(presence: &Presence, window: &FrameWindow, reported: &mut DrawingStats) {
+    let stats = window.stats();
+    if stats != *reported {
+        *reported = stats;
+        presence.report_drawing(stats);
+    }
+}
+
 /// Sends a desktop delivery to a browser that may draw slower than frames come: a frame
 /// goes only while fewer than `FRAMES_IN_FLIGHT` are undrawn; otherwise its regions wait for
 /// the catch-up (the current picture of them, once the browser has drawn enough).
@@ -736,7 +753,7 @@ async fn deliver_counted(
         return false;
     }
     if binary {
-        window.sent();
+        window.sent(std::time::Instant::now());
     }
     true
 }

@@ -260,6 +260,10 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     const live0 = await admin.call('GET', '/sessions');
     const watched = live0.find((x) => x.protocol === 'rdp');
     await page.goto(`${server.url}/#/sessions`);
+    // The owner's browser is listed with how it keeps up with the desktop's frames.
+    const ownerDrawing = watched.participants.find((p) => p.role === 'owner')?.drawing;
+    assert.ok(ownerDrawing && ownerDrawing.frames_drawn > 0 && ownerDrawing.frames_drawn <= current.binaries && ownerDrawing.window >= 1, JSON.stringify(ownerDrawing));
+    await page.locator('[data-testid=live-sessions] tr', { hasText: user }).locator('[data-testid=participant-drawing]', { hasText: /\d+ ms behind/ }).waitFor();
     const [watchTab] = await Promise.all([ctx.waitForEvent('page'), page.locator('[data-testid=live-sessions] tr', { hasText: user }).locator('[data-testid=watch-session]').click()]);
     assert.ok(watchTab.url().includes(`#/watch-desktop/${watched.id}`), watchTab.url());
     await watchTab.waitForSelector('[data-testid=read-only]');

@@ -1124,7 +1124,8 @@ async fn a_flood_is_held_back_at_the_server_and_comes_to_rest_exact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_browser_that_stops_drawing_is_sent_a_few_frames_then_the_picture_as_it_is() {
+async fn a_browser_that_stops_drawing_or_draws_slowly_is_sent_few_frames_then_the_picture_as_it_is()
+{
     let x = xrdp();
     let site = Site::new(Backend::Sqlite);
     let (server, tls) = start(&site);
@@ -1137,7 +1138,7 @@ async fn a_browser_that_stops_drawing_is_sent_a_few_frames_then_the_picture_as_i
     // The browser has drawn everything so far, and says so.
     send(&mut ws, json!({ "type": "drawn", "frames": d.frames })).await;
     let drawn = d.frames;
-    // The xterm prints a line every 200 ms for four seconds (no flood: the server is not
+    // The xterm prints a line every 200 ms for twelve seconds (no flood: the server is not
     // held back, and does not redraw the desktop afterwards), then the desktop is still and
     // dumps itself for comparison.
     let home = format!("/home/{user}");
@@ -1145,24 +1146,75 @@ async fn a_browser_that_stops_drawing_is_sent_a_few_frames_then_the_picture_as_i
         &user,
         "flood",
         "644",
-        "for i in $(seq 1 20); do echo line-$i; sleep 0.2; done\nsleep 2\nxwd -root -out $HOME/screen.part && mv $HOME/screen.part $HOME/screen.xwd\nexec sleep 600\n",
+        "for i in $(seq 1 60); do echo line-$i; sleep 0.2; done\nsleep 2\nxwd -root -out $HOME/screen.part && mv $HOME/screen.part $HOME/screen.xwd\nexec sleep 600\n",
     );
     type_text(&mut ws, "sh flood").await;
-    // Meanwhile the browser draws nothing (a tab in the background, a busy laptop). It is
-    // sent no more than the frames in flight allowed; a browser that never says what it drew
-    // gets every frame (about five a second here).
-    let frozen_until = tokio::time::Instant::now() + Duration::from_secs(5);
+    // For four seconds the browser draws nothing (a tab in the background, a busy laptop).
+    // It is sent no more than the frames in flight allowed; a browser that never says what
+    // it drew gets every frame (about five a second here).
+    let frozen_until = tokio::time::Instant::now() + Duration::from_secs(4);
+    let mut waiting = std::collections::VecDeque::new();
     while let Ok(Some(Ok(m))) = tokio::time::timeout_at(frozen_until, ws.next()).await {
         if let Message::Binary(b) = m {
-            d.paint(&b);
+            waiting.push_back(b);
         }
     }
-    let undrawn = d.frames - drawn;
+    let undrawn = waiting.len() as u64;
     assert!(
         undrawn <= gateway::frame_window::FRAMES_IN_FLIGHT,
         "{undrawn} frames were sent to a browser that drew none of them"
     );
     assert!(undrawn > 0, "the xterm's lines sent nothing at all");
+    // Then it draws again, but slowly: 600 ms a frame, while the xterm changes five times a
+    // second. Once the gateway has measured that, it keeps one frame undrawn, not four: a
+    // frame never waits in the browser behind another.
+    let slow_from = tokio::time::Instant::now();
+    let mut most_waiting_measured = 0;
+    while slow_from.elapsed() < Duration::from_secs(7) {
+        let wait = if waiting.is_empty() { 1000 } else { 20 };
+        while let Ok(Some(Ok(m))) =
+            tokio::time::timeout(Duration::from_millis(wait), ws.next()).await
+        {
+            if let Message::Binary(b) = m {
+                waiting.push_back(b);
+            }
+        }
+        if slow_from.elapsed() > Duration::from_secs(4) {
+            most_waiting_measured = most_waiting_measured.max(waiting.len());
+        }
+        if let Some(b) = waiting.pop_front() {
+            d.paint(&b);
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            send(&mut ws, json!({ "type": "drawn", "frames": d.frames })).await;
+        }
+    }
+    assert!(
+        most_waiting_measured <= 1,
+        "{most_waiting_measured} frames waited for a browser that draws one in 600 ms"
+    );
+    // Administrators see that this browser is behind, and why.
+    let live = admin.get("/sessions").await.ok();
+    let owner = live[0]["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "owner")
+        .cloned()
+        .unwrap();
+    let drawing = &owner["drawing"];
+    assert_eq!(drawing["window"], 1, "{owner}");
+    let draw_ms = drawing["draw_ms"].as_u64().unwrap_or(0);
+    assert!((450..=1200).contains(&draw_ms), "{owner}");
+    assert!(drawing["lag_ms"].as_u64().unwrap_or(0) >= 450, "{owner}");
+    assert!(
+        drawing["frames_held_back"].as_u64().unwrap_or(0) > 0,
+        "{owner}"
+    );
+    let frames_drawn = drawing["frames_drawn"].as_u64().unwrap_or(0);
+    assert!((drawn + 1..=d.frames).contains(&frames_drawn), "{owner}");
+    for b in waiting {
+        d.paint(&b);
+    }
     // It draws again: it is sent the current picture of what it missed, and at rest its
     // picture is the desktop's own, pixel for pixel.
     send(&mut ws, json!({ "type": "drawn", "frames": d.frames })).await;

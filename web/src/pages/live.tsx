@@ -7,7 +7,44 @@ import { bytes, duration, errorsFrom, Notice, Table } from '../ui';
 interface LiveSession {
   id: string; owner_name: string; account_name: string; resource_name: string; protocol: string; path: string[];
   client_addr: string; started_at_ms: number; state: string; bytes_from_target: number; bytes_to_target: number;
-  recording_id: string | null; participants: { name: string; role: string }[];
+  recording_id: string | null; participants: Participant[];
+}
+
+/** How a desktop viewer's browser keeps up with the frames (gateway/src/frame_window.rs). */
+interface Drawing {
+  frames_sent: number; frames_drawn: number; frames_held_back: number;
+  lag_ms: number | null; draw_ms: number | null; window: number;
+}
+
+interface Participant { name: string; role: string; drawing?: Drawing }
+
+/** "40 ms behind, 12 frames merged": what an administrator needs to see a browser that
+ * cannot keep up (a slow laptop, a background tab) without reading the numbers' meaning. */
+function drawingNote(d: Drawing): string {
+  if (d.window === 0) return 'drawing not reported';
+  const parts: string[] = [];
+  if (d.lag_ms !== null) parts.push(`${d.lag_ms} ms behind`);
+  if (d.draw_ms !== null && d.draw_ms >= 20) parts.push(`${d.draw_ms} ms a frame`);
+  if (d.frames_held_back > 0) parts.push(`${d.frames_held_back} frames merged`);
+  return parts.join(', ');
+}
+
+function participantsCell(s: LiveSession) {
+  return (
+    <ul class="participants">
+      {s.participants.map((p) => (
+        <li>
+          {p.name} ({p.role})
+          {p.drawing && (
+            <span class="muted" data-testid="participant-drawing"
+              title={`frames sent ${p.drawing.frames_sent}, drawn ${p.drawing.frames_drawn}, merged ${p.drawing.frames_held_back}; at most ${p.drawing.window} undrawn`}>
+              {' · '}{drawingNote(p.drawing)}
+            </span>
+          )}
+        </li>
+      ))}
+    </ul>
+  );
 }
 
 export function LiveSessions(props: { me: Me }) {
@@ -44,7 +81,7 @@ export function LiveSessions(props: { me: Me }) {
             { key: 'state', label: 'State', render: (s) => <span class={'badge state-' + s.state}>{s.state}</span> },
             { key: 'bytes', label: 'In / out', value: (s) => s.bytes_from_target, render: (s) => `${bytes(s.bytes_from_target)} / ${bytes(s.bytes_to_target)}` },
             { key: 'recording_id', label: 'Recording', value: (s) => (s.recording_id ? 'recorded' : 'not recorded'), render: (s) => (s.recording_id ? <span class="badge recorded">● recorded</span> : <span class="muted">not recorded</span>) },
-            { key: 'participants', label: 'In the session', value: (s) => s.participants.map((p) => p.name).join(', '), render: (s) => s.participants.map((p) => `${p.name} (${p.role})`).join(', ') },
+            { key: 'participants', label: 'In the session', value: (s) => s.participants.map((p) => p.name).join(', '), render: participantsCell },
             { key: 'actions', label: '', value: () => '', render: (s) => admin && (
               <div class="actions">
                 <a class="button" href={`#/${s.protocol === 'rdp' ? 'watch-desktop' : 'watch'}/${s.id}`} target="_blank" rel="noopener" data-testid="watch-session">Watch</a>
