@@ -10,7 +10,9 @@
 //!     xterm and the gateway's 16-ms frame gathering included), p50 and p95;
 //!   - under the flood, a change on the desktop to the browser (a probe beside the xterm
 //!     changes colour twice a second; an observer paints every frame), p50 and p95, and
-//!     what the server holds queued for the gateway;
+//!     what the server holds queued for the gateway; the same for a browser that takes a
+//!     second to draw each frame, once saying what it drew (the gateway's frame window
+//!     applies) and once not (every frame is sent);
 //!   - the same workload viewed through `xfreerdp` (a complete native client that decodes and
 //!     draws on an Xvfb display), when it is installed: its CPU and memory;
 //!   - for both, the RDP update volume each viewer received (MB/s, from the kernel's socket
@@ -24,8 +26,8 @@
 //! recording size.
 //!
 //! Run with `cargo bench --bench desktop` (`DESKTOP_BENCH=photographs` for the second
-//! workload alone, `DESKTOP_BENCH=terminal` for the first). It prints figures; it asserts
-//! nothing.
+//! workload alone, `DESKTOP_BENCH=terminal` for the first; `PROBE_SAMPLES=1` also prints
+//! each probe sample, in ms, on stderr). It prints figures; it asserts nothing.
 
 #[allow(dead_code)]
 #[path = "../tests/support/sshd.rs"]
@@ -58,14 +60,35 @@ const KEYS: usize = 100;
 const WIDTH: u16 = 1280;
 const HEIGHT: u16 = 800;
 /// An xterm filling the desktop (6x13 font: 210x60 cells = 1260x780 pixels), scrolling.
-/// Beside it, in a strip of the root window, a probe: the root turns red and blue in turn
-/// every half second, and the time of each change (ns since the epoch) is appended to
-/// `probe_file` (red first).
-const SCROLLING: &str = "#!/bin/sh\n(while :; do for c in '#ff0000' '#0000ff'; do xsetroot -solid \"$c\"; date +%s%N >> \"$HOME/probe-times\"; sleep 0.5; done; done) &\nexec xterm -geometry 210x60+0+0 -bg white -fg black -e sh -c 'while :; do ls -lR /usr/share; done'\n";
+/// Beside it, in a strip of the root window, a probe: every half second the root takes the
+/// next of 64 colours (`probe_colour`), and the time of each change (ns since the epoch) is
+/// appended to `probe_file`. The colour names its change for 32 s, so a browser many seconds
+/// behind is still measured right.
+const SCROLLING: &str = "#!/bin/sh\n(i=0; while :; do xsetroot -solid \"$(printf '#%02x00%02x' $((i % 64 * 4)) $((255 - i % 64 * 4)))\"; date +%s%N >> \"$HOME/probe-times\"; i=$((i + 1)); sleep 0.5; done) &\nexec xterm -geometry 210x60+0+0 -bg white -fg black -e sh -c 'while :; do ls -lR /usr/share; done'\n";
 /// A pixel of the probe's strip.
 const PROBE: (usize, usize) = (1276, 400);
-/// How long the probe is watched.
+
+/// Which of the probe's 64 colours `rgb` is (the change's number modulo 64).
+fn probe_colour(rgb: [u8; 3]) -> Option<usize> {
+    let [r, g, b] = rgb;
+    (g == 0 && r % 4 == 0 && u16::from(r) + u16::from(b) == 255).then_some(usize::from(r / 4))
+}
+
+/// A browser watching the flooding session for the probe: how long it takes to draw each
+/// frame, and whether it says what it drew (protocol 1.5 `drawn`; a browser that does not
+/// is sent every frame).
+#[derive(Clone, Copy)]
+struct Observer {
+    draw: Duration,
+    says_drawn: bool,
+}
+/// How long the probe is watched, after a browser has watched for `PROBE_WARM_UP`: the
+/// gateway learns a slow browser's speed from its first few frames (about 7 s for one that
+/// takes a second a frame: the four frames sent before it knew, then two to measure).
 const PROBING: Duration = Duration::from_secs(15);
+const PROBE_WARM_UP: Duration = Duration::from_secs(8);
+/// What the slow browsers take to draw a frame (a flood sends about two a second).
+const SLOW_DRAW: Duration = Duration::from_secs(1);
 const IDLE: &str = xrdp_server::XSESSION;
 /// The photographic workload's pictures (pixels).
 const PHOTO_W: usize = 800;
@@ -390,12 +413,31 @@ async fn run() -> anyhow::Result<()> {
     };
     let mem_per_session = (rss1.saturating_sub(rss0)) as f64 / 1024.0 / SESSIONS as f64;
     // While the others go on being read.
-    let probing = Instant::now() + PROBING + Duration::from_secs(5);
-    let (probe, _) = tokio::join!(
-        probe_latency(&g, &scrolling[0], &probed_user),
-        futures_util::future::join_all(sockets.iter_mut().map(|ws| drain(ws, probing)))
-    );
-    let (probe50, probe95, probes) = probe?;
+    // Three observers in turn: one that draws at once, and two that take a second to draw a
+    // frame (slower than the flood's frames come), one saying what it drew and one not.
+    let observers = [
+        Observer {
+            draw: Duration::ZERO,
+            says_drawn: true,
+        },
+        Observer {
+            draw: SLOW_DRAW,
+            says_drawn: true,
+        },
+        Observer {
+            draw: SLOW_DRAW,
+            says_drawn: false,
+        },
+    ];
+    let mut probed = Vec::new();
+    for observer in observers {
+        let probing = Instant::now() + PROBE_WARM_UP + PROBING + Duration::from_secs(5);
+        let (probe, _) = tokio::join!(
+            probe_latency(&g, &scrolling[0], &probed_user, observer),
+            futures_util::future::join_all(sockets.iter_mut().map(|ws| drain(ws, probing)))
+        );
+        probed.push(probe?);
+    }
     let fps = counted.iter().map(|c| c.frames as f64).sum::<f64>() / secs / SESSIONS as f64;
     let per_minute =
         counted.iter().map(|c| c.bytes as f64).sum::<f64>() / secs * 60.0 / SESSIONS as f64;
@@ -440,11 +482,20 @@ async fn run() -> anyhow::Result<()> {
         gateway_work.queued_mb,
         gateway_work.behind_s()
     );
-    println!(
-        "| a change on the desktop to the browser, under the flood: p50 / p95 ({probes} changes) | {:.0} / {:.0} ms | | |",
-        probe50 / 1000.0,
-        probe95 / 1000.0
-    );
+    let names = [
+        "a change on the desktop to the browser, under the flood",
+        "... to a browser that takes 1 s to draw a frame and says so (`drawn`)",
+        "... to a browser that takes 1 s to draw a frame and does not say (every frame sent)",
+    ];
+    for (name, p) in names.iter().zip(&probed) {
+        println!(
+            "| {name}: p50 / p95 ({} changes; {:.1} frames drawn a second) | {:.0} / {:.0} ms | | |",
+            p.changes,
+            p.frames_per_s,
+            p.p50 / 1000.0,
+            p.p95 / 1000.0
+        );
+    }
     println!("| resident memory per session | {mem_per_session:.1} MiB | {nmem} | <= 32 MiB |");
     println!("| frames per second delivered (per session) | {fps:.1} | | |");
     println!(
@@ -460,6 +511,13 @@ async fn run() -> anyhow::Result<()> {
         p50 / 1000.0,
         p95 / 1000.0
     );
+    println!();
+    for (name, p) in names.iter().zip(&probed) {
+        println!(
+            "- {name}: the gateway's frame window for it at the end (participant `drawing`): {}",
+            p.drawing
+        );
+    }
     // `DESKTOP_BENCH=terminal`: the terminal workload alone.
     if std::env::var("DESKTOP_BENCH").as_deref() == Ok("terminal") {
         return Ok(());
@@ -473,15 +531,16 @@ fn probe_file(user: &str) -> String {
 }
 
 /// How long a change on the scrolling desktop takes to reach a browser, while the xterm
-/// floods: an observer of `account`'s live session paints every frame (as the browser does)
-/// for `PROBING`, and each time the probe's pixel turns red or blue, the time since the
-/// probe made that change (`probe_file`) is one sample. p50 and p95 in microseconds, and
-/// the number of samples.
+/// floods: an observer of `account`'s live session paints every frame (taking
+/// `observer.draw` for each, as a browser does) for `PROBE_WARM_UP` and then `PROBING`, and
+/// each time the probe's pixel changes colour in the second part, the time since the probe
+/// made that change (`probe_file`) is one sample.
 async fn probe_latency(
     g: &Gateway,
     account: &str,
     user: &str,
-) -> anyhow::Result<(f64, f64, usize)> {
+    observer: Observer,
+) -> anyhow::Result<Probed> {
     use std::time::SystemTime;
     let live = g.call("GET", "/sessions", Value::Null).await?;
     let sid = live
@@ -498,8 +557,12 @@ async fn probe_latency(
     let mut d = desktop_view::Desktop::default();
     let mut seen: Vec<([u8; 3], SystemTime)> = Vec::new();
     let mut last = None;
-    let until = Instant::now() + PROBING;
-    loop {
+    let mut frames = 0u64;
+    let measured_from = std::time::SystemTime::now() + PROBE_WARM_UP;
+    let until = Instant::now() + PROBE_WARM_UP + PROBING;
+    // (A browser that never keeps up always has a frame waiting: the time is checked here,
+    // not only when nothing comes.)
+    while Instant::now() < until {
         match tokio::time::timeout_at(until.into(), ws.next()).await {
             Err(_) => break,
             Ok(None) => anyhow::bail!("the watched session closed"),
@@ -507,6 +570,20 @@ async fn probe_latency(
                 Message::Text(t) => d.control(t.as_str()),
                 Message::Binary(b) => {
                     d.paint(&b);
+                    // What a slower browser takes to draw it; meanwhile frames wait on the
+                    // socket, as they do in a browser.
+                    if !observer.draw.is_zero() {
+                        tokio::time::sleep(observer.draw).await;
+                    }
+                    if observer.says_drawn {
+                        ws.send(Message::Text(
+                            json!({ "type": "drawn", "frames": d.frames })
+                                .to_string()
+                                .into(),
+                        ))
+                        .await?;
+                    }
+                    frames += 1;
                     let p = d.pixel(PROBE.0, PROBE.1);
                     if p != last {
                         if let Some(p) = p {
@@ -519,23 +596,36 @@ async fn probe_latency(
             },
         }
     }
+    // How the gateway saw this browser (its frame window), as the participant list shows it.
+    let live = g.call("GET", "/sessions", Value::Null).await?;
+    let drawing = live
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["participants"].as_array().cloned().unwrap_or_default())
+        .find(|p| p["role"] == "observer")
+        .map(|p| p["drawing"].clone())
+        .unwrap_or(Value::Null);
     drop(ws);
-    // The probe's changes: line i made the root red (i even) or blue (i odd).
-    let changes: Vec<(bool, u128)> = std::fs::read_to_string(probe_file(user))?
+    // The probe's changes: line i gave the root colour i modulo 64.
+    let changes: Vec<(usize, u128)> = std::fs::read_to_string(probe_file(user))?
         .lines()
         .enumerate()
-        .filter_map(|(i, l)| Some((i % 2 == 0, l.trim().parse().ok()?)))
+        .filter_map(|(i, l)| Some((i % 64, l.trim().parse().ok()?)))
         .collect();
     let mut times = Vec::new();
-    // The first colour seen is the observer's first picture, not a change.
-    for (rgb, at) in seen.iter().skip(1) {
-        let red = match rgb {
-            [255, 0, 0] => true,
-            [0, 0, 255] => false,
-            _ => continue,
+    // The first colour seen is the observer's first picture, not a change; what it saw while
+    // the gateway learnt its speed is not counted.
+    for (rgb, at) in seen.iter().skip(1).filter(|(_, at)| *at >= measured_from) {
+        let Some(colour) = probe_colour(*rgb) else {
+            continue;
         };
         let at_ns = at.duration_since(SystemTime::UNIX_EPOCH)?.as_nanos();
-        if let Some((_, made)) = changes.iter().rev().find(|(r, t)| *r == red && *t <= at_ns) {
+        if let Some((_, made)) = changes
+            .iter()
+            .rev()
+            .find(|(c, t)| *c == colour && *t <= at_ns)
+        {
             times.push(Duration::from_nanos((at_ns - made) as u64));
         }
     }
@@ -545,7 +635,30 @@ async fn probe_latency(
         seen.len()
     );
     let n = times.len();
-    Ok((pct(&mut times, 50), pct(&mut times, 95), n))
+    if std::env::var("PROBE_SAMPLES").is_ok() {
+        eprintln!(
+            "samples: {:?}",
+            times.iter().map(|t| t.as_millis()).collect::<Vec<_>>()
+        );
+    }
+    Ok(Probed {
+        p50: pct(&mut times, 50),
+        p95: pct(&mut times, 95),
+        changes: n,
+        frames_per_s: frames as f64 / (PROBE_WARM_UP + PROBING).as_secs_f64(),
+        drawing,
+    })
+}
+
+/// What `probe_latency` measured: a change on the desktop to the browser's picture, p50 and
+/// p95 in microseconds; how many changes it saw; frames it drew per second.
+struct Probed {
+    p50: f64,
+    p95: f64,
+    changes: usize,
+    frames_per_s: f64,
+    /// The gateway's `drawing` figures for this browser at the end.
+    drawing: Value,
 }
 
 /// Terminates every live session and returns their recordings' bytes per hour of session

@@ -17,7 +17,7 @@
 //!
 //! A keystroke echoed on a quiet desktop is no flood and is never held up, and input ends a
 //! pause. Measured on a scrolling xterm (bench/README.md, issue 8): with Suppress Output a
-//! change on the desktop reaches the browser in 0.13-0.51 s at the median under a flood,
+//! change on the desktop reaches the browser in 0.15-0.56 s at the median under a flood,
 //! against 0.4 s (1.1 s at p95) when the gateway only stopped reading.
 
 use std::time::Duration;
