@@ -136,13 +136,13 @@ impl FrameWindow {
         // takes no longer than its lag.
         let floor = self.lags.iter().min().copied();
         if let (Some(previous), Some(floor)) = (previous, floor) {
-            if first_sent + floor <= previous {
+            if first_sent.checked_add(floor).is_some_and(|t| t <= previous) {
                 let per_frame = now.saturating_duration_since(previous)
                     / u32::try_from(count).unwrap_or(u32::MAX);
                 self.draw_time = Some(match self.draw_time {
                     // Recent frames weigh more: a tab brought to the front draws faster
                     // within a few frames.
-                    Some(d) => (d * 3 + per_frame) / 4,
+                    Some(d) => d.saturating_mul(3).saturating_add(per_frame) / 4,
                     None => per_frame,
                 });
             }
