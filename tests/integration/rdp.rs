@@ -128,6 +128,35 @@ async fn settle(ws: &mut Ws, d: &mut Desktop) {
     settle_saying_drawn(ws, d, false).await
 }
 
+/// A gateway on a fresh site with an administrator, and an RDP resource `name` for the test
+/// xrdp: what every xrdp test starts from.
+struct XrdpSite {
+    x: &'static crate::xrdp_server::Xrdp,
+    /// Holds the site's files until the test ends.
+    site: Site,
+    server: crate::harness::Server,
+    tls: crate::live::Tls,
+    admin: crate::harness::Client,
+    rid: String,
+}
+
+async fn xrdp_site(name: &str) -> XrdpSite {
+    let x = xrdp();
+    let site = Site::new(Backend::Sqlite);
+    let (server, tls) = start(&site);
+    let admin = server.admin().await;
+    let r = admin.call("POST", "/resources", json!({ "name": name, "host": "127.0.0.1", "ports": { "rdp": x.port }, "policy_id": "policy-low" })).await.ok();
+    let rid = r["id"].as_str().unwrap().to_string();
+    XrdpSite {
+        x,
+        site,
+        server,
+        tls,
+        admin,
+        rid,
+    }
+}
+
 /// As `settle`; with `say_drawn`, says after each frame that it was drawn, as a browser
 /// that keeps up does (docs/websocket-protocol.md, `drawn`).
 async fn settle_saying_drawn(ws: &mut Ws, d: &mut Desktop, say_drawn: bool) {
@@ -255,14 +284,16 @@ async fn xterm_desktop(
 
 #[tokio::test]
 async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
-    let x = xrdp();
+    let XrdpSite {
+        x,
+        site: _site,
+        server,
+        tls,
+        admin,
+        rid,
+    } = xrdp_site("desk-1").await;
     let user = sshd().user(PASSWORD);
     sshd().write_home_file(&user, ".xsession", "755", XSESSION);
-    let site = Site::new(Backend::Sqlite);
-    let (server, tls) = start(&site);
-    let admin = server.admin().await;
-    let r = admin.call("POST", "/resources", json!({ "name": "desk-1", "host": "127.0.0.1", "ports": { "rdp": x.port }, "policy_id": "policy-low" })).await.ok();
-    let rid = r["id"].as_str().unwrap().to_string();
     let account = admin.account(&rid, &user, PASSWORD).await;
     let (_, eng_id) = server.user(&admin, "engineer", "password_user").await;
     admin.call("POST", "/shares", json!({ "subject_kind": "user", "subject_id": eng_id, "object_kind": "account", "object_id": account, "level": "connect" })).await.ok();
@@ -618,12 +649,14 @@ async fn rdp_reaches_a_desktop_only_through_an_ssh_landing_server() {
 
 #[tokio::test]
 async fn the_clipboard_crosses_as_the_policy_allows_and_is_audited() {
-    let x = xrdp();
-    let site = Site::new(Backend::Sqlite);
-    let (server, tls) = start(&site);
-    let admin = server.admin().await;
-    let r = admin.call("POST", "/resources", json!({ "name": "clip-desk", "host": "127.0.0.1", "ports": { "rdp": x.port }, "policy_id": "policy-low" })).await.ok();
-    let rid = r["id"].as_str().unwrap().to_string();
+    let XrdpSite {
+        x: _,
+        site: _site,
+        server,
+        tls,
+        admin,
+        rid,
+    } = xrdp_site("clip-desk").await;
     admin
         .call(
             "PUT",
@@ -772,12 +805,14 @@ fn mean_error(a: &[u8], b: &[u8]) -> f64 {
 #[tokio::test]
 async fn a_photograph_travels_as_jpeg_and_comes_to_rest_exact() {
     use std::os::unix::fs::PermissionsExt;
-    let x = xrdp();
-    let site = Site::new(Backend::Sqlite);
-    let (server, tls) = start(&site);
-    let admin = server.admin().await;
-    let r = admin.call("POST", "/resources", json!({ "name": "photo-desk", "host": "127.0.0.1", "ports": { "rdp": x.port }, "policy_id": "policy-low" })).await.ok();
-    let rid = r["id"].as_str().unwrap().to_string();
+    let XrdpSite {
+        x: _,
+        site: _site,
+        server,
+        tls,
+        admin,
+        rid,
+    } = xrdp_site("photo-desk").await;
     let settings = format!("/resources/{rid}/rdp");
     // A setting that does not exist is refused, naming the field.
     let bad = admin
@@ -883,12 +918,14 @@ async fn file_text(path: &str) -> String {
 
 #[tokio::test]
 async fn the_desktop_follows_the_owners_tab_unless_its_size_is_fixed() {
-    let x = xrdp();
-    let site = Site::new(Backend::Sqlite);
-    let (server, tls) = start(&site);
-    let admin = server.admin().await;
-    let r = admin.call("POST", "/resources", json!({ "name": "size-desk", "host": "127.0.0.1", "ports": { "rdp": x.port }, "policy_id": "policy-low" })).await.ok();
-    let rid = r["id"].as_str().unwrap().to_string();
+    let XrdpSite {
+        x: _,
+        site: _site,
+        server,
+        tls,
+        admin,
+        rid,
+    } = xrdp_site("size-desk").await;
     let ac = server.client();
     let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
     let (user, mut ws, mut d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
@@ -1033,13 +1070,15 @@ fn gateway_link(pid: u32, port: u16) -> Option<(u16, u64, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_is_held_back_at_the_server_and_comes_to_rest_exact() {
-    let x = xrdp();
-    let site = Site::new(Backend::Sqlite);
-    let (server, tls) = start(&site);
+    let XrdpSite {
+        x,
+        site: _site,
+        server,
+        tls,
+        admin,
+        rid,
+    } = xrdp_site("flood-desk").await;
     let pid = server.pid().expect("the gateway runs");
-    let admin = server.admin().await;
-    let r = admin.call("POST", "/resources", json!({ "name": "flood-desk", "host": "127.0.0.1", "ports": { "rdp": x.port }, "policy_id": "policy-low" })).await.ok();
-    let rid = r["id"].as_str().unwrap().to_string();
     let ac = server.client();
     let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
     let (user, mut ws, mut d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
@@ -1126,12 +1165,14 @@ async fn a_flood_is_held_back_at_the_server_and_comes_to_rest_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_browser_that_stops_drawing_or_draws_slowly_is_sent_few_frames_then_the_picture_as_it_is()
 {
-    let x = xrdp();
-    let site = Site::new(Backend::Sqlite);
-    let (server, tls) = start(&site);
-    let admin = server.admin().await;
-    let r = admin.call("POST", "/resources", json!({ "name": "slow-browser-desk", "host": "127.0.0.1", "ports": { "rdp": x.port }, "policy_id": "policy-low" })).await.ok();
-    let rid = r["id"].as_str().unwrap().to_string();
+    let XrdpSite {
+        x: _,
+        site: _site,
+        server,
+        tls,
+        admin,
+        rid,
+    } = xrdp_site("slow-browser-desk").await;
     let ac = server.client();
     let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
     let (user, mut ws, mut d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
