@@ -128,16 +128,22 @@ async fn settle(ws: &mut Ws, d: &mut Desktop) {
     settle_saying_drawn(ws, d, false).await
 }
 
-/// A gateway on a fresh site with an administrator, and an RDP resource `name` for the test
-/// xrdp: what every xrdp test starts from.
+/// A gateway on a fresh site with an administrator (an API client, and a browser's session
+/// cookie), and an RDP resource for the test xrdp: what every xrdp test starts from. Tests
+/// borrow its parts (`let XrdpSite { server, admin, .. } = &s;`), so the site lives on.
 struct XrdpSite {
     x: &'static crate::xrdp_server::Xrdp,
     /// Holds the site's files until the test ends.
+    #[allow(dead_code)]
     site: Site,
     server: crate::harness::Server,
     tls: crate::live::Tls,
     admin: crate::harness::Client,
+    /// The resource's id.
     rid: String,
+    /// The administrator in a browser, and its cookie.
+    ac: crate::harness::Client,
+    acookie: String,
 }
 
 async fn xrdp_site(name: &str) -> XrdpSite {
@@ -147,6 +153,8 @@ async fn xrdp_site(name: &str) -> XrdpSite {
     let admin = server.admin().await;
     let r = admin.call("POST", "/resources", json!({ "name": name, "host": "127.0.0.1", "ports": { "rdp": x.port }, "policy_id": "policy-low" })).await.ok();
     let rid = r["id"].as_str().unwrap().to_string();
+    let ac = server.client();
+    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
     XrdpSite {
         x,
         site,
@@ -154,6 +162,8 @@ async fn xrdp_site(name: &str) -> XrdpSite {
         tls,
         admin,
         rid,
+        ac,
+        acookie,
     }
 }
 
@@ -246,21 +256,15 @@ async fn type_text(ws: &mut Ws, text: &str) {
     }
 }
 
-/// A fresh xrdp user whose desktop (`XSESSION`) is opened by `client` (logged in with
-/// `cookie`) as an RDP account of resource `rid`, once its xterm is drawn and has the pointer
-/// (so it gets the keys). Returns the user, the socket and what it has shown so far.
-async fn xterm_desktop(
-    server: &crate::harness::Server,
-    tls: &crate::live::Tls,
-    admin: &crate::harness::Client,
-    client: &crate::harness::Client,
-    cookie: &str,
-    rid: &str,
-) -> (String, Ws, Desktop) {
+/// A fresh xrdp user whose desktop (`XSESSION`) is opened by the site's administrator in a
+/// browser, as an RDP account of the site's resource, once its xterm is drawn and has the
+/// pointer (so it gets the keys). Returns the user, the socket and what it has shown so far.
+async fn xterm_desktop(site: &XrdpSite) -> (String, Ws, Desktop) {
     let user = sshd().user(PASSWORD);
     sshd().write_home_file(&user, ".xsession", "755", XSESSION);
-    let account = admin.account(rid, &user, PASSWORD).await;
-    let t = client
+    let account = site.admin.account(&site.rid, &user, PASSWORD).await;
+    let t = site
+        .ac
         .call(
             "POST",
             "/sessions",
@@ -268,7 +272,13 @@ async fn xterm_desktop(
         )
         .await
         .ok();
-    let mut ws = open_ws(server, tls, cookie, t["url"].as_str().unwrap()).await;
+    let mut ws = open_ws(
+        &site.server,
+        &site.tls,
+        &site.acookie,
+        t["url"].as_str().unwrap(),
+    )
+    .await;
     let mut d = Desktop::default();
     read_until(&mut ws, &mut d, "the xterm", |d| {
         near(d.pixel(200, 100), [255, 255, 255])
@@ -284,18 +294,21 @@ async fn xterm_desktop(
 
 #[tokio::test]
 async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
+    let s = xrdp_site("desk-1").await;
     let XrdpSite {
         x,
-        site: _site,
         server,
         tls,
         admin,
         rid,
-    } = xrdp_site("desk-1").await;
+        ac,
+        acookie,
+        ..
+    } = &s;
     let user = sshd().user(PASSWORD);
     sshd().write_home_file(&user, ".xsession", "755", XSESSION);
-    let account = admin.account(&rid, &user, PASSWORD).await;
-    let (_, eng_id) = server.user(&admin, "engineer", "password_user").await;
+    let account = admin.account(rid, &user, PASSWORD).await;
+    let (_, eng_id) = server.user(admin, "engineer", "password_user").await;
     admin.call("POST", "/shares", json!({ "subject_kind": "user", "subject_id": eng_id, "object_kind": "account", "object_id": account, "level": "connect" })).await.ok();
     let eng = server.client();
     let cookie = cookie_of(&eng.login("engineer", crate::harness::USER_PASSWORD).await);
@@ -308,7 +321,7 @@ async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
         )
         .await
         .ok();
-    let mut ws = open_ws(&server, &tls, &cookie, t["url"].as_str().unwrap()).await;
+    let mut ws = open_ws(server, tls, &cookie, t["url"].as_str().unwrap()).await;
     let mut d = Desktop::default();
     // The desktop arrives: the root window's colour where no window is.
     read_until(&mut ws, &mut d, "the desktop's root colour", |d| {
@@ -376,13 +389,11 @@ async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
         .unwrap_or_else(|| panic!("the RDP session is not recorded: {live}"));
     // An observer who arrives now gets the current desktop at once, the same picture as the
     // owner's (sampled pixel for pixel).
-    let ac = server.client();
-    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
     let w = ac
         .call("POST", &format!("/sessions/{sid}/watch"), json!({}))
         .await
         .ok();
-    let mut ows = open_ws(&server, &tls, &acookie, w["url"].as_str().unwrap()).await;
+    let mut ows = open_ws(server, tls, acookie, w["url"].as_str().unwrap()).await;
     let mut od = Desktop::default();
     read_until(&mut ows, &mut od, "the observer's first picture", |d| {
         d.rects > 0
@@ -443,7 +454,7 @@ async fn an_rdp_desktop_is_shown_typed_into_and_terminated() {
         .ok();
     assert_eq!(start[0]["detail"]["protocol"], "rdp", "{start}");
     // The recording replays to the same final picture the owner saw.
-    let (played, kinds) = replayed(&admin, &recording_id).await;
+    let (played, kinds) = replayed(admin, &recording_id).await;
     assert!(kinds.contains("k") && kinds.contains("f"), "{kinds:?}");
     assert_eq!((played.width, played.height), (1024, 768));
     let differing = (0..768)
@@ -649,14 +660,8 @@ async fn rdp_reaches_a_desktop_only_through_an_ssh_landing_server() {
 
 #[tokio::test]
 async fn the_clipboard_crosses_as_the_policy_allows_and_is_audited() {
-    let XrdpSite {
-        x: _,
-        site: _site,
-        server,
-        tls,
-        admin,
-        rid,
-    } = xrdp_site("clip-desk").await;
+    let s = xrdp_site("clip-desk").await;
+    let XrdpSite { admin, rid, .. } = &s;
     admin
         .call(
             "PUT",
@@ -665,9 +670,7 @@ async fn the_clipboard_crosses_as_the_policy_allows_and_is_audited() {
         )
         .await
         .ok();
-    let ac = server.client();
-    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
-    let (user, mut ws, mut d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
+    let (user, mut ws, mut d) = xterm_desktop(&s).await;
     // Browser to desktop: the text offered is what the desktop pastes.
     send(
         &mut ws,
@@ -736,7 +739,7 @@ async fn the_clipboard_crosses_as_the_policy_allows_and_is_audited() {
         .await
         .ok();
     drop(ws);
-    let (user2, mut ws, mut d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
+    let (user2, mut ws, mut d) = xterm_desktop(&s).await;
     type_text(&mut ws, "echo kept-99 | xclip -selection clipboard").await;
     type_text(&mut ws, "touch copied").await;
     assert!(appears(&format!("/home/{user2}/copied")).await);
@@ -805,14 +808,8 @@ fn mean_error(a: &[u8], b: &[u8]) -> f64 {
 #[tokio::test]
 async fn a_photograph_travels_as_jpeg_and_comes_to_rest_exact() {
     use std::os::unix::fs::PermissionsExt;
-    let XrdpSite {
-        x: _,
-        site: _site,
-        server,
-        tls,
-        admin,
-        rid,
-    } = xrdp_site("photo-desk").await;
+    let s = xrdp_site("photo-desk").await;
+    let XrdpSite { admin, rid, .. } = &s;
     let settings = format!("/resources/{rid}/rdp");
     // A setting that does not exist is refused, naming the field.
     let bad = admin
@@ -839,8 +836,6 @@ async fn a_photograph_travels_as_jpeg_and_comes_to_rest_exact() {
         ));
         rgb = pixels;
     }
-    let ac = server.client();
-    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
     let photo = (px, py, pw, ph);
     for quality in ["auto", "lossless"] {
         let set = admin
@@ -848,7 +843,7 @@ async fn a_photograph_travels_as_jpeg_and_comes_to_rest_exact() {
             .await
             .ok();
         assert_eq!(set["image_quality"], quality, "{set}");
-        let (user, mut ws, mut d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
+        let (user, mut ws, mut d) = xterm_desktop(&s).await;
         sshd().write_home_file(&user, "slides", "644", &shows);
         type_text(&mut ws, "sh slides").await;
         read_until(&mut ws, &mut d, "the last photograph", |d| {
@@ -873,12 +868,12 @@ async fn a_photograph_travels_as_jpeg_and_comes_to_rest_exact() {
         }
         // The session ends; its recording replays to the same exact photograph, through the
         // same JPEG first.
-        let recording_id = terminate_live_rdp(&admin, "photo check").await;
+        let recording_id = terminate_live_rdp(admin, "photo check").await;
         read_until(&mut ws, &mut d, "the end", |d| {
             d.controls.iter().any(|c| c["type"] == "exit")
         })
         .await;
-        let (played, _) = replayed(&admin, &recording_id).await;
+        let (played, _) = replayed(admin, &recording_id).await;
         assert_eq!(
             region_of(&played, photo),
             rgb,
@@ -918,17 +913,9 @@ async fn file_text(path: &str) -> String {
 
 #[tokio::test]
 async fn the_desktop_follows_the_owners_tab_unless_its_size_is_fixed() {
-    let XrdpSite {
-        x: _,
-        site: _site,
-        server,
-        tls,
-        admin,
-        rid,
-    } = xrdp_site("size-desk").await;
-    let ac = server.client();
-    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
-    let (user, mut ws, mut d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
+    let s = xrdp_site("size-desk").await;
+    let XrdpSite { admin, rid, .. } = &s;
+    let (user, mut ws, mut d) = xterm_desktop(&s).await;
     assert_eq!((d.width, d.height), (1024, 768));
 
     // The owner's tab grows (an odd width: RDP wants it even). xrdp changes its desktop over
@@ -963,7 +950,7 @@ async fn the_desktop_follows_the_owners_tab_unless_its_size_is_fixed() {
         "xrandr on the target: {xrandr:?}"
     );
     // The recording holds the new size, for the player.
-    let recording = terminate_live_rdp(&admin, "size check done").await;
+    let recording = terminate_live_rdp(admin, "size check done").await;
     drop(ws);
 
     // A fixed size: the tab's size at the start and later is ignored; the browser scales.
@@ -988,7 +975,7 @@ async fn the_desktop_follows_the_owners_tab_unless_its_size_is_fixed() {
         (&set["display"], &set["fixed_width"], &set["fixed_height"]),
         (&json!("fixed"), &json!(800), &json!(600))
     );
-    let (_, mut ws, d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
+    let (_, mut ws, d) = xterm_desktop(&s).await;
     assert_eq!((d.width, d.height), (800, 600), "{:?}", d.controls);
     send(
         &mut ws,
@@ -1005,7 +992,7 @@ async fn the_desktop_follows_the_owners_tab_unless_its_size_is_fixed() {
     drop(ws);
 
     // The first recording replays through the size change.
-    let events = recording_events(&admin, &recording).await;
+    let events = recording_events(admin, &recording).await;
     let text = events.to_string();
     assert!(
         text.contains("\"r\",\"1280x721\""),
@@ -1070,18 +1057,12 @@ fn gateway_link(pid: u32, port: u16) -> Option<(u16, u64, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_is_held_back_at_the_server_and_comes_to_rest_exact() {
+    let s = xrdp_site("flood-desk").await;
     let XrdpSite {
-        x,
-        site: _site,
-        server,
-        tls,
-        admin,
-        rid,
-    } = xrdp_site("flood-desk").await;
+        x, server, admin, ..
+    } = &s;
     let pid = server.pid().expect("the gateway runs");
-    let ac = server.client();
-    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
-    let (user, mut ws, mut d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
+    let (user, mut ws, mut d) = xterm_desktop(&s).await;
     // Six seconds of a flood: the xterm scrolls, and the root window (the desktop's edges,
     // its last row and column included) changes colour without pause. Then a still screen,
     // which the desktop itself dumps (xwd) for comparison. The root keeps whichever colour
@@ -1159,23 +1140,15 @@ async fn a_flood_is_held_back_at_the_server_and_comes_to_rest_exact() {
         after - before
     );
     drop(ws);
-    terminate_live_rdp(&admin, "test over").await;
+    terminate_live_rdp(admin, "test over").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_browser_that_stops_drawing_or_draws_slowly_is_sent_few_frames_then_the_picture_as_it_is()
 {
-    let XrdpSite {
-        x: _,
-        site: _site,
-        server,
-        tls,
-        admin,
-        rid,
-    } = xrdp_site("slow-browser-desk").await;
-    let ac = server.client();
-    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
-    let (user, mut ws, mut d) = xterm_desktop(&server, &tls, &admin, &ac, &acookie, &rid).await;
+    let s = xrdp_site("slow-browser-desk").await;
+    let XrdpSite { admin, .. } = &s;
+    let (user, mut ws, mut d) = xterm_desktop(&s).await;
     // The browser has drawn everything so far, and says so.
     send(&mut ws, json!({ "type": "drawn", "frames": d.frames })).await;
     let drawn = d.frames;
@@ -1275,5 +1248,5 @@ async fn a_browser_that_stops_drawing_or_draws_slowly_is_sent_few_frames_then_th
         "pixels differ between the desktop and the browser at rest"
     );
     drop(ws);
-    terminate_live_rdp(&admin, "test over").await;
+    terminate_live_rdp(admin, "test over").await;
 }
