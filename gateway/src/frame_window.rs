@@ -365,20 +365,25 @@ mod tests {
         frames_drawn: u64,
     }
 
-    /// A desktop that changes every `every` for `run`, viewed by `browser` through `w`, as
-    /// the viewer's socket loop does it: a frame goes if the window allows, else its regions
-    /// are due; a catch-up goes as soon as a draw is heard of and the window allows.
-    /// `learns`: whether the window may measure the browser's speed (without, it is the
-    /// fixed window of `FRAMES_IN_FLIGHT`).
+    /// A desktop viewed by `browser`: its first picture is drawn at once, then the desktop
+    /// changes every 33 ms for `run`, and the viewer's socket loop does what it does: a frame
+    /// goes if the window allows, else its regions are due; a catch-up goes as soon as a draw
+    /// is heard of and the window allows. `learns`: whether the window may measure the
+    /// browser's speed (without, it is the fixed window of `FRAMES_IN_FLIGHT`). What was seen
+    /// from `measured_from` on, and the window at the end.
     fn simulate(
-        w: &mut FrameWindow,
-        t0: Instant,
-        every: Duration,
-        run: Duration,
         browser: &Browser,
+        run: Duration,
         measured_from: Duration,
         learns: bool,
-    ) -> Seen {
+    ) -> (FrameWindow, Seen) {
+        let every = ms(33);
+        let mut window = FrameWindow::default();
+        let start = Instant::now();
+        window.sent(start);
+        let t0 = start + browser.one_way * 2;
+        window.drawn(1, t0);
+        let w = &mut window;
         let mut seen = Seen::default();
         // Frames on their way or waiting in the browser: when each was sent.
         let mut queue: VecDeque<Instant> = VecDeque::new();
@@ -442,29 +447,17 @@ mod tests {
                 seen.most_in_flight = seen.most_in_flight.max(w.in_flight());
             }
         }
-        seen
+        (window, seen)
     }
 
     #[test]
     fn a_browser_that_draws_a_frame_a_second_is_sent_one_frame_at_a_time() {
-        let t0 = Instant::now();
-        let mut w = FrameWindow::default();
         let slow = Browser {
             one_way: ms(1),
             draw: |_| ms(1000),
         };
         // The first picture, drawn; then the desktop changes 30 times a second.
-        w.sent(t0);
-        w.drawn(1, t0 + ms(2));
-        let seen = simulate(
-            &mut w,
-            t0 + ms(2),
-            ms(33),
-            ms(20_000),
-            &slow,
-            ms(5_000),
-            true,
-        );
+        let (w, seen) = simulate(&slow, ms(20_000), ms(5_000), true);
         assert_eq!(seen.most_in_flight, 1, "{seen:?}");
         // What it draws was sent at most one draw and a round trip before: it waited
         // behind nothing.
@@ -478,42 +471,19 @@ mod tests {
         );
         assert!(stats.frames_held_back > 400, "{stats:?}");
         // With the fixed window it had four undrawn: what it drew was up to 4 s old.
-        let mut fixed = FrameWindow::default();
-        fixed.sent(t0);
-        fixed.drawn(1, t0 + ms(2));
-        let seen = simulate(
-            &mut fixed,
-            t0 + ms(2),
-            ms(33),
-            ms(20_000),
-            &slow,
-            ms(5_000),
-            false,
-        );
+        let (_, seen) = simulate(&slow, ms(20_000), ms(5_000), false);
         assert_eq!(seen.most_in_flight, FRAMES_IN_FLIGHT, "{seen:?}");
         assert!(seen.oldest_drawn > ms(3_000), "{seen:?}");
     }
 
     #[test]
     fn a_fast_browser_far_away_keeps_the_whole_window() {
-        let t0 = Instant::now();
-        let mut w = FrameWindow::default();
         // 100 ms round trip, 5 ms a frame: three frames are on the wire at any time.
         let far = Browser {
             one_way: ms(50),
             draw: |_| ms(5),
         };
-        w.sent(t0);
-        w.drawn(1, t0 + ms(100));
-        let seen = simulate(
-            &mut w,
-            t0 + ms(100),
-            ms(33),
-            ms(10_000),
-            &far,
-            ms(1_000),
-            true,
-        );
+        let (w, seen) = simulate(&far, ms(10_000), ms(1_000), true);
         let stats = w.stats();
         assert_eq!(stats.frames_held_back, 0, "{stats:?} {seen:?}");
         assert_eq!(stats.window, FRAMES_IN_FLIGHT, "{stats:?}");
@@ -522,24 +492,12 @@ mod tests {
 
     #[test]
     fn a_tab_that_draws_fast_again_gets_its_window_back() {
-        let t0 = Instant::now();
-        let mut w = FrameWindow::default();
         // 500 ms a frame for ten seconds (a background tab), then 5 ms.
         let waking = Browser {
             one_way: ms(1),
             draw: |at| if at < ms(10_000) { ms(500) } else { ms(5) },
         };
-        w.sent(t0);
-        w.drawn(1, t0 + ms(2));
-        let seen = simulate(
-            &mut w,
-            t0 + ms(2),
-            ms(33),
-            ms(20_000),
-            &waking,
-            ms(12_000),
-            true,
-        );
+        let (w, seen) = simulate(&waking, ms(20_000), ms(12_000), true);
         let stats = w.stats();
         assert_eq!(stats.window, FRAMES_IN_FLIGHT, "{stats:?}");
         assert!(stats.draw_ms.is_some_and(|d| d <= 10), "{stats:?}");
