@@ -14,7 +14,11 @@
 //!     second to draw each frame, once saying what it drew (the gateway's frame window
 //!     applies) and once not (every frame is sent);
 //!   - the same workload viewed through `xfreerdp` (a complete native client that decodes and
-//!     draws on an Xvfb display), when it is installed: its CPU and memory;
+//!     draws on an Xvfb display), when it is installed: its CPU and memory, and how long the
+//!     probe's changes take to reach its window (one pixel read over X11 every 2 ms);
+//!   - the probe once more with one flooding desktop alone on the machine (the others ended),
+//!     through the gateway and through `xfreerdp`: with four floods the two cores are
+//!     saturated, and the server side then sets much of the figure;
 //!   - for both, the RDP update volume each viewer received (MB/s, from the kernel's socket
 //!     counters) and the CPU spent per MB of it: the per-session CPU follows how fast xrdp
 //!     produces updates on a shared 2-core machine, which varies between runs and viewers;
@@ -60,11 +64,14 @@ const KEYS: usize = 100;
 const WIDTH: u16 = 1280;
 const HEIGHT: u16 = 800;
 /// An xterm filling the desktop (6x13 font: 210x60 cells = 1260x780 pixels), scrolling.
-/// Beside it, in a strip of the root window, a probe: every half second the root takes the
-/// next of 64 colours (`probe_colour`), and the time of each change (ns since the epoch) is
-/// appended to `probe_file`. The colour names its change for 32 s, so a browser many seconds
-/// behind is still measured right.
-const SCROLLING: &str = "#!/bin/sh\n(i=0; while :; do xsetroot -solid \"$(printf '#%02x00%02x' $((i % 64 * 4)) $((255 - i % 64 * 4)))\"; date +%s%N >> \"$HOME/probe-times\"; i=$((i + 1)); sleep 0.5; done) &\nexec xterm -geometry 210x60+0+0 -bg white -fg black -e sh -c 'while :; do ls -lR /usr/share; done'\n";
+/// Beside it, in a strip of the root window, a probe: every half second on average the root
+/// takes the next of 64 colours (`probe_colour`), and the time of each change (ns since the
+/// epoch) is appended to `probe_file`. The colour names its change for about 32 s, so a
+/// browser many seconds behind is still measured right. The wait between changes is drawn
+/// at random from 0.25-0.75 s: a probe every 0.5 s exactly kept nearly the same phase to the
+/// gateway's flood pauses (about 0.5 s apart) for a whole run, so one run measured only short
+/// delays and the next only long ones.
+const SCROLLING: &str = "#!/bin/sh\n(i=0; while :; do xsetroot -solid \"$(printf '#%02x00%02x' $((i % 64 * 4)) $((255 - i % 64 * 4)))\"; date +%s%N >> \"$HOME/probe-times\"; i=$((i + 1)); sleep \"0.$(shuf -i 250-749 -n 1)\"; done) &\nexec xterm -geometry 210x60+0+0 -bg white -fg black -e sh -c 'while :; do ls -lR /usr/share; done'\n";
 /// A pixel of the probe's strip.
 const PROBE: (usize, usize) = (1276, 400);
 
@@ -89,6 +96,8 @@ const PROBING: Duration = Duration::from_secs(15);
 const PROBE_WARM_UP: Duration = Duration::from_secs(8);
 /// What the slow browsers take to draw a frame (a flood sends about two a second).
 const SLOW_DRAW: Duration = Duration::from_secs(1);
+/// How often the probe's pixel is read in `xfreerdp`'s window.
+const NATIVE_POLL: Duration = Duration::from_millis(2);
 const IDLE: &str = xrdp_server::XSESSION;
 /// The photographic workload's pictures (pixels).
 const PHOTO_W: usize = 800;
@@ -260,6 +269,33 @@ fn mean_queue(port: u16, window: Duration) -> f64 {
     }
 }
 
+/// The machine's CPU time so far, busy and in all (clock ticks, all cores; `/proc/stat`):
+/// how loaded the machine was in a window is the busy share of the difference.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let all: u64 = fields.iter().take(8).sum();
+    // idle and iowait
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (all - idle, all)
+}
+
+/// The busy share of the machine's cores between two `machine_ticks` readings, in %.
+fn busy_between((busy0, all0): (u64, u64), (busy1, all1): (u64, u64)) -> f64 {
+    let all = all1.saturating_sub(all0);
+    if all == 0 {
+        return 0.0;
+    }
+    busy1.saturating_sub(busy0) as f64 / all as f64 * 100.0
+}
+
 /// What one viewer cost for the updates it was sent: CPU (% of one core), and the update
 /// volume (MB/s from the RDP server) it decoded for it.
 struct Work {
@@ -267,6 +303,9 @@ struct Work {
     mb_per_s: f64,
     /// Mean MB queued for it at the server (see `queued_at`).
     queued_mb: f64,
+    /// How busy the machine's cores were meanwhile (%): the viewers are measured at
+    /// different times, on cores they share with xrdp, Xorg and the xterms.
+    machine_busy: f64,
 }
 
 impl Work {
@@ -293,10 +332,17 @@ impl Work {
 }
 
 /// `xfreerdp` on a private Xvfb display viewing the scrolling desktop of `user` for
-/// `MEASURE`: its CPU and update volume, and its resident memory (MiB). Bulk compression is
+/// `MEASURE`: its CPU and update volume, and its resident memory (MiB). Then, with `probe`
+/// (the desktop runs `SCROLLING`), how long a change on that desktop takes to reach its
+/// window (`native_probe`), once as the machine is, and once after the desktops of the
+/// `probe` users have been ended (`end_desktops`), so that it floods alone. Bulk compression is
 /// turned off (`-compression`) because the gateway does not negotiate it: both then receive
 /// the same kind of stream (TLS around planar and interleaved bitmaps).
-fn native_client(port: u16, user: &str) -> anyhow::Result<Option<(Work, f64)>> {
+fn native_client(
+    port: u16,
+    user: &str,
+    probe: Option<&[String]>,
+) -> anyhow::Result<Option<(Work, f64, Option<NativeProbes>)>> {
     if std::process::Command::new("sh")
         .args(["-c", "command -v xfreerdp && command -v Xvfb"])
         .output()?
@@ -327,6 +373,7 @@ fn native_client(port: u16, user: &str) -> anyhow::Result<Option<(Work, f64)>> {
         .spawn()?;
     std::thread::sleep(WARM_UP);
     let (_, t0) = proc_stat(client.id());
+    let m0 = machine_ticks();
     let rx0 = received_from(port);
     let start = Instant::now();
     let queued_mb = mean_queue(port, MEASURE);
@@ -338,12 +385,23 @@ fn native_client(port: u16, user: &str) -> anyhow::Result<Option<(Work, f64)>> {
         cpu,
         mb_per_s: rx1.saturating_sub(rx0) as f64 / 1e6 / secs,
         queued_mb,
+        machine_busy: busy_between(m0, machine_ticks()),
     };
+    let probed = probe
+        .map(|others| -> anyhow::Result<NativeProbes> {
+            let loaded = native_probe(&display, user)?;
+            end_desktops(others);
+            Ok(NativeProbes {
+                loaded,
+                alone: native_probe(&display, user)?,
+            })
+        })
+        .transpose();
     let _ = client.kill();
     let _ = client.wait();
     let _ = xvfb.kill();
     let _ = xvfb.wait();
-    Ok(Some((work, rss as f64 / 1024.0)))
+    Ok(Some((work, rss as f64 / 1024.0, probed?)))
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -358,12 +416,14 @@ async fn run() -> anyhow::Result<()> {
     // One user (one desktop) per scrolling session, one idle for the latency, one for xfreerdp.
     let mut scrolling = Vec::new();
     let mut probed_user = String::new();
+    let mut scrolling_users = Vec::new();
 
     for _ in 0..SESSIONS {
         let u = sshd.user(PASSWORD);
         if probed_user.is_empty() {
             probed_user = u.clone();
         }
+        scrolling_users.push(u.clone());
 
         sshd.write_home_file(&u, ".xsession", "755", SCROLLING);
         g.add_account(json!({ "rdp": xrdp.port }), &u, PASSWORD)
@@ -393,6 +453,7 @@ async fn run() -> anyhow::Result<()> {
         w?;
     }
     let (_, ticks0) = proc_stat(pid);
+    let m0 = machine_ticks();
     let rx0 = received_from(xrdp.port);
     let start = Instant::now();
     let until = start + MEASURE;
@@ -410,6 +471,7 @@ async fn run() -> anyhow::Result<()> {
         cpu: cpu_per_session,
         mb_per_s: rx1.saturating_sub(rx0) as f64 / 1e6 / secs / SESSIONS as f64,
         queued_mb: sampler.join().unwrap_or(0.0),
+        machine_busy: busy_between(m0, machine_ticks()),
     };
     let mem_per_session = (rss1.saturating_sub(rss0)) as f64 / 1024.0 / SESSIONS as f64;
     // While the others go on being read.
@@ -448,22 +510,46 @@ async fn run() -> anyhow::Result<()> {
     let mut ws = open_desktop(&g, &idle).await?;
     let (p50, p95) = echo_latency(&mut ws).await?;
     drop(ws);
-    let native = native_client(xrdp.port, &native_user)?;
+    let native = native_client(xrdp.port, &native_user, Some(&scrolling_users))?;
+    // One flooding desktop alone on the machine, through the gateway: the other desktops
+    // (xfreerdp's too) ended, a browser that draws at once.
+    end_desktops(&scrolling_users);
+    end_desktops(std::slice::from_ref(&native_user));
+    let alone_user = sshd.user(PASSWORD);
+    sshd.write_home_file(&alone_user, ".xsession", "755", SCROLLING);
+    g.add_account(json!({ "rdp": xrdp.port }), &alone_user, PASSWORD)
+        .await?;
+    let alone_account = g.account.clone();
+    let mut owner = open_desktop(&g, &alone_account).await?;
+    drain(&mut owner, Instant::now() + WARM_UP).await?;
+    let probing = Instant::now() + PROBE_WARM_UP + PROBING + Duration::from_secs(5);
+    let (alone, _) = tokio::join!(
+        probe_latency(&g, &alone_account, &alone_user, observers[0]),
+        drain(&mut owner, probing)
+    );
+    let alone = alone?;
+    drop(owner);
 
     println!();
     println!("| measure | gateway | xfreerdp (native client, decodes and draws) | target |");
     println!("| --- | ---: | ---: | --- |");
-    let (ncpu, nmem, nrate, ncost, nbehind) = match &native {
-        Some((w, m)) => (
+    let ms = |(p50, p95, n): (f64, f64, usize)| {
+        format!("{:.0} / {:.0} ms ({n} changes)", p50 / 1000.0, p95 / 1000.0)
+    };
+    let (ncpu, nmem, nrate, ncost, nbehind, nchange, nalone, nbusy) = match &native {
+        Some((w, m, probed)) => (
             format!("{:.1} %", w.cpu),
             format!("{m:.0} MiB"),
             format!("{:.2} MB/s", w.mb_per_s),
             format!("{:.0} ms", w.ms_per_mb()),
             format!("{:.2} MB, {:.1} s", w.queued_mb, w.behind_s()),
+            probed.as_ref().map(|p| ms(p.loaded)).unwrap_or_default(),
+            probed.as_ref().map(|p| ms(p.alone)).unwrap_or_default(),
+            format!("{:.0} %", w.machine_busy),
         ),
         None => {
             let n = || "(not installed)".to_string();
-            (n(), n(), n(), n(), n())
+            (n(), n(), n(), n(), n(), n(), n(), n())
         }
     };
     println!(
@@ -482,20 +568,34 @@ async fn run() -> anyhow::Result<()> {
         gateway_work.queued_mb,
         gateway_work.behind_s()
     );
+    println!(
+        "| the machine's cores busy while it was measured (xrdp, Xorg and the xterms included) | {:.0} % | {nbusy} | |",
+        gateway_work.machine_busy
+    );
     let names = [
         "a change on the desktop to the browser, under the flood",
         "... to a browser that takes 1 s to draw a frame and says so (`drawn`)",
         "... to a browser that takes 1 s to draw a frame and does not say (every frame sent)",
     ];
-    for (name, p) in names.iter().zip(&probed) {
+    for (i, (name, p)) in names.iter().zip(&probed).enumerate() {
+        // The native client draws every update at once: its figure stands beside the
+        // browser that does too.
+        let native = if i == 0 { nchange.as_str() } else { "" };
         println!(
-            "| {name}: p50 / p95 ({} changes; {:.1} frames drawn a second) | {:.0} / {:.0} ms | | |",
+            "| {name}: p50 / p95 ({} changes; {:.1} frames drawn a second) | {:.0} / {:.0} ms | {native} | |",
             p.changes,
             p.frames_per_s,
             p.p50 / 1000.0,
             p.p95 / 1000.0
         );
     }
+    println!(
+        "| ... the same, one flooding desktop alone on the machine: p50 / p95 ({} changes; {:.1} frames drawn a second) | {:.0} / {:.0} ms | {nalone} | |",
+        alone.changes,
+        alone.frames_per_s,
+        alone.p50 / 1000.0,
+        alone.p95 / 1000.0
+    );
     println!("| resident memory per session | {mem_per_session:.1} MiB | {nmem} | <= 32 MiB |");
     println!("| frames per second delivered (per session) | {fps:.1} | | |");
     println!(
@@ -607,40 +707,8 @@ async fn probe_latency(
         .map(|p| p["drawing"].clone())
         .unwrap_or(Value::Null);
     drop(ws);
-    // The probe's changes: line i gave the root colour i modulo 64.
-    let changes: Vec<(usize, u128)> = std::fs::read_to_string(probe_file(user))?
-        .lines()
-        .enumerate()
-        .filter_map(|(i, l)| Some((i % 64, l.trim().parse().ok()?)))
-        .collect();
-    let mut times = Vec::new();
-    // The first colour seen is the observer's first picture, not a change; what it saw while
-    // the gateway learnt its speed is not counted.
-    for (rgb, at) in seen.iter().skip(1).filter(|(_, at)| *at >= measured_from) {
-        let Some(colour) = probe_colour(*rgb) else {
-            continue;
-        };
-        let at_ns = at.duration_since(SystemTime::UNIX_EPOCH)?.as_nanos();
-        if let Some((_, made)) = changes
-            .iter()
-            .rev()
-            .find(|(c, t)| *c == colour && *t <= at_ns)
-        {
-            times.push(Duration::from_nanos((at_ns - made) as u64));
-        }
-    }
-    anyhow::ensure!(
-        !times.is_empty(),
-        "the probe's pixel never changed colour in the browser ({} colours seen)",
-        seen.len()
-    );
+    let mut times = change_delays(&seen, user, measured_from)?;
     let n = times.len();
-    if std::env::var("PROBE_SAMPLES").is_ok() {
-        eprintln!(
-            "samples: {:?}",
-            times.iter().map(|t| t.as_millis()).collect::<Vec<_>>()
-        );
-    }
     Ok(Probed {
         p50: pct(&mut times, 50),
         p95: pct(&mut times, 95),
@@ -659,6 +727,120 @@ struct Probed {
     frames_per_s: f64,
     /// The gateway's `drawing` figures for this browser at the end.
     drawing: Value,
+}
+
+/// For each colour the probe's pixel took in a viewer at or after `measured_from` (the first
+/// one seen is the viewer's first picture, not a change), the time since the probe made that
+/// change (`probe_file` of `user`: line i gave the root colour i modulo 64).
+fn change_delays(
+    seen: &[([u8; 3], std::time::SystemTime)],
+    user: &str,
+    measured_from: std::time::SystemTime,
+) -> anyhow::Result<Vec<Duration>> {
+    let changes: Vec<(usize, u128)> = std::fs::read_to_string(probe_file(user))?
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| Some((i % 64, l.trim().parse().ok()?)))
+        .collect();
+    let mut times = Vec::new();
+    for (rgb, at) in seen.iter().skip(1).filter(|(_, at)| *at >= measured_from) {
+        let Some(colour) = probe_colour(*rgb) else {
+            continue;
+        };
+        let at_ns = at
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)?
+            .as_nanos();
+        if let Some((_, made)) = changes
+            .iter()
+            .rev()
+            .find(|(c, t)| *c == colour && *t <= at_ns)
+        {
+            times.push(Duration::from_nanos((at_ns - made) as u64));
+        }
+    }
+    anyhow::ensure!(
+        !times.is_empty(),
+        "the probe's pixel never changed colour in the viewer ({} colours seen)",
+        seen.len()
+    );
+    if std::env::var("PROBE_SAMPLES").is_ok() {
+        eprintln!(
+            "samples: {:?}",
+            times.iter().map(|t| t.as_millis()).collect::<Vec<_>>()
+        );
+    }
+    Ok(times)
+}
+
+/// What `native_probe` measured for `xfreerdp`: with the other desktops as they were, and
+/// alone on the machine.
+struct NativeProbes {
+    loaded: (f64, f64, usize),
+    alone: (f64, f64, usize),
+}
+
+/// Ends every process of `users` (their X sessions, xterms included; xrdp keeps a desktop
+/// running after its viewer leaves), so that what is measured next shares the machine with
+/// none of them.
+fn end_desktops(users: &[String]) {
+    for u in users {
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-u", u])
+            .status();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+}
+
+/// How long a change on the scrolling desktop takes to reach `xfreerdp`'s window on the Xvfb
+/// `display`, for `PROBING`: the probe's pixel in its window is read every `NATIVE_POLL`
+/// (X11 `GetImage` of one pixel), and each change of colour is one sample, matched as for a
+/// browser (`change_delays`). The poll adds up to `NATIVE_POLL` to each sample.
+fn native_probe(display: &str, user: &str) -> anyhow::Result<(f64, f64, usize)> {
+    use x11rb::connection::Connection;
+    use x11rb::protocol::xproto::{ConnectionExt, ImageFormat};
+    let (conn, screen) = x11rb::connect(Some(display))?;
+    let root = conn.setup().roots[screen].root;
+    // xfreerdp's window: the top-level window of the desktop's size (no window manager runs,
+    // so it has no frame).
+    let mut window = None;
+    for w in conn.query_tree(root)?.reply()?.children {
+        let g = conn.get_geometry(w)?.reply()?;
+        if g.width == WIDTH && g.height == HEIGHT {
+            window = Some(w);
+        }
+    }
+    let window =
+        window.ok_or_else(|| anyhow::anyhow!("no {WIDTH}x{HEIGHT} window on {display}"))?;
+    let measured_from = std::time::SystemTime::now();
+    let until = Instant::now() + PROBING;
+    let mut seen = Vec::new();
+    let mut last = None;
+    while Instant::now() < until {
+        let image = conn
+            .get_image(
+                ImageFormat::Z_PIXMAP,
+                window,
+                PROBE.0 as i16,
+                PROBE.1 as i16,
+                1,
+                1,
+                u32::MAX,
+            )?
+            .reply()?;
+        // 24-bit depth: 32 bits a pixel, blue, green, red, unused.
+        if let [b, g, r, ..] = image.data[..] {
+            let p = [r, g, b];
+            if last != Some(p) {
+                seen.push((p, std::time::SystemTime::now()));
+                last = Some(p);
+            }
+        }
+        std::thread::sleep(NATIVE_POLL);
+    }
+    // The first colour read is the window's picture, not a change: match from the second.
+    let mut times = change_delays(&seen, user, measured_from)?;
+    let n = times.len();
+    Ok((pct(&mut times, 50), pct(&mut times, 95), n))
 }
 
 /// Terminates every live session and returns their recordings' bytes per hour of session
@@ -758,9 +940,9 @@ async fn photographs(g: &mut Gateway, port: u16) -> anyhow::Result<()> {
     }
     let native_user = sshd.user(PASSWORD);
     sshd.write_home_file(&native_user, ".xsession", "755", &slideshow);
-    let native = native_client(port, &native_user)?;
+    let native = native_client(port, &native_user, None)?;
     rows[0].1.push(match &native {
-        Some((w, _)) => format!("{:.2} %", w.cpu),
+        Some((w, _, _)) => format!("{:.2} %", w.cpu),
         None => "(not installed)".into(),
     });
     println!();
