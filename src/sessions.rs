@@ -347,6 +347,10 @@ async fn try_launch(
                         clipboard,
                         clipboard_log,
                         lossless_only: settings.image_quality == "lossless",
+                        flood_pacing: gateway::rdp::pacing::FloodPacing::parse(
+                            &settings.flood_pacing,
+                        )
+                        .unwrap_or_default(),
                     });
                     (
                         Box::new(adapter),

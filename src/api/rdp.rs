@@ -1,5 +1,5 @@
 //! Why: an RDP resource's settings (security, keyboard layout, clipboard policy, desktop
-//! size, image quality) are read by anyone who can see the resource, so the Connect page can
+//! size, image quality, pacing under a flood) are read by anyone who can see the resource, so the Connect page can
 //! say what applies, and changed only by administrators, audited.
 
 use axum::extract::{Path, State};
@@ -22,6 +22,7 @@ fn to_json(r: &crate::vault::resources::ResourceRow, s: &RdpSettings) -> Value {
         "fixed_width": s.fixed_width,
         "fixed_height": s.fixed_height,
         "image_quality": s.image_quality,
+        "flood_pacing": s.flood_pacing,
         "tls_only_warning": (s.security == "tls").then_some(TLS_ONLY),
     })
 }
@@ -50,6 +51,7 @@ pub struct RdpInput {
     fixed_width: Option<i64>,
     fixed_height: Option<i64>,
     image_quality: Option<String>,
+    flood_pacing: Option<String>,
 }
 
 /// `PUT /api/v1/resources/{id}/rdp`: administrators; audited. Absent fields keep their value.
@@ -91,6 +93,9 @@ pub async fn set_resource(
     if let Some(v) = input.image_quality {
         s.image_quality = v;
     }
+    if let Some(v) = input.flood_pacing {
+        s.flood_pacing = v;
+    }
     s.check()?;
     let mut tx = app.db.begin_write().await?;
     rdp_settings::set(&mut tx, &r.id, &s, &p.username).await?;
@@ -101,7 +106,7 @@ pub async fn set_resource(
         "resource.rdp",
         &r.id,
         &r.name,
-        json!({ "security": s.security, "keyboard_layout": s.keyboard_layout, "clipboard": s.clipboard, "display": s.display, "fixed_width": s.fixed_width, "fixed_height": s.fixed_height, "image_quality": s.image_quality }),
+        json!({ "security": s.security, "keyboard_layout": s.keyboard_layout, "clipboard": s.clipboard, "display": s.display, "fixed_width": s.fixed_width, "fixed_height": s.fixed_height, "image_quality": s.image_quality, "flood_pacing": s.flood_pacing }),
     )
     .await?;
     tx.commit().await?;

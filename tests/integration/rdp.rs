@@ -1056,13 +1056,39 @@ fn gateway_link(pid: u32, port: u16) -> Option<(u16, u64, u64)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_flood_is_held_back_at_the_server_and_comes_to_rest_exact() {
+async fn a_flood_is_held_back_at_the_server_as_the_resource_says_and_comes_to_rest_exact() {
     let s = xrdp_site("flood-desk").await;
     let XrdpSite {
-        x, server, admin, ..
+        server, admin, rid, ..
     } = &s;
     let pid = server.pid().expect("the gateway runs");
-    let (user, mut ws, mut d) = xterm_desktop(&s).await;
+    let settings = format!("/resources/{rid}/rdp");
+    // A pacing that does not exist is refused, naming the field.
+    let bad = admin
+        .call("PUT", &settings, json!({ "flood_pacing": "fast" }))
+        .await;
+    assert_eq!(bad.status, 400, "{:?}", bad.body);
+    assert_eq!(bad.error_field(), Some("flood_pacing"), "{:?}", bad.body);
+    let shown = admin.call("GET", &settings, Value::Null).await.ok();
+    assert_eq!(shown["flood_pacing"], "thrifty", "the default: {shown}");
+    for pacing in ["thrifty", "responsive"] {
+        if pacing != "thrifty" {
+            let set = admin
+                .call("PUT", &settings, json!({ "flood_pacing": pacing }))
+                .await
+                .ok();
+            assert_eq!(set["flood_pacing"], pacing, "{set}");
+        }
+        flood_then_rest(&s, pid, pacing).await;
+    }
+}
+
+/// Floods a new desktop of the site's resource (paced as `pacing`) for six seconds, checks
+/// the server queued next to nothing meanwhile and that frames came as far apart as the
+/// pacing holds a flood back, then that at rest the browser's picture is the desktop's.
+async fn flood_then_rest(s: &XrdpSite, pid: u32, pacing: &str) {
+    let XrdpSite { x, admin, .. } = s;
+    let (user, mut ws, mut d) = xterm_desktop(s).await;
     // Six seconds of a flood: the xterm scrolls, and the root window (the desktop's edges,
     // its last row and column included) changes colour without pause. Then a still screen,
     // which the desktop itself dumps (xwd) for comparison. The root keeps whichever colour
@@ -1079,6 +1105,7 @@ async fn a_flood_is_held_back_at_the_server_and_comes_to_rest_exact() {
     // stop sending between frames instead of queueing (with pauses in reading alone, xrdp
     // queued about 1.2 MB here, bench/README.md). The browser keeps being read meanwhile.
     let mut queued = Vec::new();
+    let mut frames_at = Vec::new();
     let flood_end = tokio::time::Instant::now() + Duration::from_millis(5500);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     while tokio::time::Instant::now() < flood_end {
@@ -1088,9 +1115,32 @@ async fn a_flood_is_held_back_at_the_server_and_comes_to_rest_exact() {
         let until = tokio::time::Instant::now() + Duration::from_millis(250);
         while let Ok(Some(Ok(m))) = tokio::time::timeout_at(until, ws.next()).await {
             if let Message::Binary(b) = m {
+                frames_at.push(tokio::time::Instant::now());
                 d.paint(&b);
             }
         }
+    }
+    // Frames came as far apart as the pacing holds a flood back after each: half a second
+    // (thrifty), or 50 ms plus the server's redraw (responsive; xrdp took up to about
+    // 100 ms to begin one with four floods on two cores).
+    let mut gaps: Vec<Duration> = frames_at.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort();
+    assert!(
+        gaps.len() >= 3,
+        "{pacing}: {} frames in 4 s of a flood",
+        frames_at.len()
+    );
+    let median = gaps[gaps.len() / 2];
+    if pacing == "thrifty" {
+        assert!(
+            median >= Duration::from_millis(450),
+            "{pacing}: frames {median:?} apart at the median: {gaps:?}"
+        );
+    } else {
+        assert!(
+            median < Duration::from_millis(400),
+            "{pacing}: frames {median:?} apart at the median: {gaps:?}"
+        );
     }
     assert!(
         queued.len() >= 5,
@@ -1099,7 +1149,7 @@ async fn a_flood_is_held_back_at_the_server_and_comes_to_rest_exact() {
     let mean = queued.iter().sum::<u64>() / queued.len() as u64;
     assert!(
         mean < 256 * 1024,
-        "xrdp held {mean} bytes for the gateway on average during the flood: {queued:?}"
+        "{pacing}: xrdp held {mean} bytes for the gateway on average during the flood: {queued:?}"
     );
     // At rest, the browser's picture is the desktop's, pixel for pixel: nothing the server
     // sent while it was held back, or before, is missing.
@@ -1122,7 +1172,7 @@ async fn a_flood_is_held_back_at_the_server_and_comes_to_rest_exact() {
         });
     assert_eq!(
         differing, 0,
-        "pixels differ between the desktop and the browser at rest, within {where_:?}"
+        "{pacing}: pixels differ between the desktop and the browser at rest, within {where_:?}"
     );
     // And at rest the server sends nothing more: no redraw after redraw (a still desktop's
     // redraw after a pause is not taken for a flood).
@@ -1136,7 +1186,7 @@ async fn a_flood_is_held_back_at_the_server_and_comes_to_rest_exact() {
     let (_, after, _) = gateway_link(pid, x.port).expect("the connection");
     assert!(
         after - before < 16 * 1024,
-        "{} bytes came from a still desktop in 3 s",
+        "{pacing}: {} bytes came from a still desktop in 3 s",
         after - before
     );
     drop(ws);

@@ -87,6 +87,8 @@ pub struct RdpTarget {
     /// Every region reaches browsers exactly: no JPEG while a photograph moves (the
     /// resource's image quality setting; see `desktop`).
     pub lossless_only: bool,
+    /// How hard a flood of changes is held back (the resource's setting; see `pacing`).
+    pub flood_pacing: pacing::FloodPacing,
 }
 
 impl RdpTarget {
@@ -236,7 +238,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     let mut frame_fill = pacing::FrameFill::default();
     // What was read during a suppressed pause.
     let mut drained = pacing::FrameFill::default();
-    let mut pacer = pacing::FloodPacer::new(result.suppress_output_support);
+    let mut pacer = pacing::FloodPacer::new(result.suppress_output_support, target.flood_pacing);
     let mut tab = resize::TabSize::new(target.follow_tab, tokio::time::Instant::now());
     let mut recheck_at: Option<tokio::time::Instant> = None;
     let label = target.label.clone();

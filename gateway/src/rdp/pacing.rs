@@ -21,6 +21,7 @@
 //! (0.4-0.6 s at p95), against 0.4 s (1.1 s at p95) when the gateway only stopped reading.
 //! The pause is the price of the CPU target: with one flood alone on a machine, the native
 //! `xfreerdp` (which decodes every update, at about 9 % of a core) shows a change in 40 ms.
+//! So how long the pause is, is the resource's choice (`FloodPacing`).
 
 use std::time::Duration;
 
@@ -37,6 +38,44 @@ pub const FLOOD_PAUSE: Duration = Duration::from_millis(300);
 /// next of the server's queued updates, and costs more to decode and encode (measured in
 /// bench/README.md: 2.9 % of a core per flooding session at 300 ms).
 pub const SUPPRESSED_PAUSE: Duration = Duration::from_millis(500);
+/// How long a flood is held back after each frame, whether output is suppressed or reading
+/// stops, on a resource whose administrator chose `FloodPacing::Responsive`.
+pub const RESPONSIVE_PAUSE: Duration = Duration::from_millis(50);
+
+/// How hard a flood is held back: the resource's `flood_pacing` setting. Under a flood of
+/// whole-desktop changes each frame costs the gateway about 10 ms to decode and encode
+/// (bench/README.md, issue 8), so the pause sets both the CPU a flooding session costs and
+/// how old its picture may be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FloodPacing {
+    /// `SUPPRESSED_PAUSE` (`FLOOD_PAUSE` while reading stops): about 2 frames a second,
+    /// about 2 % of a core per flooding session, a change shown within about half a second.
+    #[default]
+    Thrifty,
+    /// `RESPONSIVE_PAUSE`: a change shown sooner where the gateway's host has CPU to spare,
+    /// at several times the CPU.
+    Responsive,
+}
+
+impl FloodPacing {
+    /// From the setting's stored value (`thrifty` or `responsive`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "thrifty" => Some(FloodPacing::Thrifty),
+            "responsive" => Some(FloodPacing::Responsive),
+            _ => None,
+        }
+    }
+
+    fn pause(self, hold: Hold) -> Duration {
+        match (self, hold) {
+            (FloodPacing::Responsive, _) => RESPONSIVE_PAUSE,
+            (FloodPacing::Thrifty, Hold::Suppressed) => SUPPRESSED_PAUSE,
+            (FloodPacing::Thrifty, Hold::NotReading) => FLOOD_PAUSE,
+        }
+    }
+}
+
 /// How long after it was allowed to send again the server's redraw may take to begin (xrdp
 /// took up to about 100 ms with four floods on two cores); a first update later than that
 /// is not part of it.
@@ -117,6 +156,8 @@ enum State {
 pub struct FloodPacer {
     /// The server offers Suppress Output.
     can_suppress: bool,
+    /// How long the pauses are.
+    pacing: FloodPacing,
     state: State,
     /// When the last frame was handed on, or the server was allowed to send again, or
     /// reading resumed.
@@ -128,10 +169,12 @@ pub struct FloodPacer {
 }
 
 impl FloodPacer {
-    /// `can_suppress`: the server offered Suppress Output (its General Capability Set).
-    pub fn new(can_suppress: bool) -> Self {
+    /// `can_suppress`: the server offered Suppress Output (its General Capability Set);
+    /// `pacing`: the resource's setting.
+    pub fn new(can_suppress: bool, pacing: FloodPacing) -> Self {
         FloodPacer {
             can_suppress,
+            pacing,
             state: State::Reading,
             since: None,
             frame_began: None,
@@ -203,7 +246,8 @@ impl FloodPacer {
                 if changed {
                     // The desktop changed while it was held back: the flood goes on, and
                     // the server has been told to stop already.
-                    self.state = State::Paused(now + SUPPRESSED_PAUSE, Hold::Suppressed);
+                    self.state =
+                        State::Paused(now + self.pacing.pause(Hold::Suppressed), Hold::Suppressed);
                     None
                 } else {
                     // It was still: let the server send again, and watch that redraw too.
@@ -231,10 +275,10 @@ impl FloodPacer {
     /// A flood frame was handed on: the pause begins.
     fn pause(&mut self, now: Instant) -> Option<Tell> {
         if self.can_suppress && !self.pointer_in_use(now) {
-            self.state = State::Paused(now + SUPPRESSED_PAUSE, Hold::Suppressed);
+            self.state = State::Paused(now + self.pacing.pause(Hold::Suppressed), Hold::Suppressed);
             Some(Tell::Suppress)
         } else {
-            self.state = State::Paused(now + FLOOD_PAUSE, Hold::NotReading);
+            self.state = State::Paused(now + self.pacing.pause(Hold::NotReading), Hold::NotReading);
             None
         }
     }
@@ -354,7 +398,7 @@ mod tests {
     fn a_quiet_desktop_is_never_paused() {
         for can_suppress in [false, true] {
             let t0 = Instant::now();
-            let mut p = FloodPacer::new(can_suppress);
+            let mut p = FloodPacer::new(can_suppress, FloodPacing::Thrifty);
             // Keystroke echoes a second apart: a frame each, no pause.
             for k in 0..5u64 {
                 p.frame_began(ms(t0, k * 1000));
@@ -369,7 +413,7 @@ mod tests {
     #[test]
     fn without_suppress_output_a_flood_stops_reading_after_every_frame() {
         let t0 = Instant::now();
-        let mut p = FloodPacer::new(false);
+        let mut p = FloodPacer::new(false, FloodPacing::Thrifty);
         assert_eq!(two_quick_frames(&mut p, t0), None, "nothing to tell");
         assert_eq!(p.paused_until(), Some(ms(t0, 33) + FLOOD_PAUSE));
         assert!(!p.reads(&drained(0), 1280, 768), "reading stopped");
@@ -389,9 +433,40 @@ mod tests {
     }
 
     #[test]
+    fn a_responsive_resource_holds_a_flood_back_for_50_ms_either_way() {
+        assert_eq!(
+            FloodPacing::parse("responsive"),
+            Some(FloodPacing::Responsive)
+        );
+        assert_eq!(FloodPacing::parse("thrifty"), Some(FloodPacing::Thrifty));
+        assert_eq!(FloodPacing::parse("fast"), None);
+        for (can_suppress, tell) in [(true, Some(Tell::Suppress)), (false, None)] {
+            let t0 = Instant::now();
+            let mut p = FloodPacer::new(can_suppress, FloodPacing::Responsive);
+            assert_eq!(two_quick_frames(&mut p, t0), tell);
+            assert_eq!(p.paused_until(), Some(ms(t0, 33) + RESPONSIVE_PAUSE));
+            // After the pause the flood goes on (its next frame comes at once), and is held
+            // back again for as long.
+            assert_eq!(p.resume(ms(t0, 83)), tell.map(|_| Tell::Allow));
+            p.frame_began(ms(t0, 84));
+            p.update_read(ms(t0, 84));
+            p.frame_sent(ms(t0, 100), true);
+            assert_eq!(p.paused_until(), Some(ms(t0, 100) + RESPONSIVE_PAUSE));
+        }
+        // A quiet desktop is not paused whatever the setting.
+        let t0 = Instant::now();
+        let mut p = FloodPacer::new(true, FloodPacing::Responsive);
+        p.frame_began(t0);
+        p.frame_sent(ms(t0, 16), true);
+        p.frame_began(ms(t0, 1000));
+        assert_eq!(p.frame_sent(ms(t0, 1016), true), None);
+        assert_eq!(p.paused_until(), None);
+    }
+
+    #[test]
     fn a_flood_is_suppressed_drained_and_its_redraw_told_to_stop_as_it_begins() {
         let t0 = Instant::now();
-        let mut p = FloodPacer::new(true);
+        let mut p = FloodPacer::new(true, FloodPacing::Thrifty);
         assert_eq!(two_quick_frames(&mut p, t0), Some(Tell::Suppress));
         let until = ms(t0, 33) + SUPPRESSED_PAUSE;
         assert_eq!(p.paused_until(), Some(until));
@@ -429,7 +504,7 @@ mod tests {
     #[test]
     fn a_redraw_that_changes_nothing_ends_the_flood_without_a_loop() {
         let t0 = Instant::now();
-        let mut p = FloodPacer::new(true);
+        let mut p = FloodPacer::new(true, FloodPacing::Thrifty);
         let until = allowed_after_a_flood(&mut p, t0);
         assert_eq!(p.update_read(until + ms_d(30)), Some(Tell::Suppress));
         p.frame_began(until + ms_d(30));
@@ -459,7 +534,7 @@ mod tests {
     #[test]
     fn a_redraw_that_never_comes_leaves_the_next_update_unheld() {
         let t0 = Instant::now();
-        let mut p = FloodPacer::new(true);
+        let mut p = FloodPacer::new(true, FloodPacing::Thrifty);
         let until = allowed_after_a_flood(&mut p, t0);
         // Nothing for longer than a redraw takes to begin; then an echo.
         let echo = until + REDRAW_WITHIN + ms_d(1);
@@ -473,7 +548,7 @@ mod tests {
     #[test]
     fn input_ends_a_suppressed_pause_and_a_pointer_in_use_stops_reading_instead() {
         let t0 = Instant::now();
-        let mut p = FloodPacer::new(true);
+        let mut p = FloodPacer::new(true, FloodPacing::Thrifty);
         two_quick_frames(&mut p, t0);
         // A key: the server is allowed at once.
         assert_eq!(p.resume(ms(t0, 100)), Some(Tell::Allow));
