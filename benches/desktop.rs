@@ -17,7 +17,8 @@
 //!     draws on an Xvfb display), when it is installed: its CPU and memory, and how long the
 //!     probe's changes take to reach its window (one pixel read over X11 every 2 ms);
 //!   - the probe once more with one flooding desktop alone on the machine (the others ended),
-//!     through the gateway and through `xfreerdp`: with four floods the two cores are
+//!     through `xfreerdp`, and through the gateway with each `flood_pacing` (thrifty, the
+//!     default, and responsive) with the gateway's CPU: with four floods the two cores are
 //!     saturated, and the server side then sets much of the figure;
 //!   - for both, the RDP update volume each viewer received (MB/s, from the kernel's socket
 //!     counters) and the CPU spent per MB of it: the per-session CPU follows how fast xrdp
@@ -512,23 +513,40 @@ async fn run() -> anyhow::Result<()> {
     drop(ws);
     let native = native_client(xrdp.port, &native_user, Some(&scrolling_users))?;
     // One flooding desktop alone on the machine, through the gateway: the other desktops
-    // (xfreerdp's too) ended, a browser that draws at once.
+    // (xfreerdp's too) ended, a browser that draws at once; once with each flood pacing (a
+    // new desktop each time), with the gateway's CPU meanwhile.
     end_desktops(&scrolling_users);
     end_desktops(std::slice::from_ref(&native_user));
-    let alone_user = sshd.user(PASSWORD);
-    sshd.write_home_file(&alone_user, ".xsession", "755", SCROLLING);
-    g.add_account(json!({ "rdp": xrdp.port }), &alone_user, PASSWORD)
+    let mut alone = Vec::new();
+    for pacing in ["thrifty", "responsive"] {
+        let alone_user = sshd.user(PASSWORD);
+        sshd.write_home_file(&alone_user, ".xsession", "755", SCROLLING);
+        let rid = g
+            .add_account(json!({ "rdp": xrdp.port }), &alone_user, PASSWORD)
+            .await?;
+        g.call(
+            "PUT",
+            &format!("/resources/{rid}/rdp"),
+            json!({ "flood_pacing": pacing }),
+        )
         .await?;
-    let alone_account = g.account.clone();
-    let mut owner = open_desktop(&g, &alone_account).await?;
-    drain(&mut owner, Instant::now() + WARM_UP).await?;
-    let probing = Instant::now() + PROBE_WARM_UP + PROBING + Duration::from_secs(5);
-    let (alone, _) = tokio::join!(
-        probe_latency(&g, &alone_account, &alone_user, observers[0]),
-        drain(&mut owner, probing)
-    );
-    let alone = alone?;
-    drop(owner);
+        let alone_account = g.account.clone();
+        let mut owner = open_desktop(&g, &alone_account).await?;
+        drain(&mut owner, Instant::now() + WARM_UP).await?;
+        let probing = Instant::now() + PROBE_WARM_UP + PROBING + Duration::from_secs(5);
+        let (_, t0) = proc_stat(pid);
+        let started = Instant::now();
+        let (probe, _) = tokio::join!(
+            probe_latency(&g, &alone_account, &alone_user, observers[0]),
+            drain(&mut owner, probing)
+        );
+        let (_, t1) = proc_stat(pid);
+        let cpu = (t1 - t0) as f64 / 100.0 / started.elapsed().as_secs_f64() * 100.0;
+        alone.push((pacing, probe?, cpu));
+        drop(owner);
+        end_sessions_and_weigh(&g).await?;
+        end_desktops(std::slice::from_ref(&alone_user));
+    }
 
     println!();
     println!("| measure | gateway | xfreerdp (native client, decodes and draws) | target |");
@@ -589,13 +607,16 @@ async fn run() -> anyhow::Result<()> {
             p.p95 / 1000.0
         );
     }
-    println!(
-        "| ... the same, one flooding desktop alone on the machine: p50 / p95 ({} changes; {:.1} frames drawn a second) | {:.0} / {:.0} ms | {nalone} | |",
-        alone.changes,
-        alone.frames_per_s,
-        alone.p50 / 1000.0,
-        alone.p95 / 1000.0
-    );
+    for (i, (pacing, p, cpu)) in alone.iter().enumerate() {
+        let native = if i == 0 { nalone.as_str() } else { "" };
+        println!(
+            "| ... the same, one flooding desktop alone on the machine, `flood_pacing` {pacing}: p50 / p95 ({} changes; {:.1} frames drawn a second; gateway CPU {cpu:.1} % of a core) | {:.0} / {:.0} ms | {native} | |",
+            p.changes,
+            p.frames_per_s,
+            p.p50 / 1000.0,
+            p.p95 / 1000.0
+        );
+    }
     println!("| resident memory per session | {mem_per_session:.1} MiB | {nmem} | <= 32 MiB |");
     println!("| frames per second delivered (per session) | {fps:.1} | | |");
     println!(
