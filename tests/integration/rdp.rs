@@ -805,6 +805,13 @@ fn mean_error(a: &[u8], b: &[u8]) -> f64 {
     sum as f64 / a.len() as f64
 }
 
+/// Setting the RDP settings' `field` (at `settings`) to `value` is refused, naming the field.
+async fn refused_naming(admin: &crate::harness::Client, settings: &str, field: &str, value: &str) {
+    let bad = admin.call("PUT", settings, json!({ field: value })).await;
+    assert_eq!(bad.status, 400, "{:?}", bad.body);
+    assert_eq!(bad.error_field(), Some(field), "{:?}", bad.body);
+}
+
 #[tokio::test]
 async fn a_photograph_travels_as_jpeg_and_comes_to_rest_exact() {
     use std::os::unix::fs::PermissionsExt;
@@ -812,11 +819,7 @@ async fn a_photograph_travels_as_jpeg_and_comes_to_rest_exact() {
     let XrdpSite { admin, rid, .. } = &s;
     let settings = format!("/resources/{rid}/rdp");
     // A setting that does not exist is refused, naming the field.
-    let bad = admin
-        .call("PUT", &settings, json!({ "image_quality": "blurry" }))
-        .await;
-    assert_eq!(bad.status, 400, "{:?}", bad.body);
-    assert_eq!(bad.error_field(), Some("image_quality"), "{:?}", bad.body);
+    refused_naming(admin, &settings, "image_quality", "blurry").await;
     // A slideshow beside the xterm: four photographs, one every 300 ms, shown by xwud at a
     // known place; the last one stays.
     let (pw, ph, px, py) = (240usize, 180usize, 600usize, 400usize);
@@ -1064,11 +1067,7 @@ async fn a_flood_is_held_back_at_the_server_as_the_resource_says_and_comes_to_re
     let pid = server.pid().expect("the gateway runs");
     let settings = format!("/resources/{rid}/rdp");
     // A pacing that does not exist is refused, naming the field.
-    let bad = admin
-        .call("PUT", &settings, json!({ "flood_pacing": "fast" }))
-        .await;
-    assert_eq!(bad.status, 400, "{:?}", bad.body);
-    assert_eq!(bad.error_field(), Some("flood_pacing"), "{:?}", bad.body);
+    refused_naming(admin, &settings, "flood_pacing", "fast").await;
     let shown = admin.call("GET", &settings, Value::Null).await.ok();
     assert_eq!(shown["flood_pacing"], "thrifty", "the default: {shown}");
     for pacing in ["thrifty", "responsive"] {
