@@ -23,8 +23,9 @@ pub struct RdpSettings {
     /// 'lossless' (every region exact from the start, at several times the bytes).
     pub image_quality: String,
     /// 'thrifty' (a flooding desktop is held back half a second after each frame: about 2 %
-    /// of a core per session) or 'responsive' (50 ms: changes seen sooner, at several times
-    /// the CPU). See `gateway::rdp::pacing::FloodPacing`.
+    /// of a core per session), 'responsive' (50 ms: changes seen sooner, at several times
+    /// the CPU) or 'immediate' (never held back: as soon as a native client, at about ten
+    /// times the CPU). See `gateway::rdp::pacing::FloodPacing`.
     pub flood_pacing: String,
 }
 
@@ -79,7 +80,7 @@ impl RdpSettings {
         if gateway::rdp::pacing::FloodPacing::parse(&self.flood_pacing).is_none() {
             return Err(ApiError::field(
                 "flood_pacing",
-                "must be thrifty (about 2 frames a second under a flood, least CPU) or responsive (changes seen sooner, at several times the CPU)",
+                "must be thrifty (about 2 frames a second under a flood, least CPU), responsive (changes seen sooner, at several times the CPU) or immediate (never held back, about ten times the CPU)",
             ));
         }
         let sides = 200..=i64::from(gateway::desktop::MAX_SIDE);

@@ -115,10 +115,17 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     await settings.locator('text=NLA preferred').waitFor();
     await settings.locator('[data-testid=edit-rdp]').click();
     await settings.locator('select[name=security]').selectOption('tls');
+    // Thrifty is the default; this desktop is never to be held back under a flood.
+    assert.equal(await settings.locator('select[name=flood_pacing]').inputValue(), 'thrifty');
+    await settings.locator('select[name=flood_pacing]').selectOption('immediate');
     await settings.locator('button[type=submit]').click();
     await settings.locator('text=a wrong password cannot be detected').waitFor();
     await settings.locator('[data-testid=rdp-display] >> text=follows the browser tab').waitFor();
     await settings.locator('[data-testid=rdp-image-quality] >> text=photographs as JPEG while they move').waitFor();
+    await settings.locator('[data-testid=rdp-flood-pacing] >> text=immediate (never held back').waitFor();
+    const stored = await admin.call('GET', `/resources/${resource.id}/rdp`);
+    assert.equal(stored.security, 'tls');
+    assert.equal(stored.flood_pacing, 'immediate');
     await page.goto(`${server.url}/#/accounts`);
     const row = page.locator('[data-testid=accounts] tr', { hasText: user });
     await row.waitFor();

@@ -1070,7 +1070,7 @@ async fn a_flood_is_held_back_at_the_server_as_the_resource_says_and_comes_to_re
     refused_naming(admin, &settings, "flood_pacing", "fast").await;
     let shown = admin.call("GET", &settings, Value::Null).await.ok();
     assert_eq!(shown["flood_pacing"], "thrifty", "the default: {shown}");
-    for pacing in ["thrifty", "responsive"] {
+    for pacing in ["thrifty", "responsive", "immediate"] {
         if pacing != "thrifty" {
             let set = admin
                 .call("PUT", &settings, json!({ "flood_pacing": pacing }))
@@ -1120,8 +1120,9 @@ async fn flood_then_rest(s: &XrdpSite, pid: u32, pacing: &str) {
         }
     }
     // Frames came as far apart as the pacing holds a flood back after each: half a second
-    // (thrifty), or 50 ms plus the server's redraw (responsive; xrdp took up to about
-    // 100 ms to begin one with four floods on two cores).
+    // (thrifty), 50 ms plus the server's redraw (responsive; xrdp took up to about 100 ms
+    // to begin one with four floods on two cores), or not at all (immediate: a frame as the
+    // updates come, 16 ms apart at best).
     let mut gaps: Vec<Duration> = frames_at.windows(2).map(|w| w[1] - w[0]).collect();
     gaps.sort();
     assert!(
@@ -1130,24 +1131,25 @@ async fn flood_then_rest(s: &XrdpSite, pid: u32, pacing: &str) {
         frames_at.len()
     );
     let median = gaps[gaps.len() / 2];
-    if pacing == "thrifty" {
-        assert!(
-            median >= Duration::from_millis(450),
-            "{pacing}: frames {median:?} apart at the median: {gaps:?}"
-        );
-    } else {
-        assert!(
-            median < Duration::from_millis(400),
-            "{pacing}: frames {median:?} apart at the median: {gaps:?}"
-        );
-    }
+    let (at_least, under) = match pacing {
+        "thrifty" => (Duration::from_millis(450), Duration::MAX),
+        "responsive" => (Duration::from_millis(50), Duration::from_millis(400)),
+        // Alone on two cores (debug build): 32 ms at the median, responsive 146 ms.
+        _ => (Duration::ZERO, Duration::from_millis(100)),
+    };
+    assert!(
+        median >= at_least && median < under,
+        "{pacing}: frames {median:?} apart at the median: {gaps:?}"
+    );
     assert!(
         queued.len() >= 5,
         "the gateway's connection was not found: {queued:?}"
     );
+    // A server held back has next to nothing queued. One never held back queues what the
+    // gateway has not read yet: as much as the gateway reads slower than it sends.
     let mean = queued.iter().sum::<u64>() / queued.len() as u64;
     assert!(
-        mean < 256 * 1024,
+        pacing == "immediate" || mean < 256 * 1024,
         "{pacing}: xrdp held {mean} bytes for the gateway on average during the flood: {queued:?}"
     );
     // At rest, the browser's picture is the desktop's, pixel for pixel: nothing the server

@@ -21,7 +21,9 @@
 //! (0.4-0.6 s at p95), against 0.4 s (1.1 s at p95) when the gateway only stopped reading.
 //! The pause is the price of the CPU target: with one flood alone on a machine, the native
 //! `xfreerdp` (which decodes every update, at about 9 % of a core) shows a change in 40 ms.
-//! So how long the pause is, is the resource's choice (`FloodPacing`).
+//! So whether a flood is held back, and for how long, is the resource's choice
+//! (`FloodPacing`): never held back, the gateway shows a change about as soon as `xfreerdp`
+//! does, at about twice its CPU.
 
 use std::time::Duration;
 
@@ -45,7 +47,10 @@ pub const RESPONSIVE_PAUSE: Duration = Duration::from_millis(50);
 /// How hard a flood is held back: the resource's `flood_pacing` setting. Under a flood of
 /// whole-desktop changes each frame costs the gateway about 10 ms to decode and encode
 /// (bench/README.md, issue 8), so the pause sets both the CPU a flooding session costs and
-/// how old its picture may be.
+/// how old its picture may be. Measured with one flooding desktop alone on two cores
+/// (change on the desktop to the browser, p50 / p95): thrifty 1.9 % of a core, 229-358 /
+/// 562-578 ms; responsive 6.2-6.4 %, 110-127 / 190-196 ms; immediate 17.4 %, 53 / 69 ms;
+/// `xfreerdp` about 9 %, 34-46 / 58-68 ms.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FloodPacing {
     /// `SUPPRESSED_PAUSE` (`FLOOD_PAUSE` while reading stops): about 2 frames a second,
@@ -55,6 +60,11 @@ pub enum FloodPacing {
     /// `RESPONSIVE_PAUSE`: a change shown sooner where the gateway's host has CPU to spare,
     /// at several times the CPU.
     Responsive,
+    /// Never held back: every update is read and decoded as it comes, as a native client
+    /// does, and frames are paced only by the browser's drawing. Where the gateway reads
+    /// slower than the server sends (a busy host), the server queues what it has not read
+    /// and the picture falls behind by that much, as it does for a native client.
+    Immediate,
 }
 
 impl FloodPacing {
@@ -63,15 +73,18 @@ impl FloodPacing {
         match s {
             "thrifty" => Some(FloodPacing::Thrifty),
             "responsive" => Some(FloodPacing::Responsive),
+            "immediate" => Some(FloodPacing::Immediate),
             _ => None,
         }
     }
 
-    fn pause(self, hold: Hold) -> Duration {
+    /// How long a flood is held back after each frame; `None`: it is not.
+    fn pause(self, hold: Hold) -> Option<Duration> {
         match (self, hold) {
-            (FloodPacing::Responsive, _) => RESPONSIVE_PAUSE,
-            (FloodPacing::Thrifty, Hold::Suppressed) => SUPPRESSED_PAUSE,
-            (FloodPacing::Thrifty, Hold::NotReading) => FLOOD_PAUSE,
+            (FloodPacing::Immediate, _) => None,
+            (FloodPacing::Responsive, _) => Some(RESPONSIVE_PAUSE),
+            (FloodPacing::Thrifty, Hold::Suppressed) => Some(SUPPRESSED_PAUSE),
+            (FloodPacing::Thrifty, Hold::NotReading) => Some(FLOOD_PAUSE),
         }
     }
 }
@@ -246,9 +259,16 @@ impl FloodPacer {
                 if changed {
                     // The desktop changed while it was held back: the flood goes on, and
                     // the server has been told to stop already.
-                    self.state =
-                        State::Paused(now + self.pacing.pause(Hold::Suppressed), Hold::Suppressed);
-                    None
+                    match self.pacing.pause(Hold::Suppressed) {
+                        Some(pause) => {
+                            self.state = State::Paused(now + pause, Hold::Suppressed);
+                            None
+                        }
+                        None => {
+                            self.state = State::Reading;
+                            Some(Tell::Allow)
+                        }
+                    }
                 } else {
                     // It was still: let the server send again, and watch that redraw too.
                     self.state = State::Redrawing {
@@ -274,13 +294,18 @@ impl FloodPacer {
 
     /// A flood frame was handed on: the pause begins.
     fn pause(&mut self, now: Instant) -> Option<Tell> {
-        if self.can_suppress && !self.pointer_in_use(now) {
-            self.state = State::Paused(now + self.pacing.pause(Hold::Suppressed), Hold::Suppressed);
-            Some(Tell::Suppress)
+        let hold = if self.can_suppress && !self.pointer_in_use(now) {
+            Hold::Suppressed
         } else {
-            self.state = State::Paused(now + self.pacing.pause(Hold::NotReading), Hold::NotReading);
-            None
-        }
+            Hold::NotReading
+        };
+        let Some(pause) = self.pacing.pause(hold) else {
+            // Not held back: the next frame is gathered as the updates come.
+            self.state = State::Reading;
+            return None;
+        };
+        self.state = State::Paused(now + pause, hold);
+        (hold == Hold::Suppressed).then_some(Tell::Suppress)
     }
 
     /// When the pause ends, if one is under way.
@@ -461,6 +486,31 @@ mod tests {
         p.frame_began(ms(t0, 1000));
         assert_eq!(p.frame_sent(ms(t0, 1016), true), None);
         assert_eq!(p.paused_until(), None);
+    }
+
+    #[test]
+    fn an_immediate_resource_never_holds_a_flood_back() {
+        assert_eq!(
+            FloodPacing::parse("immediate"),
+            Some(FloodPacing::Immediate)
+        );
+        for can_suppress in [true, false] {
+            let t0 = Instant::now();
+            let mut p = FloodPacer::new(can_suppress, FloodPacing::Immediate);
+            // Frame after frame back to back, for a second: never paused, never told to stop,
+            // every update read and handed on.
+            for k in 0..60u64 {
+                p.frame_began(ms(t0, k * 17));
+                assert_eq!(p.update_read(ms(t0, k * 17)), None);
+                assert_eq!(p.frame_sent(ms(t0, k * 17 + 16), true), None, "frame {k}");
+                assert_eq!(p.paused_until(), None, "frame {k}");
+                assert!(!p.watching());
+                assert!(p.hands_on() && p.reads(&drained(0), 1280, 768));
+            }
+            // Input changes nothing: there is no pause to end.
+            assert_eq!(p.resume(ms(t0, 1100)), None);
+            assert_eq!(p.pointer_moved(ms(t0, 1100)), None);
+        }
     }
 
     #[test]
