@@ -255,7 +255,7 @@ fn to_recorded(ev: SessionEvent, record_input: bool) -> Vec<RecordedEvent> {
         SessionEvent::Lifecycle(l) => {
             vec![RecordedEvent::Lifecycle(lifecycle_json(&l).to_string())]
         }
-        SessionEvent::Frame(rects) => rects
+        SessionEvent::Frame(rects, _) => rects
             .iter()
             .map(|r| RecordedEvent::Frame {
                 x: r.x,

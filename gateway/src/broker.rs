@@ -189,7 +189,7 @@ fn event_size(ev: &SessionEvent) -> usize {
     match ev {
         SessionEvent::Output(b) => b.len(),
         SessionEvent::Input { data, .. } => data.len(),
-        SessionEvent::Frame(rects) => rects.iter().map(|r| r.data.len()).sum(),
+        SessionEvent::Frame(rects, _) => rects.iter().map(|r| r.data.len()).sum(),
         _ => 64,
     }
 }
@@ -248,7 +248,7 @@ impl Subscription {
         let shared = self.session.lock();
         loop {
             match rx.try_recv() {
-                Ok(SessionEvent::Frame(rects)) => window.skip(&rects),
+                Ok(SessionEvent::Frame(rects, since)) => window.skip(&rects, since),
                 Ok(ev) => {
                     if let SessionEvent::Resize { .. } = ev {
                         window.resized();
@@ -271,6 +271,8 @@ impl Subscription {
         }
         if let Screen::Desktop(d) = &shared.screen {
             let (width, height) = d.size();
+            // As old as the oldest update among the frames it stands for.
+            let since = window.due_since();
             let rects = d.regions_png(&window.take_due(width, height));
             if !rects.is_empty() {
                 // Before a `Closed`, if the session ended meanwhile.
@@ -278,7 +280,7 @@ impl Subscription {
                     .iter()
                     .position(|d| matches!(d, Delivery::Closed))
                     .unwrap_or(out.len());
-                out.insert(at, Delivery::Event(SessionEvent::Frame(rects.into())));
+                out.insert(at, Delivery::Event(SessionEvent::Frame(rects.into(), since)));
             }
         }
         out
@@ -428,7 +430,7 @@ impl LiveSession {
             Screen::Terminal(_) => return,
         };
         if !rects.is_empty() {
-            self.apply(SessionEvent::Frame(rects.into()));
+            self.apply(SessionEvent::Frame(rects.into(), None));
         }
     }
 
@@ -556,7 +558,7 @@ impl LiveSession {
                     d.set_cursor(c.clone());
                 }
             }
-            SessionEvent::Frame(rects) => {
+            SessionEvent::Frame(rects, _) => {
                 if let Screen::Desktop(d) = &mut shared.screen {
                     *rects = d.take(rects, std::time::Instant::now());
                     let n: usize = rects.iter().map(|r| r.data.len()).sum();
@@ -566,14 +568,14 @@ impl LiveSession {
             }
             _ => {}
         }
-        if matches!(&ev, SessionEvent::Frame(rects) if rects.is_empty()) {
+        if matches!(&ev, SessionEvent::Frame(rects, _) if rects.is_empty()) {
             // A redraw of what the picture already held: nothing to show or record.
             return;
         }
         let shared = &mut *shared;
         if let Some(tap) = &mut shared.tap {
             let size = event_size(&ev);
-            if let SessionEvent::Output(_) | SessionEvent::Frame(_) = &ev {
+            if let SessionEvent::Output(_) | SessionEvent::Frame(..) = &ev {
                 tap.bytes_since_keyframe += size as u64;
             }
             let mut open = tap.queued.load(Ordering::Relaxed) as usize <= MAX_TAP_QUEUE
@@ -1298,7 +1300,10 @@ mod tests {
                     };
                     if io
                         .events
-                        .send(SessionEvent::Frame(vec![square].into()))
+                        .send(SessionEvent::Frame(
+                            vec![square].into(),
+                            Some(std::time::Instant::now()),
+                        ))
                         .await
                         .is_err()
                     {
@@ -1372,7 +1377,7 @@ mod tests {
         let (snapshot, mut sub) = s.subscribe();
         let mut browser = Canvas::of(&snapshot);
         let mut window = FrameWindow::default();
-        window.sent(std::time::Instant::now());
+        window.sent(std::time::Instant::now(), None);
         window.drawn(1, std::time::Instant::now());
         // Ten squares, each a frame. The browser draws nothing meanwhile: it is sent the
         // window's worth, and the rest are held back.
@@ -1385,12 +1390,12 @@ mod tests {
         painted(&s, square(9)).await;
         let mut sent = Vec::new();
         while let Some(d) = sub.try_next() {
-            if let Delivery::Event(SessionEvent::Frame(rects)) = d {
+            if let Delivery::Event(SessionEvent::Frame(rects, since)) = d {
                 if window.behind() || !window.may_send() {
-                    window.skip(&rects);
+                    window.skip(&rects, since);
                 } else {
                     sent.push(rects);
-                    window.sent(std::time::Instant::now());
+                    window.sent(std::time::Instant::now(), since);
                 }
             }
         }
@@ -1418,7 +1423,7 @@ mod tests {
         window.drawn(1 + FRAMES_IN_FLIGHT, std::time::Instant::now());
         let out = sub.catch_up(&mut window);
         assert_eq!(out.len(), 1, "one catch-up frame");
-        let Delivery::Event(SessionEvent::Frame(rects)) = &out[0] else {
+        let Delivery::Event(SessionEvent::Frame(rects, _)) = &out[0] else {
             panic!("not a frame: {:?}", out[0]);
         };
         browser.paint(rects);

@@ -76,8 +76,11 @@ pub enum FailureKind {
 pub enum SessionEvent {
     /// Bytes the target sent to the terminal.
     Output(Arc<[u8]>),
-    /// Changed regions of a graphical session's screen.
-    Frame(Arc<[FrameRect]>),
+    /// Changed regions of a graphical session's screen, and when the gateway read the first
+    /// of the target's updates they show (`None` for a picture the gateway made itself, such
+    /// as a lossless refinement): a browser's picture is as old as the time from then to its
+    /// drawing (`frame_window::DrawingStats`).
+    Frame(Arc<[FrameRect]>, Option<std::time::Instant>),
     /// The terminal (cols x rows) or desktop (pixels) size changed.
     Resize {
         cols: u16,

@@ -14,7 +14,9 @@
 //! Sans-I/O: the viewer's socket loop (`src/api/live.rs`) tells what it sends and what the
 //! browser says, with the time; `Subscription::catch_up` (`broker.rs`) takes the current
 //! picture. What the window measured is listed with the session's participants
-//! (`DrawingStats`), so an administrator sees which browser is behind.
+//! (`DrawingStats`), so an administrator sees which browser is behind, and how old the
+//! pictures it draws are: from the gateway reading the target's update to the browser saying
+//! it drew the picture that shows it.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -40,6 +42,8 @@ pub const WAIT_IN_BROWSER: Duration = Duration::from_millis(100);
 const SEND_TIMES_KEPT: usize = 64;
 /// Lags kept: the shortest of them is the round trip with nothing waiting.
 const LAGS_KEPT: usize = 32;
+/// Pictures' ages kept (the last frames drawn), for their median and 95th percentile.
+const AGES_KEPT: usize = 256;
 
 /// What a desktop viewer's window measured, as listed with the session's participants.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -59,6 +63,12 @@ pub struct DrawingStats {
     /// Frames it may have undrawn now; 0 when the browser does not say what it drew (it is
     /// then sent every frame).
     pub window: u64,
+    /// From the gateway reading a target's update to the browser saying it drew a picture
+    /// showing it, in ms, median and 95th percentile over the last `AGES_KEPT` frames
+    /// drawn: the server-update-to-browser-paint latency, measured for this browser (an
+    /// upper bound: the browser says so after it drew).
+    pub update_to_drawn_p50_ms: Option<u64>,
+    pub update_to_drawn_p95_ms: Option<u64>,
 }
 
 /// One viewer's frames in flight, and what it was not sent.
@@ -72,31 +82,36 @@ pub struct FrameWindow {
     sent: u64,
     /// Frames the browser has drawn, as it last said.
     drawn: u64,
-    /// When the undrawn frames were sent, oldest first; the first is frame `first_timed`
-    /// (frames count from 1).
-    sent_at: VecDeque<Instant>,
+    /// When the undrawn frames were sent, and when the first update each shows was read,
+    /// oldest first; the first is frame `first_timed` (frames count from 1).
+    sent_at: VecDeque<(Instant, Option<Instant>)>,
     first_timed: u64,
     /// When the browser last said it drew something.
     last_drawn_at: Option<Instant>,
     /// Recent lags (send to acknowledgement), newest last.
     lags: VecDeque<Duration>,
+    /// Recent pictures' ages (the update read to acknowledgement), newest last.
+    ages: VecDeque<Duration>,
     /// The browser's time per frame, when measured.
     draw_time: Option<Duration>,
     held_back: u64,
     /// Regions changed by frames that were not sent.
     skipped: Damage,
+    /// When the first update among the frames not sent was read.
+    skipped_since: Option<Instant>,
     /// The desktop changed size while frames were not sent: the whole of it is due.
     whole: bool,
 }
 
 impl FrameWindow {
-    /// A binary frame went to the browser at `now`.
-    pub fn sent(&mut self, now: Instant) {
+    /// A binary frame went to the browser at `now`; `since`: when the first update it shows
+    /// was read (`None`: not known, as for a snapshot).
+    pub fn sent(&mut self, now: Instant, since: Option<Instant>) {
         self.sent += 1;
         if self.sent_at.is_empty() {
             self.first_timed = self.sent;
         }
-        self.sent_at.push_back(now);
+        self.sent_at.push_back((now, since));
         if self.sent_at.len() > SEND_TIMES_KEPT {
             self.sent_at.pop_front();
             self.first_timed += 1;
@@ -119,10 +134,16 @@ impl FrameWindow {
         while self.drawn < upto {
             self.drawn += 1;
             if self.drawn >= self.first_timed {
-                if let Some(t) = self.sent_at.pop_front() {
+                if let Some((t, since)) = self.sent_at.pop_front() {
                     first_sent.get_or_insert(t);
                     last_sent = Some(t);
                     self.first_timed = self.drawn + 1;
+                    if let Some(since) = since {
+                        self.ages.push_back(now.saturating_duration_since(since));
+                        if self.ages.len() > AGES_KEPT {
+                            self.ages.pop_front();
+                        }
+                    }
                 }
             }
         }
@@ -186,9 +207,14 @@ impl FrameWindow {
         self.whole || !self.skipped.is_empty()
     }
 
-    /// A frame was not sent: the regions it changed are due.
-    pub fn skip(&mut self, rects: &[FrameRect]) {
+    /// A frame was not sent: the regions it changed are due; `since`: when the first update
+    /// it shows was read.
+    pub fn skip(&mut self, rects: &[FrameRect], since: Option<Instant>) {
         self.held_back += 1;
+        self.skipped_since = match (self.skipped_since, since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         for r in rects {
             if r.width == 0 || r.height == 0 {
                 continue;
@@ -212,6 +238,8 @@ impl FrameWindow {
             lag_ms: self.lags.back().copied().map(ms),
             draw_ms: self.draw_time.map(ms),
             window: if self.acknowledges { self.allowed() } else { 0 },
+            update_to_drawn_p50_ms: percentile(&self.ages, 50).map(ms),
+            update_to_drawn_p95_ms: percentile(&self.ages, 95).map(ms),
         }
     }
 
@@ -226,13 +254,20 @@ impl FrameWindow {
     /// The browser was sent the whole picture (a resynchronisation): nothing is due.
     pub fn resynchronised(&mut self) {
         self.skipped.take();
+        self.skipped_since = None;
         self.whole = false;
+    }
+
+    /// When the first update among the regions due was read: the catch-up picture shows it.
+    pub fn due_since(&self) -> Option<Instant> {
+        self.skipped_since
     }
 
     /// The regions due, within a `width` x `height` desktop, as (x, y, width, height);
     /// nothing is due afterwards.
     pub fn take_due(&mut self, width: u16, height: u16) -> Vec<(u16, u16, u16, u16)> {
         let regions = self.skipped.take();
+        self.skipped_since = None;
         if std::mem::take(&mut self.whole) {
             return if width > 0 && height > 0 {
                 vec![(0, 0, width, height)]
@@ -250,6 +285,17 @@ impl FrameWindow {
             })
             .collect()
     }
+}
+
+/// The `pct`th percentile of `values` (nearest rank), if there are any.
+fn percentile(values: &VecDeque<Duration>, pct: usize) -> Option<Duration> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<Duration> = values.iter().copied().collect();
+    sorted.sort_unstable();
+    let rank = (sorted.len() * pct).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied()
 }
 
 #[cfg(test)]
@@ -277,7 +323,7 @@ mod tests {
         let mut w = FrameWindow::default();
         for k in 0..100 {
             assert!(w.may_send());
-            w.sent(t0 + ms(k));
+            w.sent(t0 + ms(k), None);
         }
         assert!(!w.behind());
         let stats = w.stats();
@@ -292,11 +338,11 @@ mod tests {
         let t0 = Instant::now();
         let mut w = FrameWindow::default();
         // The first picture went before the browser said anything; it says it drew it.
-        w.sent(t0);
+        w.sent(t0, None);
         w.drawn(1, t0 + ms(5));
         for k in 0..FRAMES_IN_FLIGHT {
             assert!(w.may_send());
-            w.sent(t0 + ms(10 + k));
+            w.sent(t0 + ms(10 + k), None);
         }
         assert!(!w.may_send());
         assert_eq!(w.in_flight(), FRAMES_IN_FLIGHT);
@@ -321,8 +367,8 @@ mod tests {
         let mut w = FrameWindow::default();
         w.drawn(0, Instant::now());
         assert!(!w.behind());
-        w.skip(&[rect(0, 0, 10, 10), rect(5, 5, 10, 10)]);
-        w.skip(&[rect(500, 300, 50, 50), rect(1, 1, 0, 0)]);
+        w.skip(&[rect(0, 0, 10, 10), rect(5, 5, 10, 10)], None);
+        w.skip(&[rect(500, 300, 50, 50), rect(1, 1, 0, 0)], None);
         assert!(w.behind());
         assert_eq!(w.stats().frames_held_back, 2);
         let mut due = w.take_due(520, 320);
@@ -340,11 +386,11 @@ mod tests {
         // Not behind: a resize alone is followed by the server's own redraw.
         w.resized();
         assert!(!w.behind());
-        w.skip(&[rect(0, 0, 10, 10)]);
+        w.skip(&[rect(0, 0, 10, 10)], None);
         w.resized();
         assert_eq!(w.take_due(800, 600), vec![(0, 0, 800, 600)]);
         // A resynchronisation sent everything.
-        w.skip(&[rect(0, 0, 10, 10)]);
+        w.skip(&[rect(0, 0, 10, 10)], None);
         w.resynchronised();
         assert!(!w.behind());
     }
@@ -363,6 +409,9 @@ mod tests {
         /// Longest time from a frame's sending to its drawing.
         oldest_drawn: Duration,
         frames_drawn: u64,
+        /// From the change each drawn frame shows (the oldest, for a catch-up) to its drawing,
+        /// for every frame whose drawing was heard of, whenever it was sent.
+        ages: VecDeque<Duration>,
     }
 
     /// A desktop viewed by `browser`: its first picture is drawn at once, then the desktop
@@ -380,26 +429,31 @@ mod tests {
         let every = ms(33);
         let mut window = FrameWindow::default();
         let start = Instant::now();
-        window.sent(start);
+        window.sent(start, None);
         let t0 = start + browser.one_way * 2;
         window.drawn(1, t0);
         let w = &mut window;
         let mut seen = Seen::default();
-        // Frames on their way or waiting in the browser: when each was sent.
-        let mut queue: VecDeque<Instant> = VecDeque::new();
+        // Frames on their way or waiting in the browser: when each was sent, and the change
+        // it shows.
+        let mut queue: VecDeque<(Instant, Option<Instant>)> = VecDeque::new();
         // When the browser is free, and the acknowledgements on their way (arrival, count).
         let mut free = t0;
-        let mut acks: VecDeque<(Instant, u64)> = VecDeque::new();
+        // (The change each shows to its drawing, for `Seen::ages` once it is heard of.)
+        let mut acks: VecDeque<(Instant, u64, Option<Duration>)> = VecDeque::new();
         let mut drawn = w.drawn;
         let mut next_change = t0;
         let end = t0 + run;
-        let send = |w: &mut FrameWindow, queue: &mut VecDeque<Instant>, at: Instant| {
-            w.sent(at);
-            queue.push_back(at);
+        let send = |w: &mut FrameWindow,
+                    queue: &mut VecDeque<(Instant, Option<Instant>)>,
+                    at: Instant,
+                    since: Option<Instant>| {
+            w.sent(at, since);
+            queue.push_back((at, since));
         };
         loop {
             // The browser draws what has arrived, in order, acknowledging each.
-            while let Some(&sent) = queue.front() {
+            while let Some(&(sent, since)) = queue.front() {
                 let begin = (sent + browser.one_way).max(free);
                 if begin > next_change.min(acks.front().map_or(end, |a| a.0)) {
                     break;
@@ -407,7 +461,7 @@ mod tests {
                 queue.pop_front();
                 free = begin + (browser.draw)(begin - t0);
                 drawn += 1;
-                acks.push_back((free + browser.one_way, drawn));
+                acks.push_back((free + browser.one_way, drawn, since.map(|s| free - s)));
                 if sent >= t0 + measured_from {
                     seen.oldest_drawn = seen.oldest_drawn.max(free - sent);
                     seen.frames_drawn += 1;
@@ -416,14 +470,16 @@ mod tests {
             let ack_due = acks.front().map(|a| a.0);
             match ack_due {
                 Some(at) if at <= next_change => {
-                    let (at, count) = acks.pop_front().unwrap();
+                    let (at, count, age) = acks.pop_front().unwrap();
                     w.drawn(count, at);
+                    seen.ages.extend(age);
                     if !learns {
                         w.draw_time = None;
                     }
                     if w.behind() && w.may_send() {
+                        let since = w.due_since();
                         w.take_due(1280, 800);
-                        send(w, &mut queue, at);
+                        send(w, &mut queue, at, since);
                     }
                 }
                 _ => {
@@ -432,13 +488,14 @@ mod tests {
                     }
                     let at = next_change;
                     if w.behind() || !w.may_send() {
-                        w.skip(&[rect(0, 0, 100, 100)]);
+                        w.skip(&[rect(0, 0, 100, 100)], Some(at));
                         if w.may_send() {
+                            let since = w.due_since();
                             w.take_due(1280, 800);
-                            send(w, &mut queue, at);
+                            send(w, &mut queue, at, since);
                         }
                     } else {
-                        send(w, &mut queue, at);
+                        send(w, &mut queue, at, Some(at));
                     }
                     next_change += every;
                 }
@@ -470,10 +527,20 @@ mod tests {
             "{stats:?}"
         );
         assert!(stats.frames_held_back > 400, "{stats:?}");
+        assert_ages_as_drawn(&stats, &seen, ms(2));
+        // About a second: the change waited for the draw under way, then took its own.
+        let p50 = stats.update_to_drawn_p50_ms.unwrap_or(0);
+        assert!((1000..=2100).contains(&p50), "{stats:?}");
         // With the fixed window it had four undrawn: what it drew was up to 4 s old.
-        let (_, seen) = simulate(&slow, ms(20_000), ms(5_000), false);
+        let (w, seen) = simulate(&slow, ms(20_000), ms(5_000), false);
         assert_eq!(seen.most_in_flight, FRAMES_IN_FLIGHT, "{seen:?}");
         assert!(seen.oldest_drawn > ms(3_000), "{seen:?}");
+        let stats = w.stats();
+        assert_ages_as_drawn(&stats, &seen, ms(2));
+        assert!(
+            stats.update_to_drawn_p50_ms.unwrap_or(0) > 3_000,
+            "{stats:?}"
+        );
     }
 
     #[test]
@@ -488,6 +555,70 @@ mod tests {
         assert_eq!(stats.frames_held_back, 0, "{stats:?} {seen:?}");
         assert_eq!(stats.window, FRAMES_IN_FLIGHT, "{stats:?}");
         assert!(seen.oldest_drawn <= ms(60), "{seen:?}");
+        // 50 ms on the way and 5 to draw; the acknowledgement's 50 ms back is counted too.
+        assert_ages_as_drawn(&stats, &seen, ms(100));
+        assert_eq!(stats.update_to_drawn_p95_ms, Some(105), "{stats:?}");
+    }
+
+    /// The window's figures for pictures' ages are what the browser saw (`seen.ages`: the
+    /// change to its drawing), later by at most `ack_way` (the acknowledgement's trip back).
+    #[track_caller]
+    fn assert_ages_as_drawn(stats: &DrawingStats, seen: &Seen, ack_way: Duration) {
+        let recent: VecDeque<Duration> = seen
+            .ages
+            .iter()
+            .skip(seen.ages.len().saturating_sub(AGES_KEPT))
+            .copied()
+            .collect();
+        for (pct, measured) in [
+            (50, stats.update_to_drawn_p50_ms),
+            (95, stats.update_to_drawn_p95_ms),
+        ] {
+            let truth = percentile(&recent, pct).expect("frames were drawn");
+            let measured = ms(measured.expect("measured"));
+            assert!(
+                measured >= truth.saturating_sub(ms(1)) && measured <= truth + ack_way + ms(1),
+                "p{pct}: measured {measured:?}, drawn {truth:?} after the change"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pictures_age_counts_from_the_first_update_it_shows_to_its_drawing() {
+        let t0 = Instant::now();
+        let mut w = FrameWindow::default();
+        // The first picture (a snapshot: its age is not known) and nine frames, each showing
+        // updates read 10 ms before it went, drawn 5 ms after.
+        w.sent(t0, None);
+        w.drawn(1, t0 + ms(3));
+        assert_eq!(w.stats().update_to_drawn_p50_ms, None, "no age known yet");
+        for k in 1..10 {
+            let at = t0 + ms(100 * k);
+            w.sent(at, Some(at - ms(10)));
+            w.drawn(1 + k, at + ms(5));
+        }
+        let stats = w.stats();
+        assert_eq!(
+            (stats.update_to_drawn_p50_ms, stats.update_to_drawn_p95_ms),
+            (Some(15), Some(15))
+        );
+        // Two frames held back: the catch-up shows the older one's update, and is as old as
+        // that; taking the due regions forgets it.
+        let at = t0 + ms(2000);
+        w.sent(at, Some(at));
+        w.skip(&[rect(0, 0, 10, 10)], Some(at + ms(10)));
+        w.skip(&[rect(0, 0, 10, 10)], Some(at + ms(5)));
+        w.skip(&[rect(0, 0, 10, 10)], None);
+        assert_eq!(w.due_since(), Some(at + ms(5)));
+        w.drawn(11, at + ms(20));
+        let since = w.due_since();
+        w.take_due(100, 100);
+        assert_eq!(w.due_since(), None);
+        w.sent(at + ms(20), since);
+        w.drawn(12, at + ms(400));
+        let stats = w.stats();
+        assert_eq!(stats.update_to_drawn_p95_ms, Some(395), "{stats:?}");
+        assert_eq!(stats.update_to_drawn_p50_ms, Some(15), "{stats:?}");
     }
 
     #[test]

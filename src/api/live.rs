@@ -620,7 +620,7 @@ async fn pump(
     let mut window = FrameWindow::default();
     let mut reported = DrawingStats::default();
     if desktop {
-        window.sent(std::time::Instant::now());
+        window.sent(std::time::Instant::now(), None);
         report_drawing(presence, &window, &mut reported);
     }
     if show_participants && !send_json(ws, participants_json(session)).await {
@@ -724,8 +724,10 @@ async fn deliver_desktop(
     window: &mut FrameWindow,
 ) -> bool {
     match d {
-        Delivery::Event(SessionEvent::Frame(rects)) if window.behind() || !window.may_send() => {
-            window.skip(&rects);
+        Delivery::Event(SessionEvent::Frame(rects, since))
+            if window.behind() || !window.may_send() =>
+        {
+            window.skip(&rects, since);
             !window.may_send() || catch_up(ws, sub, participants, window).await
         }
         d => deliver_counted(ws, sub, d, participants, window).await,
@@ -742,8 +744,13 @@ async fn deliver_counted(
 ) -> bool {
     let binary = matches!(
         d,
-        Delivery::Event(SessionEvent::Frame(_)) | Delivery::Resync(_)
+        Delivery::Event(SessionEvent::Frame(..)) | Delivery::Resync(_)
     );
+    // A snapshot's age is not known: it is the picture as it is, however it came.
+    let since = match &d {
+        Delivery::Event(SessionEvent::Frame(_, since)) => *since,
+        _ => None,
+    };
     match &d {
         Delivery::Resync(_) => window.resynchronised(),
         Delivery::Event(SessionEvent::Resize { .. }) => window.resized(),
@@ -753,7 +760,7 @@ async fn deliver_counted(
         return false;
     }
     if binary {
-        window.sent(std::time::Instant::now());
+        window.sent(std::time::Instant::now(), since);
     }
     true
 }
@@ -835,7 +842,7 @@ async fn deliver(
                 to_target: false,
                 text,
             }) => send_json(ws, json!({ "type": "clipboard", "text": &*text })).await,
-            Delivery::Event(SessionEvent::Frame(rects)) => ws
+            Delivery::Event(SessionEvent::Frame(rects, _)) => ws
                 .send(Message::Binary(frame_message(&rects).into()))
                 .await
                 .is_ok(),

@@ -235,6 +235,9 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     let mut buttons: u8 = 0;
     let mut damage = damage::Damage::default();
     let mut flush_at: Option<tokio::time::Instant> = None;
+    // When the first update of the frame being gathered was read (how old its picture is,
+    // counted from there, is measured for each browser: `frame_window`).
+    let mut frame_since: Option<std::time::Instant> = None;
     let mut frame_fill = pacing::FrameFill::default();
     // What was read during a suppressed pause.
     let mut drained = pacing::FrameFill::default();
@@ -277,6 +280,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                 }
             }
             pdu = next_frame(&mut later, &mut framed), if reads => {
+                let read_at = std::time::Instant::now();
                 let (action, payload) = match pdu {
                     Ok(p) => p,
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break format!("{label} closed the connection."),
@@ -301,6 +305,9 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                         }
                         ActiveStageOutput::GraphicsUpdate(r) => {
                             damage.add(r);
+                            if pacer.hands_on() {
+                                frame_since.get_or_insert(read_at);
+                            }
                             if let Some(t) = pacer.update_read(tokio::time::Instant::now()) {
                                 if let Err(why) = tell_server(&mut stage, &mut framed, t, (w, h), &label).await {
                                     ended = Some(why);
@@ -361,6 +368,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                                 bitmap_path.reset();
                                 damage = Default::default();
                                 flush_at = None;
+                                frame_since = None;
                                 frame_fill = Default::default();
                                 let _ = io.events.send(SessionEvent::Resize { cols: w, rows: h }).await;
                                 let _ = io.events.send(SessionEvent::Marker(format!("The desktop is now {w}x{h}."))).await;
@@ -414,7 +422,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                 }
                 if !damage.is_empty() {
                     let rects: Vec<FrameRect> = damage.take().iter().map(|r| cut(&mut picture, r)).collect();
-                    if io.events.send(SessionEvent::Frame(rects.into())).await.is_err() {
+                    if io.events.send(SessionEvent::Frame(rects.into(), frame_since.take())).await.is_err() {
                         break "the gateway closed the session".to_string();
                     }
                 }
@@ -515,7 +523,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     // What was drawn last is part of the record.
     if !damage.is_empty() {
         let rects: Vec<FrameRect> = damage.take().iter().map(|r| cut(&mut picture, r)).collect();
-        let _ = io.events.send(SessionEvent::Frame(rects.into())).await;
+        let _ = io.events.send(SessionEvent::Frame(rects.into(), frame_since.take())).await;
     }
     let _ = io
         .events

@@ -14,6 +14,7 @@ interface LiveSession {
 interface Drawing {
   frames_sent: number; frames_drawn: number; frames_held_back: number;
   lag_ms: number | null; draw_ms: number | null; window: number;
+  update_to_drawn_p50_ms: number | null; update_to_drawn_p95_ms: number | null;
 }
 
 interface Participant { name: string; role: string; drawing?: Drawing }
@@ -23,6 +24,9 @@ interface Participant { name: string; role: string; drawing?: Drawing }
 function drawingNote(d: Drawing): string {
   if (d.window === 0) return 'drawing not reported';
   const parts: string[] = [];
+  if (d.update_to_drawn_p50_ms !== null && d.update_to_drawn_p95_ms !== null) {
+    parts.push(`updates shown in ${d.update_to_drawn_p50_ms} ms (95 %: ${d.update_to_drawn_p95_ms} ms)`);
+  }
   if (d.lag_ms !== null) parts.push(`${d.lag_ms} ms behind`);
   if (d.draw_ms !== null && d.draw_ms >= 20) parts.push(`${d.draw_ms} ms a frame`);
   if (d.frames_held_back > 0) parts.push(`${d.frames_held_back} frames merged`);
@@ -37,7 +41,7 @@ function participantsCell(s: LiveSession) {
           {p.name} ({p.role})
           {p.drawing && (
             <span class="muted" data-testid="participant-drawing"
-              title={`frames sent ${p.drawing.frames_sent}, drawn ${p.drawing.frames_drawn}, merged ${p.drawing.frames_held_back}; at most ${p.drawing.window} undrawn`}>
+              title={`frames sent ${p.drawing.frames_sent}, drawn ${p.drawing.frames_drawn}, merged ${p.drawing.frames_held_back}; at most ${p.drawing.window} undrawn. "Updates shown in": from the gateway reading the desktop's update to this browser saying it drew it, median and 95th percentile of the last 256 frames. "Behind": from sending the last frame to hearing it was drawn.`}>
               {' · '}{drawingNote(p.drawing)}
             </span>
           )}
