@@ -600,9 +600,10 @@ async fn run() -> anyhow::Result<()> {
         // browser that does too.
         let native = if i == 0 { nchange.as_str() } else { "" };
         println!(
-            "| {name}: p50 / p95 ({} changes; {:.1} frames drawn a second) | {:.0} / {:.0} ms | {native} | |",
+            "| {name}: p50 / p95 ({} changes; {:.1} frames drawn a second{}) | {:.0} / {:.0} ms | {native} | |",
             p.changes,
             p.frames_per_s,
+            p.update_to_drawn(),
             p.p50 / 1000.0,
             p.p95 / 1000.0
         );
@@ -610,9 +611,10 @@ async fn run() -> anyhow::Result<()> {
     for (i, (pacing, p, cpu)) in alone.iter().enumerate() {
         let native = if i == 0 { nalone.as_str() } else { "" };
         println!(
-            "| ... the same, one flooding desktop alone on the machine, `flood_pacing` {pacing}: p50 / p95 ({} changes; {:.1} frames drawn a second; gateway CPU {cpu:.1} % of a core) | {:.0} / {:.0} ms | {native} | |",
+            "| ... the same, one flooding desktop alone on the machine, `flood_pacing` {pacing}: p50 / p95 ({} changes; {:.1} frames drawn a second; gateway CPU {cpu:.1} % of a core{}) | {:.0} / {:.0} ms | {native} | |",
             p.changes,
             p.frames_per_s,
+            p.update_to_drawn(),
             p.p50 / 1000.0,
             p.p95 / 1000.0
         );
@@ -748,6 +750,23 @@ struct Probed {
     frames_per_s: f64,
     /// The gateway's `drawing` figures for this browser at the end.
     drawing: Value,
+}
+
+impl Probed {
+    /// The gateway's own figure for this browser, when it said what it drew: from reading
+    /// xrdp's update to the browser saying it drew it (the issue's "server update to browser
+    /// paint"; the probe's figure adds xrdp's own delay and any pause).
+    fn update_to_drawn(&self) -> String {
+        match (
+            self.drawing["update_to_drawn_p50_ms"].as_u64(),
+            self.drawing["update_to_drawn_p95_ms"].as_u64(),
+        ) {
+            (Some(p50), Some(p95)) => {
+                format!("; server update to browser drawn, as the gateway measured it: {p50} / {p95} ms")
+            }
+            _ => String::new(),
+        }
+    }
 }
 
 /// For each colour the probe's pixel took in a viewer at or after `measured_from` (the first

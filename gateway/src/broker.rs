@@ -280,7 +280,10 @@ impl Subscription {
                     .iter()
                     .position(|d| matches!(d, Delivery::Closed))
                     .unwrap_or(out.len());
-                out.insert(at, Delivery::Event(SessionEvent::Frame(rects.into(), since)));
+                out.insert(
+                    at,
+                    Delivery::Event(SessionEvent::Frame(rects.into(), since)),
+                );
             }
         }
         out

@@ -523,7 +523,10 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     // What was drawn last is part of the record.
     if !damage.is_empty() {
         let rects: Vec<FrameRect> = damage.take().iter().map(|r| cut(&mut picture, r)).collect();
-        let _ = io.events.send(SessionEvent::Frame(rects.into(), frame_since.take())).await;
+        let _ = io
+            .events
+            .send(SessionEvent::Frame(rects.into(), frame_since.take()))
+            .await;
     }
     let _ = io
         .events
