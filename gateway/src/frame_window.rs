@@ -231,6 +231,8 @@ impl FrameWindow {
     /// What was measured, for the session's participant list.
     pub fn stats(&self) -> DrawingStats {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let mut ages: Vec<Duration> = self.ages.iter().copied().collect();
+        ages.sort_unstable();
         DrawingStats {
             frames_sent: self.sent,
             frames_drawn: self.drawn,
@@ -238,8 +240,8 @@ impl FrameWindow {
             lag_ms: self.lags.back().copied().map(ms),
             draw_ms: self.draw_time.map(ms),
             window: if self.acknowledges { self.allowed() } else { 0 },
-            update_to_drawn_p50_ms: percentile(&self.ages, 50).map(ms),
-            update_to_drawn_p95_ms: percentile(&self.ages, 95).map(ms),
+            update_to_drawn_p50_ms: percentile(&ages, 50).map(ms),
+            update_to_drawn_p95_ms: percentile(&ages, 95).map(ms),
         }
     }
 
@@ -287,13 +289,8 @@ impl FrameWindow {
     }
 }
 
-/// The `pct`th percentile of `values` (nearest rank), if there are any.
-fn percentile(values: &VecDeque<Duration>, pct: usize) -> Option<Duration> {
-    if values.is_empty() {
-        return None;
-    }
-    let mut sorted: Vec<Duration> = values.iter().copied().collect();
-    sorted.sort_unstable();
+/// The `pct`th percentile (nearest rank) of `sorted`, if it holds any.
+fn percentile(sorted: &[Duration], pct: usize) -> Option<Duration> {
     let rank = (sorted.len() * pct).div_ceil(100).max(1);
     sorted.get(rank - 1).copied()
 }
@@ -564,12 +561,13 @@ mod tests {
     /// change to its drawing), later by at most `ack_way` (the acknowledgement's trip back).
     #[track_caller]
     fn assert_ages_as_drawn(stats: &DrawingStats, seen: &Seen, ack_way: Duration) {
-        let recent: VecDeque<Duration> = seen
+        let mut recent: Vec<Duration> = seen
             .ages
             .iter()
             .skip(seen.ages.len().saturating_sub(AGES_KEPT))
             .copied()
             .collect();
+        recent.sort_unstable();
         for (pct, measured) in [
             (50, stats.update_to_drawn_p50_ms),
             (95, stats.update_to_drawn_p95_ms),
