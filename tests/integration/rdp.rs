@@ -1163,8 +1163,11 @@ async fn flood_then_rest(s: &XrdpSite, pid: u32, pacing: &str) {
     let (at_least, under) = match pacing {
         "thrifty" => (Duration::from_millis(450), Duration::MAX),
         "responsive" => (Duration::from_millis(50), Duration::from_millis(400)),
-        // Alone on two cores (debug build): 32 ms at the median, responsive 146 ms.
-        _ => (Duration::ZERO, Duration::from_millis(100)),
+        // Alone on two cores (debug build): 32 ms at the median (responsive 146 ms); 165 ms
+        // in CI beside the other tests, where this debug build decodes slower than xrdp
+        // floods. So only thrifty's pause is ruled out here; that immediate never pauses at
+        // all is the pacer's unit test (`an_immediate_resource_never_holds_a_flood_back`).
+        _ => (Duration::ZERO, Duration::from_millis(400)),
     };
     assert!(
         median >= at_least && median < under,
