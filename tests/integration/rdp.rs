@@ -1309,22 +1309,21 @@ async fn a_browser_that_stops_drawing_or_draws_slowly_is_sent_few_frames_then_th
     );
     // Administrators see that this browser is behind, and why.
     let drawing = &owner_drawing(admin).await;
-    let owner = drawing;
-    assert_eq!(drawing["window"], 1, "{owner}");
+    assert_eq!(drawing["window"], 1, "{drawing}");
     let draw_ms = drawing["draw_ms"].as_u64().unwrap_or(0);
-    assert!((450..=1200).contains(&draw_ms), "{owner}");
-    assert!(drawing["lag_ms"].as_u64().unwrap_or(0) >= 450, "{owner}");
+    assert!((450..=1200).contains(&draw_ms), "{drawing}");
+    assert!(drawing["lag_ms"].as_u64().unwrap_or(0) >= 450, "{drawing}");
     assert!(
         drawing["frames_held_back"].as_u64().unwrap_or(0) > 0,
-        "{owner}"
+        "{drawing}"
     );
     let frames_drawn = drawing["frames_drawn"].as_u64().unwrap_or(0);
-    assert!((drawn + 1..=d.frames).contains(&frames_drawn), "{owner}");
+    assert!((drawn + 1..=d.frames).contains(&frames_drawn), "{drawing}");
     // And how old its pictures were: each was drawn at least 600 ms after it came, and
     // those sent while it drew nothing waited up to four seconds more.
     let p50 = drawing["update_to_drawn_p50_ms"].as_u64().unwrap_or(0);
     let p95 = drawing["update_to_drawn_p95_ms"].as_u64().unwrap_or(0);
-    assert!((600..=p95).contains(&p50) && p95 < 15_000, "{owner}");
+    assert!((600..=p95).contains(&p50) && p95 < 15_000, "{drawing}");
     for b in waiting {
         d.paint(&b);
     }
