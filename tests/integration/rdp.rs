@@ -1152,22 +1152,37 @@ async fn flood_then_rest(s: &XrdpSite, pid: u32, pacing: &str) {
             .is_some_and(|(p50, p95)| p50 <= p95 && p95 < within),
         "{pacing}: {drawing}"
     );
-    // Frames came as far apart as the pacing holds a flood back after each: half a second
-    // (thrifty), 50 ms plus the server's redraw (responsive; xrdp took up to about 100 ms
-    // to begin one with four floods on two cores), or not at all (immediate: a frame as the
-    // updates come, 16 ms apart at best).
-    let mut gaps: Vec<Duration> = frames_at.windows(2).map(|w| w[1] - w[0]).collect();
+    // Frames came as far apart as the pacing holds a flood back after each. A redraw short
+    // of a desktop's worth has its rest handed on as its pause begins (within 100 ms of the
+    // redraw's first update): a frame within 150 ms of the one that began a burst is part
+    // of that burst. Thrifty's bursts come half a second apart. Responsive's pause is
+    // 50 ms plus the server's redraw (xrdp took up to about 100 ms to begin one with four
+    // floods on two cores), and immediate's none at all (a frame as the updates come,
+    // 16 ms apart at best): both well under thrifty's, with no lower bound that the
+    // machine's load would not blur. Their pauses are the pacer's unit tests; that
+    // responsive holds xrdp back at all shows in the server's queue below.
+    let mut bursts: Vec<tokio::time::Instant> = Vec::new();
+    for at in &frames_at {
+        if bursts
+            .last()
+            .is_none_or(|began| *at - *began >= Duration::from_millis(150))
+        {
+            bursts.push(*at);
+        }
+    }
+    let mut gaps: Vec<Duration> = bursts.windows(2).map(|w| w[1] - w[0]).collect();
     gaps.sort();
     assert!(
         gaps.len() >= 3,
-        "{pacing}: {} frames in 4 s of a flood",
-        frames_at.len()
+        "{pacing}: {} frames in {} bursts in 4 s of a flood",
+        frames_at.len(),
+        bursts.len()
     );
     let median = gaps[gaps.len() / 2];
     let (at_least, under) = match pacing {
         "thrifty" => (Duration::from_millis(450), Duration::MAX),
-        "responsive" => (Duration::from_millis(50), Duration::from_millis(400)),
-        // Alone on two cores (debug build): 32 ms at the median (responsive 146 ms). In CI,
+        "responsive" => (Duration::ZERO, Duration::from_millis(400)),
+        // Alone on two cores (debug build): 32 ms at the median between frames. In CI,
         // beside the other tests, this debug build decodes slower than xrdp floods when it
         // reads everything: 165 and 499 ms in two runs. So no bound is set here; that
         // immediate never pauses is the pacer's unit test
@@ -1176,7 +1191,7 @@ async fn flood_then_rest(s: &XrdpSite, pid: u32, pacing: &str) {
     };
     assert!(
         median >= at_least && median < under,
-        "{pacing}: frames {median:?} apart at the median: {gaps:?}"
+        "{pacing}: bursts of frames {median:?} apart at the median: {gaps:?}"
     );
     assert!(
         queued.len() >= 5,

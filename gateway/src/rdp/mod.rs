@@ -235,6 +235,8 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
     let mut buttons: u8 = 0;
     let mut damage = damage::Damage::default();
     let mut flush_at: Option<tokio::time::Instant> = None;
+    // The frame being gathered waits for the server's redraw after a pause (`allowed`).
+    let mut awaits_redraw = false;
     // When the first update of the frame being gathered was read (how old its picture is,
     // counted from there, is measured for each browser: `frame_window`).
     let mut frame_since: Option<std::time::Instant> = None;
@@ -276,11 +278,14 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                     if let Err(why) = tell_server(&mut stage, &mut framed, t, (w, h), &label).await {
                         break why;
                     }
-                    allowed(&mut drained, &damage, &mut flush_at, &mut pacer);
+                    allowed(&mut drained, &damage, &mut flush_at, &mut awaits_redraw);
                 }
             }
             pdu = next_frame(&mut later, &mut framed), if reads => {
                 let read_at = std::time::Instant::now();
+                // One instant for this read's decisions: a redraw's rest (`hands_on`) ends
+                // in time, and must not end halfway through one read.
+                let read_now = tokio::time::Instant::now();
                 let (action, payload) = match pdu {
                     Ok(p) => p,
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break format!("{label} closed the connection."),
@@ -289,7 +294,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                 // Drawing follows the pacing: watched while the server redraws after a
                 // pause, not done while its output is suppressed.
                 picture.watch(pacer.watching());
-                bitmap_path.discard(!pacer.hands_on());
+                bitmap_path.discard(!pacer.hands_on(read_now));
                 let outputs = match bitmaps::process_frame(&mut stage, &mut image, &mut picture, &mut bitmap_path, action, &payload, framed.last_read_at()) {
                     Ok(o) => o,
                     Err(e) => break format!("{label} sent something the gateway could not decode: {e}"),
@@ -305,7 +310,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                         }
                         ActiveStageOutput::GraphicsUpdate(r) => {
                             damage.add(r);
-                            if pacer.hands_on() {
+                            if pacer.hands_on(read_now) {
                                 frame_since.get_or_insert(read_at);
                             }
                             if let Some(t) = pacer.update_read(tokio::time::Instant::now()) {
@@ -316,10 +321,11 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                             }
                             // While output is suppressed, what still comes waits for the
                             // frame after the pause.
-                            if pacer.hands_on() && flush_at.is_none() {
+                            if pacer.hands_on(read_now) && (flush_at.is_none() || awaits_redraw) {
+                                awaits_redraw = false;
                                 let now = tokio::time::Instant::now();
                                 pacer.frame_began(now);
-                                flush_at = Some(now + frame_gathering(&pacer));
+                                flush_at = Some(now + FRAME_INTERVAL);
                             }
                         }
                         ActiveStageOutput::PointerDefault => {
@@ -359,7 +365,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                                     ended = Some(why);
                                     break;
                                 }
-                                allowed(&mut drained, &damage, &mut flush_at, &mut pacer);
+                                allowed(&mut drained, &damage, &mut flush_at, &mut awaits_redraw);
                             }
                             if (nw, nh) != (w, h) {
                                 (w, h) = (nw, nh);
@@ -368,6 +374,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                                 bitmap_path.reset();
                                 damage = Default::default();
                                 flush_at = None;
+                                awaits_redraw = false;
                                 frame_since = None;
                                 frame_fill = Default::default();
                                 let _ = io.events.send(SessionEvent::Resize { cols: w, rows: h }).await;
@@ -381,8 +388,9 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                     break why;
                 }
                 let pixels = bitmap_path.pixels_drawn();
-                if pacer.hands_on() {
+                if pacer.hands_on(read_now) {
                     frame_fill.drawn(pixels);
+                    pacer.drawn(pixels);
                 } else {
                     drained.drawn(pixels);
                 }
@@ -412,8 +420,9 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
             }
             _ = flush => {
                 flush_at = None;
-                frame_fill = Default::default();
-                let tell = pacer.frame_sent(tokio::time::Instant::now(), picture.changed());
+                awaits_redraw = false;
+                let short_by = std::mem::take(&mut frame_fill).short_of(w, h);
+                let tell = pacer.frame_sent(tokio::time::Instant::now(), picture.changed(), short_by);
                 if let Some(t) = tell {
                     if let Err(why) = tell_server(&mut stage, &mut framed, t, (w, h), &label).await {
                         break why;
@@ -504,7 +513,7 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                     if let Err(why) = tell_server(&mut stage, &mut framed, t, (w, h), &label).await {
                         break why;
                     }
-                    allowed(&mut drained, &damage, &mut flush_at, &mut pacer);
+                    allowed(&mut drained, &damage, &mut flush_at, &mut awaits_redraw);
                 }
                 let events = input.apply(ops);
                 if let Err(why) = send_input(&mut stage, &mut image, &mut framed, &events, &label).await {
@@ -644,28 +653,18 @@ async fn tell_server(
 }
 
 /// The server was allowed to send again. Bitmaps read during the pause were not drawn (its
-/// redraw covers them); anything else drawn then goes with the next frame.
+/// redraw covers them); anything else drawn then goes with the redraw's first frame, or
+/// alone if the redraw has not begun within `REDRAW_WITHIN` (`awaits_redraw`).
 fn allowed(
     drained: &mut pacing::FrameFill,
     damage: &damage::Damage,
     flush_at: &mut Option<tokio::time::Instant>,
-    pacer: &mut pacing::FloodPacer,
+    awaits_redraw: &mut bool,
 ) {
     *drained = Default::default();
     if !damage.is_empty() && flush_at.is_none() {
-        let now = tokio::time::Instant::now();
-        pacer.frame_began(now);
-        *flush_at = Some(now + frame_gathering(pacer));
-    }
-}
-
-/// How long a frame is gathered: longer for the server's redraw after a pause (a whole
-/// desktop, handed on as soon as it is complete), so that it is not shown half old.
-fn frame_gathering(pacer: &pacing::FloodPacer) -> Duration {
-    if pacer.watching() {
-        pacing::REDRAW_GATHER
-    } else {
-        FRAME_INTERVAL
+        *flush_at = Some(tokio::time::Instant::now() + pacing::REDRAW_WITHIN);
+        *awaits_redraw = true;
     }
 }
 
