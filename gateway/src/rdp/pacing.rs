@@ -8,8 +8,10 @@
 //!   told to stop sending, and the gateway goes on reading what was already on its way
 //!   (counted, not drawn). When the pause ends the server is allowed to send again and
 //!   redraws the whole desktop as it is then; it is told to stop again as that redraw
-//!   begins. Nothing waits in the server's socket, so the picture the browser gets is at most
-//!   one pause old.
+//!   begins. The redraw is handed on like any frame, and the next pause begins then; what
+//!   is still on its way of it is drawn and handed on as it comes (`REDRAW_LASTS`). Nothing
+//!   waits in the server's socket, so the picture the browser gets is at most one pause
+//!   old.
 //! - **Stopping reading**, for servers without it and while the pointer is in use (xorgxrdp
 //!   drops pointer shapes while output is suppressed): the server waits on its socket and
 //!   merges what changed meanwhile into one update. What it had already queued is shown
@@ -48,9 +50,10 @@ pub const RESPONSIVE_PAUSE: Duration = Duration::from_millis(50);
 /// whole-desktop changes each frame costs the gateway about 10 ms to decode and encode
 /// (bench/README.md, issue 8), so the pause sets both the CPU a flooding session costs and
 /// how old its picture may be. Measured with one flooding desktop alone on two cores
-/// (change on the desktop to the browser, p50 / p95): thrifty 1.9 % of a core, 229-358 /
-/// 562-578 ms; responsive 6.2-6.4 %, 110-127 / 190-196 ms; immediate 17.4 %, 53 / 69 ms;
-/// `xfreerdp` about 9 %, 34-46 / 58-68 ms.
+/// (change on the desktop to the browser, p50 / p95; three runs): thrifty 1.7-1.8 % of a
+/// core, 207-415 / 477-560 ms; responsive 8.8-9.1 %, 76-80 / 109-123 ms; immediate
+/// 15.8-16.5 %, 47-52 / 70-72 ms; `xfreerdp` about 9 %, 41-46 / 57-60 ms. What the server
+/// does send reaches the browser within 24-27 / 32-38 ms with each of them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FloodPacing {
     /// `SUPPRESSED_PAUSE` (`FLOOD_PAUSE` while reading stops): about 2 frames a second,
