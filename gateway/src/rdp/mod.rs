@@ -310,9 +310,10 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                         }
                         ActiveStageOutput::GraphicsUpdate(r) => {
                             damage.add(r);
-                            if pacer.hands_on(read_now) {
-                                frame_since.get_or_insert(read_at);
-                            }
+                            // Whatever was drawn is shown with the next frame, also what
+                            // was drawn while output was suppressed (the desktop's last row
+                            // and column): the frame is as old as the first of them.
+                            frame_since.get_or_insert(read_at);
                             if let Some(t) = pacer.update_read(tokio::time::Instant::now()) {
                                 if let Err(why) = tell_server(&mut stage, &mut framed, t, (w, h), &label).await {
                                     ended = Some(why);

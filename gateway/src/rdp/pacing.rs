@@ -50,10 +50,10 @@ pub const RESPONSIVE_PAUSE: Duration = Duration::from_millis(50);
 /// whole-desktop changes each frame costs the gateway about 10 ms to decode and encode
 /// (bench/README.md, issue 8), so the pause sets both the CPU a flooding session costs and
 /// how old its picture may be. Measured with one flooding desktop alone on two cores
-/// (change on the desktop to the browser, p50 / p95; three runs): thrifty 1.7-1.8 % of a
+/// (change on the desktop to the browser, p50 / p95; four runs): thrifty 1.7-1.8 % of a
 /// core, 207-415 / 477-560 ms; responsive 8.8-9.1 %, 76-80 / 109-123 ms; immediate
-/// 15.8-16.5 %, 47-52 / 70-72 ms; `xfreerdp` about 9 %, 41-46 / 57-60 ms. What the server
-/// does send reaches the browser within 24-27 / 32-38 ms with each of them.
+/// 15.8-16.5 %, 47-52 / 67-72 ms; `xfreerdp` about 9 %, 41-47 / 57-60 ms. What the server
+/// does send reaches the browser within 23-27 / 32-38 ms with each of them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FloodPacing {
     /// `SUPPRESSED_PAUSE` (`FLOOD_PAUSE` while reading stops): about 2 frames a second,
