@@ -321,7 +321,8 @@ async fn run(a: RdpAdapter, stream: TargetStream, mut io: AdapterIo) {
                                 }
                             }
                             // While output is suppressed, what still comes waits for the
-                            // frame after the pause.
+                            // frame after the pause (but for a redraw's rest: `hands_on`).
+                            // A frame that waits for the redraw (`allowed`) goes with it.
                             if pacer.hands_on(read_now) && (flush_at.is_none() || awaits_redraw) {
                                 awaits_redraw = false;
                                 let now = tokio::time::Instant::now();
