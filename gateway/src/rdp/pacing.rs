@@ -71,7 +71,7 @@ pub enum FloodPacing {
 }
 
 impl FloodPacing {
-    /// From the setting's stored value (`thrifty` or `responsive`).
+    /// From the setting's stored value (`thrifty`, `responsive` or `immediate`).
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "thrifty" => Some(FloodPacing::Thrifty),
