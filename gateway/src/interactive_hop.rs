@@ -30,10 +30,12 @@ use crate::telnet::protocol::TelnetProtocol;
 use crate::Secret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Default client commands, with `{host}`, `{port}` and `{username}`. The SSH command keeps
-/// the landing server's known_hosts out of it: the gateway checks the key itself.
-pub const DEFAULT_SSH_COMMAND: &str = "exec ssh -p {port} -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=ask -o PreferredAuthentications=keyboard-interactive,password -o NumberOfPasswordPrompts=1 {username}@{host}";
-pub const DEFAULT_TELNET_COMMAND: &str = "exec telnet {host} {port}";
+/// Default client commands, with `{host}`, `{port}` and `{username}` (each filled in quoted
+/// for the shell, see `fill`). The SSH command keeps the landing server's known_hosts out of
+/// it: the gateway checks the key itself. `--` ends the options, so a destination is never
+/// read as one.
+pub const DEFAULT_SSH_COMMAND: &str = "exec ssh -p {port} -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=ask -o PreferredAuthentications=keyboard-interactive,password -o NumberOfPasswordPrompts=1 -- {username}@{host}";
+pub const DEFAULT_TELNET_COMMAND: &str = "exec telnet -- {host} {port}";
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -44,8 +46,8 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 /// failover time) when it does not; `telnet` with no input connects and closes at once.
 /// Only then is the real command typed with `exec`, which a failed attempt could not
 /// survive (the shell it replaced is gone). Costs one SSH handshake, only with a secondary.
-const SSH_PROBE: &str = "ssh -p {port} -o BatchMode=yes -o ConnectTimeout={secs} -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes {username}@{host} true </dev/null";
-const TELNET_PROBE: &str = "telnet {host} {port} </dev/null";
+const SSH_PROBE: &str = "ssh -p {port} -o BatchMode=yes -o ConnectTimeout={secs} -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -- {username}@{host} true </dev/null";
+const TELNET_PROBE: &str = "telnet -- {host} {port} </dev/null";
 /// How long past the failover time the gateway waits for a probe before interrupting it.
 const PROBE_GRACE: Duration = Duration::from_secs(3);
 const WINDOW: usize = 16 * 1024;
@@ -425,11 +427,41 @@ fn said_from(text: &str, at: usize) -> String {
         .to_string()
 }
 
-fn fill(template: &str, host: &str, port: u16, username: &str) -> String {
-    template
-        .replace("{host}", host)
-        .replace("{port}", &port.to_string())
-        .replace("{username}", username)
+/// A client command line for `host`, `port` and `username`, each value quoted for the shell
+/// it is typed at (the template is an administrator's; the values are not). A user name the
+/// shell or the client could misread is refused before anything is typed.
+fn fill(template: &str, host: &str, port: u16, username: &str) -> Result<String, String> {
+    if template.contains("{username}") {
+        crate::shell::check_username(username)?;
+    }
+    // One pass, so a value that itself reads "{host}" is never filled in again.
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(at) = rest.find('{') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let (value, len) = if tail.starts_with("{host}") {
+            (crate::shell::quote(host), "{host}".len())
+        } else if tail.starts_with("{port}") {
+            (port.to_string(), "{port}".len())
+        } else if tail.starts_with("{username}") {
+            (crate::shell::quote(username), "{username}".len())
+        } else {
+            ("{".to_string(), 1)
+        };
+        out.push_str(&value);
+        rest = &tail[len..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A command line the gateway will not type (see `fill`).
+fn refused(label: &str, why: String) -> Fail {
+    (
+        FailureKind::PermissionDenied,
+        format!("{label}: not typed at the landing server's shell: {why}"),
+    )
 }
 
 async fn marker(io: &AdapterIo, text: String) {
@@ -443,10 +475,16 @@ async fn probe(term: &mut Term, hop: &TypedHop, p: &Patterns) -> Result<Option<S
     let (label, command) = match hop {
         TypedHop::Ssh(h) => (
             &h.label,
-            fill(SSH_PROBE, &h.host, h.port, &h.username).replace("{secs}", &secs),
+            fill(
+                &SSH_PROBE.replace("{secs}", &secs),
+                &h.host,
+                h.port,
+                &h.username,
+            ),
         ),
         TypedHop::Telnet(t) => (&t.label, fill(TELNET_PROBE, &t.host, t.port, &t.username)),
     };
+    let command = command.map_err(|e| refused(label, e))?;
     term.seen.clear();
     term.type_line(command.as_bytes()).await?;
     let deadline = Instant::now() + crate::hop_chain::FAILOVER_AFTER + PROBE_GRACE;
@@ -499,8 +537,9 @@ async fn typed_ssh(
     term.seen.clear();
     term.masks
         .push(Zeroizing::new(hop.password.expose().to_vec()));
-    term.type_line(fill(&hop.command, &hop.host, hop.port, &hop.username).as_bytes())
-        .await?;
+    let command = fill(&hop.command, &hop.host, hop.port, &hop.username)
+        .map_err(|e| refused(&hop.label, e))?;
+    term.type_line(command.as_bytes()).await?;
     marker(io, format!("{}: typed the ssh command", hop.label)).await;
     let deadline = Instant::now() + STEP_TIMEOUT;
     let mut password_sent = false;
@@ -610,8 +649,8 @@ async fn telnet_logon(
         term.masks.push(Zeroizing::new(e.expose().to_vec()));
     }
     if type_command {
-        term.type_line(fill(command, host, *port, username).as_bytes())
-            .await?;
+        let command = fill(command, host, *port, username).map_err(|e| refused(label, e))?;
+        term.type_line(command.as_bytes()).await?;
         marker(io, format!("{label}: typed the telnet command")).await;
     }
     let mut run = LogonRun::new(script.clone());
@@ -950,7 +989,7 @@ mod tests {
         for said in [
             "Host key verification failed.",
             "Connected to 10.0.0.5.\r\nEscape character is '^]'.\r\nConnection closed by foreign host.",
-            &fill(SSH_PROBE, "10.0.0.5", 22, "ops"),
+            &fill(SSH_PROBE, "10.0.0.5", 22, "ops").expect("filled"),
         ] {
             assert!(!p.unreachable.is_match(said.as_bytes()), "{said}");
         }
@@ -959,13 +998,85 @@ mod tests {
     #[test]
     fn commands_are_filled_in() {
         assert_eq!(
-            fill(DEFAULT_TELNET_COMMAND, "10.0.0.9", 23, "x"),
-            "exec telnet 10.0.0.9 23"
+            fill(DEFAULT_TELNET_COMMAND, "10.0.0.9", 23, "x").expect("filled"),
+            "exec telnet -- 10.0.0.9 23"
         );
-        let ssh = fill(DEFAULT_SSH_COMMAND, "h", 2222, "ops");
+        let ssh = fill(DEFAULT_SSH_COMMAND, "h", 2222, "ops").expect("filled");
         assert!(
-            ssh.starts_with("exec ssh -p 2222 ") && ssh.ends_with(" ops@h"),
+            ssh.starts_with("exec ssh -p 2222 ") && ssh.ends_with(" -- ops@h"),
             "{ssh}"
         );
+    }
+
+    /// The words a POSIX shell makes of a filled command line (with `ssh` and `telnet`
+    /// standing in as functions that print their arguments), and whether anything ran.
+    fn shell_words(line: &str, canary: &std::path::Path) -> Vec<String> {
+        let script = format!(
+            "cd {dir} || exit 9; ssh() {{ printf '<%s>\\n' \"$@\"; }}; telnet() {{ ssh \"$@\"; }}; {line}",
+            dir = canary.parent().expect("dir").display(),
+            line = line.strip_prefix("exec ").unwrap_or(line),
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("sh runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_start_matches('<').trim_end_matches('>').to_string())
+            .collect()
+    }
+
+    #[test]
+    fn hostile_values_are_typed_as_literal_words_or_refused() {
+        let dir = std::env::temp_dir().join(format!("pc-fill-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let canary = dir.join("ran");
+        let _ = std::fs::remove_file(&canary);
+        // Hosts the vault refuses anyway, quoted all the same.
+        for host in [
+            "h$(touch ran)",
+            "h;touch ran",
+            "-oProxyCommand=touch ran",
+            "h`touch ran`",
+        ] {
+            for template in [
+                DEFAULT_SSH_COMMAND,
+                SSH_PROBE,
+                DEFAULT_TELNET_COMMAND,
+                TELNET_PROBE,
+            ] {
+                let line = fill(template, host, 22, "ops").expect("host is quoted, not refused");
+                let words = shell_words(&line, &canary);
+                assert!(!canary.exists(), "{line} ran something");
+                let want = if template.contains("{username}") {
+                    format!("ops@{host}")
+                } else {
+                    host.to_string()
+                };
+                let at = words.iter().position(|w| w == "--").expect("-- typed");
+                assert_eq!(words.get(at + 1), Some(&want), "{line}: {words:?}");
+            }
+        }
+        // User names are refused before anything is typed.
+        for user in [
+            "x$(touch ran)",
+            "x`touch ran`",
+            "a;touch ran",
+            "-oProxyCommand=x",
+            "a b",
+            "a\nb",
+        ] {
+            for template in [DEFAULT_SSH_COMMAND, SSH_PROBE] {
+                let err = fill(template, "h", 22, user).expect_err(user);
+                assert!(err.contains("user name"), "{err}");
+            }
+        }
+        // A value that reads like a placeholder is not filled in again.
+        assert_eq!(
+            fill("exec telnet -- {host} {port}", "{port}", 23, "x").expect("filled"),
+            "exec telnet -- '{port}' 23"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -18,6 +18,7 @@ pub mod lossy;
 pub mod rdp;
 pub mod screen;
 pub mod secret;
+pub mod shell;
 pub mod ssh;
 pub mod telnet;
 
