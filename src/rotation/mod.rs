@@ -15,6 +15,7 @@
 //! for an account with a live session waits ("deferred") until the session ends.
 
 pub mod cli;
+pub mod guard;
 pub mod keys;
 pub mod mysql;
 pub mod postgres;
@@ -470,6 +471,12 @@ async fn target_for(app: &App, a: &AccountRow, r: &ResourceRow) -> Result<Target
                 .crypto
                 .open(&secret_context(&admin.id), &admin.secret_enc)
                 .map_err(|e| format!("the privileged account's secret could not be opened: {e}"))?;
+            // The privileged account changes another account's password: never one of the
+            // names it must not change (renaming an ordinary account to one of them).
+            if admin.id != a.id && s.method != "passwd" {
+                guard::privileged_may_change(&a.username, &admin.username)
+                    .map_err(|e| format!("refused: {e}"))?;
+            }
             Some((admin, password))
         }
     };
@@ -576,6 +583,9 @@ impl Target {
             .script
             .as_ref()
             .ok_or("the rotation method has no script")?;
+        // The account's name is typed at a shell (`chpasswd` reads `name:password`): a name
+        // the shell or chpasswd would misread changes nothing (a `root:x` would be root's).
+        gateway::shell::check_username(&a.username)?;
         // Who logs in: the privileged account for sudo (and for a script, when one is set);
         // the account itself otherwise (passwd; su, which then asks for root's password).
         let as_privileged = t.method == "sudo" || (t.method == "script" && t.privileged.is_some());

@@ -1,9 +1,10 @@
-//! Why: MariaDB (and MySQL with native passwords) accounts are rotated with `ALTER USER`, run
+//! Why: MariaDB accounts are rotated with `ALTER USER`, run
 //! as the resource's privileged account from the vault, or with `SET PASSWORD` by the
 //! account itself. The new password is sent as its `mysql_native_password` hash computed
 //! here (`*` + SHA1(SHA1(password)), as the server stores it), so the plaintext never reaches
 //! the server's query or general log; a login with it proves it works. A user name that
 //! exists for several hosts (`'app'@'%'`, `'app'@'localhost'`) is changed for every one.
+//! Oracle MySQL reads these statements differently and is refused (`check_server`).
 
 use std::time::Duration;
 
@@ -45,6 +46,31 @@ pub fn native_hash(password: &[u8]) -> String {
     let inner = Sha1::digest(password);
     let outer = Sha1::digest(inner);
     format!("*{}", hex::encode_upper(outer))
+}
+
+/// Refuses anything but MariaDB, from the server's version string. Oracle MySQL 5.7.6 and
+/// later take `IDENTIFIED BY PASSWORD '<hash>'` / `SET PASSWORD = '<hash>'` as the literal
+/// new password (or reject the syntax): the account would be locked out with the vault
+/// holding a password the server does not know. Until MySQL's own statements are supported,
+/// its servers are refused before anything is changed.
+pub fn check_server(version: &str) -> Result<(), String> {
+    if version.to_ascii_lowercase().contains("mariadb") {
+        Ok(())
+    } else {
+        Err(format!(
+            "the server says it is version \u{201c}{}\u{201d}, which is not MariaDB: rotation sends MariaDB's native password hash, which Oracle MySQL 5.7.6 and later would take as the literal new password and lock the account out. Oracle MySQL is not supported yet; nothing was changed",
+            version.chars().filter(|c| !c.is_control()).take(80).collect::<String>()
+        ))
+    }
+}
+
+/// Asks the connected server its version and refuses it unless it is MariaDB.
+async fn require_mariadb(c: &mut sqlx::MySqlConnection) -> Result<(), String> {
+    let (version,): (String,) = sqlx::query_as("SELECT CAST(VERSION() AS CHAR)")
+        .fetch_one(&mut *c)
+        .await
+        .map_err(|e| format!("could not ask the server its version ({e})"))?;
+    check_server(&version)
 }
 
 /// A string as a quoted SQL literal (MariaDB's default mode: backslash and quote escaped).
@@ -104,6 +130,10 @@ impl MyTarget {
                 .connect(user, current)
                 .await
                 .map_err(|e| format!("{user} could not log in to change its password ({e})"))?;
+            if let Err(e) = require_mariadb(&mut c).await {
+                let _ = c.close().await;
+                return Err(e);
+            }
             let done = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "SET PASSWORD = {}",
                 quote(&hash)
@@ -117,6 +147,10 @@ impl MyTarget {
             .connect(admin, admin_pw)
             .await
             .map_err(|e| format!("{admin} could not log in to change the password ({e})"))?;
+        if let Err(e) = require_mariadb(&mut c).await {
+            let _ = c.close().await;
+            return Err(e);
+        }
         let hosts: Result<Vec<(String,)>, _> =
             sqlx::query_as("SELECT CAST(Host AS CHAR) FROM mysql.user WHERE User = ?")
                 .bind(user)
@@ -169,6 +203,21 @@ mod tests {
             native_hash(b"pencil"),
             "*7614BE58636C810A9D8970A50B3B2A78450413E4"
         );
+    }
+
+    #[test]
+    fn only_mariadb_is_rotated() {
+        for mariadb in [
+            "10.11.6-MariaDB-0+deb12u1",
+            "11.4.2-MariaDB",
+            "5.5.5-10.6.12-MariaDB-log",
+        ] {
+            assert!(check_server(mariadb).is_ok(), "{mariadb}");
+        }
+        for mysql in ["8.0.36", "5.7.44-log", "8.4.0-commercial", "5.7.6"] {
+            let e = check_server(mysql).expect_err(mysql);
+            assert!(e.contains("not MariaDB") && e.contains(mysql), "{e}");
+        }
     }
 
     #[test]

@@ -280,6 +280,17 @@ pub async fn create(
     if let Err(e) = require(level, Level::Modify, "add accounts to this resource") {
         return Err(denied(app, p, "account.create", "resource", &r.id, &r.name, e).await);
     }
+    // Adding an account to a resource rotated by its privileged account chooses a user whose
+    // password the privileged account may be told to change (see `update`).
+    if rotates_through_privileged_account(app, &r.id).await? {
+        if let Err(e) = require(
+            level,
+            Level::Manage,
+            "add accounts to a resource whose rotation runs as a privileged account",
+        ) {
+            return Err(denied(app, p, "account.create", "resource", &r.id, &r.name, e).await);
+        }
+    }
     let username = input
         .username
         .clone()
@@ -373,6 +384,20 @@ pub async fn update(
         .map(|u| u.trim().to_string())
         .unwrap_or(a.username.clone());
     validate_account_username(&username)?;
+    // A rotation through the resource's privileged account changes whichever user the name
+    // says: renaming such an account chooses whose password it changes, an administrator's
+    // decision (Manage), and an alert in the audit log.
+    let renamed = username != a.username;
+    let privileged_rotation = renamed && rotates_through_privileged_account(app, &r.id).await?;
+    if privileged_rotation {
+        if let Err(e) = require(
+            Some(level),
+            Level::Manage,
+            "rename an account of a resource whose rotation runs as a privileged account",
+        ) {
+            return Err(denied(app, p, "account.update", "account", &a.id, &a.username, e).await);
+        }
+    }
     let notes = input.notes.clone().unwrap_or(a.notes.clone());
     check_text("notes", &notes, 0, 4000)?;
     let mut tx = app.db.begin_write().await?;
@@ -396,11 +421,27 @@ pub async fn update(
         "account.update",
         &a.id,
         &format!("{username}@{}", r.name),
-        serde_json::json!({ "previous_username": a.username }),
+        if privileged_rotation {
+            serde_json::json!({ "previous_username": a.username, "alert": true, "why": "renamed an account that the resource's privileged account rotates" })
+        } else {
+            serde_json::json!({ "previous_username": a.username })
+        },
     )
     .await?;
     tx.commit().await?;
     show(app, p, id).await
+}
+
+/// Whether `resource_id`'s rotation method runs as a privileged account (sudo, su, a script
+/// with one, or a database's privileged role).
+async fn rotates_through_privileged_account(app: &App, resource_id: &str) -> ApiResult<bool> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT method FROM resource_rotation WHERE resource_id = $1 AND privileged_account_id IS NOT NULL",
+    )
+    .bind(resource_id)
+    .fetch_optional(&app.db.pool)
+    .await?;
+    Ok(row.is_some_and(|(method,)| method != "passwd"))
 }
 
 pub async fn delete(app: &App, p: &Principal, id: &str) -> ApiResult<()> {

@@ -118,14 +118,20 @@ impl Policy {
                 "must list the allowed special characters".into(),
             ));
         }
-        if self
+        // Punctuation only: a control character (a ^C typed by a rotation script aborts it;
+        // a ^U erases the line) or a space would make generated passwords that break the
+        // terminals they are typed at.
+        if let Some(c) = self
             .special_chars
             .chars()
-            .any(|c| c.is_alphanumeric() || c.is_whitespace() || !c.is_ascii())
+            .find(|c| !c.is_ascii_punctuation())
         {
             return Err((
                 "special_chars",
-                "must be printable ASCII symbols only".into(),
+                format!(
+                    "must be ASCII punctuation only, such as !#%+-.:=?@_~ ({} is not)",
+                    c.escape_debug()
+                ),
             ));
         }
         if !(0..=24).contains(&self.history_depth) {
@@ -196,6 +202,12 @@ impl Policy {
             let chars: Vec<char> = set.chars().collect();
             chars[rng.gen_range(0..chars.len())]
         };
+        // A policy stored before specials had to be punctuation may still hold others.
+        let specials: String = self
+            .special_chars
+            .chars()
+            .filter(|c| c.is_ascii_punctuation())
+            .collect();
         let mut out: Vec<char> = Vec::new();
         for (set, n) in [
             (LOWER, self.min_lower),
@@ -206,14 +218,14 @@ impl Policy {
                 out.push(pick(set, &mut rng));
             }
         }
-        if !self.special_chars.is_empty() {
+        if !specials.is_empty() {
             for _ in 0..self.min_special {
-                out.push(pick(&self.special_chars, &mut rng));
+                out.push(pick(&specials, &mut rng));
             }
         }
         let mut all = format!("{LOWER}{UPPER}{DIGITS}");
         if self.min_special > 0 {
-            all.push_str(&self.special_chars);
+            all.push_str(&specials);
         }
         while (out.len() as i64) < target {
             out.push(pick(&all, &mut rng));
@@ -289,5 +301,13 @@ mod tests {
         p.min_special = 1;
         p.special_chars = String::new();
         assert_eq!(p.validate().unwrap_err().0, "special_chars");
+        for bad in ["!\u{3}", "! ", "!a", "!\u{7f}", "!é", "!\t"] {
+            p.special_chars = bad.into();
+            let (field, why) = p.validate().expect_err(bad);
+            assert_eq!(field, "special_chars");
+            assert!(why.contains("punctuation"), "{why}");
+        }
+        p.special_chars = "!#%+-.:=?@_~".into();
+        assert!(p.validate().is_ok());
     }
 }
