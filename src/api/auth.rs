@@ -117,6 +117,10 @@ pub async fn me(a: AnyAuth) -> Json<Value> {
 pub struct PasswordInput {
     current_password: String,
     new_password: String,
+    /// Also end this user's gateway sessions opened from other web logins and revoke
+    /// their API tokens (other web logins end in any case).
+    #[serde(default)]
+    end_other_access: bool,
 }
 
 impl Drop for PasswordInput {
@@ -137,23 +141,15 @@ pub async fn change_password(
             "Enter your two-factor code first.".into(),
         ));
     }
-    if !passwords::verify(&input.current_password, &a.user.password_hash) {
-        app.audit
-            .append(Event {
-                actor: &a.principal.actor(),
-                action: "auth.password.change",
-                outcome: Outcome::Failed,
-                object_kind: "user",
-                object_id: &a.user.id,
-                object_name: &a.user.username,
-                detail: json!({ "reason": "wrong current password" }),
-            })
-            .await?;
-        return Err(ApiError::field(
-            "current_password",
-            "this is not your current password",
-        ));
-    }
+    sessions::verify_own_password(
+        &app,
+        &a.user,
+        &a.principal.actor(),
+        &input.current_password,
+        "current_password",
+        "auth.password.change",
+    )
+    .await?;
     passwords::check_login_password_strength(&input.new_password, &a.user.username)
         .map_err(|m| ApiError::field("new_password", format!("The new password {m}.")))?;
     if input.new_password == input.current_password {
@@ -181,10 +177,22 @@ pub async fn change_password(
         &a.principal.actor(),
         "auth.password.change",
         Outcome::Ok,
-        json!({}),
+        json!({ "end_other_access": input.end_other_access }),
     )
     .await?;
     tx.commit().await?;
+    if input.end_other_access {
+        let keep = a.session.as_ref().map(|s| s.id.as_str()).unwrap_or("");
+        crate::revocation::revoke_user_access(
+            &app,
+            &a.principal,
+            &a.user.id,
+            &a.user.username,
+            "You changed your password and ended your other sessions.",
+            crate::revocation::Keep::WebLogin(keep),
+        )
+        .await?;
+    }
     Ok(Json(json!({ "ok": true })))
 }
 
@@ -198,7 +206,7 @@ pub async fn totp_verify(
     State(app): State<App>,
     a: AnyAuth,
     Body(input): Body<CodeInput>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let Some(s) = &a.session else {
         return Err(ApiError::invalid("API tokens do not use a second factor"));
     };
@@ -213,8 +221,11 @@ pub async fn totp_verify(
         mfa_pending: true,
         user: a.user.clone(),
     };
-    sessions::complete_mfa(&app, &ws, &input.code, &a.principal.addr).await?;
-    Ok(Json(me_json(&a.user, Some(&s.csrf), false)))
+    let cookie = sessions::complete_mfa(&app, &ws, &input.code, &a.principal.addr).await?;
+    let mut res = Json(me_json(&a.user, Some(&s.csrf), false)).into_response();
+    res.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&cookie, None));
+    Ok(res)
 }
 
 pub async fn totp_enroll(State(app): State<App>, Auth(p): Auth) -> ApiResult<Json<Value>> {
@@ -308,9 +319,15 @@ pub async fn totp_disable(
     if a.session.as_ref().is_some_and(|s| s.mfa_pending) || a.must_change_password() {
         return Err(ApiError::Unauthenticated("Finish logging in first.".into()));
     }
-    if !passwords::verify(&input.password, &a.user.password_hash) {
-        return Err(ApiError::field("password", "this is not your password"));
-    }
+    sessions::verify_own_password(
+        &app,
+        &a.user,
+        &a.principal.actor(),
+        &input.password,
+        "password",
+        "auth.mfa.disable",
+    )
+    .await?;
     let mut tx = app.db.begin_write().await?;
     sqlx::query("UPDATE users SET totp_enabled = 0, totp_secret_enc = NULL, recovery_codes = '[]' WHERE id = $1").bind(&a.user.id).execute(tx.conn()).await?;
     audit_self(

@@ -50,7 +50,7 @@ pub fn build() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {
-                "cookie": { "type": "apiKey", "in": "cookie", "name": "pc_session" },
+                "cookie": { "type": "apiKey", "in": "cookie", "name": "__Host-pc_session" },
                 "bearer": { "type": "http", "scheme": "bearer" }
             },
             "responses": {

@@ -15,7 +15,104 @@ use crate::audit::{Actor, Event, Outcome};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 
-pub const COOKIE: &str = "pc_session";
+/// The `__Host-` prefix makes browsers refuse the cookie unless it is `Secure`, has
+/// `Path=/` and no `Domain`: a sibling host cannot set or shadow it.
+pub const COOKIE: &str = "__Host-pc_session";
+
+/// Checks a logged-in user's own password (changing it, turning the second factor off):
+/// a wrong one counts like a failed login, so a stolen web session cannot guess the password
+/// faster than the login page could; while the user is locked, nothing is checked. Wrong
+/// guesses are audited as `action`. `field` names the input in the error.
+pub async fn verify_own_password(
+    app: &App,
+    user: &UserRow,
+    actor: &Actor,
+    password: &str,
+    field: &str,
+    action: &str,
+) -> ApiResult<()> {
+    let now = db::now_ms();
+    if user.locked_until > now {
+        let mins = (user.locked_until - now) / 60_000 + 1;
+        return Err(ApiError::TooMany(format!(
+            "Too many wrong passwords: try again in {mins} minute(s)."
+        )));
+    }
+    if passwords::verify(password, &user.password_hash) {
+        return Ok(());
+    }
+    let mut tx = app.db.begin_write().await?;
+    let locked = count_failure(app, &mut tx, &user.id, Failures::Password).await?;
+    app.audit
+        .append_in(&mut tx, Event {
+            actor,
+            action,
+            outcome: Outcome::Failed,
+            object_kind: "user",
+            object_id: &user.id,
+            object_name: &user.username,
+            detail: serde_json::json!({ "reason": if locked { "wrong password; user locked temporarily" } else { "wrong password" } }),
+        })
+        .await?;
+    tx.commit().await?;
+    Err(ApiError::field(field, "this is not your current password"))
+}
+
+/// The one reply to a refused login: wrong password, unknown user, locked or disabled user.
+pub const REFUSED: &str = "Wrong user name or password.";
+
+/// What a failure counts against: wrong passwords (`users.failed_logins`) or wrong
+/// second-factor codes (`users.mfa_failures`, which a right password does not reset).
+#[derive(Clone, Copy)]
+enum Failures {
+    Password,
+    Code,
+}
+
+impl Failures {
+    /// (count one more and return the count; restart the count and lock the user)
+    fn sql(self) -> (&'static str, &'static str) {
+        match self {
+            Failures::Password => (
+                "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
+                "UPDATE users SET failed_logins = 0, locked_until = $1 WHERE id = $2",
+            ),
+            Failures::Code => (
+                "UPDATE users SET mfa_failures = mfa_failures + 1 WHERE id = $1 RETURNING mfa_failures",
+                "UPDATE users SET mfa_failures = 0, locked_until = $1 WHERE id = $2",
+            ),
+        }
+    }
+}
+
+/// Counts one more failure in one statement, so concurrent failures cannot overwrite each
+/// other's count. At the limit the count restarts, the user is locked for the lockout time
+/// and every login of the user still waiting for a code ends. Returns whether it locked.
+async fn count_failure(
+    app: &App,
+    tx: &mut db::WriteTx,
+    user_id: &str,
+    what: Failures,
+) -> ApiResult<bool> {
+    let (count, lock) = what.sql();
+    let (failures,): (i64,) = sqlx::query_as(count)
+        .bind(user_id)
+        .fetch_one(tx.conn())
+        .await?;
+    if failures < app.config.login_max_failures as i64 {
+        return Ok(false);
+    }
+    sqlx::query(lock)
+        .bind(db::now_ms() + app.config.login_lockout.as_millis() as i64)
+        .bind(user_id)
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("DELETE FROM web_sessions WHERE user_id = $1 AND mfa_pending = 1")
+        .bind(user_id)
+        .execute(tx.conn())
+        .await?;
+    Ok(true)
+}
 
 /// Per-address throttle for login attempts (successful or not): a token bucket.
 pub struct LoginLimiter {
@@ -79,12 +176,14 @@ pub async fn login(
             "Too many login attempts from your address. Wait a minute and try again.".into(),
         ));
     }
+    // Unknown, locked and disabled users get the reply a wrong password gets, after the same
+    // work (one argon2 check), so the reply does not tell which names exist or are locked.
+    // The audit log records the real reason.
+    let refused = || ApiError::Unauthenticated(REFUSED.into());
     let Some(user) = users::by_name(app, username).await? else {
         passwords::verify(password, passwords::dummy_hash());
         audit_login(app, &anon, Outcome::Failed, "unknown user").await?;
-        return Err(ApiError::Unauthenticated(
-            "Wrong user name or password.".into(),
-        ));
+        return Err(refused());
     };
     let actor = Actor {
         id: user.id.clone(),
@@ -92,6 +191,7 @@ pub async fn login(
         addr: addr.to_string(),
     };
     let now = db::now_ms();
+    let password_ok = passwords::verify(password, &user.password_hash);
     if user.disabled == 1 {
         audit_login(
             app,
@@ -100,41 +200,23 @@ pub async fn login(
             "user is locked by an administrator",
         )
         .await?;
-        return Err(ApiError::forbidden(
-            "This user is locked. Ask an administrator to unlock it.",
-        ));
+        return Err(refused());
     }
     if user.locked_until > now {
         audit_login(app, &actor, Outcome::Denied, "temporary lockout").await?;
-        let mins = ((user.locked_until - now) / 60_000) + 1;
-        return Err(ApiError::forbidden(format!(
-            "Too many failed logins: this user is locked for {mins} more minute(s)."
-        )));
+        return Err(refused());
     }
-    if !passwords::verify(password, &user.password_hash) {
-        let failures = user.failed_logins + 1;
-        let lock = failures >= app.config.login_max_failures as i64;
+    if !password_ok {
         let mut tx = app.db.begin_write().await?;
-        sqlx::query("UPDATE users SET failed_logins = $1, locked_until = $2 WHERE id = $3")
-            .bind(if lock { 0 } else { failures })
-            .bind(if lock {
-                now + app.config.login_lockout.as_millis() as i64
-            } else {
-                user.locked_until
-            })
-            .bind(&user.id)
-            .execute(tx.conn())
-            .await?;
-        let why = if lock {
+        let locked = count_failure(app, &mut tx, &user.id, Failures::Password).await?;
+        let why = if locked {
             "wrong password; user locked temporarily"
         } else {
             "wrong password"
         };
         append_login(app, &mut tx, &actor, Outcome::Failed, why).await?;
         tx.commit().await?;
-        return Err(ApiError::Unauthenticated(
-            "Wrong user name or password.".into(),
-        ));
+        return Err(refused());
     }
     let cookie = passwords::random_token(32);
     let csrf = passwords::random_token(24);
@@ -326,13 +408,24 @@ pub fn principal(user: &UserRow, addr: &str) -> Principal {
     }
 }
 
-/// Completes a login that waits for its second factor: a TOTP code or an unused recovery code.
+/// The most wrong codes one pending login may send before it ends (the user's own count,
+/// across pending logins, is held to `login_max_failures`).
+pub const MFA_TRIES_PER_LOGIN: i64 = 5;
+
+/// Completes a login that waits for its second factor: a TOTP code or an unused recovery
+/// code. On success the web session gets a new id (returned: the new cookie value), so a
+/// cookie seen before the second factor is worth nothing after it.
+///
+/// Each code is used once even when two requests carry it at the same moment: the time step
+/// (or the list of recovery codes) is changed by a conditional update, and only the request
+/// whose update took effect gets in. Wrong codes count per pending login and per user; at
+/// the limit the pending login ends and the user is locked for the lockout time.
 pub async fn complete_mfa(
     app: &App,
     session: &WebSession,
     code: &str,
     addr: &str,
-) -> ApiResult<()> {
+) -> ApiResult<String> {
     let user = &session.user;
     let actor = Actor {
         id: user.id.clone(),
@@ -344,6 +437,10 @@ pub async fn complete_mfa(
             "Too many attempts from your address. Wait a minute and try again.".into(),
         ));
     }
+    if user.locked_until > db::now_ms() {
+        end_pending(app, session, &actor, "user is locked").await?;
+        return Err(ApiError::Unauthenticated(MFA_ENDED.into()));
+    }
     let seed = match &user.totp_secret_enc {
         Some(enc) => Some(
             app.crypto
@@ -352,45 +449,88 @@ pub async fn complete_mfa(
         ),
         None => None,
     };
-    let mut method = "totp";
-    // A code is accepted once: its time step must be newer than the last one used.
     let step = seed
         .as_ref()
         .and_then(|s| totp::check(s, code, totp::now_secs()));
-    let mut ok = step.is_some_and(|st| st as i64 > user.totp_last_step);
-    if step.is_some() && !ok {
-        method = "totp (replayed code refused)";
-    }
-    let mut remaining: Option<Vec<String>> = None;
-    if !ok && step.is_none() {
+    let mut tx = app.db.begin_write().await?;
+    // A TOTP code is accepted once: its time step must be newer than the last one used.
+    let (mut ok, mut method, mut remaining) = (false, "totp", None);
+    if let Some(st) = step {
+        ok = sqlx::query(
+            "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND totp_last_step < $1",
+        )
+        .bind(st as i64)
+        .bind(&user.id)
+        .execute(tx.conn())
+        .await?
+        .rows_affected()
+            == 1;
+        if !ok {
+            method = "totp (replayed code refused)";
+        }
+    } else {
         let mut codes: Vec<String> = serde_json::from_str(&user.recovery_codes).unwrap_or_default();
         let h = passwords::sha256_hex(code.trim());
         if let Some(i) = codes.iter().position(|c| *c == h) {
             codes.remove(i);
-            ok = true;
+            let left = serde_json::to_string(&codes).unwrap_or_else(|_| "[]".into());
             method = "recovery code";
-            remaining = Some(codes);
+            ok = sqlx::query(
+                "UPDATE users SET recovery_codes = $1 WHERE id = $2 AND recovery_codes = $3",
+            )
+            .bind(left)
+            .bind(&user.id)
+            .bind(&user.recovery_codes)
+            .execute(tx.conn())
+            .await?
+            .rows_affected()
+                == 1;
+            if ok {
+                remaining = Some(codes.len());
+            } else {
+                method = "recovery code (used at the same time by another request)";
+            }
         }
     }
-    let mut tx = app.db.begin_write().await?;
+    let new_cookie = passwords::random_token(32);
     if ok {
-        sqlx::query("UPDATE web_sessions SET mfa_pending = 0 WHERE id = $1")
-            .bind(&session.id)
+        // The pending login is completed once, under its new id.
+        ok = sqlx::query(
+            "UPDATE web_sessions SET id = $1, mfa_pending = 0, mfa_failures = 0 WHERE id = $2 AND mfa_pending = 1",
+        )
+        .bind(passwords::sha256_hex(&new_cookie))
+        .bind(&session.id)
+        .execute(tx.conn())
+        .await?
+        .rows_affected()
+            == 1;
+        sqlx::query("UPDATE users SET mfa_failures = 0 WHERE id = $1")
+            .bind(&user.id)
             .execute(tx.conn())
             .await?;
-        if let (Some(st), None) = (step, &remaining) {
-            sqlx::query("UPDATE users SET totp_last_step = $1 WHERE id = $2")
-                .bind(st as i64)
-                .bind(&user.id)
+    }
+    let mut ended = false;
+    let mut why = serde_json::Value::Null;
+    if !ok {
+        // None: the pending login was ended meanwhile (a lockout from another one).
+        let per_login: Option<(i64,)> = sqlx::query_as(
+            "UPDATE web_sessions SET mfa_failures = mfa_failures + 1 WHERE id = $1 RETURNING mfa_failures",
+        )
+        .bind(&session.id)
+        .fetch_optional(tx.conn())
+        .await?;
+        let per_login = per_login.map_or(MFA_TRIES_PER_LOGIN, |(n,)| n);
+        let locked = count_failure(app, &mut tx, &user.id, Failures::Code).await?;
+        if locked {
+            why = "too many wrong codes for this user: login ended, user locked temporarily".into();
+            ended = true;
+        } else if per_login >= MFA_TRIES_PER_LOGIN {
+            sqlx::query("DELETE FROM web_sessions WHERE id = $1")
+                .bind(&session.id)
                 .execute(tx.conn())
                 .await?;
-        }
-        if let Some(codes) = &remaining {
-            sqlx::query("UPDATE users SET recovery_codes = $1 WHERE id = $2")
-                .bind(serde_json::to_string(codes).unwrap_or_else(|_| "[]".into()))
-                .bind(&user.id)
-                .execute(tx.conn())
-                .await?;
+            why = "too many wrong codes for this login: login ended".into();
+            ended = true;
         }
     }
     app.audit
@@ -401,13 +541,43 @@ pub async fn complete_mfa(
             object_kind: "user",
             object_id: &user.id,
             object_name: &user.username,
-            detail: serde_json::json!({ "method": method, "recovery_codes_left": remaining.as_ref().map(|c| c.len()) }),
+            detail: serde_json::json!({ "method": method, "recovery_codes_left": remaining, "ended": why }),
         })
         .await?;
     tx.commit().await?;
     if ok {
-        Ok(())
+        Ok(new_cookie)
+    } else if ended {
+        Err(ApiError::Unauthenticated(MFA_ENDED.into()))
     } else {
         Err(ApiError::field("code", "That code is not valid. Enter the current 6-digit code from your authenticator app, or a recovery code."))
     }
+}
+
+/// What a pending login that was ended for wrong codes (or a lockout) is told.
+const MFA_ENDED: &str = "Too many wrong codes: this login was ended. Log in again later.";
+
+/// Ends a pending login that may not go on, with an audit record saying why.
+async fn end_pending(app: &App, session: &WebSession, actor: &Actor, why: &str) -> ApiResult<()> {
+    let mut tx = app.db.begin_write().await?;
+    sqlx::query("DELETE FROM web_sessions WHERE id = $1")
+        .bind(&session.id)
+        .execute(tx.conn())
+        .await?;
+    app.audit
+        .append_in(
+            &mut tx,
+            Event {
+                actor,
+                action: "auth.mfa",
+                outcome: Outcome::Denied,
+                object_kind: "user",
+                object_id: &session.user.id,
+                object_name: &session.user.username,
+                detail: serde_json::json!({ "ended": why }),
+            },
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
