@@ -13,6 +13,7 @@ pub mod hop_path;
 pub mod identity;
 pub mod rdp_settings;
 pub mod recordings;
+pub mod revocation;
 pub mod rotation;
 pub mod server;
 pub mod session_limits;

@@ -60,6 +60,8 @@ pub struct Ticket {
 pub struct SessionDesk {
     tickets: Mutex<HashMap<String, Ticket>>,
     web_login_of: Mutex<HashMap<String, String>>,
+    /// Users whose access was revoked: their watching and joined sockets close.
+    pub revocations: crate::revocation::Revocations,
 }
 
 impl SessionDesk {

@@ -16,6 +16,7 @@ use crate::db::{self, b};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::users::{self, NewUser, UserRow};
 use crate::identity::{passwords, Principal, Role};
+use crate::revocation::{revoke_user_access, Keep};
 use crate::vault::policy::{self, Policy};
 
 async fn require_admin(app: &App, p: &Principal, action: &str) -> ApiResult<()> {
@@ -230,14 +231,17 @@ pub async fn update_user(
     )
     .await?;
     tx.commit().await?;
-    if disabled {
-        let who = id.clone();
-        crate::sessions::terminate_where(
-            &app,
-            "Your user was locked by an administrator; the session was ended.",
-            move |info, _| info.owner_id == who,
-        )
-        .await;
+    // Locked, or given other rights: everything the user holds ends (they log in again
+    // with what they have now).
+    let reason = if disabled && target.disabled == 0 {
+        Some("Your user was locked by an administrator; the session was ended.")
+    } else if role != target.role() || super_admin != (target.super_admin == 1) {
+        Some("An administrator changed your role; the session was ended. Log in again.")
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        revoke_user_access(&app, &p, &id, &target.username, reason, Keep::Nothing).await?;
     }
     Ok(Json(json!(users::by_id(&app, &id).await?.view())))
 }
@@ -284,6 +288,15 @@ pub async fn delete_user(
         "user.delete",
         &target.username,
         json!({}),
+    )
+    .await?;
+    revoke_user_access(
+        &app,
+        &p,
+        &id,
+        &target.username,
+        "Your user was deleted by an administrator; the session was ended.",
+        Keep::Nothing,
     )
     .await?;
     Ok(Json(json!({ "ok": true })))
@@ -347,10 +360,6 @@ pub async fn reset_password(
     let otp = passwords::one_time_password();
     let mut tx = app.db.begin_write().await?;
     sqlx::query("UPDATE users SET password_hash = $1, must_change_password = 1, failed_logins = 0, locked_until = 0 WHERE id = $2").bind(passwords::hash(&otp)).bind(&id).execute(tx.conn()).await?;
-    sqlx::query("DELETE FROM web_sessions WHERE user_id = $1")
-        .bind(&id)
-        .execute(tx.conn())
-        .await?;
     audit(
         &app,
         &mut tx,
@@ -362,6 +371,15 @@ pub async fn reset_password(
     )
     .await?;
     tx.commit().await?;
+    revoke_user_access(
+        &app,
+        &p,
+        &id,
+        &target.username,
+        "An administrator reset your password; the session was ended.",
+        Keep::Nothing,
+    )
+    .await?;
     Ok(Json(json!({ "one_time_password": otp })))
 }
 
@@ -372,6 +390,15 @@ pub async fn reset_mfa(
 ) -> ApiResult<Json<Value>> {
     let target = admin_action_on(&app, &p, &id, "user.mfa.reset").await?;
     exec_audited(&app, &p, &["UPDATE users SET totp_enabled = 0, totp_secret_enc = NULL, recovery_codes = '[]' WHERE id = $1"], &id, "user.mfa.reset", &target.username, json!({})).await?;
+    revoke_user_access(
+        &app,
+        &p,
+        &id,
+        &target.username,
+        "An administrator reset your second factor; the session was ended.",
+        Keep::Nothing,
+    )
+    .await?;
     Ok(Json(json!(users::by_id(&app, &id).await?.view())))
 }
 

@@ -491,8 +491,23 @@ async fn serve_socket(app: App, a: AnyAuth, web: String, purpose: TicketFor, mut
                     } else {
                         "observer"
                     };
+                    // Subscribed before joining, so a revocation from here on is heard.
+                    let mut revocations = app.desk.revocations.subscribe();
                     let presence = s.join(&a.principal.username, name, crate::db::now_ms());
-                    pump(&a.principal.username, role, true, &s, &presence, &mut ws).await;
+                    let guest = Guest {
+                        user_id: &a.principal.user_id,
+                        revocations: &mut revocations,
+                    };
+                    pump(
+                        &a.principal.username,
+                        role,
+                        true,
+                        &s,
+                        &presence,
+                        Some(guest),
+                        &mut ws,
+                    )
+                    .await;
                     let _ = ws.send(Message::Close(None)).await;
                     drop(presence);
                     audit_leave(&app, &a.principal, &s, name).await;
@@ -523,6 +538,7 @@ async fn serve_socket(app: App, a: AnyAuth, web: String, purpose: TicketFor, mut
             notify,
             &session,
             &presence,
+            None,
             &mut ws,
         )
         .await;
@@ -588,6 +604,13 @@ fn participants_json(session: &LiveSession) -> Value {
     json!({ "type": "participants", "participants": session.participants(), "control": session.control() })
 }
 
+/// An observer or peer: who, and where revoked access is announced. Their socket closes
+/// when their access is revoked (the owner's closes when the session it owns is ended).
+struct Guest<'a> {
+    user_id: &'a str,
+    revocations: &'a mut tokio::sync::broadcast::Receiver<crate::revocation::Revoked>,
+}
+
 /// Moves events to the browser and (for the owner) input to the session until either side
 /// ends. `show_participants`: send who is in the session whenever it changes. `presence`
 /// lists how this browser keeps up with a desktop's frames.
@@ -597,6 +620,7 @@ async fn pump(
     show_participants: bool,
     session: &std::sync::Arc<LiveSession>,
     presence: &Presence,
+    mut guest: Option<Guest<'_>>,
     ws: &mut WebSocket,
 ) {
     let _guard = (role == Role::Owner).then(|| session.attach());
@@ -628,7 +652,17 @@ async fn pump(
     }
     let mut last_notice: Option<std::time::Instant> = None;
     loop {
+        let access_revoked = async {
+            match guest.as_mut() {
+                Some(g) => crate::revocation::revoked(g.revocations, g.user_id).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            reason = access_revoked => {
+                let _ = send_json(ws, json!({ "type": "exit", "reason": reason, "exit_status": null })).await;
+                return;
+            }
             d = sub.next() => {
                 let participants = show_participants.then_some(&**session);
                 if desktop {
