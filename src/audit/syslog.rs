@@ -82,8 +82,28 @@ async fn run(target: SyslogTarget, mut rx: mpsc::Receiver<String>) {
     }
 }
 
+/// Control characters (a newline above all: a collector reading lines would take what
+/// follows it as a message of its own, with any header the attacker wrote) and Unicode line
+/// and paragraph separators become visible `\u{..}` escapes. Every free-text field goes
+/// through this: user names (even unknown ones typed at the login page), object names, detail.
+fn visible(s: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A structured-data parameter value (RFC 5424 6.3.3): `\`, `"` and `]` escaped, control
+/// characters made visible.
 fn sd_escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
+    visible(s)
+        .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace(']', "\\]")
 }
@@ -91,10 +111,14 @@ fn sd_escape(s: &str) -> String {
 /// `<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG`, facility authpriv (10).
 pub fn format_5424(row: &AuditRow) -> String {
     let severity = if row.outcome == "ok" { 5 } else { 4 };
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "-".into());
+    // HOSTNAME is PRINTUSASCII without spaces (RFC 5424 6.2.4).
+    let host: String = std::env::var("HOSTNAME")
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(255)
+        .collect();
+    let host = if host.is_empty() { "-".into() } else { host };
     let msgid: String = row
         .action
         .chars()
@@ -113,9 +137,41 @@ pub fn format_5424(row: &AuditRow) -> String {
         sd_escape(&row.client_addr),
         row.outcome,
         sd_escape(&row.object_name),
-        row.actor_name,
-        row.action,
-        row.object_name,
-        row.detail
+        visible(&row.actor_name),
+        visible(&row.action),
+        visible(&row.object_name),
+        visible(&row.detail)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_field_can_start_a_line_of_its_own() {
+        let forged = "x\n<86>1 2026-01-01T00:00:00Z host portcullis 1 auth.login [audit@32473 outcome=\"ok\"] admin\r\u{2028}\u{85}\u{0}";
+        let row = AuditRow {
+            seq: 7,
+            at: 0,
+            actor_id: String::new(),
+            actor_name: forged.into(),
+            client_addr: forged.into(),
+            action: forged.into(),
+            outcome: "failed".into(),
+            object_kind: String::new(),
+            object_id: String::new(),
+            object_name: forged.into(),
+            detail: forged.into(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        let line = format_5424(&row);
+        assert!(
+            !line.chars().any(|c| c.is_control() || c == '\u{2028}'),
+            "{line:?}"
+        );
+        assert!(line.starts_with("<84>1 "), "{line}");
+        assert!(line.contains("actor=\"x\\\\u{a}<86>1"), "{line}");
+    }
 }
