@@ -91,7 +91,8 @@ enum RotationOp {
 enum RecordingOp {
     /// Check a recording's chain, manifest signature and (with the server's keys) that every
     /// chunk decrypts; names the first bad chunk. TARGET: a recording id (uses this server's
-    /// data), a .pcr file (manifest next to it), or an exported .bundle.json (offline)
+    /// data), a .pcr file (manifest next to it), or an exported .bundle.json (offline). Exit
+    /// status: 0 verified and complete, 1 fails verification, 3 incomplete (no manifest)
     Verify {
         target: String,
         /// The server's recording public key (base64) to check the signature against; see
@@ -162,46 +163,50 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => portcullis::server::serve(cfg).await.map(|_| true),
+            Command::Serve => portcullis::server::serve(cfg).await.map(|_| 0),
             Command::Key { op: KeyOp::Rotate } => {
-                portcullis::server::rotate_key(cfg).await.map(|_| true)
+                portcullis::server::rotate_key(cfg).await.map(|_| 0)
             }
             Command::Audit {
                 op: AuditOp::Verify,
-            } => portcullis::server::verify_audit(cfg).await,
+            } => portcullis::server::verify_audit(cfg).await.map(status),
             Command::Recording {
                 op: RecordingOp::Verify { target, public_key },
-            } => portcullis::recordings::verify_cli(cfg, &target, public_key.as_deref()).await,
+            } => portcullis::recordings::verify_cli(cfg, &target, public_key.as_deref())
+                .await
+                .map(|v| v as u8),
             Command::Rotation {
                 op: RotationOp::Rotate { account, wait },
-            } => {
-                portcullis::rotation::cli::run(
-                    cfg,
-                    portcullis::rotation::JobKind::Rotate,
-                    &account,
-                    wait,
-                )
-                .await
-            }
+            } => portcullis::rotation::cli::run(
+                cfg,
+                portcullis::rotation::JobKind::Rotate,
+                &account,
+                wait,
+            )
+            .await
+            .map(status),
             Command::Rotation {
                 op: RotationOp::Verify { account, wait },
-            } => {
-                portcullis::rotation::cli::run(
-                    cfg,
-                    portcullis::rotation::JobKind::Verify,
-                    &account,
-                    wait,
-                )
-                .await
-            }
+            } => portcullis::rotation::cli::run(
+                cfg,
+                portcullis::rotation::JobKind::Verify,
+                &account,
+                wait,
+            )
+            .await
+            .map(status),
         }
     });
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("portcullis: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Exit status 0 for a check that passed, 1 for one that did not.
+fn status(passed: bool) -> u8 {
+    u8::from(!passed)
 }

@@ -534,11 +534,24 @@ pub async fn recover_interrupted(app: &App) -> anyhow::Result<usize> {
 }
 
 /// `portcullis recording verify TARGET`: prints the report; `Ok(false)` when it fails.
+/// What `portcullis recording verify` concludes, as its exit status: scripts must not mistake
+/// an incomplete recording for a verified one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Complete, and everything verifies (exit 0).
+    Verified = 0,
+    /// Altered, or a closed recording whose manifest is gone (exit 1).
+    Fails = 1,
+    /// No manifest: verified up to its last whole chunk, but its end cannot be vouched for
+    /// (exit 3).
+    Incomplete = 3,
+}
+
 pub async fn verify_cli(
     cfg: crate::config::Config,
     target: &str,
     public_key: Option<&str>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Verdict> {
     use base64::Engine;
     let path = std::path::Path::new(target);
     let (rec, manifest, key, trusted, mode) = if path.is_file() {
@@ -585,6 +598,20 @@ pub async fn verify_cli(
             .map_err(|e| anyhow::anyhow!("recording {target}: {e}"))?;
         let rec = Recording::parse(bytes)?;
         let manifest = app.recordings.store.read_manifest(target)?;
+        if manifest.is_none() {
+            // The store knows whether it closed this recording: a closed one without its
+            // manifest had it removed.
+            let status: Option<(String,)> =
+                sqlx::query_as("SELECT status FROM recordings WHERE id = $1")
+                    .bind(target)
+                    .fetch_optional(&app.db.pool)
+                    .await?;
+            if let Some((status,)) = status.filter(|(s,)| s == "complete") {
+                println!("recording {target}");
+                println!("  RECORDING FAILS VERIFICATION: the server closed it ({status}) and signed its manifest, which is missing from the store (removed)");
+                return Ok(Verdict::Fails);
+            }
+        }
         let key = Recordings::key_of(&app.crypto, &rec.header).map_err(|e| anyhow::anyhow!(e))?;
         let trusted = public_key
             .map(str::to_string)
@@ -610,7 +637,7 @@ pub async fn verify_cli(
     match &report.problem {
         Some(p) => {
             println!("  RECORDING FAILS VERIFICATION: {p}");
-            Ok(false)
+            Ok(Verdict::Fails)
         }
         None if report.complete => {
             println!(
@@ -624,14 +651,14 @@ pub async fn verify_cli(
             if trusted.is_some() && public_key.is_none() && key.is_none() {
                 println!("  note: signature checked against the key in the bundle; compare it with the server's published key (--public-key)");
             }
-            Ok(true)
+            Ok(Verdict::Verified)
         }
         None => {
-            println!("  OK, INCOMPLETE: no signed manifest (the server stopped mid-session); everything up to the last whole chunk verifies");
+            println!("  INCOMPLETE: no signed manifest (the server stopped mid-session, or the manifest was removed); everything up to the last whole chunk verifies, the end cannot be vouched for (exit status 3)");
             if report.unsealed_tail {
                 println!("  note: the last chunk is the open chunk's tail (stored every second, never sealed); the recording ends with its last second");
             }
-            Ok(true)
+            Ok(Verdict::Incomplete)
         }
     }
 }
