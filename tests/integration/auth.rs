@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::harness::{Backend, Client, Site, ADMIN_PASSWORD, USER_PASSWORD};
 
-fn base32_decode(s: &str) -> Vec<u8> {
+pub(crate) fn base32_decode(s: &str) -> Vec<u8> {
     const A: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let (mut buf, mut bits, mut out) = (0u32, 0u32, Vec::new());
     for c in s.chars() {
@@ -19,7 +19,7 @@ fn base32_decode(s: &str) -> Vec<u8> {
 }
 
 /// The code for the current 30 s step, plus `ahead` steps (the server accepts one step of skew).
-fn code_now(seed: &[u8], ahead: u64) -> String {
+pub(crate) fn code_now(seed: &[u8], ahead: u64) -> String {
     let seed = gateway::Secret::new(seed.to_vec());
     let now = portcullis::identity::totp::now_secs();
     format!(
@@ -87,9 +87,19 @@ async fn lockout_after_failures_and_admin_unlock() {
     for _ in 0..3 {
         assert_eq!(c.login("eve", "wrong password here").await.status, 401);
     }
+    // Locked: the right password gets the reply a wrong one gets (the audit says why).
     let r = c.login("eve", USER_PASSWORD).await;
-    assert_eq!(r.status, 403, "locked user logged in: {:?}", r.body);
-    assert!(r.error_message().contains("locked"));
+    assert_eq!(
+        (r.status, r.error_message()),
+        (401, "Wrong user name or password."),
+        "locked user logged in: {:?}",
+        r.body
+    );
+    let denied = admin
+        .get("/audit?action=auth.login&outcome=denied")
+        .await
+        .ok();
+    assert!(denied.to_string().contains("temporary lockout"), "{denied}");
     let users = admin.get("/users").await.ok();
     let eve = users
         .as_array()
@@ -393,6 +403,10 @@ async fn nobody_changes_their_own_role_or_deletes_themselves() {
     )
     .await
     .ok();
+    // A role change ends the user's logins: they log in again with the new rights.
+    assert_eq!(admin2.get("/auth/me").await.status, 401);
+    let admin2 = server.client();
+    admin2.login_ok("admin2", USER_PASSWORD).await;
     let me2 = admin2.get("/auth/me").await.ok();
     assert_eq!(me2["user"]["super_admin"], true);
     let audit = root.get("/audit?action=user.role.change").await.ok();
@@ -420,8 +434,9 @@ async fn locking_a_user_ends_their_web_sessions() {
         .await
         .ok();
     assert_eq!(bob.get("/accounts").await.status, 401);
+    let r = server.client().login("bob", USER_PASSWORD).await;
     assert_eq!(
-        server.client().login("bob", USER_PASSWORD).await.status,
-        403
+        (r.status, r.error_message()),
+        (401, "Wrong user name or password.")
     );
 }

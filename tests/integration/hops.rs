@@ -118,7 +118,21 @@ async fn open(w: &HopWorld, protocol: &str) -> (Ws, Received) {
 }
 
 async fn first_error(w: &HopWorld) -> Value {
-    crate::live::first_error(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await
+    w.first_error().await
+}
+
+impl HopWorld {
+    /// The first error the engineer's session to the target account gets.
+    pub(crate) async fn first_error(&self) -> Value {
+        crate::live::first_error(
+            &self.server,
+            &self.tls,
+            &self.eng,
+            &self.cookie,
+            &self.account,
+        )
+        .await
+    }
 }
 
 #[tokio::test]

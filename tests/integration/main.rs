@@ -21,6 +21,7 @@ mod desktop_view;
 
 mod harness;
 
+mod attacks;
 mod audit;
 mod auth;
 mod authz_matrix;

@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 use crate::harness::{Backend, Client, Server, Site, ADMIN_PASSWORD};
 use crate::postgres_cluster::cluster;
 
-static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+pub(crate) static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// A role in the test cluster that must log in with `password`; its name.
-fn role(prefix: &str, password: &str, extra: &str) -> String {
+pub(crate) fn role(prefix: &str, password: &str, extra: &str) -> String {
     let c = cluster();
     let group = c.password_group();
     let name = format!(
@@ -31,7 +31,7 @@ fn role(prefix: &str, password: &str, extra: &str) -> String {
 
 /// A database resource on the test cluster, rotated by `admin_password`'s role (CREATEROLE);
 /// its id and the privileged account's id.
-async fn pg_resource(admin: &Client, name: &str) -> (String, String) {
+pub(crate) async fn pg_resource(admin: &Client, name: &str) -> (String, String) {
     let admin_role = role("rot_admin", "Adm-Pw-77x", "CREATEROLE");
     let r = admin
         .call("POST", "/resources", json!({ "name": name, "host": "127.0.0.1", "resource_type": "database", "ports": { "database": cluster().port }, "policy_id": "policy-low" }))

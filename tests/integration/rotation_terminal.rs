@@ -15,7 +15,7 @@ use crate::rotation::{reveal, wait_job};
 use crate::sshd_server::{key_login_works, password_login_works, private_sshd};
 
 /// Rotates `account` and waits for the job's end.
-async fn rotate(admin: &Client, account: &str) -> Value {
+pub(crate) async fn rotate(admin: &Client, account: &str) -> Value {
     job_for(admin, account, "rotate").await
 }
 
@@ -34,7 +34,7 @@ async fn job_for(admin: &Client, account: &str, kind: &str) -> Value {
 }
 
 /// A resource on the private server: SSH (and Telnet) or Telnet only; its id.
-async fn resource(admin: &Client, name: &str, ssh: bool) -> String {
+pub(crate) async fn resource(admin: &Client, name: &str, ssh: bool) -> String {
     let s = private_sshd();
     let ports = if ssh {
         json!({ "ssh": s.port, "telnet": s.telnet_port })
@@ -48,7 +48,7 @@ async fn resource(admin: &Client, name: &str, ssh: bool) -> String {
     r["id"].as_str().unwrap_or_default().to_string()
 }
 
-async fn set_method(admin: &Client, rid: &str, body: Value) -> Value {
+pub(crate) async fn set_method(admin: &Client, rid: &str, body: Value) -> Value {
     let r = admin
         .call("PUT", &format!("/resources/{rid}/rotation"), body)
         .await;
@@ -56,7 +56,7 @@ async fn set_method(admin: &Client, rid: &str, body: Value) -> Value {
     r.body
 }
 
-async fn logs_in(user: &str, password: &str) -> bool {
+pub(crate) async fn logs_in(user: &str, password: &str) -> bool {
     password_login_works("127.0.0.1", private_sshd().port, user, password).await
 }
 

@@ -1,0 +1,587 @@
+//! The attacker suite (issue 29): each test is a hostile insider's move against the real
+//! peers (sshd landing servers in network namespaces, PostgreSQL, MariaDB, telnetd), and
+//! asserts that it gets nothing and leaves the audit record it should.
+
+use serde_json::json;
+
+use crate::auth::{base32_decode, code_now};
+use crate::harness::{Backend, Client, Site, USER_PASSWORD};
+use crate::hops::hop_world;
+use crate::live::cookie_of;
+
+/// A file a shell command injected by the test would create; removed first.
+fn canary_file(name: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!(
+        "pc-attack-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// A user with Modify renames the target's account so that the `ssh` command the gateway
+/// types at an interactive landing server's shell would run a command there, as the
+/// landing server's login account. Nothing runs; the session fails naming the user name.
+#[tokio::test]
+async fn a_user_name_cannot_inject_commands_at_an_interactive_landing_server() {
+    let w = hop_world(2).await;
+    w.chain.no_forwarding(2);
+    w.admin
+        .call(
+            "PATCH",
+            &format!("/landing-servers/{}", w.landings[1]),
+            json!({ "mode": "interactive" }),
+        )
+        .await
+        .ok();
+    let ran = canary_file("hop-username");
+    let hostile = format!("x$(touch${{IFS}}{})", ran.display());
+    w.admin
+        .call(
+            "PATCH",
+            &format!("/accounts/{}", w.account),
+            json!({ "username": hostile }),
+        )
+        .await
+        .ok();
+    let err = w.first_error().await;
+    let msg = err["message"].as_str().unwrap_or_default();
+    assert_eq!(err["kind"], "permission_denied", "{err}");
+    assert!(
+        msg.contains("deep-target") && msg.contains("user name") && msg.contains("not typed"),
+        "{msg}"
+    );
+    assert!(!ran.exists(), "the landing server ran the injected command");
+    // The failure is in the audit log with the reason (written as the session ends).
+    let mut audit = serde_json::Value::Null;
+    for _ in 0..100 {
+        audit = w
+            .admin
+            .get("/audit?action=session.end&outcome=failed")
+            .await
+            .ok();
+        if audit
+            .to_string()
+            .contains("not typed at the landing server")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        audit
+            .to_string()
+            .contains("not typed at the landing server"),
+        "{audit}"
+    );
+}
+
+/// Enrols `c`'s user in TOTP; returns the seed and the recovery codes.
+async fn enrol_totp(c: &Client) -> (Vec<u8>, Vec<String>) {
+    let e = c.call("POST", "/auth/totp/enroll", json!({})).await.ok();
+    let seed = base32_decode(e["secret_base32"].as_str().unwrap_or_default());
+    let r = c
+        .call(
+            "POST",
+            "/auth/totp/confirm",
+            json!({ "code": code_now(&seed, 0) }),
+        )
+        .await
+        .ok();
+    let codes = r["recovery_codes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    (seed, codes)
+}
+
+/// Someone who has the password guesses second-factor codes. After five wrong codes the
+/// pending login ends (the right code no longer helps it); logging in again does not reset
+/// the user's count, which locks the user; every step is in the audit log.
+#[tokio::test]
+async fn second_factor_codes_cannot_be_brute_forced() {
+    let mut site = Site::new(Backend::Sqlite);
+    site.env
+        .push(("PORTCULLIS_LOGIN_MAX_FAILURES".into(), "8".into()));
+    let server = site.start();
+    let admin = server.admin().await;
+    let (alice, _) = server.user(&admin, "alice", "password_user").await;
+    let (seed, _) = enrol_totp(&alice).await;
+
+    let thief = server.client();
+    thief.login_ok("alice", USER_PASSWORD).await;
+    for guess in 0..4 {
+        let r = thief
+            .call(
+                "POST",
+                "/auth/totp",
+                json!({ "code": format!("{:06}", 100 + guess) }),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.error_field()),
+            (400, Some("code")),
+            "{:?}",
+            r.body
+        );
+    }
+    let fifth = thief
+        .call("POST", "/auth/totp", json!({ "code": "000099" }))
+        .await;
+    assert_eq!(fifth.status, 401, "{:?}", fifth.body);
+    assert!(
+        fifth.error_message().contains("login was ended"),
+        "{:?}",
+        fifth.body
+    );
+    // The pending login is gone: even the right code does not complete it.
+    let right = thief
+        .call("POST", "/auth/totp", json!({ "code": code_now(&seed, 1) }))
+        .await;
+    assert_eq!(right.status, 401, "an ended pending login was completed");
+
+    // A new pending login does not start the user's count again: three more wrong codes
+    // make eight, the user's limit here, and lock the user.
+    let thief = server.client();
+    thief.login_ok("alice", USER_PASSWORD).await;
+    for guess in 0..3 {
+        thief
+            .call(
+                "POST",
+                "/auth/totp",
+                json!({ "code": format!("{:06}", 200 + guess) }),
+            )
+            .await;
+    }
+    let r = thief
+        .call("POST", "/auth/totp", json!({ "code": code_now(&seed, 1) }))
+        .await;
+    assert_eq!(
+        r.status, 401,
+        "a locked user's code was accepted: {:?}",
+        r.body
+    );
+    // Locked: the right password gets the same reply as a wrong one.
+    let r = server.client().login("alice", USER_PASSWORD).await;
+    assert_eq!(
+        (r.status, r.error_message()),
+        (401, "Wrong user name or password.")
+    );
+    let audit = admin
+        .get("/audit?action=auth.mfa&outcome=failed")
+        .await
+        .ok();
+    let text = audit.to_string();
+    assert!(
+        text.contains("too many wrong codes for this login"),
+        "{text}"
+    );
+    assert!(text.contains("user locked temporarily"), "{text}");
+    let logins = admin
+        .get("/audit?action=auth.login&outcome=denied")
+        .await
+        .ok();
+    assert!(logins.to_string().contains("temporary lockout"), "{logins}");
+}
+
+/// Two pending logins send the same valid code at the same moment: exactly one gets in;
+/// likewise one recovery code. The session cookie seen before the second factor is worth
+/// nothing after it.
+#[tokio::test]
+async fn one_code_completes_one_login_and_the_session_id_is_renewed() {
+    let mut site = Site::new(Backend::Postgres);
+    // Every losing request is a wrong code: allow more than this test sends.
+    site.env
+        .push(("PORTCULLIS_LOGIN_MAX_FAILURES".into(), "20".into()));
+    let server = site.start();
+    let admin = server.admin().await;
+    let (bob, _) = server.user(&admin, "bob", "password_user").await;
+    let (seed, recovery) = enrol_totp(&bob).await;
+    // The next step's code: the enrolment used the current one.
+    let body = json!({ "code": code_now(&seed, 1) });
+    for round in 0..3 {
+        let (a, b) = (server.client(), server.client());
+        a.login_ok("bob", USER_PASSWORD).await;
+        b.login_ok("bob", USER_PASSWORD).await;
+        let (ra, rb) = tokio::join!(
+            a.call("POST", "/auth/totp", body.clone()),
+            b.call("POST", "/auth/totp", body.clone())
+        );
+        let wins = [ra.status, rb.status].iter().filter(|s| **s == 200).count();
+        if round == 0 {
+            assert_eq!(wins, 1, "round {round}: {} and {}", ra.status, rb.status);
+        } else {
+            // The step was used in round 0: nobody gets in with it again.
+            assert_eq!(wins, 0, "round {round}: a used code was accepted");
+        }
+    }
+
+    let (a, b) = (server.client(), server.client());
+    a.login_ok("bob", USER_PASSWORD).await;
+    b.login_ok("bob", USER_PASSWORD).await;
+    let body = json!({ "code": recovery[1] });
+    let (ra, rb) = tokio::join!(
+        a.call("POST", "/auth/totp", body.clone()),
+        b.call("POST", "/auth/totp", body.clone())
+    );
+    assert_eq!(
+        [ra.status, rb.status].iter().filter(|s| **s == 200).count(),
+        1,
+        "one recovery code: {} and {}",
+        ra.status,
+        rb.status
+    );
+
+    // Session id renewal: the cookie from the password step stops working after the code.
+    let c = server.client();
+    let pending = c.login("bob", USER_PASSWORD).await;
+    let before = cookie_of(&pending);
+    assert!(before.starts_with("__Host-pc_session="), "{before}");
+    let done = c
+        .call("POST", "/auth/totp", json!({ "code": recovery[0] }))
+        .await;
+    assert_eq!(done.status, 200, "{:?}", done.body);
+    let after = cookie_of(&done);
+    assert_ne!(before, after, "the session id was not renewed");
+    c.get("/resources").await.ok();
+    let old = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client")
+        .get(format!("{}/api/v1/resources", server.url))
+        .header("cookie", before)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(old.status(), 401, "the pre-2FA cookie still works");
+}
+
+/// An anonymous visitor types a user name holding a newline and a whole forged RFC 5424
+/// message after it. The collector (a UDP listener reading each datagram as the collector
+/// would) gets one message per audit event, with the newline shown as an escape.
+#[tokio::test]
+async fn a_user_name_cannot_forge_a_syslog_message() {
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("udp listener");
+    let mut site = Site::new(Backend::Sqlite);
+    site.env.push((
+        "PORTCULLIS_SYSLOG".into(),
+        format!("udp://{}", udp.local_addr().expect("addr")),
+    ));
+    let server = site.start();
+    let forged = "x\n<86>1 2026-12-07T00:00:00Z gw portcullis 1 auth.login - admin ok";
+    server.client().login(forged, "wrong password!").await;
+    let mut messages = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !messages.iter().any(|m: &String| m.contains("auth.login"))
+        && std::time::Instant::now() < deadline
+    {
+        let mut buf = vec![0u8; 8192];
+        if let Ok(Ok((n, _))) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), udp.recv_from(&mut buf)).await
+        {
+            messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    let login = messages
+        .iter()
+        .find(|m| m.contains("auth.login"))
+        .unwrap_or_else(|| panic!("no auth.login in {messages:?}"));
+    for m in &messages {
+        assert!(!m.chars().any(|c| c.is_control()), "{m:?}");
+    }
+    // One message, starting with the gateway's own header; the forged one is text in it.
+    assert!(login.starts_with("<84>1 "), "{login}");
+    assert!(login.contains("x\\u{a}<86>1 2026-12-07"), "{login}");
+}
+
+/// Renames the account `account` to `name` as `who`; the reply.
+async fn rename(who: &Client, account: &str, name: &str) -> crate::harness::Reply {
+    who.call(
+        "PATCH",
+        &format!("/accounts/{account}"),
+        json!({ "username": name }),
+    )
+    .await
+}
+
+/// Rotates `account` as `admin` and returns the finished job, which must have failed naming
+/// `why`.
+async fn rotation_refused(admin: &Client, account: &str, why: &str) {
+    let job = crate::rotation_terminal::rotate(admin, account).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let message = job["message"].as_str().unwrap_or_default();
+    assert!(message.contains(why), "{message}");
+}
+
+/// A user with Modify on a PostgreSQL resource (rotated by a CREATEROLE role) renames an
+/// ordinary account to `postgres` (or any role of their choosing), or adds an account so
+/// named, to make Rotate change that role's password and then reveal it. Renaming and
+/// adding need Manage there; an administrator who does it anyway raises an alert, and the
+/// engine still refuses to change those roles.
+#[tokio::test]
+async fn a_privileged_postgres_rotation_cannot_be_aimed_at_another_role() {
+    use crate::postgres_cluster::cluster;
+    use crate::rotation::{pg_resource, role};
+    let site = Site::new(Backend::Sqlite);
+    let server = site.start();
+    let admin = server.admin().await;
+    let (rid, privileged) = pg_resource(&admin, "pg-attack").await;
+    let privileged_role = admin.get(&format!("/accounts/{privileged}")).await.ok()["username"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let app_role = role("atk_app", "Atk-App-Pw-1", "");
+    let account = admin.account(&rid, &app_role, "Atk-App-Pw-1").await;
+    let (mallory, mallory_id) = server.user(&admin, "mallory", "password_user").await;
+    admin.call("POST", "/shares", json!({ "subject_kind": "user", "subject_id": mallory_id, "object_kind": "resource", "object_id": rid, "level": "modify" })).await.ok();
+
+    for name in ["postgres", "pg_monitor_admin"] {
+        let r = rename(&mallory, &account, name).await;
+        assert_eq!(r.status, 403, "{:?}", r.body);
+        assert!(r.error_message().contains("manage access"), "{:?}", r.body);
+    }
+    let r = mallory
+        .call(
+            "POST",
+            &format!("/resources/{rid}/accounts"),
+            json!({ "username": "postgres", "secret": "Whatever-Pw-1" }),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let denied = admin
+        .get("/audit?action=account.update&outcome=denied")
+        .await
+        .ok();
+    assert!(denied.to_string().contains("mallory"), "{denied}");
+
+    // An administrator's rename is allowed, and an alert; the engine refuses all the same.
+    let before = cluster().psql(
+        "postgres",
+        "SELECT coalesce(rolpassword, 'none') FROM pg_authid WHERE rolname = 'postgres'",
+    );
+    rename(&admin, &account, "postgres").await.ok();
+    let alert = admin.get("/audit?action=account.update").await.ok();
+    assert_eq!(alert[0]["detail"]["alert"], true, "{alert}");
+    rotation_refused(&admin, &account, "superuser").await;
+    assert!(cluster().login_works(&privileged_role, "Adm-Pw-77x"));
+    let after = cluster().psql(
+        "postgres",
+        "SELECT coalesce(rolpassword, 'none') FROM pg_authid WHERE rolname = 'postgres'",
+    );
+    assert_eq!(before, after, "postgres's password was changed");
+}
+
+/// The same against a real MariaDB: `root` and the privileged user are never changed by a
+/// rotation of another account.
+#[tokio::test]
+async fn a_privileged_mariadb_rotation_cannot_be_aimed_at_root() {
+    use crate::mariadb_server::mariadb;
+    let m = mariadb();
+    let n = crate::rotation::N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let (admin_user, app_user) = (format!("atkadm{n}"), format!("atkapp{n}"));
+    m.sql(&format!(
+        "CREATE USER '{admin_user}'@'%' IDENTIFIED BY 'Atk-Admin-Pw-1'; GRANT CREATE USER, SELECT ON *.* TO '{admin_user}'@'%'; CREATE USER '{app_user}'@'%' IDENTIFIED BY 'Atk-App-Pw-2';"
+    ));
+    let site = Site::new(Backend::Sqlite);
+    let server = site.start();
+    let admin = server.admin().await;
+    let r = admin
+        .call("POST", "/resources", json!({ "name": "maria-attack", "host": "127.0.0.1", "resource_type": "database", "ports": { "database": m.port }, "policy_id": "policy-low" }))
+        .await
+        .ok();
+    let rid = r["id"].as_str().unwrap_or_default().to_string();
+    let privileged = admin.account(&rid, &admin_user, "Atk-Admin-Pw-1").await;
+    admin
+        .call("PUT", &format!("/resources/{rid}/rotation"), json!({ "method": "mysql", "privileged_account_id": privileged, "db_name": "", "db_tls": "prefer" }))
+        .await
+        .ok();
+    let account = admin.account(&rid, &app_user, "Atk-App-Pw-2").await;
+    let roots =
+        || m.sql("SELECT authentication_string FROM mysql.user WHERE User = 'root' ORDER BY Host");
+    let before = roots();
+    rename(&admin, &account, "root").await.ok();
+    rotation_refused(&admin, &account, "superuser").await;
+    assert_eq!(roots(), before, "root's password was changed");
+    rename(&admin, &account, &admin_user.to_uppercase())
+        .await
+        .ok();
+    rotation_refused(&admin, &account, "privileged account").await;
+    assert!(m.login_works(&admin_user, "Atk-Admin-Pw-1"));
+    // The account under its own name is still rotated.
+    rename(&admin, &account, &app_user).await.ok();
+    let job = crate::rotation_terminal::rotate(&admin, &account).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+}
+
+/// The same over SSH with sudo + chpasswd: an account renamed to `root` does not make the
+/// sudoer run `chpasswd` for root; the sudoer never even logs in.
+#[tokio::test]
+async fn a_sudo_rotation_cannot_be_aimed_at_root() {
+    use crate::rotation_terminal::{resource, set_method};
+    use crate::sshd_server::private_sshd;
+    let s = private_sshd();
+    let site = Site::new(Backend::Sqlite);
+    let server = site.start();
+    let admin = server.admin().await;
+    let padm = s.user("Atk-Padm-Pw-3");
+    s.sudoer(&padm);
+    let carol = s.user("Atk-Carol-Pw-4");
+    let rid = resource(&admin, "unix-attack", true).await;
+    let privileged = admin.account(&rid, &padm, "Atk-Padm-Pw-3").await;
+    set_method(
+        &admin,
+        &rid,
+        json!({ "method": "sudo", "privileged_account_id": privileged }),
+    )
+    .await;
+    let account = admin.account(&rid, &carol, "Atk-Carol-Pw-4").await;
+    let logins = || {
+        s.log()
+            .lines()
+            .filter(|l| l.contains("Accepted ") && l.contains(&format!(" for {padm} from ")))
+            .count()
+    };
+    let before = logins();
+    rename(&admin, &account, "root").await.ok();
+    rotation_refused(&admin, &account, "superuser").await;
+    assert_eq!(
+        logins(),
+        before,
+        "the sudoer logged in to change root's password"
+    );
+    // Under its own name the account is rotated through the sudoer as before.
+    rename(&admin, &account, &carol).await.ok();
+    let job = crate::rotation_terminal::rotate(&admin, &account).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(logins() > before);
+}
+
+/// The id of the live session `got` is attached to.
+fn session_id(got: &crate::live::Received) -> String {
+    got.controls
+        .iter()
+        .find(|c| c["type"] == "session")
+        .and_then(|c| c["id"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Offboarding an insider: a password reset (likewise lock, delete, role change, MFA reset)
+/// ends their live SSH session, their web login and their API token at once; a demoted
+/// administrator's socket watching someone else's session closes; the audit says what was
+/// ended.
+#[tokio::test]
+async fn taking_a_users_access_away_ends_sessions_sockets_logins_and_tokens() {
+    use crate::live::{engineer_with_connect, open_session, open_ws, read_until, terminal_has};
+    let w = engineer_with_connect().await;
+    let token = w
+        .eng
+        .call(
+            "POST",
+            "/tokens",
+            json!({ "name": "laptop", "expires_in_days": 30 }),
+        )
+        .await
+        .ok()["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let by_token = w.eng.with_token(&token);
+    by_token.get("/accounts").await.ok();
+    let (mut ws, mut got) = open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    let sid = session_id(&got);
+
+    // A second administrator watches the engineer's session, then is demoted.
+    let (_, watcher_id) = w.server.user(&w.admin, "watcher", "administrator").await;
+    let watcher = w.server.client();
+    let wcookie = cookie_of(&watcher.login("watcher", USER_PASSWORD).await);
+    let t = watcher
+        .call("POST", &format!("/sessions/{sid}/watch"), json!({}))
+        .await
+        .ok();
+    let mut wws = open_ws(
+        &w.server,
+        &w.tls,
+        &wcookie,
+        t["url"].as_str().unwrap_or_default(),
+    )
+    .await;
+    let mut wgot = crate::live::Received::default();
+    read_until(&mut wws, &mut wgot, "the watched prompt", |g| {
+        terminal_has(g, "$ ")
+    })
+    .await;
+    w.admin
+        .call(
+            "PATCH",
+            &format!("/users/{watcher_id}"),
+            json!({ "role": "password_user" }),
+        )
+        .await
+        .ok();
+    read_until(&mut wws, &mut wgot, "the watcher's socket closing", |g| {
+        g.controls
+            .iter()
+            .any(|c| c["type"] == "exit" && c["reason"].as_str().unwrap_or("").contains("role"))
+    })
+    .await;
+    assert_eq!(
+        watcher.get("/accounts").await.status,
+        401,
+        "the demoted login lives on"
+    );
+
+    // The engineer's password is reset: session, web login and token end together.
+    let users = w.admin.get("/users").await.ok();
+    let eng_id = users
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["username"] == "engineer"))
+        .and_then(|u| u["id"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    w.admin
+        .call(
+            "POST",
+            &format!("/users/{eng_id}/reset-password"),
+            json!({}),
+        )
+        .await
+        .ok();
+    read_until(&mut ws, &mut got, "the session ending", |g| {
+        g.controls.iter().any(|c| {
+            c["type"] == "exit"
+                && c["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("reset your password")
+        })
+    })
+    .await;
+    assert_eq!(
+        w.eng.get("/accounts").await.status,
+        401,
+        "the web login lives on"
+    );
+    assert_eq!(
+        by_token.get("/accounts").await.status,
+        401,
+        "the API token lives on"
+    );
+    let revoked = w.admin.get("/audit?action=user.access.revoke").await.ok();
+    let text = revoked.to_string();
+    assert!(
+        text.contains("\"sessions\":1") && text.contains("\"api_tokens\":1"),
+        "{text}"
+    );
+}
