@@ -156,3 +156,24 @@ pub async fn require_admin(
     }
     Err(denied(app, p, action, kind, id, "", ApiError::forbidden(message)).await)
 }
+
+/// A script that types a secret inside other text (`LogonScript::embeds_secret`) may be saved
+/// by a super administrator only; anyone else gets a 403 naming the field, audited. Returns
+/// whether the script embeds one, for the caller's audit record to carry as an alert.
+pub async fn require_super_for_embedded_secret(
+    app: &App,
+    p: &Principal,
+    action: &str,
+    kind: &str,
+    id: &str,
+    script: Option<&gateway::telnet::logon::LogonScript>,
+) -> ApiResult<bool> {
+    if !script.is_some_and(|s| s.embeds_secret()) {
+        return Ok(false);
+    }
+    if p.super_admin {
+        return Ok(true);
+    }
+    let e = ApiError::forbidden("This script types a secret inside other text (a command line), where the target's shell, history and process list would see it. Type secrets as the whole answer to a prompt ({password}, or {account}:{new_password} for chpasswd); only a super administrator may save a script that does otherwise.");
+    Err(denied(app, p, action, kind, id, "", e).await)
+}

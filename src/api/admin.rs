@@ -357,6 +357,22 @@ pub async fn reset_password(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let target = admin_action_on(&app, &p, &id, "user.password.reset").await?;
+    // The one-time password logs in as the user, with every share they hold: for a user who
+    // holds any, that is a super administrator's decision (and an alert).
+    let holds = holds_access(&app, &id).await?;
+    if holds && !p.super_admin {
+        let e = ApiError::forbidden("This user holds shares: setting their password would give you their access, which needs the super-administrator scope.");
+        return Err(denied(
+            &app,
+            &p,
+            "user.password.reset",
+            "user",
+            &id,
+            &target.username,
+            e,
+        )
+        .await);
+    }
     let otp = passwords::one_time_password();
     let mut tx = app.db.begin_write().await?;
     sqlx::query("UPDATE users SET password_hash = $1, must_change_password = 1, failed_logins = 0, locked_until = 0 WHERE id = $2").bind(passwords::hash(&otp)).bind(&id).execute(tx.conn()).await?;
@@ -367,7 +383,7 @@ pub async fn reset_password(
         "user.password.reset",
         &id,
         &target.username,
-        json!({}),
+        json!({ "alert": holds }),
     )
     .await?;
     tx.commit().await?;
@@ -524,6 +540,34 @@ pub async fn update_group(
 ) -> ApiResult<Json<Value>> {
     require_admin(&app, &p, "user_group.update").await?;
     let current = group_json(&app, &id).await?;
+    // Adding someone to a group that holds shares gives them those shares: an administrator
+    // could add themselves. That is a super administrator's decision (and an alert).
+    let before: Vec<&str> = current["member_ids"]
+        .as_array()
+        .map(|m| m.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let added: Vec<String> = input
+        .member_ids
+        .iter()
+        .flatten()
+        .filter(|m| !before.contains(&m.as_str()))
+        .cloned()
+        .collect();
+    let holds_shares = group_holds_shares(&app, &id).await?;
+    if !added.is_empty() && holds_shares && !p.super_admin {
+        let e = ApiError::forbidden("This group holds shares: adding members gives them that access, which needs the super-administrator scope.");
+        let group_name = current["name"].as_str().unwrap_or_default();
+        return Err(denied(
+            &app,
+            &p,
+            "user_group.update",
+            "user_group",
+            &id,
+            group_name,
+            e,
+        )
+        .await);
+    }
     let name = input
         .name
         .map(|n| n.trim().to_string())
@@ -555,12 +599,35 @@ pub async fn update_group(
         "user_group.update",
         &id,
         &name,
-        json!({ "members": input.member_ids.as_ref().map(|m| m.len()) }),
+        json!({ "members": input.member_ids.as_ref().map(|m| m.len()), "added": added, "alert": !added.is_empty() && holds_shares }),
     )
     .await?;
     tx.commit().await?;
     crate::sessions::end_sessions_without_access(&app).await;
     Ok(Json(group_json(&app, &id).await?))
+}
+
+/// Whether anything is shared to user group `id`.
+async fn group_holds_shares(app: &App, id: &str) -> ApiResult<bool> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM shares WHERE subject_kind = 'group' AND subject_id = $1 LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&app.db.pool)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// Whether user `id` holds access to any object: a share of their own or of one of their
+/// groups, or a resource they own.
+async fn holds_access(app: &App, id: &str) -> ApiResult<bool> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM shares WHERE (subject_kind = 'user' AND subject_id = $1) OR (subject_kind = 'group' AND subject_id IN (SELECT group_id FROM user_group_members WHERE user_id = $1)) UNION SELECT id FROM resources WHERE owner_id = $1 LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&app.db.pool)
+    .await?;
+    Ok(row.is_some())
 }
 
 pub async fn delete_group(

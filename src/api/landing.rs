@@ -265,7 +265,25 @@ pub async fn update(
     .await?;
     let mut l = hop_path::get(&app, &id).await?;
     let old_primary = l.primary_resource_id.clone();
+    let before = routing(&l);
     apply(&mut l, input);
+    // Which machines, login and commands a landing server uses decide who sees the sessions
+    // of every resource reached through it: changed on a landing server in use, that is for
+    // a super administrator (and an alert).
+    let rerouted = routing(&l) != before;
+    if rerouted && in_use(&app, &l.id).await? && !p.super_admin {
+        let e = ApiError::forbidden("Resources are reached through this landing server: changing its machines, login account, mode or commands needs the super-administrator scope.");
+        return Err(audited::denied(
+            &app,
+            &p,
+            "landing_server.update",
+            "landing_server",
+            &l.id,
+            &l.name,
+            e,
+        )
+        .await);
+    }
     validate(&app, &l, Some(&l.id)).await?;
     if l.primary_resource_id != old_primary {
         hop_path::check_primary(&app, &l.id, &l.primary_resource_id).await?;
@@ -277,7 +295,7 @@ pub async fn update(
         .bind(&l.secondary_resource_id).bind(&l.account_id).bind(&l.mode).bind(&l.ssh_command).bind(&l.telnet_command).bind(l.updated_at).bind(&l.id)
         .execute(tx.conn())
         .await?;
-    audited::audit(&app, &mut tx, &p, "landing_server.update", &l.id, &l.name, json!({ "primary_resource_id": l.primary_resource_id, "secondary_resource_id": l.secondary_resource_id, "account_id": l.account_id, "mode": l.mode })).await?;
+    audited::audit(&app, &mut tx, &p, "landing_server.update", &l.id, &l.name, json!({ "primary_resource_id": l.primary_resource_id, "secondary_resource_id": l.secondary_resource_id, "account_id": l.account_id, "mode": l.mode, "alert": rerouted })).await?;
     tx.commit().await?;
     Ok(Json(view(&app, &l).await?))
 }
@@ -318,6 +336,28 @@ pub async fn delete(
     Ok(Json(json!({ "deleted": l.id })))
 }
 
+/// What decides which machines see the sessions through a landing server.
+fn routing(l: &LandingServer) -> [Option<String>; 6] {
+    [
+        Some(l.primary_resource_id.clone()),
+        l.secondary_resource_id.clone(),
+        Some(l.account_id.clone()),
+        Some(l.mode.clone()),
+        Some(l.ssh_command.clone()),
+        Some(l.telnet_command.clone()),
+    ]
+}
+
+/// Whether any resource is reached through landing server `id`.
+async fn in_use(app: &App, id: &str) -> ApiResult<bool> {
+    let n: Option<(String,)> =
+        sqlx::query_as("SELECT resource_id FROM resource_landing WHERE landing_server_id = $1")
+            .bind(id)
+            .fetch_optional(&app.db.pool)
+            .await?;
+    Ok(n.is_some())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssociationInput {
@@ -342,6 +382,15 @@ pub async fn set_resource_landing(
     )
     .await?;
     let r = resources::get(&app, &id).await?;
+    // The landing server's machine sees the resource's sessions (an interactive one gets the
+    // target's password typed at its shell): choosing it is for whoever manages the resource.
+    let level = crate::vault::level_on(&app, &p, &r.owner_id, None, &r.id).await?;
+    if !p.super_admin && level != Some(crate::identity::Level::Manage) {
+        let e = ApiError::forbidden("Choosing the landing server decides which machine sees this resource's sessions: it needs Manage on the resource or the super-administrator scope.");
+        return Err(
+            audited::denied(&app, &p, "resource.landing", "resource", &r.id, &r.name, e).await,
+        );
+    }
     let target = input.landing_server_id.filter(|s| !s.is_empty());
     if let Some(lid) = &target {
         hop_path::get(&app, lid)
@@ -367,7 +416,7 @@ pub async fn set_resource_landing(
         "resource.landing",
         &r.id,
         &r.name,
-        json!({ "landing_server_id": target }),
+        json!({ "landing_server_id": target, "alert": true }),
     )
     .await?;
     tx.commit().await?;

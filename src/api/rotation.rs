@@ -74,6 +74,15 @@ pub async fn set_resource(
         script: input.script,
     };
     s.check()?;
+    let alert = crate::audited::require_super_for_embedded_secret(
+        &app,
+        &p,
+        "resource.rotation",
+        "resource",
+        &id,
+        s.script.as_ref().filter(|_| s.method == "script"),
+    )
+    .await?;
     // The privileged account, when there is one, is one of this resource's password
     // accounts (without one, each account changes its own password).
     let mut admin_name = None;
@@ -99,7 +108,7 @@ pub async fn set_resource(
         "resource.rotation",
         &r.id,
         &r.name,
-        json!({ "method": s.method, "privileged_account": admin_name, "db_name": s.db_name, "db_tls": s.db_tls, "script": s.script }),
+        json!({ "method": s.method, "privileged_account": admin_name, "db_name": s.db_name, "db_tls": s.db_tls, "script": s.script, "alert": alert.then_some("the script types a secret inside other text") }),
     )
     .await?;
     tx.commit().await?;

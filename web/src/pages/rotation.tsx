@@ -122,7 +122,7 @@ export function RotationSettings(props: { resource: Resource; canChange: boolean
             </Field>
           </>}
           {form.method === 'script' && (
-            <Field label="Script" name="script" errors={errors} hint="Steps of expect (a pattern) and send (typed, then Enter). Placeholders: {account}, {current_password}, {new_password}, {privileged_password}, {username}, {password}. Logged in as the privileged account if one is chosen, else as the account itself.">
+            <Field label="Script" name="script" errors={errors} hint="Steps of expect (a pattern) and send (typed, then Enter). Placeholders: {account}, {current_password}, {new_password}, {privileged_password}, {username}, {password}. A secret is typed as the whole answer to a prompt (or as {account}:{new_password} for chpasswd); a secret inside a command line (a device's 'username {account} secret {new_password}') can be saved by a super administrator only, and is an audit alert. Logged in as the privileged account if one is chosen, else as the account itself.">
               <textarea name="script" rows={12} value={form.script} onInput={(e) => setForm({ ...form, script: inputValue(e) })} />
             </Field>
           )}
