@@ -16,6 +16,9 @@ use std::time::Duration;
 
 use regex::bytes::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::Secret;
 
 pub const MAX_STEPS: usize = 20;
 pub const MAX_TIMEOUT_S: u32 = 120;
@@ -481,6 +484,60 @@ pub fn mask_secret(data: &mut [u8], secret: &[u8]) {
         } else {
             i += 1;
         }
+    }
+}
+
+/// Masks vault secrets in a stream of output that arrives in reads of any size: a secret
+/// split across two reads is masked too. What could be the start of a secret at the end of a
+/// read is held back until the next read shows whether it is one (or until `finish`).
+pub struct StreamMask {
+    secrets: Vec<Zeroizing<Vec<u8>>>,
+    held: Zeroizing<Vec<u8>>,
+}
+
+impl StreamMask {
+    pub fn new(secrets: &[&Secret]) -> Self {
+        StreamMask {
+            secrets: secrets
+                .iter()
+                .filter(|s| !s.expose().is_empty())
+                .map(|s| Zeroizing::new(s.expose().to_vec()))
+                .collect(),
+            held: Zeroizing::new(Vec::new()),
+        }
+    }
+
+    /// The bytes of `read` (after what was held back) that may be shown, every whole secret
+    /// in them masked.
+    pub fn feed(&mut self, read: &[u8]) -> Vec<u8> {
+        let mut data = std::mem::take(&mut *self.held);
+        data.extend_from_slice(read);
+        for s in &self.secrets {
+            mask_secret(&mut data, s);
+        }
+        // The longest end of `data` that begins some secret (shorter than it).
+        let keep = self
+            .secrets
+            .iter()
+            .map(|s| {
+                (1..s.len().min(data.len() + 1))
+                    .rev()
+                    .find(|&n| data.ends_with(&s[..n]))
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0);
+        let cut = data.len() - keep;
+        self.held.extend_from_slice(&data[cut..]);
+        data.truncate(cut);
+        data
+    }
+
+    /// What is still held back, masked: no more output will tell whether it began a secret.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let n = self.held.len();
+        self.held.clear();
+        vec![b'*'; n]
     }
 }
 
@@ -979,5 +1036,23 @@ mod tests {
         ] {
             assert!(embeds(inside), "{inside}");
         }
+    }
+
+    #[test]
+    fn a_secret_split_across_reads_is_masked_and_nothing_else_is_held() {
+        let secret = Secret::new(b"Hunter2-Pw!".to_vec());
+        let mut m = StreamMask::new(&[&secret]);
+        let mut shown = Vec::new();
+        for read in [&b"login ok\r\necho: Hun"[..], b"ter2", b"-Pw! done\r\n$ "] {
+            shown.extend(m.feed(read));
+        }
+        shown.extend(m.finish());
+        assert_eq!(shown, b"login ok\r\necho: *********** done\r\n$ ");
+        // Output that cannot begin the secret goes out at once.
+        let mut m = StreamMask::new(&[&secret]);
+        assert_eq!(m.feed(b"Password: "), b"Password: ");
+        // A held start that never completes is masked when the stream ends.
+        assert_eq!(m.feed(b"say Hunt"), b"say ");
+        assert_eq!(m.finish(), b"****");
     }
 }

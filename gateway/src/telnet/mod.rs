@@ -21,7 +21,8 @@ use crate::adapter::{AdapterFuture, AdapterIo, ProtocolAdapter, TargetStream};
 use crate::event::{ClientInput, FailureKind, Lifecycle, Protocol, SessionEvent};
 use crate::Secret;
 use logon::{
-    fill_value, mask_secret, CompiledScript, Credentials, LogonAction, LogonRun, Piece, SETTLE,
+    fill_value, mask_secret, CompiledScript, Credentials, LogonAction, LogonRun, Piece, StreamMask,
+    SETTLE,
 };
 use protocol::TelnetProtocol;
 
@@ -109,6 +110,8 @@ struct Conn {
     proto: TelnetProtocol,
     buf: Vec<u8>,
     reply: Vec<u8>,
+    /// While logging in: the vault secrets masked in what is published, across reads.
+    shown: Option<StreamMask>,
 }
 
 enum Read {
@@ -141,15 +144,18 @@ impl Conn {
         if !self.reply.is_empty() && self.wr.write_all(&self.reply).await.is_err() {
             return Read::Closed;
         }
+        // Published: masked across reads (a secret split between two is caught). The
+        // script's runner gets this read at once, masked on its own.
+        let published = match (&mut self.shown, mask) {
+            (Some(m), Some(_)) => m.feed(&data),
+            _ => data.clone(),
+        };
         if let Some(t) = mask {
-            mask_secret(&mut data, t.password.expose());
-            if let Some(e) = &t.enable_secret {
-                mask_secret(&mut data, e.expose());
-            }
+            hide_secrets(t, &mut data);
         }
-        if !data.is_empty()
+        if !published.is_empty()
             && events
-                .send(SessionEvent::Output(data.as_slice().into()))
+                .send(SessionEvent::Output(published.into()))
                 .await
                 .is_err()
         {
@@ -159,8 +165,24 @@ impl Conn {
     }
 }
 
+/// Masks every vault secret of `t` in `data`.
+fn hide_secrets(t: &TelnetTarget, data: &mut [u8]) {
+    mask_secret(data, t.password.expose());
+    if let Some(e) = &t.enable_secret {
+        mask_secret(data, e.expose());
+    }
+}
+
+/// What the target last said, for a message: masked as a whole, since the runner's reads
+/// were masked one by one and a secret split between two escaped that.
+fn last_said(t: &TelnetTarget, run: &LogonRun) -> String {
+    let mut said = run.last_output().into_bytes();
+    hide_secrets(t, &mut said);
+    String::from_utf8_lossy(&said).into_owned()
+}
+
 fn closed_during_logon(t: &TelnetTarget, run: &LogonRun) -> (FailureKind, String) {
-    let said = run.last_output();
+    let said = last_said(t, run);
     (
         FailureKind::AuthenticationFailed,
         format!(
@@ -187,6 +209,12 @@ async fn run(t: TelnetTarget, stream: TargetStream, mut io: AdapterIo) {
         proto: TelnetProtocol::new(io.cols, io.rows),
         buf: vec![0u8; 16 * 1024],
         reply: Vec::new(),
+        shown: Some(StreamMask::new(
+            &[Some(&t.password), t.enable_secret.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+        )),
     };
     let mut hello = Vec::new();
     c.proto.start(&mut hello);
@@ -224,6 +252,10 @@ async fn run(t: TelnetTarget, stream: TargetStream, mut io: AdapterIo) {
                         match drive_logon(&t, &mut c, &io, run, deadline, &data).await {
                             Ok(true) => {
                                 phase = Phase::LoggedIn;
+                                // What was held back in case it began a secret goes out.
+                                if let Some(rest) = c.shown.take().map(|mut m| m.finish()).filter(|r| !r.is_empty()) {
+                                    send(&io, SessionEvent::Output(rest.into())).await;
+                                }
                                 send(&io, SessionEvent::Marker("Logged in by the logon script".into())).await;
                                 send(&io, SessionEvent::Lifecycle(Lifecycle::Connected)).await;
                                 if !type_ahead.is_empty() {
@@ -242,7 +274,7 @@ async fn run(t: TelnetTarget, stream: TargetStream, mut io: AdapterIo) {
             },
             _ = sleep_until_opt(deadline) => {
                 if let Phase::LoggingIn { run, .. } = &phase {
-                    let said = run.last_output();
+                    let said = last_said(&t, run);
                     return fail(&io, FailureKind::TimedOut, format!(
                         "Logon step {} of {} ({}) timed out: {} did not show /{}/ within {} s.{}",
                         run.step_index() + 1, run.step_count(), run.step_label(), t.label,
@@ -357,13 +389,16 @@ async fn drive_logon(
             LogonAction::Wait => return Ok(false),
             LogonAction::Done => return Ok(true),
             LogonAction::Failed { index, label, said } => {
+                let mut said = said.into_bytes();
+                hide_secrets(t, &mut said);
+                let said = String::from_utf8_lossy(&said);
                 return Err((
                     FailureKind::AuthenticationFailed,
                     format!(
                         "Logon step {} of {total} ({label}) failed: {} said \u{201c}{said}\u{201d}. The vault's credential for {} was probably refused: verify or rotate it.",
                         index + 1, t.label, t.username
                     ),
-                ))
+                ));
             }
             LogonAction::Matched { index, label, send } => {
                 (index, label.to_string(), send.map(|p| p.to_vec()))
