@@ -480,6 +480,9 @@ async fn target_for(app: &App, a: &AccountRow, r: &ResourceRow) -> Result<Target
             Some((admin, password))
         }
     };
+    if s.method == "su" {
+        return Err(scripts::SU_REFUSED.to_string());
+    }
     if scripts::is_terminal(&s.method) {
         if !terminal::reachable_by_terminal(r) {
             return Err(format!(
@@ -587,13 +590,21 @@ impl Target {
         // the shell or chpasswd would misread changes nothing (a `root:x` would be root's).
         gateway::shell::check_username(&a.username)?;
         // Who logs in: the privileged account for sudo (and for a script, when one is set);
-        // the account itself otherwise (passwd; su, which then asks for root's password).
+        // the account itself otherwise (passwd, or a script without one).
         let as_privileged = t.method == "sudo" || (t.method == "script" && t.privileged.is_some());
         let (login_account, login_secret) = match (&t.privileged, as_privileged) {
             (Some((pa, ps)), true) => (pa, ps),
             (None, true) => return Err("the rotation method needs a privileged account".into()),
             (_, false) => (a, current),
         };
+        // Secrets are typed at this account's shell: nobody may hold a session as it
+        // without seeing its password.
+        let holders = guard::connect_holders(app, &login_account.id, &t.resource.id)
+            .await
+            .map_err(|_| "the gateway's database is unavailable".to_string())?;
+        if !holders.is_empty() {
+            return Err(guard::shell_not_private(&login_account.username, &holders));
+        }
         let mut term = t
             .open(app, actor, login_account, login_secret, None)
             .await

@@ -14,16 +14,22 @@
 use gateway::telnet::logon::{step, LogonScript, LogonStep};
 
 /// The rotation methods a resource can be set to.
-pub const METHODS: &[&str] = &["postgres", "mysql", "passwd", "sudo", "su", "script"];
+pub const METHODS: &[&str] = &["postgres", "mysql", "passwd", "sudo", "script"];
+
+/// Why the `su` method (which earlier versions offered) is refused, for the settings API and
+/// for a resource still set to it: it logged in as the rotated account and typed root's
+/// password at that account's shell, whose rc files the account (and anyone with a session
+/// as it) controls. No way of typing there is safe, so it is not done at all.
+pub const SU_REFUSED: &str = "the su method is refused: it typed root's password at a shell the rotated account controls, where a function in its ~/.bashrc could capture it. Use sudo: a privileged account that logs in itself (root, where root may log in over SSH) runs chpasswd";
 
 /// Methods that log in to a terminal (SSH, or Telnet when the resource has no SSH port).
 pub fn is_terminal(method: &str) -> bool {
-    matches!(method, "passwd" | "sudo" | "su" | "script")
+    matches!(method, "passwd" | "sudo" | "script")
 }
 
 /// Methods that need the resource's privileged account.
 pub fn needs_privileged(method: &str) -> bool {
-    matches!(method, "sudo" | "su")
+    method == "sudo"
 }
 
 fn optional(mut s: LogonStep) -> LogonStep {
@@ -115,36 +121,6 @@ pub fn builtin(method: &str) -> Option<LogonScript> {
                 "is not allowed to (run|execute)",
                 "incorrect password attempt",
                 "a password is required",
-                "password not changed",
-            ]),
-        }),
-        // The account logs in with its own password and becomes root with su and the
-        // privileged (root) account's password to run chpasswd.
-        "su" => Some(LogonScript {
-            steps: vec![
-                step(
-                    "shell prompt",
-                    PROMPT,
-                    Some(
-                        r#"stty -echo; LC_ALL=C su -c 'PATH=/usr/sbin:/sbin:$PATH; printf "PORTCULLIS-%s\n" READY; head -n 1 | chpasswd' root; echo "PORTCULLIS_RC=$?"; stty echo"#,
-                    ),
-                ),
-                step(
-                    "su password",
-                    r"password:\s*$",
-                    Some("{privileged_password}"),
-                ),
-                step(
-                    "chpasswd ready",
-                    r"PORTCULLIS-READY",
-                    Some("{account}:{new_password}"),
-                ),
-                step("exit status 0", r"PORTCULLIS_RC=0", None),
-            ],
-            failure: failures(&[
-                "authentication failure",
-                "su: .*incorrect",
-                "permission denied",
                 "password not changed",
             ]),
         }),

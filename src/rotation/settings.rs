@@ -12,12 +12,11 @@ use super::scripts;
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RotationSettings {
     /// One of `scripts::METHODS`: 'postgres' (ALTER ROLE), 'mysql' (MariaDB ALTER USER),
-    /// 'passwd' (each account changes
-    /// its own), 'sudo' / 'su' (chpasswd through the privileged account), 'script'.
+    /// 'passwd' (each account changes its own), 'sudo' (chpasswd through the privileged
+    /// account), 'script'.
     pub method: String,
     /// The account of the same resource that changes the others' secrets (None: each
-    /// account changes its own, logged in with its current secret). For 'su', the account
-    /// whose password `su` asks for (root).
+    /// account changes its own, logged in with its current secret).
     pub privileged_account_id: Option<String>,
     /// PostgreSQL only: the database to connect to.
     pub db_name: String,
@@ -29,10 +28,13 @@ pub struct RotationSettings {
 
 impl RotationSettings {
     pub fn check(&self) -> ApiResult<()> {
+        if self.method == "su" {
+            return Err(ApiError::field("method", scripts::SU_REFUSED));
+        }
         if !scripts::METHODS.contains(&self.method.as_str()) {
             return Err(ApiError::field(
                 "method",
-                "must be postgres (ALTER ROLE), mysql (MariaDB ALTER USER), passwd (each account changes its own password), sudo or su (chpasswd through the privileged account) or script (your own prompt/answer script)",
+                "must be postgres (ALTER ROLE), mysql (MariaDB ALTER USER), passwd (each account changes its own password), sudo (chpasswd through the privileged account) or script (your own prompt/answer script)",
             ));
         }
         if self.method == "postgres" || self.method == "mysql" {

@@ -690,3 +690,70 @@ async fn an_administrator_without_super_scope_cannot_reach_around_the_shares() {
     let set = root.get("/audit?action=resource.rotation").await.ok();
     assert!(set[0]["detail"]["alert"].is_string(), "{set}");
 }
+
+/// A user with Connect on an account (a shell as it, never its password) plants a `passwd`
+/// function in its ~/.bashrc to capture what a rotation types there. The rotation refuses to
+/// type at a shell that anyone holding Connect can write, so nothing is captured; with the
+/// share gone, the same function does capture the password typed at it (the attack is
+/// real). `su`, which typed root's password at such a shell, is refused outright.
+#[tokio::test]
+async fn a_function_in_bashrc_captures_nothing_a_rotation_types() {
+    use crate::rotation_terminal::{resource, rotate, set_method};
+    use crate::sshd_server::private_sshd;
+    let s = private_sshd();
+    let site = Site::new(Backend::Sqlite);
+    let server = site.start();
+    let admin = server.admin().await;
+    let victim = s.user("Victim-Old-Pw-71");
+    let home = std::path::PathBuf::from("/home").join(&victim);
+    let loot = home.join("loot");
+    std::fs::write(
+        home.join(".bashrc"),
+        "passwd() { printf 'Current password: '; IFS= read -r p; printf '%s\\n' \"$p\" >> ~/loot; echo 'passwd: Authentication token manipulation error'; return 1; }\n",
+    )
+    .expect("plant the function");
+    let rid = resource(&admin, "unix-planted", true).await;
+    set_method(&admin, &rid, json!({ "method": "passwd" })).await;
+    let account = admin.account(&rid, &victim, "Victim-Old-Pw-71").await;
+    let (_, eng_id) = server.user(&admin, "planter", "password_user").await;
+    let share = admin.call("POST", "/shares", json!({ "subject_kind": "user", "subject_id": eng_id, "object_kind": "account", "object_id": account, "level": "connect" })).await.ok();
+
+    let job = rotate(&admin, &account).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let message = job["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("user planter") && message.contains("Connect"),
+        "{message}"
+    );
+    assert!(
+        !loot.exists(),
+        "the planted function captured: {:?}",
+        std::fs::read_to_string(&loot)
+    );
+
+    // Without the Connect share the rotation types at that shell, and the function catches
+    // what is typed: what the guard above prevents.
+    let share_id = share["id"].as_str().unwrap_or_default();
+    admin
+        .call("DELETE", &format!("/shares/{share_id}"), json!({}))
+        .await
+        .ok();
+    let job = rotate(&admin, &account).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let caught = std::fs::read_to_string(&loot).unwrap_or_default();
+    assert!(
+        caught.contains("Victim-Old-Pw-71"),
+        "the planted function did not run: {caught:?} {job}"
+    );
+
+    // su is refused before anything is stored.
+    let root = admin.account(&rid, "root", "Not-Root-Pw-72").await;
+    let r = admin
+        .call(
+            "PUT",
+            &format!("/resources/{rid}/rotation"),
+            json!({ "method": "su", "privileged_account_id": root }),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+}

@@ -418,12 +418,14 @@ const TABLE: &[Row] = &[
         none,
         "yynnn",
     ),
+    // Choosing how a resource is reached needs Manage on it (or the super scope): the
+    // administrator holds only Connect on the fixture resource.
     row(
         "PUT",
         "/api/v1/resources/{id}/landing-server",
         Fx::Resource,
         |_| json!({ "landing_server_id": null }),
-        "yynnn",
+        "ynnnn",
     ),
     row(
         "GET",

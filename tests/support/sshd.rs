@@ -172,11 +172,6 @@ impl PrivateSshd {
         script(&["psudo", self.dir_str(), name]);
     }
 
-    /// Sets root's password (on this server only).
-    pub fn root_password(&self, password: &str) {
-        script(&["proot", self.dir_str(), password]);
-    }
-
     /// A new key authorized in `~user/.ssh/authorized_keys`; the private key (OpenSSH).
     pub fn key_for(&self, user: &str) -> String {
         let path = script(&["pkey", self.dir_str(), user]);

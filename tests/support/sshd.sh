@@ -20,7 +20,6 @@
 #                                        127.0.0.1 only; Telnet's port is in DIR/telnet_port)
 #   sshd.sh puser DIR NAME PASSWORD   -> a user of the private server
 #   sshd.sh psudo DIR NAME            -> NAME may run anything through sudo (with its password)
-#   sshd.sh proot DIR PASSWORD        -> root's password on the private server
 #   sshd.sh pkey DIR USER             -> a new ed25519 key in ~USER/.ssh/authorized_keys,
 #                                        prints the private key file
 #   sshd.sh pcat DIR USER NAME        -> prints ~USER/NAME
@@ -175,9 +174,6 @@ psudo)
   echo "$name ALL=(ALL:ALL) ALL" > "$dir/etc/sudoers.d/$name"
   chmod 0440 "$dir/etc/sudoers.d/$name"
   ;;
-proot)
-  echo "root:$3" | nsenter --mount=/proc/$(cat "$dir/ns.pid")/ns/mnt chpasswd
-  ;;
 pkey)
   user=$3
   ssh-keygen -q -t ed25519 -N '' -C "$user" -f "$dir/pid_$user"
@@ -191,5 +187,5 @@ pset)
   echo "$3:$4" | nsenter --mount=/proc/$(cat "$dir/ns.pid")/ns/mnt chpasswd
   ;;
 *)
-  echo "usage: sshd.sh start|user|key|rekey|telnet|file|shell|private|puser|psudo|proot|pkey|pcat DIR ..." >&2; exit 2 ;;
+  echo "usage: sshd.sh start|user|key|rekey|telnet|file|shell|private|puser|psudo|pkey|pcat DIR ..." >&2; exit 2 ;;
 esac

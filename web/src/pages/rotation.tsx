@@ -25,7 +25,6 @@ const METHODS: Record<string, string> = {
   mysql: 'MariaDB: ALTER USER (sent as the native password hash)',
   passwd: 'passwd: each account changes its own password',
   sudo: 'sudo + chpasswd, as the privileged account',
-  su: 'su + chpasswd: the account logs in, su asks for the privileged (root) password',
   script: 'your own prompt/answer script (network devices)',
 };
 const EXAMPLE: Script = {
@@ -87,6 +86,7 @@ export function RotationSettings(props: { resource: Resource; canChange: boolean
   return (
     <div data-testid="rotation-settings">
       {s && (s.method === 'postgres' || s.method === 'mysql') && <p>{s.method === 'postgres' ? <>PostgreSQL (<code>ALTER ROLE</code>)</> : <>MariaDB (<code>ALTER USER</code>)</>} as <b>{name(s.privileged_account_id)}</b>{s.db_name ? <> · database <b>{s.db_name}</b></> : ''} · {TLS[s.db_tls] ?? s.db_tls}</p>}
+      {s?.method === 'su' && <Notice kind="error">This resource is set to the su method, which is refused: it typed root's password at a shell the rotated account controls, where a function in its ~/.bashrc could capture it. Choose sudo with a privileged account that logs in itself.</Notice>}
       {s && s.method !== 'postgres' && s.method !== 'mysql' && <p data-testid="rotation-method">{METHODS[s.method] ?? s.method}{s.privileged_account_id ? <> · privileged account <b>{name(s.privileged_account_id)}</b></> : ''} · over {props.resource.ports.ssh ? 'SSH' : 'Telnet'}, through the resource's landing servers if any</p>}
       {!s && <p class="muted">Not set: password accounts of this resource are not rotated (SSH keys are, over SSH).</p>}
       {shown && <details><summary>What it types</summary><ScriptSteps script={shown} /></details>}
@@ -104,7 +104,7 @@ export function RotationSettings(props: { resource: Resource; canChange: boolean
             </select>
           </Field>
           {form.method !== 'passwd' && (
-            <Field label="Privileged account" name="privileged_account_id" errors={errors} hint={form.method === 'postgres' ? 'A role with CREATEROLE changes the others\' passwords; without one, each role changes its own.' : form.method === 'mysql' ? 'A user with CREATE USER (and SELECT on mysql.user) changes the others\'; without one, each changes its own.' : form.method === 'su' ? 'The account whose password su asks for (root).' : 'The account that logs in and changes the others\' passwords.'}>
+            <Field label="Privileged account" name="privileged_account_id" errors={errors} hint={form.method === 'postgres' ? 'A role with CREATEROLE changes the others\' passwords; without one, each role changes its own.' : form.method === 'mysql' ? 'A user with CREATE USER (and SELECT on mysql.user) changes the others\'; without one, each changes its own.' : 'The account that logs in and changes the others\' passwords.'}>
               <select name="privileged_account_id" value={form.privileged_account_id} onChange={(e) => setForm({ ...form, privileged_account_id: inputValue(e) })}>
                 <option value="">{form.method === 'postgres' || form.method === 'mysql' || form.method === 'script' ? 'each account itself' : '— choose —'}</option>
                 {props.accounts.filter((a) => a.secret_kind === 'password').map((a) => <option value={a.id}>{a.username}</option>)}
