@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod hop_path;
+pub mod host_key_pins;
 pub mod identity;
 pub mod rdp_settings;
 pub mod recordings;

@@ -8,35 +8,16 @@
 use gateway::adapter::ProtocolAdapter;
 use gateway::broker::SessionInfo;
 use gateway::event::{FailureKind, Protocol};
-use gateway::ssh::{
-    connect_tcp, connect_tcp_sized, HostKeyObservation, HostKeyPolicy, SshCredential, SshTarget,
-};
+use gateway::ssh::{connect_tcp, connect_tcp_sized, HostKeyObservation, SshCredential, SshTarget};
 use serde_json::json;
 
 use crate::app::App;
 use crate::audit::Actor;
-use crate::config::HostKeyFirstUse;
-use crate::sessions::{record_host_key, telnet_target, TelnetLogin};
+use crate::host_key_pins::{host_key_policy, record_host_key, PinKind};
+use crate::sessions::{telnet_target, TelnetLogin};
 use crate::vault::accounts;
 use gateway::ssh::SshAdapter;
 use gateway::telnet::TelnetAdapter;
-
-/// What to accept as the SSH host key of `resource_id`: its pin, else the first-use setting.
-pub(crate) async fn host_key_policy(
-    app: &App,
-    resource_id: &str,
-) -> Result<HostKeyPolicy, sqlx::Error> {
-    let pinned: Option<(String, String)> =
-        sqlx::query_as("SELECT fingerprint, status FROM host_keys WHERE resource_id = $1")
-            .bind(resource_id)
-            .fetch_optional(&app.db.pool)
-            .await?;
-    Ok(match (pinned, app.config.host_key_policy) {
-        (Some((fp, status)), _) if status == "pinned" => HostKeyPolicy::Pinned(fp),
-        (_, HostKeyFirstUse::Trust) => HostKeyPolicy::TrustOnFirstUse,
-        (_, HostKeyFirstUse::Approve) => HostKeyPolicy::RequireApproval,
-    })
-}
 
 /// The login for one landing-server resource: its account (the landing server's, or on a
 /// secondary the account with the same user name), its pin policy.
@@ -63,7 +44,7 @@ async fn hop_endpoint(
     let account = accounts::open_landing_login(app, &l.account_id, &r.id)
         .await
         .map_err(|_| unusable("its login account cannot be opened"))?;
-    let host_key = host_key_policy(app, &r.id)
+    let host_key = host_key_policy(app, &r.id, PinKind::Ssh)
         .await
         .map_err(|_| unusable("its host-key pin cannot be read"))?;
     let credential = match account.kind.as_str() {
@@ -172,12 +153,14 @@ pub(crate) async fn connect_terminal(
             (Box::new(TelnetAdapter::new(target)), None, detail)
         }
         _ => {
-            let policy = host_key_policy(app, &r.id).await.map_err(|_| {
-                (
-                    FailureKind::Protocol,
-                    "The gateway's database is unavailable.".to_string(),
-                )
-            })?;
+            let policy = host_key_policy(app, &r.id, PinKind::Ssh)
+                .await
+                .map_err(|_| {
+                    (
+                        FailureKind::Protocol,
+                        "The gateway's database is unavailable.".to_string(),
+                    )
+                })?;
             let credential = match account.secret_kind.as_str() {
                 "ssh_key" => SshCredential::PrivateKey {
                     pem: secret,
@@ -417,12 +400,14 @@ pub(crate) async fn interactive_session(
                 host: r.host.clone(),
                 port,
                 username: account.username.clone(),
-                host_key: host_key_policy(app, &r.id).await.map_err(|_| {
-                    (
-                        FailureKind::Protocol,
-                        "The gateway's database is unavailable.".to_string(),
-                    )
-                })?,
+                host_key: host_key_policy(app, &r.id, PinKind::Ssh)
+                    .await
+                    .map_err(|_| {
+                        (
+                            FailureKind::Protocol,
+                            "The gateway's database is unavailable.".to_string(),
+                        )
+                    })?,
                 command: command(last, false),
             })
         }
@@ -439,7 +424,7 @@ pub(crate) async fn interactive_session(
                 hop.resource_name = resource_name;
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let _ = tx.send(obs);
-                record_host_key(app.clone(), actor.clone(), hop, rx).await;
+                record_host_key(app.clone(), actor.clone(), hop, PinKind::Ssh, rx).await;
             }
         });
     }
@@ -447,7 +432,7 @@ pub(crate) async fn interactive_session(
         let (app, actor, mut hop) = (app.clone(), actor.clone(), info.clone());
         hop.resource_id = resource_id;
         hop.resource_name = resource_name;
-        tokio::spawn(record_host_key(app, actor, hop, first_seen));
+        tokio::spawn(record_host_key(app, actor, hop, PinKind::Ssh, first_seen));
     }
     // A typed landing server whose primary did not answer: the audit says which was used.
     let (failovers, mut failed_over) = tokio::sync::mpsc::unbounded_channel::<ih::Failover>();
@@ -636,7 +621,13 @@ pub(crate) fn record_hop_host_key(
     hop.resource_name = used.resource_name.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let _ = tx.send(obs);
-    tokio::spawn(record_host_key(app.clone(), actor.clone(), hop, rx));
+    tokio::spawn(record_host_key(
+        app.clone(),
+        actor.clone(),
+        hop,
+        PinKind::Ssh,
+        rx,
+    ));
 }
 
 /// A landing server reached by typing whose primary did not answer (found while the session

@@ -20,9 +20,10 @@ use crate::app::App;
 use crate::audit::{Actor, Event, Outcome};
 use crate::db;
 use crate::error::ApiError;
+use crate::host_key_pins::{host_key_policy, record_host_key, PinKind};
 use crate::identity::passwords;
 use crate::identity::Principal;
-use crate::session_paths::{connect_terminal, host_key_policy, path_stream, TerminalLogin};
+use crate::session_paths::{connect_terminal, path_stream, TerminalLogin};
 use crate::vault::accounts;
 
 pub const TICKET_TTL: Duration = Duration::from_secs(30);
@@ -327,7 +328,7 @@ async fn try_launch(
                             }
                         });
                     }
-                    let certificate = host_key_policy(app, &r.id).await.map_err(|_| {
+                    let certificate = host_key_policy(app, &r.id, PinKind::Rdp).await.map_err(|_| {
                         fail(
                             FailureKind::Protocol,
                             "The gateway's database is unavailable.".into(),
@@ -425,11 +426,12 @@ async fn try_launch(
         audit_detail
     })
     .await;
-    if let Some(host_key) = host_key {
+    if let (Some(host_key), Some(kind)) = (host_key, PinKind::of(protocol)) {
         tokio::spawn(record_host_key(
             app.clone(),
             actor.clone(),
             info.clone(),
+            kind,
             host_key,
         ));
     }
@@ -542,83 +544,6 @@ pub(crate) async fn telnet_target(
         },
         detail,
     ))
-}
-
-/// Pins a first-use key, records one awaiting approval, and raises an alert on a mismatch.
-pub(crate) async fn record_host_key(
-    app: App,
-    actor: Actor,
-    info: SessionInfo,
-    rx: tokio::sync::oneshot::Receiver<HostKeyObservation>,
-) {
-    let Ok(obs) = rx.await else { return };
-    let (status, fp, action, outcome, detail) = match &obs {
-        HostKeyObservation::Matched(_) => return,
-        HostKeyObservation::TrustedOnFirstUse(fp) => (
-            "pinned",
-            fp.clone(),
-            "hostkey.pin",
-            Outcome::Ok,
-            json!({ "fingerprint": fp, "policy": "trust on first use" }),
-        ),
-        HostKeyObservation::AwaitingApproval(fp) => (
-            "pending",
-            fp.clone(),
-            "hostkey.pending",
-            Outcome::Denied,
-            json!({ "fingerprint": fp }),
-        ),
-        HostKeyObservation::Mismatch { pinned, presented } => {
-            tracing::warn!(resource = %info.resource_name, %pinned, %presented, "SSH host key mismatch: connection refused");
-            // Kept for the administrator to compare and, if it checks out, accept.
-            let offered = async {
-                let mut tx = app.db.begin_write().await?;
-                sqlx::query(
-                    "UPDATE host_keys SET offered_fingerprint = $1, offered_at = $2 WHERE resource_id = $3 AND fingerprint = $4",
-                )
-                .bind(presented)
-                .bind(db::now_ms())
-                .bind(&info.resource_id)
-                .bind(pinned)
-                .execute(tx.conn())
-                .await?;
-                tx.commit().await
-            };
-            if let Err(e) = offered.await {
-                tracing::error!(error = %e, "could not record the offered host key");
-            }
-            audit_event(
-                &app,
-                &actor,
-                "hostkey.mismatch",
-                Outcome::Failed,
-                &info,
-                json!({ "pinned": pinned, "presented": presented, "alert": true }),
-            )
-            .await;
-            return;
-        }
-    };
-    let res = async {
-        let mut tx = app.db.begin_write().await?;
-        sqlx::query("DELETE FROM host_keys WHERE resource_id = $1").bind(&info.resource_id).execute(tx.conn()).await?;
-        sqlx::query("INSERT INTO host_keys (resource_id, fingerprint, status, decided_by, updated_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&info.resource_id)
-            .bind(&fp)
-            .bind(status)
-            .bind(&actor.name)
-            .bind(db::now_ms())
-            .execute(tx.conn())
-            .await?;
-        app.audit
-            .append_in(&mut tx, Event { actor: &actor, action, outcome, object_kind: "resource", object_id: &info.resource_id, object_name: &info.resource_name, detail })
-            .await?;
-        tx.commit().await
-    }
-    .await;
-    if let Err(e) = res {
-        tracing::error!(error = %e, "could not record a host key");
-    }
 }
 
 /// Waits for the session to end and audits it (duration, bytes, how it ended).
@@ -749,25 +674,4 @@ pub async fn end_sessions_without_access(app: &App) {
             }
         }
     }
-}
-
-#[derive(serde::Serialize, sqlx::FromRow)]
-pub struct HostKeyRow {
-    pub resource_id: String,
-    pub resource_name: String,
-    pub fingerprint: String,
-    pub status: String,
-    pub decided_by: String,
-    pub updated_at: i64,
-    /// A different key the target presented since (the connection was refused).
-    pub offered_fingerprint: Option<String>,
-    pub offered_at: Option<i64>,
-}
-
-pub async fn host_keys(app: &App) -> Result<Vec<HostKeyRow>, sqlx::Error> {
-    sqlx::query_as::<_, HostKeyRow>(
-        "SELECT h.resource_id, r.name AS resource_name, h.fingerprint, h.status, h.decided_by, h.updated_at, h.offered_fingerprint, h.offered_at FROM host_keys h JOIN resources r ON r.id = h.resource_id ORDER BY r.name",
-    )
-    .fetch_all(&app.db.pool)
-    .await
 }

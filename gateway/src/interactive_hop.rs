@@ -543,6 +543,9 @@ async fn typed_ssh(
     marker(io, format!("{}: typed the ssh command", hop.label)).await;
     let deadline = Instant::now() + STEP_TIMEOUT;
     let mut password_sent = false;
+    // Whether the gateway judged the machine's key: a password is typed only after it did,
+    // unless no pin applies yet (trust on first use), which then has nothing to compare.
+    let mut key_judged = false;
     loop {
         let text = term.text();
         if let Some(m) = p.failure.find(text.as_bytes()) {
@@ -571,6 +574,19 @@ async fn typed_ssh(
                 .and_then(|c| c.get(1))
                 .map(|m| String::from_utf8_lossy(m.as_bytes()).to_string())
                 .unwrap_or_default();
+            if presented.is_empty() {
+                // A question without a fingerprint the gateway can read: nothing to judge.
+                let _ = term.type_line(b"no").await;
+                return Err((
+                    FailureKind::HostKeyUnknown,
+                    format!(
+                        "{}: the landing server's ssh asked about the host key without showing a SHA256 fingerprint, so the gateway could not check it against its pin. It said: \u{201c}{}\u{201d}",
+                        hop.label,
+                        term.tail(160)
+                    ),
+                ));
+            }
+            key_judged = true;
             let (obs, accept) = hop.host_key.judge(presented);
             let _ = report.send((
                 hop.resource_id.clone(),
@@ -592,6 +608,18 @@ async fn typed_ssh(
             continue;
         }
         if p.password.is_match(text.as_bytes()) {
+            if !key_judged && !matches!(hop.host_key, HostKeyPolicy::TrustOnFirstUse) {
+                // The landing server's ssh accepted a key on its own (its known_hosts or
+                // options): the gateway's pin was never checked, so no password is typed.
+                let _ = term.wire.send(b"\x03").await;
+                return Err((
+                    FailureKind::HostKeyUnknown,
+                    format!(
+                        "{}: the landing server's ssh asked for the password without showing the host key, so the gateway could not check it against its pin; nothing was typed. Keep -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=ask in the landing server's ssh command",
+                        hop.label
+                    ),
+                ));
+            }
             if password_sent {
                 return Err((FailureKind::AuthenticationFailed, format!("{}: the vault's password for {} was refused. The stored secret is probably out of date: verify or rotate it.", hop.label, hop.username)));
             }

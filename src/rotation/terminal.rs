@@ -115,10 +115,11 @@ impl Terminal {
         .map_err(|(kind, message)| classify(kind, message))?;
         if let Some(host_key) = host_key {
             // Pinned, trusted on first use or refused exactly as for a session (audited).
-            tokio::spawn(crate::sessions::record_host_key(
+            tokio::spawn(crate::host_key_pins::record_host_key(
                 app.clone(),
                 actor.clone(),
                 info.clone(),
+                crate::host_key_pins::PinKind::Ssh,
                 host_key,
             ));
         }

@@ -371,7 +371,33 @@ pub async fn update(
     }
     let policy_id = input.policy_id.unwrap_or(r.policy_id.clone());
     policy_exists(app, &policy_id).await?;
+    // A landing server's machine moved: every session through it would go to the new host.
+    // That is an administrator's decision, the old pins no longer describe the machine
+    // (they are forgotten, so the new one is pinned or approved afresh), and it is an alert.
+    let moved = host != r.host;
+    let landing_machine = moved
+        && !crate::hop_path::landing_servers_where(
+            app,
+            "primary_resource_id = $1 OR secondary_resource_id = $1",
+            &r.id,
+        )
+        .await?
+        .is_empty();
+    if landing_machine && !p.role.can_manage_users() {
+        let e = ApiError::forbidden(
+            "This resource is a landing server's machine: only an administrator changes its host.",
+        );
+        return Err(denied(app, p, "resource.update", "resource", &r.id, &r.name, e).await);
+    }
     let mut tx = app.db.begin_write().await?;
+    // (A target that moved keeps its pins: its next connection is refused until an
+    // administrator approves the new machine's key.)
+    if landing_machine {
+        sqlx::query("DELETE FROM host_key_pins WHERE resource_id = $1")
+            .bind(&r.id)
+            .execute(tx.conn())
+            .await?;
+    }
     let res = sqlx::query("UPDATE resources SET name = $1, host = $2, resource_type = $3, description = $4, tags = $5, ssh_port = $6, telnet_port = $7, rdp_port = $8, db_port = $9, policy_id = $10, updated_at = $11 WHERE id = $12")
         .bind(&name)
         .bind(&host)
@@ -399,7 +425,11 @@ pub async fn update(
         "resource.update",
         &r.id,
         &name,
-        serde_json::json!({ "previous_name": r.name, "host": host }),
+        if landing_machine {
+            serde_json::json!({ "previous_name": r.name, "host": host, "previous_host": r.host, "pins_forgotten": true, "alert": true })
+        } else {
+            serde_json::json!({ "previous_name": r.name, "host": host })
+        },
     )
     .await?;
     tx.commit().await?;

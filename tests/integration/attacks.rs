@@ -757,3 +757,35 @@ async fn a_function_in_bashrc_captures_nothing_a_rotation_types() {
         .await;
     assert_eq!(r.status, 400, "{:?}", r.body);
 }
+
+/// A landing server's ssh command that skips the host-key question (a machine in the middle
+/// of the last hop would not be noticed) gets no password typed: the gateway's pin for the
+/// target applies and no fingerprint was seen, so it fails closed.
+#[tokio::test]
+async fn an_interactive_hop_that_hides_the_host_key_gets_no_password() {
+    let w = hop_world(2).await;
+    w.chain.no_forwarding(2);
+    w.admin
+        .call(
+            "PATCH",
+            &format!("/landing-servers/{}", w.landings[1]),
+            json!({ "mode": "interactive" }),
+        )
+        .await
+        .ok();
+    // A first session pins the target's key (trust on first use).
+    let first = w.first_error_or_connected().await;
+    assert!(first.is_none(), "the first session failed: {first:?}");
+    w.admin
+        .call(
+            "PATCH",
+            &format!("/landing-servers/{}", w.landings[1]),
+            json!({ "ssh_command": "exec ssh -p {port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o PreferredAuthentications=keyboard-interactive,password -- {username}@{host}" }),
+        )
+        .await
+        .ok();
+    let err = w.first_error().await;
+    assert_eq!(err["kind"], "host_key_unknown", "{err}");
+    let msg = err["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("without showing the host key"), "{msg}");
+}

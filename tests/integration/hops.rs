@@ -122,6 +122,16 @@ async fn first_error(w: &HopWorld) -> Value {
 }
 
 impl HopWorld {
+    /// Opens an SSH session to the target: None once it is connected, else its error.
+    pub(crate) async fn first_error_or_connected(&self) -> Option<Value> {
+        let (mut ws, mut got) = open(self, "ssh").await;
+        read_until(&mut ws, &mut got, "connected or an error", |g| {
+            connected(g) || g.controls.iter().any(|c| c["type"] == "error")
+        })
+        .await;
+        got.controls.into_iter().find(|c| c["type"] == "error")
+    }
+
     /// The first error the engineer's session to the target account gets.
     pub(crate) async fn first_error(&self) -> Value {
         crate::live::first_error(

@@ -1372,3 +1372,69 @@ async fn a_browser_that_stops_drawing_or_draws_slowly_is_sent_few_frames_then_th
     drop(ws);
     terminate_live_rdp(admin, "test over").await;
 }
+
+/// One resource reached by SSH and by RDP keeps a pin for each: the RDP server's certificate
+/// pinned on first use no longer replaces the SSH host key's pin (which made the next SSH
+/// session a mismatch), and each is the fingerprint its server presents.
+#[tokio::test]
+async fn an_ssh_key_and_an_rdp_certificate_of_one_resource_are_pinned_apart() {
+    use crate::live::{connected, read_until, Received};
+    let x = xrdp();
+    let site = Site::new(Backend::Sqlite);
+    let (server, tls) = start(&site);
+    let admin = server.admin().await;
+    let user = sshd().user(PASSWORD);
+    sshd().write_home_file(&user, ".xsession", "755", XSESSION);
+    let r = admin.call("POST", "/resources", json!({ "name": "both-ways", "host": "127.0.0.1", "ports": { "ssh": sshd().port, "rdp": x.port }, "policy_id": "policy-low" })).await.ok();
+    let rid = r["id"].as_str().unwrap_or_default().to_string();
+    let account = admin.account(&rid, &user, PASSWORD).await;
+    let ac = server.client();
+    let acookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
+    for protocol in ["ssh", "rdp", "ssh", "rdp"] {
+        let t = ac
+            .call(
+                "POST",
+                "/sessions",
+                json!({ "account_id": account, "protocol": protocol }),
+            )
+            .await
+            .ok();
+        let mut ws = open_ws(
+            &server,
+            &tls,
+            &acookie,
+            t["url"].as_str().unwrap_or_default(),
+        )
+        .await;
+        let mut got = Received::default();
+        read_until(&mut ws, &mut got, "connected or an error", |g| {
+            connected(g) || g.controls.iter().any(|c| c["type"] == "error")
+        })
+        .await;
+        assert!(connected(&got), "{protocol}: {:?}", got.controls);
+        drop(ws);
+        // The pin is written as the session starts; the next one must find it.
+        for _ in 0..50 {
+            let keys = admin.get("/host-keys").await.ok();
+            if keys
+                .to_string()
+                .contains(&format!("\"protocol\":\"{protocol}\""))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let keys = admin.get("/host-keys").await.ok();
+    let pin = |protocol: &str| {
+        keys.as_array()
+            .into_iter()
+            .flatten()
+            .find(|h| h["resource_id"] == rid.as_str() && h["protocol"] == protocol)
+            .map(|h| h["fingerprint"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(pin("ssh"), Some(sshd().fingerprint.clone()), "{keys}");
+    assert_eq!(pin("rdp"), Some(x.fingerprint.clone()), "{keys}");
+    let mismatches = admin.get("/audit?action=hostkey.mismatch").await.ok();
+    assert_eq!(mismatches, json!([]), "{mismatches}");
+}

@@ -309,7 +309,10 @@ async fn a_target_behind_a_landing_server_is_rotated_through_it() {
     // engineer's share goes; attacks.rs shows why).
     let shares = w
         .admin
-        .get(&format!("/shares?object_kind=account&object_id={}", w.account))
+        .get(&format!(
+            "/shares?object_kind=account&object_id={}",
+            w.account
+        ))
         .await
         .ok();
     for share in shares.as_array().into_iter().flatten() {

@@ -419,32 +419,37 @@ export function ResourceGroups(props: { me: Me }) {
 }
 
 
-interface HostKeyRow { resource_id: string; fingerprint: string; status: string; decided_by: string; updated_at: string; offered_fingerprint: string | null; offered_at: string | null }
+interface HostKeyRow { resource_id: string; protocol: string; fingerprint: string; status: string; decided_by: string; updated_at: string; offered_fingerprint: string | null; offered_at: string | null }
 
-/** The resource's SSH host-key pin, for administrators: approve a pending key, or forget the
- *  pin so the next connection pins again. */
+/** The resource's pins, one per protocol (its SSH host key, its RDP certificate), for
+ *  administrators: approve a pending key, or forget a pin so the next connection pins again. */
 function HostKey(props: { resourceId: string }) {
-  const [row, setRow] = useState<HostKeyRow | null | undefined>(undefined);
+  const [rows, setRows] = useState<HostKeyRow[] | undefined>(undefined);
   const [err, setErr] = useState<string | null>(null);
-  const load = () => api<HostKeyRow[]>('GET', '/host-keys').then((rows) => setRow(rows.find((h) => h.resource_id === props.resourceId) ?? null)).catch((e) => setErr(errorsFrom(e)._ ?? String(e)));
+  const load = () => api<HostKeyRow[]>('GET', '/host-keys').then((all) => setRows(all.filter((h) => h.resource_id === props.resourceId))).catch((e) => setErr(errorsFrom(e)._ ?? String(e)));
   useEffect(() => { load(); }, [props.resourceId]);
   if (err) return <span class="muted">{err}</span>;
-  if (row === undefined) return <span class="muted">…</span>;
-  if (row === null) return <span class="muted" data-testid="host-key">not pinned yet: the first connection decides (see host_key_policy)</span>;
+  if (rows === undefined) return <span class="muted">…</span>;
+  if (rows.length === 0) return <span class="muted" data-testid="host-key">not pinned yet: the first connection decides (see host_key_policy)</span>;
   const act = async (method: string, path: string, body?: unknown) => { try { await api(method, path, body); load(); } catch (e) { setErr(errorsFrom(e)._ ?? String(e)); } };
+  const what = (row: HostKeyRow) => (row.protocol === 'rdp' ? 'RDP certificate' : 'SSH host key');
   return (
     <span data-testid="host-key">
-      <code>{row.fingerprint}</code> <span class={'badge ' + (row.status === 'pending' ? 'warn' : 'level-view')}>{row.status}</span>{' '}
-      <span class="muted">by {row.decided_by}, {when(row.updated_at)}</span>{' '}
-      {row.status === 'pending' && <button onClick={() => act('POST', `/host-keys/${row.resource_id}/approve`, { fingerprint: row.fingerprint })}>Approve</button>}
-      <button onClick={() => confirm('Forget this pin? The next connection will pin the key the server presents then.') && act('DELETE', `/host-keys/${row.resource_id}`)}>Forget (re-pin)</button>
-      {row.offered_fingerprint && (
-        <div class="notice error" data-testid="host-key-offered">
-          The server presented a <b>different key</b> {when(row.offered_at ?? '')}: <code>{row.offered_fingerprint}</code>.
-          Connections are refused until you check it with the server's owner (<code>ssh-keygen -lf</code> on its host key).{' '}
-          <button onClick={() => confirm(`Accept ${row.offered_fingerprint} as the new host key of this resource?`) && act('POST', `/host-keys/${row.resource_id}/approve`, { fingerprint: row.offered_fingerprint })}>Accept this key</button>
+      {rows.map((row) => (
+        <div data-testid={`host-key-${row.protocol}`}>
+          {what(row)} <code>{row.fingerprint}</code> <span class={'badge ' + (row.status === 'pending' ? 'warn' : 'level-view')}>{row.status}</span>{' '}
+          <span class="muted">by {row.decided_by}, {when(row.updated_at)}</span>{' '}
+          {row.status === 'pending' && <button onClick={() => act('POST', `/host-keys/${row.resource_id}/approve`, { fingerprint: row.fingerprint, protocol: row.protocol })}>Approve</button>}
+          <button onClick={() => confirm('Forget this pin? The next connection will pin the key the server presents then.') && act('DELETE', `/host-keys/${row.resource_id}?protocol=${row.protocol}`)}>Forget (re-pin)</button>
+          {row.offered_fingerprint && (
+            <div class="notice error" data-testid="host-key-offered">
+              The server presented a <b>different {what(row)}</b> {when(row.offered_at ?? '')}: <code>{row.offered_fingerprint}</code>.
+              Connections are refused until you check it with the server's owner (<code>ssh-keygen -lf</code> on its host key).{' '}
+              <button onClick={() => confirm(`Accept ${row.offered_fingerprint} as the new ${what(row)} of this resource?`) && act('POST', `/host-keys/${row.resource_id}/approve`, { fingerprint: row.offered_fingerprint, protocol: row.protocol })}>Accept this key</button>
+            </div>
+          )}
         </div>
-      )}
+      ))}
     </span>
   );
 }
