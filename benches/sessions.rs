@@ -47,10 +47,14 @@ const OBSERVERS: usize = 50;
 use gateway_bench::{pct, proc_stat, Gateway, Ws};
 
 async fn start_gateway(ssh_port: u16, ssh_user: &str, record: bool) -> anyhow::Result<Gateway> {
-    let mut g = Gateway::start(&[(
-        "PORTCULLIS_RECORD_TERMINAL_SESSIONS",
-        if record { "true" } else { "false" },
-    )])
+    let mut g = Gateway::start(&[
+        (
+            "PORTCULLIS_RECORD_TERMINAL_SESSIONS",
+            if record { "true" } else { "false" },
+        ),
+        // (c) opens IDLE_SESSIONS sessions as one user.
+        ("PORTCULLIS_MAX_SESSIONS_PER_USER", "1000"),
+    ])
     .await?;
     g.add_account(json!({ "ssh": ssh_port }), ssh_user, PASSWORD)
         .await?;

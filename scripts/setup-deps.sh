@@ -16,6 +16,8 @@ if [ "$mode" = test ]; then
   [ -x /usr/sbin/inetd ] || need_apt+=(openbsd-inetd)
   [ -x /usr/bin/inetutils-telnet ] || need_apt+=(inetutils-telnet)
   [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
+  # The test PostgreSQL offers TLS with a certificate from a CA of the tests' own.
+  command -v openssl >/dev/null || need_apt+=(openssl)
   command -v setpriv >/dev/null || need_apt+=(util-linux)
   [ -x /usr/bin/sudo ] || need_apt+=(sudo)
   [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)

@@ -68,6 +68,8 @@ pub struct FileConfig {
     pub notify_owner_of_observers: Option<bool>,
     pub session_idle_limit: Option<String>,
     pub session_max_duration: Option<String>,
+    pub max_sessions: Option<u32>,
+    pub max_sessions_per_user: Option<u32>,
 }
 
 /// Values given on the command line (already parsed by clap). `None` means "not given".
@@ -133,6 +135,10 @@ pub struct Config {
     /// this long in all, ends it, with a warning first. None: no limit.
     pub session_idle_limit: Option<Duration>,
     pub session_max_duration: Option<Duration>,
+    /// Live sessions the gateway holds at once, and one user may own at once: a new one
+    /// past either is refused naming the setting.
+    pub max_sessions: usize,
+    pub max_sessions_per_user: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -308,6 +314,18 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
         "off",
         "end a session after this long in all (e.g. 8h), with a warning first; resources may override",
     ),
+    (
+        "max_sessions",
+        "PORTCULLIS_MAX_SESSIONS",
+        "1000",
+        "live sessions the gateway holds at once (1 to 100000)",
+    ),
+    (
+        "max_sessions_per_user",
+        "PORTCULLIS_MAX_SESSIONS_PER_USER",
+        "25",
+        "live sessions one user may own at once (1 to 100000)",
+    ),
 ];
 
 /// A raw setting value and where it came from, before it is parsed.
@@ -378,6 +396,11 @@ impl Config {
             );
             put("session_idle_limit", file.session_idle_limit);
             put("session_max_duration", file.session_max_duration);
+            put("max_sessions", file.max_sessions.map(|n| n.to_string()));
+            put(
+                "max_sessions_per_user",
+                file.max_sessions_per_user.map(|n| n.to_string()),
+            );
         }
         // Layer 2: environment variables.
         for (name, var, _, _) in SETTINGS {
@@ -590,6 +613,17 @@ impl Config {
         };
         let session_idle_limit = optional_duration("session_idle_limit")?;
         let session_max_duration = optional_duration("session_max_duration")?;
+        let sessions = |k: &str, default: usize| -> Result<usize, ConfigError> {
+            match get(k) {
+                Some(r) => match r.value.parse::<usize>() {
+                    Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+                    _ => Err(err(k, r, "must be a whole number from 1 to 100000".into())),
+                },
+                None => Ok(default),
+            }
+        };
+        let max_sessions = sessions("max_sessions", 1000)?;
+        let max_sessions_per_user = sessions("max_sessions_per_user", 25)?;
         let recording_failure = match get("recording_failure") {
             Some(r) => match r.value.as_str() {
                 "terminate" => RecordingFailure::Terminate,
@@ -638,6 +672,8 @@ impl Config {
             notify_owner_of_observers,
             session_idle_limit,
             session_max_duration,
+            max_sessions,
+            max_sessions_per_user,
         })
     }
 

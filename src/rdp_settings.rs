@@ -102,6 +102,12 @@ impl RdpSettings {
                 ),
             ));
         }
+        if self.fixed_width * self.fixed_height > i64::from(gateway::desktop::MAX_AREA) {
+            return Err(ApiError::field(
+                "fixed_height",
+                "the desktop may have at most as many pixels as 4096x2160",
+            ));
+        }
         Ok(())
     }
 

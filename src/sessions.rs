@@ -206,6 +206,26 @@ async fn try_launch(
     mut rows: u16,
 ) -> Result<Arc<LiveSession>, LaunchFailure> {
     let fail = |kind, message: String| LaunchFailure { kind, message };
+    // The limits come first: a refused session never opens a credential.
+    let live = app.broker.list();
+    if live.len() >= app.config.max_sessions {
+        return Err(fail(
+            FailureKind::PermissionDenied,
+            format!(
+                "The gateway holds {} live sessions, its limit (max_sessions). Try again when one has ended.",
+                live.len()
+            ),
+        ));
+    }
+    let own = live.iter().filter(|s| s.owner_id == p.user_id).count();
+    if own >= app.config.max_sessions_per_user {
+        return Err(fail(
+            FailureKind::PermissionDenied,
+            format!(
+                "You have {own} live sessions, the most one user may have (max_sessions_per_user). End one to open another."
+            ),
+        ));
+    }
     let cred = accounts::open_for_session(app, p, account_id)
         .await
         .map_err(|e| match e {

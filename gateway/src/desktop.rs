@@ -51,6 +51,23 @@ const JPEG_QUALITY: u8 = 80;
 /// Largest desktop side we accept (pixels).
 pub const MAX_SIDE: u16 = 8192;
 
+/// Largest desktop area we hold (pixels): 4096x2160 (4K), 35 MiB of RGBA per framebuffer.
+/// A browser asking for 8192x8192 would otherwise make each session hold 256 MiB.
+pub const MAX_AREA: u32 = 4096 * 2160;
+
+/// `width` x `height` scaled down, keeping its shape, until it fits `MAX_AREA` (and
+/// `MAX_SIDE`); sizes that fit are returned as they are.
+pub fn within_area(width: u16, height: u16) -> (u16, u16) {
+    let (w, h) = (width.clamp(1, MAX_SIDE), height.clamp(1, MAX_SIDE));
+    let area = u32::from(w) * u32::from(h);
+    if area <= MAX_AREA {
+        return (w, h);
+    }
+    let scale = (f64::from(MAX_AREA) / f64::from(area)).sqrt();
+    let fit = |v: u16| ((f64::from(v) * scale).floor() as u16).max(1);
+    (fit(w), fit(h))
+}
+
 pub struct DesktopScreen {
     width: u16,
     height: u16,
@@ -78,7 +95,7 @@ struct KnownRows {
 
 impl DesktopScreen {
     pub fn new(width: u16, height: u16) -> Self {
-        let (width, height) = (width.clamp(1, MAX_SIDE), height.clamp(1, MAX_SIDE));
+        let (width, height) = within_area(width, height);
         DesktopScreen {
             width,
             height,

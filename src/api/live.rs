@@ -422,9 +422,30 @@ pub async fn socket(
         return ApiError::forbidden("This launch ticket belongs to another login.").into_response();
     }
     // Browsers send keystrokes and small control messages: a 16 KiB read buffer (instead of
-    // axum's 128 KiB default) keeps idle sessions small.
+    // axum's 128 KiB default) keeps idle sessions small. A browser message is at most 1 MiB
+    // and a frame 256 KiB (a paste is sent in pieces); more closes the socket with 1009 and
+    // the limit named (`closed_for`).
     ws.read_buffer_size(16 * 1024)
+        .max_message_size(MAX_BROWSER_MESSAGE)
+        .max_frame_size(MAX_BROWSER_FRAME)
         .on_upgrade(move |socket| serve_socket(app, a, web, ticket.purpose, socket))
+}
+
+/// The largest message and frame a browser may send.
+pub const MAX_BROWSER_MESSAGE: usize = 1 << 20;
+pub const MAX_BROWSER_FRAME: usize = 256 << 10;
+
+/// Closes a socket whose read failed, saying why when it was a message over the limits
+/// (1009, "message too big"); other failures close it silently (the peer is gone).
+async fn closed_for(ws: &mut WebSocket, e: &axum::Error) {
+    let why = e.to_string();
+    if why.contains("too long") || why.contains("Space limit") || why.contains("too big") {
+        let frame = axum::extract::ws::CloseFrame {
+            code: axum::extract::ws::close_code::SIZE,
+            reason: "a message over 1 MiB (or a frame over 256 KiB) was refused".into(),
+        };
+        let _ = ws.send(Message::Close(Some(frame))).await;
+    }
 }
 
 async fn send_json(ws: &mut WebSocket, v: Value) -> bool {
@@ -730,7 +751,8 @@ async fn pump(
                             if session.send_input(ClientInput::Resize { cols, rows }).await.is_err() { return; }
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Err(e)) => { closed_for(ws, &e).await; return; }
+                    Some(Ok(Message::Close(_))) | None => return,
                     Some(Ok(_)) => {}
                 }
             }

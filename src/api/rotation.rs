@@ -25,7 +25,7 @@ pub async fn resource(
     let s = settings::for_resource(&app, &r.id).await?;
     let script = s.as_ref().and_then(|s| s.effective_script());
     Ok(Json(
-        json!({ "resource_id": r.id, "settings": s, "effective_script": script, "builtin_scripts": builtins() }),
+        json!({ "resource_id": r.id, "settings": s, "effective_script": script, "builtin_scripts": builtins(), "tls_warning": s.as_ref().and_then(|s| s.tls_warning()) }),
     ))
 }
 
@@ -46,6 +46,7 @@ pub struct RotationInput {
     privileged_account_id: Option<String>,
     db_name: Option<String>,
     db_tls: Option<String>,
+    db_ca: Option<String>,
     script: Option<gateway::telnet::logon::LogonScript>,
 }
 
@@ -70,7 +71,9 @@ pub async fn set_resource(
         method: input.method,
         privileged_account_id: input.privileged_account_id,
         db_name: input.db_name.unwrap_or_else(|| "postgres".into()),
-        db_tls: input.db_tls.unwrap_or_else(|| "prefer".into()),
+        // Unless told otherwise, the server's certificate and name are checked.
+        db_tls: input.db_tls.unwrap_or_else(|| "verify_full".into()),
+        db_ca: input.db_ca.filter(|c| !c.trim().is_empty()),
         script: input.script,
     };
     s.check()?;
@@ -108,11 +111,13 @@ pub async fn set_resource(
         "resource.rotation",
         &r.id,
         &r.name,
-        json!({ "method": s.method, "privileged_account": admin_name, "db_name": s.db_name, "db_tls": s.db_tls, "script": s.script, "alert": alert.then_some("the script types a secret inside other text") }),
+        json!({ "method": s.method, "privileged_account": admin_name, "db_name": s.db_name, "db_tls": s.db_tls, "db_ca": s.db_ca.is_some(), "script": s.script, "alert": alert.then_some("the script types a secret inside other text") }),
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(json!({ "resource_id": r.id, "settings": s })))
+    Ok(Json(
+        json!({ "resource_id": r.id, "tls_warning": s.tls_warning(), "settings": s }),
+    ))
 }
 
 /// `POST /api/v1/accounts/{id}/rotate`: whoever may change the account's secret (Modify);

@@ -405,6 +405,46 @@ async fn system_event(
     }
 }
 
+/// Why a change failed, and whether the target may have been changed at all: a change that
+/// never reached the target (no login, a guard refused it) leaves nothing to settle.
+pub struct ChangeError {
+    pub message: String,
+    /// Nothing was sent to the target that could change the secret.
+    pub untouched: bool,
+}
+
+impl ChangeError {
+    /// A failure before anything that could change the secret was sent.
+    pub fn untouched(message: impl Into<String>) -> Self {
+        ChangeError {
+            message: message.into(),
+            untouched: true,
+        }
+    }
+}
+
+/// Any other failure: the target may have taken the change.
+impl From<String> for ChangeError {
+    fn from(message: String) -> Self {
+        ChangeError {
+            message,
+            untouched: false,
+        }
+    }
+}
+
+impl From<&str> for ChangeError {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
+impl std::fmt::Display for ChangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Where an account's secret is changed, and how.
 enum Target {
     Postgres(postgres::PgTarget),
@@ -505,7 +545,8 @@ async fn target_for(app: &App, a: &AccountRow, r: &ResourceRow) -> Result<Target
             host: r.host.clone(),
             port: u16::try_from(port).map_err(|_| format!("{}: bad database port", r.name))?,
             database: s.db_name,
-            tls: mysql::tls_mode(&s.db_tls).unwrap_or(sqlx::mysql::MySqlSslMode::Preferred),
+            tls: mysql::tls_mode(&s.db_tls).unwrap_or(sqlx::mysql::MySqlSslMode::VerifyIdentity),
+            ca: s.db_ca.clone().map(String::into_bytes),
             admin: privileged.map(|(a, p)| (a.username, p)),
         }));
     }
@@ -513,7 +554,8 @@ async fn target_for(app: &App, a: &AccountRow, r: &ResourceRow) -> Result<Target
         host: r.host.clone(),
         port: u16::try_from(port).map_err(|_| format!("{}: bad database port", r.name))?,
         database: s.db_name,
-        tls: postgres::tls_mode(&s.db_tls).unwrap_or(sqlx::postgres::PgSslMode::Prefer),
+        tls: postgres::tls_mode(&s.db_tls).unwrap_or(sqlx::postgres::PgSslMode::VerifyFull),
+        ca: s.db_ca.clone().map(String::into_bytes),
         admin: privileged.map(|(a, p)| (a.username, p)),
     }))
 }
@@ -561,15 +603,15 @@ impl Target {
         current: &Secret,
         new: &Secret,
         progress: &mut (dyn FnMut(String) + Send),
-    ) -> Result<(), String> {
+    ) -> Result<(), ChangeError> {
         let t = match self {
             Target::Postgres(pg) => return pg.change(&a.username, current, new).await,
             Target::Mysql(my) => return my.change(&a.username, current, new).await,
             Target::Terminal(t) => t,
         };
         if t.method == "ssh_key" {
-            let public = keys::public_line(new, None)?;
-            let passphrase = passphrase_of(app, a)?;
+            let public = keys::public_line(new, None).map_err(ChangeError::untouched)?;
+            let passphrase = passphrase_of(app, a).map_err(ChangeError::untouched)?;
             return t
                 .key_script(
                     app,
@@ -580,39 +622,46 @@ impl Target {
                     progress,
                 )
                 .await
-                .map_err(|e| format!("{} could not install its new key: {e}", a.username));
+                .map_err(|e| format!("{} could not install its new key: {e}", a.username).into());
         }
         let script = t
             .script
             .as_ref()
-            .ok_or("the rotation method has no script")?;
+            .ok_or_else(|| ChangeError::untouched("the rotation method has no script"))?;
         // The account's name is typed at a shell (`chpasswd` reads `name:password`): a name
         // the shell or chpasswd would misread changes nothing (a `root:x` would be root's).
-        gateway::shell::check_username(&a.username)?;
+        gateway::shell::check_username(&a.username).map_err(ChangeError::untouched)?;
         // Who logs in: the privileged account for sudo (and for a script, when one is set);
         // the account itself otherwise (passwd, or a script without one).
         let as_privileged = t.method == "sudo" || (t.method == "script" && t.privileged.is_some());
         let (login_account, login_secret) = match (&t.privileged, as_privileged) {
             (Some((pa, ps)), true) => (pa, ps),
-            (None, true) => return Err("the rotation method needs a privileged account".into()),
+            (None, true) => {
+                return Err(ChangeError::untouched(
+                    "the rotation method needs a privileged account",
+                ))
+            }
             (_, false) => (a, current),
         };
         // Secrets are typed at this account's shell: nobody may hold a session as it
         // without seeing its password.
         let holders = guard::connect_holders(app, &login_account.id, &t.resource.id)
             .await
-            .map_err(|_| "the gateway's database is unavailable".to_string())?;
+            .map_err(|_| ChangeError::untouched("the gateway's database is unavailable"))?;
         if !holders.is_empty() {
-            return Err(guard::shell_not_private(&login_account.username, &holders));
+            return Err(ChangeError::untouched(guard::shell_not_private(
+                &login_account.username,
+                &holders,
+            )));
         }
         let mut term = t
             .open(app, actor, login_account, login_secret, None)
             .await
             .map_err(|e| {
-                format!(
+                ChangeError::untouched(format!(
                     "{} could not log in to change the password ({e})",
                     login_account.username
-                )
+                ))
             })?;
         let privileged = t.privileged.as_ref().map(|(_, s)| s);
         let c = Credentials {
@@ -628,11 +677,10 @@ impl Target {
         };
         let mut mask = vec![current, new, login_secret];
         mask.extend(privileged);
-        let done = term
-            .run_script(compile(script.clone())?, &c, &mask, progress)
-            .await;
+        let script = compile(script.clone()).map_err(ChangeError::untouched)?;
+        let done = term.run_script(script, &c, &mask, progress).await;
         term.close().await;
-        done
+        done.map_err(ChangeError::from)
     }
 
     /// Logs in as `a` with `secret` (and leaves).
@@ -790,6 +838,13 @@ async fn rotate(app: &App, id: &str) -> Result<(), String> {
         .change(app, &actor, &a, &old, &new, &mut progress)
         .await
     {
+        if e.untouched {
+            // Nothing reached the target: the pending secret never became anyone's.
+            discard_pending(app, &a.id).await.map_err(db_down)?;
+            return Err(format!(
+                "the change was refused before anything was changed on the target: {e}. The vault keeps the current secret."
+            ));
+        }
         // The change may have happened before the error (a lost connection after the
         // target took it): only a login with the old secret proves the vault may keep it.
         let old_works = target

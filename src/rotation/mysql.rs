@@ -26,15 +26,17 @@ pub struct MyTarget {
     /// Empty: no default database.
     pub database: String,
     pub tls: MySqlSslMode,
+    /// The CA certificate(s) to check the server's against, PEM (None: the public roots).
+    pub ca: Option<Vec<u8>>,
     pub admin: Option<(String, Secret)>,
 }
 
-/// `db_tls` setting values as sqlx modes.
+/// `db_tls` setting values as sqlx modes. `require` checks the certificate against the CA.
 pub fn tls_mode(s: &str) -> Option<MySqlSslMode> {
     Some(match s {
         "disable" => MySqlSslMode::Disabled,
         "prefer" => MySqlSslMode::Preferred,
-        "require" => MySqlSslMode::Required,
+        "require" => MySqlSslMode::VerifyCa,
         "verify_full" => MySqlSslMode::VerifyIdentity,
         _ => return None,
     })
@@ -97,6 +99,9 @@ impl MyTarget {
         if !self.database.is_empty() {
             opts = opts.database(&self.database);
         }
+        if let Some(pem) = &self.ca {
+            opts = opts.ssl_ca_from_pem(pem.clone());
+        }
         match tokio::time::timeout(CONNECT_TIMEOUT, opts.connect()).await {
             Err(_) => Err(LoginError::Unreachable(format!(
                 "no answer from {}:{} within {} s",
@@ -119,20 +124,27 @@ impl MyTarget {
 
     /// Sets `user`'s password for every host it is defined for (as the privileged account),
     /// or its own (with its `current` password).
-    pub async fn change(&self, user: &str, current: &Secret, new: &Secret) -> Result<(), String> {
+    pub async fn change(
+        &self,
+        user: &str,
+        current: &Secret,
+        new: &Secret,
+    ) -> Result<(), super::ChangeError> {
+        use super::ChangeError;
         let hash = native_hash(new.expose());
         let db_error = |e: sqlx::Error| match e {
             sqlx::Error::Database(d) => d.message().to_string(),
             other => other.to_string(),
         };
         let Some((admin, admin_pw)) = &self.admin else {
-            let mut c = self
-                .connect(user, current)
-                .await
-                .map_err(|e| format!("{user} could not log in to change its password ({e})"))?;
+            let mut c = self.connect(user, current).await.map_err(|e| {
+                ChangeError::untouched(format!(
+                    "{user} could not log in to change its password ({e})"
+                ))
+            })?;
             if let Err(e) = require_mariadb(&mut c).await {
                 let _ = c.close().await;
-                return Err(e);
+                return Err(ChangeError::untouched(e));
             }
             let done = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "SET PASSWORD = {}",
@@ -141,15 +153,16 @@ impl MyTarget {
             .execute(&mut c)
             .await;
             let _ = c.close().await;
-            return done.map(|_| ()).map_err(db_error);
+            return done.map(|_| ()).map_err(|e| db_error(e).into());
         };
-        let mut c = self
-            .connect(admin, admin_pw)
-            .await
-            .map_err(|e| format!("{admin} could not log in to change the password ({e})"))?;
+        let mut c = self.connect(admin, admin_pw).await.map_err(|e| {
+            ChangeError::untouched(format!(
+                "{admin} could not log in to change the password ({e})"
+            ))
+        })?;
         if let Err(e) = require_mariadb(&mut c).await {
             let _ = c.close().await;
-            return Err(e);
+            return Err(ChangeError::untouched(e));
         }
         let hosts: Result<Vec<(String,)>, _> =
             sqlx::query_as("SELECT CAST(Host AS CHAR) FROM mysql.user WHERE User = ?")
@@ -159,15 +172,17 @@ impl MyTarget {
         let hosts = match hosts {
             Ok(h) if h.is_empty() => {
                 let _ = c.close().await;
-                return Err(format!("there is no user {user} on the server"));
+                return Err(ChangeError::untouched(format!(
+                    "there is no user {user} on the server"
+                )));
             }
             Ok(h) => h,
             Err(e) => {
                 let _ = c.close().await;
-                return Err(format!(
+                return Err(ChangeError::untouched(format!(
                     "{admin} cannot read the server's users ({})",
                     db_error(e)
-                ));
+                )));
             }
         };
         for (host,) in hosts {
@@ -182,7 +197,7 @@ impl MyTarget {
                 .await
             {
                 let _ = c.close().await;
-                return Err(format!("'{user}'@'{host}': {}", db_error(e)));
+                return Err(format!("'{user}'@'{host}': {}", db_error(e)).into());
             }
         }
         let _ = c.close().await;

@@ -27,17 +27,20 @@ pub struct PgTarget {
     pub port: u16,
     pub database: String,
     pub tls: PgSslMode,
+    /// The CA certificate(s) to check the server's against, PEM (None: the public roots).
+    pub ca: Option<Vec<u8>>,
     pub admin: Option<(String, Secret)>,
 }
 
 pub use super::LoginError;
 
-/// `db_tls` setting values as sqlx modes.
+/// `db_tls` setting values as sqlx modes. `require` checks the certificate against the CA
+/// (sqlx's own `Require` would take any certificate).
 pub fn tls_mode(s: &str) -> Option<PgSslMode> {
     Some(match s {
         "disable" => PgSslMode::Disable,
         "prefer" => PgSslMode::Prefer,
-        "require" => PgSslMode::Require,
+        "require" => PgSslMode::VerifyCa,
         "verify_full" => PgSslMode::VerifyFull,
         _ => return None,
     })
@@ -47,7 +50,7 @@ impl PgTarget {
     fn options(&self, user: &str, password: &Secret) -> Result<PgConnectOptions, LoginError> {
         let pw = std::str::from_utf8(password.expose())
             .map_err(|_| LoginError::Refused("the secret is not UTF-8 text".into()))?;
-        Ok(PgConnectOptions::new()
+        let opts = PgConnectOptions::new()
             .host(&self.host)
             .port(self.port)
             .database(&self.database)
@@ -55,7 +58,11 @@ impl PgTarget {
             .password(pw)
             .ssl_mode(self.tls)
             .application_name("portcullis-rotation")
-            .disable_statement_logging())
+            .disable_statement_logging();
+        Ok(match &self.ca {
+            Some(pem) => opts.ssl_root_cert_from_pem(pem.clone()),
+            None => opts,
+        })
     }
 
     async fn connect(
@@ -85,15 +92,21 @@ impl PgTarget {
 
     /// Sets `role`'s password, as the privileged account, or as the role itself with its
     /// `current` password.
-    pub async fn change(&self, role: &str, current: &Secret, new: &Secret) -> Result<(), String> {
+    pub async fn change(
+        &self,
+        role: &str,
+        current: &Secret,
+        new: &Secret,
+    ) -> Result<(), super::ChangeError> {
         let (user, password) = match &self.admin {
             Some((u, p)) => (u.as_str(), p),
             None => (role, current),
         };
-        let mut c = self
-            .connect(user, password)
-            .await
-            .map_err(|e| format!("{user} could not log in to change the password ({e})"))?;
+        let mut c = self.connect(user, password).await.map_err(|e| {
+            super::ChangeError::untouched(format!(
+                "{user} could not log in to change the password ({e})"
+            ))
+        })?;
         let mut salt = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         let verifier = scram_verifier(new.expose(), &salt, SCRAM_ITERATIONS);
@@ -107,8 +120,9 @@ impl PgTarget {
             .await;
         let _ = c.close().await;
         done.map(|_| ()).map_err(|e| match e {
-            sqlx::Error::Database(d) => d.message().to_string(),
-            other => other.to_string(),
+            // The server refused the statement: nothing changed.
+            sqlx::Error::Database(d) => super::ChangeError::untouched(d.message()),
+            other => other.to_string().into(),
         })
     }
 }

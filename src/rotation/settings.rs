@@ -20,13 +20,30 @@ pub struct RotationSettings {
     pub privileged_account_id: Option<String>,
     /// PostgreSQL only: the database to connect to.
     pub db_name: String,
-    /// PostgreSQL only: 'disable', 'prefer', 'require' or 'verify_full'.
+    /// Databases: 'disable', 'prefer' (both refused the certificate check, and warned
+    /// about), 'require' (TLS, certificate checked against the CA) or 'verify_full' (also
+    /// the host name; the default).
     pub db_tls: String,
+    /// Databases: the CA certificate(s) to check the server's against, PEM (None: the usual
+    /// public roots).
+    pub db_ca: Option<String>,
     /// Method 'script' only: the administrator's script.
     pub script: Option<LogonScript>,
 }
 
 impl RotationSettings {
+    /// What the resource page says about a database's TLS: the modes that do not check the
+    /// server's certificate let a machine in the middle read the password exchange (and ask
+    /// for the password in clear, which the driver answers).
+    pub fn tls_warning(&self) -> Option<&'static str> {
+        let database = self.method == "postgres" || self.method == "mysql";
+        match self.db_tls.as_str() {
+            "disable" if database => Some("TLS is off: the rotation's logins and password changes cross the network unprotected, and a machine in the middle could ask for the password in clear. Choose verify_full (and the server's CA)."),
+            "prefer" if database => Some("The server's certificate is not checked: a machine in the middle could read the rotation's logins or ask for the password in clear. Choose verify_full (and the server's CA)."),
+            _ => None,
+        }
+    }
+
     pub fn check(&self) -> ApiResult<()> {
         if self.method == "su" {
             return Err(ApiError::field("method", scripts::SU_REFUSED));
@@ -47,6 +64,14 @@ impl RotationSettings {
             // MariaDB needs no database to log in to.
             let min = if self.method == "mysql" { 0 } else { 1 };
             crate::vault::check_text("db_name", &self.db_name, min, 63)?;
+            if let Some(ca) = &self.db_ca {
+                if ca.len() > 64 * 1024 || !ca.contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(ApiError::field(
+                        "db_ca",
+                        "must be the CA certificate(s) in PEM (-----BEGIN CERTIFICATE-----), at most 64 KiB",
+                    ));
+                }
+            }
         }
         if scripts::needs_privileged(&self.method) && self.privileged_account_id.is_none() {
             return Err(ApiError::field(
@@ -99,16 +124,23 @@ impl RotationSettings {
     }
 }
 
-type Row = (String, Option<String>, String, String, Option<String>);
+type Row = (
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
 
 pub async fn for_resource(app: &App, resource_id: &str) -> ApiResult<Option<RotationSettings>> {
     let row: Option<Row> = sqlx::query_as(
-        "SELECT method, privileged_account_id, db_name, db_tls, script FROM resource_rotation WHERE resource_id = $1",
+        "SELECT method, privileged_account_id, db_name, db_tls, script, db_ca FROM resource_rotation WHERE resource_id = $1",
     )
     .bind(resource_id)
     .fetch_optional(&app.db.pool)
     .await?;
-    let Some((method, privileged_account_id, db_name, db_tls, script)) = row else {
+    let Some((method, privileged_account_id, db_name, db_tls, script, db_ca)) = row else {
         return Ok(None);
     };
     let script = match script {
@@ -124,6 +156,7 @@ pub async fn for_resource(app: &App, resource_id: &str) -> ApiResult<Option<Rota
         privileged_account_id,
         db_name,
         db_tls,
+        db_ca,
         script,
     }))
 }
@@ -144,13 +177,14 @@ pub async fn set(
         .bind(resource_id)
         .execute(tx.conn())
         .await?;
-    sqlx::query("INSERT INTO resource_rotation (resource_id, method, privileged_account_id, db_name, db_tls, script, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+    sqlx::query("INSERT INTO resource_rotation (resource_id, method, privileged_account_id, db_name, db_tls, script, db_ca, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
         .bind(resource_id)
         .bind(&s.method)
         .bind(&s.privileged_account_id)
         .bind(&s.db_name)
         .bind(&s.db_tls)
         .bind(script)
+        .bind(&s.db_ca)
         .bind(by)
         .bind(crate::db::now_ms())
         .execute(tx.conn())

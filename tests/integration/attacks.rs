@@ -789,3 +789,140 @@ async fn an_interactive_hop_that_hides_the_host_key_gets_no_password() {
     let msg = err["message"].as_str().unwrap_or_default();
     assert!(msg.contains("without showing the host key"), "{msg}");
 }
+
+/// A browser that sends a 1.5 MiB message, or opens more sessions than it may, is refused
+/// with the limit named; the gateway holds neither.
+#[tokio::test]
+async fn oversized_messages_and_too_many_sessions_are_refused_naming_the_limit() {
+    use crate::live::{engineer_with_connect_env, open_session, read_until, terminal_has};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let w = engineer_with_connect_env(&[("PORTCULLIS_MAX_SESSIONS_PER_USER", "2")]).await;
+    let (mut ws, mut got) = open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    let (mut second, mut got2) =
+        open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut second, &mut got2, "the second prompt", |g| {
+        terminal_has(g, "$ ")
+    })
+    .await;
+    // A third is one too many for this user.
+    let err = crate::live::first_error(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+    let msg = err["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("max_sessions_per_user"), "{err}");
+    let failed = w
+        .admin
+        .get("/audit?action=session.start&outcome=failed")
+        .await
+        .ok();
+    assert!(
+        failed.to_string().contains("max_sessions_per_user"),
+        "{failed}"
+    );
+
+    // 1.1 MiB in one message, sent as five frames within the frame limit: the socket is
+    // closed with 1009 and the limit named (everything is sent before the gateway refuses,
+    // so its close frame is not lost to a reset).
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    for i in 0..5 {
+        let op = if i == 0 { Data::Binary } else { Data::Continue };
+        let frame = Frame::message(vec![b'a'; 230 * 1024], OpCode::Data(op), i == 4);
+        if ws.send(Message::Frame(frame)).await.is_err() {
+            break;
+        }
+    }
+    let mut close = None;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while let Ok(Some(m)) = tokio::time::timeout_at(deadline, ws.next()).await {
+        match m {
+            Ok(Message::Close(f)) => {
+                close = f;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let close = close.expect("a close frame naming the limit");
+    assert_eq!(u16::from(close.code), 1009, "{close:?}");
+    assert!(close.reason.contains("1 MiB"), "{close:?}");
+}
+
+/// A database rotation checks the server's certificate unless told otherwise: a server
+/// whose certificate does not chain to a trusted CA (as a machine in the middle's would
+/// not) gets no login; with its CA given it is rotated; modes that do not check are warned
+/// about on the resource page.
+#[tokio::test]
+async fn a_database_rotation_trusts_no_certificate_it_cannot_check() {
+    use crate::postgres_cluster::cluster;
+    use crate::rotation::role;
+    let site = Site::new(Backend::Sqlite);
+    let server = site.start();
+    let admin = server.admin().await;
+    let r = admin
+        .call("POST", "/resources", json!({ "name": "pg-tls", "host": "127.0.0.1", "resource_type": "database", "ports": { "database": cluster().port }, "policy_id": "policy-low" }))
+        .await
+        .ok();
+    let rid = r["id"].as_str().unwrap_or_default().to_string();
+    let app_role = role("tls_app", "Tls-App-Old-1", "");
+    let account = admin.account(&rid, &app_role, "Tls-App-Old-1").await;
+    let set = |body: serde_json::Value| {
+        let admin = admin.clone();
+        let rid = rid.clone();
+        async move {
+            admin
+                .call("PUT", &format!("/resources/{rid}/rotation"), body)
+                .await
+        }
+    };
+    // The default checks certificate and name; the test CA is nobody's public root, so the
+    // rotation never logs in, changes nothing and leaves nothing pending.
+    let s = set(json!({ "method": "postgres", "db_name": "postgres" }))
+        .await
+        .ok();
+    assert_eq!(s["settings"]["db_tls"], "verify_full", "{s}");
+    assert_eq!(s["tls_warning"], serde_json::Value::Null, "{s}");
+    // 'require' checks the CA too now.
+    for mode in ["verify_full", "require"] {
+        set(json!({ "method": "postgres", "db_name": "postgres", "db_tls": mode }))
+            .await
+            .ok();
+        let job = crate::rotation_terminal::rotate(&admin, &account).await;
+        assert_eq!(job["state"], "failed", "{mode}: {job}");
+        let message = job["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("certificate") && message.contains("before anything was changed"),
+            "{mode}: {message}"
+        );
+        assert!(cluster().login_works(&app_role, "Tls-App-Old-1"));
+    }
+    // With the server's CA, the certificate checks out and the role is rotated.
+    set(json!({ "method": "postgres", "db_name": "postgres", "db_tls": "verify_full", "db_ca": cluster().ca_pem() }))
+        .await
+        .ok();
+    let job = crate::rotation_terminal::rotate(&admin, &account).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    // A mode that checks nothing is allowed, and the page says what it risks.
+    let s = set(json!({ "method": "postgres", "db_name": "postgres", "db_tls": "prefer" }))
+        .await
+        .ok();
+    assert!(
+        s["tls_warning"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("middle"),
+        "{s}"
+    );
+    let page = admin.get(&format!("/resources/{rid}/rotation")).await.ok();
+    assert!(page["tls_warning"].is_string(), "{page}");
+    let bad =
+        set(json!({ "method": "postgres", "db_name": "postgres", "db_ca": "not a certificate" }))
+            .await;
+    assert_eq!(
+        (bad.status, bad.error_field()),
+        (400, Some("db_ca")),
+        "{:?}",
+        bad.body
+    );
+}

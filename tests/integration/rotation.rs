@@ -229,7 +229,8 @@ async fn a_live_session_defers_the_rotation_of_its_account_until_it_ends() {
         .call(
             "PUT",
             &format!("/resources/{rid}/rotation"),
-            json!({ "method": "postgres" }),
+            // The default TLS mode checks the server's certificate: against the test CA.
+            json!({ "method": "postgres", "db_ca": c.ca_pem() }),
         )
         .await
         .ok();

@@ -46,6 +46,32 @@ fn as_pg(program: &str) -> Command {
     }
 }
 
+/// A CA of the tests' own and a server certificate it signed for 127.0.0.1 and localhost,
+/// in the data directory (`ca.crt` is what a client trusts; see `Cluster::ca_pem`). TLS is
+/// offered, not required: clients that do not ask for it connect as before.
+fn tls_files(data: &Path) -> Result<(), String> {
+    let script = r#"set -e
+openssl req -x509 -newkey rsa:2048 -nodes -days 3 -subj /CN=portcullis-test-ca -keyout ca.key -out ca.crt 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost
+basicConstraints=CA:FALSE
+' > server.ext
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3 -extfile server.ext -out server.crt 2>/dev/null
+chmod 600 server.key ca.key"#;
+    let out = as_pg("sh")
+        .args(["-c", script])
+        .current_dir(data)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "the test cluster's certificates: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -103,11 +129,12 @@ fn start() -> Result<Cluster, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    tls_files(&data)?;
     let port = free_port();
     let log = dir.join("postgres.log");
     // The watchdog: runs the server, polls for the test process, then stops and cleans up.
     let server = format!(
-        "{} {BIN}/postgres -D '{}' -p {port} -k '{}' -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+        "{} {BIN}/postgres -D '{}' -p {port} -k '{}' -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key",
         if is_root() { "setpriv --reuid=postgres --regid=postgres --init-groups" } else { "" },
         data.display(),
         dir.display()
@@ -147,6 +174,11 @@ fn start() -> Result<Cluster, String> {
 }
 
 impl Cluster {
+    /// The CA the cluster's TLS certificate chains to (PEM).
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.dir.join("data").join("ca.crt")).unwrap_or_default()
+    }
+
     /// Runs SQL as the superuser and returns psql's output.
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = Command::new("psql")

@@ -710,11 +710,12 @@ async fn next_frame(
 /// A desktop size the gateway can hold, or why not.
 fn size_check(label: &str, w: u16, h: u16) -> Result<(), String> {
     let ok = 1..=crate::desktop::MAX_SIDE;
-    if ok.contains(&w) && ok.contains(&h) {
+    if ok.contains(&w) && ok.contains(&h) && u32::from(w) * u32::from(h) <= crate::desktop::MAX_AREA
+    {
         return Ok(());
     }
     Err(format!(
-        "{label}: the server chose a desktop of {w}x{h} pixels, which the gateway does not accept (at most {m}x{m}).",
+        "{label}: the server chose a desktop of {w}x{h} pixels, which the gateway does not accept (at most {m}x{m}, and no more pixels than 4096x2160).",
         m = crate::desktop::MAX_SIDE
     ))
 }

@@ -28,11 +28,13 @@ const IN_FLIGHT: Duration = Duration::from_secs(5);
 const RECHECK: Duration = Duration::from_millis(250);
 
 /// The size an RDP desktop may have (MS-RDPEDISP 2.2.2.2.1: 200..=8192, even width), within
-/// what the gateway accepts.
+/// what the gateway holds (`desktop::MAX_AREA`: a larger tab gets a smaller desktop of the
+/// same shape, scaled up by the browser).
 pub fn acceptable(width: u16, height: u16) -> (u16, u16) {
     let max = crate::desktop::MAX_SIDE.min(8192);
-    let width = width.clamp(200, max) & !1;
-    (width, height.clamp(200, max))
+    let (width, height) =
+        crate::desktop::within_area(width.clamp(200, max), height.clamp(200, max));
+    (width.max(200) & !1, height.max(200))
 }
 
 /// What happened when a wish was looked at.
@@ -264,12 +266,18 @@ mod tests {
     fn sizes_are_made_acceptable_to_rdp() {
         assert_eq!(acceptable(1281, 719), (1280, 719));
         assert_eq!(acceptable(100, 50), (200, 200));
-        assert_eq!(
-            acceptable(u16::MAX, u16::MAX),
-            (
-                crate::desktop::MAX_SIDE.min(8192) & !1,
-                crate::desktop::MAX_SIDE.min(8192)
-            )
+        // The largest desktop is 4K's area, whatever the tab asks for.
+        let (w, h) = acceptable(u16::MAX, u16::MAX);
+        assert!(
+            u32::from(w) * u32::from(h) <= crate::desktop::MAX_AREA,
+            "{w}x{h}"
+        );
+        assert!(w.abs_diff(h) <= 2, "the shape is kept: {w}x{h}");
+        assert_eq!(acceptable(3840, 2160), (3840, 2160));
+        let (w, h) = acceptable(7680, 4320);
+        assert!(
+            u32::from(w) * u32::from(h) <= crate::desktop::MAX_AREA && w > 3800,
+            "{w}x{h}"
         );
     }
 

@@ -9,7 +9,7 @@ import { Errors, errorsFrom, Field, inputValue, Notice, Table } from '../ui';
 
 interface Step { label: string; expect: string; send?: string; timeout_s?: number; optional?: boolean }
 interface Script { steps: Step[]; failure: string[] }
-interface Settings { method: string; privileged_account_id: string | null; db_name: string; db_tls: string; script: Script | null }
+interface Settings { method: string; privileged_account_id: string | null; db_name: string; db_tls: string; db_ca: string | null; script: Script | null }
 export interface Job {
   id: string; account_id: string; account_name: string; resource_name: string; reason: string; requested_by: string;
   state: string; step: string; message: string; created_at: number; started_at: number | null; finished_at: number | null;
@@ -19,7 +19,7 @@ interface Run { run: { id: string; kind: string; trig: string; scope: string; cr
 interface Schedule { schedule: { id: string; target_kind: string; target_id: string; interval_days: number; time_of_day: number; notice_minutes: number; next_run_at: number; notice_sent_for: number | null; last_run_id: string | null }; scope: string }
 
 const at = (ms: number | null) => (ms ? new Date(ms).toLocaleString() : '—');
-const TLS: Record<string, string> = { disable: 'no TLS', prefer: 'TLS when offered', require: 'TLS required', verify_full: 'TLS, certificate and name verified' };
+const TLS: Record<string, string> = { verify_full: 'TLS, certificate and name verified', require: 'TLS, certificate verified (not the name)', prefer: 'TLS when offered, certificate not checked', disable: 'no TLS' };
 const METHODS: Record<string, string> = {
   postgres: 'PostgreSQL: ALTER ROLE',
   mysql: 'MariaDB: ALTER USER (sent as the native password hash)',
@@ -52,15 +52,16 @@ function ScriptSteps(props: { script: Script }) {
 export function RotationSettings(props: { resource: Resource; canChange: boolean; accounts: Account[] }) {
   const rid = props.resource.id;
   const [s, setS] = useState<Settings | null | undefined>(undefined);
+  const [tlsWarning, setTlsWarning] = useState<string | null>(null);
   const [builtins, setBuiltins] = useState<Record<string, Script>>({});
   const [editing, setEditing] = useState(false);
   const terminal = !!(props.resource.ports.ssh || props.resource.ports.telnet);
-  const [form, setForm] = useState({ method: terminal ? 'passwd' : 'postgres', privileged_account_id: '', db_name: 'postgres', db_tls: 'prefer', script: JSON.stringify(EXAMPLE, null, 2) });
+  const [form, setForm] = useState({ method: terminal ? 'passwd' : 'postgres', privileged_account_id: '', db_name: 'postgres', db_tls: 'verify_full', db_ca: '', script: JSON.stringify(EXAMPLE, null, 2) });
   const [errors, setErrors] = useState<Errors>({});
   const [ran, setRan] = useState<string | null>(null);
-  const load = () => api<{ settings: Settings | null; builtin_scripts: Record<string, Script> }>('GET', `/resources/${rid}/rotation`).then((x) => {
-    setS(x.settings); setBuiltins(x.builtin_scripts ?? {});
-    if (x.settings) setForm({ method: x.settings.method, privileged_account_id: x.settings.privileged_account_id ?? '', db_name: x.settings.db_name || 'postgres', db_tls: x.settings.db_tls || 'prefer', script: JSON.stringify(x.settings.script ?? EXAMPLE, null, 2) });
+  const load = () => api<{ settings: Settings | null; builtin_scripts: Record<string, Script>; tls_warning: string | null }>('GET', `/resources/${rid}/rotation`).then((x) => {
+    setS(x.settings); setBuiltins(x.builtin_scripts ?? {}); setTlsWarning(x.tls_warning ?? null);
+    if (x.settings) setForm({ method: x.settings.method, privileged_account_id: x.settings.privileged_account_id ?? '', db_name: x.settings.db_name || 'postgres', db_tls: x.settings.db_tls || 'verify_full', db_ca: x.settings.db_ca ?? '', script: JSON.stringify(x.settings.script ?? EXAMPLE, null, 2) });
   }).catch((e) => setErrors(errorsFrom(e)));
   useEffect(() => { load(); }, [rid]);
   if (s === undefined) return <span class="muted">{errors._ ?? '…'}</span>;
@@ -72,7 +73,7 @@ export function RotationSettings(props: { resource: Resource; canChange: boolean
       try { script = JSON.parse(form.script); } catch { setErrors({ script: 'not valid JSON: a {"steps": [...], "failure": [...]} object' }); return; }
     }
     try {
-      await api('PUT', `/resources/${rid}/rotation`, { method: form.method, privileged_account_id: form.privileged_account_id || null, db_name: form.db_name, db_tls: form.db_tls, script });
+      await api('PUT', `/resources/${rid}/rotation`, { method: form.method, privileged_account_id: form.privileged_account_id || null, db_name: form.db_name, db_tls: form.db_tls, db_ca: form.db_ca || null, script });
       setErrors({}); setEditing(false); load();
     } catch (err) { setErrors(errorsFrom(err)); }
   };
@@ -86,6 +87,7 @@ export function RotationSettings(props: { resource: Resource; canChange: boolean
   return (
     <div data-testid="rotation-settings">
       {s && (s.method === 'postgres' || s.method === 'mysql') && <p>{s.method === 'postgres' ? <>PostgreSQL (<code>ALTER ROLE</code>)</> : <>MariaDB (<code>ALTER USER</code>)</>} as <b>{name(s.privileged_account_id)}</b>{s.db_name ? <> · database <b>{s.db_name}</b></> : ''} · {TLS[s.db_tls] ?? s.db_tls}</p>}
+      {tlsWarning && <Notice kind="error">{tlsWarning}</Notice>}
       {s?.method === 'su' && <Notice kind="error">This resource is set to the su method, which is refused: it typed root's password at a shell the rotated account controls, where a function in its ~/.bashrc could capture it. Choose sudo with a privileged account that logs in itself.</Notice>}
       {s && s.method !== 'postgres' && s.method !== 'mysql' && <p data-testid="rotation-method">{METHODS[s.method] ?? s.method}{s.privileged_account_id ? <> · privileged account <b>{name(s.privileged_account_id)}</b></> : ''} · over {props.resource.ports.ssh ? 'SSH' : 'Telnet'}, through the resource's landing servers if any</p>}
       {!s && <p class="muted">Not set: password accounts of this resource are not rotated (SSH keys are, over SSH).</p>}
@@ -119,6 +121,9 @@ export function RotationSettings(props: { resource: Resource; canChange: boolean
               <select name="db_tls" value={form.db_tls} onChange={(e) => setForm({ ...form, db_tls: inputValue(e) })}>
                 {Object.entries(TLS).map(([k, label]) => <option value={k}>{label}</option>)}
               </select>
+            </Field>
+            <Field label="Server's CA (PEM)" name="db_ca" errors={errors} hint="The certificate(s) the server's must chain to; empty: the usual public roots.">
+              <textarea name="db_ca" rows={4} value={form.db_ca} onInput={(e) => setForm({ ...form, db_ca: inputValue(e) })} />
             </Field>
           </>}
           {form.method === 'script' && (
