@@ -129,6 +129,9 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("GET", "/api/v1/resources/{id}/rotation", "How the resource's accounts are rotated (method, privileged account, database, TLS), or null", "rotation", "anyone who can see the resource"),
     r!("PUT", "/api/v1/resources/{id}/rotation", "Set how the resource's accounts are rotated; audited", "rotation", "administrator", [("method", "string"), ("privileged_account_id", "string"), ("db_name", "string"), ("db_tls", "string")]),
     r!("POST", "/api/v1/accounts/{id}/rotate", "Queue a rotation of the account's secret (two-phase: pending, target, verify, commit); returns the job; audited", "rotation", "Modify on the account"),
+    r!("GET", "/api/v1/accounts/{id}/pending", "The account's open pending secret (job, phase, attempts, next look, last result; never the secret), or null", "rotation", "View on the account"),
+    r!("POST", "/api/v1/accounts/{id}/pending/promote", "Make the pending secret the account's (the target took it); audited alert", "rotation", "super administrator", [("reason", "string")]),
+    r!("POST", "/api/v1/accounts/{id}/pending/discard", "Discard the pending secret (kept in the history); audited alert", "rotation", "super administrator", [("reason", "string")]),
     r!("GET", "/api/v1/rotation/jobs", "Rotation jobs: running, queued and deferred first, then finished ones, with step and outcome", "rotation", "administrator, password administrator, auditor"),
     r!("GET", "/api/v1/rotation/jobs/{id}", "One rotation job", "rotation", "administrator, password administrator, auditor"),
     r!("POST", "/api/v1/accounts/{id}/verify", "Queue a verification of the account's secret (a login with it: in sync, out of sync, unreachable); returns the job; audited", "rotation", "Modify on the account"),
@@ -302,6 +305,15 @@ pub fn router(app: App) -> Router {
             get(rotation::resource).put(rotation::set_resource),
         )
         .route("/api/v1/accounts/{id}/rotate", post(rotation::rotate))
+        .route("/api/v1/accounts/{id}/pending", get(rotation::pending))
+        .route(
+            "/api/v1/accounts/{id}/pending/promote",
+            post(rotation::promote_pending),
+        )
+        .route(
+            "/api/v1/accounts/{id}/pending/discard",
+            post(rotation::discard_pending),
+        )
         .route("/api/v1/rotation/jobs", get(rotation::jobs))
         .route("/api/v1/rotation/jobs/{id}", get(rotation::job))
         .route("/api/v1/accounts/{id}/verify", post(rotation::verify))

@@ -130,6 +130,54 @@ pub async fn rotate(
     queue(&app, &p, &id, crate::rotation::JobKind::Rotate).await
 }
 
+/// `GET /api/v1/accounts/{id}/pending`: the account's open pending secret, if any (never
+/// the secret: its job, phase, attempts, next look and last result). View on the account.
+pub async fn pending(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (a, _r, level) = crate::vault::accounts::get_for(&app, &p, &id).await?;
+    crate::vault::resources::require(
+        Some(level),
+        Level::View,
+        "see this account's pending secret",
+    )?;
+    Ok(Json(
+        json!({ "account_id": a.id, "pending": crate::rotation::pending_of(&app, &a.id).await? }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionInput {
+    reason: String,
+}
+
+/// `POST /api/v1/accounts/{id}/pending/promote`: a super administrator makes the pending
+/// secret the account's (the target took it); audited as an alert.
+pub async fn promote_pending(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    Body(input): Body<DecisionInput>,
+) -> ApiResult<Json<Value>> {
+    crate::rotation::decide_pending(&app, &p, &id, true, &input.reason).await?;
+    Ok(Json(json!({ "account_id": id, "promoted": true })))
+}
+
+/// `POST /api/v1/accounts/{id}/pending/discard`: a super administrator discards the pending
+/// secret (kept in the history); audited as an alert.
+pub async fn discard_pending(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    Body(input): Body<DecisionInput>,
+) -> ApiResult<Json<Value>> {
+    crate::rotation::decide_pending(&app, &p, &id, false, &input.reason).await?;
+    Ok(Json(json!({ "account_id": id, "discarded": true })))
+}
+
 /// `POST /api/v1/accounts/{id}/verify`: whoever may change the account's secret (Modify);
 /// queues a verification (a login with the stored secret). Audited.
 pub async fn verify(

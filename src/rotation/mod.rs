@@ -818,15 +818,16 @@ async fn rotate(app: &App, id: &str) -> Result<(), String> {
     set_step(app, id, "running", "storing the new secret as pending")
         .await
         .map_err(db_down)?;
-    let stored = sqlx::query("INSERT INTO pending_secrets (account_id, job_id, secret_enc, phase, created_at) VALUES ($1, $2, $3, 'stored', $4)")
+    let stored = sqlx::query("INSERT INTO pending_secrets (account_id, job_id, secret_enc, phase, created_at, started_from) VALUES ($1, $2, $3, 'stored', $4, $5)")
         .bind(&a.id)
         .bind(id)
         .bind(app.crypto.seal(&pending_context(&a.id), new.expose()))
         .bind(db::now_ms())
+        .bind(&a.secret_enc)
         .execute(&app.db.pool)
         .await;
     if stored.is_err() {
-        return Err("a pending secret from an earlier rotation of this account is not settled yet; it is checked at the next start".into());
+        return Err("a pending secret from an earlier rotation of this account is not settled yet: it is checked again with back-off (see GET /api/v1/accounts/{id}/pending), and a super administrator may promote or discard it".into());
     }
     pause_point(app, id, "stored").await;
 
@@ -840,7 +841,13 @@ async fn rotate(app: &App, id: &str) -> Result<(), String> {
     {
         if e.untouched {
             // Nothing reached the target: the pending secret never became anyone's.
-            discard_pending(app, &a.id).await.map_err(db_down)?;
+            discard_pending(
+                app,
+                &a.id,
+                &format!("the change was refused before it reached the target: {e}"),
+            )
+            .await
+            .map_err(db_down)?;
             return Err(format!(
                 "the change was refused before anything was changed on the target: {e}. The vault keeps the current secret."
             ));
@@ -855,14 +862,16 @@ async fn rotate(app: &App, id: &str) -> Result<(), String> {
             (_, Ok(())) => {
                 set_step(app, id, "running", "the change reported an error, but the new secret logs in").await.map_err(db_down)?;
                 target.finish(app, &actor, &a, &old, &new, &mut progress).await.unwrap_or_else(|e| tracing::warn!(error = %e, "finishing a rotation"));
-                commit(app, &a, &old, &new, id, &j.requested_by, &format!("rotated: the change reported an error ({e}), but the new secret logs in and is now the account's secret")).await.map_err(db_down)?;
+                if !commit(app, &a, &old, &new, id, &j.requested_by, &format!("rotated: the change reported an error ({e}), but the new secret logs in and is now the account's secret")).await.map_err(db_down)? {
+                    return Err(CHANGED_MEANWHILE.into());
+                }
                 Ok(())
             }
             (Ok(()), Err(_)) => {
-                discard_pending(app, &a.id).await.map_err(db_down)?;
-                Err(format!("the target refused the change: {e}. The vault keeps the current secret, which still logs in."))
+                discard_pending(app, &a.id, &format!("the target refused the change: {e}")).await.map_err(db_down)?;
+                Err(format!("the target refused the change: {e}. The vault keeps the current secret, which still logs in (the new one is kept in the history as discarded)."))
             }
-            (Err(e1), Err(e2)) => Err(format!("the change failed ({e}), and neither the old secret ({e1}) nor the new one ({e2}) logs in now: both are kept (the new one as pending) and checked again at the next start; an administrator should look at the target.")),
+            (Err(e1), Err(e2)) => Err(format!("the change failed ({e}), and neither the old secret ({e1}) nor the new one ({e2}) logs in now: both are kept (the new one as pending, checked again with back-off); an administrator should look at the target.")),
         };
     }
     sqlx::query("UPDATE pending_secrets SET phase = 'changed' WHERE account_id = $1")
@@ -882,10 +891,12 @@ async fn rotate(app: &App, id: &str) -> Result<(), String> {
             .await
         {
             Ok(()) => {
-                discard_pending(app, &a.id).await.map_err(db_down)?;
-                Err(format!("a login with the new secret failed ({e}) while the old one still works: the vault keeps the old one."))
+                // A replica behind a VIP or a host that caches credentials may hold the new
+                // one after all: it is kept in the history, not deleted.
+                discard_pending(app, &a.id, &format!("a login with it failed ({e}) while the old one still worked")).await.map_err(db_down)?;
+                Err(format!("a login with the new secret failed ({e}) while the old one still works: the vault keeps the old one (the new one is kept in the history as discarded)."))
             }
-            Err(e2) => Err(format!("neither the new secret ({e}) nor the old one ({e2}) logs in: both are kept (the new one as pending) and checked again at the next start; an administrator should look at the target.")),
+            Err(e2) => Err(format!("neither the new secret ({e}) nor the old one ({e2}) logs in: both are kept (the new one as pending, checked again with back-off); an administrator should look at the target.")),
         };
     }
     pause_point(app, id, "verified").await;
@@ -898,11 +909,17 @@ async fn rotate(app: &App, id: &str) -> Result<(), String> {
         Ok(()) => "rotated: the new secret logs in and is now the account's secret".to_string(),
         Err(e) => format!("rotated: the new key logs in and is now the account's secret, but the old key could not be removed ({e}); remove it by hand"),
     };
-    commit(app, &a, &old, &new, id, &j.requested_by, &message)
+    if !commit(app, &a, &old, &new, id, &j.requested_by, &message)
         .await
-        .map_err(db_down)?;
+        .map_err(db_down)?
+    {
+        return Err(CHANGED_MEANWHILE.into());
+    }
     Ok(())
 }
+
+/// Why a rotation whose new secret works was not committed.
+const CHANGED_MEANWHILE: &str = "the account's secret was changed in the vault while the rotation ran, so the rotation did not overwrite it; the target now takes the rotated secret, which is kept as pending: a super administrator promotes it (or discards it after setting the target's secret by hand)";
 
 /// A verification: does the vault's secret log in? In sync, out of sync (the target
 /// refused it: raised as an alert), or unreachable (the target could not be asked, which
@@ -1012,16 +1029,45 @@ fn pending_context(account_id: &str) -> String {
     format!("pending_secrets/{account_id}/secret")
 }
 
-async fn discard_pending(app: &App, account_id: &str) -> ApiResult<()> {
+/// A pending secret the account will not take: kept in the password history as discarded
+/// (with `why`), never deleted, since a target behind a VIP or one that caches credentials
+/// may hold it after all.
+async fn discard_pending(app: &App, account_id: &str, why: &str) -> ApiResult<()> {
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT secret_enc, job_id FROM pending_secrets WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_optional(&app.db.pool)
+            .await?;
+    let Some((enc, job_id)) = row else {
+        return Ok(());
+    };
+    let a = accounts::get(app, account_id).await?;
+    let secret = app
+        .crypto
+        .open(&pending_context(account_id), &enc)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("a pending secret: {e}")))?;
+    let mut tx = app.db.begin_write().await?;
+    accounts::push_history_noted(
+        app,
+        &mut tx,
+        &a,
+        &secret,
+        ("rotation", "local", db::now_ms()),
+        &format!("discarded pending secret of rotation job {job_id}: {why}"),
+    )
+    .await?;
     sqlx::query("DELETE FROM pending_secrets WHERE account_id = $1")
         .bind(account_id)
-        .execute(&app.db.pool)
+        .execute(tx.conn())
         .await?;
+    tx.commit().await?;
     Ok(())
 }
 
 /// The new secret becomes the account's, the old one goes to the history, the pending row
-/// goes, the job succeeds, and the audit says so: all in one transaction.
+/// goes, the job succeeds, and the audit says so: all in one transaction. Only if the
+/// account still holds the secret the rotation started from (`a.secret_enc`, compared in the
+/// update itself): false, and nothing written, when it was changed in the vault meanwhile.
 async fn commit(
     app: &App,
     a: &AccountRow,
@@ -1030,19 +1076,24 @@ async fn commit(
     job_id: &str,
     requested_by: &str,
     message: &str,
-) -> ApiResult<()> {
+) -> ApiResult<bool> {
     let r = resources::get(app, &a.resource_id).await?;
     let now = db::now_ms();
     let mut tx = app.db.begin_write().await?;
-    let by = format!("rotation (for {requested_by})");
-    accounts::push_history(app, &mut tx, a, old, &by, "local", now).await?;
     // A rotated key has no passphrase (the vault encrypts it).
-    sqlx::query("UPDATE accounts SET secret_enc = $1, passphrase_enc = CASE WHEN secret_kind = 'ssh_key' THEN NULL ELSE passphrase_enc END, secret_changed_at = $2, updated_at = $2 WHERE id = $3")
+    let swapped = sqlx::query("UPDATE accounts SET secret_enc = $1, passphrase_enc = CASE WHEN secret_kind = 'ssh_key' THEN NULL ELSE passphrase_enc END, secret_changed_at = $2, updated_at = $2 WHERE id = $3 AND secret_enc = $4")
         .bind(app.crypto.seal(&secret_context(&a.id), new.expose()))
         .bind(now)
         .bind(&a.id)
+        .bind(&a.secret_enc)
         .execute(tx.conn())
-        .await?;
+        .await?
+        .rows_affected();
+    if swapped != 1 {
+        return Ok(false);
+    }
+    let by = format!("rotation (for {requested_by})");
+    accounts::push_history(app, &mut tx, a, old, &by, "local", now).await?;
     sqlx::query("DELETE FROM pending_secrets WHERE account_id = $1")
         .bind(&a.id)
         .execute(tx.conn())
@@ -1073,7 +1124,7 @@ async fn commit(
         )
         .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 /// What settling a pending secret came to.
@@ -1091,35 +1142,14 @@ enum Settled {
 /// secret is settled against the target (module comment); an interrupted job whose rotation
 /// did not take is queued again, so what was asked for still happens.
 pub async fn recover(app: &App) -> ApiResult<()> {
-    let pending: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT account_id, job_id, secret_enc FROM pending_secrets")
-            .fetch_all(&app.db.pool)
-            .await?;
-    for (account_id, job_id, enc) in pending {
-        let settled = settle(app, &account_id, &job_id, &enc).await;
-        let (state, outcome, text) = match settled {
-            Settled::Committed(m) => ("succeeded", Outcome::Ok, m),
-            Settled::Again(m) => ("queued", Outcome::Ok, m),
-            Settled::Open(m) => ("failed", Outcome::Failed, m),
-        };
-        // The interrupted job goes on with what recovery found (a commit already ended it).
-        sqlx::query("UPDATE rotation_jobs SET state = $2, step = $3, message = $3, finished_at = CASE WHEN $2 = 'queued' THEN NULL ELSE $4 END WHERE id = $1 AND state = 'running'")
-            .bind(&job_id)
-            .bind(state)
-            .bind(&text)
-            .bind(db::now_ms())
-            .execute(&app.db.pool)
-            .await?;
-        if let Ok(j) = job(app, &job_id).await {
-            system_event(
-                app,
-                "account.rotate.recover",
-                outcome,
-                &j,
-                json!({ "job": job_id, "message": text }),
-            )
-            .await;
-        }
+    let pending: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+        "SELECT account_id, job_id, secret_enc, started_from, attempts FROM pending_secrets",
+    )
+    .fetch_all(&app.db.pool)
+    .await?;
+    for (account_id, job_id, enc, started_from, attempts) in pending {
+        let settled = settle(app, &account_id, &job_id, &enc, &started_from).await;
+        record_settled(app, &account_id, &job_id, attempts, settled, true).await?;
     }
     // Interrupted before anything was stored: nothing changed anywhere, so run it again.
     sqlx::query("UPDATE rotation_jobs SET state = 'queued', step = 'queued again after a gateway stop', started_at = NULL WHERE state = 'running' AND account_id NOT IN (SELECT account_id FROM pending_secrets)")
@@ -1128,9 +1158,99 @@ pub async fn recover(app: &App) -> ApiResult<()> {
     Ok(())
 }
 
-/// Settles one pending secret against the target.
-async fn settle(app: &App, account_id: &str, job_id: &str, enc: &str) -> Settled {
-    match try_settle(app, account_id, job_id, enc).await {
+/// How long an open pending secret waits before it is settled again: 10 s, doubling with
+/// each attempt, at most an hour.
+fn backoff_ms(attempts: i64) -> i64 {
+    let doubled = 10_000i64.saturating_mul(1i64 << attempts.clamp(0, 20));
+    doubled.min(3_600_000)
+}
+
+/// Settles the open pending secrets whose turn has come (their job no longer runs): a
+/// target that was unreachable, or a change that could not be verified, is looked at again
+/// with back-off instead of waiting for the next start. Run by the rotation clock.
+pub async fn settle_open(app: &App) -> ApiResult<()> {
+    let due: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+        "SELECT p.account_id, p.job_id, p.secret_enc, p.started_from, p.attempts FROM pending_secrets p WHERE p.next_check_at <= $1 AND NOT EXISTS (SELECT 1 FROM rotation_jobs j WHERE j.id = p.job_id AND j.state IN ('running', 'queued'))",
+    )
+    .bind(db::now_ms())
+    .fetch_all(&app.db.pool)
+    .await?;
+    for (account_id, job_id, enc, started_from, attempts) in due {
+        let settled = settle(app, &account_id, &job_id, &enc, &started_from).await;
+        record_settled(app, &account_id, &job_id, attempts, settled, false).await?;
+    }
+    Ok(())
+}
+
+/// Writes down what settling came to: the job's state and message, the pending secret's
+/// next look (back-off) while it stays open, and an audit record.
+async fn record_settled(
+    app: &App,
+    account_id: &str,
+    job_id: &str,
+    attempts: i64,
+    settled: Settled,
+    at_start: bool,
+) -> ApiResult<()> {
+    let now = db::now_ms();
+    let (state, outcome, text) = match settled {
+        Settled::Committed(m) => ("succeeded", Outcome::Ok, m),
+        // A job the stop interrupted runs again; a finished one stays as it ended.
+        Settled::Again(m) => (if at_start { "queued" } else { "failed" }, Outcome::Ok, m),
+        Settled::Open(m) => {
+            let next = now + backoff_ms(attempts);
+            sqlx::query("UPDATE pending_secrets SET attempts = attempts + 1, next_check_at = $2, last_message = $3 WHERE account_id = $1")
+                .bind(account_id)
+                .bind(next)
+                .bind(&m)
+                .execute(&app.db.pool)
+                .await?;
+            ("failed", Outcome::Failed, m)
+        }
+    };
+    if at_start {
+        // The interrupted job goes on with what recovery found (a commit already ended it).
+        sqlx::query("UPDATE rotation_jobs SET state = $2, step = $3, message = $3, finished_at = CASE WHEN $2 = 'queued' THEN NULL ELSE $4 END WHERE id = $1 AND state = 'running'")
+            .bind(job_id)
+            .bind(state)
+            .bind(&text)
+            .bind(now)
+            .execute(&app.db.pool)
+            .await?;
+    } else if state != "succeeded" {
+        sqlx::query("UPDATE rotation_jobs SET message = $2 WHERE id = $1 AND state = 'failed'")
+            .bind(job_id)
+            .bind(&text)
+            .execute(&app.db.pool)
+            .await?;
+    }
+    if let Ok(j) = job(app, job_id).await {
+        system_event(
+            app,
+            if at_start {
+                "account.rotate.recover"
+            } else {
+                "account.rotate.settle"
+            },
+            outcome,
+            &j,
+            json!({ "job": job_id, "message": text, "attempt": attempts + 1 }),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Settles one pending secret against the target. `started_from`: the account's sealed
+/// secret when the rotation began (empty for rows from before it was kept).
+async fn settle(
+    app: &App,
+    account_id: &str,
+    job_id: &str,
+    enc: &str,
+    started_from: &str,
+) -> Settled {
+    match try_settle(app, account_id, job_id, enc, started_from).await {
         Ok(s) => s,
         Err(m) => Settled::Open(m),
     }
@@ -1141,9 +1261,12 @@ async fn try_settle(
     account_id: &str,
     job_id: &str,
     enc: &str,
+    started_from: &str,
 ) -> Result<Settled, String> {
     let db_down = |_| "the gateway's database is unavailable".to_string();
-    let a = accounts::get(app, account_id).await.map_err(db_down)?;
+    let mut a = accounts::get(app, account_id).await.map_err(db_down)?;
+    // The commit compares with what the rotation started from, not with what is there now.
+    let changed_meanwhile = !started_from.is_empty() && started_from != a.secret_enc;
     let r = resources::get(app, &a.resource_id).await.map_err(db_down)?;
     let new = app
         .crypto
@@ -1163,28 +1286,125 @@ async fn try_settle(
         Ok(()) => {
             let mut progress = |_: String| {};
             let m = match target.finish(app, &actor, &a, &old, &new, &mut progress).await {
-                Ok(()) => "recovered after a gateway stop: the new secret logs in and is now the account's secret".to_string(),
-                Err(e) => format!("recovered after a gateway stop: the new key logs in and is now the account's secret, but the old key could not be removed ({e}); remove it by hand"),
+                Ok(()) => "settled: the new secret logs in and is now the account's secret".to_string(),
+                Err(e) => format!("settled: the new key logs in and is now the account's secret, but the old key could not be removed ({e}); remove it by hand"),
             };
-            commit(app, &a, &old, &new, job_id, &requested_by, &m)
+            if changed_meanwhile {
+                a.secret_enc = started_from.to_string();
+            }
+            if !commit(app, &a, &old, &new, job_id, &requested_by, &m)
                 .await
-                .map_err(db_down)?;
+                .map_err(db_down)?
+            {
+                return Ok(Settled::Open(CHANGED_MEANWHILE.into()));
+            }
             Ok(Settled::Committed(m))
         }
         Err(LoginError::Unreachable(e)) => Ok(Settled::Open(format!(
-            "recovery after a gateway stop could not reach the target ({e}): the pending secret is kept and checked at the next start"
+            "settling the pending secret could not reach the target ({e}): it is kept and checked again with back-off"
         ))),
         Err(LoginError::Refused(e)) => match target
             .login(app, &actor, &a, &old, passphrase_of(app, &a)?)
             .await
         {
             Ok(()) => {
-                discard_pending(app, account_id).await.map_err(db_down)?;
-                Ok(Settled::Again(format!("queued again after a gateway stop: the target still takes the old secret (the new one was refused: {e}), which the vault keeps")))
+                discard_pending(app, account_id, &format!("the target still takes the old secret (the new one was refused: {e})")).await.map_err(db_down)?;
+                Ok(Settled::Again(format!("the target still takes the old secret (the new one was refused: {e}), which the vault keeps; the new one is kept in the history as discarded")))
             }
             Err(e2) => Ok(Settled::Open(format!(
-                "recovery after a gateway stop: neither the new secret ({e}) nor the old one ({e2}) logs in; both are kept for an administrator"
+                "neither the new secret ({e}) nor the old one ({e2}) logs in; both are kept (checked again with back-off) for an administrator"
             ))),
         },
     }
+}
+
+/// An account's pending secret as the API shows it (never the secret itself).
+pub async fn pending_of(app: &App, account_id: &str) -> ApiResult<Option<serde_json::Value>> {
+    type Row = (String, String, i64, i64, i64, String);
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT job_id, phase, created_at, attempts, next_check_at, last_message FROM pending_secrets WHERE account_id = $1",
+    )
+    .bind(account_id)
+    .fetch_optional(&app.db.pool)
+    .await?;
+    Ok(row.map(|(job, phase, created, attempts, next, message)| {
+        json!({ "job_id": job, "phase": phase, "created_at": db::rfc3339(created), "attempts": attempts, "next_check_at": db::rfc3339(next), "last_message": message })
+    }))
+}
+
+/// A super administrator decides an open pending secret: `promote` makes it the account's
+/// secret (the target took it, as a check by hand showed; the vault's value goes to the
+/// history), otherwise it is discarded to the history. Audited as an alert, with the reason.
+pub async fn decide_pending(
+    app: &App,
+    p: &crate::identity::Principal,
+    account_id: &str,
+    promote: bool,
+    reason: &str,
+) -> ApiResult<()> {
+    let action = if promote {
+        "account.pending.promote"
+    } else {
+        "account.pending.discard"
+    };
+    let a = accounts::get(app, account_id).await?;
+    if !p.super_admin {
+        let e = ApiError::forbidden(
+            "Only a super administrator decides a pending secret (it may be the only copy of the password the target holds).",
+        );
+        return Err(crate::audited::denied(app, p, action, "account", &a.id, &a.username, e).await);
+    }
+    crate::vault::check_text("reason", reason, 3, 500)?;
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT secret_enc, job_id FROM pending_secrets WHERE account_id = $1")
+            .bind(&a.id)
+            .fetch_optional(&app.db.pool)
+            .await?;
+    let (enc, job_id) = row
+        .ok_or_else(|| ApiError::conflict("id", "this account has no pending secret to decide"))?;
+    let detail = json!({ "job": job_id, "reason": reason, "alert": true });
+    if !promote {
+        discard_pending(
+            app,
+            &a.id,
+            &format!("discarded by {}: {reason}", p.username),
+        )
+        .await?;
+        let mut tx = app.db.begin_write().await?;
+        crate::audited::audit(app, &mut tx, p, action, &a.id, &a.username, detail).await?;
+        tx.commit().await?;
+    } else {
+        let pending = app
+            .crypto
+            .open(&pending_context(&a.id), &enc)
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("a pending secret: {e}")))?;
+        let current = app
+            .crypto
+            .open(&secret_context(&a.id), &a.secret_enc)
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("an account's secret: {e}")))?;
+        let now = db::now_ms();
+        let mut tx = app.db.begin_write().await?;
+        accounts::push_history_noted(
+            app,
+            &mut tx,
+            &a,
+            &current,
+            (&p.username, &p.addr, now),
+            &format!("replaced by the pending secret of rotation job {job_id}, promoted: {reason}"),
+        )
+        .await?;
+        sqlx::query("UPDATE accounts SET secret_enc = $1, secret_changed_at = $2, updated_at = $2 WHERE id = $3")
+            .bind(app.crypto.seal(&secret_context(&a.id), pending.expose()))
+            .bind(now)
+            .bind(&a.id)
+            .execute(tx.conn())
+            .await?;
+        sqlx::query("DELETE FROM pending_secrets WHERE account_id = $1")
+            .bind(&a.id)
+            .execute(tx.conn())
+            .await?;
+        crate::audited::audit(app, &mut tx, p, action, &a.id, &a.username, detail).await?;
+        tx.commit().await?;
+    }
+    Ok(())
 }

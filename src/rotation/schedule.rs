@@ -58,15 +58,25 @@ pub fn next_time_of_day(now: i64, minute: i64) -> i64 {
     }
 }
 
-/// Starts the clock loop (every 5 s; a run is never started twice for one due time).
+/// Starts the clock loop (every 5 s; a run is never started twice for one due time), and
+/// beside it the settling of open pending secrets (each with its own back-off).
 pub fn spawn(app: &App) {
-    let app = app.clone();
+    let clock = app.clone();
     tokio::spawn(async move {
         loop {
-            if let Err(e) = tick(&app, db::now_ms()).await {
+            if let Err(e) = tick(&clock, db::now_ms()).await {
                 tracing::warn!(error = ?e, "rotation scheduler");
             }
             tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    });
+    let settler = app.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            if let Err(e) = super::settle_open(&settler).await {
+                tracing::warn!(error = ?e, "settling pending secrets");
+            }
         }
     });
 }

@@ -573,15 +573,29 @@ pub(crate) async fn push_history(
     addr: &str,
     now: i64,
 ) -> ApiResult<()> {
+    push_history_noted(app, tx, a, old, (by, addr, now), "").await
+}
+
+/// Keeps `secret` in the account's history with a note (a rotation's pending secret that was
+/// discarded says so, and why).
+pub(crate) async fn push_history_noted(
+    app: &App,
+    tx: &mut db::WriteTx,
+    a: &AccountRow,
+    secret: &Secret,
+    (by, addr, now): (&str, &str, i64),
+    note: &str,
+) -> ApiResult<()> {
     let hid = db::new_id();
-    sqlx::query("INSERT INTO password_history (id, account_id, secret_kind, secret_enc, changed_by, client_addr, changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+    sqlx::query("INSERT INTO password_history (id, account_id, secret_kind, secret_enc, changed_by, client_addr, changed_at, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(&hid)
         .bind(&a.id)
         .bind(&a.secret_kind)
-        .bind(app.crypto.seal(&history_context(&hid), old.expose()))
+        .bind(app.crypto.seal(&history_context(&hid), secret.expose()))
         .bind(by)
         .bind(addr)
         .bind(now)
+        .bind(note)
         .execute(tx.conn())
         .await?;
     Ok(())
@@ -660,6 +674,8 @@ struct HistoryRow {
     changed_by: String,
     client_addr: String,
     changed_at: i64,
+    /// Why an entry that was never the account's secret is kept (a discarded pending one).
+    note: String,
 }
 
 /// Who changed the secret, when and from where (the old secrets themselves stay sealed).
@@ -670,13 +686,13 @@ pub async fn history(app: &App, p: &Principal, id: &str) -> ApiResult<Vec<serde_
         Level::View,
         "see this account's password history",
     )?;
-    let rows = sqlx::query_as::<_, HistoryRow>("SELECT id, secret_kind, changed_by, client_addr, changed_at FROM password_history WHERE account_id = $1 ORDER BY changed_at DESC")
+    let rows = sqlx::query_as::<_, HistoryRow>("SELECT id, secret_kind, changed_by, client_addr, changed_at, note FROM password_history WHERE account_id = $1 ORDER BY changed_at DESC")
         .bind(&a.id)
         .fetch_all(&app.db.pool)
         .await?;
     Ok(rows
         .into_iter()
-        .map(|h| serde_json::json!({ "id": h.id, "secret_kind": h.secret_kind, "changed_by": h.changed_by, "client_addr": h.client_addr, "changed_at": db::rfc3339(h.changed_at) }))
+        .map(|h| serde_json::json!({ "id": h.id, "secret_kind": h.secret_kind, "changed_by": h.changed_by, "client_addr": h.client_addr, "changed_at": db::rfc3339(h.changed_at), "note": h.note }))
         .collect())
 }
 

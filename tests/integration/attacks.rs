@@ -897,6 +897,20 @@ async fn a_database_rotation_trusts_no_certificate_it_cannot_check() {
         );
         assert!(cluster().login_works(&app_role, "Tls-App-Old-1"));
     }
+    // Nothing is pending, and what was pending is not lost: it is in the history.
+    let pending = admin
+        .get(&format!("/accounts/{account}/pending"))
+        .await
+        .ok();
+    assert_eq!(pending["pending"], serde_json::Value::Null, "{pending}");
+    let history = admin
+        .get(&format!("/accounts/{account}/history"))
+        .await
+        .ok();
+    assert!(
+        history.to_string().contains("discarded pending secret"),
+        "{history}"
+    );
     // With the server's CA, the certificate checks out and the role is rotated.
     set(json!({ "method": "postgres", "db_name": "postgres", "db_tls": "verify_full", "db_ca": cluster().ca_pem() }))
         .await
@@ -925,4 +939,176 @@ async fn a_database_rotation_trusts_no_certificate_it_cannot_check() {
         "{:?}",
         bad.body
     );
+}
+
+/// Someone changes an account's secret in the vault while a rotation of it is under way
+/// (here: the gateway is stopped just after the target took the new one). The rotation does
+/// not overwrite the manual change; the target's secret is kept as pending, visible, and a
+/// super administrator promotes it; the manual one goes to the history.
+#[tokio::test]
+async fn a_secret_changed_during_a_rotation_is_not_overwritten_and_nothing_is_lost() {
+    use crate::postgres_cluster::cluster;
+    use crate::rotation::{pg_resource, reveal, role, wait_job};
+    let mut site = Site::new(Backend::Sqlite);
+    site.env = vec![("PORTCULLIS_TEST_PAUSE_AT".into(), "changed".into())];
+    let mut server = site.start();
+    let admin = server.admin().await;
+    let (rid, _) = pg_resource(&admin, "pg-cas").await;
+    let app_role = role("cas_app", "Cas-Old-Pw-1", "");
+    let account = admin.account(&rid, &app_role, "Cas-Old-Pw-1").await;
+    let r = admin
+        .call("POST", &format!("/accounts/{account}/rotate"), json!({}))
+        .await;
+    let job_id = r.body["job"]["id"].as_str().unwrap_or_default().to_string();
+    wait_job(&admin, &job_id, Some("paused after changed")).await;
+    // The target has the new secret; meanwhile someone sets another one in the vault.
+    admin
+        .call(
+            "PUT",
+            &format!("/accounts/{account}/secret"),
+            json!({ "secret": "Manual-Pw-During-1" }),
+        )
+        .await
+        .ok();
+    server.kill();
+    site.env.clear();
+    let server = site.start();
+    let admin = server.client();
+    admin
+        .login_ok("admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let job = wait_job(&admin, &job_id, None).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(
+        job["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("changed in the vault"),
+        "{job}"
+    );
+    assert_eq!(
+        reveal(&admin, &account).await,
+        "Manual-Pw-During-1",
+        "overwritten"
+    );
+    let pending = admin
+        .get(&format!("/accounts/{account}/pending"))
+        .await
+        .ok();
+    assert_eq!(pending["pending"]["phase"], "changed", "{pending}");
+    assert!(!pending.to_string().contains("Cas-Old-Pw-1"), "{pending}");
+    // The super administrator checks the target and promotes what it holds.
+    admin
+        .call(
+            "POST",
+            &format!("/accounts/{account}/pending/promote"),
+            json!({ "reason": "the database takes the rotated password" }),
+        )
+        .await
+        .ok();
+    let now = reveal(&admin, &account).await;
+    assert!(
+        cluster().login_works(&app_role, &now),
+        "the promoted secret does not log in"
+    );
+    let history = admin
+        .get(&format!("/accounts/{account}/history"))
+        .await
+        .ok();
+    assert!(history.to_string().contains("promoted"), "{history}");
+    let audit = admin
+        .get("/audit?action=account.pending.promote")
+        .await
+        .ok();
+    assert_eq!(audit[0]["detail"]["alert"], true, "{audit}");
+}
+
+/// A rotation whose target went away right after the change: the pending secret is settled
+/// again with back-off while the gateway runs (not only at its next start), and committed
+/// once the target answers again.
+#[tokio::test]
+async fn an_open_pending_secret_is_settled_while_the_gateway_runs() {
+    use crate::postgres_cluster::cluster;
+    use crate::rotation::{reveal, role, wait_job};
+    // A TCP relay to the test cluster that the test can take away and bring back.
+    let relay_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let relay = || {
+        tokio::spawn(async move {
+            let Ok(listener) = tokio::net::TcpListener::bind(("127.0.0.1", relay_port)).await
+            else {
+                return;
+            };
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut out) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", cluster().port)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        })
+    };
+    let mut site = Site::new(Backend::Sqlite);
+    site.env = vec![("PORTCULLIS_TEST_PAUSE_AT".into(), "changed".into())];
+    let mut server = site.start();
+    let admin = server.admin().await;
+    let admin_role = role("settle_adm", "Settle-Adm-Pw-1", "CREATEROLE");
+    let r = admin
+        .call("POST", "/resources", json!({ "name": "pg-relayed", "host": "127.0.0.1", "resource_type": "database", "ports": { "database": relay_port }, "policy_id": "policy-low" }))
+        .await
+        .ok();
+    let rid = r["id"].as_str().unwrap_or_default().to_string();
+    let privileged = admin.account(&rid, &admin_role, "Settle-Adm-Pw-1").await;
+    admin
+        .call("PUT", &format!("/resources/{rid}/rotation"), json!({ "method": "postgres", "privileged_account_id": privileged, "db_name": "postgres", "db_tls": "prefer" }))
+        .await
+        .ok();
+    let app_role = role("settle_app", "Settle-Old-Pw-2", "");
+    let account = admin.account(&rid, &app_role, "Settle-Old-Pw-2").await;
+    let up = relay();
+    let r = admin
+        .call("POST", &format!("/accounts/{account}/rotate"), json!({}))
+        .await;
+    let job_id = r.body["job"]["id"].as_str().unwrap_or_default().to_string();
+    wait_job(&admin, &job_id, Some("paused after changed")).await;
+    // The gateway stops after the change, and the target is gone when it comes back.
+    server.kill();
+    up.abort();
+    let _ = up.await;
+    site.env.clear();
+    let server = site.start();
+    let admin = server.client();
+    admin
+        .login_ok("admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let job = wait_job(&admin, &job_id, None).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let pending = admin
+        .get(&format!("/accounts/{account}/pending"))
+        .await
+        .ok();
+    assert_eq!(pending["pending"]["attempts"], 1, "{pending}");
+    // The target is back: within the back-off (10 s) and a clock tick, the rotation settles.
+    let _up = relay();
+    let mut settled = serde_json::Value::Null;
+    for _ in 0..300 {
+        settled = admin.get(&format!("/rotation/jobs/{job_id}")).await.ok()["job"].clone();
+        if settled["state"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(settled["state"], "succeeded", "{settled}");
+    let now = reveal(&admin, &account).await;
+    assert_ne!(now, "Settle-Old-Pw-2");
+    assert!(cluster().login_works(&app_role, &now));
+    let pending = admin
+        .get(&format!("/accounts/{account}/pending"))
+        .await
+        .ok();
+    assert_eq!(pending["pending"], serde_json::Value::Null, "{pending}");
 }

@@ -492,6 +492,28 @@ const TABLE: &[Row] = &[
         none,
         "ynnnn",
     ),
+    row(
+        "GET",
+        "/api/v1/accounts/{id}/pending",
+        Fx::Account,
+        none,
+        "ynnnn",
+    ),
+    // Only a super administrator decides a pending secret; the fixture has none (409).
+    row(
+        "POST",
+        "/api/v1/accounts/{id}/pending/promote",
+        Fx::Account,
+        |_| json!({ "reason": "checked by hand" }),
+        "cnnnn",
+    ),
+    row(
+        "POST",
+        "/api/v1/accounts/{id}/pending/discard",
+        Fx::Account,
+        |_| json!({ "reason": "checked by hand" }),
+        "cnnnn",
+    ),
     row("GET", "/api/v1/rotation/jobs", Fx::None, none, "yyyyn"),
     // No such job: those who may see jobs get a 404, the others a 403 (both refusals).
     row("GET", "/api/v1/rotation/jobs/{id}", Fx::None, none, "nnnnn"),
