@@ -51,6 +51,7 @@ pub struct FileConfig {
     pub strict: Option<bool>,
     pub log: Option<String>,
     pub session_idle_timeout: Option<String>,
+    pub web_login_lifetime: Option<String>,
     pub login_max_failures: Option<u32>,
     pub rotation_concurrency: Option<u32>,
     pub rotation_per_target: Option<u32>,
@@ -105,6 +106,8 @@ pub struct Config {
     pub strict: bool,
     pub log: String,
     pub session_idle_timeout: Duration,
+    /// A web login ends this long after it began, however busy (then log in again).
+    pub web_login_lifetime: Duration,
     pub login_max_failures: u32,
     /// Rotation and verification jobs running at once, in all and against one resource.
     pub rotation_concurrency: usize,
@@ -211,6 +214,12 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
         "PORTCULLIS_SESSION_IDLE_TIMEOUT",
         "30m",
         "web login idle timeout (s, m, h)",
+    ),
+    (
+        "web_login_lifetime",
+        "PORTCULLIS_WEB_LOGIN_LIFETIME",
+        "12h",
+        "a web login ends this long after it began, however busy",
     ),
     (
         "login_max_failures",
@@ -358,6 +367,7 @@ impl Config {
             put("strict", file.strict.map(|b| b.to_string()));
             put("log", file.log);
             put("session_idle_timeout", file.session_idle_timeout);
+            put("web_login_lifetime", file.web_login_lifetime);
             put(
                 "login_max_failures",
                 file.login_max_failures.map(|n| n.to_string()),
@@ -533,6 +543,7 @@ impl Config {
             }
         };
         let session_idle_timeout = duration("session_idle_timeout", Duration::from_secs(30 * 60))?;
+        let web_login_lifetime = duration("web_login_lifetime", Duration::from_secs(12 * 3600))?;
         let login_lockout = duration("login_lockout", Duration::from_secs(15 * 60))?;
         let login_max_failures = match get("login_max_failures") {
             Some(r) => match r.value.parse::<u32>() {
@@ -655,6 +666,7 @@ impl Config {
             strict,
             log,
             session_idle_timeout,
+            web_login_lifetime,
             login_max_failures,
             rotation_concurrency,
             rotation_per_target,

@@ -56,11 +56,38 @@ fn me_json(user: &crate::identity::users::UserRow, csrf: Option<&str>, mfa_pendi
     })
 }
 
+/// A login from another site's page (a form posting `text/plain`, or a script elsewhere)
+/// would log the victim's browser in as the attacker ("login CSRF"): the login takes JSON
+/// only, and a request whose `Origin` is another site is refused. A script without a
+/// browser sends no `Origin` and still logs in.
+fn same_site_json(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> ApiResult<()> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json {
+        return Err(ApiError::invalid("A login is sent as application/json."));
+    }
+    if !super::same_origin(headers, uri) {
+        return Err(ApiError::forbidden(
+            "A login from another site's page is refused.",
+        ));
+    }
+    Ok(())
+}
+
 pub async fn login(
     State(app): State<App>,
     ClientAddr(addr): ClientAddr,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
     Body(input): Body<LoginInput>,
 ) -> ApiResult<Response> {
+    same_site_json(&headers, &uri)?;
     if input.username.is_empty() {
         return Err(ApiError::field("username", "enter your user name"));
     }

@@ -544,19 +544,8 @@ impl FromRequestParts<App> for AnyAuth {
             if !constant_time_eq(sent, &s.csrf) {
                 return Err(ApiError::forbidden("Missing or wrong CSRF token (X-CSRF-Token header). Reload the page and try again."));
             }
-            if let (Some(origin), Some(host)) = (
-                parts
-                    .headers
-                    .get(header::ORIGIN)
-                    .and_then(|v| v.to_str().ok()),
-                parts
-                    .headers
-                    .get(header::HOST)
-                    .and_then(|v| v.to_str().ok()),
-            ) {
-                if origin != format!("https://{host}") {
-                    return Err(ApiError::forbidden("Cross-origin request refused."));
-                }
+            if !same_origin(&parts.headers, &parts.uri) {
+                return Err(ApiError::forbidden("Cross-origin request refused."));
             }
         }
         Ok(AnyAuth {
@@ -660,5 +649,28 @@ pub fn time_param(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
                 "must be an RFC 3339 time such as 2026-01-31T12:00:00Z",
             )
         }),
+    }
+}
+
+/// The host a request was sent to: the `Host` header (HTTP/1.1), or the URI's authority
+/// (HTTP/2's `:authority`, which has no `Host` header).
+pub fn request_host(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| uri.authority().map(|a| a.as_str().to_string()))
+}
+
+/// Whether a request's `Origin`, when it has one, is this server's own (a request from a
+/// script outside a browser has none). A request whose host is unknown and that names an
+/// origin is refused.
+pub fn same_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    match (origin.to_str().ok(), request_host(headers, uri)) {
+        (Some(origin), Some(host)) => origin == format!("https://{host}"),
+        _ => false,
     }
 }

@@ -196,6 +196,16 @@ pub async fn detail(
     let mut out = row_json(&row);
     match open(&app, &id).await {
         Ok((rec, key)) => {
+            // The typed commands are the recording's content: seeing them is audited like
+            // a playback.
+            audit_access(
+                &app,
+                &p,
+                "recording.detail",
+                &row,
+                json!({ "format": "commands" }),
+            )
+            .await?;
             // Verifying and listing the commands decrypt every chunk: CPU work, kept off the
             // async workers, and done one chunk at a time (memory is one chunk, not the
             // whole session's output).
@@ -537,7 +547,8 @@ pub async fn search(
         "recording.search",
         "",
         "",
-        json!({ "query": text, "hits": out.len() }),
+        // The words searched for can be a secret someone remembers: a stand-in is kept.
+        json!({ "query": app.audit.pseudonym(&text), "hits": out.len() }),
     )
     .await?;
     tx.commit().await?;

@@ -165,9 +165,11 @@ pub async fn login(
     password: &str,
     addr: &str,
 ) -> ApiResult<LoginOutcome> {
+    // A name that is no user's is often a password typed in the wrong box: the audit log
+    // keeps a stand-in for it, never the text.
     let anon = Actor {
         id: String::new(),
-        name: username.chars().take(64).collect(),
+        name: format!("unknown user {}", app.audit.pseudonym(username)),
         addr: addr.to_string(),
     };
     if !app.limiter.allow(addr) {
@@ -296,6 +298,7 @@ struct SessionRow {
     csrf_token: String,
     mfa_pending: i64,
     last_seen: i64,
+    created_at: i64,
 }
 
 pub async fn from_cookie(app: &App, cookie: &str) -> ApiResult<WebSession> {
@@ -306,7 +309,7 @@ pub async fn from_cookie(app: &App, cookie: &str) -> ApiResult<WebSession> {
     };
     let id = passwords::sha256_hex(cookie);
     let row = sqlx::query_as::<_, SessionRow>(
-        "SELECT id, user_id, csrf_token, mfa_pending, last_seen FROM web_sessions WHERE id = $1",
+        "SELECT id, user_id, csrf_token, mfa_pending, last_seen, created_at FROM web_sessions WHERE id = $1",
     )
     .bind(&id)
     .fetch_optional(&app.db.pool)
@@ -314,7 +317,8 @@ pub async fn from_cookie(app: &App, cookie: &str) -> ApiResult<WebSession> {
     .ok_or_else(expired)?;
     let now = db::now_ms();
     let idle = app.config.session_idle_timeout.as_millis() as i64;
-    if now - row.last_seen > idle {
+    let lifetime = app.config.web_login_lifetime.as_millis() as i64;
+    if now - row.last_seen > idle || now - row.created_at > lifetime {
         sqlx::query("DELETE FROM web_sessions WHERE id = $1")
             .bind(&id)
             .execute(&app.db.pool)
@@ -387,10 +391,13 @@ pub async fn from_bearer(app: &App, token: &str) -> ApiResult<UserRow> {
 /// Deletes web sessions idle for longer than the timeout (they would be refused anyway);
 /// run periodically by the server so abandoned sessions do not pile up.
 pub async fn purge_idle(app: &App) -> Result<u64, sqlx::Error> {
-    let cutoff = db::now_ms() - app.config.session_idle_timeout.as_millis() as i64;
+    let now = db::now_ms();
+    let cutoff = now - app.config.session_idle_timeout.as_millis() as i64;
+    let born_before = now - app.config.web_login_lifetime.as_millis() as i64;
     let mut tx = app.db.begin_write().await?;
-    let n = sqlx::query("DELETE FROM web_sessions WHERE last_seen < $1")
+    let n = sqlx::query("DELETE FROM web_sessions WHERE last_seen < $1 OR created_at < $2")
         .bind(cutoff)
+        .bind(born_before)
         .execute(tx.conn())
         .await?
         .rows_affected();
