@@ -87,6 +87,13 @@ async fn load_or_create_key(
 }
 
 impl Recordings {
+    /// A copy of the recording signing key for one recording's writer (which signs each
+    /// chunk it seals).
+    fn chunk_signer(&self) -> anyhow::Result<SigningKey> {
+        let bytes = zeroize::Zeroizing::new(self.signer.expose());
+        SigningKey::from_bytes(&bytes[..]).map_err(|e| anyhow::anyhow!("the signing key: {e}"))
+    }
+
     /// Opens the store under `data_dir/recordings` and loads (or, the first time, creates)
     /// the manifest signing key and the search-index key, both sealed by the vault.
     pub async fn open(
@@ -172,8 +179,15 @@ pub async fn plan(
         input_recorded: app.config.record_input,
         path: info.path.clone(),
         wrapped_key: app.crypto.seal(&key_context(&id), key.expose()),
+        signing_key: None,
     };
-    let (writer, header_bytes) = RecordingWriter::new(&header, key);
+    // Every sealed chunk is signed with the server's recording key, so each can be checked
+    // offline even if the manifest is removed (docs/recording-format.md, format 6).
+    let (writer, header_bytes) = RecordingWriter::new_signed(
+        &header,
+        key,
+        app.recordings.chunk_signer().map_err(|e| e.to_string())?,
+    );
     let store = app.recordings.store.clone();
     let sid = id.clone();
     tokio::task::spawn_blocking(move || store.create(&sid, &header_bytes))
@@ -655,6 +669,9 @@ pub async fn verify_cli(
         }
         None => {
             println!("  INCOMPLETE: no signed manifest (the server stopped mid-session, or the manifest was removed); everything up to the last whole chunk verifies, the end cannot be vouched for (exit status 3)");
+            if report.signed {
+                println!("  every chunk carries its own signature, and each verifies{}: none was altered (chunks removed from the end would not show)", if trusted.is_some() && public_key.is_some() { " against the key given" } else { " against the key in the file's header (compare it with the server's published key: --public-key)" });
+            }
             if report.unsealed_tail {
                 println!("  note: the last chunk is the open chunk's tail (stored every second, never sealed); the recording ends with its last second");
             }

@@ -218,6 +218,7 @@ fn bench_header(input_recorded: bool) -> RecordingHeader {
         // As long as a vault-sealed key.
         path: Vec::new(),
         wrapped_key: "x".repeat(120),
+        signing_key: None,
     }
 }
 

@@ -21,6 +21,49 @@ pub const CHUNK_FIXED: usize = 2 + 4 + 4 + 4 + 4 + 1 + PREV_HASH_LEN;
 pub const PREV_HASH_LEN: usize = 16;
 /// A tail's fixed part: a chunk's, then the revision (u32).
 pub const TAIL_FIXED: usize = CHUNK_FIXED + 4;
+/// A signature record (format version 6) follows each sealed chunk: magic, the chunk's
+/// `seq` (u32), and an Ed25519 signature by the server's recording key over
+/// `chunk_signed_bytes`. It is not part of the chain: it vouches for each chunk on its own,
+/// so the last chunk of a recording whose manifest is gone can still be checked offline.
+pub const SIGNATURE_MAGIC: &[u8; 2] = b"PS";
+pub const SIGNATURE_RECORD: usize = 2 + 4 + 64;
+
+/// What a chunk's signature covers: the recording (its header's hash), the chunk's place
+/// and the chunk's whole bytes (its hash).
+pub fn chunk_signed_bytes(header_hash: &[u8; 32], seq: u64, chunk_hash: &[u8; 32]) -> Vec<u8> {
+    let mut m = b"portcullis-chunk\0".to_vec();
+    m.extend_from_slice(header_hash);
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(chunk_hash);
+    m
+}
+
+/// A signature record for chunk `seq`.
+pub fn signature_record(seq: u64, signature: &[u8; 64]) -> Vec<u8> {
+    let mut r = Vec::with_capacity(SIGNATURE_RECORD);
+    r.extend_from_slice(SIGNATURE_MAGIC);
+    r.extend_from_slice(&clamp32(seq).to_be_bytes());
+    r.extend_from_slice(signature);
+    r
+}
+
+/// The signature record at `offset`, if one starts there: (seq, signature). `Ok(None)` when
+/// the file ends inside it (a write cut short).
+pub fn parse_signature(file: &[u8], offset: usize) -> Result<Option<(u64, [u8; 64])>, FormatError> {
+    let b = &file[offset..];
+    if !b.starts_with(SIGNATURE_MAGIC) {
+        return Err(FormatError::Malformed(format!(
+            "no signature record at byte {offset}"
+        )));
+    }
+    if b.len() < SIGNATURE_RECORD {
+        return Ok(None);
+    }
+    let seq = u32::from_be_bytes([b[2], b[3], b[4], b[5]]) as u64;
+    let mut sig = [0u8; 64];
+    sig.copy_from_slice(&b[6..SIGNATURE_RECORD]);
+    Ok(Some((seq, sig)))
+}
 /// The fixed part's length of the chunk or tail that starts with `magic`.
 fn fixed_len(magic: &[u8]) -> Option<usize> {
     match magic {
@@ -59,6 +102,10 @@ pub struct RecordingHeader {
     pub path: Vec<String>,
     /// The recording key, sealed by the vault (opaque to this crate).
     pub wrapped_key: String,
+    /// Format version 6: the public half of the key that signs each chunk (base64 Ed25519),
+    /// for checking a file offline; compare it with the server's published key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
 }
 
 pub fn encode_header(h: &RecordingHeader) -> Vec<u8> {
@@ -251,8 +298,18 @@ pub fn parse_chunk(file: &[u8], offset: usize) -> Result<Option<ChunkInfo>, Form
 /// still being written), `None` when it does not parse.
 pub fn whole_chunks_len(file: &[u8]) -> Option<usize> {
     let (_, mut at) = decode_header(file).ok()?;
-    while file.len() - at >= CHUNK_FIXED {
+    while file.len() - at >= 2 {
         let b = &file[at..];
+        if b.starts_with(SIGNATURE_MAGIC) {
+            if b.len() < SIGNATURE_RECORD {
+                break;
+            }
+            at += SIGNATURE_RECORD;
+            continue;
+        }
+        if b.len() < CHUNK_FIXED {
+            break;
+        }
         let fixed = fixed_len(&b[..2])?;
         let body = u32::from_be_bytes([b[2], b[3], b[4], b[5]]) as usize;
         if body > MAX_CHUNK_BODY {

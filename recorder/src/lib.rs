@@ -22,11 +22,11 @@ pub use writer::RecordingWriter;
 
 /// Version of the recording format this crate writes. Bumped with every breaking change to
 /// `docs/recording-format.md`.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// Versions this crate reads: version 2 files are version 3 files without tails; version 3
 /// files are version 4 files whose keyframes each start a chunk; version 4 files are version
 /// 5 files compressed against a shorter history (64 KiB, window 2^17).
-pub const READABLE_VERSIONS: std::ops::RangeInclusive<u32> = 2..=5;
+pub const READABLE_VERSIONS: std::ops::RangeInclusive<u32> = 2..=6;
 
 /// The 256-bit AES-GCM key of one recording. Zeroed on drop; no `Debug`, `Display`, `Clone`
 /// or `Serialize`, so it cannot end up in a log or a response by accident.

@@ -58,6 +58,11 @@ impl SigningKey {
         B64.encode(self.0.verifying_key().to_bytes())
     }
 
+    /// Signs raw bytes (a chunk's `format::chunk_signed_bytes`).
+    pub fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message).to_bytes()
+    }
+
     pub fn sign(&self, manifest: Manifest) -> SignedManifest {
         let bytes = serde_json::to_vec(&manifest).unwrap_or_default();
         SignedManifest {
@@ -95,4 +100,22 @@ impl SignedManifest {
                 "the manifest signature does not verify (the manifest was altered)".to_string()
             })
     }
+}
+
+/// Checks a chunk's signature (`format::chunk_signed_bytes`) against a base64 Ed25519 public
+/// key. Returns a reason when it does not hold.
+pub fn check_chunk_signature(
+    public_key_b64: &str,
+    message: &[u8],
+    signature: &[u8; 64],
+) -> Result<(), String> {
+    let pk: [u8; 32] = B64
+        .decode(public_key_b64)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or("the signing key is malformed")?;
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk)
+        .map_err(|_| "the signing key is malformed".to_string())?;
+    vk.verify(message, &ed25519_dalek::Signature::from_bytes(signature))
+        .map_err(|_| "its signature does not verify (the chunk was altered)".to_string())
 }

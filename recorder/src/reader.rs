@@ -9,7 +9,8 @@ use std::ops::ControlFlow;
 
 use crate::event::{decode_all, RecordedEvent, Timed};
 use crate::format::{
-    decode_header, link, open_chunk, parse_chunk, sha256, ChunkInfo, RecordingHeader, StreamDecoder,
+    chunk_signed_bytes, decode_header, link, open_chunk, parse_chunk, parse_signature, sha256,
+    ChunkInfo, RecordingHeader, StreamDecoder, SIGNATURE_MAGIC, SIGNATURE_RECORD,
 };
 use crate::manifest::SignedManifest;
 use crate::{FormatError, RecordingKey};
@@ -27,6 +28,8 @@ pub struct Recording {
     pub parse_problem: Option<String>,
     /// A tail of a chunk that was sealed since followed the chunks (ignored when reading).
     pub stale_tail: bool,
+    /// Format version 6: each sealed chunk's signature, by `seq`.
+    pub signatures: std::collections::HashMap<u64, [u8; 64]>,
 }
 
 /// What `verify` found. `ok()` when nothing is wrong; `complete` when a valid signed manifest
@@ -43,6 +46,10 @@ pub struct VerifyReport {
     /// The last chunk is the open chunk's tail (written every second, never sealed): the
     /// session was cut off (or is still running) and the recording ends with it.
     pub unsealed_tail: bool,
+    /// Every sealed chunk carries a signature that verifies (format version 6, signed by
+    /// the key in the header, or by `trusted_key` when one was given): each chunk is vouched
+    /// for on its own, even without the manifest.
+    pub signed: bool,
     /// The first problem, naming the chunk.
     pub problem: Option<String>,
     pub bad_chunk: Option<u64>,
@@ -66,7 +73,23 @@ impl Recording {
         let mut at = header_len;
         let mut parse_problem = None;
         let mut stale_tail = false;
+        let mut signatures = std::collections::HashMap::new();
         while at < bytes.len() {
+            if bytes[at..].starts_with(SIGNATURE_MAGIC) {
+                match parse_signature(&bytes, at) {
+                    Ok(Some((seq, sig))) => {
+                        signatures.insert(seq, sig);
+                        at += SIGNATURE_RECORD;
+                        continue;
+                    }
+                    // Cut short by a crash: the recording is incomplete from here.
+                    Ok(None) => break,
+                    Err(e) => {
+                        parse_problem = Some(format!("after chunk {}: {e}", chunks.len()));
+                        break;
+                    }
+                }
+            }
             match parse_chunk(&bytes, at) {
                 Ok(Some(c)) if c.tail.is_some() && at + c.len != bytes.len() => {
                     parse_problem = Some(format!(
@@ -100,6 +123,7 @@ impl Recording {
             chunks,
             parse_problem,
             stale_tail,
+            signatures,
         })
     }
 
@@ -126,9 +150,25 @@ impl Recording {
             complete: false,
             decrypted: key.is_some(),
             unsealed_tail: self.chunks.last().is_some_and(|c| c.tail.is_some()),
+            signed: false,
             problem: None,
             bad_chunk: None,
         };
+        // Format 6 signs every sealed chunk when the header names the signer: each must carry
+        // a signature that verifies, against the trusted key when one is given (a file
+        // re-signed with another key fails), else the header's.
+        let signer = trusted_key.or(self.header.signing_key.as_deref());
+        let signed = self.header.signing_key.is_some();
+        if let (Some(t), Some(h)) = (trusted_key, self.header.signing_key.as_deref()) {
+            if t != h && !self.chunks.is_empty() {
+                report.problem = Some(
+                    "chunk 0: the chunks are signed by a key other than the one given (the file's header names another)"
+                        .into(),
+                );
+                report.bad_chunk = Some(0);
+                return report;
+            }
+        }
         let fail = |r: &mut VerifyReport, seq: u64, why: String| {
             r.problem = Some(format!("chunk {seq}: {why}"));
             r.bad_chunk = Some(seq);
@@ -176,8 +216,27 @@ impl Recording {
                     return report;
                 }
             }
+            if signed && c.tail.is_none() {
+                let Some(key) = signer else {
+                    fail(&mut report, i, "no key to check its signature with".into());
+                    return report;
+                };
+                let checked = match self.signatures.get(&i) {
+                    None => Err("it has no signature (format 6 signs every sealed chunk; its signature record was removed)".to_string()),
+                    Some(sig) => crate::manifest::check_chunk_signature(
+                        key,
+                        &chunk_signed_bytes(&self.header_hash, i, &c.hash),
+                        sig,
+                    ),
+                };
+                if let Err(why) = checked {
+                    fail(&mut report, i, why);
+                    return report;
+                }
+            }
             prev = c.hash;
         }
+        report.signed = signed;
         if let Some(p) = &self.parse_problem {
             report.problem = Some(p.clone());
             report.bad_chunk = Some(self.chunks.len() as u64);

@@ -79,6 +79,9 @@ pub struct RecordingWriter {
     tail_revision: u32,
     /// `pending.len()` when the last tail was written (None: no tail of this chunk yet).
     tail_of: Option<usize>,
+    /// Signs each sealed chunk (a signature record follows it), so every chunk can be
+    /// checked offline even without the manifest.
+    signer: Option<crate::manifest::SigningKey>,
 }
 
 /// What a tick asks the caller to store.
@@ -94,8 +97,27 @@ pub struct Tick {
 impl RecordingWriter {
     /// Starts a recording; returns the writer and the file header to store first.
     pub fn new(header: &RecordingHeader, key: RecordingKey) -> (RecordingWriter, Vec<u8>) {
+        Self::start(header, key, None)
+    }
+
+    /// Starts a recording whose every sealed chunk is signed by `signer` (the server's
+    /// recording key; its public half goes into the header).
+    pub fn new_signed(
+        header: &RecordingHeader,
+        key: RecordingKey,
+        signer: crate::manifest::SigningKey,
+    ) -> (RecordingWriter, Vec<u8>) {
+        Self::start(header, key, Some(signer))
+    }
+
+    fn start(
+        header: &RecordingHeader,
+        key: RecordingKey,
+        signer: Option<crate::manifest::SigningKey>,
+    ) -> (RecordingWriter, Vec<u8>) {
         let mut header = header.clone();
         header.format_version = FORMAT_VERSION;
+        header.signing_key = signer.as_ref().map(|k| k.public_key_b64());
         let bytes = encode_header(&header);
         let header_hash = sha256(&bytes);
         (
@@ -122,6 +144,7 @@ impl RecordingWriter {
                 last_t: 0,
                 tail_revision: 0,
                 tail_of: None,
+                signer,
             },
             bytes,
         )
@@ -302,7 +325,14 @@ impl RecordingWriter {
         };
         self.stream_bytes += self.pending.len() as u64;
         let spec = self.open_chunk((first, last), anchor, &compressed);
-        let (bytes, hash) = seal_chunk(&self.key, spec)?;
+        let (mut bytes, hash) = seal_chunk(&self.key, spec)?;
+        if let Some(signer) = &self.signer {
+            let signed = crate::format::chunk_signed_bytes(&self.header_hash, self.next_seq, &hash);
+            bytes.extend(crate::format::signature_record(
+                self.next_seq,
+                &signer.sign_bytes(&signed),
+            ));
+        }
         if level == Level::Settled {
             // A quiet session: give back the buffer (the history is packed as well).
             self.pending = Vec::new();

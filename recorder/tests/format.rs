@@ -21,6 +21,7 @@ fn header() -> RecordingHeader {
         input_recorded: true,
         path: Vec::new(),
         wrapped_key: "sealed".into(),
+        signing_key: None,
     }
 }
 
@@ -783,4 +784,61 @@ fn a_version_4_recording_still_reads_and_verifies() {
     let seen = rec.screen_at(&key, 150_000).unwrap();
     assert!(seen.screen().contents().contains("  150000 "));
     assert!(!seen.screen().contents().contains("  150250 "));
+}
+
+/// A recording whose every chunk is signed (format 6), its manifest removed: an auditor
+/// with the file alone flips one byte near its end. The last chunk's own signature catches
+/// it; a removed signature record, or a file checked against another key, fails too.
+#[test]
+fn every_signed_chunk_is_checked_offline_without_the_manifest() {
+    let signer = SigningKey::generate();
+    let public = signer.public_key_b64();
+    let (w, mut file) = RecordingWriter::new_signed(&header(), key(), signer);
+    let mut w = w;
+    for i in 0..40u64 {
+        let e = Timed {
+            t_ms: i * 500,
+            event: RecordedEvent::Output(format!("line {i}\r\n").into_bytes()),
+        };
+        if let Some(b) = w.push(e).unwrap() {
+            file.extend(b);
+        }
+        if i % 4 == 3 {
+            if let Some(b) = w.flush().unwrap() {
+                file.extend(b);
+            }
+        }
+    }
+    let (last, _manifest) = w.finish(header().started_at_ms + 20_000, "exited").unwrap();
+    file.extend(last.unwrap_or_default());
+    let rec = Recording::parse(file.clone()).unwrap();
+    assert_eq!(rec.header.signing_key.as_deref(), Some(public.as_str()));
+    let n = rec.chunks.len();
+    assert!(n >= 5, "{n} chunks");
+    // Unaltered, no manifest: incomplete, but every chunk vouched for.
+    let r = rec.verify(None, None, None);
+    assert!(r.ok() && r.signed && !r.complete, "{r:?}");
+
+    // One byte flipped inside the last chunk, which nothing else links to.
+    let last_chunk = &rec.chunks[n - 1];
+    let mut flipped = file.clone();
+    flipped[last_chunk.offset as usize + last_chunk.len - 5] ^= 0x01;
+    let r = Recording::parse(flipped).unwrap().verify(None, None, None);
+    assert_eq!(r.bad_chunk, Some(n as u64 - 1), "{r:?}");
+    assert!(r.problem.unwrap().contains("signature"));
+
+    // The last chunk's signature record removed.
+    let cut = file.len() - recorder::format::SIGNATURE_RECORD;
+    let r = Recording::parse(file[..cut].to_vec())
+        .unwrap()
+        .verify(None, None, None);
+    assert_eq!(r.bad_chunk, Some(n as u64 - 1), "{r:?}");
+    assert!(r.problem.unwrap().contains("no signature"));
+
+    // Checked against another server's key.
+    let other = SigningKey::generate().public_key_b64();
+    let r = Recording::parse(file)
+        .unwrap()
+        .verify(None, None, Some(&other));
+    assert_eq!(r.bad_chunk, Some(0), "{r:?}");
 }

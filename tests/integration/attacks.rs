@@ -266,7 +266,8 @@ async fn one_code_completes_one_login_and_the_session_id_is_renewed() {
 
 /// An anonymous visitor types a user name holding a newline and a whole forged RFC 5424
 /// message after it. The collector (a UDP listener reading each datagram as the collector
-/// would) gets one message per audit event, with the newline shown as an escape.
+/// would) gets one message per audit event with no control character in it (every field is
+/// escaped: `audit::syslog`'s unit test), and the unknown name is kept only as a stand-in.
 #[tokio::test]
 async fn a_user_name_cannot_forge_a_syslog_message() {
     let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
@@ -299,9 +300,16 @@ async fn a_user_name_cannot_forge_a_syslog_message() {
     for m in &messages {
         assert!(!m.chars().any(|c| c.is_control()), "{m:?}");
     }
-    // One message, starting with the gateway's own header; the forged one is text in it.
+    // One message, starting with the gateway's own header; the name typed is kept only as a
+    // stand-in, so the forged header reaches neither the collector nor the audit log.
     assert!(login.starts_with("<84>1 "), "{login}");
-    assert!(login.contains("x\\u{a}<86>1 2026-12-07"), "{login}");
+    assert!(
+        login.contains("unknown user #") && !login.contains("<86>"),
+        "{login}"
+    );
+    let admin = server.admin().await;
+    let audit = admin.get("/audit?action=auth.login").await.ok();
+    assert!(!audit.to_string().contains("2026-12-07T00"), "{audit}");
 }
 
 /// Renames the account `account` to `name` as `who`; the reply.
@@ -1111,4 +1119,72 @@ async fn an_open_pending_secret_is_settled_while_the_gateway_runs() {
         .await
         .ok();
     assert_eq!(pending["pending"], serde_json::Value::Null, "{pending}");
+}
+
+/// An auditor copies a finished recording's `.pcr` alone (no manifest) and flips one byte
+/// near its end: `recording verify FILE` fails naming the last chunk (its own signature),
+/// instead of "OK, INCOMPLETE". The untouched file alone is incomplete (exit 3, every chunk
+/// signed); by id, with its manifest removed from the store, it fails (the server closed it).
+#[tokio::test]
+async fn a_recording_altered_at_its_end_fails_verification_without_its_manifest() {
+    use crate::live::{engineer_with_connect, exit_shell, open_session, read_until, terminal_has};
+    let w = engineer_with_connect().await;
+    let (mut ws, mut got) = open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    crate::live::type_line(&mut ws, &mut got, "echo signed-$((6*7))", "signed-42").await;
+    exit_shell(&mut ws, &mut got).await;
+    let rows = crate::recordings::recordings_in(&w.admin, "complete", 1).await;
+    let id = rows[0]["id"].as_str().unwrap_or_default().to_string();
+    let stored = w._site.data_dir().join("recordings");
+    let copy = tempfile_dir().join(format!("{id}.pcr"));
+    std::fs::copy(stored.join(format!("{id}.pcr")), &copy).expect("copy the .pcr alone");
+    let verify = |target: &str| {
+        let out = w._site.cli(&["recording", "verify", target]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, text) = verify(copy.to_str().unwrap_or_default());
+    assert_eq!(code, Some(3), "{text}");
+    assert!(
+        text.contains("every chunk carries its own signature"),
+        "{text}"
+    );
+    let mut bytes = std::fs::read(&copy).expect("read");
+    let at = bytes.len() - recorder_signature_record() - 5;
+    bytes[at] ^= 0x01;
+    std::fs::write(&copy, &bytes).expect("write");
+    let (code, text) = verify(copy.to_str().unwrap_or_default());
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("FAILS VERIFICATION") && text.contains("signature"),
+        "{text}"
+    );
+    // By id, with the manifest gone from the store: the server knows it closed it.
+    std::fs::remove_file(stored.join(format!("{id}.manifest.json"))).expect("remove manifest");
+    let (code, text) = verify(&id);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("manifest") && text.contains("missing"),
+        "{text}"
+    );
+}
+
+fn recorder_signature_record() -> usize {
+    recorder::format::SIGNATURE_RECORD
+}
+
+/// A fresh directory for files a test hands around.
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "pc-attack-files-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    let _ = std::fs::create_dir_all(&d);
+    d
 }
