@@ -308,6 +308,29 @@ fn off_the_runtime<R>(work: impl FnOnce() -> R) -> R {
     }
 }
 
+/// How many lines a session may hide as answers to secret prompts before it is an alert.
+const HIDDEN_LINES_ALERT: u32 = 4;
+
+/// The audit alert for a session that hid `n` lines as secret answers.
+async fn alert_hidden_lines(app: &App, actor: &Actor, session: &LiveSession, id: &str, n: u32) {
+    let info = session.info();
+    let r = app
+        .audit
+        .append(Event {
+            actor,
+            action: "session.redaction",
+            outcome: Outcome::Ok,
+            object_kind: "session",
+            object_id: &info.id,
+            object_name: &format!("{}@{}", info.account_name, info.resource_name),
+            detail: json!({ "alert": true, "hidden_lines": n, "recording_id": id, "why": "more lines were typed at what looked like password prompts than a login needs: a shell prompt made to look like one hides the commands typed at it from the recording" }),
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, "could not audit hidden input");
+    }
+}
+
 /// Runs the recorder of one session until the session is over.
 pub fn spawn_writer(
     app: App,
@@ -326,6 +349,9 @@ pub fn spawn_writer(
         let mut flush = tokio::time::interval(FLUSH_EVERY);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut end_reason = String::from("closed");
+        // Lines hidden as answers to secret prompts. A session that hides more than a few is
+        // an alert: `PS1='token: '; stty -echo` makes every command look like a password.
+        let mut hidden_lines = 0u32;
         loop {
             tokio::select! {
                 item = tap.recv_timed() => {
@@ -333,6 +359,14 @@ pub fn spawn_writer(
                     let t_ms = at.saturating_duration_since(started).as_millis() as u64;
                     let events = match item {
                         TapItem::Event(ev) => {
+                            if let SessionEvent::Input { redacted: true, data, .. } = &ev {
+                                if data.iter().any(|&c| c == b'\r' || c == b'\n') {
+                                    hidden_lines += 1;
+                                    if hidden_lines == HIDDEN_LINES_ALERT {
+                                        alert_hidden_lines(&app, &actor, &session, &id, hidden_lines).await;
+                                    }
+                                }
+                            }
                             if let SessionEvent::Lifecycle(Lifecycle::Ended { reason, .. }) = &ev { end_reason = reason.clone(); }
                             if let SessionEvent::Lifecycle(Lifecycle::Failed { message, .. }) = &ev { end_reason = message.clone(); }
                             to_recorded(ev, record_input)

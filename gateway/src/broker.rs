@@ -130,6 +130,10 @@ struct Shared {
     screen: Screen,
     events: Option<broadcast::Sender<SessionEvent>>,
     tap: Option<TapSender>,
+    /// A line was already submitted (Enter) at the secret prompt on screen, and the target
+    /// has printed nothing since: what follows is not the prompt's answer, so it is not
+    /// redacted (one line per prompt; a type-ahead command after a password stays visible).
+    secret_answered: bool,
 }
 
 /// What the recorder receives: every event in order, and keyframes (full screens) taken by
@@ -552,9 +556,17 @@ impl LiveSession {
         }
         let mut shared = self.lock();
         match &mut ev {
-            SessionEvent::Output(b) => shared.screen.process(b),
+            SessionEvent::Output(b) => {
+                shared.screen.process(b);
+                shared.secret_answered = false;
+            }
             SessionEvent::Resize { cols, rows } => shared.screen.resize(*cols, *rows),
-            SessionEvent::Input { redacted, .. } => *redacted = shared.screen.at_secret_prompt(),
+            SessionEvent::Input { redacted, data, .. } => {
+                *redacted = shared.screen.at_secret_prompt() && !shared.secret_answered;
+                if *redacted && data.iter().any(|&c| c == b'\r' || c == b'\n') {
+                    shared.secret_answered = true;
+                }
+            }
             // Raw rectangles paint the desktop and go on encoded, once for every viewer.
             SessionEvent::Cursor(c) => {
                 if let Screen::Desktop(d) = &mut shared.screen {
@@ -690,6 +702,7 @@ impl Broker {
                 },
                 events: Some(broadcast_tx),
                 tap: None,
+                secret_answered: false,
             }),
             input: input_tx,
             bytes_from_target: AtomicU64::new(0),
@@ -1074,7 +1087,42 @@ mod tests {
         assert_eq!(&output[..expected.len()], &expected[..]);
         // One at the start, then one per ~1000 bytes of output.
         assert!(keyframes >= 1 + expected.len() / 1000 - 1, "{keyframes}");
-        // Typed at the prompt: published as redacted; after the prompt line: in clear.
+        // Typed at the prompt: published as redacted; after the prompt line: in clear. A
+        // line typed ahead after the answer, before the target said anything, is not the
+        // prompt's answer: one line per prompt is hidden, no more.
+        s.type_input("alice", b"hunter2\r".to_vec()).await.unwrap();
+        s.type_input("alice", b"whoami\r".to_vec()).await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            if let TapItem::Event(SessionEvent::Input { redacted, data, .. }) =
+                tokio::time::timeout(Duration::from_secs(5), tap.recv())
+                    .await
+                    .unwrap()
+                    .unwrap()
+            {
+                seen.push((redacted, data.to_vec()));
+            }
+        }
+        assert_eq!(
+            seen,
+            vec![(true, b"hunter2\r".to_vec()), (false, b"whoami\r".to_vec())]
+        );
+        let mut buf = [0u8; 15];
+        target_side.read_exact(&mut buf).await.unwrap();
+        // A new prompt of the same kind: its answer is hidden again.
+        target_side.write_all(b"\r\nPassword: ").await.unwrap();
+        loop {
+            if let TapItem::Event(SessionEvent::Output(b)) =
+                tokio::time::timeout(Duration::from_secs(5), tap.recv())
+                    .await
+                    .unwrap()
+                    .unwrap()
+            {
+                if b.ends_with(b"Password: ") {
+                    break;
+                }
+            }
+        }
         s.type_input("alice", b"hunter2\r".to_vec()).await.unwrap();
         target_side.write_all(b"\r\n$ ").await.unwrap();
         let mut buf = [0u8; 8];

@@ -1188,3 +1188,65 @@ fn tempfile_dir() -> std::path::PathBuf {
     let _ = std::fs::create_dir_all(&d);
     d
 }
+
+/// A user makes every command look like a password entry (`PS1='token: '; stty -echo`), so
+/// the recording keeps only their lengths. The session is flagged: after a few such lines an
+/// audit alert names it and its recording.
+#[tokio::test]
+async fn a_shell_dressed_as_a_password_prompt_raises_an_alert() {
+    use crate::live::{engineer_with_connect, open_session, read_until, terminal_has};
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let w = engineer_with_connect().await;
+    let (mut ws, mut got) = open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+    read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+    ws.send(Message::Binary(
+        b"PS1='token: '; stty -echo\r".to_vec().into(),
+    ))
+    .await
+    .expect("sent");
+    // The rendered screen ends at the disguised prompt (the command line's own echo also
+    // holds the words, so the raw bytes would match too early).
+    let at_prompt = |g: &crate::live::Received, after: &str| {
+        let mut screen = gateway::screen::TerminalScreen::new(80, 24);
+        screen.process(&g.terminal);
+        let text = screen.text();
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.last() == Some(&"token:") && (after.is_empty() || lines.contains(&after))
+    };
+    read_until(&mut ws, &mut got, "the disguised prompt", |g| {
+        at_prompt(g, "")
+    })
+    .await;
+    // Each command is typed once the disguised prompt is back (as a person would).
+    for i in 100..105 {
+        ws.send(Message::Binary(
+            format!("echo hidden-$(({i}+0))\r").into_bytes().into(),
+        ))
+        .await
+        .expect("sent");
+        let shown = format!("hidden-{i}");
+        read_until(&mut ws, &mut got, "the output and the next prompt", |g| {
+            at_prompt(g, &shown)
+        })
+        .await;
+    }
+    let mut alert = serde_json::Value::Null;
+    for _ in 0..100 {
+        alert = w.admin.get("/audit?action=session.redaction").await.ok();
+        if alert.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(alert[0]["detail"]["alert"], true, "{alert}");
+    assert!(
+        alert[0]["detail"]["hidden_lines"].as_u64().unwrap_or(0) >= 4,
+        "{alert}"
+    );
+    drop(ws);
+}
