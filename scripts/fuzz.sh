@@ -15,7 +15,7 @@ if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   echo "cargo fuzz needs the nightly toolchain (rustup toolchain install nightly)" >&2
   exit 1
 fi
-for target in telnet_protocol logon_output; do
+for target in telnet_protocol logon_output rdp_planar rdp_bitmap; do
   echo "==> fuzzing $target for ${secs}s"
   mkdir -p "fuzz/corpus/$target"
   cargo +nightly fuzz run "$target" "fuzz/corpus/$target" -- -max_total_time="$secs" -rss_limit_mb=1024

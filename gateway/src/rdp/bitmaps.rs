@@ -401,6 +401,17 @@ impl BitmapPath {
     }
 
     /// Draws a complete bitmap update (its data, `drawable`); the union of what was drawn.
+    /// Public for the fuzz target (`fuzz/fuzz_targets/rdp_bitmap.rs`): the server chooses
+    /// every byte of it.
+    pub fn draw_update(
+        &mut self,
+        data: &[u8],
+        picture: &mut Picture,
+    ) -> Option<InclusiveRectangle> {
+        self.draw(data, picture)
+    }
+
+    /// Draws a complete bitmap update (its data, `drawable`); the union of what was drawn.
     fn draw(&mut self, data: &[u8], picture: &mut Picture) -> Option<InclusiveRectangle> {
         let Ok(FastPathUpdate::Bitmap(update)) =
             FastPathUpdate::decode_with_code(data, UpdateCode::Bitmap)
