@@ -956,3 +956,111 @@ fn check(failures: &mut Vec<String>, row: &Row, who: &str, want: char, status: u
         ));
     }
 }
+
+/// Each share level's boundary on one account, as a Password User holds it (none, connect,
+/// view, modify, manage), against fresh objects for every call: an object not shared with
+/// the caller is a 404 (its existence is not confirmed), one shared below what the action
+/// needs is a 403 naming the level.
+#[tokio::test]
+async fn every_share_level_stops_at_its_boundary() {
+    const LEVELS: [&str; 5] = ["none", "connect", "view", "modify", "manage"];
+    // Expected status for none, connect, view, modify, manage.
+    type Case = (&'static str, &'static str, fn() -> Value, [u16; 5]);
+    let cases: &[Case] = &[
+        (
+            "GET",
+            "/accounts/{id}",
+            || json!(null),
+            [404, 200, 200, 200, 200],
+        ),
+        (
+            "POST",
+            "/accounts/{id}/reveal",
+            || json!({ "reason": "boundary" }),
+            [404, 403, 200, 200, 200],
+        ),
+        (
+            "GET",
+            "/accounts/{id}/history",
+            || json!(null),
+            [404, 403, 200, 200, 200],
+        ),
+        (
+            "GET",
+            "/accounts/{id}/pending",
+            || json!(null),
+            [404, 403, 200, 200, 200],
+        ),
+        (
+            "PATCH",
+            "/accounts/{id}",
+            || json!({ "notes": "boundary" }),
+            [404, 403, 403, 200, 200],
+        ),
+        (
+            "PUT",
+            "/accounts/{id}/secret",
+            || json!({ "secret": "Boundary-Pw-0001!" }),
+            [404, 403, 403, 200, 200],
+        ),
+        (
+            "POST",
+            "/accounts/{id}/rotate",
+            || json!({}),
+            [404, 403, 403, 202, 202],
+        ),
+        (
+            "GET",
+            "/shares?object_kind=account&object_id={id}",
+            || json!(null),
+            [404, 403, 403, 403, 200],
+        ),
+        (
+            "DELETE",
+            "/accounts/{id}",
+            || json!(null),
+            [404, 403, 403, 403, 200],
+        ),
+    ];
+    let site = Site::new(Backend::Sqlite);
+    let server = site.start();
+    let root = server.admin().await;
+    let (user, user_id) = server.user(&root, "boundary", "password_user").await;
+    let mut n = 0;
+    let mut mismatches = Vec::new();
+    for (method, path, body, expect) in cases {
+        for (level, want) in LEVELS.iter().zip(expect) {
+            n += 1;
+            let r = root
+                .call(
+                    "POST",
+                    "/resources",
+                    json!({ "name": format!("bnd{n}"), "host": "10.9.0.1", "ports": { "ssh": 22 }, "policy_id": "policy-low" }),
+                )
+                .await
+                .ok();
+            let rid = r["id"].as_str().unwrap_or_default().to_string();
+            let account = root.account(&rid, "svc", "Boundary-Old-0001!").await;
+            if *level != "none" {
+                root.call("POST", "/shares", json!({ "subject_kind": "user", "subject_id": user_id, "object_kind": "account", "object_id": account, "level": level })).await.ok();
+            }
+            let path = path.replace("{id}", &account);
+            let sent = body();
+            let r = user
+                .raw(method, &path, (!sent.is_null()).then_some(sent), true)
+                .await;
+            if r.status != *want {
+                mismatches.push(format!(
+                    "{level}: {method} {path} -> {} (expected {want}): {}",
+                    r.status, r.body
+                ));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} share-level mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
