@@ -437,10 +437,26 @@ async fn group_json(app: &App, id: &str) -> ApiResult<Value> {
     )
 }
 
-pub async fn list_groups(State(app): State<App>, Auth(_p): Auth) -> ApiResult<Json<Value>> {
-    let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM user_groups ORDER BY name")
-        .fetch_all(&app.db.pool)
-        .await?;
+/// Whether `p` sees every user group (who is in which group is administration): those who
+/// manage users, share objects or audit; a Password User sees the groups they are in.
+fn sees_all_groups(p: &Principal) -> bool {
+    p.super_admin
+        || p.role.can_manage_users()
+        || p.role.can_create_resources()
+        || p.role.can_read_audit()
+}
+
+pub async fn list_groups(State(app): State<App>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+    let ids: Vec<(String,)> = if sees_all_groups(&p) {
+        sqlx::query_as("SELECT id FROM user_groups ORDER BY name")
+            .fetch_all(&app.db.pool)
+            .await?
+    } else {
+        sqlx::query_as("SELECT g.id FROM user_groups g JOIN user_group_members m ON m.group_id = g.id WHERE m.user_id = $1 ORDER BY g.name")
+            .bind(&p.user_id)
+            .fetch_all(&app.db.pool)
+            .await?
+    };
     let mut out = Vec::new();
     for (id,) in ids {
         out.push(group_json(&app, &id).await?);
@@ -450,10 +466,17 @@ pub async fn list_groups(State(app): State<App>, Auth(_p): Auth) -> ApiResult<Js
 
 pub async fn get_group(
     State(app): State<App>,
-    Auth(_p): Auth,
+    Auth(p): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(group_json(&app, &id).await?))
+    let g = group_json(&app, &id).await?;
+    let member = g["member_ids"]
+        .as_array()
+        .is_some_and(|m| m.iter().any(|u| u == p.user_id.as_str()));
+    if !sees_all_groups(&p) && !member {
+        return Err(ApiError::not_found("user group"));
+    }
+    Ok(Json(g))
 }
 
 #[derive(Deserialize)]

@@ -183,22 +183,54 @@ fn apply(l: &mut LandingServer, input: LandingInput) {
     }
 }
 
-/// `GET /api/v1/landing-servers`
-pub async fn list(State(app): State<App>, Auth(_p): Auth) -> ApiResult<Json<Value>> {
+/// The landing servers `p` may see: every one for those who configure paths or audit them
+/// (administrators, password administrators, auditors); for anyone else, those on the path
+/// of a resource they can see (None: all).
+async fn visible_to(
+    app: &App,
+    p: &crate::identity::Principal,
+) -> ApiResult<Option<std::collections::HashSet<String>>> {
+    if p.super_admin
+        || p.role.can_manage_users()
+        || p.role.can_create_resources()
+        || p.role.can_read_audit()
+    {
+        return Ok(None);
+    }
+    let mut on_path = std::collections::HashSet::new();
+    for r in resources::list(app, p).await? {
+        for l in hop_path::resolve(app, &r.id).await? {
+            on_path.insert(l.id);
+        }
+    }
+    Ok(Some(on_path))
+}
+
+/// `GET /api/v1/landing-servers`: those the caller may see (`visible_to`).
+pub async fn list(State(app): State<App>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+    let visible = visible_to(&app, &p).await?;
     let mut out = Vec::new();
     for l in hop_path::list(&app).await? {
-        out.push(view(&app, &l).await?);
+        if visible.as_ref().is_none_or(|v| v.contains(&l.id)) {
+            out.push(view(&app, &l).await?);
+        }
     }
     Ok(Json(json!(out)))
 }
 
-/// `GET /api/v1/landing-servers/{id}`
+/// `GET /api/v1/landing-servers/{id}`: one the caller may see, else 404.
 pub async fn show(
     State(app): State<App>,
-    Auth(_p): Auth,
+    Auth(p): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let l = hop_path::get(&app, &id).await?;
+    if visible_to(&app, &p)
+        .await?
+        .is_some_and(|v| !v.contains(&l.id))
+    {
+        return Err(ApiError::not_found("landing server"));
+    }
     Ok(Json(view(&app, &l).await?))
 }
 

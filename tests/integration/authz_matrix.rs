@@ -159,7 +159,8 @@ const TABLE: &[Row] = &[
         |i| json!({ "name": format!("ug{}", i.n) }),
         "yynnn",
     ),
-    row("GET", "/api/v1/user-groups/{id}", Fx::UGroup, none, "yyyyy"),
+    // A Password User sees the groups they are in (the fixture's has no members).
+    row("GET", "/api/v1/user-groups/{id}", Fx::UGroup, none, "yyyyn"),
     row(
         "PATCH",
         "/api/v1/user-groups/{id}",
@@ -387,8 +388,8 @@ const TABLE: &[Row] = &[
         |_| json!({ "idle_limit": "30m", "max_duration": "default" }),
         "yynnn",
     ),
-    // Landing servers: everyone sees them and the path to what they can see; administrators
-    // configure them.
+    // Landing servers: those who configure or audit paths see them all, a Password User those
+    // on the paths of what they can see; administrators configure them.
     row("GET", "/api/v1/landing-servers", Fx::None, none, "yyyyy"),
     row(
         "POST",
@@ -402,7 +403,8 @@ const TABLE: &[Row] = &[
         "/api/v1/landing-servers/{id}",
         Fx::Landing,
         none,
-        "yyyyy",
+        // A Password User sees the landing servers on the paths of resources they can see.
+        "yyyyn",
     ),
     row(
         "PATCH",

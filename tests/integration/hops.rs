@@ -904,3 +904,79 @@ async fn typed_and_stalled_landing_servers_hand_over_to_their_secondaries() {
         "{failover}"
     );
 }
+
+/// A Password User sees the landing servers on the paths of what they can use, not the
+/// others (nor, by id, a landing server elsewhere); administrators see them all. Likewise
+/// user groups: only those they are in.
+#[tokio::test]
+async fn a_password_user_sees_only_the_landing_servers_and_groups_that_concern_them() {
+    let w = hop_world(1).await;
+    let r = w
+        .admin
+        .call(
+            "POST",
+            "/resources",
+            json!({ "name": "elsewhere", "host": "10.77.0.1", "ports": { "ssh": 22 } }),
+        )
+        .await
+        .ok();
+    let rid = r["id"].as_str().unwrap_or_default().to_string();
+    let acc = w.admin.account(&rid, "ops", "Elsewhere-Pw-0001!").await;
+    let other = w
+        .admin
+        .call(
+            "POST",
+            "/landing-servers",
+            json!({ "name": "DC-other", "primary_resource_id": rid, "account_id": acc }),
+        )
+        .await
+        .ok();
+    let other_id = other["id"].as_str().unwrap_or_default().to_string();
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["name"].as_str().map(String::from))
+            .collect()
+    };
+    let mine = w.eng.get("/landing-servers").await.ok();
+    assert_eq!(names(&mine), vec!["DC-1".to_string()], "{mine}");
+    assert_eq!(
+        w.eng
+            .get(&format!("/landing-servers/{other_id}"))
+            .await
+            .status,
+        404
+    );
+    let all = w.admin.get("/landing-servers").await.ok();
+    assert_eq!(names(&all).len(), 2, "{all}");
+    // Groups: none the engineer is in, then one.
+    let g = w
+        .admin
+        .call("POST", "/user-groups", json!({ "name": "ops-team" }))
+        .await
+        .ok();
+    let gid = g["id"].as_str().unwrap_or_default().to_string();
+    w.admin
+        .call("POST", "/user-groups", json!({ "name": "dba-team" }))
+        .await
+        .ok();
+    assert_eq!(w.eng.get("/user-groups").await.ok(), json!([]));
+    let users = w.admin.get("/users").await.ok();
+    let eng_id = users
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["username"] == "engineer"))
+        .and_then(|u| u["id"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    w.admin
+        .call(
+            "PATCH",
+            &format!("/user-groups/{gid}"),
+            json!({ "member_ids": [eng_id] }),
+        )
+        .await
+        .ok();
+    let groups = w.eng.get("/user-groups").await.ok();
+    assert_eq!(names(&groups), vec!["ops-team".to_string()], "{groups}");
+}
