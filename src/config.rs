@@ -71,6 +71,7 @@ pub struct FileConfig {
     pub session_max_duration: Option<String>,
     pub max_sessions: Option<u32>,
     pub max_sessions_per_user: Option<u32>,
+    pub resource_networks: Option<String>,
 }
 
 /// Values given on the command line (already parsed by clap). `None` means "not given".
@@ -142,6 +143,8 @@ pub struct Config {
     /// past either is refused naming the setting.
     pub max_sessions: usize,
     pub max_sessions_per_user: usize,
+    /// Where resources may point (`network_policy`).
+    pub resource_networks: crate::network_policy::ResourceNetworks,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -335,6 +338,12 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
         "25",
         "live sessions one user may own at once (1 to 100000)",
     ),
+    (
+        "resource_networks",
+        "PORTCULLIS_RESOURCE_NETWORKS",
+        "default",
+        "where resources may point: default (anywhere but loopback, link-local, unspecified and multicast addresses) or a comma-separated list of networks (10.0.0.0/8,2001:db8::/32)",
+    ),
 ];
 
 /// A raw setting value and where it came from, before it is parsed.
@@ -407,6 +416,7 @@ impl Config {
             put("session_idle_limit", file.session_idle_limit);
             put("session_max_duration", file.session_max_duration);
             put("max_sessions", file.max_sessions.map(|n| n.to_string()));
+            put("resource_networks", file.resource_networks);
             put(
                 "max_sessions_per_user",
                 file.max_sessions_per_user.map(|n| n.to_string()),
@@ -635,6 +645,16 @@ impl Config {
         };
         let max_sessions = sessions("max_sessions", 1000)?;
         let max_sessions_per_user = sessions("max_sessions_per_user", 25)?;
+        let resource_networks = match get("resource_networks") {
+            Some(r) => crate::network_policy::ResourceNetworks::parse(&r.value).ok_or_else(|| {
+                err(
+                    "resource_networks",
+                    r,
+                    "must be default, or networks such as 10.0.0.0/8,192.168.0.0/16 separated by commas".into(),
+                )
+            })?,
+            None => crate::network_policy::ResourceNetworks::Default,
+        };
         let recording_failure = match get("recording_failure") {
             Some(r) => match r.value.as_str() {
                 "terminate" => RecordingFailure::Terminate,
@@ -686,6 +706,7 @@ impl Config {
             session_max_duration,
             max_sessions,
             max_sessions_per_user,
+            resource_networks,
         })
     }
 

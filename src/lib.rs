@@ -12,6 +12,7 @@ pub mod error;
 pub mod hop_path;
 pub mod host_key_pins;
 pub mod identity;
+pub mod network_policy;
 pub mod rdp_settings;
 pub mod recordings;
 pub mod revocation;

@@ -299,6 +299,22 @@ async fn try_launch(
             ),
         })?;
     info.path = chain.iter().map(|l| l.name.clone()).collect();
+    // The gateway connects to the target itself (no landing server): where it points must
+    // be a network resources may point at, whatever the name resolves to today.
+    let direct = if chain.is_empty() {
+        Some(&r.host)
+    } else {
+        None
+    };
+    if let Some(host) = direct {
+        crate::network_policy::check_resolved(
+            &app.config.resource_networks,
+            host,
+            u16::try_from(port).unwrap_or(0),
+        )
+        .await
+        .map_err(|why| fail(FailureKind::PermissionDenied, format!("{}: {why}", r.name)))?;
+    }
     let label = format!("{} ({}:{port})", r.name, r.host);
     let (adapter, host_key, mut audit_detail, stream): (
         Box<dyn ProtocolAdapter>,

@@ -55,6 +55,8 @@ impl Gateway {
                 "serve",
             ])
             .env("PORTCULLIS_LOG", "warn")
+            // The peers listen on loopback, which the default resource_networks refuses.
+            .env("PORTCULLIS_RESOURCE_NETWORKS", "0.0.0.0/0,::/0")
             .envs(env.iter().copied())
             .stdout(std::fs::File::create(&out)?)
             .stderr(std::fs::File::create(&err)?)

@@ -540,6 +540,14 @@ async fn target_for(app: &App, a: &AccountRow, r: &ResourceRow) -> Result<Target
     let port = r
         .db_port
         .ok_or_else(|| format!("{} has no database port", r.name))?;
+    // The database is reached directly: only where resources may point.
+    crate::network_policy::check_resolved(
+        &app.config.resource_networks,
+        &r.host,
+        u16::try_from(port).unwrap_or(0),
+    )
+    .await
+    .map_err(|why| format!("{}: {why}", r.name))?;
     if s.method == "mysql" {
         return Ok(Target::Mysql(mysql::MyTarget {
             host: r.host.clone(),

@@ -237,6 +237,10 @@ pub async fn create(app: &App, p: &Principal, input: ResourceInput) -> ApiResult
     check_text("name", &name, 1, 100)?;
     let host = input.host.unwrap_or_default().trim().to_string();
     validate_host(&host)?;
+    app.config
+        .resource_networks
+        .check_host(&host)
+        .map_err(|why| ApiError::field("host", why))?;
     let rtype = input.resource_type.unwrap_or_else(|| "linux".into());
     if !TYPES.contains(&rtype.as_str()) {
         return Err(ApiError::field(
@@ -339,6 +343,10 @@ pub async fn update(
         .map(|h| h.trim().to_string())
         .unwrap_or(r.host.clone());
     validate_host(&host)?;
+    app.config
+        .resource_networks
+        .check_host(&host)
+        .map_err(|why| ApiError::field("host", why))?;
     let rtype = input.resource_type.unwrap_or(r.resource_type.clone());
     if !TYPES.contains(&rtype.as_str()) {
         return Err(ApiError::field(

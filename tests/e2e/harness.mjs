@@ -16,6 +16,8 @@ export async function startServer() {
   delete env.PORTCULLIS_CONFIG;
   // No nightly verification run in tests (it would add jobs).
   env.PORTCULLIS_ROTATION_VERIFY_AT = 'off';
+  // The test peers listen on loopback, which the default resource_networks policy refuses.
+  env.PORTCULLIS_RESOURCE_NETWORKS = '0.0.0.0/0,::/0';
   const child = spawn(BIN, ['--data-dir', join(dir, 'data'), '--master-key-file', join(dir, 'master.key'), '--listen', '127.0.0.1:0', 'serve'], {
     cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env,
   });

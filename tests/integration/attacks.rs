@@ -1250,3 +1250,72 @@ async fn a_shell_dressed_as_a_password_prompt_raises_an_alert() {
     );
     drop(ws);
 }
+
+/// With the default network policy, a user with Modify cannot point a resource at the
+/// gateway's own loopback or a link-local (cloud metadata) address, nor reach one through a
+/// name that resolves there.
+#[tokio::test]
+async fn resources_cannot_point_at_the_gateways_own_networks() {
+    let mut site = Site::new(Backend::Sqlite);
+    site.env
+        .push(("PORTCULLIS_RESOURCE_NETWORKS".into(), "default".into()));
+    let (server, tls) = crate::live::start(&site);
+    let admin = server.admin().await;
+    for host in ["127.0.0.1", "localhost", "169.254.169.254", "::1"] {
+        let r = admin
+            .call(
+                "POST",
+                "/resources",
+                json!({ "name": format!("r-{host}"), "host": host, "ports": { "ssh": 22 } }),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.error_field()),
+            (400, Some("host")),
+            "{host}: {:?}",
+            r.body
+        );
+        assert!(
+            r.error_message().contains("resource_networks"),
+            "{:?}",
+            r.body
+        );
+    }
+    // A resource elsewhere cannot be moved to loopback either.
+    let rid = admin.resource("outside").await;
+    let r = admin
+        .call(
+            "PATCH",
+            &format!("/resources/{rid}"),
+            json!({ "host": "127.0.0.2" }),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_field()),
+        (400, Some("host")),
+        "{:?}",
+        r.body
+    );
+    // A host that only resolves to loopback ("127.1", which the resolver reads as
+    // 127.0.0.1) passes as a name, and is refused when the session starts.
+    let r = admin
+        .call(
+            "POST",
+            "/resources",
+            json!({ "name": "sneaky", "host": "127.1", "ports": { "ssh": 22 } }),
+        )
+        .await
+        .ok();
+    let sneaky = r["id"].as_str().unwrap_or_default().to_string();
+    let account = admin.account(&sneaky, "ops", "Sneaky-Pw-000001!").await;
+    let ac = server.client();
+    let cookie = cookie_of(&ac.login("admin", crate::harness::ADMIN_PASSWORD).await);
+    let err = crate::live::first_error(&server, &tls, &ac, &cookie, &account).await;
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("resource_networks"),
+        "{err}"
+    );
+}

@@ -23,6 +23,9 @@ pub enum Backend {
 pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 
 /// A data directory and database that outlive one server process (for restart tests).
+/// Every network: the test peers listen on loopback, which the default policy refuses.
+pub const TEST_NETWORKS: &str = "0.0.0.0/0,::/0";
+
 pub struct Site {
     pub dir: tempfile::TempDir,
     pub backend: Backend,
@@ -87,6 +90,9 @@ impl Site {
         cmd.env_remove("PORTCULLIS_CONFIG");
         // No nightly verification run in tests unless one asks for it (it would add jobs).
         cmd.env("PORTCULLIS_ROTATION_VERIFY_AT", "off");
+        // The test peers listen on loopback: resources may point anywhere here unless a test
+        // sets the policy itself.
+        cmd.env("PORTCULLIS_RESOURCE_NETWORKS", TEST_NETWORKS);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -162,6 +168,7 @@ impl Site {
             .args(self.args())
             .args(args)
             .current_dir(self.dir.path())
+            .env("PORTCULLIS_RESOURCE_NETWORKS", TEST_NETWORKS)
             .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -189,6 +196,7 @@ impl Site {
             .args(self.args())
             .args(args)
             .current_dir(self.dir.path())
+            .env("PORTCULLIS_RESOURCE_NETWORKS", TEST_NETWORKS)
             .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(stdout).expect("stdout file"))
