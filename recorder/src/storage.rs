@@ -21,6 +21,11 @@ pub trait RecordingStore: Send + Sync {
     /// The recording as one byte string: the sealed chunks, then the tail if one is stored
     /// and the recording is not closed.
     fn read(&self, id: &str) -> std::io::Result<Vec<u8>>;
+    /// The same bytes as `read`, as a reader (a closed recording streams from its file
+    /// instead of being held whole in memory).
+    fn reader(&self, id: &str) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        Ok(Box::new(std::io::Cursor::new(self.read(id)?)))
+    }
     fn write_manifest(&self, id: &str, m: &SignedManifest) -> std::io::Result<()>;
     fn read_manifest(&self, id: &str) -> std::io::Result<Option<SignedManifest>>;
     fn delete(&self, id: &str) -> std::io::Result<()>;
@@ -115,6 +120,14 @@ impl RecordingStore for LocalDirStore {
     fn clear_tail(&self, id: &str) -> std::io::Result<()> {
         valid_id(id)?;
         remove_if_there(self.tail_path(id))
+    }
+
+    fn reader(&self, id: &str) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        valid_id(id)?;
+        if self.manifest_path(id).exists() {
+            return Ok(Box::new(std::fs::File::open(self.data_path(id))?));
+        }
+        Ok(Box::new(std::io::Cursor::new(self.read(id)?)))
     }
 
     fn read(&self, id: &str) -> std::io::Result<Vec<u8>> {

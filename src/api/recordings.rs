@@ -381,8 +381,8 @@ pub async fn bundle(
     let row = visible(&app, &p, &id).await?;
     let store = app.recordings.store.clone();
     let rid = id.clone();
-    let (bytes, manifest) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-        Ok((store.read(&rid)?, store.read_manifest(&rid)?))
+    let (mut reader, manifest) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        Ok((store.reader(&rid)?, store.read_manifest(&rid)?))
     })
     .await
     .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?
@@ -395,13 +395,57 @@ pub async fn bundle(
         json!({ "format": "bundle" }),
     )
     .await?;
-    let body = json!({
-        "format": "portcullis-recording-bundle/1",
-        "recording": base64::engine::general_purpose::STANDARD.encode(bytes),
-        "manifest": manifest,
-        "public_key": app.recordings.public_key,
+    // The bundle is written as it is read: the JSON around the recording, and the recording
+    // in base64 pieces of 48 KiB (a multiple of 3 bytes, so the pieces join into one valid
+    // base64 string). Memory stays a few pieces, however long the recording.
+    let head = b"{\"format\":\"portcullis-recording-bundle/1\",\"recording\":\"".to_vec();
+    let tail = format!(
+        "\",\"manifest\":{},\"public_key\":{}}}",
+        serde_json::to_string(&manifest).unwrap_or_else(|_| "null".into()),
+        serde_json::to_string(&app.recordings.public_key).unwrap_or_else(|_| "null".into())
+    )
+    .into_bytes();
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        if tx.blocking_send(Ok(head.into())).is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; 48 * 1024];
+        loop {
+            let mut filled = 0;
+            // Fill the piece completely (a short read would break the 3-byte alignment).
+            while filled < buf.len() {
+                match reader.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+            if filled == 0 {
+                break;
+            }
+            let piece = base64::engine::general_purpose::STANDARD.encode(&buf[..filled]);
+            if tx.blocking_send(Ok(piece.into_bytes().into())).is_err() {
+                return;
+            }
+            if filled < buf.len() {
+                break;
+            }
+        }
+        let _ = tx.blocking_send(Ok(tail.into()));
     });
-    let mut resp = Json(body).into_response();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|piece| (piece, rx))
+    });
+    let mut resp = Response::new(axum::body::Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = format!("attachment; filename=\"recording-{id}.bundle.json\"").parse() {
         resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }

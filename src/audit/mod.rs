@@ -272,20 +272,28 @@ impl Audit {
     }
 
     /// Walks the whole chain and reports the first problem.
+    /// Checks the whole chain, streaming the rows (memory does not grow with the log). The
+    /// head is read first and rows up to it are checked, so rows appended meanwhile are
+    /// neither missed nor mistaken for insertions.
     pub async fn verify(&self) -> Result<VerifyReport, sqlx::Error> {
-        let rows = sqlx::query_as::<_, AuditRow>(
-            "SELECT seq, at, actor_id, actor_name, client_addr, action, outcome, object_kind, object_id, object_name, detail, prev_hash, hash FROM audit_log ORDER BY seq",
-        )
-        .fetch_all(&self.db.pool)
-        .await?;
+        use futures_util::TryStreamExt;
         let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
             .fetch_optional(&self.db.pool)
-            .await?;
-        Ok(verify_rows(
-            &self.key,
-            &rows,
-            head.map(|h| (h.get::<i64, _>(0), h.get::<String, _>(1))),
-        ))
+            .await?
+            .map(|h| (h.get::<i64, _>(0), h.get::<String, _>(1)));
+        let upto = head.as_ref().map_or(i64::MAX, |(seq, _)| *seq);
+        let mut rows = sqlx::query_as::<_, AuditRow>(
+            "SELECT seq, at, actor_id, actor_name, client_addr, action, outcome, object_kind, object_id, object_name, detail, prev_hash, hash FROM audit_log WHERE seq <= $1 ORDER BY seq",
+        )
+        .bind(upto)
+        .fetch(&self.db.pool);
+        let mut check = ChainCheck::new(&self.key);
+        while let Some(row) = rows.try_next().await? {
+            if let Err(p) = check.row(&row) {
+                return Ok(check.fail(p));
+            }
+        }
+        Ok(check.finish(head))
     }
 }
 
@@ -322,43 +330,49 @@ pub struct VerifyReport {
     pub problem: Option<Problem>,
 }
 
-fn verify_rows(key: &[u8; 32], rows: &[AuditRow], head: Option<(i64, String)>) -> VerifyReport {
-    let mut prev = GENESIS.to_string();
-    let mut expected = 1i64;
-    let fail = |n: usize, p: Problem| VerifyReport {
-        rows_checked: n,
-        ok: false,
-        problem: Some(p),
-    };
-    for (i, row) in rows.iter().enumerate() {
+/// Walks the chain one row at a time, so a log of any length is checked in constant memory.
+struct ChainCheck<'a> {
+    key: &'a [u8; 32],
+    prev: String,
+    expected: i64,
+    checked: usize,
+}
+
+impl<'a> ChainCheck<'a> {
+    fn new(key: &'a [u8; 32]) -> Self {
+        ChainCheck {
+            key,
+            prev: GENESIS.to_string(),
+            expected: 1,
+            checked: 0,
+        }
+    }
+
+    /// The next row in sequence order: the first problem it shows, if any.
+    fn row(&mut self, row: &AuditRow) -> Result<(), Problem> {
+        let expected = self.expected;
         if row.seq > expected {
-            return fail(
-                i,
-                Problem {
-                    seq: expected,
-                    kind: "deleted",
-                    message: format!(
-                        "row {} is missing: rows {}..{} were deleted",
-                        expected,
-                        expected,
-                        row.seq - 1
-                    ),
-                },
-            );
+            return Err(Problem {
+                seq: expected,
+                kind: "deleted",
+                message: format!(
+                    "row {} is missing: rows {}..{} were deleted",
+                    expected,
+                    expected,
+                    row.seq - 1
+                ),
+            });
         }
         if row.seq < expected {
-            return fail(
-                i,
-                Problem {
-                    seq: row.seq,
-                    kind: "inserted",
-                    message: format!("row {} is out of order: it was inserted", row.seq),
-                },
-            );
+            return Err(Problem {
+                seq: row.seq,
+                kind: "inserted",
+                message: format!("row {} is out of order: it was inserted", row.seq),
+            });
         }
-        let computed = chain_hash(key, row);
+        let computed = chain_hash(self.key, row);
         if computed != row.hash {
-            let kind = if row.prev_hash != prev {
+            let kind = if row.prev_hash != self.prev {
                 "inserted"
             } else {
                 "altered"
@@ -371,67 +385,80 @@ fn verify_rows(key: &[u8; 32], rows: &[AuditRow], head: Option<(i64, String)>) -
                     row.seq, row.action, row.actor_name
                 )
             };
-            return fail(
-                i,
-                Problem {
-                    seq: row.seq,
-                    kind,
-                    message,
-                },
-            );
+            return Err(Problem {
+                seq: row.seq,
+                kind,
+                message,
+            });
         }
-        if row.prev_hash != prev {
-            return fail(
-                i,
-                Problem {
-                    seq: row.seq,
-                    kind: "altered",
-                    message: format!(
-                        "row {} does not chain to row {}: row {} was altered",
-                        row.seq,
-                        row.seq - 1,
-                        row.seq - 1
-                    ),
-                },
-            );
+        if row.prev_hash != self.prev {
+            return Err(Problem {
+                seq: row.seq,
+                kind: "altered",
+                message: format!(
+                    "row {} does not chain to row {}: row {} was altered",
+                    row.seq,
+                    row.seq - 1,
+                    row.seq - 1
+                ),
+            });
         }
-        prev = row.hash.clone();
-        expected += 1;
+        self.prev = row.hash.clone();
+        self.expected += 1;
+        self.checked += 1;
+        Ok(())
     }
-    let last = expected - 1;
-    match head {
-        Some((hseq, hhash)) if hseq != last || (last > 0 && hhash != prev) => {
-            if hseq > last {
-                fail(rows.len(), Problem {
-                    seq: last + 1,
-                    kind: "truncated",
-                    message: format!("the log ends at row {last} but {hseq} rows were written: rows {}..{hseq} were deleted", last + 1),
-                })
-            } else {
-                fail(
-                    rows.len(),
-                    Problem {
+
+    fn fail(&self, p: Problem) -> VerifyReport {
+        VerifyReport {
+            rows_checked: self.checked,
+            ok: false,
+            problem: Some(p),
+        }
+    }
+
+    /// After the last row: the head record must name it.
+    fn finish(self, head: Option<(i64, String)>) -> VerifyReport {
+        let last = self.expected - 1;
+        match head {
+            Some((hseq, hhash)) if hseq != last || (last > 0 && hhash != self.prev) => {
+                if hseq > last {
+                    self.fail(Problem {
+                        seq: last + 1,
+                        kind: "truncated",
+                        message: format!("the log ends at row {last} but {hseq} rows were written: rows {}..{hseq} were deleted", last + 1),
+                    })
+                } else {
+                    self.fail(Problem {
                         seq: hseq + 1,
                         kind: "inserted",
                         message: format!("rows after {hseq} were added outside Portcullis"),
-                    },
-                )
+                    })
+                }
             }
-        }
-        None if !rows.is_empty() => fail(
-            rows.len(),
-            Problem {
+            None if self.checked > 0 => self.fail(Problem {
                 seq: 0,
                 kind: "altered",
                 message: "the audit head record is missing".into(),
+            }),
+            _ => VerifyReport {
+                rows_checked: self.checked,
+                ok: true,
+                problem: None,
             },
-        ),
-        _ => VerifyReport {
-            rows_checked: rows.len(),
-            ok: true,
-            problem: None,
-        },
+        }
     }
+}
+
+#[cfg(test)]
+fn verify_rows(key: &[u8; 32], rows: &[AuditRow], head: Option<(i64, String)>) -> VerifyReport {
+    let mut check = ChainCheck::new(key);
+    for row in rows {
+        if let Err(p) = check.row(row) {
+            return check.fail(p);
+        }
+    }
+    check.finish(head)
 }
 
 #[cfg(test)]

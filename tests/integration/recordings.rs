@@ -136,6 +136,41 @@ async fn a_long_session_is_indexed_in_segments_and_found_from_start_to_end() {
     let last = t(hits_for(&w.admin, "last-4-marker").await, "last-4-marker");
     assert!(first <= middle && middle <= last, "{first} {middle} {last}");
 
+    // The signed bundle is written as it is read, in base64 pieces: joined, they are the
+    // stored file byte for byte (this recording is more than one piece long).
+    let bundle = w
+        .admin
+        .raw("GET", &format!("/recordings/{id}/bundle"), None, false)
+        .await;
+    assert_eq!(bundle.status, 200);
+    let stored = std::fs::read(
+        w._site
+            .data_dir()
+            .join("recordings")
+            .join(format!("{id}.pcr")),
+    )
+    .unwrap();
+    assert!(
+        stored.len() > 48 * 1024,
+        "{} bytes: one piece only",
+        stored.len()
+    );
+    let carried = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(bundle.body["recording"].as_str().unwrap_or_default())
+            .expect("one valid base64 string")
+    };
+    assert!(
+        carried == stored,
+        "the bundle's recording is not the stored file"
+    );
+    assert!(
+        bundle.body["manifest"]["signature"].is_string(),
+        "{}",
+        bundle.body["manifest"]
+    );
+
     // Stored as several segments, none of them readable without the vault.
     let url = format!(
         "sqlite://{}",
