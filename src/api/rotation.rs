@@ -162,7 +162,14 @@ pub async fn promote_pending(
     Path(id): Path<String>,
     Body(input): Body<DecisionInput>,
 ) -> ApiResult<Json<Value>> {
-    crate::rotation::decide_pending(&app, &p, &id, true, &input.reason).await?;
+    crate::rotation::decide_pending(
+        &app,
+        &p,
+        &id,
+        crate::rotation::PendingDecision::Promote,
+        &input.reason,
+    )
+    .await?;
     Ok(Json(json!({ "account_id": id, "promoted": true })))
 }
 
@@ -174,7 +181,14 @@ pub async fn discard_pending(
     Path(id): Path<String>,
     Body(input): Body<DecisionInput>,
 ) -> ApiResult<Json<Value>> {
-    crate::rotation::decide_pending(&app, &p, &id, false, &input.reason).await?;
+    crate::rotation::decide_pending(
+        &app,
+        &p,
+        &id,
+        crate::rotation::PendingDecision::Discard,
+        &input.reason,
+    )
+    .await?;
     Ok(Json(json!({ "account_id": id, "discarded": true })))
 }
 

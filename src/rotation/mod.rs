@@ -1343,13 +1343,23 @@ pub async fn pending_of(app: &App, account_id: &str) -> ApiResult<Option<serde_j
 /// A super administrator decides an open pending secret: `promote` makes it the account's
 /// secret (the target took it, as a check by hand showed; the vault's value goes to the
 /// history), otherwise it is discarded to the history. Audited as an alert, with the reason.
+/// What a super administrator decides about a pending secret.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum PendingDecision {
+    /// The target took it: it becomes the account's secret.
+    Promote,
+    /// It goes to the history, discarded.
+    Discard,
+}
+
 pub async fn decide_pending(
     app: &App,
     p: &crate::identity::Principal,
     account_id: &str,
-    promote: bool,
+    decision: PendingDecision,
     reason: &str,
 ) -> ApiResult<()> {
+    let promote = decision == PendingDecision::Promote;
     let action = if promote {
         "account.pending.promote"
     } else {

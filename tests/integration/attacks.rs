@@ -9,16 +9,21 @@ use crate::harness::{Backend, Client, Site, USER_PASSWORD};
 use crate::hops::hop_world;
 use crate::live::cookie_of;
 
-/// A file a shell command injected by the test would create; removed first.
-fn canary_file(name: &str) -> std::path::PathBuf {
-    let p = std::env::temp_dir().join(format!(
+/// A path under the temp directory no other test or run uses.
+fn unique_temp(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
         "pc-attack-{name}-{}-{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0)
-    ));
+    ))
+}
+
+/// A file a shell command injected by the test would create; removed first.
+fn canary_file(name: &str) -> std::path::PathBuf {
+    let p = unique_temp(name);
     let _ = std::fs::remove_file(&p);
     p
 }
@@ -1177,14 +1182,7 @@ fn recorder_signature_record() -> usize {
 
 /// A fresh directory for files a test hands around.
 fn tempfile_dir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "pc-attack-files-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ));
+    let d = unique_temp("files");
     let _ = std::fs::create_dir_all(&d);
     d
 }
