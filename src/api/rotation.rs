@@ -162,15 +162,14 @@ pub async fn promote_pending(
     Path(id): Path<String>,
     Body(input): Body<DecisionInput>,
 ) -> ApiResult<Json<Value>> {
-    crate::rotation::decide_pending(
+    decide(
         &app,
         &p,
         &id,
         crate::rotation::PendingDecision::Promote,
-        &input.reason,
+        &input,
     )
-    .await?;
-    Ok(Json(json!({ "account_id": id, "promoted": true })))
+    .await
 }
 
 /// `POST /api/v1/accounts/{id}/pending/discard`: a super administrator discards the pending
@@ -181,15 +180,28 @@ pub async fn discard_pending(
     Path(id): Path<String>,
     Body(input): Body<DecisionInput>,
 ) -> ApiResult<Json<Value>> {
-    crate::rotation::decide_pending(
+    decide(
         &app,
         &p,
         &id,
         crate::rotation::PendingDecision::Discard,
-        &input.reason,
+        &input,
     )
-    .await?;
-    Ok(Json(json!({ "account_id": id, "discarded": true })))
+    .await
+}
+
+async fn decide(
+    app: &App,
+    p: &Principal,
+    id: &str,
+    decision: crate::rotation::PendingDecision,
+    input: &DecisionInput,
+) -> ApiResult<Json<Value>> {
+    crate::rotation::decide_pending(app, p, id, decision, &input.reason).await?;
+    let promoted = decision == crate::rotation::PendingDecision::Promote;
+    Ok(Json(
+        json!({ "account_id": id, "promoted": promoted, "discarded": !promoted }),
+    ))
 }
 
 /// `POST /api/v1/accounts/{id}/verify`: whoever may change the account's secret (Modify);

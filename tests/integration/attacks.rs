@@ -28,11 +28,9 @@ fn canary_file(name: &str) -> std::path::PathBuf {
     p
 }
 
-/// A user with Modify renames the target's account so that the `ssh` command the gateway
-/// types at an interactive landing server's shell would run a command there, as the
-/// landing server's login account. Nothing runs; the session fails naming the user name.
-#[tokio::test]
-async fn a_user_name_cannot_inject_commands_at_an_interactive_landing_server() {
+/// A target behind two landing servers, the second of which forbids forwarding and is used
+/// in interactive mode (the gateway types `ssh` at its shell).
+async fn interactive_world() -> crate::hops::HopWorld {
     let w = hop_world(2).await;
     w.chain.no_forwarding(2);
     w.admin
@@ -43,6 +41,15 @@ async fn a_user_name_cannot_inject_commands_at_an_interactive_landing_server() {
         )
         .await
         .ok();
+    w
+}
+
+/// A user with Modify renames the target's account so that the `ssh` command the gateway
+/// types at an interactive landing server's shell would run a command there, as the
+/// landing server's login account. Nothing runs; the session fails naming the user name.
+#[tokio::test]
+async fn a_user_name_cannot_inject_commands_at_an_interactive_landing_server() {
+    let w = interactive_world().await;
     let ran = canary_file("hop-username");
     let hostile = format!("x$(touch${{IFS}}{})", ran.display());
     w.admin
@@ -776,16 +783,7 @@ async fn a_function_in_bashrc_captures_nothing_a_rotation_types() {
 /// target applies and no fingerprint was seen, so it fails closed.
 #[tokio::test]
 async fn an_interactive_hop_that_hides_the_host_key_gets_no_password() {
-    let w = hop_world(2).await;
-    w.chain.no_forwarding(2);
-    w.admin
-        .call(
-            "PATCH",
-            &format!("/landing-servers/{}", w.landings[1]),
-            json!({ "mode": "interactive" }),
-        )
-        .await
-        .ok();
+    let w = interactive_world().await;
     // A first session pins the target's key (trust on first use).
     let first = w.first_error_or_connected().await;
     assert!(first.is_none(), "the first session failed: {first:?}");
