@@ -1044,6 +1044,22 @@ mod tests {
         assert!(broker.get("s-linger").is_none());
     }
 
+    /// Reads the tap until an output event ends with `suffix` (a prompt reached the screen).
+    async fn tap_output_ending(tap: &mut Tap, suffix: &[u8]) {
+        loop {
+            if let TapItem::Event(SessionEvent::Output(b)) =
+                tokio::time::timeout(Duration::from_secs(5), tap.recv())
+                    .await
+                    .unwrap()
+                    .unwrap()
+            {
+                if b.ends_with(suffix) {
+                    return;
+                }
+            }
+        }
+    }
+
     #[tokio::test]
     async fn the_recorder_tap_gets_every_event_keyframes_and_redacted_secrets() {
         let broker = Arc::new(Broker::new(4));
@@ -1111,18 +1127,7 @@ mod tests {
         target_side.read_exact(&mut buf).await.unwrap();
         // A new prompt of the same kind: its answer is hidden again.
         target_side.write_all(b"\r\nPassword: ").await.unwrap();
-        loop {
-            if let TapItem::Event(SessionEvent::Output(b)) =
-                tokio::time::timeout(Duration::from_secs(5), tap.recv())
-                    .await
-                    .unwrap()
-                    .unwrap()
-            {
-                if b.ends_with(b"Password: ") {
-                    break;
-                }
-            }
-        }
+        tap_output_ending(&mut tap, b"Password: ").await;
         s.type_input("alice", b"hunter2\r".to_vec()).await.unwrap();
         target_side.write_all(b"\r\n$ ").await.unwrap();
         let mut buf = [0u8; 8];
@@ -1139,18 +1144,7 @@ mod tests {
             }
         }
         // Wait for the new prompt to reach the screen before typing the next command.
-        loop {
-            if let TapItem::Event(SessionEvent::Output(b)) =
-                tokio::time::timeout(Duration::from_secs(5), tap.recv())
-                    .await
-                    .unwrap()
-                    .unwrap()
-            {
-                if b.ends_with(b"$ ") {
-                    break;
-                }
-            }
-        }
+        tap_output_ending(&mut tap, b"$ ").await;
         s.type_input("alice", b"ls\r".to_vec()).await.unwrap();
         loop {
             if let TapItem::Event(SessionEvent::Input { redacted, data, by }) =

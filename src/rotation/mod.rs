@@ -1365,13 +1365,14 @@ pub async fn decide_pending(
     } else {
         "account.pending.discard"
     };
-    let a = accounts::get(app, account_id).await?;
+    // Refused before the account is looked up: no one else learns whether the id exists.
     if !p.super_admin {
         let e = ApiError::forbidden(
             "Only a super administrator decides a pending secret (it may be the only copy of the password the target holds).",
         );
-        return Err(crate::audited::denied(app, p, action, "account", &a.id, &a.username, e).await);
+        return Err(crate::audited::denied(app, p, action, "account", account_id, "", e).await);
     }
+    let a = accounts::get(app, account_id).await?;
     crate::vault::check_text("reason", reason, 3, 500)?;
     let row: Option<(String, String)> =
         sqlx::query_as("SELECT secret_enc, job_id FROM pending_secrets WHERE account_id = $1")
