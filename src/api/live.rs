@@ -286,6 +286,7 @@ pub async fn control(
     };
     let info = session.info();
     if info.owner_id != p.user_id && !p.role.can_manage_users() {
+        // Someone else's session is not confirmed to exist (as in the session list).
         return Err(crate::audited::denied(
             &app,
             &p,
@@ -293,9 +294,7 @@ pub async fn control(
             "session",
             &id,
             "",
-            ApiError::forbidden(
-                "Only the session's owner or an administrator hands the keyboard over.",
-            ),
+            ApiError::not_found("live session"),
         )
         .await);
     }

@@ -252,32 +252,66 @@ fn oversee(p: &Principal, what: &str) -> ApiResult<()> {
     )))
 }
 
+/// Which jobs a caller who oversees rotation sees: administrators and auditors every job; a
+/// password administrator only the jobs of accounts they can use (a job names an account, its
+/// resource and who asked, which is more than someone without a share should learn).
+enum JobScope {
+    All,
+    Accounts(std::collections::HashSet<String>),
+}
+
+impl JobScope {
+    async fn of(app: &App, p: &Principal) -> ApiResult<JobScope> {
+        if p.super_admin || p.role.can_read_audit() {
+            return Ok(JobScope::All);
+        }
+        let ids = crate::vault::accounts::list(app, p, None)
+            .await?
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
+        Ok(JobScope::Accounts(ids))
+    }
+
+    fn sees(&self, job: &crate::rotation::JobRow) -> bool {
+        match self {
+            JobScope::All => true,
+            JobScope::Accounts(ids) => ids.contains(&job.account_id),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 pub struct JobsQuery {
     limit: Option<i64>,
 }
 
-/// `GET /api/v1/rotation/jobs`: administrators, password administrators and auditors.
+/// `GET /api/v1/rotation/jobs`: administrators and auditors all jobs, password
+/// administrators those of accounts they can use.
 pub async fn jobs(
     State(app): State<App>,
     Auth(p): Auth,
     Query(q): Query<JobsQuery>,
 ) -> ApiResult<Json<Value>> {
     oversee(&p, "jobs")?;
-    let list = crate::rotation::jobs(&app, q.limit.unwrap_or(200).clamp(1, 1000)).await?;
+    let scope = JobScope::of(&app, &p).await?;
+    let mut list = crate::rotation::jobs(&app, q.limit.unwrap_or(200).clamp(1, 1000)).await?;
+    list.retain(|j| scope.sees(j));
     Ok(Json(json!({ "jobs": list, "load": app.rotation.load() })))
 }
 
-/// `GET /api/v1/rotation/jobs/{id}`: as above, one job.
+/// `GET /api/v1/rotation/jobs/{id}`: as above, one job (404 when out of the caller's scope).
 pub async fn job(
     State(app): State<App>,
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     oversee(&p, "jobs")?;
-    Ok(Json(
-        json!({ "job": crate::rotation::job(&app, &id).await? }),
-    ))
+    let job = crate::rotation::job(&app, &id).await?;
+    if !JobScope::of(&app, &p).await?.sees(&job) {
+        return Err(ApiError::not_found("rotation job"));
+    }
+    Ok(Json(json!({ "job": job })))
 }
 
 #[derive(Deserialize)]
@@ -323,31 +357,68 @@ pub async fn run_resource(
     Ok((StatusCode::ACCEPTED, Json(summary)))
 }
 
-/// `GET /api/v1/rotation/runs`: the runs (scheduled, nightly, on demand) with summaries.
+/// `GET /api/v1/rotation/runs`: the runs (scheduled, nightly, on demand) with summaries;
+/// a password administrator sees the runs that touched accounts they can use, summarised
+/// over those accounts only.
 pub async fn runs(
     State(app): State<App>,
     Auth(p): Auth,
     Query(q): Query<JobsQuery>,
 ) -> ApiResult<Json<Value>> {
     oversee(&p, "runs")?;
+    let scope = JobScope::of(&app, &p).await?;
     let mut out = Vec::new();
     for run in crate::rotation::schedule::runs(&app, q.limit.unwrap_or(50).clamp(1, 500)).await? {
-        out.push(crate::rotation::schedule::run_summary(&app, &run).await?);
+        match &scope {
+            JobScope::All => out.push(crate::rotation::schedule::run_summary(&app, &run).await?),
+            JobScope::Accounts(_) => {
+                let jobs = visible_jobs_of_run(&app, &scope, &run.id).await?;
+                if !jobs.is_empty() {
+                    out.push(summary_of(&run, &jobs));
+                }
+            }
+        }
     }
     Ok(Json(json!({ "runs": out })))
 }
 
-/// `GET /api/v1/rotation/runs/{id}`: one run's summary and its jobs (the run's report).
+/// `GET /api/v1/rotation/runs/{id}`: one run's summary and its jobs (the run's report),
+/// narrowed to the caller's scope as in `runs`.
 pub async fn run(
     State(app): State<App>,
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     oversee(&p, "runs")?;
+    let scope = JobScope::of(&app, &p).await?;
     let run = crate::rotation::schedule::run(&app, &id).await?;
-    let mut summary = crate::rotation::schedule::run_summary(&app, &run).await?;
-    summary["jobs"] = json!(crate::rotation::jobs_of_run(&app, &run.id).await?);
+    let jobs = visible_jobs_of_run(&app, &scope, &run.id).await?;
+    let mut summary = match scope {
+        JobScope::All => crate::rotation::schedule::run_summary(&app, &run).await?,
+        JobScope::Accounts(_) if jobs.is_empty() => {
+            return Err(ApiError::not_found("rotation run"))
+        }
+        JobScope::Accounts(_) => summary_of(&run, &jobs),
+    };
+    summary["jobs"] = json!(jobs);
     Ok(Json(summary))
+}
+
+async fn visible_jobs_of_run(
+    app: &App,
+    scope: &JobScope,
+    run_id: &str,
+) -> ApiResult<Vec<crate::rotation::JobRow>> {
+    let mut jobs = crate::rotation::jobs_of_run(app, run_id).await?;
+    jobs.retain(|j| scope.sees(j));
+    Ok(jobs)
+}
+
+fn summary_of(run: &crate::rotation::schedule::RunRow, jobs: &[crate::rotation::JobRow]) -> Value {
+    crate::rotation::schedule::summarize(
+        run,
+        jobs.iter().map(|j| (j.state.clone(), j.result.clone(), 1)),
+    )
 }
 
 /// `GET /api/v1/rotation/schedules`: administrators, password administrators, auditors.

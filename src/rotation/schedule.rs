@@ -286,6 +286,16 @@ pub async fn run_summary(app: &App, run: &RunRow) -> ApiResult<serde_json::Value
     .bind(&run.id)
     .fetch_all(&app.db.pool)
     .await?;
+    Ok(summarize(run, counts))
+}
+
+/// A run's summary from (state, result, count) rows: totals by state and by result, and how
+/// many jobs are still open. Pure, so a summary of only the jobs a caller may see is the same
+/// shape as the whole one.
+pub fn summarize(
+    run: &RunRow,
+    counts: impl IntoIterator<Item = (String, String, i64)>,
+) -> serde_json::Value {
     let mut by_state = serde_json::Map::new();
     let mut by_result = serde_json::Map::new();
     let mut total = 0;
@@ -302,9 +312,7 @@ pub async fn run_summary(app: &App, run: &RunRow) -> ApiResult<serde_json::Value
         .iter()
         .map(|s| by_state.get(*s).and_then(|v| v.as_i64()).unwrap_or(0))
         .sum::<i64>();
-    Ok(
-        json!({ "run": run, "total": total, "open": open, "by_state": by_state, "by_result": by_result }),
-    )
+    json!({ "run": run, "total": total, "open": open, "by_state": by_state, "by_result": by_result })
 }
 
 pub async fn runs(app: &App, limit: i64) -> ApiResult<Vec<RunRow>> {

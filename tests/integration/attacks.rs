@@ -1315,3 +1315,82 @@ async fn resources_cannot_point_at_the_gateways_own_networks() {
         "{err}"
     );
 }
+
+/// A password administrator oversees rotation, but a job names an account, its resource and
+/// who asked for it: they see the jobs (and runs) of accounts they can use, not the others'.
+/// An auditor sees every job.
+#[tokio::test]
+async fn rotation_jobs_are_shown_only_for_accounts_the_caller_can_use() {
+    let site = Site::new(Backend::Sqlite);
+    let server = site.start();
+    let root = server.admin().await;
+    let (pwadmin, pwadmin_id) = server
+        .user(&root, "pwadmin", "password_administrator")
+        .await;
+    let (auditor, _) = server.user(&root, "auditor", "password_auditor").await;
+    let theirs = root.resource("shared-box").await;
+    let theirs_acc = root.account(&theirs, "app", "Shared-Box-Pw-0001!").await;
+    root.call("POST", "/shares", json!({ "subject_kind": "user", "subject_id": pwadmin_id, "object_kind": "account", "object_id": theirs_acc, "level": "view" })).await.ok();
+    let other = root.resource("payroll-db").await;
+    let other_acc = root.account(&other, "payroll", "Payroll-Db-Pw-0002!").await;
+    let mut job_ids = Vec::new();
+    for acc in [&theirs_acc, &other_acc] {
+        let j = root
+            .call("POST", &format!("/accounts/{acc}/verify"), json!({}))
+            .await
+            .ok();
+        job_ids.push(j["job"]["id"].as_str().unwrap_or_default().to_string());
+    }
+    let seen = pwadmin.get("/rotation/jobs").await.ok().to_string();
+    assert!(seen.contains(&job_ids[0]), "{seen}");
+    assert!(
+        !seen.contains(&job_ids[1]) && !seen.contains("payroll"),
+        "{seen}"
+    );
+    let one = pwadmin.get(&format!("/rotation/jobs/{}", job_ids[1])).await;
+    assert_eq!(one.status, 404, "{:?}", one.body);
+    pwadmin
+        .get(&format!("/rotation/jobs/{}", job_ids[0]))
+        .await
+        .ok();
+    let all = auditor.get("/rotation/jobs").await.ok().to_string();
+    assert!(
+        all.contains(&job_ids[0]) && all.contains(&job_ids[1]),
+        "{all}"
+    );
+
+    // A run over every resource: the password administrator sees it summarised over their
+    // account only, and its report lists only that account's job.
+    let run = root
+        .call(
+            "POST",
+            &format!("/resources/{other}/rotation/run"),
+            json!({ "kind": "verify" }),
+        )
+        .await
+        .ok();
+    let run_id = run["run"]["id"].as_str().unwrap_or_default().to_string();
+    let runs = pwadmin.get("/rotation/runs").await.ok().to_string();
+    assert!(!runs.contains(&run_id), "{runs}");
+    let r = pwadmin.get(&format!("/rotation/runs/{run_id}")).await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    let shared_run = root
+        .call(
+            "POST",
+            &format!("/resources/{theirs}/rotation/run"),
+            json!({ "kind": "verify" }),
+        )
+        .await
+        .ok();
+    let shared_id = shared_run["run"]["id"].as_str().unwrap_or_default();
+    let report = pwadmin
+        .get(&format!("/rotation/runs/{shared_id}"))
+        .await
+        .ok();
+    assert_eq!(report["total"], 1, "{report}");
+    assert_eq!(
+        report["jobs"][0]["account_id"],
+        json!(theirs_acc),
+        "{report}"
+    );
+}

@@ -4,7 +4,9 @@
 //! user at the Connect level, so the table also shows what Connect does and does not allow.
 //!
 //! Columns: super admin, administrator, password administrator, password auditor, password
-//! user. `y` = succeeds (2xx); `n` = refused (403, or 404 for objects the caller cannot see);
+//! user. `y` = succeeds (2xx); `f` = forbidden (403: the caller's role or share level is not
+//! enough, and the answer says which); `x` = not found (404: the object does not exist, or is
+//! not shared with the caller, whose existence is then not confirmed);
 //! `r` = passes authorization but the request needs out-of-band data (a TOTP code, the current
 //! password), so the answer is a 400 naming what is missing; `c` = passes authorization, then
 //! the object is found unusable (the fixture recording has no file): a 409 saying so.
@@ -125,31 +127,31 @@ const TABLE: &[Row] = &[
         "/api/v1/users",
         Fx::None,
         |i| json!({ "username": format!("new{}", i.n), "role": "password_user" }),
-        "yynnn",
+        "yyfff",
     ),
-    row("GET", "/api/v1/users/{id}", Fx::User, none, "yynnn"),
+    row("GET", "/api/v1/users/{id}", Fx::User, none, "yyfff"),
     row(
         "PATCH",
         "/api/v1/users/{id}",
         Fx::User,
         |_| json!({ "full_name": "Renamed" }),
-        "yynnn",
+        "yyfff",
     ),
-    row("DELETE", "/api/v1/users/{id}", Fx::User, none, "yynnn"),
-    row("POST", "/api/v1/users/{id}/unlock", Fx::User, none, "yynnn"),
+    row("DELETE", "/api/v1/users/{id}", Fx::User, none, "yyfff"),
+    row("POST", "/api/v1/users/{id}/unlock", Fx::User, none, "yyfff"),
     row(
         "POST",
         "/api/v1/users/{id}/reset-password",
         Fx::User,
         none,
-        "yynnn",
+        "yyfff",
     ),
     row(
         "POST",
         "/api/v1/users/{id}/reset-mfa",
         Fx::User,
         none,
-        "yynnn",
+        "yyfff",
     ),
     row("GET", "/api/v1/user-groups", Fx::None, none, "yyyyy"),
     row(
@@ -157,23 +159,23 @@ const TABLE: &[Row] = &[
         "/api/v1/user-groups",
         Fx::None,
         |i| json!({ "name": format!("ug{}", i.n) }),
-        "yynnn",
+        "yyfff",
     ),
     // A Password User sees the groups they are in (the fixture's has no members).
-    row("GET", "/api/v1/user-groups/{id}", Fx::UGroup, none, "yyyyn"),
+    row("GET", "/api/v1/user-groups/{id}", Fx::UGroup, none, "yyyyx"),
     row(
         "PATCH",
         "/api/v1/user-groups/{id}",
         Fx::UGroup,
         |_| json!({ "description": "changed" }),
-        "yynnn",
+        "yyfff",
     ),
     row(
         "DELETE",
         "/api/v1/user-groups/{id}",
         Fx::UGroup,
         none,
-        "yynnn",
+        "yyfff",
     ),
     row("GET", "/api/v1/resources", Fx::None, none, "yyyyy"),
     row(
@@ -181,7 +183,7 @@ const TABLE: &[Row] = &[
         "/api/v1/resources",
         Fx::None,
         |i| json!({ "name": format!("res{}", i.n), "host": "10.6.0.1" }),
-        "yyynn",
+        "yyyff",
     ),
     row("GET", "/api/v1/resources/{id}", Fx::Resource, none, "yyyyy"),
     row(
@@ -189,14 +191,14 @@ const TABLE: &[Row] = &[
         "/api/v1/resources/{id}",
         Fx::Resource,
         |_| json!({ "description": "changed" }),
-        "ynnnn",
+        "yffff",
     ),
     row(
         "DELETE",
         "/api/v1/resources/{id}",
         Fx::Resource,
         none,
-        "ynnnn",
+        "yffff",
     ),
     row(
         "GET",
@@ -210,7 +212,7 @@ const TABLE: &[Row] = &[
         "/api/v1/resources/{id}/accounts",
         Fx::Resource,
         |i| json!({ "username": format!("acc{}", i.n), "generate": true }),
-        "ynnnn",
+        "yffff",
     ),
     row("GET", "/api/v1/resource-groups", Fx::None, none, "yyyyy"),
     row(
@@ -218,28 +220,28 @@ const TABLE: &[Row] = &[
         "/api/v1/resource-groups",
         Fx::None,
         |i| json!({ "name": format!("rg{}", i.n) }),
-        "yyynn",
+        "yyyff",
     ),
     row(
         "GET",
         "/api/v1/resource-groups/{id}",
         Fx::RGroup,
         none,
-        "ynnnn",
+        "yxxxx",
     ),
     row(
         "PATCH",
         "/api/v1/resource-groups/{id}",
         Fx::RGroup,
         |_| json!({ "description": "changed" }),
-        "ynnnn",
+        "yxxxx",
     ),
     row(
         "DELETE",
         "/api/v1/resource-groups/{id}",
         Fx::RGroup,
         none,
-        "ynnnn",
+        "yxxxx",
     ),
     row("GET", "/api/v1/accounts", Fx::None, none, "yyyyy"),
     row("GET", "/api/v1/accounts/{id}", Fx::Account, none, "yyyyy"),
@@ -248,35 +250,35 @@ const TABLE: &[Row] = &[
         "/api/v1/accounts/{id}",
         Fx::Account,
         |_| json!({ "notes": "changed" }),
-        "ynnnn",
+        "yffff",
     ),
     row(
         "DELETE",
         "/api/v1/accounts/{id}",
         Fx::Account,
         none,
-        "ynnnn",
+        "yffff",
     ),
     row(
         "POST",
         "/api/v1/accounts/{id}/reveal",
         Fx::Account,
         |_| json!({ "reason": "matrix test" }),
-        "ynnnn",
+        "yffff",
     ),
     row(
         "PUT",
         "/api/v1/accounts/{id}/secret",
         Fx::Account,
         |_| json!({ "generate": true }),
-        "ynnnn",
+        "yffff",
     ),
     row(
         "GET",
         "/api/v1/accounts/{id}/history",
         Fx::Account,
         none,
-        "ynnnn",
+        "yffff",
     ),
     Row {
         method: "GET",
@@ -284,37 +286,37 @@ const TABLE: &[Row] = &[
         query: "?object_kind=resource&object_id={resource}",
         fx: Fx::Resource,
         body: none,
-        expect: "ynnnn",
+        expect: "yffff",
     },
     row(
         "POST",
         "/api/v1/shares",
         Fx::Resource,
         |i| json!({ "subject_kind": "user", "subject_id": i.user, "object_kind": "resource", "object_id": i.resource, "level": "view" }),
-        "ynnnn",
+        "yffff",
     ),
-    row("DELETE", "/api/v1/shares/{id}", Fx::Share, none, "ynnnn"),
+    row("DELETE", "/api/v1/shares/{id}", Fx::Share, none, "yffff"),
     row("GET", "/api/v1/password-policies", Fx::None, none, "yyyyy"),
     row(
         "POST",
         "/api/v1/password-policies",
         Fx::None,
         |i| json!({ "name": format!("pol{}", i.n), "min_length": 8, "max_length": 20 }),
-        "yyynn",
+        "yyyff",
     ),
     row(
         "PATCH",
         "/api/v1/password-policies/{id}",
         Fx::Policy,
         |_| json!({ "min_length": 10 }),
-        "yyynn",
+        "yyyff",
     ),
     row(
         "DELETE",
         "/api/v1/password-policies/{id}",
         Fx::Policy,
         none,
-        "yyynn",
+        "yyyff",
     ),
     row(
         "POST",
@@ -323,9 +325,9 @@ const TABLE: &[Row] = &[
         none,
         "yyyyy",
     ),
-    row("GET", "/api/v1/audit", Fx::None, none, "yynyn"),
-    row("GET", "/api/v1/audit/verify", Fx::None, none, "yynyn"),
-    row("GET", "/api/v1/settings", Fx::None, none, "yynnn"),
+    row("GET", "/api/v1/audit", Fx::None, none, "yyfyf"),
+    row("GET", "/api/v1/audit/verify", Fx::None, none, "yyfyf"),
+    row("GET", "/api/v1/settings", Fx::None, none, "yyfff"),
     row("GET", "/api/v1/sessions", Fx::None, none, "yyyyy"),
     // A launch ticket needs Connect on the account: every test user has it on the fixture.
     row(
@@ -341,7 +343,7 @@ const TABLE: &[Row] = &[
         "/api/v1/sessions/{id}/attach",
         Fx::None,
         none,
-        "nnnnn",
+        "xxxxx",
     ),
     // Watching and terminating: administrators pass the check and then find no such session
     // (404); everyone else is refused (403). Both paths are exercised with a real session in
@@ -351,28 +353,28 @@ const TABLE: &[Row] = &[
         "/api/v1/sessions/{id}/watch",
         Fx::None,
         none,
-        "nnnnn",
+        "xxfff",
     ),
     row(
         "POST",
         "/api/v1/sessions/{id}/join",
         Fx::None,
         none,
-        "nnnnn",
+        "xxfff",
     ),
     row(
         "POST",
         "/api/v1/sessions/{id}/control",
         Fx::None,
         |_| json!({ "shared": true }),
-        "nnnnn",
+        "xxxxx",
     ),
     row(
         "POST",
         "/api/v1/sessions/{id}/terminate",
         Fx::None,
         |_| json!({ "reason": "matrix" }),
-        "nnnnn",
+        "xxfff",
     ),
     row(
         "GET",
@@ -386,7 +388,7 @@ const TABLE: &[Row] = &[
         "/api/v1/resources/{id}/session-limits",
         Fx::Resource,
         |_| json!({ "idle_limit": "30m", "max_duration": "default" }),
-        "yynnn",
+        "yyfff",
     ),
     // Landing servers: those who configure or audit paths see them all, a Password User those
     // on the paths of what they can see; administrators configure them.
@@ -396,7 +398,7 @@ const TABLE: &[Row] = &[
         "/api/v1/landing-servers",
         Fx::Landing,
         |ids| json!({ "name": format!("new{}", ids.n), "primary_resource_id": ids.resource, "account_id": ids.account }),
-        "yynnn",
+        "yyfff",
     ),
     row(
         "GET",
@@ -404,21 +406,21 @@ const TABLE: &[Row] = &[
         Fx::Landing,
         none,
         // A Password User sees the landing servers on the paths of resources they can see.
-        "yyyyn",
+        "yyyyx",
     ),
     row(
         "PATCH",
         "/api/v1/landing-servers/{id}",
         Fx::Landing,
         |_| json!({ "notes": "matrix" }),
-        "yynnn",
+        "yyfff",
     ),
     row(
         "DELETE",
         "/api/v1/landing-servers/{id}",
         Fx::Landing,
         none,
-        "yynnn",
+        "yyfff",
     ),
     // Choosing how a resource is reached needs Manage on it (or the super scope): the
     // administrator holds only Connect on the fixture resource.
@@ -427,7 +429,7 @@ const TABLE: &[Row] = &[
         "/api/v1/resources/{id}/landing-server",
         Fx::Resource,
         |_| json!({ "landing_server_id": null }),
-        "ynnnn",
+        "yffff",
     ),
     row(
         "GET",
@@ -443,7 +445,7 @@ const TABLE: &[Row] = &[
         "/api/v1/logon-scripts/{id}",
         Fx::ResourceType,
         |_| json!({ "builtin": "unix" }),
-        "yynnn",
+        "yyfff",
     ),
     row(
         "GET",
@@ -457,7 +459,7 @@ const TABLE: &[Row] = &[
         "/api/v1/resources/{id}/telnet",
         Fx::Resource,
         |_| json!({ "require_landing": true }),
-        "yynnn",
+        "yyfff",
     ),
     row(
         "GET",
@@ -471,7 +473,7 @@ const TABLE: &[Row] = &[
         "/api/v1/resources/{id}/rdp",
         Fx::Resource,
         |_| json!({ "security": "tls" }),
-        "yynnn",
+        "yyfff",
     ),
     row(
         "GET",
@@ -485,21 +487,21 @@ const TABLE: &[Row] = &[
         "/api/v1/resources/{id}/rotation",
         Fx::Resource,
         |_| json!({ "method": "postgres" }),
-        "yynnn",
+        "yyfff",
     ),
     row(
         "POST",
         "/api/v1/accounts/{id}/rotate",
         Fx::Account,
         none,
-        "ynnnn",
+        "yffff",
     ),
     row(
         "GET",
         "/api/v1/accounts/{id}/pending",
         Fx::Account,
         none,
-        "ynnnn",
+        "yffff",
     ),
     // Only a super administrator decides a pending secret; the fixture has none (409).
     row(
@@ -507,24 +509,24 @@ const TABLE: &[Row] = &[
         "/api/v1/accounts/{id}/pending/promote",
         Fx::Account,
         |_| json!({ "reason": "checked by hand" }),
-        "cnnnn",
+        "cffff",
     ),
     row(
         "POST",
         "/api/v1/accounts/{id}/pending/discard",
         Fx::Account,
         |_| json!({ "reason": "checked by hand" }),
-        "cnnnn",
+        "cffff",
     ),
-    row("GET", "/api/v1/rotation/jobs", Fx::None, none, "yyyyn"),
+    row("GET", "/api/v1/rotation/jobs", Fx::None, none, "yyyyf"),
     // No such job: those who may see jobs get a 404, the others a 403 (both refusals).
-    row("GET", "/api/v1/rotation/jobs/{id}", Fx::None, none, "nnnnn"),
+    row("GET", "/api/v1/rotation/jobs/{id}", Fx::None, none, "xxxxf"),
     row(
         "POST",
         "/api/v1/accounts/{id}/verify",
         Fx::Account,
         none,
-        "ynnnn",
+        "yffff",
     ),
     row(
         "GET",
@@ -538,48 +540,48 @@ const TABLE: &[Row] = &[
         "/api/v1/accounts/{id}/rotation",
         Fx::Account,
         |_| json!({ "after_session": true }),
-        "ynnnn",
+        "yffff",
     ),
     row(
         "POST",
         "/api/v1/resources/{id}/rotation/run",
         Fx::Resource,
         |_| json!({ "kind": "verify" }),
-        "yynnn",
+        "yyfff",
     ),
-    row("GET", "/api/v1/rotation/runs", Fx::None, none, "yyyyn"),
-    row("GET", "/api/v1/rotation/runs/{id}", Fx::None, none, "nnnnn"),
-    row("GET", "/api/v1/rotation/schedules", Fx::None, none, "yyyyn"),
+    row("GET", "/api/v1/rotation/runs", Fx::None, none, "yyyyf"),
+    row("GET", "/api/v1/rotation/runs/{id}", Fx::None, none, "xxxxf"),
+    row("GET", "/api/v1/rotation/schedules", Fx::None, none, "yyyyf"),
     row(
         "POST",
         "/api/v1/rotation/schedules",
         Fx::Resource,
         |i| json!({ "target_kind": "resource", "target_id": i.id, "interval_days": 7, "time_of_day": "03:00", "notice_minutes": 60 }),
-        "yynnn",
+        "yyfff",
     ),
     row(
         "DELETE",
         "/api/v1/rotation/schedules/{id}",
         Fx::None,
         none,
-        "nnnnn",
+        "xxfff",
     ),
     // Without a ticket and an upgrade request the socket is refused after authentication.
     row("GET", "/api/v1/sessions/ws", Fx::None, none, "rrrrr"),
-    row("GET", "/api/v1/host-keys", Fx::None, none, "yynnn"),
+    row("GET", "/api/v1/host-keys", Fx::None, none, "yyfff"),
     row(
         "POST",
         "/api/v1/host-keys/{id}/approve",
         Fx::Resource,
         |_| json!({ "fingerprint": "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s" }),
-        "yynnn",
+        "yyfff",
     ),
     row(
         "DELETE",
         "/api/v1/host-keys/{id}",
         Fx::Resource,
         none,
-        "yynnn",
+        "yyfff",
     ),
     // Every test user has Connect on the fixture resource, so all may read its mode.
     row(
@@ -594,7 +596,7 @@ const TABLE: &[Row] = &[
         "/api/v1/resources/{id}/recording",
         Fx::Resource,
         |_| json!({ "mode": "always" }),
-        "yynnn",
+        "yyfff",
     ),
     // Everyone may list: administrators and auditors see all, others their own.
     row("GET", "/api/v1/recordings", Fx::Recording, none, "yyyyy"),
@@ -614,28 +616,28 @@ const TABLE: &[Row] = &[
         "/api/v1/recordings/{id}",
         Fx::Recording,
         none,
-        "yynyy",
+        "yyxyy",
     ),
     row(
         "GET",
         "/api/v1/recordings/{id}/events",
         Fx::Recording,
         none,
-        "ccncc",
+        "ccxcc",
     ),
     row(
         "GET",
         "/api/v1/recordings/{id}/cast",
         Fx::Recording,
         none,
-        "ccncc",
+        "ccxcc",
     ),
     row(
         "GET",
         "/api/v1/recordings/{id}/bundle",
         Fx::Recording,
         none,
-        "ccncc",
+        "ccxcc",
     ),
 ];
 
@@ -946,7 +948,8 @@ async fn every_route_times_every_role() {
 fn check(failures: &mut Vec<String>, row: &Row, who: &str, want: char, status: u16, body: &Value) {
     let ok = match want {
         'y' => (200..300).contains(&status),
-        'n' => status == 403 || status == 404,
+        'f' => status == 403,
+        'x' => status == 404,
         'r' => status == 400,
         'c' => status == 409,
         _ => false,
@@ -1062,6 +1065,115 @@ async fn every_share_level_stops_at_its_boundary() {
     assert!(
         mismatches.is_empty(),
         "{} share-level mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
+/// The live-session routes against a real SSH session (sshd) owned by a Password User, for
+/// every role, another Password User and the owner: who may re-attach, watch, join, hand the
+/// keyboard over and terminate, with 403 (the role may never) and 404 (someone else's session
+/// is not confirmed to exist) kept apart. Terminating succeeds once per allowed caller, each
+/// on a fresh session.
+#[tokio::test]
+async fn live_session_routes_with_a_real_session() {
+    use crate::live::{open_session, read_until, terminal_has};
+    const CALLERS: [&str; 6] = [
+        "super admin",
+        "administrator",
+        "password administrator",
+        "password auditor",
+        "password user",
+        "owner",
+    ];
+    // (method, path, body, expected per caller in CALLERS order)
+    type Case = (&'static str, &'static str, fn() -> Value, &'static str);
+    let cases: &[Case] = &[
+        ("POST", "attach", || json!({}), "xxxxxy"),
+        ("POST", "watch", || json!({}), "yyffff"),
+        ("POST", "join", || json!({}), "yyffff"),
+        ("POST", "control", || json!({ "shared": false }), "yyxxxy"),
+        (
+            "POST",
+            "terminate",
+            || json!({ "reason": "matrix" }),
+            "yyffff",
+        ),
+    ];
+    let w = crate::live::engineer_with_connect().await;
+    let mut callers = vec![w.admin.clone()];
+    for (name, role) in [
+        ("liveadmin", "administrator"),
+        ("livepwadmin", "password_administrator"),
+        ("liveauditor", "password_auditor"),
+        ("liveother", "password_user"),
+    ] {
+        callers.push(w.server.user(&w.admin, name, role).await.0);
+    }
+    callers.push(w.eng.clone());
+
+    let mut open = Vec::new();
+    let mut session = || async {
+        let (mut ws, mut got) =
+            open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
+        read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
+        let sid = got
+            .controls
+            .iter()
+            .find(|c| c["type"] == "session")
+            .and_then(|c| c["id"].as_str())
+            .expect("the session's id")
+            .to_string();
+        (ws, sid)
+    };
+    let (ws, mut sid) = session().await;
+    open.push(ws);
+
+    let mut mismatches = Vec::new();
+    for (method, route, body, expect) in cases {
+        for (ci, caller) in callers.iter().enumerate() {
+            let want = expect.as_bytes()[ci] as char;
+            let r = caller
+                .call(method, &format!("/sessions/{sid}/{route}"), body())
+                .await;
+            let ok = match want {
+                'y' => (200..300).contains(&r.status),
+                'f' => r.status == 403,
+                'x' => r.status == 404,
+                _ => false,
+            };
+            if !ok {
+                mismatches.push(format!(
+                    "{}: {method} /sessions/{{id}}/{route} -> {} (expected {want}): {}",
+                    CALLERS[ci], r.status, r.body
+                ));
+            }
+            if *route == "terminate" && want == 'y' && r.status == 200 {
+                let (ws, next) = session().await;
+                open.push(ws);
+                sid = next;
+            }
+        }
+    }
+    // The list: administrators and auditors see every session, others their own only.
+    for (ci, caller) in callers.iter().enumerate() {
+        let listed = caller
+            .get("/sessions")
+            .await
+            .ok()
+            .to_string()
+            .contains(&sid);
+        let want = matches!(ci, 0 | 1 | 3 | 5);
+        if listed != want {
+            mismatches.push(format!(
+                "{}: GET /sessions lists the session: {listed} (expected {want})",
+                CALLERS[ci]
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} live-session mismatches:\n{}",
         mismatches.len(),
         mismatches.join("\n")
     );
