@@ -1113,7 +1113,7 @@ async fn live_session_routes_with_a_real_session() {
     callers.push(w.eng.clone());
 
     let mut open = Vec::new();
-    let mut session = || async {
+    let session = || async {
         let (mut ws, mut got) =
             open_session(&w.server, &w.tls, &w.eng, &w.cookie, &w.account).await;
         read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
