@@ -106,6 +106,13 @@ enum RecordingOp {
 enum KeyOp {
     /// Generate a new master key and re-wrap every data key under it (crash-safe, resumable)
     Rotate,
+    /// List, then with --yes delete, what key rotations kept: retired data keys nothing is
+    /// sealed under any more, retired master-key files and pre-rotation database snapshots
+    Purge {
+        /// Delete them (without it, only list)
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -167,6 +174,9 @@ fn main() -> ExitCode {
             Command::Key { op: KeyOp::Rotate } => {
                 portcullis::server::rotate_key(cfg).await.map(|_| 0)
             }
+            Command::Key {
+                op: KeyOp::Purge { yes },
+            } => portcullis::server::purge_keys(cfg, yes).await.map(|_| 0),
             Command::Audit {
                 op: AuditOp::Verify,
             } => portcullis::server::verify_audit(cfg).await.map(status),

@@ -125,15 +125,54 @@ impl Recordings {
     }
 
     /// The key of a recording, unwrapped by the vault from the file header.
-    pub fn key_of(
+    /// The recording's key: the database's copy (`recording_keys`, which a data-key rotation
+    /// re-encrypts), else the file header's (recordings made before that table).
+    pub async fn key_of(app: &App, header: &RecordingHeader) -> Result<RecordingKey, String> {
+        let wrapped = Self::stored_key(app, &header.recording_id)
+            .await
+            .map_err(|e| format!("the recording key cannot be read: {e}"))?
+            .unwrap_or_else(|| header.wrapped_key.clone());
+        Self::open_key(&app.crypto, &header.recording_id, &wrapped)
+    }
+
+    /// The database's copy of a recording's sealed key, if it has one.
+    pub async fn stored_key(app: &App, recording_id: &str) -> Result<Option<String>, sqlx::Error> {
+        let stored: Option<(String,)> =
+            sqlx::query_as("SELECT wrapped_key FROM recording_keys WHERE recording_id = $1")
+                .bind(recording_id)
+                .fetch_optional(&app.db.pool)
+                .await?;
+        Ok(stored.map(|(w,)| w))
+    }
+
+    pub fn open_key(
         crypto: &crate::vault::keys::Crypto,
-        header: &RecordingHeader,
+        recording_id: &str,
+        wrapped: &str,
     ) -> Result<RecordingKey, String> {
         let raw = crypto
-            .open(&key_context(&header.recording_id), &header.wrapped_key)
+            .open(&key_context(recording_id), wrapped)
             .map_err(|e| format!("the recording key cannot be opened: {e}"))?;
         RecordingKey::from_slice(raw.expose()).map_err(|e| e.to_string())
     }
+}
+
+/// A recording's header, read from the start of its file without reading the rest.
+pub fn read_header(
+    store: &dyn recorder::storage::RecordingStore,
+    id: &str,
+) -> anyhow::Result<RecordingHeader> {
+    use std::io::Read;
+    let mut r = store.reader(id)?;
+    let mut head = vec![0u8; 12];
+    r.read_exact(&mut head)?;
+    let n = u32::from_be_bytes([head[8], head[9], head[10], head[11]]) as usize;
+    if n > 1024 * 1024 {
+        anyhow::bail!("recording {id}: the header claims {n} bytes");
+    }
+    head.resize(12 + n, 0);
+    r.read_exact(&mut head[12..])?;
+    Ok(recorder::format::decode_header(&head)?.0)
 }
 
 /// A recording about to start: its writer and id.
@@ -208,6 +247,12 @@ pub async fn plan(
         .bind(&info.client_addr)
         .bind(info.started_at_ms)
         .bind(info.path.join(" -> "))
+        .execute(tx.conn())
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query("INSERT INTO recording_keys (recording_id, wrapped_key) VALUES ($1, $2)")
+        .bind(&id)
+        .bind(&header.wrapped_key)
         .execute(tx.conn())
         .await
         .map_err(|e| e.to_string())?;
@@ -660,7 +705,9 @@ pub async fn verify_cli(
                 return Ok(Verdict::Fails);
             }
         }
-        let key = Recordings::key_of(&app.crypto, &rec.header).map_err(|e| anyhow::anyhow!(e))?;
+        let key = Recordings::key_of(&app, &rec.header)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
         let trusted = public_key
             .map(str::to_string)
             .unwrap_or_else(|| app.recordings.public_key.clone());
@@ -831,9 +878,11 @@ pub async fn index_recording(app: &App, id: &str) -> anyhow::Result<u64> {
         app.crypto.clone(),
     );
     let search_key = app.recordings.search_key.clone();
+    let stored_key = Recordings::stored_key(app, id).await?;
     let worker = tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<u8>, u64)> {
         let rec = Recording::parse(store.read(&rid)?)?;
-        let key = Recordings::key_of(&crypto, &rec.header).map_err(|e| anyhow::anyhow!(e))?;
+        let wrapped = stored_key.unwrap_or_else(|| rec.header.wrapped_key.clone());
+        let key = Recordings::open_key(&crypto, &rid, &wrapped).map_err(|e| anyhow::anyhow!(e))?;
         let mut indexer = recorder::search::Indexer::new(&search_key);
         let mut next_seq = 0i64;
         let mut failed: Option<anyhow::Error> = None;

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod data_keys;
 pub mod landing;
 pub mod live;
 pub mod openapi;
@@ -132,6 +133,8 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("GET", "/api/v1/accounts/{id}/pending", "The account's open pending secret (job, phase, attempts, next look, last result; never the secret), or null", "rotation", "View on the account"),
     r!("POST", "/api/v1/accounts/{id}/pending/promote", "Make the pending secret the account's (the target took it); audited alert", "rotation", "super administrator", [("reason", "string")]),
     r!("POST", "/api/v1/accounts/{id}/pending/discard", "Discard the pending secret (kept in the history); audited alert", "rotation", "super administrator", [("reason", "string")]),
+    r!("GET", "/api/v1/vault/data-keys", "The vault's data keys (ids, purpose, active, retired) and data-key rotations with progress; never key material", "vault", "administrator, auditor"),
+    r!("POST", "/api/v1/vault/data-keys/rotate", "Start a data-key rotation: a new key for new seals, every sealed value re-encrypted in the background, the old key retired; audited alert", "vault", "super administrator"),
     r!("GET", "/api/v1/rotation/jobs", "Rotation jobs: running, queued and deferred first, then finished ones, with step and outcome", "rotation", "administrator, password administrator, auditor"),
     r!("GET", "/api/v1/rotation/jobs/{id}", "One rotation job", "rotation", "administrator, password administrator, auditor"),
     r!("POST", "/api/v1/accounts/{id}/verify", "Queue a verification of the account's secret (a login with it: in sync, out of sync, unreachable); returns the job; audited", "rotation", "Modify on the account"),
@@ -314,6 +317,8 @@ pub fn router(app: App) -> Router {
             "/api/v1/accounts/{id}/pending/discard",
             post(rotation::discard_pending),
         )
+        .route("/api/v1/vault/data-keys", get(data_keys::list))
+        .route("/api/v1/vault/data-keys/rotate", post(data_keys::rotate))
         .route("/api/v1/rotation/jobs", get(rotation::jobs))
         .route("/api/v1/rotation/jobs/{id}", get(rotation::job))
         .route("/api/v1/accounts/{id}/verify", post(rotation::verify))

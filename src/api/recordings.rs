@@ -160,7 +160,9 @@ async fn open(app: &App, id: &str) -> ApiResult<(Recording, recorder::RecordingK
         .map_err(|e| unusable(format!("The recording file cannot be read: {e}")))?;
     let rec = Recording::parse(bytes)
         .map_err(|e| unusable(format!("The recording file is damaged: {e}")))?;
-    let key = Recordings::key_of(&app.crypto, &rec.header).map_err(unusable)?;
+    let key = Recordings::key_of(app, &rec.header)
+        .await
+        .map_err(unusable)?;
     Ok((rec, key))
 }
 

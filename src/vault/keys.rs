@@ -168,25 +168,40 @@ pub enum CryptoError {
     Integrity,
 }
 
-/// The unwrapped data keys the server works with. Immutable after start-up.
+/// The unwrapped data keys the server works with. The audit key never changes; the secrets
+/// keys change only by a data-key rotation (`vault::data_keys`), which adds a key and makes
+/// it the one new seals use, so the ring sits behind a lock.
 pub struct Crypto {
-    data_keys: HashMap<String, KeyBytes>,
+    ring: std::sync::RwLock<Ring>,
+    audit_key: KeyBytes,
+}
+
+struct Ring {
+    data_keys: HashMap<String, std::sync::Arc<KeyBytes>>,
     active_secrets: String,
-    audit_key_id: String,
 }
 
 impl Crypto {
+    fn ring(&self) -> std::sync::RwLockReadGuard<'_, Ring> {
+        // A panic while holding the lock cannot leave the map half-changed (one insert).
+        self.ring.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Seals `plaintext`, bound to `context` (e.g. `accounts/<id>/secret`): the ciphertext
     /// only opens with the same context, so it cannot be moved to another row or field.
     pub fn seal(&self, context: &str, plaintext: &[u8]) -> String {
-        let Some(key) = self.data_keys.get(&self.active_secrets) else {
-            // Constructed only with its active key present; unreachable by construction.
-            return String::new();
+        let (kid, key) = {
+            let ring = self.ring();
+            let Some(key) = ring.data_keys.get(&ring.active_secrets) else {
+                // Constructed only with its active key present; unreachable by construction.
+                return String::new();
+            };
+            (ring.active_secrets.clone(), key.clone())
         };
-        let (nonce, ct) = aead_seal(key, &aad(context), plaintext);
+        let (nonce, ct) = aead_seal(&key, &aad(context), plaintext);
         let mut blob = nonce.to_vec();
         blob.extend_from_slice(&ct);
-        format!("pc1:{}:{}", self.active_secrets, B64.encode(blob))
+        format!("pc1:{kid}:{}", B64.encode(blob))
     }
 
     pub fn open(&self, context: &str, sealed: &str) -> Result<Secret, CryptoError> {
@@ -195,38 +210,98 @@ impl Crypto {
             return Err(CryptoError::Format);
         };
         let key = self
+            .ring()
             .data_keys
             .get(kid)
+            .cloned()
             .ok_or_else(|| CryptoError::UnknownKey(kid.to_string()))?;
         let blob = B64.decode(b64).map_err(|_| CryptoError::Format)?;
         if blob.len() < 12 + 16 {
             return Err(CryptoError::Format);
         }
         let (nonce, ct) = blob.split_at(12);
-        aead_open(key, nonce, &aad(context), ct)
+        aead_open(&key, nonce, &aad(context), ct)
             .map(Secret::new)
             .ok_or(CryptoError::Integrity)
     }
 
+    /// The data key new seals use.
+    pub fn active_key_id(&self) -> String {
+        self.ring().active_secrets.clone()
+    }
+
+    /// Adds a data key (already stored, wrapped, and committed by the caller) and makes it
+    /// the one new seals use. Older keys stay and keep opening what they sealed.
+    pub fn activate(&self, key: NewDataKey) {
+        let NewDataKey { id, key } = key;
+        let mut ring = self.ring.write().unwrap_or_else(|e| e.into_inner());
+        ring.data_keys.insert(id.clone(), std::sync::Arc::new(key));
+        ring.active_secrets = id;
+    }
+
     /// The key used to chain the audit log (HMAC-SHA256).
     pub fn audit_key(&self) -> &[u8; 32] {
-        match self.data_keys.get(&self.audit_key_id) {
-            Some(k) => k.as_bytes(),
-            None => &[0u8; 32],
-        }
+        self.audit_key.as_bytes()
     }
 
     /// For unit tests: a vault crypto with fresh random keys and no database.
     #[cfg(test)]
     pub fn ephemeral() -> Crypto {
         let mut data_keys = HashMap::new();
-        data_keys.insert("s".to_string(), KeyBytes::random());
-        data_keys.insert("a".to_string(), KeyBytes::random());
+        data_keys.insert("s".to_string(), std::sync::Arc::new(KeyBytes::random()));
         Crypto {
-            data_keys,
-            active_secrets: "s".into(),
-            audit_key_id: "a".into(),
+            ring: std::sync::RwLock::new(Ring {
+                data_keys,
+                active_secrets: "s".into(),
+            }),
+            audit_key: KeyBytes::random(),
         }
+    }
+}
+
+/// A data key stored but not yet in use: `Crypto::activate` once its transaction committed
+/// (a key the database never got must never seal anything).
+pub struct NewDataKey {
+    pub id: String,
+    key: KeyBytes,
+}
+
+/// A new secrets data key, wrapped under `master`, stored as the active one (the previous
+/// active key stays, inactive, until a rotation retires it). The caller's transaction makes
+/// the switch and the rotation's record one step, then activates the key.
+pub async fn add_active_secrets_key(
+    tx: &mut crate::db::WriteTx,
+    master: &MasterKey,
+) -> Result<NewDataKey, sqlx::Error> {
+    let id = format!("dk-{}", &db::new_id()[..8]);
+    let dk = KeyBytes::random();
+    sqlx::query("UPDATE data_keys SET active = 0 WHERE purpose = 'secrets'")
+        .execute(tx.conn())
+        .await?;
+    sqlx::query(
+        "INSERT INTO data_keys (id, purpose, wrapped, master_key_id, active, created_at) VALUES ($1, 'secrets', $2, $3, 1, $4)",
+    )
+    .bind(&id)
+    .bind(wrap(master, &id, &dk))
+    .bind(&master.id)
+    .bind(db::now_ms())
+    .execute(tx.conn())
+    .await?;
+    Ok(NewDataKey { id, key: dk })
+}
+
+/// The master key the database's data keys are wrapped under, read again from its file (the
+/// server keeps no copy after start-up). Refuses a file holding another key.
+pub async fn current_master(db: &Db, key_path: &Path) -> Result<MasterKey, KeyError> {
+    let rows = data_key_rows(db).await?;
+    let master = MasterKey::read(key_path)?;
+    match rows.iter().find(|r| r.master_key_id != master.id) {
+        Some(r) => Err(KeyError::Wrong {
+            path: key_path.to_path_buf(),
+            found: master.id.clone(),
+            expected: r.master_key_id.clone(),
+        }),
+        None => Ok(master),
     }
 }
 
@@ -417,26 +492,29 @@ async fn load(db: &Db, ring: &[&MasterKey]) -> Result<Crypto, KeyError> {
     let rows = data_key_rows(db).await?;
     let mut data_keys = HashMap::new();
     let mut active_secrets = None;
-    let mut audit_key_id = None;
+    let mut audit_key = None;
     for row in rows {
         let master = ring
             .iter()
             .find(|m| m.id == row.master_key_id)
             .ok_or_else(|| KeyError::Corrupt(row.id.clone()))?;
         let dk = unwrap_key(master, &row.id, &row.wrapped)?;
+        if row.purpose == "audit" {
+            audit_key = Some(dk);
+            continue;
+        }
         if row.active == 1 && row.purpose == "secrets" {
             active_secrets = Some(row.id.clone());
         }
-        if row.purpose == "audit" {
-            audit_key_id = Some(row.id.clone());
-        }
-        data_keys.insert(row.id, dk);
+        data_keys.insert(row.id, std::sync::Arc::new(dk));
     }
-    match (active_secrets, audit_key_id) {
-        (Some(active_secrets), Some(audit_key_id)) => Ok(Crypto {
-            data_keys,
-            active_secrets,
-            audit_key_id,
+    match (active_secrets, audit_key) {
+        (Some(active_secrets), Some(audit_key)) => Ok(Crypto {
+            ring: std::sync::RwLock::new(Ring {
+                data_keys,
+                active_secrets,
+            }),
+            audit_key,
         }),
         _ => Err(KeyError::Corrupt(
             "(active secrets or audit key missing)".into(),

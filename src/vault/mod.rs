@@ -4,6 +4,7 @@
 //! forget to. Secrets only leave sealed (`Crypto::seal`) or as a `Secret`.
 
 pub mod accounts;
+pub mod data_keys;
 pub mod keys;
 pub mod policy;
 pub mod resources;

@@ -122,3 +122,34 @@ test('a Unix account: passwd over SSH chosen in the UI, verified, rotated, verif
     server.stop();
   }
 });
+
+test('the vault data key rotated from the Vault keys page: confirmed in a modal, followed to retired', async () => {
+  const server = await startServer();
+  const { browser, close } = await launchBrowser();
+  try {
+    const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+    const admin = await apiSession(ctx, server.url, 'admin', server.password);
+    await admin.call('POST', '/auth/password', { current_password: server.password, new_password: 'operator passphrase one' });
+    const resource = await admin.call('POST', '/resources', { name: 'dk-box', host: '127.0.0.1', ports: { ssh: 22 } });
+    const account = await admin.call('POST', `/resources/${resource.id}/accounts`, { username: 'svc', secret: 'Vault-Key-E2e-Pw-77' });
+    const before = await admin.call('GET', '/vault/data-keys');
+
+    const page = await ctx.newPage();
+    await page.goto(`${server.url}/#/vault-keys`);
+    const keys = page.locator('[data-testid=data-keys]');
+    await keys.locator('tr', { hasText: before.active_key_id }).locator('text=seals new values').waitFor();
+    await page.locator('button', { hasText: 'Rotate data key' }).click();
+    await page.locator('.modal button', { hasText: 'Rotate' }).click();
+    const rotation = page.locator('[data-testid=data-key-rotations] tr').nth(1);
+    await rotation.locator('text=finished').waitFor({ timeout: 30000 });
+    await keys.locator('tr', { hasText: before.active_key_id }).locator('text=retired').waitFor();
+    const after = await admin.call('GET', '/vault/data-keys');
+    assert.notEqual(after.active_key_id, before.active_key_id);
+    assert.equal(after.rotations[0].done, after.rotations[0].total);
+    const revealed = await admin.call('POST', `/accounts/${account.id}/reveal`, { reason: 'e2e check' });
+    assert.equal(revealed.secret, 'Vault-Key-E2e-Pw-77');
+  } finally {
+    await close();
+    server.stop();
+  }
+});

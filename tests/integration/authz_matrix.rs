@@ -518,6 +518,16 @@ const TABLE: &[Row] = &[
         |_| json!({ "reason": "checked by hand" }),
         "cffff",
     ),
+    // The vault's data keys: administrators and auditors see them (ids and dates only); a
+    // rotation is for a super administrator.
+    row("GET", "/api/v1/vault/data-keys", Fx::None, none, "yyfyf"),
+    row(
+        "POST",
+        "/api/v1/vault/data-keys/rotate",
+        Fx::None,
+        none,
+        "yffff",
+    ),
     row("GET", "/api/v1/rotation/jobs", Fx::None, none, "yyyyf"),
     // No such job: those who may see jobs get a 404, the others a 403 (both refusals).
     row("GET", "/api/v1/rotation/jobs/{id}", Fx::None, none, "xxxxf"),

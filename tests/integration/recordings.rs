@@ -58,7 +58,7 @@ fn play_cast(cast: &str, cols: u16, rows: u16) -> gateway::screen::TerminalScree
 }
 
 /// Search hits for `q` (the index is built just after the recording closes: waits for it).
-async fn hits_for(who: &Client, q: &str) -> Vec<Value> {
+pub(crate) async fn hits_for(who: &Client, q: &str) -> Vec<Value> {
     for _ in 0..600 {
         let hits = who.get(&format!("/recordings/search?q={q}")).await.ok();
         let hits = hits.as_array().cloned().unwrap_or_default();

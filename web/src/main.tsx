@@ -7,7 +7,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, Me, ROLES, setCsrf } from './api';
 import { ChangePassword, Login, MfaStep } from './pages/login';
 import { Accounts, ResourceDetail, ResourceGroups, Resources } from './pages/vault';
-import { Audit, Policies, UserGroups, Users } from './pages/admin';
+import { Audit, Policies, UserGroups, Users, VaultKeys } from './pages/admin';
 import { Profile } from './pages/profile';
 import { TerminalPage } from './pages/terminal';
 import { DesktopPage } from './pages/desktop';
@@ -86,6 +86,7 @@ function App() {
     ['#/recordings', 'Recorded sessions', true],
     ['#/rotation', 'Rotation', caps.read_audit || caps.create_resources],
     ['#/audit', 'Audit', caps.read_audit],
+    ['#/vault-keys', 'Vault keys', caps.manage_users || caps.read_audit],
     ['#/profile', 'My profile', true],
   ];
   const [path, id] = hash.replace(/^#\//, '').split('/');
@@ -99,6 +100,7 @@ function App() {
     case 'logon-scripts': page = <LogonScripts me={me} />; break;
     case 'landing-servers': page = <LandingServers me={me} />; break;
     case 'audit': page = <Audit />; break;
+    case 'vault-keys': page = <VaultKeys me={me} />; break;
     case 'rotation': page = <RotationJobs me={me} />; break;
     case 'sessions': page = <LiveSessions me={me} />; break;
     case 'recordings': page = id ? <Player id={id} /> : <Recordings />; break;

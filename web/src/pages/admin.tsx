@@ -293,3 +293,69 @@ export function Audit() {
     </section>
   );
 }
+
+type DataKey = { id: string; purpose: string; master_key_id: string; active: number; created_at: number; retired_at: number };
+type KeyRotation = { id: string; old_key_id: string; new_key_id: string; state: string; done: number; total: number; message: string; started_by: string; started_at: number; finished_at: number | null };
+
+// The vault's data keys and data-key rotations, with progress while one runs. Ids and dates
+// only: key material never reaches the browser.
+export function VaultKeys(props: { me: Me }) {
+  const [view, setView] = useState<{ active_key_id: string; keys: DataKey[]; rotations: KeyRotation[] } | null>(null);
+  const [notice, setNotice] = useState<{ kind: 'ok' | 'error'; text: string } | null>(null);
+  const [confirming, setConfirming] = useState(false);
+  const load = () => api<any>('GET', '/vault/data-keys').then(setView).catch((e) => setNotice({ kind: 'error', text: errorsFrom(e)._ ?? String(e) }));
+  useEffect(() => { load(); }, []);
+  const running = view?.rotations.some((r) => r.state === 'running');
+  useEffect(() => {
+    if (!running) return;
+    const t = setInterval(load, 1000);
+    return () => clearInterval(t);
+  }, [running]);
+  const rotate = async () => {
+    setConfirming(false);
+    try {
+      await api('POST', '/vault/data-keys/rotate');
+      setNotice({ kind: 'ok', text: 'Data-key rotation started: new secrets are sealed under the new key now; older values are re-encrypted in the background.' });
+      load();
+    } catch (e) { setNotice({ kind: 'error', text: errorsFrom(e)._ ?? 'Failed' }); }
+  };
+  const when_ = (ms: number | null) => (ms ? when(new Date(ms).toISOString()) : '');
+  return (
+    <section>
+      <div class="title-row">
+        <h1>Vault keys</h1>
+        {props.me.user.super_admin && <button class="primary" disabled={running} onClick={() => setConfirming(true)}>Rotate data key</button>}
+      </div>
+      {notice && <Notice kind={notice.kind}>{notice.text}</Notice>}
+      {view && (
+        <Table testid="data-keys" rows={view.keys} rowKey={(k) => k.id}
+          columns={[
+            { key: 'id', label: 'Data key' },
+            { key: 'purpose', label: 'Purpose' },
+            { key: 'state', label: 'State', value: (k) => (k.id === view.active_key_id ? 'active' : k.retired_at ? 'retired' : k.purpose === 'audit' ? 'in use' : 'being replaced'), render: (k) => k.id === view.active_key_id ? <span class="badge">seals new values</span> : k.retired_at ? <span class="badge">retired {when_(k.retired_at)}</span> : k.purpose === 'audit' ? 'chains the audit log' : <span class="badge warn">being replaced</span> },
+            { key: 'master_key_id', label: 'Wrapped by master key' },
+            { key: 'created_at', label: 'Created', render: (k) => when_(k.created_at) },
+          ]} />
+      )}
+      {view && view.rotations.length > 0 && (<>
+        <h2>Data-key rotations</h2>
+        <Table testid="data-key-rotations" rows={view.rotations} rowKey={(r) => r.id}
+          columns={[
+            { key: 'started_at', label: 'Started', render: (r) => when_(r.started_at) },
+            { key: 'started_by', label: 'By' },
+            { key: 'new_key_id', label: 'New key' },
+            { key: 'state', label: 'State', render: (r) => <span class={'badge' + (r.state === 'failed' ? ' warn' : '')}>{r.state}</span> },
+            { key: 'progress', label: 'Progress', value: (r) => `${r.done}/${r.total}`, render: (r) => <><progress max={Math.max(r.total, 1)} value={r.done} /> {r.done}/{r.total}</> },
+            { key: 'message', label: 'Step' },
+          ]} />
+      </>)}
+      <p class="hint">Retired keys stay in the database until an operator deletes them with <code>portcullis key purge</code> (see the README, Operations).</p>
+      {confirming && (
+        <Modal title="Rotate the data key" onClose={() => setConfirming(false)}>
+          <p>A new data key seals every new secret from now on, and every stored secret, second-factor seed, signing key and recording key is re-encrypted under it in the background. The old key is then retired (kept until purged). This is recorded in the audit log as an alert.</p>
+          <div class="actions"><button class="primary" onClick={rotate}>Rotate</button><button onClick={() => setConfirming(false)}>Cancel</button></div>
+        </Modal>
+      )}
+    </section>
+  );
+}
