@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use gateway::broker::{LiveSession, SessionInfo, Tap, TapItem};
 use gateway::event::{ClientInput, Lifecycle, SessionEvent};
 use recorder::event::{RecordedEvent, Timed};
+use recorder::hidden::HiddenInputKey;
 use recorder::storage::{LocalDirStore, RecordingStore};
 use recorder::{Recording, RecordingHeader, RecordingKey, RecordingWriter, SigningKey};
 use serde_json::json;
@@ -175,10 +176,16 @@ pub fn read_header(
     Ok(recorder::format::decode_header(&head)?.0)
 }
 
-/// A recording about to start: its writer and id.
+/// A recording about to start: its writer and id, and the key that seals what is typed at
+/// secret prompts (None when input is not recorded).
 pub struct Planned {
     pub id: String,
     writer: RecordingWriter,
+    hidden: Option<HiddenInputKey>,
+}
+
+fn hidden_key_context(recording_id: &str) -> String {
+    format!("recordings/{recording_id}/hidden-key")
 }
 
 /// Creates the recording for a session that is about to start, or `Ok(None)` when the
@@ -250,14 +257,22 @@ pub async fn plan(
         .execute(tx.conn())
         .await
         .map_err(|e| e.to_string())?;
-    sqlx::query("INSERT INTO recording_keys (recording_id, wrapped_key) VALUES ($1, $2)")
-        .bind(&id)
-        .bind(&header.wrapped_key)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| e.to_string())?;
+    let hidden = app.config.record_input.then(HiddenInputKey::generate);
+    sqlx::query(
+        "INSERT INTO recording_keys (recording_id, wrapped_key, hidden_key) VALUES ($1, $2, $3)",
+    )
+    .bind(&id)
+    .bind(&header.wrapped_key)
+    .bind(
+        hidden
+            .as_ref()
+            .map(|k| app.crypto.seal(&hidden_key_context(&id), k.expose())),
+    )
+    .execute(tx.conn())
+    .await
+    .map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;
-    Ok(Some(Planned { id, writer }))
+    Ok(Some(Planned { id, writer, hidden }))
 }
 
 /// The resource's recording override: `always`, `never` or `default` (the global toggle).
@@ -270,7 +285,18 @@ pub async fn resource_mode(app: &App, resource_id: &str) -> Result<String, sqlx:
     Ok(mode.map(|(m,)| m).unwrap_or_else(|| "default".into()))
 }
 
-fn to_recorded(ev: SessionEvent, record_input: bool) -> Vec<RecordedEvent> {
+/// Where hidden input is sealed: the recording's key for it, its id and the event's time.
+struct HiddenSeal<'a> {
+    key: &'a HiddenInputKey,
+    recording_id: &'a str,
+    t_ms: u64,
+}
+
+fn to_recorded(
+    ev: SessionEvent,
+    record_input: bool,
+    hidden: Option<HiddenSeal<'_>>,
+) -> Vec<RecordedEvent> {
     match ev {
         SessionEvent::Output(b) => vec![RecordedEvent::Output(b.to_vec())],
         SessionEvent::Input {
@@ -278,9 +304,11 @@ fn to_recorded(ev: SessionEvent, record_input: bool) -> Vec<RecordedEvent> {
             redacted: true,
             data,
         } => vec![RecordedEvent::RedactedInput {
-            by,
             len: data.len() as u32,
             submitted: data.iter().any(|&c| c == b'\r' || c == b'\n'),
+            hidden: hidden
+                .map(|h| recorder::hidden::seal(h.key, h.recording_id, h.t_ms, &by, &data)),
+            by,
         }],
         SessionEvent::Input { by, data, .. } if record_input => vec![RecordedEvent::Input {
             by,
@@ -385,7 +413,11 @@ pub fn spawn_writer(
     session: Arc<LiveSession>,
 ) {
     tokio::spawn(async move {
-        let Planned { id, mut writer } = planned;
+        let Planned {
+            id,
+            mut writer,
+            hidden,
+        } = planned;
         let started = Instant::now();
         let store = app.recordings.store.clone();
         let record_input = app.config.record_input;
@@ -414,7 +446,8 @@ pub fn spawn_writer(
                             }
                             if let SessionEvent::Lifecycle(Lifecycle::Ended { reason, .. }) = &ev { end_reason = reason.clone(); }
                             if let SessionEvent::Lifecycle(Lifecycle::Failed { message, .. }) = &ev { end_reason = message.clone(); }
-                            to_recorded(ev, record_input)
+                            let seal = hidden.as_ref().map(|key| HiddenSeal { key, recording_id: &id, t_ms });
+                            to_recorded(ev, record_input, seal)
                         }
                         TapItem::Keyframe(s) => vec![RecordedEvent::Keyframe { cols: s.cols, rows: s.rows, data: s.data }],
                         TapItem::Overflowed => {

@@ -22,11 +22,14 @@ pub enum RecordedEvent {
         by: String,
         data: Vec<u8>,
     },
-    /// `submitted`: the keystrokes ended with Enter (the secret was sent).
+    /// `submitted`: the keystrokes ended with Enter (the secret was sent). `hidden`: the
+    /// keystrokes sealed under the recording's hidden-input key (`crate::hidden`), absent
+    /// before format 7 or when input is not recorded.
     RedactedInput {
         by: String,
         len: u32,
         submitted: bool,
+        hidden: Option<Vec<u8>>,
     },
     Resize {
         cols: u16,
@@ -97,10 +100,18 @@ pub fn encode(e: &Timed, prev_t_ms: &mut u64, out: &mut Vec<u8>) {
             p.extend_from_slice(data);
             INPUT
         }
-        RecordedEvent::RedactedInput { by, len, submitted } => {
+        RecordedEvent::RedactedInput {
+            by,
+            len,
+            submitted,
+            hidden,
+        } => {
             put_str(&mut p, by);
             p.extend_from_slice(&len.to_be_bytes());
             p.push(u8::from(*submitted));
+            if let Some(h) = hidden {
+                p.extend_from_slice(h);
+            }
             REDACTED_INPUT
         }
         RecordedEvent::Resize { cols, rows } => {
@@ -210,7 +221,13 @@ pub fn decode_all(mut b: &[u8]) -> Result<Vec<Timed>, FormatError> {
                 let by = p.string()?;
                 let len = p.u32()?;
                 let submitted = p.take(1)?[0] != 0;
-                RecordedEvent::RedactedInput { by, len, submitted }
+                let hidden = (!p.b.is_empty()).then(|| p.b.to_vec());
+                RecordedEvent::RedactedInput {
+                    by,
+                    len,
+                    submitted,
+                    hidden,
+                }
             }
             RESIZE => RecordedEvent::Resize {
                 cols: p.u16()?,
@@ -265,6 +282,13 @@ mod tests {
                 by: "alice".into(),
                 len: 9,
                 submitted: true,
+                hidden: None,
+            },
+            RecordedEvent::RedactedInput {
+                by: "alice".into(),
+                len: 3,
+                submitted: false,
+                hidden: Some(vec![7; 31]),
             },
             RecordedEvent::Resize {
                 cols: 120,

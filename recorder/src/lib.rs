@@ -8,6 +8,7 @@
 pub mod event;
 pub mod export;
 pub mod format;
+pub mod hidden;
 pub mod manifest;
 pub mod reader;
 pub mod search;
@@ -22,11 +23,12 @@ pub use writer::RecordingWriter;
 
 /// Version of the recording format this crate writes. Bumped with every breaking change to
 /// `docs/recording-format.md`.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 /// Versions this crate reads: version 2 files are version 3 files without tails; version 3
 /// files are version 4 files whose keyframes each start a chunk; version 4 files are version
-/// 5 files compressed against a shorter history (64 KiB, window 2^17).
-pub const READABLE_VERSIONS: std::ops::RangeInclusive<u32> = 2..=6;
+/// 5 files compressed against a shorter history (64 KiB, window 2^17); version 6 files are
+/// version 7 files whose redacted inputs carry no sealed hidden input.
+pub const READABLE_VERSIONS: std::ops::RangeInclusive<u32> = 2..=7;
 
 /// The 256-bit AES-GCM key of one recording. Zeroed on drop; no `Debug`, `Display`, `Clone`
 /// or `Serialize`, so it cannot end up in a log or a response by accident.
@@ -59,7 +61,7 @@ impl RecordingKey {
 pub enum FormatError {
     #[error("not a Portcullis recording (bad magic)")]
     Magic,
-    #[error("recording format version {0} is not supported (this build reads versions 2 to 5)")]
+    #[error("recording format version {0} is not supported (this build reads versions 2 to 7)")]
     Version(u32),
     #[error("malformed recording: {0}")]
     Malformed(String),

@@ -318,6 +318,7 @@ fn typed_commands_are_listed_with_edits_applied_and_secrets_hidden() {
                 by: "a".into(),
                 len: 3,
                 submitted: false,
+                hidden: None,
             },
         },
         Timed {
@@ -326,6 +327,7 @@ fn typed_commands_are_listed_with_edits_applied_and_secrets_hidden() {
                 by: "a".into(),
                 len: 5,
                 submitted: true,
+                hidden: None,
             },
         },
         input(5000, b"   \r"),

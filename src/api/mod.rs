@@ -159,6 +159,7 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("GET", "/api/v1/recordings/{id}", "A recording: metadata, verification, seek index, typed commands", "recordings", "administrators and auditors; the session's user"),
     r!("GET", "/api/v1/recordings/{id}/events", "The recording's events for the player; audited as a playback", "recordings", "administrators and auditors; the session's user"),
     r!("GET", "/api/v1/recordings/{id}/cast", "The recording as an asciicast v2 download; audited as an export", "recordings", "administrators and auditors; the session's user"),
+    r!("POST", "/api/v1/recordings/{id}/hidden-input", "What was typed at secret prompts, line by line (kept sealed under the recording's own hidden-input key); audited alert with the reason", "recordings", "super administrator", [("reason", "string")]),
     r!("GET", "/api/v1/recordings/{id}/bundle", "Signed bundle for offline `portcullis recording verify`; audited", "recordings", "administrators and auditors; the session's user"),
 ];
 
@@ -361,6 +362,10 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/recordings/{id}/events", get(recordings::events))
         .route("/api/v1/recordings/{id}/cast", get(recordings::cast))
         .route("/api/v1/recordings/{id}/bundle", get(recordings::bundle))
+        .route(
+            "/api/v1/recordings/{id}/hidden-input",
+            post(recordings::hidden_input),
+        )
         .route("/api/{*rest}", axum::routing::any(no_route))
         .with_state(app.clone());
     api.layer(axum::middleware::from_fn_with_state(app, audit_rejections))

@@ -285,6 +285,126 @@ async fn events_for(
     Ok((rec, events))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HiddenInputRequest {
+    reason: String,
+}
+
+/// `POST /api/v1/recordings/{id}/hidden-input`: what was typed at secret prompts, line by
+/// line. It may hold passwords (that is why it was hidden), so it is treated like a reveal:
+/// a super administrator, a reason, and an audit alert written before the reply.
+pub async fn hidden_input(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    crate::api::Body(input): crate::api::Body<HiddenInputRequest>,
+) -> ApiResult<Json<Value>> {
+    if !p.super_admin {
+        return Err(crate::audited::denied(
+            &app,
+            &p,
+            "recording.hidden_input",
+            "recording",
+            &id,
+            "",
+            ApiError::forbidden(
+                "Only a super administrator opens what was typed at secret prompts.",
+            ),
+        )
+        .await);
+    }
+    let reason = input.reason.trim().to_string();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::field(
+            "reason",
+            "say why, in 1 to 500 characters (it is kept in the audit log)",
+        ));
+    }
+    let row = visible(&app, &p, &id).await?;
+    let stored: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT hidden_key FROM recording_keys WHERE recording_id = $1")
+            .bind(&id)
+            .fetch_optional(&app.db.pool)
+            .await?;
+    let Some(sealed_key) = stored.and_then(|(k,)| k) else {
+        return Err(unusable(
+            "This recording keeps no hidden input: input recording was off, or it was made before hidden input was kept.".into(),
+        ));
+    };
+    let key = app
+        .crypto
+        .open(&format!("recordings/{id}/hidden-key"), &sealed_key)
+        .map_err(|e| unusable(format!("The hidden-input key cannot be opened: {e}")))
+        .and_then(|k| {
+            recorder::hidden::HiddenInputKey::from_slice(k.expose())
+                .map_err(|e| unusable(e.to_string()))
+        })?;
+    let (rec, rec_key) = open(&app, &id).await?;
+    let events = rec
+        .events(&rec_key)
+        .map_err(|e| unusable(format!("The recording cannot be read: {e}")))?;
+    let lines = hidden_lines(&key, &id, &events)?;
+    audit_access(
+        &app,
+        &p,
+        "recording.hidden_input",
+        &row,
+        json!({ "alert": "hidden input of a recording was opened", "reason": reason, "lines": lines.len() }),
+    )
+    .await?;
+    Ok(Json(json!({ "recording_id": id, "lines": lines })))
+}
+
+/// Joins the hidden keystrokes into lines (per typist, ended by Enter), each with the time
+/// its first keystroke was typed.
+fn hidden_lines(
+    key: &recorder::hidden::HiddenInputKey,
+    recording_id: &str,
+    events: &[recorder::Timed],
+) -> ApiResult<Vec<Value>> {
+    let mut open_lines: std::collections::HashMap<String, (u64, Vec<u8>)> = Default::default();
+    let mut out = Vec::new();
+    for e in events {
+        let RecordedEvent::RedactedInput {
+            by,
+            hidden: Some(sealed),
+            submitted,
+            ..
+        } = &e.event
+        else {
+            continue;
+        };
+        let data =
+            recorder::hidden::open(key, recording_id, e.t_ms, by, sealed).map_err(|err| {
+                unusable(format!(
+                    "A hidden input at {} ms does not open: {err}",
+                    e.t_ms
+                ))
+            })?;
+        let line = open_lines.entry(by.clone()).or_insert((e.t_ms, Vec::new()));
+        line.1.extend_from_slice(&data);
+        if *submitted {
+            if let Some((t, bytes)) = open_lines.remove(by) {
+                out.push(hidden_line(t, by, &bytes, true));
+            }
+        }
+    }
+    for (by, (t, bytes)) in open_lines {
+        out.push(hidden_line(t, &by, &bytes, false));
+    }
+    out.sort_by_key(|v| v["t_ms"].as_u64());
+    Ok(out)
+}
+
+fn hidden_line(t_ms: u64, by: &str, bytes: &[u8], submitted: bool) -> Value {
+    let text: String = String::from_utf8_lossy(bytes)
+        .chars()
+        .filter(|c| *c != '\r' && *c != '\n')
+        .collect();
+    json!({ "t_ms": t_ms, "by": by, "text": text, "submitted": submitted })
+}
+
 /// `GET /api/v1/recordings/{id}/events`: what the player plays (audited as a playback).
 /// Each event is `[t_ms, kind, ...]`: `o` output (base64), `k` keyframe (base64, cols,
 /// rows), `r` resize ("COLSxROWS"), `i` typed text, `s` a redacted secret (length), `m` a

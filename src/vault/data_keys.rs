@@ -95,6 +95,14 @@ const SEALED: &[SealedColumn] = &[
         context: |id, _| format!("recordings/{id}/key"),
     },
     SealedColumn {
+        name: "hidden-input keys",
+        count: "SELECT COUNT(*) FROM recording_keys WHERE hidden_key LIKE $1",
+        select: "SELECT recording_id, CAST(0 AS BIGINT), hidden_key FROM recording_keys WHERE hidden_key LIKE $1 AND recording_id > $2 ORDER BY recording_id LIMIT 200",
+        update: "UPDATE recording_keys SET hidden_key = $1 WHERE recording_id = $2 AND hidden_key = $3",
+        two_keys: false,
+        context: |id, _| format!("recordings/{id}/hidden-key"),
+    },
+    SealedColumn {
         name: "recording search lines",
         count: "SELECT COUNT(*) FROM recording_index_lines WHERE sealed_lines LIKE $1",
         select: "SELECT recording_id, seq, sealed_lines FROM recording_index_lines WHERE sealed_lines LIKE $1 AND (recording_id > $2 OR (recording_id = $2 AND seq > $3)) ORDER BY recording_id, seq LIMIT 200",

@@ -1244,7 +1244,51 @@ async fn a_shell_dressed_as_a_password_prompt_raises_an_alert() {
         alert[0]["detail"]["hidden_lines"].as_u64().unwrap_or(0) >= 4,
         "{alert}"
     );
+    ws.send(Message::Binary(b"exit\r".to_vec().into()))
+        .await
+        .expect("sent");
     drop(ws);
+
+    // The replay shows lengths only; what was typed is kept, sealed under the recording's
+    // hidden-input key, and opened only by a super administrator with a reason (audited).
+    let rows = crate::recordings::recordings_in(&w.admin, "complete", 1).await;
+    let rec = rows[0]["id"].as_str().unwrap_or_default().to_string();
+    let events = w.admin.get(&format!("/recordings/{rec}/events")).await.ok();
+    assert!(!events.to_string().contains("hidden-$((100"), "{events}");
+    let (admin2, _) = w.server.user(&w.admin, "admin2", "administrator").await;
+    let path = format!("/recordings/{rec}/hidden-input");
+    let refused = admin2
+        .call("POST", &path, json!({ "reason": "curious" }))
+        .await;
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+    let no_reason = w.admin.call("POST", &path, json!({ "reason": " " })).await;
+    assert_eq!(
+        (no_reason.status, no_reason.error_field()),
+        (400, Some("reason"))
+    );
+    let opened = w
+        .admin
+        .call("POST", &path, json!({ "reason": "evasion alert 42" }))
+        .await
+        .ok();
+    let texts: Vec<&str> = opened["lines"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|l| l["text"].as_str()).collect())
+        .unwrap_or_default();
+    for i in 100..105 {
+        let typed = format!("echo hidden-$(({i}+0))");
+        assert!(texts.contains(&typed.as_str()), "{typed} not in {texts:?}");
+    }
+    assert!(texts.contains(&"exit"), "{texts:?}");
+    let audit = w
+        .admin
+        .get("/audit?action=recording.hidden_input")
+        .await
+        .ok();
+    assert_eq!(audit[0]["outcome"], "ok", "{audit}");
+    assert_eq!(audit[0]["detail"]["reason"], "evasion alert 42", "{audit}");
+    assert!(audit[0]["detail"]["alert"].is_string(), "{audit}");
+    assert_eq!(audit[1]["outcome"], "denied", "{audit}");
 }
 
 /// With the default network policy, a user with Modify cannot point a resource at the

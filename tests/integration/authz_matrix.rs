@@ -642,6 +642,15 @@ const TABLE: &[Row] = &[
         none,
         "ccxcc",
     ),
+    // Hidden input is opened like a reveal: a super administrator only (the fixture keeps
+    // none: 409).
+    row(
+        "POST",
+        "/api/v1/recordings/{id}/hidden-input",
+        Fx::Recording,
+        |_| json!({ "reason": "matrix" }),
+        "cffff",
+    ),
     row(
         "GET",
         "/api/v1/recordings/{id}/bundle",

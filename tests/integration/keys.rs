@@ -167,6 +167,7 @@ async fn sealing_keys(site: &Site) -> Vec<String> {
         ("users", "totp_secret_enc"),
         ("signing_keys", "sealed_private"),
         ("recording_keys", "wrapped_key"),
+        ("recording_keys", "hidden_key"),
         ("recording_index_lines", "sealed_lines"),
     ] {
         for v in site
