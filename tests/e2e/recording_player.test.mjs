@@ -30,6 +30,11 @@ test('a recorded session plays back: 8x, seek, and a click on a typed command', 
     await tab.waitForTimeout(3000);
     await run(tab, 'echo second-$((2+2))');
     await waitForLine(tab, 'second-4');
+    // A secret prompt: the replay keeps a length; the bytes are kept apart (hidden input).
+    await run(tab, "read -s -p 'Password: ' pw; echo; echo got-${#pw}");
+    await waitForLine(tab, 'Password:');
+    await run(tab, 'e2e-hidden-77');
+    await waitForLine(tab, 'got-13');
     await run(tab, 'exit');
     await tab.waitForSelector('[data-testid=session-ended]');
     await tab.close();
@@ -62,7 +67,10 @@ test('a recorded session plays back: 8x, seek, and a click on a typed command', 
     // The typed commands are listed; clicking the second jumps to when it was typed:
     // the first command's output is there, the second's is not yet.
     const commands = page.locator('[data-testid=player-commands] li');
-    assert.deepEqual((await commands.allTextContents()).map((c) => c.replace(/^\d+:\d\d:\d\d\s*/, '')), ['echo first-$((1+1))', 'echo second-$((2+2))', 'exit']);
+    const typed = (await commands.allTextContents()).map((c) => c.replace(/^\d+:\d\d:\d\d\s*/, ''));
+    assert.deepEqual(typed.filter((c) => !c.startsWith('read ') && !c.startsWith('[secret')), ['echo first-$((1+1))', 'echo second-$((2+2))', 'exit']);
+    assert.ok(typed.some((c) => c.startsWith('[secret')), typed.join(' | '));
+    assert.ok(!typed.some((c) => c.includes('e2e-hidden-77')), 'the hidden input is in the replay');
     await commands.nth(1).locator('button').click();
     await playerHasLine(page, 'first-2');
     assert.ok(!(await playerText(page)).split('\n').some((l) => l.trim() === 'second-4'));
@@ -80,6 +88,16 @@ test('a recorded session plays back: 8x, seek, and a click on a typed command', 
     assert.doesNotMatch(await page.textContent('[data-testid=player-time]'), /^0:00:00 \//, 'opened at the hit, not at the start');
     const audit = await admin.call('GET', '/audit?action=recording.play');
     assert.ok(audit.length >= 1, 'playback audited');
+
+    // A super administrator opens the hidden input with a reason; it is an audit alert.
+    await page.click('[data-testid=open-hidden-input]');
+    await page.click('.modal button:has-text("Open")');
+    await page.waitForSelector('.modal .notice.error');
+    await page.fill('.modal input[name=reason]', 'e2e check of hidden input');
+    await page.click('.modal button:has-text("Open")');
+    await page.waitForSelector('[data-testid=hidden-input] li:has-text("e2e-hidden-77")');
+    const opened = await admin.call('GET', '/audit?action=recording.hidden_input');
+    assert.equal(opened[0].detail.reason, 'e2e check of hidden input');
   } finally {
     await close();
     server.stop();

@@ -103,7 +103,7 @@ function App() {
     case 'vault-keys': page = <VaultKeys me={me} />; break;
     case 'rotation': page = <RotationJobs me={me} />; break;
     case 'sessions': page = <LiveSessions me={me} />; break;
-    case 'recordings': page = id ? <Player id={id} /> : <Recordings />; break;
+    case 'recordings': page = id ? <Player id={id} me={me} /> : <Recordings />; break;
     case 'profile': page = <Profile me={me} onChange={refresh} />; break;
     default: page = <Accounts me={me} />;
   }

@@ -4,9 +4,9 @@
 // beside it. Every playback is audited by the server; the browser never sees a key.
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { Terminal } from '@xterm/xterm';
-import { api } from '../api';
+import { api, Me } from '../api';
 import { imageType } from './desktop';
-import { bytes, duration, errorsFrom, Notice, Table, when } from '../ui';
+import { bytes, duration, errorsFrom, Modal, Notice, Table, when } from '../ui';
 
 interface RecordingRow {
   id: string; user: string; account: string; resource: string; protocol: string; client_addr: string;
@@ -193,7 +193,7 @@ class DesktopPlayback implements Replay {
   }
 }
 
-export function Player(props: { id: string }) {
+export function Player(props: { id: string; me?: Me }) {
   // `#/recordings/<id>?t=<ms>&q=<words>`: open at a moment, with the search hits marked.
   const [rid, qs] = props.id.split('?');
   const params = new URLSearchParams(qs ?? '');
@@ -311,8 +311,44 @@ export function Player(props: { id: string }) {
               <li><button class="link" onClick={() => { setPlaying(false); seek(c.t_ms); }}><span class="muted">{duration(c.t_ms)}</span> <code>{c.command}</code></button></li>
             ))}
           </ol>
+          {props.me?.user.super_admin && <HiddenInput id={rid} onSeek={(ms) => { setPlaying(false); seek(ms); }} />}
         </aside>
       </div>
     </section>
+  );
+}
+
+// What was typed at secret prompts: sealed apart from the replay, opened by a super
+// administrator with a reason (the server audits it as an alert before answering).
+function HiddenInput(props: { id: string; onSeek: (ms: number) => void }) {
+  const [asking, setAsking] = useState(false);
+  const [reason, setReason] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const [lines, setLines] = useState<{ t_ms: number; by: string; text: string; submitted: boolean }[] | null>(null);
+  const open = async () => {
+    try {
+      const r = await api<any>('POST', `/recordings/${props.id}/hidden-input`, { reason });
+      setLines(r.lines); setAsking(false); setError(null);
+    } catch (e) { setError(errorsFrom(e).reason ?? errorsFrom(e)._ ?? String(e)); }
+  };
+  return (
+    <>
+      <h2>Hidden input</h2>
+      {!lines && <button data-testid="open-hidden-input" onClick={() => setAsking(true)}>Open what was typed at secret prompts…</button>}
+      {lines && (
+        <ol data-testid="hidden-input">
+          {lines.map((l) => <li><button class="link" onClick={() => props.onSeek(l.t_ms)}><span class="muted">{duration(l.t_ms)} {l.by}</span> <code>{l.text}</code></button></li>)}
+          {lines.length === 0 && <li class="muted">Nothing was typed at secret prompts.</li>}
+        </ol>
+      )}
+      {asking && (
+        <Modal title="Open hidden input" onClose={() => setAsking(false)}>
+          <p>This shows what was typed while the screen asked for a secret. It may hold passwords. Your reason is kept in the audit log, and the opening is an alert.</p>
+          <label>Reason <input name="reason" value={reason} onInput={(e) => setReason((e.target as HTMLInputElement).value)} /></label>
+          {error && <Notice kind="error">{error}</Notice>}
+          <div class="actions"><button class="primary" onClick={open}>Open</button><button onClick={() => setAsking(false)}>Cancel</button></div>
+        </Modal>
+      )}
+    </>
   );
 }
