@@ -13,7 +13,7 @@ use crate::config::HostKeyFirstUse;
 use crate::db;
 use gateway::broker::SessionInfo;
 use gateway::event::Protocol;
-use gateway::ssh::{HostKeyObservation, HostKeyPolicy};
+use gateway::host_key::{HostKeyObservation, HostKeyPolicy};
 
 /// What a pin identifies: an SSH host key or an RDP server's TLS certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

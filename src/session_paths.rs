@@ -8,7 +8,9 @@
 use gateway::adapter::ProtocolAdapter;
 use gateway::broker::SessionInfo;
 use gateway::event::{FailureKind, Protocol};
-use gateway::ssh::{connect_tcp, connect_tcp_sized, HostKeyObservation, SshCredential, SshTarget};
+use gateway::host_key::HostKeyObservation;
+use gateway::ssh::{SshCredential, SshTarget};
+use gateway::tcp::{connect_tcp, connect_tcp_sized};
 use serde_json::json;
 
 use crate::app::App;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use gateway::adapter::ProtocolAdapter;
 use gateway::broker::{Delivery, LiveSession, SessionInfo};
 use gateway::event::{ClientInput, FailureKind, Lifecycle, Protocol};
-use gateway::ssh::HostKeyObservation;
+use gateway::host_key::HostKeyObservation;
 use gateway::telnet::TelnetTarget;
 use serde_json::json;
 

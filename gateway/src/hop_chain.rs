@@ -15,7 +15,9 @@ use tokio::sync::oneshot;
 
 use crate::adapter::TargetStream;
 use crate::event::FailureKind;
-use crate::ssh::{connect_tcp, login, HostKeyObservation, SshHandle, SshTarget};
+use crate::host_key::HostKeyObservation;
+use crate::ssh::{login, SshHandle, SshTarget};
+use crate::tcp::connect_tcp;
 
 /// One landing server as the chain sees it: where it is and how to log in.
 pub struct HopEndpoint {

@@ -21,7 +21,8 @@ use zeroize::Zeroizing;
 
 use crate::adapter::{AdapterFuture, AdapterIo, ProtocolAdapter, TargetStream};
 use crate::event::{ClientInput, FailureKind, Lifecycle, Protocol, SessionEvent};
-use crate::ssh::{login, HostKeyObservation, HostKeyPolicy, SshTarget};
+use crate::host_key::{HostKeyObservation, HostKeyPolicy};
+use crate::ssh::{login, SshTarget};
 use crate::telnet::logon::{
     fill_value, mask_secret, visible_text, CompiledScript, Credentials, LogonAction, LogonRun,
     Piece, SETTLE,

@@ -13,6 +13,7 @@ pub mod desktop;
 pub mod event;
 pub mod frame_window;
 pub mod hop_chain;
+pub mod host_key;
 pub mod interactive_hop;
 pub mod lossy;
 pub mod rdp;
@@ -20,6 +21,7 @@ pub mod screen;
 pub mod secret;
 pub mod shell;
 pub mod ssh;
+pub mod tcp;
 pub mod telnet;
 
 pub use secret::Secret;

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::adapter::{AdapterFuture, AdapterIo, ProtocolAdapter, TargetStream};
 use crate::event::{ClientInput, FailureKind, Lifecycle, Protocol, SessionEvent};
+use crate::host_key::{HostKeyObservation, HostKeyPolicy};
 use crate::Secret;
 
 pub enum SshCredential {
@@ -26,67 +27,6 @@ pub enum SshCredential {
         pem: Secret,
         passphrase: Option<Secret>,
     },
-}
-
-/// What to accept as the target's host key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HostKeyPolicy {
-    /// Only this fingerprint (`SHA256:...`).
-    Pinned(String),
-    /// No pin yet: accept the key and report it so the caller pins it (audited).
-    TrustOnFirstUse,
-    /// No pin yet: refuse and report the key so an administrator can approve it.
-    RequireApproval,
-}
-
-impl HostKeyPolicy {
-    /// What to make of the key a server presents (`SHA256:...`): the observation to report,
-    /// and whether to accept it.
-    pub fn judge(&self, presented: String) -> (HostKeyObservation, bool) {
-        match self {
-            HostKeyPolicy::Pinned(p) if *p == presented => {
-                (HostKeyObservation::Matched(presented), true)
-            }
-            HostKeyPolicy::Pinned(p) => (
-                HostKeyObservation::Mismatch {
-                    pinned: p.clone(),
-                    presented,
-                },
-                false,
-            ),
-            HostKeyPolicy::TrustOnFirstUse => {
-                (HostKeyObservation::TrustedOnFirstUse(presented), true)
-            }
-            HostKeyPolicy::RequireApproval => {
-                (HostKeyObservation::AwaitingApproval(presented), false)
-            }
-        }
-    }
-}
-
-/// What the adapter saw of the host key, reported once per connection attempt.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HostKeyObservation {
-    /// The key matched the pin.
-    Matched(String),
-    /// First contact, accepted under trust-on-first-use: pin this fingerprint.
-    TrustedOnFirstUse(String),
-    /// First contact, refused until an administrator approves this fingerprint.
-    AwaitingApproval(String),
-    /// The key changed: refused.
-    Mismatch { pinned: String, presented: String },
-}
-
-impl HostKeyObservation {
-    /// What the user is told when this key was refused (`server` names the machine); None
-    /// for a key that was accepted.
-    pub fn refusal(&self, server: &str) -> Option<(FailureKind, String)> {
-        match self {
-            HostKeyObservation::Mismatch { pinned, presented } => Some((FailureKind::HostKeyMismatch, format!("The host key of {server} has changed: pinned {pinned}, presented {presented}. The connection was refused; an administrator must check the server and accept its new key on the resource's page."))),
-            HostKeyObservation::AwaitingApproval(fp) => Some((FailureKind::HostKeyUnknown, format!("{server} presented host key {fp}, which no administrator has approved yet."))),
-            _ => None,
-        }
-    }
 }
 
 pub struct SshTarget {
@@ -458,70 +398,6 @@ async fn authenticate(handle: &mut client::Handle<Client>, t: &SshTarget) -> Res
                 .await
                 .map_err(protocol_error)?
                 .success())
-        }
-    }
-}
-
-/// Opens the TCP connection to a target, with the errors a user should see.
-pub async fn connect_tcp(
-    host: &str,
-    port: u16,
-    timeout: Duration,
-) -> Result<TargetStream, (FailureKind, String)> {
-    connect_tcp_sized(host, port, timeout, None).await
-}
-
-/// Socket sizes for a connection whose reader paces its server (`rdp::PACED_SOCKET` says why
-/// a desktop wants them).
-#[derive(Clone, Copy, Debug)]
-pub struct SocketSizes {
-    /// The kernel's receive buffer, fixed instead of growing with the traffic: how much the
-    /// target can send before it waits for the gateway.
-    pub receive_buffer: u32,
-    /// The largest segment offered to the target in the handshake.
-    pub segment: u32,
-}
-
-/// The same, with the socket sized as `sizes` says.
-pub async fn connect_tcp_sized(
-    host: &str,
-    port: u16,
-    timeout: Duration,
-    sizes: Option<SocketSizes>,
-) -> Result<TargetStream, (FailureKind, String)> {
-    let label = format!("{host}:{port}");
-    let connect = async {
-        let Some(sizes) = sizes else {
-            return tokio::net::TcpStream::connect((host, port)).await;
-        };
-        let mut last = std::io::Error::other("the name resolves to no address");
-        for addr in tokio::net::lookup_host((host, port)).await? {
-            let socket = match addr {
-                std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-                std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-            };
-            // Set before connecting, so that the handshake offers them.
-            socket.set_recv_buffer_size(sizes.receive_buffer)?;
-            socket2::SockRef::from(&socket).set_tcp_mss(sizes.segment)?;
-            match socket.connect(addr).await {
-                Ok(s) => return Ok(s),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    };
-    match tokio::time::timeout(timeout, connect).await {
-        Err(_) => Err((
-            FailureKind::TimedOut,
-            format!("{label} did not answer within {} s.", timeout.as_secs()),
-        )),
-        Ok(Err(e)) => Err((
-            FailureKind::Unreachable,
-            format!("{label} cannot be reached: {e}."),
-        )),
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(Box::new(s))
         }
     }
 }

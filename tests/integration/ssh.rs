@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use gateway::broker::{Broker, Delivery, SessionInfo, Subscription};
 use gateway::event::{ClientInput, FailureKind, Lifecycle, Protocol, SessionEvent};
+use gateway::host_key::{HostKeyObservation, HostKeyPolicy};
 use gateway::screen::TerminalScreen;
-use gateway::ssh::{
-    connect_tcp, HostKeyObservation, HostKeyPolicy, SshAdapter, SshCredential, SshTarget,
-};
+use gateway::ssh::{SshAdapter, SshCredential, SshTarget};
+use gateway::tcp::connect_tcp;
 use gateway::Secret;
 
 use crate::sshd_server::sshd;

@@ -14,7 +14,7 @@ use tokio_rustls::rustls;
 
 use crate::adapter::TargetStream;
 use crate::event::FailureKind;
-use crate::ssh::HostKeyObservation;
+use crate::host_key::HostKeyObservation;
 
 use super::clipboard::ClipboardPolicy;
 use super::{RdpSecurity, RdpTarget};

@@ -35,7 +35,7 @@ use crate::desktop::RAW_RGBA;
 use crate::event::{
     ClientInput, Cursor, FailureKind, FrameRect, Lifecycle, Protocol, SessionEvent,
 };
-use crate::ssh::{HostKeyObservation, HostKeyPolicy};
+use crate::host_key::{HostKeyObservation, HostKeyPolicy};
 use crate::Secret;
 
 /// Which security protocols the gateway offers the server (per resource).
@@ -151,7 +151,7 @@ const FRAME_INTERVAL: Duration = Duration::from_millis(16);
 /// updates in its own socket, about 3 s of a flood at the rate the gateway reads it, all of
 /// it shown late; with Ethernet-sized segments it queues about 1 MB. On a network with a
 /// 1500-byte MTU (most targets) this changes nothing.
-pub const PACED_SOCKET: crate::ssh::SocketSizes = crate::ssh::SocketSizes {
+pub const PACED_SOCKET: crate::tcp::SocketSizes = crate::tcp::SocketSizes {
     receive_buffer: 64 * 1024,
     segment: 1460,
 };
