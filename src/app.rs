@@ -1,23 +1,17 @@
-//! Why: the state every request handler, CLI command and benchmark shares, built once at
-//! start-up. Cheap to clone (everything inside is shared).
+//! Why: the composition root every request handler, CLI command and benchmark shares, built
+//! once at start-up: the `Core` the domain works with, and the services above it (live
+//! sessions, recordings, rotation). Cheap to clone (everything inside is shared). Derefs to
+//! `Core`, so code that needs only the core takes `&Core` and is passed `&app`.
 
 use std::sync::Arc;
 
-use crate::audit::Audit;
-use crate::config::Config;
-use crate::db::Database;
-use crate::identity::sessions::LoginLimiter;
+use crate::core::Core;
 use crate::sessions::SessionDesk;
-use crate::vault::keys::Crypto;
 use gateway::broker::Broker;
 
 #[derive(Clone)]
 pub struct App {
-    pub db: Database,
-    pub crypto: Arc<Crypto>,
-    pub audit: Audit,
-    pub config: Arc<Config>,
-    pub limiter: Arc<LoginLimiter>,
+    pub core: Core,
     /// Every live session (gateway crate) and the server's bookkeeping about them.
     pub broker: Arc<Broker>,
     pub desk: Arc<SessionDesk>,
@@ -25,4 +19,11 @@ pub struct App {
     pub recordings: Arc<crate::recordings::Recordings>,
     /// The rotation engine's queue state (jobs themselves are rows).
     pub rotation: Arc<crate::rotation::Engine>,
+}
+
+impl std::ops::Deref for App {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
 }

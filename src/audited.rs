@@ -2,8 +2,8 @@
 //! every refusal leaves one too. These helpers are the few shapes that takes, so handlers do
 //! not each repeat "begin, write, audit, commit".
 
-use crate::app::App;
 use crate::audit::{Actor, Event, Outcome};
+use crate::core::Core;
 use crate::db::{self, WriteTx};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::Principal;
@@ -11,7 +11,7 @@ use crate::identity::Principal;
 /// Appends an `ok` event for `action` on an object inside `tx`. The object kind is the
 /// action's first word (`resource.create` -> `resource`).
 pub async fn audit(
-    app: &App,
+    core: &Core,
     tx: &mut WriteTx,
     p: &Principal,
     action: &str,
@@ -19,14 +19,14 @@ pub async fn audit(
     name: &str,
     detail: serde_json::Value,
 ) -> ApiResult<()> {
-    audit_outcome(app, tx, p, action, Outcome::Ok, id, name, detail).await
+    audit_outcome(core, tx, p, action, Outcome::Ok, id, name, detail).await
 }
 
 /// Like `audit`, for events whose outcome may be a failure (e.g. a reveal that could not
 /// decrypt).
 #[allow(clippy::too_many_arguments)]
 pub async fn audit_outcome(
-    app: &App,
+    core: &Core,
     tx: &mut WriteTx,
     p: &Principal,
     action: &str,
@@ -36,7 +36,7 @@ pub async fn audit_outcome(
     detail: serde_json::Value,
 ) -> ApiResult<()> {
     let kind = action.split('.').next().unwrap_or("object");
-    app.audit
+    core.audit
         .append_in(
             tx,
             Event {
@@ -56,7 +56,7 @@ pub async fn audit_outcome(
 /// Runs `statements` (each taking the object id as `$1`) and the audit record in one
 /// transaction.
 pub async fn exec_audited(
-    app: &App,
+    core: &Core,
     p: &Principal,
     statements: &[&'static str],
     id: &str,
@@ -64,25 +64,25 @@ pub async fn exec_audited(
     name: &str,
     detail: serde_json::Value,
 ) -> ApiResult<()> {
-    let mut tx = app.db.begin_write().await?;
+    let mut tx = core.db.begin_write().await?;
     for sql in statements {
         sqlx::query(*sql).bind(id).execute(tx.conn()).await?;
     }
-    audit(app, &mut tx, p, action, id, name, detail).await?;
+    audit(core, &mut tx, p, action, id, name, detail).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Appends an event about the acting user's own account (logout, password change, 2FA).
 pub async fn audit_self(
-    app: &App,
+    core: &Core,
     tx: &mut WriteTx,
     actor: &Actor,
     action: &str,
     outcome: Outcome,
     detail: serde_json::Value,
 ) -> ApiResult<()> {
-    app.audit
+    core.audit
         .append_in(
             tx,
             Event {
@@ -102,7 +102,7 @@ pub async fn audit_self(
 /// Records a refused action in the audit log (with the object it concerned), then returns the
 /// refusal marked as audited so the generic rejected-request record is not written twice.
 pub async fn denied(
-    app: &App,
+    core: &Core,
     p: &Principal,
     action: &str,
     kind: &str,
@@ -110,7 +110,7 @@ pub async fn denied(
     name: &str,
     err: ApiError,
 ) -> ApiError {
-    let r = app
+    let r = core
         .audit
         .append(Event {
             actor: &p.actor(),
@@ -144,7 +144,7 @@ pub fn unique_or(
 /// Administrators only: anyone else gets a 403 with `message`, and the refusal is audited
 /// against the object (`kind`, `id`).
 pub async fn require_admin(
-    app: &App,
+    core: &Core,
     p: &Principal,
     action: &str,
     kind: &str,
@@ -154,14 +154,14 @@ pub async fn require_admin(
     if p.role.can_manage_users() {
         return Ok(());
     }
-    Err(denied(app, p, action, kind, id, "", ApiError::forbidden(message)).await)
+    Err(denied(core, p, action, kind, id, "", ApiError::forbidden(message)).await)
 }
 
 /// A script that types a secret inside other text (`LogonScript::embeds_secret`) may be saved
 /// by a super administrator only; anyone else gets a 403 naming the field, audited. Returns
 /// whether the script embeds one, for the caller's audit record to carry as an alert.
 pub async fn require_super_for_embedded_secret(
-    app: &App,
+    core: &Core,
     p: &Principal,
     action: &str,
     kind: &str,
@@ -175,5 +175,5 @@ pub async fn require_super_for_embedded_secret(
         return Ok(true);
     }
     let e = ApiError::forbidden("This script types a secret inside other text (a command line), where the target's shell, history and process list would see it. Type secrets as the whole answer to a prompt ({password}, or {account}:{new_password} for chpasswd); only a super administrator may save a script that does otherwise.");
-    Err(denied(app, p, action, kind, id, "", e).await)
+    Err(denied(core, p, action, kind, id, "", e).await)
 }

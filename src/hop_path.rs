@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use crate::app::App;
+use crate::core::Core;
 use crate::error::{ApiError, ApiResult};
 
 /// Longer chains are refused: real networks need two or three hops.
@@ -36,41 +36,41 @@ pub struct LandingServer {
 
 pub const COLUMNS: &str = "id, name, location, notes, primary_resource_id, secondary_resource_id, account_id, mode, ssh_command, telnet_command, created_by, created_at, updated_at";
 
-pub async fn get(app: &App, id: &str) -> ApiResult<LandingServer> {
+pub async fn get(core: &Core, id: &str) -> ApiResult<LandingServer> {
     sqlx::query_as::<_, LandingServer>(crate::db::sql(format!(
         "SELECT {COLUMNS} FROM landing_servers WHERE id = $1"
     )))
     .bind(id)
-    .fetch_optional(&app.db.pool)
+    .fetch_optional(&core.db.pool)
     .await?
     .ok_or_else(|| ApiError::not_found("landing server"))
 }
 
-pub async fn list(app: &App) -> ApiResult<Vec<LandingServer>> {
+pub async fn list(core: &Core) -> ApiResult<Vec<LandingServer>> {
     Ok(sqlx::query_as::<_, LandingServer>(crate::db::sql(format!(
         "SELECT {COLUMNS} FROM landing_servers ORDER BY name"
     )))
-    .fetch_all(&app.db.pool)
+    .fetch_all(&core.db.pool)
     .await?)
 }
 
 /// The landing server that reaches `resource_id`, if any.
-pub async fn landing_of(app: &App, resource_id: &str) -> ApiResult<Option<String>> {
+pub async fn landing_of(core: &Core, resource_id: &str) -> ApiResult<Option<String>> {
     let row: Option<(String,)> =
         sqlx::query_as("SELECT landing_server_id FROM resource_landing WHERE resource_id = $1")
             .bind(resource_id)
-            .fetch_optional(&app.db.pool)
+            .fetch_optional(&core.db.pool)
             .await?;
     Ok(row.map(|r| r.0))
 }
 
 /// The landing servers between the gateway and `resource_id`, first hop first. Empty: the
 /// gateway reaches the resource directly.
-pub async fn resolve(app: &App, resource_id: &str) -> ApiResult<Vec<LandingServer>> {
+pub async fn resolve(core: &Core, resource_id: &str) -> ApiResult<Vec<LandingServer>> {
     let mut chain: Vec<LandingServer> = Vec::new();
     let mut seen = HashSet::new();
     let mut current = resource_id.to_string();
-    while let Some(lid) = landing_of(app, &current).await? {
+    while let Some(lid) = landing_of(core, &current).await? {
         if !seen.insert(lid.clone()) || chain.len() >= MAX_HOPS {
             // Refused at configuration time; a database edited by hand could still hold one.
             let names: Vec<&str> = chain.iter().rev().map(|l| l.name.as_str()).collect();
@@ -82,7 +82,7 @@ pub async fn resolve(app: &App, resource_id: &str) -> ApiResult<Vec<LandingServe
                 ),
             });
         }
-        let l = get(app, &lid).await?;
+        let l = get(core, &lid).await?;
         current = l.primary_resource_id.clone();
         chain.push(l);
     }
@@ -90,22 +90,26 @@ pub async fn resolve(app: &App, resource_id: &str) -> ApiResult<Vec<LandingServe
     Ok(chain)
 }
 
-async fn resource_name(app: &App, id: &str) -> ApiResult<String> {
+async fn resource_name(core: &Core, id: &str) -> ApiResult<String> {
     let row: Option<(String,)> = sqlx::query_as("SELECT name FROM resources WHERE id = $1")
         .bind(id)
-        .fetch_optional(&app.db.pool)
+        .fetch_optional(&core.db.pool)
         .await?;
     Ok(row.map(|r| r.0).unwrap_or_else(|| id.to_string()))
 }
 
 /// Names of the landing servers matching `condition` (SQL on `landing_servers`, with `$1`
 /// bound to `id`): what would be left dangling by a deletion.
-pub async fn landing_servers_where(app: &App, condition: &str, id: &str) -> ApiResult<Vec<String>> {
+pub async fn landing_servers_where(
+    core: &Core,
+    condition: &str,
+    id: &str,
+) -> ApiResult<Vec<String>> {
     let rows: Vec<(String,)> = sqlx::query_as(crate::db::sql(format!(
         "SELECT name FROM landing_servers WHERE {condition} ORDER BY name"
     )))
     .bind(id)
-    .fetch_all(&app.db.pool)
+    .fetch_all(&core.db.pool)
     .await?;
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
@@ -117,14 +121,14 @@ pub struct PathIndex {
 }
 
 impl PathIndex {
-    pub async fn load(app: &App) -> ApiResult<PathIndex> {
+    pub async fn load(core: &Core) -> ApiResult<PathIndex> {
         let links: Vec<(String, String)> =
             sqlx::query_as("SELECT resource_id, landing_server_id FROM resource_landing")
-                .fetch_all(&app.db.pool)
+                .fetch_all(&core.db.pool)
                 .await?;
         let servers: Vec<(String, String, String)> =
             sqlx::query_as("SELECT id, name, primary_resource_id FROM landing_servers")
-                .fetch_all(&app.db.pool)
+                .fetch_all(&core.db.pool)
                 .await?;
         Ok(PathIndex {
             landing_of: links.into_iter().collect(),
@@ -159,13 +163,13 @@ impl PathIndex {
 /// from the landing server towards the gateway must never come back to the resource. The
 /// message names the loop, e.g. "web-1 -> DC1-jump (on jump-1) -> DC2-jump (on jump-2) ->
 /// DC1-jump".
-pub async fn check_association(app: &App, resource_id: &str, landing_id: &str) -> ApiResult<()> {
-    let mut names = vec![resource_name(app, resource_id).await?];
+pub async fn check_association(core: &Core, resource_id: &str, landing_id: &str) -> ApiResult<()> {
+    let mut names = vec![resource_name(core, resource_id).await?];
     let mut seen = HashSet::new();
     let mut lid = landing_id.to_string();
     loop {
-        let l = get(app, &lid).await?;
-        let on = resource_name(app, &l.primary_resource_id).await?;
+        let l = get(core, &lid).await?;
+        let on = resource_name(core, &l.primary_resource_id).await?;
         names.push(format!("{} (on {on})", l.name));
         if l.primary_resource_id == resource_id
             || l.secondary_resource_id.as_deref() == Some(resource_id)
@@ -185,7 +189,7 @@ pub async fn check_association(app: &App, resource_id: &str, landing_id: &str) -
                 format!("that would make a chain longer than {MAX_HOPS} hops"),
             ));
         }
-        match landing_of(app, &l.primary_resource_id).await? {
+        match landing_of(core, &l.primary_resource_id).await? {
             Some(next) => lid = next,
             None => return Ok(()),
         }
@@ -194,12 +198,12 @@ pub async fn check_association(app: &App, resource_id: &str, landing_id: &str) -
 
 /// Refuses making `new_primary` the primary resource of `landing_id` if the landing server
 /// would then be reached through itself.
-pub async fn check_primary(app: &App, landing_id: &str, new_primary: &str) -> ApiResult<()> {
+pub async fn check_primary(core: &Core, landing_id: &str, new_primary: &str) -> ApiResult<()> {
     let mut names = Vec::new();
     let mut current = new_primary.to_string();
     let mut seen = HashSet::new();
-    while let Some(lid) = landing_of(app, &current).await? {
-        let l = get(app, &lid).await?;
+    while let Some(lid) = landing_of(core, &current).await? {
+        let l = get(core, &lid).await?;
         names.push(l.name.clone());
         if lid == landing_id || !seen.insert(lid.clone()) {
             return Err(ApiError::field(

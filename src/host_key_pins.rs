@@ -7,9 +7,9 @@
 
 use serde_json::json;
 
-use crate::app::App;
 use crate::audit::{Actor, Event, Outcome};
 use crate::config::HostKeyFirstUse;
+use crate::core::Core;
 use crate::db;
 use gateway::broker::SessionInfo;
 use gateway::event::Protocol;
@@ -50,7 +50,7 @@ impl PinKind {
 
 /// What to accept from `resource_id` for `kind`: its pin, else the first-use setting.
 pub async fn host_key_policy(
-    app: &App,
+    core: &Core,
     resource_id: &str,
     kind: PinKind,
 ) -> Result<HostKeyPolicy, sqlx::Error> {
@@ -59,9 +59,9 @@ pub async fn host_key_policy(
     )
     .bind(resource_id)
     .bind(kind.as_str())
-    .fetch_optional(&app.db.pool)
+    .fetch_optional(&core.db.pool)
     .await?;
-    Ok(match (pinned, app.config.host_key_policy) {
+    Ok(match (pinned, core.config.host_key_policy) {
         (Some((fp, status)), _) if status == "pinned" => HostKeyPolicy::Pinned(fp),
         (_, HostKeyFirstUse::Trust) => HostKeyPolicy::TrustOnFirstUse,
         (_, HostKeyFirstUse::Approve) => HostKeyPolicy::RequireApproval,
@@ -71,7 +71,7 @@ pub async fn host_key_policy(
 /// Pins a first-use key, records one awaiting approval, and raises an alert on a mismatch.
 /// `info` names the machine (for a landing server, its resource); `kind` the pin.
 pub async fn record_host_key(
-    app: App,
+    core: Core,
     actor: Actor,
     info: SessionInfo,
     kind: PinKind,
@@ -98,7 +98,7 @@ pub async fn record_host_key(
             tracing::warn!(resource = %info.resource_name, %pinned, %presented, "SSH host key mismatch: connection refused");
             // Kept for the administrator to compare and, if it checks out, accept.
             let offered = async {
-                let mut tx = app.db.begin_write().await?;
+                let mut tx = core.db.begin_write().await?;
                 sqlx::query(
                     "UPDATE host_key_pins SET offered_fingerprint = $1, offered_at = $2 WHERE resource_id = $3 AND protocol = $4 AND fingerprint = $5",
                 )
@@ -115,7 +115,7 @@ pub async fn record_host_key(
                 tracing::error!(error = %e, "could not record the offered host key");
             }
             // Audited against the session that was refused, like its other events.
-            let alert = app
+            let alert = core
                 .audit
                 .append(Event {
                     actor: &actor,
@@ -134,7 +134,7 @@ pub async fn record_host_key(
         }
     };
     let res = async {
-        let mut tx = app.db.begin_write().await?;
+        let mut tx = core.db.begin_write().await?;
         sqlx::query("DELETE FROM host_key_pins WHERE resource_id = $1 AND protocol = $2").bind(&info.resource_id).bind(kind.as_str()).execute(tx.conn()).await?;
         sqlx::query("INSERT INTO host_key_pins (resource_id, protocol, fingerprint, status, decided_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&info.resource_id)
@@ -145,7 +145,7 @@ pub async fn record_host_key(
             .bind(db::now_ms())
             .execute(tx.conn())
             .await?;
-        app.audit
+        core.audit
             .append_in(&mut tx, Event { actor: &actor, action, outcome, object_kind: "resource", object_id: &info.resource_id, object_name: &info.resource_name, detail })
             .await?;
         tx.commit().await
@@ -172,10 +172,10 @@ pub struct HostKeyRow {
 }
 
 /// Every pin, for the administrators' list.
-pub async fn list(app: &App) -> Result<Vec<HostKeyRow>, sqlx::Error> {
+pub async fn list(core: &Core) -> Result<Vec<HostKeyRow>, sqlx::Error> {
     sqlx::query_as::<_, HostKeyRow>(
         "SELECT h.resource_id, h.protocol, r.name AS resource_name, h.fingerprint, h.status, h.decided_by, h.updated_at, h.offered_fingerprint, h.offered_at FROM host_key_pins h JOIN resources r ON r.id = h.resource_id ORDER BY r.name, h.protocol",
     )
-    .fetch_all(&app.db.pool)
+    .fetch_all(&core.db.pool)
     .await
 }

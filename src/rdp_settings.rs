@@ -3,7 +3,7 @@
 //! and in how the desktop is sized (following the browser tab, or fixed); read when a session
 //! starts and changed by administrators (audited).
 
-use crate::app::App;
+use crate::core::Core;
 use crate::error::{ApiError, ApiResult};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,13 +121,13 @@ impl RdpSettings {
     }
 }
 
-pub async fn for_resource(app: &App, resource_id: &str) -> ApiResult<RdpSettings> {
+pub async fn for_resource(core: &Core, resource_id: &str) -> ApiResult<RdpSettings> {
     #[allow(clippy::type_complexity)]
     let row: Option<(String, i64, String, String, i64, i64, String, String)> = sqlx::query_as(
         "SELECT security, keyboard_layout, clipboard, display, fixed_width, fixed_height, image_quality, flood_pacing FROM resource_rdp WHERE resource_id = $1",
     )
     .bind(resource_id)
-    .fetch_optional(&app.db.pool)
+    .fetch_optional(&core.db.pool)
     .await?;
     Ok(match row {
         None => RdpSettings::default(),

@@ -46,7 +46,7 @@ fn key_context(recording_id: &str) -> String {
 /// Returns the raw key bytes (32).
 async fn load_or_create_key(
     db: &db::Database,
-    crypto: &crate::vault::keys::Crypto,
+    crypto: &crate::keys::Crypto,
     purpose: &str,
     create: impl FnOnce() -> ([u8; 32], String),
 ) -> anyhow::Result<zeroize::Zeroizing<[u8; 32]>> {
@@ -99,7 +99,7 @@ impl Recordings {
     /// the manifest signing key and the search-index key, both sealed by the vault.
     pub async fn open(
         db: &db::Database,
-        crypto: &crate::vault::keys::Crypto,
+        crypto: &crate::keys::Crypto,
         data_dir: &std::path::Path,
     ) -> anyhow::Result<Recordings> {
         let store = LocalDirStore::new(data_dir.join("recordings"))
@@ -147,7 +147,7 @@ impl Recordings {
     }
 
     pub fn open_key(
-        crypto: &crate::vault::keys::Crypto,
+        crypto: &crate::keys::Crypto,
         recording_id: &str,
         wrapped: &str,
     ) -> Result<RecordingKey, String> {

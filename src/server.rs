@@ -11,8 +11,8 @@ use crate::app::App;
 use crate::audit::{self, Actor, Audit, Event, Outcome};
 use crate::config::Config;
 use crate::db::{self, Database};
-use crate::identity::sessions::LoginLimiter;
-use crate::vault::keys::{self, KeyError, OpenOutcome};
+use crate::keys::{self, KeyError, OpenOutcome};
+use crate::throttle::LoginLimiter;
 use crate::vault::policy::Policy;
 
 /// Non-secret view of the configuration (for the settings page and the config-change audit).
@@ -84,13 +84,23 @@ pub async fn open_app(cfg: Config, progress: &mut dyn FnMut(&str)) -> anyhow::Re
     seed_policies(&db).await?;
     let recordings = crate::recordings::Recordings::open(&db, &crypto, &cfg.data_dir).await?;
     let rotation = crate::rotation::Engine::new(cfg.rotation_concurrency, cfg.rotation_per_target);
-    let app = App {
+    let broker = Arc::new(gateway::broker::Broker::default());
+    let core = crate::core::Core {
         db,
         crypto: Arc::new(crypto),
         audit,
         config: Arc::new(cfg),
         limiter: Arc::new(LoginLimiter::new(30)),
-        broker: Arc::new(gateway::broker::Broker::default()),
+        access: Default::default(),
+    };
+    // The launcher re-checks live sessions whenever the vault says access changed.
+    core.access
+        .watch(Arc::new(crate::sessions::EndSessionsWithoutAccess(
+            broker.clone(),
+        )));
+    let app = App {
+        core,
+        broker,
         desk: Arc::new(crate::sessions::SessionDesk::default()),
         recordings: Arc::new(recordings),
         rotation: Arc::new(rotation),
@@ -221,7 +231,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     crate::recordings::spawn_retention(app.clone());
     // Pending secrets a stop left behind are settled before anything else may rotate.
     crate::rotation::start(&app).await?;
-    crate::vault::data_keys::resume(&app).await?;
+    crate::vault::data_keys::resume(&app, app.recordings.store.clone()).await?;
     if let Some(pw) = crate::identity::users::bootstrap_admin(&app)
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?

@@ -426,7 +426,7 @@ pub(crate) async fn interactive_session(
                 hop.resource_name = resource_name;
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let _ = tx.send(obs);
-                record_host_key(app.clone(), actor.clone(), hop, PinKind::Ssh, rx).await;
+                record_host_key(app.core.clone(), actor.clone(), hop, PinKind::Ssh, rx).await;
             }
         });
     }
@@ -434,7 +434,13 @@ pub(crate) async fn interactive_session(
         let (app, actor, mut hop) = (app.clone(), actor.clone(), info.clone());
         hop.resource_id = resource_id;
         hop.resource_name = resource_name;
-        tokio::spawn(record_host_key(app, actor, hop, PinKind::Ssh, first_seen));
+        tokio::spawn(record_host_key(
+            app.core,
+            actor,
+            hop,
+            PinKind::Ssh,
+            first_seen,
+        ));
     }
     // A typed landing server whose primary did not answer: the audit says which was used.
     let (failovers, mut failed_over) = tokio::sync::mpsc::unbounded_channel::<ih::Failover>();
@@ -624,7 +630,7 @@ pub(crate) fn record_hop_host_key(
     let (tx, rx) = tokio::sync::oneshot::channel();
     let _ = tx.send(obs);
     tokio::spawn(record_host_key(
-        app.clone(),
+        app.core.clone(),
         actor.clone(),
         hop,
         PinKind::Ssh,

@@ -464,7 +464,7 @@ async fn try_launch(
     .await;
     if let (Some(host_key), Some(kind)) = (host_key, PinKind::of(protocol)) {
         tokio::spawn(record_host_key(
-            app.clone(),
+            app.core.clone(),
             actor.clone(),
             info.clone(),
             kind,
@@ -693,14 +693,28 @@ pub async fn recover_stopped(app: &App) -> anyhow::Result<usize> {
 
 /// Ends live sessions whose owner no longer has access to the account (a share revoked, a
 /// group membership removed, the account deleted). Called after every change of that kind.
-pub async fn end_sessions_without_access(app: &App) {
-    for info in app.broker.list() {
-        let Ok(user) = crate::identity::users::by_id(app, &info.owner_id).await else {
+/// The launcher's watcher of access changes (`core::AccessSignal`): after a share, an
+/// account or a group changed, every live session whose owner lost access to its account is
+/// ended, before the change's request returns.
+pub struct EndSessionsWithoutAccess(pub Arc<gateway::broker::Broker>);
+
+impl crate::core::AccessWatcher for EndSessionsWithoutAccess {
+    fn access_changed<'a>(
+        &'a self,
+        core: &'a crate::core::Core,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(end_sessions_without_access(core, &self.0))
+    }
+}
+
+async fn end_sessions_without_access(core: &crate::core::Core, broker: &gateway::broker::Broker) {
+    for info in broker.list() {
+        let Ok(user) = crate::identity::users::by_id(core, &info.owner_id).await else {
             continue;
         };
         let p = crate::identity::sessions::principal(&user, &info.client_addr);
-        if accounts::get_for(app, &p, &info.account_id).await.is_err() {
-            if let Some(s) = app.broker.get(&info.id) {
+        if accounts::get_for(core, &p, &info.account_id).await.is_err() {
+            if let Some(s) = broker.get(&info.id) {
                 let _ = s
                     .send_input(ClientInput::Terminate {
                         reason: "Your access to this account was removed; the session was ended."

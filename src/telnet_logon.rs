@@ -8,7 +8,7 @@ use gateway::telnet::logon::{self, LogonScript};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::app::App;
+use crate::core::Core;
 use crate::error::{ApiError, ApiResult};
 
 /// A script as chosen by an administrator: a built-in by name, or a custom one.
@@ -108,11 +108,11 @@ impl Effective {
 }
 
 /// The administrator's choice for a resource type, if any.
-pub async fn type_choice(app: &App, resource_type: &str) -> ApiResult<Option<ScriptChoice>> {
+pub async fn type_choice(core: &Core, resource_type: &str) -> ApiResult<Option<ScriptChoice>> {
     let row: Option<(Option<String>, Option<String>)> =
         sqlx::query_as("SELECT builtin, script FROM logon_scripts WHERE resource_type = $1")
             .bind(resource_type)
-            .fetch_optional(&app.db.pool)
+            .fetch_optional(&core.db.pool)
             .await?;
     Ok(row.and_then(|(b, s)| ScriptChoice::from_columns(b, s)))
 }
@@ -152,12 +152,12 @@ pub struct ResourceTelnet {
 /// builtin, script, enable_account_id, require_landing
 type TelnetRow = (Option<String>, Option<String>, Option<String>, i64);
 
-pub async fn resource_settings(app: &App, resource_id: &str) -> ApiResult<ResourceTelnet> {
+pub async fn resource_settings(core: &Core, resource_id: &str) -> ApiResult<ResourceTelnet> {
     let row: Option<TelnetRow> = sqlx::query_as(
         "SELECT builtin, script, enable_account_id, require_landing FROM resource_telnet WHERE resource_id = $1",
     )
     .bind(resource_id)
-    .fetch_optional(&app.db.pool)
+    .fetch_optional(&core.db.pool)
     .await?;
     Ok(match row {
         None => ResourceTelnet::default(),
@@ -198,13 +198,13 @@ pub async fn set_resource_settings(
 
 /// The script for a resource: its own, else its type's, else the type's default.
 pub async fn effective(
-    app: &App,
+    core: &Core,
     resource_type: &str,
     own: &ResourceTelnet,
 ) -> ApiResult<Effective> {
     let (choice, source) = match &own.choice {
         Some(c) => (c.clone(), "resource"),
-        None => match type_choice(app, resource_type).await? {
+        None => match type_choice(core, resource_type).await? {
             Some(c) => (c, "resource type"),
             None => (
                 ScriptChoice::Builtin(logon::default_for_type(resource_type).to_string()),

@@ -626,7 +626,7 @@ pub async fn update_group(
     )
     .await?;
     tx.commit().await?;
-    crate::sessions::end_sessions_without_access(&app).await;
+    app.access.changed(&app).await;
     Ok(Json(group_json(&app, &id).await?))
 }
 
@@ -673,7 +673,7 @@ pub async fn delete_group(
         json!({}),
     )
     .await?;
-    crate::sessions::end_sessions_without_access(&app).await;
+    app.access.changed(&app).await;
     Ok(Json(json!({ "ok": true })))
 }
 

@@ -41,7 +41,7 @@ pub async fn rotate(State(app): State<App>, Auth(p): Auth) -> ApiResult<(StatusC
         )
         .await);
     }
-    let row = data_keys::start(&app, &p.username).await?;
+    let row = data_keys::start(&app, app.recordings.store.clone(), &p.username).await?;
     let mut tx = app.db.begin_write().await?;
     audit(
         &app,

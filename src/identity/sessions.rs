@@ -4,14 +4,10 @@
 //! idle sessions expire. A session waiting for its TOTP code, or whose user must change the
 //! password, can do nothing else.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use super::users::{self, UserRow};
 use super::{passwords, totp, Principal};
-use crate::app::App;
 use crate::audit::{Actor, Event, Outcome};
+use crate::core::Core;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 
@@ -24,7 +20,7 @@ pub const COOKIE: &str = "__Host-pc_session";
 /// faster than the login page could; while the user is locked, nothing is checked. Wrong
 /// guesses are audited as `action`. `field` names the input in the error.
 pub async fn verify_own_password(
-    app: &App,
+    core: &Core,
     user: &UserRow,
     actor: &Actor,
     password: &str,
@@ -41,9 +37,9 @@ pub async fn verify_own_password(
     if passwords::verify(password, &user.password_hash) {
         return Ok(());
     }
-    let mut tx = app.db.begin_write().await?;
-    let locked = count_failure(app, &mut tx, &user.id, Failures::Password).await?;
-    app.audit
+    let mut tx = core.db.begin_write().await?;
+    let locked = count_failure(core, &mut tx, &user.id, Failures::Password).await?;
+    core.audit
         .append_in(&mut tx, Event {
             actor,
             action,
@@ -89,7 +85,7 @@ impl Failures {
 /// other's count. At the limit the count restarts, the user is locked for the lockout time
 /// and every login of the user still waiting for a code ends. Returns whether it locked.
 async fn count_failure(
-    app: &App,
+    core: &Core,
     tx: &mut db::WriteTx,
     user_id: &str,
     what: Failures,
@@ -99,11 +95,11 @@ async fn count_failure(
         .bind(user_id)
         .fetch_one(tx.conn())
         .await?;
-    if failures < app.config.login_max_failures as i64 {
+    if failures < core.config.login_max_failures as i64 {
         return Ok(false);
     }
     sqlx::query(lock)
-        .bind(db::now_ms() + app.config.login_lockout.as_millis() as i64)
+        .bind(db::now_ms() + core.config.login_lockout.as_millis() as i64)
         .bind(user_id)
         .execute(tx.conn())
         .await?;
@@ -112,43 +108,6 @@ async fn count_failure(
         .execute(tx.conn())
         .await?;
     Ok(true)
-}
-
-/// Per-address throttle for login attempts (successful or not): a token bucket.
-pub struct LoginLimiter {
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
-    per_minute: f64,
-}
-
-impl LoginLimiter {
-    pub fn new(per_minute: u32) -> Self {
-        LoginLimiter {
-            buckets: Mutex::new(HashMap::new()),
-            per_minute: per_minute as f64,
-        }
-    }
-
-    pub fn allow(&self, addr: &str) -> bool {
-        let Ok(mut map) = self.buckets.lock() else {
-            return true;
-        };
-        let now = Instant::now();
-        if map.len() > 10_000 {
-            map.retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(120));
-        }
-        let (tokens, last) = map
-            .entry(addr.to_string())
-            .or_insert((self.per_minute, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_minute / 60.0)
-            .min(self.per_minute);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 pub struct LoginOutcome {
@@ -160,7 +119,7 @@ pub struct LoginOutcome {
 
 /// Checks a user name and password. Every outcome is audited.
 pub async fn login(
-    app: &App,
+    core: &Core,
     username: &str,
     password: &str,
     addr: &str,
@@ -169,11 +128,11 @@ pub async fn login(
     // keeps a stand-in for it, never the text.
     let anon = Actor {
         id: String::new(),
-        name: format!("unknown user {}", app.audit.pseudonym(username)),
+        name: format!("unknown user {}", core.audit.pseudonym(username)),
         addr: addr.to_string(),
     };
-    if !app.limiter.allow(addr) {
-        audit_login(app, &anon, Outcome::Denied, "rate limited").await?;
+    if !core.limiter.allow(addr) {
+        audit_login(core, &anon, Outcome::Denied, "rate limited").await?;
         return Err(ApiError::TooMany(
             "Too many login attempts from your address. Wait a minute and try again.".into(),
         ));
@@ -182,9 +141,9 @@ pub async fn login(
     // work (one argon2 check), so the reply does not tell which names exist or are locked.
     // The audit log records the real reason.
     let refused = || ApiError::Unauthenticated(REFUSED.into());
-    let Some(user) = users::by_name(app, username).await? else {
+    let Some(user) = users::by_name(core, username).await? else {
         passwords::verify(password, passwords::dummy_hash());
-        audit_login(app, &anon, Outcome::Failed, "unknown user").await?;
+        audit_login(core, &anon, Outcome::Failed, "unknown user").await?;
         return Err(refused());
     };
     let actor = Actor {
@@ -196,7 +155,7 @@ pub async fn login(
     let password_ok = passwords::verify(password, &user.password_hash);
     if user.disabled == 1 {
         audit_login(
-            app,
+            core,
             &actor,
             Outcome::Denied,
             "user is locked by an administrator",
@@ -205,25 +164,25 @@ pub async fn login(
         return Err(refused());
     }
     if user.locked_until > now {
-        audit_login(app, &actor, Outcome::Denied, "temporary lockout").await?;
+        audit_login(core, &actor, Outcome::Denied, "temporary lockout").await?;
         return Err(refused());
     }
     if !password_ok {
-        let mut tx = app.db.begin_write().await?;
-        let locked = count_failure(app, &mut tx, &user.id, Failures::Password).await?;
+        let mut tx = core.db.begin_write().await?;
+        let locked = count_failure(core, &mut tx, &user.id, Failures::Password).await?;
         let why = if locked {
             "wrong password; user locked temporarily"
         } else {
             "wrong password"
         };
-        append_login(app, &mut tx, &actor, Outcome::Failed, why).await?;
+        append_login(core, &mut tx, &actor, Outcome::Failed, why).await?;
         tx.commit().await?;
         return Err(refused());
     }
     let cookie = passwords::random_token(32);
     let csrf = passwords::random_token(24);
     let mfa = user.totp_enabled == 1;
-    let mut tx = app.db.begin_write().await?;
+    let mut tx = core.db.begin_write().await?;
     sqlx::query("UPDATE users SET failed_logins = 0, locked_until = 0 WHERE id = $1")
         .bind(&user.id)
         .execute(tx.conn())
@@ -238,7 +197,7 @@ pub async fn login(
         .execute(tx.conn())
         .await?;
     append_login(
-        app,
+        core,
         &mut tx,
         &actor,
         Outcome::Ok,
@@ -258,22 +217,22 @@ pub async fn login(
     })
 }
 
-async fn audit_login(app: &App, actor: &Actor, outcome: Outcome, why: &str) -> ApiResult<()> {
-    let mut tx = app.db.begin_write().await?;
-    append_login(app, &mut tx, actor, outcome, why).await?;
+async fn audit_login(core: &Core, actor: &Actor, outcome: Outcome, why: &str) -> ApiResult<()> {
+    let mut tx = core.db.begin_write().await?;
+    append_login(core, &mut tx, actor, outcome, why).await?;
     tx.commit().await?;
     Ok(())
 }
 
 async fn append_login(
-    app: &App,
+    core: &Core,
     tx: &mut db::WriteTx,
     actor: &Actor,
     outcome: Outcome,
     why: &str,
 ) -> ApiResult<()> {
     crate::audited::audit_self(
-        app,
+        core,
         tx,
         actor,
         "auth.login",
@@ -301,7 +260,7 @@ struct SessionRow {
     created_at: i64,
 }
 
-pub async fn from_cookie(app: &App, cookie: &str) -> ApiResult<WebSession> {
+pub async fn from_cookie(core: &Core, cookie: &str) -> ApiResult<WebSession> {
     let expired = || {
         ApiError::Unauthenticated(
             "You are not logged in, or your login expired. Log in again.".into(),
@@ -312,22 +271,22 @@ pub async fn from_cookie(app: &App, cookie: &str) -> ApiResult<WebSession> {
         "SELECT id, user_id, csrf_token, mfa_pending, last_seen, created_at FROM web_sessions WHERE id = $1",
     )
     .bind(&id)
-    .fetch_optional(&app.db.pool)
+    .fetch_optional(&core.db.pool)
     .await?
     .ok_or_else(expired)?;
     let now = db::now_ms();
-    let idle = app.config.session_idle_timeout.as_millis() as i64;
-    let lifetime = app.config.web_login_lifetime.as_millis() as i64;
+    let idle = core.config.session_idle_timeout.as_millis() as i64;
+    let lifetime = core.config.web_login_lifetime.as_millis() as i64;
     if now - row.last_seen > idle || now - row.created_at > lifetime {
         sqlx::query("DELETE FROM web_sessions WHERE id = $1")
             .bind(&id)
-            .execute(&app.db.pool)
+            .execute(&core.db.pool)
             .await?;
         return Err(expired());
     }
     // Refresh last_seen at most every idle/8 (and at least every 15 s) to spare writes.
     if now - row.last_seen > (idle / 8).min(15_000) {
-        let mut tx = app.db.begin_write().await?;
+        let mut tx = core.db.begin_write().await?;
         sqlx::query("UPDATE web_sessions SET last_seen = $1 WHERE id = $2")
             .bind(now)
             .bind(&id)
@@ -335,7 +294,7 @@ pub async fn from_cookie(app: &App, cookie: &str) -> ApiResult<WebSession> {
             .await?;
         tx.commit().await?;
     }
-    let user = users::by_id(app, &row.user_id)
+    let user = users::by_id(core, &row.user_id)
         .await
         .map_err(|_| expired())?;
     if user.disabled == 1 {
@@ -351,7 +310,7 @@ pub async fn from_cookie(app: &App, cookie: &str) -> ApiResult<WebSession> {
     })
 }
 
-pub async fn from_bearer(app: &App, token: &str) -> ApiResult<UserRow> {
+pub async fn from_bearer(core: &Core, token: &str) -> ApiResult<UserRow> {
     let bad = || {
         ApiError::Unauthenticated(
             "The API token is not valid (unknown, revoked or expired).".into(),
@@ -362,14 +321,14 @@ pub async fn from_bearer(app: &App, token: &str) -> ApiResult<UserRow> {
         "SELECT id, user_id, expires_at, last_used_at FROM api_tokens WHERE token_hash = $1",
     )
     .bind(passwords::sha256_hex(token))
-    .fetch_optional(&app.db.pool)
+    .fetch_optional(&core.db.pool)
     .await?;
     let (tid, user_id, expires, last_used) = row.ok_or_else(bad)?;
     let now = db::now_ms();
     if expires.is_some_and(|e| e <= now) {
         return Err(bad());
     }
-    let user = users::by_id(app, &user_id).await.map_err(|_| bad())?;
+    let user = users::by_id(core, &user_id).await.map_err(|_| bad())?;
     if user.disabled == 1 || user.must_change_password == 1 {
         return Err(ApiError::Unauthenticated(
             "The token's user is locked or must change the password first.".into(),
@@ -377,7 +336,7 @@ pub async fn from_bearer(app: &App, token: &str) -> ApiResult<UserRow> {
     }
     // "Last used" is shown to a minute's precision; this spares a write per API call.
     if last_used.is_none_or(|t| now - t > 60_000) {
-        let mut tx = app.db.begin_write().await?;
+        let mut tx = core.db.begin_write().await?;
         sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(now)
             .bind(tid)
@@ -390,11 +349,11 @@ pub async fn from_bearer(app: &App, token: &str) -> ApiResult<UserRow> {
 
 /// Deletes web sessions idle for longer than the timeout (they would be refused anyway);
 /// run periodically by the server so abandoned sessions do not pile up.
-pub async fn purge_idle(app: &App) -> Result<u64, sqlx::Error> {
+pub async fn purge_idle(core: &Core) -> Result<u64, sqlx::Error> {
     let now = db::now_ms();
-    let cutoff = now - app.config.session_idle_timeout.as_millis() as i64;
-    let born_before = now - app.config.web_login_lifetime.as_millis() as i64;
-    let mut tx = app.db.begin_write().await?;
+    let cutoff = now - core.config.session_idle_timeout.as_millis() as i64;
+    let born_before = now - core.config.web_login_lifetime.as_millis() as i64;
+    let mut tx = core.db.begin_write().await?;
     let n = sqlx::query("DELETE FROM web_sessions WHERE last_seen < $1 OR created_at < $2")
         .bind(cutoff)
         .bind(born_before)
@@ -428,7 +387,7 @@ pub const MFA_TRIES_PER_LOGIN: i64 = 5;
 /// whose update took effect gets in. Wrong codes count per pending login and per user; at
 /// the limit the pending login ends and the user is locked for the lockout time.
 pub async fn complete_mfa(
-    app: &App,
+    core: &Core,
     session: &WebSession,
     code: &str,
     addr: &str,
@@ -439,18 +398,18 @@ pub async fn complete_mfa(
         name: user.username.clone(),
         addr: addr.to_string(),
     };
-    if !app.limiter.allow(addr) {
+    if !core.limiter.allow(addr) {
         return Err(ApiError::TooMany(
             "Too many attempts from your address. Wait a minute and try again.".into(),
         ));
     }
     if user.locked_until > db::now_ms() {
-        end_pending(app, session, &actor, "user is locked").await?;
+        end_pending(core, session, &actor, "user is locked").await?;
         return Err(ApiError::Unauthenticated(MFA_ENDED.into()));
     }
     let seed = match &user.totp_secret_enc {
         Some(enc) => Some(
-            app.crypto
+            core.crypto
                 .open(&format!("users/{}/totp", user.id), enc)
                 .map_err(|e| anyhow::anyhow!("totp seed: {e}"))?,
         ),
@@ -459,7 +418,7 @@ pub async fn complete_mfa(
     let step = seed
         .as_ref()
         .and_then(|s| totp::check(s, code, totp::now_secs()));
-    let mut tx = app.db.begin_write().await?;
+    let mut tx = core.db.begin_write().await?;
     // A TOTP code is accepted once: its time step must be newer than the last one used.
     let (mut ok, mut method, mut remaining) = (false, "totp", None);
     if let Some(st) = step {
@@ -527,7 +486,7 @@ pub async fn complete_mfa(
         .fetch_optional(tx.conn())
         .await?;
         let per_login = per_login.map_or(MFA_TRIES_PER_LOGIN, |(n,)| n);
-        let locked = count_failure(app, &mut tx, &user.id, Failures::Code).await?;
+        let locked = count_failure(core, &mut tx, &user.id, Failures::Code).await?;
         if locked {
             why = "too many wrong codes for this user: login ended, user locked temporarily".into();
             ended = true;
@@ -540,7 +499,7 @@ pub async fn complete_mfa(
             ended = true;
         }
     }
-    app.audit
+    core.audit
         .append_in(&mut tx, Event {
             actor: &actor,
             action: "auth.mfa",
@@ -565,13 +524,13 @@ pub async fn complete_mfa(
 const MFA_ENDED: &str = "Too many wrong codes: this login was ended. Log in again later.";
 
 /// Ends a pending login that may not go on, with an audit record saying why.
-async fn end_pending(app: &App, session: &WebSession, actor: &Actor, why: &str) -> ApiResult<()> {
-    let mut tx = app.db.begin_write().await?;
+async fn end_pending(core: &Core, session: &WebSession, actor: &Actor, why: &str) -> ApiResult<()> {
+    let mut tx = core.db.begin_write().await?;
     sqlx::query("DELETE FROM web_sessions WHERE id = $1")
         .bind(&session.id)
         .execute(tx.conn())
         .await?;
-    app.audit
+    core.audit
         .append_in(
             &mut tx,
             Event {

@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use super::{passwords, Principal, Role};
-use crate::app::App;
 use crate::audit::{Actor, Event, Outcome};
+use crate::core::Core;
 use crate::db::{self, b};
 use crate::error::{ApiError, ApiResult};
 
@@ -71,22 +71,22 @@ impl UserRow {
     }
 }
 
-pub async fn by_id(app: &App, id: &str) -> ApiResult<UserRow> {
+pub async fn by_id(core: &Core, id: &str) -> ApiResult<UserRow> {
     sqlx::query_as::<_, UserRow>(crate::db::sql(format!(
         "SELECT {USER_COLUMNS} FROM users WHERE id = $1"
     )))
     .bind(id)
-    .fetch_optional(&app.db.pool)
+    .fetch_optional(&core.db.pool)
     .await?
     .ok_or_else(|| ApiError::not_found("user"))
 }
 
-pub async fn by_name(app: &App, username: &str) -> Result<Option<UserRow>, sqlx::Error> {
+pub async fn by_name(core: &Core, username: &str) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as::<_, UserRow>(crate::db::sql(format!(
         "SELECT {USER_COLUMNS} FROM users WHERE username = $1"
     )))
     .bind(username)
-    .fetch_optional(&app.db.pool)
+    .fetch_optional(&core.db.pool)
     .await
 }
 
@@ -122,7 +122,7 @@ pub struct NewUser {
 /// Creates a user who must change the password at first login. Returns the user and the
 /// one-time password if one was generated.
 pub async fn create(
-    app: &App,
+    core: &Core,
     actor: &Actor,
     creator: Option<&Principal>,
     u: NewUser,
@@ -173,7 +173,7 @@ pub async fn create(
     }
     let id = db::new_id();
     let now = db::now_ms();
-    let mut tx = app.db.begin_write().await?;
+    let mut tx = core.db.begin_write().await?;
     let res = sqlx::query(
         "INSERT INTO users (id, username, full_name, email, password_hash, role, super_admin, must_change_password, disabled, failed_logins, locked_until, totp_secret_enc, totp_enabled, totp_last_step, recovery_codes, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 1, 0, 0, 0, NULL, 0, 0, '[]', $8, $8)",
@@ -197,7 +197,7 @@ pub async fn create(
         }
         return Err(e.into());
     }
-    app.audit
+    core.audit
         .append_in(&mut tx, Event {
             actor,
             action: "user.create",
@@ -209,20 +209,20 @@ pub async fn create(
         })
         .await?;
     tx.commit().await?;
-    Ok((by_id(app, &id).await?.view(), generated))
+    Ok((by_id(core, &id).await?.view(), generated))
 }
 
 /// On a database with no users: creates `admin` (Administrator, super scope) with a random
 /// one-time password, which the caller prints once.
-pub async fn bootstrap_admin(app: &App) -> ApiResult<Option<String>> {
+pub async fn bootstrap_admin(core: &Core) -> ApiResult<Option<String>> {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
-        .fetch_one(&app.db.pool)
+        .fetch_one(&core.db.pool)
         .await?;
     if n > 0 {
         return Ok(None);
     }
     let (_, pw) = create(
-        app,
+        core,
         &Actor::system(),
         None,
         NewUser {

@@ -116,7 +116,7 @@ impl Terminal {
         if let Some(host_key) = host_key {
             // Pinned, trusted on first use or refused exactly as for a session (audited).
             tokio::spawn(crate::host_key_pins::record_host_key(
-                app.clone(),
+                app.core.clone(),
                 actor.clone(),
                 info.clone(),
                 crate::host_key_pins::PinKind::Ssh,

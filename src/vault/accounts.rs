@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::policy::{self, Policy};
 use super::resources::{self, require, ResourceRow};
 use super::{check_text, AccessView};
-use crate::app::App;
 use crate::audit::Outcome;
 use crate::audited::{audit, audit_outcome, denied, exec_audited, unique_or};
+use crate::core::Core;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{Level, Principal};
@@ -92,69 +92,69 @@ fn view(a: &AccountRow, r: &ResourceRow, access: Level, max_age_days: i64) -> Ac
     }
 }
 
-pub(crate) async fn load_policy(app: &App, id: &str) -> ApiResult<Policy> {
+pub(crate) async fn load_policy(core: &Core, id: &str) -> ApiResult<Policy> {
     sqlx::query_as::<_, Policy>(crate::db::sql(format!(
         "SELECT {} FROM password_policies WHERE id = $1",
         policy::COLUMNS
     )))
     .bind(id)
-    .fetch_optional(&app.db.pool)
+    .fetch_optional(&core.db.pool)
     .await?
     .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("resource refers to a missing policy {id}")))
 }
 
-pub(crate) async fn get(app: &App, id: &str) -> ApiResult<AccountRow> {
+pub(crate) async fn get(core: &Core, id: &str) -> ApiResult<AccountRow> {
     sqlx::query_as::<_, AccountRow>(crate::db::sql(format!(
         "SELECT {COLUMNS} FROM accounts WHERE id = $1"
     )))
     .bind(id)
-    .fetch_optional(&app.db.pool)
+    .fetch_optional(&core.db.pool)
     .await?
     .ok_or_else(|| ApiError::not_found("account"))
 }
 
 /// The account, its resource and the caller's level; 404 when the caller has no access.
 pub async fn get_for(
-    app: &App,
+    core: &Core,
     p: &Principal,
     id: &str,
 ) -> ApiResult<(AccountRow, ResourceRow, Level)> {
-    let a = get(app, id).await?;
-    let r = resources::get(app, &a.resource_id).await?;
-    match super::level_on(app, p, &r.owner_id, Some(&a.id), &r.id).await? {
+    let a = get(core, id).await?;
+    let r = resources::get(core, &a.resource_id).await?;
+    match super::level_on(core, p, &r.owner_id, Some(&a.id), &r.id).await? {
         Some(l) => Ok((a, r, l)),
         None => Err(ApiError::not_found("account")),
     }
 }
 
-pub async fn show(app: &App, p: &Principal, id: &str) -> ApiResult<AccountView> {
-    let (a, r, l) = get_for(app, p, id).await?;
-    let pol = load_policy(app, &r.policy_id).await?;
+pub async fn show(core: &Core, p: &Principal, id: &str) -> ApiResult<AccountView> {
+    let (a, r, l) = get_for(core, p, id).await?;
+    let pol = load_policy(core, &r.policy_id).await?;
     Ok(view(&a, &r, l, pol.max_age_days))
 }
 
 /// Every account the caller can at least connect with, optionally of one resource.
 pub async fn list(
-    app: &App,
+    core: &Core,
     p: &Principal,
     resource_id: Option<&str>,
 ) -> ApiResult<Vec<AccountView>> {
     let accounts = sqlx::query_as::<_, AccountRow>(crate::db::sql(format!(
         "SELECT {COLUMNS} FROM accounts ORDER BY username"
     )))
-    .fetch_all(&app.db.pool)
+    .fetch_all(&core.db.pool)
     .await?;
     let res: Vec<ResourceRow> = sqlx::query_as(crate::db::sql(format!(
         "SELECT {} FROM resources",
         resources::COLUMNS
     )))
-    .fetch_all(&app.db.pool)
+    .fetch_all(&core.db.pool)
     .await?;
     let pols: Vec<Policy> = sqlx::query_as(crate::db::sql(format!(
         "SELECT {} FROM password_policies",
         policy::COLUMNS
     )))
-    .fetch_all(&app.db.pool)
+    .fetch_all(&core.db.pool)
     .await?;
     let res: std::collections::HashMap<&str, &ResourceRow> =
         res.iter().map(|r| (r.id.as_str(), r)).collect();
@@ -162,8 +162,8 @@ pub async fn list(
         .iter()
         .map(|x| (x.id.as_str(), x.max_age_days))
         .collect();
-    let access = AccessView::load(app, p).await?;
-    let paths = crate::hop_path::PathIndex::load(app).await?;
+    let access = AccessView::load(core, p).await?;
+    let paths = crate::hop_path::PathIndex::load(core).await?;
     let mut out = Vec::new();
     for a in &accounts {
         if resource_id.is_some_and(|rid| rid != a.resource_id) {
@@ -271,24 +271,24 @@ fn new_secret(input: &mut AccountInput, kind: &str, pol: &Policy) -> ApiResult<S
 }
 
 pub async fn create(
-    app: &App,
+    core: &Core,
     p: &Principal,
     resource_id: &str,
     mut input: AccountInput,
 ) -> ApiResult<AccountView> {
-    let (r, level) = resources::get_for(app, p, resource_id).await?;
+    let (r, level) = resources::get_for(core, p, resource_id).await?;
     if let Err(e) = require(level, Level::Modify, "add accounts to this resource") {
-        return Err(denied(app, p, "account.create", "resource", &r.id, &r.name, e).await);
+        return Err(denied(core, p, "account.create", "resource", &r.id, &r.name, e).await);
     }
     // Adding an account to a resource rotated by its privileged account chooses a user whose
     // password the privileged account may be told to change (see `update`).
-    if rotates_through_privileged_account(app, &r.id).await? {
+    if rotates_through_privileged_account(core, &r.id).await? {
         if let Err(e) = require(
             level,
             Level::Manage,
             "add accounts to a resource whose rotation runs as a privileged account",
         ) {
-            return Err(denied(app, p, "account.create", "resource", &r.id, &r.name, e).await);
+            return Err(denied(core, p, "account.create", "resource", &r.id, &r.name, e).await);
         }
     }
     let username = input
@@ -310,7 +310,7 @@ pub async fn create(
     }
     let notes = input.notes.clone().unwrap_or_default();
     check_text("notes", &notes, 0, 4000)?;
-    let pol = load_policy(app, &r.policy_id).await?;
+    let pol = load_policy(core, &r.policy_id).await?;
     let secret = new_secret(&mut input, &kind, &pol)?;
     let passphrase = input
         .passphrase
@@ -325,7 +325,7 @@ pub async fn create(
     }
     let id = db::new_id();
     let now = db::now_ms();
-    let mut tx = app.db.begin_write().await?;
+    let mut tx = core.db.begin_write().await?;
     let res = sqlx::query(crate::db::sql(format!(
         "INSERT INTO accounts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)"
     )))
@@ -333,11 +333,11 @@ pub async fn create(
     .bind(&r.id)
     .bind(&username)
     .bind(&kind)
-    .bind(app.crypto.seal(&secret_context(&id), secret.expose()))
+    .bind(core.crypto.seal(&secret_context(&id), secret.expose()))
     .bind(
         passphrase
             .as_ref()
-            .map(|s| app.crypto.seal(&passphrase_context(&id), s.expose())),
+            .map(|s| core.crypto.seal(&passphrase_context(&id), s.expose())),
     )
     .bind(&notes)
     .bind(now)
@@ -349,7 +349,7 @@ pub async fn create(
         &format!("{} already has an account named {username}", r.name),
     )?;
     audit(
-        app,
+        core,
         &mut tx,
         p,
         "account.create",
@@ -359,18 +359,18 @@ pub async fn create(
     )
     .await?;
     tx.commit().await?;
-    show(app, p, &id).await
+    show(core, p, &id).await
 }
 
 pub async fn update(
-    app: &App,
+    core: &Core,
     p: &Principal,
     id: &str,
     input: AccountInput,
 ) -> ApiResult<AccountView> {
-    let (a, r, level) = get_for(app, p, id).await?;
+    let (a, r, level) = get_for(core, p, id).await?;
     if let Err(e) = require(Some(level), Level::Modify, "change this account") {
-        return Err(denied(app, p, "account.update", "account", &a.id, &a.username, e).await);
+        return Err(denied(core, p, "account.update", "account", &a.id, &a.username, e).await);
     }
     if input.secret.is_some() || input.generate || input.passphrase.is_some() {
         return Err(ApiError::field(
@@ -388,19 +388,19 @@ pub async fn update(
     // says: renaming such an account chooses whose password it changes, an administrator's
     // decision (Manage), and an alert in the audit log.
     let renamed = username != a.username;
-    let privileged_rotation = renamed && rotates_through_privileged_account(app, &r.id).await?;
+    let privileged_rotation = renamed && rotates_through_privileged_account(core, &r.id).await?;
     if privileged_rotation {
         if let Err(e) = require(
             Some(level),
             Level::Manage,
             "rename an account of a resource whose rotation runs as a privileged account",
         ) {
-            return Err(denied(app, p, "account.update", "account", &a.id, &a.username, e).await);
+            return Err(denied(core, p, "account.update", "account", &a.id, &a.username, e).await);
         }
     }
     let notes = input.notes.clone().unwrap_or(a.notes.clone());
     check_text("notes", &notes, 0, 4000)?;
-    let mut tx = app.db.begin_write().await?;
+    let mut tx = core.db.begin_write().await?;
     let res =
         sqlx::query("UPDATE accounts SET username = $1, notes = $2, updated_at = $3 WHERE id = $4")
             .bind(&username)
@@ -415,7 +415,7 @@ pub async fn update(
         &format!("{} already has an account named {username}", r.name),
     )?;
     audit(
-        app,
+        core,
         &mut tx,
         p,
         "account.update",
@@ -429,27 +429,27 @@ pub async fn update(
     )
     .await?;
     tx.commit().await?;
-    show(app, p, id).await
+    show(core, p, id).await
 }
 
 /// Whether `resource_id`'s rotation method runs as a privileged account (sudo, su, a script
 /// with one, or a database's privileged role).
-async fn rotates_through_privileged_account(app: &App, resource_id: &str) -> ApiResult<bool> {
+async fn rotates_through_privileged_account(core: &Core, resource_id: &str) -> ApiResult<bool> {
     let row: Option<(String,)> = sqlx::query_as(
         "SELECT method FROM resource_rotation WHERE resource_id = $1 AND privileged_account_id IS NOT NULL",
     )
     .bind(resource_id)
-    .fetch_optional(&app.db.pool)
+    .fetch_optional(&core.db.pool)
     .await?;
     Ok(row.is_some_and(|(method,)| method != "passwd"))
 }
 
-pub async fn delete(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
-    let (a, r, level) = get_for(app, p, id).await?;
+pub async fn delete(core: &Core, p: &Principal, id: &str) -> ApiResult<()> {
+    let (a, r, level) = get_for(core, p, id).await?;
     if let Err(e) = require(Some(level), Level::Manage, "delete this account") {
-        return Err(denied(app, p, "account.delete", "account", &a.id, &a.username, e).await);
+        return Err(denied(core, p, "account.delete", "account", &a.id, &a.username, e).await);
     }
-    let landing = crate::hop_path::landing_servers_where(app, "account_id = $1", &a.id).await?;
+    let landing = crate::hop_path::landing_servers_where(core, "account_id = $1", &a.id).await?;
     if !landing.is_empty() {
         return Err(ApiError::conflict(
             "id",
@@ -461,7 +461,7 @@ pub async fn delete(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
         ));
     }
     exec_audited(
-        app,
+        core,
         p,
         &[
             "DELETE FROM shares WHERE object_kind = 'account' AND object_id = $1",
@@ -473,7 +473,7 @@ pub async fn delete(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
         serde_json::json!({}),
     )
     .await?;
-    crate::sessions::end_sessions_without_access(app).await;
+    core.access.changed(core).await;
     Ok(())
 }
 
@@ -481,15 +481,15 @@ pub async fn delete(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
 /// row, as ciphertexts are bound to their row). Refuses a secret found in the last
 /// `history_depth` versions.
 pub async fn set_secret(
-    app: &App,
+    core: &Core,
     p: &Principal,
     id: &str,
     mut input: AccountInput,
 ) -> ApiResult<AccountView> {
-    let (a, r, level) = get_for(app, p, id).await?;
+    let (a, r, level) = get_for(core, p, id).await?;
     if let Err(e) = require(Some(level), Level::Modify, "change this account's secret") {
         return Err(denied(
-            app,
+            core,
             p,
             "account.secret.change",
             "account",
@@ -506,14 +506,14 @@ pub async fn set_secret(
             "must be password or ssh_key",
         ));
     }
-    let pol = load_policy(app, &r.policy_id).await?;
+    let pol = load_policy(core, &r.policy_id).await?;
     let secret = new_secret(&mut input, &kind, &pol)?;
     let passphrase = input
         .passphrase
         .take()
         .filter(|s| !s.is_empty())
         .map(Secret::from);
-    let old = open(app, &secret_context(&a.id), &a.secret_enc)?;
+    let old = open(core, &secret_context(&a.id), &a.secret_enc)?;
     if pol.history_depth > 0 {
         if old.ct_eq(secret.expose()) {
             return Err(ApiError::field(
@@ -523,10 +523,10 @@ pub async fn set_secret(
         }
         let hist: Vec<(String, String)> = sqlx::query_as("SELECT id, secret_enc FROM password_history WHERE account_id = $1 ORDER BY changed_at DESC")
             .bind(&a.id)
-            .fetch_all(&app.db.pool)
+            .fetch_all(&core.db.pool)
             .await?;
         for (hid, enc) in hist.iter().take((pol.history_depth - 1).max(0) as usize) {
-            if open(app, &history_context(hid), enc)?.ct_eq(secret.expose()) {
+            if open(core, &history_context(hid), enc)?.ct_eq(secret.expose()) {
                 return Err(ApiError::field(
                     "secret",
                     format!(
@@ -538,18 +538,18 @@ pub async fn set_secret(
         }
     }
     let now = db::now_ms();
-    let mut tx = app.db.begin_write().await?;
-    push_history(app, &mut tx, &a, &old, &p.username, &p.addr, now).await?;
+    let mut tx = core.db.begin_write().await?;
+    push_history(core, &mut tx, &a, &old, &p.username, &p.addr, now).await?;
     sqlx::query("UPDATE accounts SET secret_kind = $1, secret_enc = $2, passphrase_enc = $3, secret_changed_at = $4, updated_at = $4 WHERE id = $5")
         .bind(&kind)
-        .bind(app.crypto.seal(&secret_context(&a.id), secret.expose()))
-        .bind(passphrase.as_ref().map(|s| app.crypto.seal(&passphrase_context(&a.id), s.expose())))
+        .bind(core.crypto.seal(&secret_context(&a.id), secret.expose()))
+        .bind(passphrase.as_ref().map(|s| core.crypto.seal(&passphrase_context(&a.id), s.expose())))
         .bind(now)
         .bind(&a.id)
         .execute(tx.conn())
         .await?;
     audit(
-        app,
+        core,
         &mut tx,
         p,
         "account.secret.change",
@@ -559,13 +559,13 @@ pub async fn set_secret(
     )
     .await?;
     tx.commit().await?;
-    show(app, p, id).await
+    show(core, p, id).await
 }
 
 /// Puts the account's current secret `old` into its history (sealed), inside `tx`, as
 /// changed by `by` from `addr` at `now`.
 pub(crate) async fn push_history(
-    app: &App,
+    core: &Core,
     tx: &mut db::WriteTx,
     a: &AccountRow,
     old: &Secret,
@@ -573,13 +573,13 @@ pub(crate) async fn push_history(
     addr: &str,
     now: i64,
 ) -> ApiResult<()> {
-    push_history_noted(app, tx, a, old, (by, addr, now), "").await
+    push_history_noted(core, tx, a, old, (by, addr, now), "").await
 }
 
 /// Keeps `secret` in the account's history with a note (a rotation's pending secret that was
 /// discarded says so, and why).
 pub(crate) async fn push_history_noted(
-    app: &App,
+    core: &Core,
     tx: &mut db::WriteTx,
     a: &AccountRow,
     secret: &Secret,
@@ -591,7 +591,7 @@ pub(crate) async fn push_history_noted(
         .bind(&hid)
         .bind(&a.id)
         .bind(&a.secret_kind)
-        .bind(app.crypto.seal(&history_context(&hid), secret.expose()))
+        .bind(core.crypto.seal(&history_context(&hid), secret.expose()))
         .bind(by)
         .bind(addr)
         .bind(now)
@@ -601,8 +601,8 @@ pub(crate) async fn push_history_noted(
     Ok(())
 }
 
-fn open(app: &App, context: &str, enc: &str) -> ApiResult<Secret> {
-    app.crypto
+fn open(core: &Core, context: &str, enc: &str) -> ApiResult<Secret> {
+    core.crypto
         .open(context, enc)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("{context}: {e}")))
 }
@@ -615,11 +615,11 @@ pub struct Revealed {
 
 /// Returns the secret to a person with View access who gave a reason. The audit record is
 /// committed before the secret is returned: no reveal without its trace.
-pub async fn reveal(app: &App, p: &Principal, id: &str, reason: &str) -> ApiResult<Revealed> {
-    let (a, r, level) = get_for(app, p, id).await?;
+pub async fn reveal(core: &Core, p: &Principal, id: &str, reason: &str) -> ApiResult<Revealed> {
+    let (a, r, level) = get_for(core, p, id).await?;
     let name = format!("{}@{}", a.username, r.name);
     if let Err(e) = require(Some(level), Level::View, "see this account's secret") {
-        return Err(denied(app, p, "account.reveal", "account", &a.id, &name, e).await);
+        return Err(denied(core, p, "account.reveal", "account", &a.id, &name, e).await);
     }
     let reason = reason.trim();
     if reason.chars().count() < 3 || reason.chars().count() > 500 {
@@ -628,14 +628,14 @@ pub async fn reveal(app: &App, p: &Principal, id: &str, reason: &str) -> ApiResu
             "say why you need the secret (3-500 characters); it is recorded in the audit log",
         ));
     }
-    let opened = open(app, &secret_context(&a.id), &a.secret_enc).and_then(|s| {
+    let opened = open(core, &secret_context(&a.id), &a.secret_enc).and_then(|s| {
         let pp = match &a.passphrase_enc {
-            Some(enc) => Some(open(app, &passphrase_context(&a.id), enc)?),
+            Some(enc) => Some(open(core, &passphrase_context(&a.id), enc)?),
             None => None,
         };
         Ok((s, pp))
     });
-    let mut tx = app.db.begin_write().await?;
+    let mut tx = core.db.begin_write().await?;
     let outcome = if opened.is_ok() {
         Outcome::Ok
     } else {
@@ -648,7 +648,7 @@ pub async fn reveal(app: &App, p: &Principal, id: &str, reason: &str) -> ApiResu
         }
     };
     audit_outcome(
-        app,
+        core,
         &mut tx,
         p,
         "account.reveal",
@@ -679,8 +679,8 @@ struct HistoryRow {
 }
 
 /// Who changed the secret, when and from where (the old secrets themselves stay sealed).
-pub async fn history(app: &App, p: &Principal, id: &str) -> ApiResult<Vec<serde_json::Value>> {
-    let (a, _r, level) = get_for(app, p, id).await?;
+pub async fn history(core: &Core, p: &Principal, id: &str) -> ApiResult<Vec<serde_json::Value>> {
+    let (a, _r, level) = get_for(core, p, id).await?;
     require(
         Some(level),
         Level::View,
@@ -688,7 +688,7 @@ pub async fn history(app: &App, p: &Principal, id: &str) -> ApiResult<Vec<serde_
     )?;
     let rows = sqlx::query_as::<_, HistoryRow>("SELECT id, secret_kind, changed_by, client_addr, changed_at, note FROM password_history WHERE account_id = $1 ORDER BY changed_at DESC")
         .bind(&a.id)
-        .fetch_all(&app.db.pool)
+        .fetch_all(&core.db.pool)
         .await?;
     Ok(rows
         .into_iter()
@@ -710,12 +710,12 @@ pub struct SessionCredential {
 /// step. The launcher has checked the user's access to the session's own account; the
 /// enable account is the resource's, chosen by an administrator, and its use is audited
 /// with the session start.
-pub async fn open_enable_secret(app: &App, id: &str, resource_id: &str) -> ApiResult<Secret> {
-    let a = get(app, id).await?;
+pub async fn open_enable_secret(core: &Core, id: &str, resource_id: &str) -> ApiResult<Secret> {
+    let a = get(core, id).await?;
     if a.resource_id != resource_id || a.secret_kind != "password" {
         return Err(ApiError::not_found("enable account"));
     }
-    open(app, &secret_context(&a.id), &a.secret_enc)
+    open(core, &secret_context(&a.id), &a.secret_enc)
 }
 
 /// A landing server's login, opened for a hop chain: the landing server's account when
@@ -723,11 +723,11 @@ pub async fn open_enable_secret(app: &App, id: &str, resource_id: &str) -> ApiRe
 /// the same user name. Landing-server logins are configured by administrators and used by
 /// the gateway on the user's behalf; they never reach the user.
 pub async fn open_landing_login(
-    app: &App,
+    core: &Core,
     account_id: &str,
     resource_id: &str,
 ) -> ApiResult<LandingLogin> {
-    let a = get(app, account_id).await?;
+    let a = get(core, account_id).await?;
     let a = if a.resource_id == resource_id {
         a
     } else {
@@ -736,13 +736,13 @@ pub async fn open_landing_login(
         )))
         .bind(resource_id)
         .bind(&a.username)
-        .fetch_optional(&app.db.pool)
+        .fetch_optional(&core.db.pool)
         .await?
         .ok_or_else(|| ApiError::not_found("account"))?
     };
-    let secret = open(app, &secret_context(&a.id), &a.secret_enc)?;
+    let secret = open(core, &secret_context(&a.id), &a.secret_enc)?;
     let passphrase = match &a.passphrase_enc {
-        Some(enc) => Some(open(app, &passphrase_context(&a.id), enc)?),
+        Some(enc) => Some(open(core, &passphrase_context(&a.id), enc)?),
         None => None,
     };
     Ok(LandingLogin {
@@ -762,18 +762,22 @@ pub struct LandingLogin {
 
 /// The key passphrase of an SSH-key account, if it has one (the rotation engine logs in with
 /// it as a session would).
-pub fn open_passphrase(app: &App, a: &AccountRow) -> ApiResult<Option<Secret>> {
+pub fn open_passphrase(core: &Core, a: &AccountRow) -> ApiResult<Option<Secret>> {
     match &a.passphrase_enc {
-        Some(enc) => Ok(Some(open(app, &passphrase_context(&a.id), enc)?)),
+        Some(enc) => Ok(Some(open(core, &passphrase_context(&a.id), enc)?)),
         None => Ok(None),
     }
 }
 
-pub async fn open_for_session(app: &App, p: &Principal, id: &str) -> ApiResult<SessionCredential> {
-    let (a, r, _level) = get_for(app, p, id).await?;
-    let secret = open(app, &secret_context(&a.id), &a.secret_enc)?;
+pub async fn open_for_session(
+    core: &Core,
+    p: &Principal,
+    id: &str,
+) -> ApiResult<SessionCredential> {
+    let (a, r, _level) = get_for(core, p, id).await?;
+    let secret = open(core, &secret_context(&a.id), &a.secret_enc)?;
     let passphrase = match &a.passphrase_enc {
-        Some(enc) => Some(open(app, &passphrase_context(&a.id), enc)?),
+        Some(enc) => Some(open(core, &passphrase_context(&a.id), enc)?),
         None => None,
     };
     Ok(SessionCredential {

@@ -15,10 +15,13 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::app::App;
 use crate::audit::{Actor, Event, Outcome};
+use crate::core::Core;
 use crate::db::{self, Db};
 use crate::error::{ApiError, ApiResult};
+
+/// The recording store, whose files hold the keys of recordings made before `recording_keys`.
+type Store = std::sync::Arc<dyn recorder::storage::RecordingStore>;
 
 /// One column that holds vault ciphertext, with the statements that find and replace its
 /// values. `select` pages by key: single-key tables bind (pattern, after_id), two-key ones
@@ -168,28 +171,28 @@ pub struct DataKeyView {
     pub retired_at: i64,
 }
 
-pub async fn keys(app: &App) -> ApiResult<Vec<DataKeyView>> {
+pub async fn keys(core: &Core) -> ApiResult<Vec<DataKeyView>> {
     Ok(sqlx::query_as(
         "SELECT id, purpose, master_key_id, active, created_at, retired_at FROM data_keys ORDER BY created_at, id",
     )
-    .fetch_all(&app.db.pool)
+    .fetch_all(&core.db.pool)
     .await?)
 }
 
-pub async fn rotations(app: &App) -> ApiResult<Vec<RotationRow>> {
+pub async fn rotations(core: &Core) -> ApiResult<Vec<RotationRow>> {
     Ok(sqlx::query_as(db::sql(format!(
         "SELECT {ROTATION_COLUMNS} FROM data_key_rotations ORDER BY started_at DESC LIMIT 20"
     )))
-    .fetch_all(&app.db.pool)
+    .fetch_all(&core.db.pool)
     .await?)
 }
 
-async fn rotation(app: &App, id: &str) -> ApiResult<RotationRow> {
+async fn rotation(core: &Core, id: &str) -> ApiResult<RotationRow> {
     sqlx::query_as(db::sql(format!(
         "SELECT {ROTATION_COLUMNS} FROM data_key_rotations WHERE id = $1"
     )))
     .bind(id)
-    .fetch_optional(&app.db.pool)
+    .fetch_optional(&core.db.pool)
     .await?
     .ok_or_else(|| ApiError::not_found("data-key rotation"))
 }
@@ -197,10 +200,10 @@ async fn rotation(app: &App, id: &str) -> ApiResult<RotationRow> {
 /// Starts a data-key rotation: a new secrets key, used by every seal from now on, and the
 /// background re-encryption of everything under the older, not yet retired keys. The caller
 /// checked the right to ask (a super administrator) and audits the request.
-pub async fn start(app: &App, started_by: &str) -> ApiResult<RotationRow> {
+pub async fn start(core: &Core, store: Store, started_by: &str) -> ApiResult<RotationRow> {
     let running: Option<(String,)> =
         sqlx::query_as("SELECT id FROM data_key_rotations WHERE state = 'running'")
-            .fetch_optional(&app.db.pool)
+            .fetch_optional(&core.db.pool)
             .await?;
     if let Some((id,)) = running {
         return Err(ApiError::Conflict {
@@ -208,20 +211,20 @@ pub async fn start(app: &App, started_by: &str) -> ApiResult<RotationRow> {
             message: format!("Data-key rotation {id} is still running; wait for it to finish."),
         });
     }
-    let master = crate::vault::keys::current_master(&app.db.pool, &app.config.master_key_file)
+    let master = crate::keys::current_master(&core.db.pool, &core.config.master_key_file)
         .await
         .map_err(|e| ApiError::Conflict {
             field: None,
             message: format!("A data-key rotation wraps the new key under the master key, read again from its file: {e}"),
         })?;
-    let mut tx = app.db.begin_write().await?;
+    let mut tx = core.db.begin_write().await?;
     let old: Vec<(String,)> = sqlx::query_as(
         "SELECT id FROM data_keys WHERE purpose = 'secrets' AND retired_at = 0 ORDER BY created_at",
     )
     .fetch_all(tx.conn())
     .await?;
     let old: Vec<String> = old.into_iter().map(|(k,)| k).collect();
-    let new_key = crate::vault::keys::add_active_secrets_key(&mut tx, &master).await?;
+    let new_key = crate::keys::add_active_secrets_key(&mut tx, &master).await?;
     let id = db::new_id();
     sqlx::query("INSERT INTO data_key_rotations (id, old_key_id, new_key_id, state, done, total, message, started_by, started_at) VALUES ($1, $2, $3, 'running', 0, 0, 'counting the sealed values', $4, $5)")
         .bind(&id)
@@ -233,27 +236,27 @@ pub async fn start(app: &App, started_by: &str) -> ApiResult<RotationRow> {
         .await?;
     tx.commit().await?;
     drop(master);
-    app.crypto.activate(new_key);
-    spawn(app, &id);
-    rotation(app, &id).await
+    core.crypto.activate(new_key);
+    spawn(core, store, &id);
+    rotation(core, &id).await
 }
 
 /// Resumes the rotations a stop interrupted (at start-up).
-pub async fn resume(app: &App) -> anyhow::Result<()> {
+pub async fn resume(core: &Core, store: Store) -> anyhow::Result<()> {
     let running: Vec<(String,)> =
         sqlx::query_as("SELECT id FROM data_key_rotations WHERE state = 'running'")
-            .fetch_all(&app.db.pool)
+            .fetch_all(&core.db.pool)
             .await?;
     for (id,) in running {
-        spawn(app, &id);
+        spawn(core, store.clone(), &id);
     }
     Ok(())
 }
 
-fn spawn(app: &App, id: &str) {
-    let (app, id) = (app.clone(), id.to_string());
+fn spawn(core: &Core, store: Store, id: &str) {
+    let (core, id) = (core.clone(), id.to_string());
     tokio::spawn(async move {
-        let outcome = reencrypt(&app, &id).await;
+        let outcome = reencrypt(&core, store, &id).await;
         let (state, message, outcome_kind) = match &outcome {
             Ok(m) => ("finished", m.clone(), Outcome::Ok),
             Err(e) => ("failed", e.clone(), Outcome::Failed),
@@ -263,9 +266,9 @@ fn spawn(app: &App, id: &str) {
             .bind(state)
             .bind(&message)
             .bind(db::now_ms())
-            .execute(&app.db.pool)
+            .execute(&core.db.pool)
             .await;
-        let _ = app
+        let _ = core
             .audit
             .append(Event {
                 actor: &Actor::system(),
@@ -283,7 +286,7 @@ fn spawn(app: &App, id: &str) {
     });
 }
 
-async fn progress(app: &App, id: &str, done: i64, total: i64, message: &str) {
+async fn progress(core: &Core, id: &str, done: i64, total: i64, message: &str) {
     let _ = sqlx::query(
         "UPDATE data_key_rotations SET done = $2, total = $3, message = $4 WHERE id = $1",
     )
@@ -291,24 +294,24 @@ async fn progress(app: &App, id: &str, done: i64, total: i64, message: &str) {
     .bind(done)
     .bind(total)
     .bind(message)
-    .execute(&app.db.pool)
+    .execute(&core.db.pool)
     .await;
 }
 
 /// Passes over every sealed column until nothing is left under the old keys, then retires
 /// them. Values held by a rotation in flight wait for the next pass.
-async fn reencrypt(app: &App, id: &str) -> Result<String, String> {
+async fn reencrypt(core: &Core, store: Store, id: &str) -> Result<String, String> {
     let db_err = |e: sqlx::Error| format!("the database failed during re-encryption: {e}");
-    let row = rotation(app, id).await.map_err(|e| format!("{e:?}"))?;
+    let row = rotation(core, id).await.map_err(|e| format!("{e:?}"))?;
     let old: Vec<String> = row
         .old_key_id
         .split_whitespace()
         .map(str::to_string)
         .collect();
-    let adopted = adopt_recording_keys(app).await.map_err(db_err)?;
-    let total = references(&app.db.pool, &old).await.map_err(db_err)?;
+    let adopted = adopt_recording_keys(core, store).await.map_err(db_err)?;
+    let total = references(&core.db.pool, &old).await.map_err(db_err)?;
     let mut done = 0i64;
-    progress(app, id, done, total, "re-encrypting").await;
+    progress(core, id, done, total, "re-encrypting").await;
     let retry = Duration::from_millis(
         std::env::var("PORTCULLIS_TEST_DATA_KEY_RETRY_MS")
             .ok()
@@ -320,17 +323,17 @@ async fn reencrypt(app: &App, id: &str) -> Result<String, String> {
         for key in &old {
             let pattern = sealed_under(key);
             for col in SEALED {
-                let (n, w) = reencrypt_column(app, col, &pattern).await?;
+                let (n, w) = reencrypt_column(core, col, &pattern).await?;
                 done += n;
                 waiting += w;
-                progress(app, id, done.min(total), total.max(done), col.name).await;
+                progress(core, id, done.min(total), total.max(done), col.name).await;
             }
         }
-        if references(&app.db.pool, &old).await.map_err(db_err)? == 0 {
+        if references(&core.db.pool, &old).await.map_err(db_err)? == 0 {
             break;
         }
         progress(
-            app,
+            core,
             id,
             done.min(total),
             total.max(done),
@@ -344,11 +347,11 @@ async fn reencrypt(app: &App, id: &str) -> Result<String, String> {
         sqlx::query("UPDATE data_keys SET retired_at = $2 WHERE id = $1 AND active = 0")
             .bind(key)
             .bind(now)
-            .execute(&app.db.pool)
+            .execute(&core.db.pool)
             .await
             .map_err(db_err)?;
     }
-    progress(app, id, done, done, "finished").await;
+    progress(core, id, done, done, "finished").await;
     Ok(format!(
         "{done} sealed values re-encrypted under {}; retired: {}{}",
         row.new_key_id,
@@ -364,7 +367,7 @@ async fn reencrypt(app: &App, id: &str) -> Result<String, String> {
 
 /// Re-encrypts the values of one column under `pattern`: (re-encrypted, left for later).
 async fn reencrypt_column(
-    app: &App,
+    core: &Core,
     col: &SealedColumn,
     pattern: &str,
 ) -> Result<(i64, i64), String> {
@@ -376,26 +379,26 @@ async fn reencrypt_column(
             .bind(pattern)
             .bind(&after);
         let page = if col.two_keys { q.bind(after_seq) } else { q }
-            .fetch_all(&app.db.pool)
+            .fetch_all(&core.db.pool)
             .await
             .map_err(db_err)?;
         let last = page.len() < PAGE as usize;
         for (k1, k2, value) in page {
             let context = (col.context)(&k1, k2);
-            let plain = app.crypto.open(&context, &value).map_err(|e| {
+            let plain = core.crypto.open(&context, &value).map_err(|e| {
                 format!(
                     "{} {k1}: {e}; the old key stays until this is resolved",
                     col.name
                 )
             })?;
-            let sealed = app.crypto.seal(&context, plain.expose());
+            let sealed = core.crypto.seal(&context, plain.expose());
             let q = sqlx::query(db::sql(col.update.to_string()))
                 .bind(&sealed)
                 .bind(&k1);
             let q = if col.two_keys { q.bind(k2) } else { q };
             let n = q
                 .bind(&value)
-                .execute(&app.db.pool)
+                .execute(&core.db.pool)
                 .await
                 .map_err(db_err)?
                 .rows_affected();
@@ -418,15 +421,15 @@ struct Adopted {
 
 /// Copies into `recording_keys` the sealed key of every recording made before that table,
 /// read from its file's header, so a rotation can re-encrypt it.
-async fn adopt_recording_keys(app: &App) -> Result<Adopted, sqlx::Error> {
+async fn adopt_recording_keys(core: &Core, store: Store) -> Result<Adopted, sqlx::Error> {
     let missing: Vec<(String,)> = sqlx::query_as(
         "SELECT id FROM recordings WHERE id NOT IN (SELECT recording_id FROM recording_keys)",
     )
-    .fetch_all(&app.db.pool)
+    .fetch_all(&core.db.pool)
     .await?;
     let mut unreadable = 0;
     for (rid,) in missing {
-        let store = app.recordings.store.clone();
+        let store = store.clone();
         let id = rid.clone();
         let header =
             tokio::task::spawn_blocking(move || crate::recordings::read_header(&*store, &id))
@@ -440,7 +443,7 @@ async fn adopt_recording_keys(app: &App) -> Result<Adopted, sqlx::Error> {
         sqlx::query("INSERT INTO recording_keys (recording_id, wrapped_key) VALUES ($1, $2) ON CONFLICT (recording_id) DO NOTHING")
             .bind(&rid)
             .bind(&header.wrapped_key)
-            .execute(&app.db.pool)
+            .execute(&core.db.pool)
             .await?;
     }
     Ok(Adopted { unreadable })

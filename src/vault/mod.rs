@@ -5,14 +5,13 @@
 
 pub mod accounts;
 pub mod data_keys;
-pub mod keys;
 pub mod policy;
 pub mod resources;
 pub mod shares;
 
 use std::collections::HashMap;
 
-use crate::app::App;
+use crate::core::Core;
 use crate::error::ApiResult;
 use crate::identity::{resolve_level, Level, Principal, ShareRow};
 
@@ -25,7 +24,7 @@ pub struct AccessView {
 }
 
 impl AccessView {
-    pub async fn load(app: &App, p: &Principal) -> ApiResult<AccessView> {
+    pub async fn load(core: &Core, p: &Principal) -> ApiResult<AccessView> {
         if p.super_admin {
             return Ok(AccessView {
                 shares: Vec::new(),
@@ -36,11 +35,11 @@ impl AccessView {
             "SELECT s.subject_kind, s.object_kind, s.object_id, s.level FROM shares s WHERE {SUBJECT_FILTER}"
         )))
         .bind(&p.user_id)
-        .fetch_all(&app.db.pool)
+        .fetch_all(&core.db.pool)
         .await?;
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT resource_id, group_id FROM resource_group_members")
-                .fetch_all(&app.db.pool)
+                .fetch_all(&core.db.pool)
                 .await?;
         let mut groups_of: HashMap<String, Vec<String>> = HashMap::new();
         for (r, g) in rows {
@@ -76,7 +75,7 @@ impl AccessView {
 /// The principal's level on one account (or, with `account_id = None`, one resource), with
 /// a query narrowed to that object: the hot path of reveal and session launch.
 pub async fn level_on(
-    app: &App,
+    core: &Core,
     p: &Principal,
     owner_id: &str,
     account_id: Option<&str>,
@@ -93,7 +92,7 @@ pub async fn level_on(
     .bind(&p.user_id)
     .bind(account_id.unwrap_or(""))
     .bind(resource_id)
-    .fetch_all(&app.db.pool)
+    .fetch_all(&core.db.pool)
     .await?;
     let groups: Vec<String> = shares
         .iter()

@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{check_text, AccessView};
-use crate::app::App;
 use crate::audited::{audit, denied, exec_audited, unique_or};
+use crate::core::Core;
 use crate::db::{self, WriteTx};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{Level, Principal};
@@ -104,12 +104,12 @@ pub struct PortsInput {
     pub database: Option<i64>,
 }
 
-pub async fn get(app: &App, id: &str) -> ApiResult<ResourceRow> {
+pub async fn get(core: &Core, id: &str) -> ApiResult<ResourceRow> {
     sqlx::query_as::<_, ResourceRow>(crate::db::sql(format!(
         "SELECT {COLUMNS} FROM resources WHERE id = $1"
     )))
     .bind(id)
-    .fetch_optional(&app.db.pool)
+    .fetch_optional(&core.db.pool)
     .await?
     .ok_or_else(|| ApiError::not_found("resource"))
 }
@@ -117,12 +117,12 @@ pub async fn get(app: &App, id: &str) -> ApiResult<ResourceRow> {
 /// The resource and the caller's level on it; 404 if the caller may not see it at all (so
 /// ids of invisible resources are not confirmed to exist).
 pub async fn get_for(
-    app: &App,
+    core: &Core,
     p: &Principal,
     id: &str,
 ) -> ApiResult<(ResourceRow, Option<Level>)> {
-    let r = get(app, id).await?;
-    let level = super::level_on(app, p, &r.owner_id, None, &r.id).await?;
+    let r = get(core, id).await?;
+    let level = super::level_on(core, p, &r.owner_id, None, &r.id).await?;
     if level.is_none() {
         let (n,): (i64,) = sqlx::query_as(crate::db::sql(format!(
             "SELECT COUNT(*) FROM shares s JOIN accounts a ON s.object_kind = 'account' AND s.object_id = a.id WHERE a.resource_id = $2 AND {}",
@@ -130,7 +130,7 @@ pub async fn get_for(
         )))
         .bind(&p.user_id)
         .bind(&r.id)
-        .fetch_one(&app.db.pool)
+        .fetch_one(&core.db.pool)
         .await?;
         if n == 0 {
             return Err(ApiError::not_found("resource"));
@@ -150,18 +150,18 @@ pub fn require(level: Option<Level>, need: Level, what: &str) -> ApiResult<()> {
     }
 }
 
-pub async fn list(app: &App, p: &Principal) -> ApiResult<Vec<ResourceView>> {
+pub async fn list(core: &Core, p: &Principal) -> ApiResult<Vec<ResourceView>> {
     let rows = sqlx::query_as::<_, ResourceRow>(crate::db::sql(format!(
         "SELECT {COLUMNS} FROM resources ORDER BY name"
     )))
-    .fetch_all(&app.db.pool)
+    .fetch_all(&core.db.pool)
     .await?;
-    let access = AccessView::load(app, p).await?;
+    let access = AccessView::load(core, p).await?;
     let mut accounts_of: std::collections::HashMap<String, Vec<String>> =
         std::collections::HashMap::new();
     if !p.super_admin {
         let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, resource_id FROM accounts")
-            .fetch_all(&app.db.pool)
+            .fetch_all(&core.db.pool)
             .await?;
         for (id, rid) in rows {
             accounts_of.entry(rid).or_default().push(id);
@@ -217,17 +217,17 @@ fn validate_tags(tags: &[String]) -> ApiResult<()> {
     Ok(())
 }
 
-async fn policy_exists(app: &App, id: &str) -> ApiResult<()> {
+async fn policy_exists(core: &Core, id: &str) -> ApiResult<()> {
     let found: Option<(String,)> = sqlx::query_as("SELECT id FROM password_policies WHERE id = $1")
         .bind(id)
-        .fetch_optional(&app.db.pool)
+        .fetch_optional(&core.db.pool)
         .await?;
     found
         .map(|_| ())
         .ok_or_else(|| ApiError::field("policy_id", "no such password policy"))
 }
 
-pub async fn create(app: &App, p: &Principal, input: ResourceInput) -> ApiResult<ResourceView> {
+pub async fn create(core: &Core, p: &Principal, input: ResourceInput) -> ApiResult<ResourceView> {
     if !p.role.can_create_resources() {
         return Err(ApiError::forbidden(
             "Only administrators and password administrators can add resources.",
@@ -237,7 +237,7 @@ pub async fn create(app: &App, p: &Principal, input: ResourceInput) -> ApiResult
     check_text("name", &name, 1, 100)?;
     let host = input.host.unwrap_or_default().trim().to_string();
     validate_host(&host)?;
-    app.config
+    core.config
         .resource_networks
         .check_host(&host)
         .map_err(|why| ApiError::field("host", why))?;
@@ -262,10 +262,10 @@ pub async fn create(app: &App, p: &Principal, input: ResourceInput) -> ApiResult
         validate_port(f, v)?;
     }
     let policy_id = input.policy_id.unwrap_or_else(|| "policy-strong".into());
-    policy_exists(app, &policy_id).await?;
+    policy_exists(core, &policy_id).await?;
     let id = db::new_id();
     let now = db::now_ms();
-    let mut tx = app.db.begin_write().await?;
+    let mut tx = core.db.begin_write().await?;
     let res = sqlx::query(crate::db::sql(format!("INSERT INTO resources ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)")))
         .bind(&id)
         .bind(&name)
@@ -288,7 +288,7 @@ pub async fn create(app: &App, p: &Principal, input: ResourceInput) -> ApiResult
         &format!("a resource named {name} already exists"),
     )?;
     audit(
-        app,
+        core,
         &mut tx,
         p,
         "resource.create",
@@ -298,7 +298,7 @@ pub async fn create(app: &App, p: &Principal, input: ResourceInput) -> ApiResult
     )
     .await?;
     tx.commit().await?;
-    Ok(get(app, &id).await?.view(Some(Level::Manage)))
+    Ok(get(core, &id).await?.view(Some(Level::Manage)))
 }
 
 fn default_ports(rtype: &str) -> PortsInput {
@@ -324,14 +324,14 @@ fn default_ports(rtype: &str) -> PortsInput {
 }
 
 pub async fn update(
-    app: &App,
+    core: &Core,
     p: &Principal,
     id: &str,
     input: ResourceInput,
 ) -> ApiResult<ResourceView> {
-    let (r, level) = get_for(app, p, id).await?;
+    let (r, level) = get_for(core, p, id).await?;
     if let Err(e) = require(level, Level::Manage, "change this resource") {
-        return Err(denied(app, p, "resource.update", "resource", &r.id, &r.name, e).await);
+        return Err(denied(core, p, "resource.update", "resource", &r.id, &r.name, e).await);
     }
     let name = input
         .name
@@ -343,7 +343,7 @@ pub async fn update(
         .map(|h| h.trim().to_string())
         .unwrap_or(r.host.clone());
     validate_host(&host)?;
-    app.config
+    core.config
         .resource_networks
         .check_host(&host)
         .map_err(|why| ApiError::field("host", why))?;
@@ -378,14 +378,14 @@ pub async fn update(
         validate_port(f, v)?;
     }
     let policy_id = input.policy_id.unwrap_or(r.policy_id.clone());
-    policy_exists(app, &policy_id).await?;
+    policy_exists(core, &policy_id).await?;
     // A landing server's machine moved: every session through it would go to the new host.
     // That is an administrator's decision, the old pins no longer describe the machine
     // (they are forgotten, so the new one is pinned or approved afresh), and it is an alert.
     let moved = host != r.host;
     let landing_machine = moved
         && !crate::hop_path::landing_servers_where(
-            app,
+            core,
             "primary_resource_id = $1 OR secondary_resource_id = $1",
             &r.id,
         )
@@ -395,9 +395,9 @@ pub async fn update(
         let e = ApiError::forbidden(
             "This resource is a landing server's machine: only an administrator changes its host.",
         );
-        return Err(denied(app, p, "resource.update", "resource", &r.id, &r.name, e).await);
+        return Err(denied(core, p, "resource.update", "resource", &r.id, &r.name, e).await);
     }
-    let mut tx = app.db.begin_write().await?;
+    let mut tx = core.db.begin_write().await?;
     // (A target that moved keeps its pins: its next connection is refused until an
     // administrator approves the new machine's key.)
     if landing_machine {
@@ -427,7 +427,7 @@ pub async fn update(
         &format!("a resource named {name} already exists"),
     )?;
     audit(
-        app,
+        core,
         &mut tx,
         p,
         "resource.update",
@@ -441,16 +441,16 @@ pub async fn update(
     )
     .await?;
     tx.commit().await?;
-    Ok(get(app, id).await?.view(level))
+    Ok(get(core, id).await?.view(level))
 }
 
-pub async fn delete(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
-    let (r, level) = get_for(app, p, id).await?;
+pub async fn delete(core: &Core, p: &Principal, id: &str) -> ApiResult<()> {
+    let (r, level) = get_for(core, p, id).await?;
     if let Err(e) = require(level, Level::Manage, "delete this resource") {
-        return Err(denied(app, p, "resource.delete", "resource", &r.id, &r.name, e).await);
+        return Err(denied(core, p, "resource.delete", "resource", &r.id, &r.name, e).await);
     }
     let landing = crate::hop_path::landing_servers_where(
-        app,
+        core,
         "primary_resource_id = $1 OR secondary_resource_id = $1 OR account_id IN (SELECT id FROM accounts WHERE resource_id = $1)",
         &r.id,
     )
@@ -465,8 +465,8 @@ pub async fn delete(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
             ),
         ));
     }
-    exec_audited(app, p, &["DELETE FROM shares WHERE (object_kind = 'resource' AND object_id = $1) OR (object_kind = 'account' AND object_id IN (SELECT id FROM accounts WHERE resource_id = $1))", "DELETE FROM resources WHERE id = $1"], &r.id, "resource.delete", &r.name, serde_json::json!({})).await?;
-    crate::sessions::end_sessions_without_access(app).await;
+    exec_audited(core, p, &["DELETE FROM shares WHERE (object_kind = 'resource' AND object_id = $1) OR (object_kind = 'account' AND object_id IN (SELECT id FROM accounts WHERE resource_id = $1))", "DELETE FROM resources WHERE id = $1"], &r.id, "resource.delete", &r.name, serde_json::json!({})).await?;
+    core.access.changed(core).await;
     Ok(())
 }
 
@@ -500,7 +500,7 @@ pub struct GroupInput {
     pub resource_ids: Option<Vec<String>>,
 }
 
-async fn group_level(app: &App, p: &Principal, g: &GroupRow) -> ApiResult<Option<Level>> {
+async fn group_level(core: &Core, p: &Principal, g: &GroupRow) -> ApiResult<Option<Level>> {
     if p.super_admin || g.owner_id == p.user_id {
         return Ok(Some(Level::Manage));
     }
@@ -510,7 +510,7 @@ async fn group_level(app: &App, p: &Principal, g: &GroupRow) -> ApiResult<Option
     )))
     .bind(&p.user_id)
     .bind(&g.id)
-    .fetch_all(&app.db.pool)
+    .fetch_all(&core.db.pool)
     .await?;
     Ok(crate::identity::resolve_level(
         p,
@@ -522,24 +522,24 @@ async fn group_level(app: &App, p: &Principal, g: &GroupRow) -> ApiResult<Option
     ))
 }
 
-pub async fn group_for(app: &App, p: &Principal, id: &str) -> ApiResult<(GroupRow, Level)> {
+pub async fn group_for(core: &Core, p: &Principal, id: &str) -> ApiResult<(GroupRow, Level)> {
     let g = sqlx::query_as::<_, GroupRow>(
         "SELECT id, name, description, owner_id, created_at FROM resource_groups WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(&app.db.pool)
+    .fetch_optional(&core.db.pool)
     .await?
     .ok_or_else(|| ApiError::not_found("resource group"))?;
-    match group_level(app, p, &g).await? {
+    match group_level(core, p, &g).await? {
         Some(l) => Ok((g, l)),
         None => Err(ApiError::not_found("resource group")),
     }
 }
 
-async fn group_view(app: &App, g: GroupRow, access: Level) -> ApiResult<GroupView> {
+async fn group_view(core: &Core, g: GroupRow, access: Level) -> ApiResult<GroupView> {
     let ids: Vec<(String,)> = sqlx::query_as("SELECT m.resource_id FROM resource_group_members m JOIN resources r ON r.id = m.resource_id WHERE m.group_id = $1 ORDER BY r.name")
         .bind(&g.id)
-        .fetch_all(&app.db.pool)
+        .fetch_all(&core.db.pool)
         .await?;
     Ok(GroupView {
         id: g.id,
@@ -552,29 +552,29 @@ async fn group_view(app: &App, g: GroupRow, access: Level) -> ApiResult<GroupVie
     })
 }
 
-pub async fn list_groups(app: &App, p: &Principal) -> ApiResult<Vec<GroupView>> {
+pub async fn list_groups(core: &Core, p: &Principal) -> ApiResult<Vec<GroupView>> {
     let rows = sqlx::query_as::<_, GroupRow>(
         "SELECT id, name, description, owner_id, created_at FROM resource_groups ORDER BY name",
     )
-    .fetch_all(&app.db.pool)
+    .fetch_all(&core.db.pool)
     .await?;
     let mut out = Vec::new();
     for g in rows {
-        if let Some(l) = group_level(app, p, &g).await? {
-            out.push(group_view(app, g, l).await?);
+        if let Some(l) = group_level(core, p, &g).await? {
+            out.push(group_view(core, g, l).await?);
         }
     }
     Ok(out)
 }
 
-pub async fn get_group(app: &App, p: &Principal, id: &str) -> ApiResult<GroupView> {
-    let (g, l) = group_for(app, p, id).await?;
-    group_view(app, g, l).await
+pub async fn get_group(core: &Core, p: &Principal, id: &str) -> ApiResult<GroupView> {
+    let (g, l) = group_for(core, p, id).await?;
+    group_view(core, g, l).await
 }
 
 /// Adding a resource to a group needs Manage on the resource, or a group could be used to
 /// re-share resources its owner does not control.
-async fn check_members(app: &App, p: &Principal, ids: &[String]) -> ApiResult<()> {
+async fn check_members(core: &Core, p: &Principal, ids: &[String]) -> ApiResult<()> {
     if ids.len() > 10_000 {
         return Err(ApiError::field(
             "resource_ids",
@@ -582,10 +582,10 @@ async fn check_members(app: &App, p: &Principal, ids: &[String]) -> ApiResult<()
         ));
     }
     for rid in ids {
-        let r = get(app, rid)
+        let r = get(core, rid)
             .await
             .map_err(|_| ApiError::field("resource_ids", format!("no resource with id {rid}")))?;
-        let level = super::level_on(app, p, &r.owner_id, None, &r.id).await?;
+        let level = super::level_on(core, p, &r.owner_id, None, &r.id).await?;
         if level.is_none_or(|l| l < Level::Manage) {
             return Err(ApiError::forbidden(format!(
                 "You need manage access to resource {} to put it in a group.",
@@ -612,7 +612,7 @@ async fn set_members(tx: &mut WriteTx, gid: &str, ids: &[String]) -> ApiResult<(
     Ok(())
 }
 
-pub async fn create_group(app: &App, p: &Principal, input: GroupInput) -> ApiResult<GroupView> {
+pub async fn create_group(core: &Core, p: &Principal, input: GroupInput) -> ApiResult<GroupView> {
     if !p.role.can_create_resources() {
         return Err(ApiError::forbidden(
             "Only administrators and password administrators can add resource groups.",
@@ -623,9 +623,9 @@ pub async fn create_group(app: &App, p: &Principal, input: GroupInput) -> ApiRes
     let description = input.description.unwrap_or_default();
     check_text("description", &description, 0, 2000)?;
     let ids = input.resource_ids.unwrap_or_default();
-    check_members(app, p, &ids).await?;
+    check_members(core, p, &ids).await?;
     let id = db::new_id();
-    let mut tx = app.db.begin_write().await?;
+    let mut tx = core.db.begin_write().await?;
     let res = sqlx::query("INSERT INTO resource_groups (id, name, description, owner_id, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(&id)
         .bind(&name)
@@ -641,7 +641,7 @@ pub async fn create_group(app: &App, p: &Principal, input: GroupInput) -> ApiRes
     )?;
     set_members(&mut tx, &id, &ids).await?;
     audit(
-        app,
+        core,
         &mut tx,
         p,
         "resource_group.create",
@@ -651,19 +651,19 @@ pub async fn create_group(app: &App, p: &Principal, input: GroupInput) -> ApiRes
     )
     .await?;
     tx.commit().await?;
-    get_group(app, p, &id).await
+    get_group(core, p, &id).await
 }
 
 pub async fn update_group(
-    app: &App,
+    core: &Core,
     p: &Principal,
     id: &str,
     input: GroupInput,
 ) -> ApiResult<GroupView> {
-    let (g, level) = group_for(app, p, id).await?;
+    let (g, level) = group_for(core, p, id).await?;
     if let Err(e) = require(Some(level), Level::Manage, "change this resource group") {
         return Err(denied(
-            app,
+            core,
             p,
             "resource_group.update",
             "resource_group",
@@ -681,9 +681,9 @@ pub async fn update_group(
     let description = input.description.unwrap_or(g.description.clone());
     check_text("description", &description, 0, 2000)?;
     if let Some(ids) = &input.resource_ids {
-        check_members(app, p, ids).await?;
+        check_members(core, p, ids).await?;
     }
-    let mut tx = app.db.begin_write().await?;
+    let mut tx = core.db.begin_write().await?;
     let res = sqlx::query("UPDATE resource_groups SET name = $1, description = $2 WHERE id = $3")
         .bind(&name)
         .bind(&description)
@@ -699,7 +699,7 @@ pub async fn update_group(
         set_members(&mut tx, &g.id, ids).await?;
     }
     audit(
-        app,
+        core,
         &mut tx,
         p,
         "resource_group.update",
@@ -709,15 +709,15 @@ pub async fn update_group(
     )
     .await?;
     tx.commit().await?;
-    crate::sessions::end_sessions_without_access(app).await;
-    get_group(app, p, id).await
+    core.access.changed(core).await;
+    get_group(core, p, id).await
 }
 
-pub async fn delete_group(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
-    let (g, level) = group_for(app, p, id).await?;
+pub async fn delete_group(core: &Core, p: &Principal, id: &str) -> ApiResult<()> {
+    let (g, level) = group_for(core, p, id).await?;
     if let Err(e) = require(Some(level), Level::Manage, "delete this resource group") {
         return Err(denied(
-            app,
+            core,
             p,
             "resource_group.delete",
             "resource_group",
@@ -728,7 +728,7 @@ pub async fn delete_group(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
         .await);
     }
     exec_audited(
-        app,
+        core,
         p,
         &[
             "DELETE FROM shares WHERE object_kind = 'resource_group' AND object_id = $1",
@@ -740,6 +740,6 @@ pub async fn delete_group(app: &App, p: &Principal, id: &str) -> ApiResult<()> {
         serde_json::json!({}),
     )
     .await?;
-    crate::sessions::end_sessions_without_access(app).await;
+    core.access.changed(core).await;
     Ok(())
 }

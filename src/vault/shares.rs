@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::resources::{self, require};
-use crate::app::App;
 use crate::audited::{audit, denied};
+use crate::core::Core;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{Level, Principal};
@@ -35,22 +35,22 @@ pub struct ShareInput {
 
 /// The caller's level on an object, its display name, and 404 if it cannot see it.
 async fn object_level(
-    app: &App,
+    core: &Core,
     p: &Principal,
     kind: &str,
     id: &str,
 ) -> ApiResult<(Option<Level>, String)> {
     match kind {
         "account" => {
-            let (a, r, l) = super::accounts::get_for(app, p, id).await?;
+            let (a, r, l) = super::accounts::get_for(core, p, id).await?;
             Ok((Some(l), format!("{}@{}", a.username, r.name)))
         }
         "resource" => {
-            let (r, l) = resources::get_for(app, p, id).await?;
+            let (r, l) = resources::get_for(core, p, id).await?;
             Ok((l, r.name))
         }
         "resource_group" => {
-            let (g, l) = resources::group_for(app, p, id).await?;
+            let (g, l) = resources::group_for(core, p, id).await?;
             Ok((Some(l), g.name))
         }
         _ => Err(ApiError::field(
@@ -60,8 +60,8 @@ async fn object_level(
     }
 }
 
-pub async fn list(app: &App, p: &Principal, kind: &str, id: &str) -> ApiResult<Vec<ShareView>> {
-    let (level, _) = object_level(app, p, kind, id).await?;
+pub async fn list(core: &Core, p: &Principal, kind: &str, id: &str) -> ApiResult<Vec<ShareView>> {
+    let (level, _) = object_level(core, p, kind, id).await?;
     require(level, Level::Manage, "see who this is shared with")?;
     Ok(sqlx::query_as::<_, ShareView>(
         "SELECT s.id, s.subject_kind, s.subject_id, COALESCE(u.username, g.name, '?') AS subject_name, s.object_kind, s.object_id, s.level, s.created_by \
@@ -70,18 +70,18 @@ pub async fn list(app: &App, p: &Principal, kind: &str, id: &str) -> ApiResult<V
     )
     .bind(kind)
     .bind(id)
-    .fetch_all(&app.db.pool)
+    .fetch_all(&core.db.pool)
     .await?)
 }
 
 /// Grants (or changes) a share. Sharing again to the same subject replaces the level.
-pub async fn grant(app: &App, p: &Principal, s: ShareInput) -> ApiResult<ShareView> {
+pub async fn grant(core: &Core, p: &Principal, s: ShareInput) -> ApiResult<ShareView> {
     let level = Level::parse(&s.level)
         .ok_or_else(|| ApiError::field("level", "must be connect, view, modify or manage"))?;
-    let (have, obj_name) = object_level(app, p, &s.object_kind, &s.object_id).await?;
+    let (have, obj_name) = object_level(core, p, &s.object_kind, &s.object_id).await?;
     if let Err(e) = require(have, Level::Manage, "share this") {
         return Err(denied(
-            app,
+            core,
             p,
             "share.grant",
             &s.object_kind,
@@ -95,13 +95,13 @@ pub async fn grant(app: &App, p: &Principal, s: ShareInput) -> ApiResult<ShareVi
         "user" => {
             sqlx::query_as("SELECT username FROM users WHERE id = $1")
                 .bind(&s.subject_id)
-                .fetch_optional(&app.db.pool)
+                .fetch_optional(&core.db.pool)
                 .await?
         }
         "group" => {
             sqlx::query_as("SELECT name FROM user_groups WHERE id = $1")
                 .bind(&s.subject_id)
-                .fetch_optional(&app.db.pool)
+                .fetch_optional(&core.db.pool)
                 .await?
         }
         _ => return Err(ApiError::field("subject_kind", "must be user or group")),
@@ -109,7 +109,7 @@ pub async fn grant(app: &App, p: &Principal, s: ShareInput) -> ApiResult<ShareVi
     let (subject_name,) = subject_name.ok_or_else(|| {
         ApiError::field("subject_id", format!("no {} with that id", s.subject_kind))
     })?;
-    let mut tx = app.db.begin_write().await?;
+    let mut tx = core.db.begin_write().await?;
     sqlx::query("DELETE FROM shares WHERE subject_kind = $1 AND subject_id = $2 AND object_kind = $3 AND object_id = $4")
         .bind(&s.subject_kind)
         .bind(&s.subject_id)
@@ -129,7 +129,7 @@ pub async fn grant(app: &App, p: &Principal, s: ShareInput) -> ApiResult<ShareVi
         .bind(db::now_ms())
         .execute(tx.conn())
         .await?;
-    audit(app, &mut tx, p, "share.grant", &s.object_id, &obj_name, serde_json::json!({ "object_kind": s.object_kind, "to": subject_name, "to_kind": s.subject_kind, "level": level.as_str() })).await?;
+    audit(core, &mut tx, p, "share.grant", &s.object_id, &obj_name, serde_json::json!({ "object_kind": s.object_kind, "to": subject_name, "to_kind": s.subject_kind, "level": level.as_str() })).await?;
     tx.commit().await?;
     Ok(ShareView {
         id,
@@ -143,25 +143,25 @@ pub async fn grant(app: &App, p: &Principal, s: ShareInput) -> ApiResult<ShareVi
     })
 }
 
-pub async fn revoke(app: &App, p: &Principal, share_id: &str) -> ApiResult<()> {
+pub async fn revoke(core: &Core, p: &Principal, share_id: &str) -> ApiResult<()> {
     let row: Option<(String, String, String, String)> = sqlx::query_as(
         "SELECT object_kind, object_id, subject_kind, subject_id FROM shares WHERE id = $1",
     )
     .bind(share_id)
-    .fetch_optional(&app.db.pool)
+    .fetch_optional(&core.db.pool)
     .await?;
     let (kind, oid, skind, sid) = row.ok_or_else(|| ApiError::not_found("share"))?;
-    let (have, obj_name) = object_level(app, p, &kind, &oid).await?;
+    let (have, obj_name) = object_level(core, p, &kind, &oid).await?;
     if let Err(e) = require(have, Level::Manage, "change who this is shared with") {
-        return Err(denied(app, p, "share.revoke", &kind, &oid, &obj_name, e).await);
+        return Err(denied(core, p, "share.revoke", &kind, &oid, &obj_name, e).await);
     }
-    let mut tx = app.db.begin_write().await?;
+    let mut tx = core.db.begin_write().await?;
     sqlx::query("DELETE FROM shares WHERE id = $1")
         .bind(share_id)
         .execute(tx.conn())
         .await?;
     audit(
-        app,
+        core,
         &mut tx,
         p,
         "share.revoke",
@@ -171,6 +171,6 @@ pub async fn revoke(app: &App, p: &Principal, share_id: &str) -> ApiResult<()> {
     )
     .await?;
     tx.commit().await?;
-    crate::sessions::end_sessions_without_access(app).await;
+    core.access.changed(core).await;
     Ok(())
 }
