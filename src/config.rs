@@ -830,6 +830,36 @@ pub fn parse_time_of_day(s: &str) -> Option<u32> {
     (h < 24 && m < 60 && s.len() == 5).then_some(h * 60 + m)
 }
 
+/// Non-secret view of the configuration (for the settings page and the config-change audit).
+pub fn summary(cfg: &Config) -> serde_json::Value {
+    serde_json::json!({
+        "config_file": cfg.config_file.as_ref().map(|p| p.display().to_string()),
+        "data_dir": cfg.data_dir.display().to_string(),
+        "listen": cfg.listen.to_string(),
+        "database": redact_db_url(&cfg.database_url),
+        "master_key_file": cfg.master_key_file.display().to_string(),
+        "tls_cert": cfg.tls_cert.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "generated self-signed".into()),
+        "strict": cfg.strict,
+        "log": cfg.log,
+        "session_idle_timeout_secs": cfg.session_idle_timeout.as_secs(),
+        "login_max_failures": cfg.login_max_failures,
+        "login_lockout_secs": cfg.login_lockout.as_secs(),
+        "syslog": cfg.syslog.as_ref().map(|s| format!("{s:?}")),
+    })
+}
+
+/// `postgres://user:pass@host/db` -> `postgres://user:***@host/db`.
+pub fn redact_db_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

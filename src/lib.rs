@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod audited;
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod db;

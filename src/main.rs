@@ -172,22 +172,22 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => portcullis::server::serve(cfg).await.map(|_| 0),
             Command::Key { op: KeyOp::Rotate } => {
-                portcullis::server::rotate_key(cfg).await.map(|_| 0)
+                portcullis::cli::key::rotate(cfg).await.map(|_| 0)
             }
             Command::Key {
                 op: KeyOp::Purge { yes },
-            } => portcullis::server::purge_keys(cfg, yes).await.map(|_| 0),
+            } => portcullis::cli::key::purge(cfg, yes).await.map(|_| 0),
             Command::Audit {
                 op: AuditOp::Verify,
-            } => portcullis::server::verify_audit(cfg).await.map(status),
+            } => portcullis::cli::audit::verify(cfg).await.map(status),
             Command::Recording {
                 op: RecordingOp::Verify { target, public_key },
-            } => portcullis::recordings::verify_cli(cfg, &target, public_key.as_deref())
+            } => portcullis::cli::recording::verify(cfg, &target, public_key.as_deref())
                 .await
                 .map(|v| v as u8),
             Command::Rotation {
                 op: RotationOp::Rotate { account, wait },
-            } => portcullis::rotation::cli::run(
+            } => portcullis::cli::rotation::run(
                 cfg,
                 portcullis::rotation::JobKind::Rotate,
                 &account,
@@ -197,7 +197,7 @@ fn main() -> ExitCode {
             .map(status),
             Command::Rotation {
                 op: RotationOp::Verify { account, wait },
-            } => portcullis::rotation::cli::run(
+            } => portcullis::cli::rotation::run(
                 cfg,
                 portcullis::rotation::JobKind::Verify,
                 &account,

@@ -1,7 +1,7 @@
 //! Why: start-up in one readable sequence: configuration -> data directory -> database and
 //! migrations -> vault keys (refusing a wrong or missing key, never re-initialising data) ->
 //! audit chain -> built-in policies -> bootstrap administrator -> HTTPS. The CLI commands that
-//! need the vault (`audit verify`) open it through the same `open_app`.
+//! need the vault (`cli/`) open it through the same `open_app`.
 
 use std::sync::Arc;
 
@@ -14,36 +14,6 @@ use crate::db::{self, Database};
 use crate::keys::{self, KeyError, OpenOutcome};
 use crate::throttle::LoginLimiter;
 use crate::vault::policy::Policy;
-
-/// Non-secret view of the configuration (for the settings page and the config-change audit).
-pub fn config_summary(cfg: &Config) -> Value {
-    json!({
-        "config_file": cfg.config_file.as_ref().map(|p| p.display().to_string()),
-        "data_dir": cfg.data_dir.display().to_string(),
-        "listen": cfg.listen.to_string(),
-        "database": redact_db_url(&cfg.database_url),
-        "master_key_file": cfg.master_key_file.display().to_string(),
-        "tls_cert": cfg.tls_cert.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "generated self-signed".into()),
-        "strict": cfg.strict,
-        "log": cfg.log,
-        "session_idle_timeout_secs": cfg.session_idle_timeout.as_secs(),
-        "login_max_failures": cfg.login_max_failures,
-        "login_lockout_secs": cfg.login_lockout.as_secs(),
-        "syslog": cfg.syslog.as_ref().map(|s| format!("{s:?}")),
-    })
-}
-
-/// `postgres://user:pass@host/db` -> `postgres://user:***@host/db`.
-pub fn redact_db_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
 
 pub struct Opened {
     pub app: App,
@@ -141,7 +111,7 @@ async fn seed_policies(db: &Database) -> anyhow::Result<()> {
 
 /// Audits a configuration that differs from the one the server last started with.
 async fn audit_config_change(app: &App) -> anyhow::Result<()> {
-    let now = config_summary(&app.config);
+    let now = crate::config::summary(&app.config);
     let prev: Option<(String,)> =
         sqlx::query_as("SELECT value FROM settings WHERE key = 'last_config'")
             .fetch_optional(&app.db.pool)
@@ -305,157 +275,4 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await?;
     Ok(())
-}
-
-/// `portcullis key rotate`.
-pub async fn rotate_key(cfg: Config) -> anyhow::Result<()> {
-    let db = Database::open(&cfg.database_url).await?;
-    let mut say = |m: &str| println!("{m}");
-    if db.backend == db::Backend::Sqlite {
-        let snap = cfg
-            .data_dir
-            .join("backups")
-            .join(format!("before-key-rotation-{}.db", db::now_ms()));
-        std::fs::create_dir_all(snap.parent().unwrap_or(&cfg.data_dir))?;
-        sqlx::query(crate::db::sql(format!(
-            "VACUUM INTO '{}'",
-            snap.display().to_string().replace('\'', "''")
-        )))
-        .execute(&db.pool)
-        .await?;
-        say(&format!(
-            "snapshot of the database written to {}",
-            snap.display()
-        ));
-    } else {
-        say("PostgreSQL: take your usual backup before rotating (no automatic snapshot)");
-    }
-    let (old, new) = keys::rotate(&db.pool, &cfg.master_key_file, &mut say).await?;
-    let Opened { app, .. } = open_app(cfg, &mut |_| {}).await?;
-    app.audit
-        .append(Event {
-            actor: &Actor::cli(),
-            action: "key.rotate",
-            outcome: Outcome::Ok,
-            object_kind: "key",
-            object_id: &new,
-            object_name: "",
-            detail: json!({ "old_key": old, "new_key": new }),
-        })
-        .await?;
-    say(&format!("master key rotated: {old} -> {new}"));
-    Ok(())
-}
-
-/// `portcullis key purge [--yes]`: what key rotations kept on purpose, listed, and deleted
-/// only when asked: retired data keys no sealed value refers to any more, master-key files
-/// `<key>.retired-<id>` no data key is wrapped under, and the `before-key-rotation-*.db`
-/// snapshots (which hold data keys wrapped under those retired master keys). Audited.
-pub async fn purge_keys(cfg: Config, yes: bool) -> anyhow::Result<()> {
-    let db = Database::open(&cfg.database_url).await?;
-    let plan = crate::vault::data_keys::purge_plan(&db.pool).await?;
-    let wrapping: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT master_key_id FROM data_keys")
-        .fetch_all(&db.pool)
-        .await?;
-    let key_dir = cfg
-        .master_key_file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."))
-        .to_path_buf();
-    let key_name = cfg
-        .master_key_file
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(&key_dir)?.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if let Some(id) = name.strip_prefix(&format!("{key_name}.retired-")) {
-            if wrapping.iter().any(|(w,)| w == id) {
-                println!(
-                    "keep {}: data keys are still wrapped under it",
-                    entry.path().display()
-                );
-            } else {
-                files.push(entry.path());
-            }
-        }
-    }
-    if let Ok(dir) = std::fs::read_dir(cfg.data_dir.join("backups")) {
-        for entry in dir.flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with("before-key-rotation-") && name.ends_with(".db") {
-                files.push(entry.path());
-            }
-        }
-    }
-    for (id, n) in &plan.still_used {
-        println!("keep data key {id}: retired, but {n} sealed values still refer to it");
-    }
-    for id in &plan.data_keys {
-        println!(
-            "{} retired data key {id}",
-            if yes { "deleting" } else { "would delete" }
-        );
-    }
-    for f in &files {
-        println!(
-            "{} {}",
-            if yes { "deleting" } else { "would delete" },
-            f.display()
-        );
-    }
-    if plan.data_keys.is_empty() && files.is_empty() {
-        println!("nothing to purge");
-        return Ok(());
-    }
-    if !yes {
-        println!("nothing deleted; run `portcullis key purge --yes` to delete the above (after a backup of the current database and master key)");
-        return Ok(());
-    }
-    let mut deleted_keys = Vec::new();
-    for id in &plan.data_keys {
-        if crate::vault::data_keys::delete_retired(&db, id).await? {
-            deleted_keys.push(id.clone());
-        }
-    }
-    let mut deleted_files = Vec::new();
-    for f in &files {
-        std::fs::remove_file(f)
-            .map_err(|e| anyhow::anyhow!("cannot delete {}: {e}", f.display()))?;
-        deleted_files.push(f.display().to_string());
-    }
-    let Opened { app, .. } = open_app(cfg, &mut |_| {}).await?;
-    app.audit
-        .append(Event {
-            actor: &Actor::cli(),
-            action: "key.purge",
-            outcome: Outcome::Ok,
-            object_kind: "key",
-            object_id: "",
-            object_name: "",
-            detail: json!({ "data_keys": deleted_keys, "files": deleted_files }),
-        })
-        .await?;
-    println!(
-        "purged {} data keys and {} files",
-        deleted_keys.len(),
-        deleted_files.len()
-    );
-    Ok(())
-}
-
-/// `portcullis audit verify`: exit status 0 when the chain is intact.
-pub async fn verify_audit(cfg: Config) -> anyhow::Result<bool> {
-    let Opened { app, .. } = open_app(cfg, &mut |_| {}).await?;
-    let report = app.audit.verify().await?;
-    match &report.problem {
-        None => println!("audit log intact: {} rows verified", report.rows_checked),
-        Some(p) => println!(
-            "AUDIT LOG TAMPERED: {} (first bad row: {}, {} rows verified before it)",
-            p.message, p.seq, report.rows_checked
-        ),
-    }
-    Ok(report.ok)
 }

@@ -935,5 +935,5 @@ pub async fn audit_verify(State(app): State<App>, Auth(p): Auth) -> ApiResult<Js
 
 pub async fn settings(State(app): State<App>, Auth(p): Auth) -> ApiResult<Json<Value>> {
     require_admin(&app, &p, "settings.read").await?;
-    Ok(Json(crate::server::config_summary(&app.config)))
+    Ok(Json(crate::config::summary(&app.config)))
 }

@@ -14,7 +14,6 @@
 //! restarts; a small dispatcher runs them with a global and a per-resource limit, and a job
 //! for an account with a live session waits ("deferred") until the session ends.
 
-pub mod cli;
 pub mod guard;
 pub mod keys;
 pub mod mysql;

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::vault::accounts::{self, AccountRow};
 use crate::vault::resources;
 
-use super::JobKind;
+use crate::rotation::{self, JobKind};
 
 /// `ACCOUNT` is an account id or `user@resource`.
 async fn find(app: &crate::app::App, account: &str) -> anyhow::Result<AccountRow> {
@@ -47,7 +47,7 @@ pub async fn run(cfg: Config, kind: JobKind, account: &str, wait: bool) -> anyho
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let operator = std::env::var("USER").unwrap_or_else(|_| "operator".into());
     let by = format!("cli ({operator})");
-    let job = super::request(&app, &a, &r, kind, "cli", &by, None)
+    let job = rotation::request(&app, &a, &r, kind, "cli", &by, None)
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let actor = Actor {
@@ -78,7 +78,7 @@ pub async fn run(cfg: Config, kind: JobKind, account: &str, wait: bool) -> anyho
     }
     let mut last = String::new();
     for _ in 0..1200 {
-        let j = super::job(&app, &job.id)
+        let j = rotation::job(&app, &job.id)
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let now = format!("{}: {}", j.state, j.step);
