@@ -15,6 +15,8 @@ pub struct App {
     /// Every live session (gateway crate) and the server's bookkeeping about them.
     pub broker: Arc<Broker>,
     pub desk: Arc<SessionDesk>,
+    /// Users whose access was revoked: their watching and joined sockets close.
+    pub revocations: Arc<crate::revocation::Revocations>,
     /// The recording store and the manifest signing key.
     pub recordings: Arc<crate::recordings::Recordings>,
     /// The rotation engine's queue state (jobs themselves are rows).

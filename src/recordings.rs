@@ -158,24 +158,6 @@ impl Recordings {
     }
 }
 
-/// A recording's header, read from the start of its file without reading the rest.
-pub fn read_header(
-    store: &dyn recorder::storage::RecordingStore,
-    id: &str,
-) -> anyhow::Result<RecordingHeader> {
-    use std::io::Read;
-    let mut r = store.reader(id)?;
-    let mut head = vec![0u8; 12];
-    r.read_exact(&mut head)?;
-    let n = u32::from_be_bytes([head[8], head[9], head[10], head[11]]) as usize;
-    if n > 1024 * 1024 {
-        anyhow::bail!("recording {id}: the header claims {n} bytes");
-    }
-    head.resize(12 + n, 0);
-    r.read_exact(&mut head[12..])?;
-    Ok(recorder::format::decode_header(&head)?.0)
-}
-
 /// A recording about to start: its writer and id, and the key that seals what is typed at
 /// secret prompts (None when input is not recorded).
 pub struct Planned {

@@ -114,7 +114,7 @@ pub async fn revoke_user_access(
         info.owner_id == owner && (kept.is_none() || web != kept.as_deref())
     })
     .await;
-    app.desk.revocations.announce(Revoked {
+    app.revocations.announce(Revoked {
         user_id: user_id.into(),
         reason: reason.into(),
     });

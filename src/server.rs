@@ -72,6 +72,7 @@ pub async fn open_app(cfg: Config, progress: &mut dyn FnMut(&str)) -> anyhow::Re
         core,
         broker,
         desk: Arc::new(crate::sessions::SessionDesk::default()),
+        revocations: Arc::new(crate::revocation::Revocations::default()),
         recordings: Arc::new(recordings),
         rotation: Arc::new(rotation),
     };

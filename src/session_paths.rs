@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::app::App;
 use crate::audit::Actor;
 use crate::host_key_pins::{host_key_policy, record_host_key, PinKind};
-use crate::sessions::{telnet_target, TelnetLogin};
+use crate::telnet_logon::{telnet_target, TelnetLogin};
 use crate::vault::accounts;
 use gateway::ssh::SshAdapter;
 use gateway::telnet::TelnetAdapter;

@@ -13,7 +13,6 @@ use gateway::adapter::ProtocolAdapter;
 use gateway::broker::{Delivery, LiveSession, SessionInfo};
 use gateway::event::{ClientInput, FailureKind, Lifecycle, Protocol};
 use gateway::host_key::HostKeyObservation;
-use gateway::telnet::TelnetTarget;
 use serde_json::json;
 
 use crate::app::App;
@@ -61,8 +60,6 @@ pub struct Ticket {
 pub struct SessionDesk {
     tickets: Mutex<HashMap<String, Ticket>>,
     web_login_of: Mutex<HashMap<String, String>>,
-    /// Users whose access was revoked: their watching and joined sockets close.
-    pub revocations: crate::revocation::Revocations,
 }
 
 impl SessionDesk {
@@ -491,95 +488,6 @@ fn protocol_name(p: Protocol) -> &'static str {
         Protocol::Telnet => "Telnet",
         Protocol::Rdp => "RDP",
     }
-}
-
-/// Who a Telnet logon script logs in as.
-pub(crate) struct TelnetLogin<'a> {
-    pub(crate) username: &'a str,
-    pub(crate) secret_kind: &'a str,
-}
-
-/// Everything a Telnet session needs: a password account, the logon script that applies
-/// (checked), the enable secret when the script uses one, and the resource's rule on
-/// direct (not landing-server) Telnet. Returns the target and what to add to the audit.
-pub(crate) async fn telnet_target(
-    app: &App,
-    account: &TelnetLogin<'_>,
-    r: &crate::vault::resources::ResourceRow,
-    password: gateway::Secret,
-    label: String,
-    info: &SessionInfo,
-) -> Result<(TelnetTarget, serde_json::Value), (FailureKind, String)> {
-    let db_down = |_| {
-        (
-            FailureKind::Protocol,
-            "The gateway's database is unavailable.".to_string(),
-        )
-    };
-    if account.secret_kind != "password" {
-        return Err((
-            FailureKind::AuthenticationFailed,
-            format!(
-                "Telnet logs in with a password, and the account {} holds an SSH key.",
-                account.username
-            ),
-        ));
-    }
-    let settings = crate::telnet_logon::resource_settings(app, &r.id)
-        .await
-        .map_err(db_down)?;
-    if settings.require_landing && info.path.is_empty() {
-        return Err((
-            FailureKind::PermissionDenied,
-            format!("{} allows Telnet only through a landing server (Telnet is plaintext), and this session would go to it directly. An administrator can change this in the resource's Telnet settings.", r.name),
-        ));
-    }
-    let effective = crate::telnet_logon::effective(app, &r.resource_type, &settings)
-        .await
-        .map_err(db_down)?;
-    let script = effective.script.compile().map_err(|e| {
-        (
-            FailureKind::Protocol,
-            format!(
-                "The logon script for {} is invalid ({e}); an administrator must fix it.",
-                r.name
-            ),
-        )
-    })?;
-    let enable_secret = match (&settings.enable_account_id, effective.script.uses_enable_secret()) {
-        (Some(id), true) => Some(
-            accounts::open_enable_secret(app, id, &r.id)
-                .await
-                .map_err(|_| {
-                    (
-                        FailureKind::Protocol,
-                        format!("The enable account of {} could not be opened; the event was logged.", r.name),
-                    )
-                })?,
-        ),
-        (None, true) => {
-            return Err((
-                FailureKind::Protocol,
-                format!("The logon script for {} types an enable secret, but the resource has no enable account: an administrator sets one in the resource's Telnet settings.", r.name),
-            ))
-        }
-        (_, false) => None,
-    };
-    let detail = json!({
-        "logon_script": effective.choice.to_json(),
-        "logon_script_source": effective.source,
-        "enable_account_id": if enable_secret.is_some() { settings.enable_account_id.clone() } else { None },
-    });
-    Ok((
-        TelnetTarget {
-            username: account.username.to_string(),
-            password,
-            enable_secret,
-            script,
-            label,
-        },
-        detail,
-    ))
 }
 
 /// Waits for the session to end and audits it (duration, bytes, how it ended).

@@ -4,12 +4,16 @@
 //! devices). Scripts are stored as JSON and checked (patterns compile, placeholders exist)
 //! before they are saved, so a session never meets a broken one.
 
+use gateway::broker::SessionInfo;
+use gateway::event::FailureKind;
 use gateway::telnet::logon::{self, LogonScript};
+use gateway::telnet::TelnetTarget;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::core::Core;
 use crate::error::{ApiError, ApiResult};
+use crate::vault::accounts;
 
 /// A script as chosen by an administrator: a built-in by name, or a custom one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,4 +224,93 @@ pub async fn effective(
         source,
         choice,
     })
+}
+
+/// Who a Telnet logon script logs in as.
+pub struct TelnetLogin<'a> {
+    pub username: &'a str,
+    pub secret_kind: &'a str,
+}
+
+/// Everything a Telnet session needs: a password account, the logon script that applies
+/// (checked), the enable secret when the script uses one, and the resource's rule on
+/// direct (not landing-server) Telnet. Returns the target and what to add to the audit.
+pub async fn telnet_target(
+    core: &Core,
+    account: &TelnetLogin<'_>,
+    r: &crate::vault::resources::ResourceRow,
+    password: gateway::Secret,
+    label: String,
+    info: &SessionInfo,
+) -> Result<(TelnetTarget, serde_json::Value), (FailureKind, String)> {
+    let db_down = |_| {
+        (
+            FailureKind::Protocol,
+            "The gateway's database is unavailable.".to_string(),
+        )
+    };
+    if account.secret_kind != "password" {
+        return Err((
+            FailureKind::AuthenticationFailed,
+            format!(
+                "Telnet logs in with a password, and the account {} holds an SSH key.",
+                account.username
+            ),
+        ));
+    }
+    let settings = crate::telnet_logon::resource_settings(core, &r.id)
+        .await
+        .map_err(db_down)?;
+    if settings.require_landing && info.path.is_empty() {
+        return Err((
+            FailureKind::PermissionDenied,
+            format!("{} allows Telnet only through a landing server (Telnet is plaintext), and this session would go to it directly. An administrator can change this in the resource's Telnet settings.", r.name),
+        ));
+    }
+    let effective = crate::telnet_logon::effective(core, &r.resource_type, &settings)
+        .await
+        .map_err(db_down)?;
+    let script = effective.script.compile().map_err(|e| {
+        (
+            FailureKind::Protocol,
+            format!(
+                "The logon script for {} is invalid ({e}); an administrator must fix it.",
+                r.name
+            ),
+        )
+    })?;
+    let enable_secret = match (&settings.enable_account_id, effective.script.uses_enable_secret()) {
+        (Some(id), true) => Some(
+            accounts::open_enable_secret(core, id, &r.id)
+                .await
+                .map_err(|_| {
+                    (
+                        FailureKind::Protocol,
+                        format!("The enable account of {} could not be opened; the event was logged.", r.name),
+                    )
+                })?,
+        ),
+        (None, true) => {
+            return Err((
+                FailureKind::Protocol,
+                format!("The logon script for {} types an enable secret, but the resource has no enable account: an administrator sets one in the resource's Telnet settings.", r.name),
+            ))
+        }
+        (_, false) => None,
+    };
+    let detail = json!({
+        "logon_script": effective.choice.to_json(),
+        "logon_script_source": effective.source,
+        "enable_account_id": if enable_secret.is_some() { settings.enable_account_id.clone() } else { None },
+    });
+    Ok((
+        TelnetTarget {
+            username: account.username.to_string(),
+            password,
+            enable_secret,
+            script,
+            label,
+        },
+        detail,
+    ))
 }

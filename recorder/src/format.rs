@@ -116,6 +116,21 @@ pub fn encode_header(h: &RecordingHeader) -> Vec<u8> {
     out
 }
 
+/// Reads only the header from the start of a recording (the rest is not read).
+pub fn read_header(r: &mut dyn std::io::Read) -> Result<RecordingHeader, FormatError> {
+    let mut head = vec![0u8; 12];
+    r.read_exact(&mut head)?;
+    let n = u32::from_be_bytes([head[8], head[9], head[10], head[11]]) as usize;
+    if n > 1024 * 1024 {
+        return Err(FormatError::Malformed(format!(
+            "the header claims {n} bytes"
+        )));
+    }
+    head.resize(12 + n, 0);
+    r.read_exact(&mut head[12..])?;
+    Ok(decode_header(&head)?.0)
+}
+
 /// Reads the header; returns it and its length in bytes.
 pub fn decode_header(b: &[u8]) -> Result<(RecordingHeader, usize), FormatError> {
     if b.len() < 12 || &b[..8] != FILE_MAGIC {

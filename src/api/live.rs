@@ -513,7 +513,7 @@ async fn serve_socket(app: App, a: AnyAuth, web: String, purpose: TicketFor, mut
                         "observer"
                     };
                     // Subscribed before joining, so a revocation from here on is heard.
-                    let mut revocations = app.desk.revocations.subscribe();
+                    let mut revocations = app.revocations.subscribe();
                     let presence = s.join(&a.principal.username, name, crate::db::now_ms());
                     let guest = Guest {
                         user_id: &a.principal.user_id,

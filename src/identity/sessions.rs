@@ -231,15 +231,21 @@ async fn append_login(
     outcome: Outcome,
     why: &str,
 ) -> ApiResult<()> {
-    crate::audited::audit_self(
-        core,
-        tx,
-        actor,
-        "auth.login",
-        outcome,
-        serde_json::json!({ "reason": why }),
-    )
-    .await
+    core.audit
+        .append_in(
+            tx,
+            crate::audit::Event {
+                actor,
+                action: "auth.login",
+                outcome,
+                object_kind: "user",
+                object_id: &actor.id,
+                object_name: &actor.name,
+                detail: serde_json::json!({ "reason": why }),
+            },
+        )
+        .await?;
+    Ok(())
 }
 
 /// A live web session, as found from its cookie.

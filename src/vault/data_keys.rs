@@ -431,11 +431,13 @@ async fn adopt_recording_keys(core: &Core, store: Store) -> Result<Adopted, sqlx
     for (rid,) in missing {
         let store = store.clone();
         let id = rid.clone();
-        let header =
-            tokio::task::spawn_blocking(move || crate::recordings::read_header(&*store, &id))
-                .await
-                .ok()
-                .and_then(Result::ok);
+        let header = tokio::task::spawn_blocking(move || {
+            let mut r = store.reader(&id)?;
+            recorder::format::read_header(&mut r).map_err(std::io::Error::other)
+        })
+        .await
+        .ok()
+        .and_then(Result::ok);
         let Some(header) = header else {
             unreadable += 1;
             continue;
