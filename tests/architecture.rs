@@ -187,7 +187,11 @@ fn root_crate_modules_only_use_their_layer_or_below() {
             }
         }
     }
-    assert!(broken.is_empty(), "layer rules broken:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "layer rules broken:\n{}",
+        broken.join("\n")
+    );
 }
 
 /// No two top-level modules use each other, directly or through others (a module and its
@@ -272,7 +276,13 @@ fn gateway_adapters_never_use_each_other() {
 /// Declared dependencies of each workspace crate, from `cargo metadata`.
 fn declared_dependencies() -> BTreeMap<String, BTreeSet<String>> {
     let out = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(root())
         .output()
         .expect("cargo metadata runs");
@@ -305,10 +315,20 @@ fn the_recorder_and_the_gateway_keep_to_their_concerns() {
         (
             "recorder",
             &[
-                "gateway", "russh", "tokio", "axum", "hyper", "sqlx", "reqwest", "portcullis",
+                "gateway",
+                "russh",
+                "tokio",
+                "axum",
+                "hyper",
+                "sqlx",
+                "reqwest",
+                "portcullis",
             ],
         ),
-        ("gateway", &["axum", "hyper", "sqlx", "recorder", "portcullis"]),
+        (
+            "gateway",
+            &["axum", "hyper", "sqlx", "recorder", "portcullis"],
+        ),
     ];
     let mut broken = Vec::new();
     for (krate, banned) in forbidden {

@@ -7,14 +7,18 @@
 pub mod admin;
 pub mod auth;
 pub mod data_keys;
+pub mod host_keys;
 pub mod landing;
-pub mod live;
 pub mod openapi;
 pub mod rdp;
 pub mod recordings;
 pub mod rotation;
+pub mod session_limits;
+pub mod session_socket;
+pub mod sessions;
 pub mod telnet;
 pub mod vault;
+pub mod wire;
 
 use std::net::SocketAddr;
 
@@ -27,7 +31,7 @@ use axum::Router;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
-use crate::identity::sessions::{self, COOKIE};
+use crate::identity::sessions::{self as web_logins, COOKIE};
 use crate::identity::Principal;
 
 /// One API route: method, path (axum syntax), summary, tag, who may call it, body fields.
@@ -265,17 +269,20 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/settings", get(admin::settings))
         .route(
             "/api/v1/sessions",
-            get(live::list).post(live::launch_ticket),
+            get(sessions::list).post(sessions::launch_ticket),
         )
-        .route("/api/v1/sessions/{id}/attach", post(live::attach_ticket))
-        .route("/api/v1/sessions/{id}/watch", post(live::watch_ticket))
-        .route("/api/v1/sessions/{id}/join", post(live::join_ticket))
-        .route("/api/v1/sessions/{id}/control", post(live::control))
+        .route(
+            "/api/v1/sessions/{id}/attach",
+            post(sessions::attach_ticket),
+        )
+        .route("/api/v1/sessions/{id}/watch", post(sessions::watch_ticket))
+        .route("/api/v1/sessions/{id}/join", post(sessions::join_ticket))
+        .route("/api/v1/sessions/{id}/control", post(sessions::control))
         .route(
             "/api/v1/resources/{id}/session-limits",
-            get(live::session_limits).put(live::set_session_limits),
+            get(session_limits::session_limits).put(session_limits::set_session_limits),
         )
-        .route("/api/v1/sessions/{id}/terminate", post(live::terminate))
+        .route("/api/v1/sessions/{id}/terminate", post(sessions::terminate))
         .route("/api/v1/logon-scripts", get(telnet::list))
         .route(
             "/api/v1/landing-servers",
@@ -341,13 +348,13 @@ pub fn router(app: App) -> Router {
             "/api/v1/rotation/schedules/{id}",
             axum::routing::delete(rotation::delete_schedule),
         )
-        .route("/api/v1/sessions/ws", get(live::socket))
-        .route("/api/v1/host-keys", get(live::host_keys))
+        .route("/api/v1/sessions/ws", get(session_socket::socket))
+        .route("/api/v1/host-keys", get(host_keys::host_keys))
         .route(
             "/api/v1/host-keys/{id}/approve",
-            post(live::approve_host_key),
+            post(host_keys::approve_host_key),
         )
-        .route("/api/v1/host-keys/{id}", delete(live::forget_host_key))
+        .route("/api/v1/host-keys/{id}", delete(host_keys::forget_host_key))
         .route(
             "/api/v1/resources/{id}/recording",
             get(recordings::resource_mode).put(recordings::set_resource_mode),
@@ -418,8 +425,8 @@ async fn audit_rejections(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let user = match (bearer, cookie_value(&headers, COOKIE)) {
-        (Some(t), _) => sessions::from_bearer(&app, t.trim()).await.ok(),
-        (None, Some(c)) => sessions::from_cookie(&app, &c).await.ok().map(|s| s.user),
+        (Some(t), _) => web_logins::from_bearer(&app, t.trim()).await.ok(),
+        (None, Some(c)) => web_logins::from_cookie(&app, &c).await.ok().map(|s| s.user),
         _ => None,
     };
     if let Some(u) = user {
@@ -535,16 +542,16 @@ impl FromRequestParts<App> for AnyAuth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
         {
-            let user = sessions::from_bearer(app, token.trim()).await?;
+            let user = web_logins::from_bearer(app, token.trim()).await?;
             return Ok(AnyAuth {
-                principal: sessions::principal(&user, &addr),
+                principal: web_logins::principal(&user, &addr),
                 session: None,
                 user,
             });
         }
         let cookie = cookie_value(&parts.headers, COOKIE)
             .ok_or_else(|| ApiError::Unauthenticated("You are not logged in.".into()))?;
-        let s = sessions::from_cookie(app, &cookie).await?;
+        let s = web_logins::from_cookie(app, &cookie).await?;
         if parts.method != Method::GET && parts.method != Method::HEAD {
             let sent = parts
                 .headers
@@ -559,7 +566,7 @@ impl FromRequestParts<App> for AnyAuth {
             }
         }
         Ok(AnyAuth {
-            principal: sessions::principal(&s.user, &addr),
+            principal: web_logins::principal(&s.user, &addr),
             session: Some(SessionMeta {
                 id: s.id,
                 csrf: s.csrf,
