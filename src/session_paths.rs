@@ -95,8 +95,8 @@ pub(crate) async fn chain_hops(
 /// What a terminal login takes from the vault.
 pub(crate) struct TerminalLogin<'a> {
     pub(crate) account: &'a accounts::AccountRow,
-    pub(crate) secret: gateway::Secret,
-    pub(crate) passphrase: Option<gateway::Secret>,
+    pub(crate) secret: secret::Secret,
+    pub(crate) passphrase: Option<secret::Secret>,
 }
 
 /// The adapter, the host-key report, what the audit should add, and the stream.
@@ -236,7 +236,7 @@ pub(crate) async fn interactive_session(
     port: u16,
     protocol: Protocol,
     account: &accounts::AccountRow,
-    secret: gateway::Secret,
+    secret: secret::Secret,
 ) -> Result<
     (
         Box<dyn ProtocolAdapter>,
@@ -544,7 +544,7 @@ async fn reach_first(
 fn typed_password(
     credential: SshCredential,
     who: &str,
-) -> Result<gateway::Secret, (FailureKind, String)> {
+) -> Result<secret::Secret, (FailureKind, String)> {
     match credential {
         SshCredential::Password(p) => Ok(p),
         SshCredential::PrivateKey { .. } => Err((

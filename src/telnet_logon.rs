@@ -239,7 +239,7 @@ pub async fn telnet_target(
     core: &Core,
     account: &TelnetLogin<'_>,
     r: &crate::vault::resources::ResourceRow,
-    password: gateway::Secret,
+    password: secret::Secret,
     label: String,
     info: &SessionInfo,
 ) -> Result<(TelnetTarget, serde_json::Value), (FailureKind, String)> {

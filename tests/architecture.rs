@@ -345,6 +345,39 @@ fn the_recorder_and_the_gateway_keep_to_their_concerns() {
     assert!(broken.is_empty(), "{}", broken.join("\n"));
 }
 
+/// `Secret` lives in a leaf crate, so what holds a password needs no protocol library: the
+/// secret crate depends on zeroize alone, and the root crate's foundation (keys, core, db,
+/// audit, ...) uses nothing of the gateway.
+#[test]
+fn secrets_need_no_protocol_library() {
+    let deps = declared_dependencies();
+    let secret: Vec<&String> = deps
+        .get("portcullis-secret")
+        .map(|d| d.iter().collect())
+        .unwrap_or_default();
+    assert_eq!(secret, vec!["zeroize"], "portcullis-secret depends on {secret:?}");
+    let src = root().join("src");
+    let (_, foundation) = LAYERS[0];
+    let mut broken = Vec::new();
+    for module in foundation {
+        let mut files = Vec::new();
+        let single = src.join(format!("{module}.rs"));
+        if single.exists() {
+            files.push(single);
+        }
+        if src.join(module).is_dir() {
+            rust_files(&src.join(module), &mut files);
+        }
+        for f in files {
+            let code = code_of(&std::fs::read_to_string(&f).expect("readable source"));
+            if !crate_refs(&code, "gateway::").is_empty() {
+                broken.push(format!("{} uses the gateway crate", f.display()));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
 #[test]
 fn the_checks_see_a_forbidden_import() {
     // The scanner itself: a path in code counts, one in a comment or another crate does not.

@@ -1,11 +1,9 @@
 //! Live sessions: session broker, protocol adapters (SSH, Telnet, RDP), hop chains and
-//! viewers. This crate knows nothing about HTTP routing beyond what a session needs.
-//!
-//! Built so far: the typed session event stream (`event`), the protocol adapter trait over a
-//! byte stream (`adapter`), the server-side terminal screen (`screen`) and the broker that
-//! owns live sessions and fans their events out (`broker`), plus `Secret`, the only way a
-//! credential travels from the vault to an adapter. The SSH adapter, the WebSocket endpoint
-//! and the browser terminal are the rest of issue 3; see ARCHITECTURE.md.
+//! viewers. This crate knows nothing about HTTP routing or the database; it gets credentials
+//! as `Secret`s and reports what happened as one typed event stream (`event`) that the broker
+//! (`broker`) fans out to browsers and the recorder. The adapters (`ssh`, `telnet`, `rdp`)
+//! implement one trait over any byte stream (`adapter`) and never use one another: what they
+//! share is `host_key`, `tcp`, `screen` and `desktop`. See ARCHITECTURE.md.
 
 pub mod adapter;
 pub mod broker;
@@ -18,7 +16,6 @@ pub mod interactive_hop;
 pub mod lossy;
 pub mod rdp;
 pub mod screen;
-pub mod secret;
 pub mod shell;
 pub mod ssh;
 pub mod tcp;

@@ -133,7 +133,7 @@ pub async fn reveal(
     Body(i): Body<RevealInput>,
 ) -> J {
     let r = accounts::reveal(&app, &p, &id, &i.reason).await?;
-    let text = |s: &gateway::Secret| -> ApiResult<String> {
+    let text = |s: &secret::Secret| -> ApiResult<String> {
         s.expose_str()
             .map(str::to_owned)
             .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("stored secret is not UTF-8")))

@@ -2,9 +2,9 @@
 //! authenticator app speaks). Written here rather than taken from a crate because the seed must
 //! live in our `Secret` type (no Debug, zeroized), and the algorithm is a dozen lines.
 
-use gateway::Secret;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
+use secret::Secret;
 
 pub const STEP: u64 = 30;
 pub const DIGITS: u32 = 6;

@@ -3,11 +3,11 @@
 //! target, and removing the old public half once the new one logs in. These helpers turn
 //! vault secrets into the public lines that go into `authorized_keys`.
 
-use gateway::Secret;
 use rand::RngCore;
 use russh::keys::ssh_key::private::{Ed25519Keypair, KeypairData};
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::PrivateKey;
+use secret::Secret;
 
 /// A new ed25519 private key in OpenSSH format, without a passphrase.
 pub fn generate(comment: &str) -> Result<Secret, String> {

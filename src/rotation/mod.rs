@@ -36,7 +36,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::vault::accounts::{self, secret_context, AccountRow};
 use crate::vault::resources::{self, ResourceRow};
 use gateway::telnet::logon::{Credentials, LogonScript, RotationCredentials};
-use gateway::Secret;
+use secret::Secret;
 
 /// Why a login did not work.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use sha1::{Digest, Sha1};
 use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
 use sqlx::{ConnectOptions, Connection};
 
-use gateway::Secret;
+use secret::Secret;
 
 use super::LoginError;
 

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection};
 
-use gateway::Secret;
+use secret::Secret;
 
 /// How long a connection to the database may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -14,7 +14,7 @@ use gateway::event::{ClientInput, FailureKind, Lifecycle, Protocol, SecretKeys, 
 use gateway::telnet::logon::{
     fill_value, mask_secret, CompiledScript, Credentials, LogonAction, LogonRun, SETTLE,
 };
-use gateway::Secret;
+use secret::Secret;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 

@@ -14,7 +14,7 @@ use crate::core::Core;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{Level, Principal};
-use gateway::Secret;
+use secret::Secret;
 
 #[derive(Clone, sqlx::FromRow)]
 pub struct AccountRow {

@@ -18,7 +18,7 @@
 //!   late: under a flood xrdp's socket held 1.2 MB, 1.2 s of pictures (bench/README.md).
 //!
 //! A keystroke echoed on a quiet desktop is no flood and is never held up, and input ends a
-//! pause. Measured on a scrolling xterm (bench/README.md, issue 8): with Suppress Output a
+//! pause. Measured on a scrolling xterm (bench/README.md): with Suppress Output a
 //! change on the desktop reaches the browser in about 0.2 s at the median under a flood
 //! (0.4-0.6 s at p95), against 0.4 s (1.1 s at p95) when the gateway only stopped reading.
 //! The pause is the price of the CPU target: with one flood alone on a machine, the native
