@@ -355,7 +355,11 @@ fn secrets_need_no_protocol_library() {
         .get("portcullis-secret")
         .map(|d| d.iter().collect())
         .unwrap_or_default();
-    assert_eq!(secret, vec!["zeroize"], "portcullis-secret depends on {secret:?}");
+    assert_eq!(
+        secret,
+        vec!["zeroize"],
+        "portcullis-secret depends on {secret:?}"
+    );
     let src = root().join("src");
     let (_, foundation) = LAYERS[0];
     let mut broken = Vec::new();
