@@ -89,6 +89,19 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The files of module `name` under `src`: `name.rs` and everything in `name/`.
+fn module_files(src: &Path, name: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let single = src.join(format!("{name}.rs"));
+    if single.exists() {
+        files.push(single);
+    }
+    if src.join(name).is_dir() {
+        rust_files(&src.join(name), &mut files);
+    }
+    files
+}
+
 /// The source without `//` comments (doc comments name modules in prose).
 fn code_of(text: &str) -> String {
     text.lines()
@@ -252,14 +265,7 @@ fn gateway_adapters_never_use_each_other() {
     let adapters = ["ssh", "telnet", "rdp"];
     let mut broken = Vec::new();
     for adapter in adapters {
-        let mut files = Vec::new();
-        let single = src.join(format!("{adapter}.rs"));
-        if single.exists() {
-            files.push(single);
-        }
-        if src.join(adapter).is_dir() {
-            rust_files(&src.join(adapter), &mut files);
-        }
+        let files = module_files(&src, adapter);
         assert!(!files.is_empty(), "no source for the {adapter} adapter");
         for f in files {
             let code = code_of(&std::fs::read_to_string(&f).expect("readable source"));
@@ -364,15 +370,7 @@ fn secrets_need_no_protocol_library() {
     let (_, foundation) = LAYERS[0];
     let mut broken = Vec::new();
     for module in foundation {
-        let mut files = Vec::new();
-        let single = src.join(format!("{module}.rs"));
-        if single.exists() {
-            files.push(single);
-        }
-        if src.join(module).is_dir() {
-            rust_files(&src.join(module), &mut files);
-        }
-        for f in files {
+        for f in module_files(&src, module) {
             let code = code_of(&std::fs::read_to_string(&f).expect("readable source"));
             if !crate_refs(&code, "gateway::").is_empty() {
                 broken.push(format!("{} uses the gateway crate", f.display()));
