@@ -259,6 +259,20 @@ pub async fn detail(
 /// Recordings larger than this (stored bytes, compressed) are not decrypted for the browser.
 const MAX_PLAYABLE_BYTES: i64 = 64 * 1024 * 1024;
 
+/// Everything is decrypted into memory for one response (player, export, hidden input):
+/// keep that bounded. (Typical interactive hours are ~100 KiB; a multi-hundred-megabyte
+/// `cat` is not for the browser.)
+fn readable_at_once(row: &RecordingRow) -> ApiResult<()> {
+    if row.size_bytes > MAX_PLAYABLE_BYTES {
+        return Err(unusable(format!(
+            "This recording is {} MiB, more than the {} MiB read at once. Use the signed bundle.",
+            row.size_bytes / (1024 * 1024),
+            MAX_PLAYABLE_BYTES / (1024 * 1024)
+        )));
+    }
+    Ok(())
+}
+
 /// Decrypts every event of a visible recording, auditing the access.
 async fn events_for(
     app: &App,
@@ -268,15 +282,7 @@ async fn events_for(
     format: &str,
 ) -> ApiResult<(Recording, Vec<recorder::Timed>)> {
     let row = visible(app, p, id).await?;
-    // Everything is decrypted into memory for one response: keep that bounded. (Typical
-    // interactive hours are ~100 KiB; a multi-hundred-megabyte `cat` is not for the browser.)
-    if row.size_bytes > MAX_PLAYABLE_BYTES {
-        return Err(unusable(format!(
-            "This recording is {} MiB, more than the {} MiB the player and export read at once. Use the signed bundle.",
-            row.size_bytes / (1024 * 1024),
-            MAX_PLAYABLE_BYTES / (1024 * 1024)
-        )));
-    }
+    readable_at_once(&row)?;
     let (rec, key) = open(app, id).await?;
     let events = rec
         .events(&key)
@@ -322,6 +328,7 @@ pub async fn hidden_input(
         ));
     }
     let row = visible(&app, &p, &id).await?;
+    readable_at_once(&row)?;
     let stored: Option<(Option<String>,)> =
         sqlx::query_as("SELECT hidden_key FROM recording_keys WHERE recording_id = $1")
             .bind(&id)
