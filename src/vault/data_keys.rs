@@ -201,16 +201,6 @@ async fn rotation(core: &Core, id: &str) -> ApiResult<RotationRow> {
 /// background re-encryption of everything under the older, not yet retired keys. The caller
 /// checked the right to ask (a super administrator) and audits the request.
 pub async fn start(core: &Core, store: Store, started_by: &str) -> ApiResult<RotationRow> {
-    let running: Option<(String,)> =
-        sqlx::query_as("SELECT id FROM data_key_rotations WHERE state = 'running'")
-            .fetch_optional(&core.db.pool)
-            .await?;
-    if let Some((id,)) = running {
-        return Err(ApiError::Conflict {
-            field: None,
-            message: format!("Data-key rotation {id} is still running; wait for it to finish."),
-        });
-    }
     let master = crate::keys::current_master(&core.db.pool, &core.config.master_key_file)
         .await
         .map_err(|e| ApiError::Conflict {
@@ -218,6 +208,22 @@ pub async fn start(core: &Core, store: Store, started_by: &str) -> ApiResult<Rot
             message: format!("A data-key rotation wraps the new key under the master key, read again from its file: {e}"),
         })?;
     let mut tx = core.db.begin_write().await?;
+    // One rotation at a time: the secrets keys' rows are locked first (SQLite's write
+    // transaction is exclusive anyway), so a second request waits here and then sees the
+    // first one's rotation as running.
+    sqlx::query("UPDATE data_keys SET active = active WHERE purpose = 'secrets'")
+        .execute(tx.conn())
+        .await?;
+    let running: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM data_key_rotations WHERE state = 'running'")
+            .fetch_optional(tx.conn())
+            .await?;
+    if let Some((id,)) = running {
+        return Err(ApiError::Conflict {
+            field: None,
+            message: format!("Data-key rotation {id} is still running; wait for it to finish."),
+        });
+    }
     let old: Vec<(String,)> = sqlx::query_as(
         "SELECT id FROM data_keys WHERE purpose = 'secrets' AND retired_at = 0 ORDER BY created_at",
     )

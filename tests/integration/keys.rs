@@ -248,10 +248,21 @@ async fn data_key_rotation_reencrypts_every_sealed_value_and_purge_is_explicit()
         let denied = admin.get("/audit?action=key.data.rotate").await.ok();
         assert_eq!(denied[0]["outcome"], "denied", "{denied}");
 
-        let started = admin
-            .call("POST", "/vault/data-keys/rotate", json!({}))
-            .await
-            .ok();
+        // Two at once: one starts, the other is told one is running.
+        let (a, b) = tokio::join!(
+            admin.call("POST", "/vault/data-keys/rotate", json!({})),
+            admin.call("POST", "/vault/data-keys/rotate", json!({}))
+        );
+        let mut statuses = [a.status, b.status];
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            [202, 409],
+            "{backend:?}: {:?} {:?}",
+            a.body,
+            b.body
+        );
+        let started = if a.status == 202 { a.body } else { b.body };
         let new = started["rotation"]["new_key_id"]
             .as_str()
             .unwrap_or_default()
