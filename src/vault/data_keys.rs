@@ -332,20 +332,14 @@ async fn reencrypt(core: &Core, store: Store, id: &str) -> Result<String, String
                 let (n, w) = reencrypt_column(core, col, &pattern).await?;
                 done += n;
                 waiting += w;
-                progress(core, id, done.min(total), total.max(done), col.name).await;
+                progress(core, id, done, total, col.name).await;
             }
         }
         if references(&core.db.pool, &old).await.map_err(db_err)? == 0 {
             break;
         }
-        progress(
-            core,
-            id,
-            done.min(total),
-            total.max(done),
-            &format!("waiting for {waiting} values held by a rotation in flight"),
-        )
-        .await;
+        let waiting = format!("waiting for {waiting} values held by a rotation in flight");
+        progress(core, id, done, total, &waiting).await;
         tokio::time::sleep(retry).await;
     }
     let now = db::now_ms();
@@ -357,6 +351,7 @@ async fn reencrypt(core: &Core, store: Store, id: &str) -> Result<String, String
             .await
             .map_err(db_err)?;
     }
+    // Values changed meanwhile left the old key by themselves: the count ends where it got.
     progress(core, id, done, done, "finished").await;
     Ok(format!(
         "{done} sealed values re-encrypted under {}; retired: {}{}",

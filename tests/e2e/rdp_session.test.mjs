@@ -232,9 +232,9 @@ test('an RDP desktop in the browser: the canvas shows it, typing reaches the tar
     const meanError = (t, canvas, stride = 1) => t.evaluate(([canvas, px, py, pw, ph, want, stride]) => {
       const d = document.querySelector(`canvas[data-testid=${canvas}]`).getContext('2d').getImageData(px, py, pw, ph).data;
       // Decoded once per page (the same photograph every call).
-      if (window.__pcWantKey !== want.length) {
+      if (window.__pcWantB64 !== want) {
         window.__pcWant = Uint8Array.from(atob(want), (c) => c.charCodeAt(0));
-        window.__pcWantKey = want.length;
+        window.__pcWantB64 = want;
       }
       const rgb = window.__pcWant;
       let sum = 0;

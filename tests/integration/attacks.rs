@@ -563,13 +563,7 @@ async fn taking_a_users_access_away_ends_sessions_sockets_logins_and_tokens() {
     );
 
     // The engineer's password is reset: session, web login and token end together.
-    let users = w.admin.get("/users").await.ok();
-    let eng_id = users
-        .as_array()
-        .and_then(|u| u.iter().find(|u| u["username"] == "engineer"))
-        .and_then(|u| u["id"].as_str())
-        .unwrap_or_default()
-        .to_string();
+    let eng_id = &w.eng_id;
     w.admin
         .call(
             "POST",

@@ -25,6 +25,8 @@ pub(crate) struct HopWorld {
     tls: Tls,
     pub(crate) admin: Client,
     eng: Client,
+    /// The engineer's user id.
+    eng_id: String,
     cookie: String,
     /// Resource ids of the landing servers' machines, first hop first.
     jumps: Vec<String>,
@@ -92,6 +94,7 @@ pub(crate) async fn hop_world(hops: usize) -> HopWorld {
         tls,
         admin,
         eng,
+        eng_id,
         cookie,
         jumps,
         landings,
@@ -962,13 +965,7 @@ async fn a_password_user_sees_only_the_landing_servers_and_groups_that_concern_t
         .await
         .ok();
     assert_eq!(w.eng.get("/user-groups").await.ok(), json!([]));
-    let users = w.admin.get("/users").await.ok();
-    let eng_id = users
-        .as_array()
-        .and_then(|u| u.iter().find(|u| u["username"] == "engineer"))
-        .and_then(|u| u["id"].as_str())
-        .unwrap_or_default()
-        .to_string();
+    let eng_id = &w.eng_id;
     w.admin
         .call(
             "PATCH",

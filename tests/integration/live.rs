@@ -129,6 +129,8 @@ pub(crate) struct EngineerWorld {
     pub(crate) account: String,
     pub(crate) share: Value,
     pub(crate) eng: Client,
+    /// The engineer's user id.
+    pub(crate) eng_id: String,
     pub(crate) cookie: String,
     /// The target account's user on the test sshd.
     pub(crate) ssh_user: String,
@@ -162,6 +164,7 @@ pub(crate) async fn engineer_with_connect_env(env: &[(&str, &str)]) -> EngineerW
         account,
         share,
         eng,
+        eng_id,
         cookie,
         ssh_user: user,
     }
@@ -1062,16 +1065,7 @@ async fn locking_a_user_ends_their_live_sessions_and_refuses_new_ones() {
     let (server, tls) = (&w.server, &w.tls);
     let (mut ws, mut got) = open_session(server, tls, &w.eng, &w.cookie, &w.account).await;
     read_until(&mut ws, &mut got, "the prompt", |g| terminal_has(g, "$ ")).await;
-    let users = w.admin.get("/users").await.ok();
-    let eng_id = users
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["username"] == "engineer")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let eng_id = &w.eng_id;
     w.admin
         .call(
             "PATCH",
